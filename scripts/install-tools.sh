@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Installs every tool and real peer the build and the test suites use, cached under .cache/
+# (git-ignored) so a second run is quick. Usage: scripts/install-tools.sh [go|debian|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BIN="$ROOT/.cache/bin"
+mkdir -p "$BIN"
+export GOBIN="$BIN"
+export PATH="$BIN:$PATH"
+
+# Pinned versions: bump deliberately.
+REGISTRY_VERSION=v3.1.2
+CRANE_VERSION=v0.22.1
+ORAS_VERSION=v1.3.6
+BUF_VERSION=v1.75.0
+PROTOC_GEN_GO_VERSION=v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION=v1.6.0
+GRPC_GATEWAY_VERSION=v2.33.0
+
+what=${1:-all}
+
+gotool() { # name module@version
+  local name=$1 mod=$2
+  local stamp="$BIN/.$name.version"
+  if [ -x "$BIN/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$mod" ]; then return 0; fi
+  echo "install-tools: building $mod" >&2
+  CGO_ENABLED=0 go install -trimpath "$mod"
+  echo "$mod" >"$stamp"
+}
+
+install_go() {
+  gotool buf "github.com/bufbuild/buf/cmd/buf@$BUF_VERSION"
+  gotool protoc-gen-go "google.golang.org/protobuf/cmd/protoc-gen-go@$PROTOC_GEN_GO_VERSION"
+  gotool protoc-gen-go-grpc "google.golang.org/grpc/cmd/protoc-gen-go-grpc@$PROTOC_GEN_GO_GRPC_VERSION"
+  gotool protoc-gen-grpc-gateway "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$GRPC_GATEWAY_VERSION"
+  gotool protoc-gen-openapiv2 "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$GRPC_GATEWAY_VERSION"
+  gotool crane "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
+  gotool oras "oras.land/oras/cmd/oras@$ORAS_VERSION"
+  # distribution 3.x is the registry the e2e suite runs as "registry3" (Debian's 2.8 is "docker-registry").
+  if [ ! -x "$BIN/registry3" ] || [ "$(cat "$BIN/.registry3.version" 2>/dev/null)" != "$REGISTRY_VERSION" ]; then
+    echo "install-tools: building distribution $REGISTRY_VERSION" >&2
+    tmp=$(mktemp -d)
+    GOBIN="$tmp" CGO_ENABLED=0 go install -trimpath "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION"
+    mv "$tmp/registry" "$BIN/registry3"
+    rmdir "$tmp"
+    echo "$REGISTRY_VERSION" >"$BIN/.registry3.version"
+  fi
+}
+
+install_debian() {
+  local need=()
+  command -v skopeo >/dev/null || need+=(skopeo)
+  [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+  command -v htpasswd >/dev/null || need+=(apache2-utils)
+  command -v jq >/dev/null || need+=(jq)
+  command -v curl >/dev/null || need+=(curl)
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "install-tools: apt-get install ${need[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+  # Debian's package starts a registry on :5000 as a service; the tests start their own.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
+    systemctl stop docker-registry || true
+  fi
+  pkill -f '^/usr/bin/docker-registry serve /etc/docker/registry/config.yml' 2>/dev/null || true
+}
+
+case "$what" in
+  go) install_go ;;
+  debian) install_debian ;;
+  all) install_debian; install_go ;;
+  *) echo "usage: $0 [go|debian|all]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,72 @@
+// Package authn checks credentials against a chain of pluggable backends
+// (htpasswd, static users, later LDAP, OIDC, robots) and caches verified ones.
+package authn
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/portcullis-dev/portcullis/pkg/identity"
+)
+
+// Sentinel errors. The gRPC boundary maps them to codes in toStatus.
+var (
+	// ErrInvalidCredentials ends the chain: the backend knows the user and the password is wrong.
+	ErrInvalidCredentials = errors.New("authn: invalid credentials")
+	// ErrNoMatch means a backend does not know the user; the next backend is tried.
+	ErrNoMatch = errors.New("authn: no backend knows this user")
+	// ErrUnavailable means a backend could not be asked (LDAP down, file unreadable).
+	ErrUnavailable = errors.New("authn: backend unavailable")
+)
+
+// Password is a secret that never prints.
+type Password string
+
+func (Password) String() string                 { return "***" }
+func (Password) GoString() string               { return "***" }
+func (Password) LogValue() slog.Value           { return slog.StringValue("***") }
+func (p Password) MarshalText() ([]byte, error) { return []byte("***"), nil }
+
+// Credentials is what a caller presented.
+type Credentials struct {
+	Username   string
+	Password   Password
+	Service    string
+	ClientID   string
+	RemoteAddr string
+}
+
+// Authenticator is one backend, or a chain of them.
+type Authenticator interface {
+	// Authenticate returns ErrNoMatch when the user is unknown to this backend,
+	// ErrInvalidCredentials when the password is wrong, ErrUnavailable when it cannot tell.
+	Authenticate(ctx context.Context, c Credentials) (identity.Identity, error)
+}
+
+// BcryptCoster is an optional ability: a backend that verifies bcrypt hashes reports the
+// highest cost it holds, so the chain can spend the same time on unknown users.
+type BcryptCoster interface {
+	BcryptCost(ctx context.Context) int
+}
+
+// Closer is an optional ability for backends holding goroutines or connections.
+type Closer interface {
+	Close(ctx context.Context) error
+}
+
+// Deps are what a backend may use; backends get nothing from package state.
+type Deps struct {
+	Logger *slog.Logger
+	Now    func() time.Time
+	// Changed must be called when the backend's user data changes (file reload), so
+	// cached verifications made against the old data are dropped.
+	Changed func()
+}
+
+// BackendConfig is one backend type's configuration; see package backends for the list.
+type BackendConfig interface {
+	Validate() []error
+	Open(ctx context.Context, deps Deps) (Authenticator, error)
+}

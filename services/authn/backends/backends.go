@@ -1,0 +1,33 @@
+// Package backends is the one list of authn backend types. Adding a backend means adding a
+// line here; nothing registers itself.
+package backends
+
+import (
+	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/portcullis-dev/portcullis/pkg/config"
+	"github.com/portcullis-dev/portcullis/services/authn"
+	"github.com/portcullis-dev/portcullis/services/authn/htpasswd"
+	"github.com/portcullis-dev/portcullis/services/authn/static"
+)
+
+// Types maps a config `type:` to a constructor of its empty Config.
+func Types() map[string]func() authn.BackendConfig {
+	return map[string]func() authn.BackendConfig{
+		"htpasswd": func() authn.BackendConfig { return &htpasswd.Config{} },
+		"static":   func() authn.BackendConfig { return &static.Config{} },
+	}
+}
+
+// Spec is one backend as written in the config file; Config is decoded in a second step
+// once Type is known.
+type Spec struct {
+	Name   string    `yaml:"name"`
+	Type   string    `yaml:"type"`
+	Config yaml.Node `yaml:"config"`
+}
+
+// Decode turns a Spec into its typed config.
+func Decode(s Spec) (authn.BackendConfig, error) {
+	return config.DecodeTyped("authn backend", Types(), s.Type, &s.Config)
+}

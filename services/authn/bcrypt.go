@@ -1,0 +1,63 @@
+package authn
+
+import (
+	"fmt"
+	"strings"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portcullis-dev/portcullis/pkg/identity"
+)
+
+// CheckHash accepts bcrypt hashes only: htpasswd's MD5, SHA1 and crypt forms are too weak
+// to accept for a registry's credentials.
+func CheckHash(hash string) error {
+	switch {
+	case strings.HasPrefix(hash, "$2a$"), strings.HasPrefix(hash, "$2b$"), strings.HasPrefix(hash, "$2y$"):
+		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+			return fmt.Errorf("malformed bcrypt hash")
+		}
+		return nil
+	case strings.HasPrefix(hash, "$apr1$"):
+		return fmt.Errorf("MD5 (apr1) hashes are not accepted; use bcrypt (htpasswd -B)")
+	case strings.HasPrefix(hash, "{SHA}"):
+		return fmt.Errorf("SHA1 hashes are not accepted; use bcrypt (htpasswd -B)")
+	case strings.HasPrefix(hash, "$"):
+		return fmt.Errorf("unsupported hash type; use bcrypt (htpasswd -B)")
+	default:
+		return fmt.Errorf("crypt or plaintext passwords are not accepted; use bcrypt (htpasswd -B)")
+	}
+}
+
+// HashCost returns a bcrypt hash's cost, or 0 when it is not a valid bcrypt hash.
+func HashCost(hash string) int {
+	c, err := bcrypt.Cost([]byte(hash))
+	if err != nil {
+		return 0
+	}
+	return c
+}
+
+// ComparePassword reports whether password matches the bcrypt hash.
+func ComparePassword(hash string, password Password) bool {
+	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil
+}
+
+// User is a password-file user: a bcrypt hash and the groups the config gives it.
+type User struct {
+	Name   string
+	Hash   string
+	Groups []string
+}
+
+// Verify checks cr against u, where found says whether the backend knows the user.
+// Password backends share it so they agree on chain semantics.
+func Verify(u User, found bool, cr Credentials) (identity.Identity, error) {
+	if !found {
+		return identity.Identity{}, ErrNoMatch
+	}
+	if !ComparePassword(u.Hash, cr.Password) {
+		return identity.Identity{}, ErrInvalidCredentials
+	}
+	return identity.Identity{Subject: u.Name, Groups: append([]string(nil), u.Groups...)}, nil
+}

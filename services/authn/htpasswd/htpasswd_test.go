@@ -1,0 +1,140 @@
+package htpasswd_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portcullis-dev/portcullis/pkg/config"
+	"github.com/portcullis-dev/portcullis/services/authn"
+	"github.com/portcullis-dev/portcullis/services/authn/authntest"
+	"github.com/portcullis-dev/portcullis/services/authn/htpasswd"
+)
+
+func write(t *testing.T, path string, lines ...string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func hash(t *testing.T, pw string) string {
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+func open(t *testing.T, cfg *htpasswd.Config, deps authn.Deps) authn.Authenticator {
+	t.Helper()
+	a, err := cfg.Open(context.Background(), deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.(authn.Closer).Close(context.Background()) })
+	return a
+}
+
+func TestConformance(t *testing.T) {
+	authntest.Run(t, func(t *testing.T, users []authntest.User) authn.Authenticator {
+		path := filepath.Join(t.TempDir(), "htpasswd")
+		var lines []string
+		groups := map[string][]string{}
+		for _, u := range users {
+			lines = append(lines, u.Name+":"+u.Hash)
+			for _, g := range u.Groups {
+				groups[g] = append(groups[g], u.Name)
+			}
+		}
+		write(t, path, lines...)
+		return open(t, &htpasswd.Config{Path: path, Groups: groups}, authn.Deps{})
+	})
+}
+
+func TestRejectsWeakHashesWithClearErrors(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ line, want string }{
+		{"bob:$apr1$abc$def", "MD5 (apr1)"},
+		{"bob:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=", "SHA1"},
+		{"bob:plaintext", "plaintext"},
+		{"bob:$5$rounds$x", "unsupported hash"},
+		{"no-colon-here", "expected user:hash"},
+		{"bob:$2y$05$tooshort", "malformed bcrypt"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.want, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "htpasswd")
+			write(t, path, tc.line)
+			_, err := (&htpasswd.Config{Path: path}).Open(context.Background(), authn.Deps{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want mention of %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "W6ph5Mm5") {
+				t.Fatalf("error echoes the hash: %v", err)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	errs := (&htpasswd.Config{ReloadInterval: config.Duration(-1), Groups: map[string][]string{"": {""}}}).Validate()
+	if len(errs) < 3 {
+		t.Fatalf("got %d problems, want ≥3: %v", len(errs), errs)
+	}
+}
+
+func TestReloadsOnChangeAndKeepsLastGoodFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "htpasswd")
+	write(t, path, "alice:"+hash(t, "one"))
+	var changed atomic.Int32
+	a := open(t, &htpasswd.Config{Path: path, ReloadInterval: config.Duration(10 * time.Millisecond)},
+		authn.Deps{Changed: func() { changed.Add(1) }})
+	ctx := context.Background()
+	try := func(pw string) error {
+		_, err := a.Authenticate(ctx, authn.Credentials{Username: "alice", Password: authn.Password(pw)})
+		return err
+	}
+	if err := try("one"); err != nil {
+		t.Fatal(err)
+	}
+	write(t, path, "alice:"+hash(t, "two"))
+	waitFor(t, func() bool { return try("two") == nil })
+	if changed.Load() == 0 {
+		t.Fatal("Changed was not called after reload")
+	}
+	if err := try("one"); !errors.Is(err, authn.ErrInvalidCredentials) {
+		t.Fatalf("old password still works: %v", err)
+	}
+	// A broken edit is ignored; the previous users keep working.
+	write(t, path, "alice:$apr1$x$y")
+	time.Sleep(50 * time.Millisecond)
+	if err := try("two"); err != nil {
+		t.Fatalf("broken file replaced the good one: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,73 @@
+// Package static authenticates users listed in the config file itself, with bcrypt hashes.
+package static
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/portcullis-dev/portcullis/pkg/config"
+	"github.com/portcullis-dev/portcullis/pkg/identity"
+	"github.com/portcullis-dev/portcullis/services/authn"
+)
+
+// User is one configured user.
+type User struct {
+	Name         string   `yaml:"name"`
+	PasswordHash string   `yaml:"password_hash"`
+	Groups       []string `yaml:"groups"`
+}
+
+// Config lists the users.
+type Config struct {
+	Users []User `yaml:"users"`
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() []error {
+	var p config.Problems
+	seen := map[string]bool{}
+	for i, u := range c.Users {
+		path := fmt.Sprintf("users[%d]", i)
+		if u.Name == "" {
+			p.Addf(path+".name", "is required")
+		}
+		if seen[u.Name] {
+			p.Addf(path+".name", "user %q is listed twice", u.Name)
+		}
+		seen[u.Name] = true
+		if err := authn.CheckHash(u.PasswordHash); err != nil {
+			p.Addf(path+".password_hash", "%v", err)
+		}
+	}
+	return p.Errs()
+}
+
+type backend struct {
+	users   map[string]authn.User
+	maxCost int
+}
+
+var (
+	_ authn.Authenticator = (*backend)(nil)
+	_ authn.BcryptCoster  = (*backend)(nil)
+)
+
+// Open builds the backend.
+func (c *Config) Open(_ context.Context, _ authn.Deps) (authn.Authenticator, error) {
+	if errs := c.Validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("static: %w", errs[0])
+	}
+	b := &backend{users: map[string]authn.User{}}
+	for _, u := range c.Users {
+		b.users[u.Name] = authn.User{Name: u.Name, Hash: u.PasswordHash, Groups: u.Groups}
+		b.maxCost = max(b.maxCost, authn.HashCost(u.PasswordHash))
+	}
+	return b, nil
+}
+
+func (b *backend) Authenticate(_ context.Context, cr authn.Credentials) (identity.Identity, error) {
+	u, ok := b.users[cr.Username]
+	return authn.Verify(u, ok, cr)
+}
+
+func (b *backend) BcryptCost(context.Context) int { return b.maxCost }

@@ -1,0 +1,77 @@
+// Package signer builds and signs registry tokens (JWS, go-jose) with a key from a pluggable
+// key manager, and publishes the public keys as a JWKS.
+package signer
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// Sentinel errors; toStatus maps them to gRPC codes.
+var (
+	ErrInvalidRequest = errors.New("signer: invalid request")
+	ErrUnavailable    = errors.New("signer: key manager unavailable")
+)
+
+// Key is a signing key. The rest of the signer never knows where it lives.
+type Key interface {
+	crypto.Signer
+	ID() string
+	Algorithm() jose.SignatureAlgorithm
+}
+
+// PublicKey is a verification key as published in the JWKS.
+type PublicKey struct {
+	ID        string
+	Algorithm jose.SignatureAlgorithm
+	Key       crypto.PublicKey
+}
+
+// KeyManager hands out the current signing key and every key verifiers should trust.
+type KeyManager interface {
+	SigningKey(ctx context.Context) (Key, error)
+	PublicKeys(ctx context.Context) ([]PublicKey, error)
+}
+
+// Deps are what a key manager may use.
+type Deps struct {
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// KeyManagerConfig is one key manager type's configuration; see package keys for the list.
+type KeyManagerConfig interface {
+	Validate() []error
+	Open(ctx context.Context, deps Deps) (KeyManager, error)
+}
+
+// AlgorithmFor picks the JWS algorithm a public key signs with.
+func AlgorithmFor(pub crypto.PublicKey) (jose.SignatureAlgorithm, error) {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch k.Curve.Params().BitSize {
+		case 256:
+			return jose.ES256, nil
+		case 384:
+			return jose.ES384, nil
+		}
+		return "", fmt.Errorf("unsupported ECDSA curve %s", k.Curve.Params().Name)
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return "", fmt.Errorf("RSA key of %d bits is too small (minimum 2048)", k.N.BitLen())
+		}
+		return jose.RS256, nil
+	case ed25519.PublicKey:
+		return jose.EdDSA, nil
+	}
+	return "", fmt.Errorf("unsupported key type %T", pub)
+}

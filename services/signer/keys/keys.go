@@ -1,0 +1,28 @@
+// Package keys is the one list of key manager types.
+package keys
+
+import (
+	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/portcullis-dev/portcullis/pkg/config"
+	"github.com/portcullis-dev/portcullis/services/signer"
+	"github.com/portcullis-dev/portcullis/services/signer/local"
+)
+
+// Types maps a config `type:` to a constructor of its empty Config.
+func Types() map[string]func() signer.KeyManagerConfig {
+	return map[string]func() signer.KeyManagerConfig{
+		"local": func() signer.KeyManagerConfig { return &local.Config{} },
+	}
+}
+
+// Spec is the key manager as written in the config file.
+type Spec struct {
+	Type   string    `yaml:"type"`
+	Config yaml.Node `yaml:"config"`
+}
+
+// Decode turns a Spec into its typed config.
+func Decode(s Spec) (signer.KeyManagerConfig, error) {
+	return config.DecodeTyped("key manager", Types(), s.Type, &s.Config)
+}

@@ -1,0 +1,66 @@
+package signer
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/portcullis-dev/portcullis/pkg/pbconv"
+	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
+)
+
+// Server exposes a Signer over gRPC.
+type Server struct {
+	signerv1.UnimplementedSignerServiceServer
+	s   *Signer
+	log *slog.Logger
+}
+
+// NewServer returns the gRPC server for s.
+func NewServer(s *Signer, log *slog.Logger) *Server { return &Server{s: s, log: log} }
+
+// SignToken implements signerv1.SignerServiceServer.
+func (srv *Server) SignToken(ctx context.Context, req *signerv1.SignTokenRequest) (*signerv1.SignTokenResponse, error) {
+	if err := req.GetTtl().CheckValid(); req.GetTtl() != nil && err != nil {
+		return nil, status.Error(codes.InvalidArgument, "invalid ttl")
+	}
+	t, err := srv.s.Sign(ctx, Claims{
+		Subject: req.GetSubject(), Audience: req.GetAudience(), Access: pbconv.ScopesFromPB(req.GetAccess()),
+		TTL: req.GetTtl().AsDuration(), JTI: req.GetJti(),
+	})
+	if err != nil {
+		return nil, srv.toStatus(ctx, err)
+	}
+	return &signerv1.SignTokenResponse{Token: t.Raw, IssuedAt: timestamppb.New(t.IssuedAt), ExpiresAt: timestamppb.New(t.ExpiresAt), KeyId: t.KeyID}, nil
+}
+
+// ListPublicKeys implements signerv1.SignerServiceServer.
+func (srv *Server) ListPublicKeys(ctx context.Context, _ *signerv1.ListPublicKeysRequest) (*signerv1.ListPublicKeysResponse, error) {
+	jwks, err := srv.s.JWKS(ctx)
+	if err != nil {
+		return nil, srv.toStatus(ctx, err)
+	}
+	return &signerv1.ListPublicKeysResponse{Jwks: jwks, Issuer: srv.s.Issuer()}, nil
+}
+
+// toStatus is the one place signer errors become gRPC codes.
+func (srv *Server) toStatus(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, ErrInvalidRequest):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrUnavailable):
+		srv.log.WarnContext(ctx, "signing key unavailable", "error", err)
+		return status.Error(codes.Unavailable, "signing key unavailable")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "signing timed out")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "canceled")
+	default:
+		srv.log.ErrorContext(ctx, "signing failed", "error", err)
+		return status.Error(codes.Internal, "internal error")
+	}
+}
