@@ -141,9 +141,18 @@ func load(path string) (crypto.Signer, error) {
 }
 
 func generate(path string, rnd io.Reader) (crypto.Signer, error) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rnd)
-	if err != nil {
-		return nil, err
+	var k *ecdsa.PrivateKey
+	for {
+		var err error
+		if k, err = ecdsa.GenerateKey(elliptic.P256(), rnd); err != nil {
+			return nil, err
+		}
+		// distribution 3.x strips leading zero bytes from the coordinates when it computes a
+		// key's thumbprint from a rootcertbundle, so for such keys (1 in 128) its kid would not
+		// match RFC 7638's. Drawing again costs nothing and keeps every registry happy.
+		if k.X.BitLen() > 248 && k.Y.BitLen() > 248 {
+			break
+		}
 	}
 	der, err := x509.MarshalECPrivateKey(k)
 	if err != nil {

@@ -1,0 +1,333 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/portcullis-dev/portcullis/gateway"
+	"github.com/portcullis-dev/portcullis/pkg/telemetry"
+	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
+	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
+	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
+	"github.com/portcullis-dev/portcullis/services/authn"
+	"github.com/portcullis-dev/portcullis/services/authn/backends"
+	"github.com/portcullis-dev/portcullis/services/authz"
+	"github.com/portcullis-dev/portcullis/services/signer"
+	"github.com/portcullis-dev/portcullis/services/signer/keys"
+)
+
+// service is a gRPC service module: it opens its backends and registers on a server.
+type service struct {
+	name  string // gRPC health service name
+	start func(a *App, ctx context.Context) (register func(*grpc.Server), err error)
+}
+
+// The module table: what each target starts. "all" runs every service behind one
+// in-process gRPC server so the gateway uses the very same clients as in the split mode.
+var serviceModules = map[string]service{
+	"authn":  {name: authnv1.AuthnService_ServiceDesc.ServiceName, start: (*App).startAuthn},
+	"authz":  {name: authzv1.AuthzService_ServiceDesc.ServiceName, start: (*App).startAuthz},
+	"signer": {name: signerv1.SignerService_ServiceDesc.ServiceName, start: (*App).startSigner},
+}
+
+var targets = map[string]struct {
+	services []string
+	gateway  bool
+}{
+	"all":     {services: []string{"authn", "authz", "signer"}, gateway: true},
+	"gateway": {gateway: true},
+	"authn":   {services: []string{"authn"}},
+	"authz":   {services: []string{"authz"}},
+	"signer":  {services: []string{"signer"}},
+}
+
+// App is one running process of any target.
+type App struct {
+	cfg *Config
+	log *slog.Logger
+	reg *prometheus.Registry
+	now func() time.Time
+
+	grpcServer *grpc.Server
+	httpSrvs   []*http.Server
+	conns      []*grpc.ClientConn
+	closers    []func(context.Context) error
+
+	// Ready is closed once every listener is up; GatewayAddr is then set when a gateway runs.
+	Ready       chan struct{}
+	GatewayAddr string
+}
+
+// NewApp prepares an App; Run starts it.
+func NewApp(cfg *Config, log *slog.Logger) *App {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &App{cfg: cfg, log: log, reg: reg, now: time.Now, Ready: make(chan struct{})}
+}
+
+// Run starts target and blocks until ctx is done, then shuts down: the gateway stops taking
+// requests first, the gRPC server stops last.
+func (a *App) Run(ctx context.Context, target string) error {
+	t, ok := targets[target]
+	if !ok {
+		return fmt.Errorf("unknown target %q (want all, gateway, authn, authz or signer)", target)
+	}
+	defer a.shutdown()
+	errc := make(chan error, 4)
+
+	var inproc *bufconn.Listener
+	if len(t.services) > 0 {
+		a.grpcServer = grpc.NewServer(grpc.ChainUnaryInterceptor(
+			telemetry.UnaryServerInterceptor(a.log, telemetry.NewGRPCMetrics(a.reg))))
+		hs := health.NewServer()
+		grpc_health_v1.RegisterHealthServer(a.grpcServer, hs)
+		for _, name := range t.services {
+			m := serviceModules[name]
+			register, err := m.start(a, ctx)
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			register(a.grpcServer)
+			hs.SetServingStatus(m.name, grpc_health_v1.HealthCheckResponse_SERVING)
+		}
+		var lis net.Listener
+		if target == "all" {
+			inproc = bufconn.Listen(1 << 20)
+			lis = inproc
+		} else {
+			addr := a.listenAddr(target)
+			var err error
+			if lis, err = net.Listen("tcp", addr); err != nil {
+				return fmt.Errorf("%s: listen %s: %w", target, addr, err)
+			}
+			a.log.Info("gRPC service listening", "target", target, "addr", lis.Addr().String())
+			if m := a.metricsAddr(target); m != "" {
+				if err := a.serveHTTP(m, promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}), errc); err != nil {
+					return err
+				}
+			}
+		}
+		go func() { errc <- a.grpcServer.Serve(lis) }()
+	}
+
+	if t.gateway {
+		if err := a.startGateway(inproc, errc); err != nil {
+			return err
+		}
+	}
+	close(a.Ready)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+func (a *App) listenAddr(target string) string {
+	switch target {
+	case "authn":
+		return a.cfg.Authn.Listen
+	case "authz":
+		return a.cfg.Authz.Listen
+	default:
+		return a.cfg.Signer.Listen
+	}
+}
+
+func (a *App) metricsAddr(target string) string {
+	switch target {
+	case "authn":
+		return a.cfg.Authn.MetricsListen
+	case "authz":
+		return a.cfg.Authz.MetricsListen
+	default:
+		return a.cfg.Signer.MetricsListen
+	}
+}
+
+func (a *App) startAuthn(ctx context.Context) (func(*grpc.Server), error) {
+	c := a.cfg.Authn
+	var cache *authn.Cache
+	deps := authn.Deps{Logger: a.log.With("service", "authn"), Now: a.now, Changed: func() {
+		if cache != nil {
+			cache.Purge()
+		}
+	}}
+	var chain []authn.Backend
+	for _, spec := range c.Backends {
+		bc, err := backends.Decode(spec)
+		if err != nil {
+			return nil, fmt.Errorf("backend %q: %w", spec.Name, err)
+		}
+		b, err := bc.Open(ctx, deps)
+		if err != nil {
+			return nil, fmt.Errorf("backend %q: %w", spec.Name, err)
+		}
+		chain = append(chain, authn.Backend{Name: spec.Name, Authenticator: b})
+	}
+	ch := authn.NewChain(chain)
+	a.closers = append(a.closers, ch.Close)
+	var auth authn.Authenticator = ch
+	if !c.Cache.Disabled {
+		cache = authn.NewCache(ch, c.Cache.TTL.D(), c.Cache.MaxEntries, a.now)
+		lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_authn_cache_lookups_total",
+			Help: "Verified-credential cache lookups by result (hit, miss).",
+		}, []string{"result"})
+		a.reg.MustRegister(lookups)
+		hit, miss := lookups.WithLabelValues("hit"), lookups.WithLabelValues("miss")
+		cache.Hit, cache.Miss = hit.Inc, miss.Inc
+		auth = cache
+	}
+	srv := authn.NewServer(auth, a.log.With("service", "authn"))
+	return func(s *grpc.Server) { authnv1.RegisterAuthnServiceServer(s, srv) }, nil
+}
+
+func (a *App) startAuthz(ctx context.Context) (func(*grpc.Server), error) {
+	az, err := a.cfg.Authz.OPA.Open(ctx, authz.Deps{Logger: a.log.With("service", "authz"), Now: a.now})
+	if err != nil {
+		return nil, err
+	}
+	srv := authz.NewServer(az, a.log.With("service", "authz"))
+	return func(s *grpc.Server) { authzv1.RegisterAuthzServiceServer(s, srv) }, nil
+}
+
+func (a *App) startSigner(ctx context.Context) (func(*grpc.Server), error) {
+	km, err := openKeyManager(ctx, a.cfg, a.log, a.now)
+	if err != nil {
+		return nil, err
+	}
+	c := a.cfg.Signer
+	s := signer.New(signer.Options{Issuer: c.Issuer, MaxTTL: c.MaxTTL.D(), NotBeforeSkew: c.NotBeforeSkew.D(), Now: a.now}, km)
+	srv := signer.NewServer(s, a.log.With("service", "signer"))
+	return func(g *grpc.Server) { signerv1.RegisterSignerServiceServer(g, srv) }, nil
+}
+
+func openKeyManager(ctx context.Context, cfg *Config, log *slog.Logger, now func() time.Time) (signer.KeyManager, error) {
+	kc, err := keys.Decode(cfg.Signer.Key)
+	if err != nil {
+		return nil, err
+	}
+	return kc.Open(ctx, signer.Deps{Logger: log.With("service", "signer"), Now: now})
+}
+
+func (a *App) dial(addr string, inproc *bufconn.Listener) (*grpc.ClientConn, error) {
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUnaryInterceptor(telemetry.UnaryClientInterceptor()),
+	}
+	if inproc != nil {
+		addr = "passthrough:///in-process"
+		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			return inproc.DialContext(ctx)
+		}))
+	}
+	cc, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		return nil, err
+	}
+	a.conns = append(a.conns, cc)
+	return cc, nil
+}
+
+func (a *App) startGateway(inproc *bufconn.Listener, errc chan<- error) error {
+	g := a.cfg.Gateway
+	conns := map[string]*grpc.ClientConn{}
+	for name, addr := range map[string]string{"authn": g.Backends.Authn, "authz": g.Backends.Authz, "signer": g.Backends.Signer} {
+		if inproc != nil && conns["inproc"] != nil {
+			conns[name] = conns["inproc"]
+			continue
+		}
+		cc, err := a.dial(addr, inproc)
+		if err != nil {
+			return fmt.Errorf("gateway: dial %s at %s: %w", name, addr, err)
+		}
+		conns[name] = cc
+		if inproc != nil {
+			conns["inproc"] = cc
+		}
+	}
+	health := map[string]grpc_health_v1.HealthClient{}
+	for _, name := range []string{"authn", "authz", "signer"} {
+		health[name] = grpc_health_v1.NewHealthClient(conns[name])
+	}
+	gw := gateway.New(gateway.Options{
+		Realm: g.Realm, Services: slices.Clone(g.Services), TokenTTL: g.TokenTTL.D(),
+		MaxQueryBytes: g.MaxQueryBytes, BackendTimeout: g.BackendTimeout.D(), PublicURL: g.PublicURL,
+	}, gateway.Clients{
+		Authn:  authnv1.NewAuthnServiceClient(conns["authn"]),
+		Authz:  authzv1.NewAuthzServiceClient(conns["authz"]),
+		Signer: signerv1.NewSignerServiceClient(conns["signer"]),
+		Health: health,
+	}, a.log.With("service", "gateway"), a.reg)
+	lis, err := net.Listen("tcp", g.Listen)
+	if err != nil {
+		return fmt.Errorf("gateway: listen %s: %w", g.Listen, err)
+	}
+	a.GatewayAddr = lis.Addr().String()
+	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	a.httpSrvs = append(a.httpSrvs, srv)
+	go func() {
+		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	return nil
+}
+
+func (a *App) serveHTTP(addr string, h http.Handler, errc chan<- error) error {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	a.httpSrvs = append(a.httpSrvs, srv)
+	go func() {
+		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	return nil
+}
+
+func (a *App) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, s := range a.httpSrvs {
+		_ = s.Shutdown(ctx)
+	}
+	for _, c := range a.conns {
+		_ = c.Close()
+	}
+	if a.grpcServer != nil {
+		stopped := make(chan struct{})
+		go func() { a.grpcServer.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			a.grpcServer.Stop()
+		}
+	}
+	for _, c := range a.closers {
+		if err := c(ctx); err != nil {
+			a.log.Warn("close failed", "error", err)
+		}
+	}
+}

@@ -1,0 +1,107 @@
+// Command portcullis is the token server for container registries. One binary runs any
+// service: -target=all (default, one process) or gateway|authn|authz|signer (split).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/portcullis-dev/portcullis/pkg/telemetry"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "portcullis:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "registry-config" {
+		return runRegistryConfig(ctx, args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("portcullis", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	target := fs.String("target", "all", "what to run: all, gateway, authn, authz or signer")
+	cfgPath := fs.String("config", "", "config file (YAML); without it the embedded development defaults run")
+	expandEnv := fs.Bool("config.expand-env", false, "expand ${VAR} references in the config file")
+	verify := fs.Bool("verify-config", false, "check the config file, print every problem, and exit")
+	dataDir := fs.String("data-dir", ".portcullis", "where the development defaults keep their key and sample users")
+	listen := fs.String("gateway.listen", envOr("PORTCULLIS_GATEWAY_LISTEN", ""), "gateway HTTP address (overrides the config; env PORTCULLIS_GATEWAY_LISTEN)")
+	logLevel := fs.String("log.level", "", "debug, info, warn or error (overrides the config)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, dev, err := loadConfig(*cfgPath, *expandEnv, *dataDir)
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.Gateway.Listen = *listen
+	}
+	if *logLevel != "" {
+		cfg.Log.Level = *logLevel
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if *verify {
+		fmt.Fprintln(stdout, "configuration OK")
+		return nil
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	log := telemetry.NewLogger(stderr, level)
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	app := NewApp(cfg, log)
+	go func() {
+		select {
+		case <-app.Ready:
+			if app.GatewayAddr != "" {
+				printBanner(stdout, cfg, app.GatewayAddr, dev)
+			}
+		case <-ctx.Done():
+		}
+	}()
+	return app.Run(ctx, *target)
+}
+
+func loadConfig(path string, expandEnv bool, dataDir string) (*Config, bool, error) {
+	if path == "" {
+		c, err := DevConfig(dataDir)
+		return c, true, err
+	}
+	c, err := Load(path, expandEnv)
+	return c, false, err
+}
+
+func printBanner(w io.Writer, cfg *Config, addr string, dev bool) {
+	realm := "http://" + strings.Replace(addr, "127.0.0.1", "localhost", 1) + "/token"
+	fmt.Fprintf(w, "Portcullis is running.\n  token endpoint: %s\n  jwks:           %s\n", realm,
+		strings.TrimSuffix(realm, "/token")+"/.well-known/jwks.json")
+	if dev {
+		fmt.Fprintf(w, "  DEVELOPMENT DEFAULTS: sample users alice/alice (developers) and admin/admin (admins).\n"+
+			"  Never run these in production: pass -config with your own users.\n")
+	}
+	fmt.Fprintf(w, "\nPaste into your registry's config.yml (write the files with `portcullis registry-config -out DIR`):\n\n%s\n",
+		authSnippet(realm, cfg.Gateway.Services[0], cfg.Signer.Issuer, "DIR/rootcertbundle.pem", "DIR/jwks.json"))
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/portcullis-dev/portcullis/services/signer"
+)
+
+// runRegistryConfig writes what a distribution registry needs to trust Portcullis's tokens:
+// the auth.token YAML, a rootcertbundle PEM (a self-signed certificate for the signing key,
+// read by 2.8 and 3.x) and a jwks.json (3.x).
+func runRegistryConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("portcullis registry-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "Portcullis config file (default: the development defaults)")
+	expandEnv := fs.Bool("config.expand-env", false, "expand ${VAR} references in the config file")
+	dataDir := fs.String("data-dir", ".portcullis", "data directory of the development defaults")
+	service := fs.String("service", "", "registry service name (default: the first of gateway.services)")
+	realm := fs.String("realm", "http://localhost:5001/token", "token endpoint URL the registry sends clients to")
+	out := fs.String("out", "", "directory to write auth-token.yml, rootcertbundle.pem and jwks.json into (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return fmt.Errorf("registry-config: -out is required")
+	}
+	cfg, _, err := loadConfig(*cfgPath, *expandEnv, *dataDir)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if *service == "" {
+		*service = cfg.Gateway.Services[0]
+	}
+	km, err := openKeyManager(ctx, cfg, slog.New(slog.DiscardHandler), time.Now)
+	if err != nil {
+		return err
+	}
+	key, err := km.SigningKey(ctx)
+	if err != nil {
+		return err
+	}
+	certPEM, err := signer.SelfSignedCertificatePEM(key, "Portcullis token signer", time.Now(), 10*365*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	jwks, err := signer.New(signer.Options{Issuer: cfg.Signer.Issuer}, km).JWKS(ctx)
+	if err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(*out)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	bundle, jwksPath := filepath.Join(dir, "rootcertbundle.pem"), filepath.Join(dir, "jwks.json")
+	snippet := authSnippet(*realm, *service, cfg.Signer.Issuer, bundle, jwksPath)
+	for name, data := range map[string][]byte{bundle: certPEM, jwksPath: jwks, filepath.Join(dir, "auth-token.yml"): []byte(snippet)} {
+		if err := os.WriteFile(name, data, 0o644); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "wrote %s, %s and %s\n", filepath.Join(dir, "auth-token.yml"), bundle, jwksPath)
+	return nil
+}
+
+// authSnippet is the registry config's auth section. Registry 2.8 reads rootcertbundle and
+// ignores jwks; 3.x reads both.
+func authSnippet(realm, service, issuer, bundle, jwks string) string {
+	return fmt.Sprintf(`auth:
+  token:
+    realm: %s
+    service: %s
+    issuer: %s
+    rootcertbundle: %s
+    jwks: %s
+`, realm, service, issuer, bundle, jwks)
+}

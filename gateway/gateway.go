@@ -1,0 +1,132 @@
+// Package gateway is Portcullis's HTTP face: the Docker token protocol (GET /token), its
+// OAuth2 form (POST /token), JWKS and discovery, health and metrics. It only translates:
+// every decision is a gRPC call to authn, authz or signer.
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/portcullis-dev/portcullis/pkg/telemetry"
+	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
+	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
+	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
+)
+
+// Options are the gateway's validated runtime settings.
+type Options struct {
+	// Realm is the HTTP Basic realm in WWW-Authenticate.
+	Realm string
+	// Services lists the registry service names tokens are issued for (the aud claim).
+	Services []string
+	TokenTTL time.Duration
+	// MaxQueryBytes bounds the query string (and form body) of a token request.
+	MaxQueryBytes int
+	// BackendTimeout bounds all gRPC calls of one request, so a hung backend answers 503.
+	BackendTimeout time.Duration
+	// PublicURL is the externally visible base URL for discovery; empty derives it from the request.
+	PublicURL string
+}
+
+// Clients are the gRPC clients of the services; the same in one process and split.
+type Clients struct {
+	Authn  authnv1.AuthnServiceClient
+	Authz  authzv1.AuthzServiceClient
+	Signer signerv1.SignerServiceClient
+	// Health holds one health client per backend, by name, for /readyz.
+	Health map[string]grpc_health_v1.HealthClient
+}
+
+// Gateway serves the HTTP API.
+type Gateway struct {
+	opt     Options
+	c       Clients
+	log     *slog.Logger
+	audit   *slog.Logger
+	reg     *prometheus.Registry
+	metrics *metrics
+	mux     *http.ServeMux
+}
+
+type metrics struct {
+	tokens  *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+}
+
+// New builds the gateway. reg receives the gateway's metrics and is served on /metrics.
+func New(opt Options, c Clients, log *slog.Logger, reg *prometheus.Registry) *Gateway {
+	g := &Gateway{opt: opt, c: c, log: log, audit: log.With("log_type", "audit"), reg: reg, mux: http.NewServeMux()}
+	g.metrics = &metrics{
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_token_requests_total",
+			Help: "Token requests by outcome (issued, unauthorized, bad_request, unavailable, error).",
+		}, []string{"outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "portcullis_token_request_duration_seconds",
+			Help:    "Token request latency by outcome.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"outcome"}),
+	}
+	reg.MustRegister(g.metrics.tokens, g.metrics.latency)
+	g.mux.HandleFunc("GET /token", g.handleToken)
+	g.mux.HandleFunc("POST /token", g.handleOAuthToken)
+	g.mux.HandleFunc("GET /.well-known/jwks.json", g.handleJWKS)
+	g.mux.HandleFunc("GET /.well-known/openid-configuration", g.handleDiscovery)
+	g.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	g.mux.HandleFunc("GET /readyz", g.handleReady)
+	g.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return g
+}
+
+// ServeHTTP adds the request id and turns a panic into a JSON 500 (the server keeps running).
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := r.Header.Get("X-Request-Id")
+	if !telemetry.ValidRequestID(id) {
+		id = telemetry.NewRequestID()
+	}
+	w.Header().Set("X-Request-Id", id)
+	ctx := telemetry.WithRequestID(r.Context(), id)
+	defer func() {
+		if p := recover(); p != nil {
+			g.log.ErrorContext(ctx, "panic in HTTP handler", "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error", "error_description": "internal error"})
+		}
+	}()
+	g.mux.ServeHTTP(w, r.WithContext(ctx))
+}
+
+func (g *Gateway) handleReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	status := map[string]string{}
+	ready := true
+	names := make([]string, 0, len(g.c.Health))
+	for n := range g.c.Health {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		resp, err := g.c.Health[n].Check(ctx, &grpc_health_v1.HealthCheckRequest{})
+		if err != nil || resp.GetStatus() != grpc_health_v1.HealthCheckResponse_SERVING {
+			status[n] = "not serving"
+			ready = false
+			continue
+		}
+		status[n] = "serving"
+	}
+	code := http.StatusOK
+	if !ready {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]any{"ready": ready, "services": status})
+}

@@ -1,0 +1,57 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
+)
+
+func (g *Gateway) publicKeys(r *http.Request) (*signerv1.ListPublicKeysResponse, *apiError) {
+	ctx, cancel := context.WithTimeout(r.Context(), g.opt.BackendTimeout)
+	defer cancel()
+	resp, err := g.c.Signer.ListPublicKeys(ctx, &signerv1.ListPublicKeysRequest{})
+	if err != nil {
+		return nil, fromGRPC(err)
+	}
+	return resp, nil
+}
+
+func (g *Gateway) handleJWKS(w http.ResponseWriter, r *http.Request) {
+	resp, e := g.publicKeys(r)
+	if e != nil {
+		g.writeError(w, e)
+		return
+	}
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	// Short: verifiers must see a newly published key well before it signs.
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	_, _ = w.Write(resp.GetJwks())
+}
+
+func (g *Gateway) handleDiscovery(w http.ResponseWriter, r *http.Request) {
+	resp, e := g.publicKeys(r)
+	if e != nil {
+		g.writeError(w, e)
+		return
+	}
+	base := g.baseURL(r)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                resp.GetIssuer(),
+		"jwks_uri":              base + "/.well-known/jwks.json",
+		"token_endpoint":        base + "/token",
+		"grant_types_supported": []string{"password"},
+	})
+}
+
+func (g *Gateway) baseURL(r *http.Request) string {
+	if g.opt.PublicURL != "" {
+		return strings.TrimSuffix(g.opt.PublicURL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}

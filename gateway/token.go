@@ -1,0 +1,267 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/portcullis-dev/portcullis/pkg/identity"
+	"github.com/portcullis-dev/portcullis/pkg/pbconv"
+	"github.com/portcullis-dev/portcullis/pkg/scope"
+	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
+	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
+	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
+)
+
+// tokenRequest is a token request after parsing, whichever form it came in.
+type tokenRequest struct {
+	service    string
+	scopes     []scope.Scope
+	username   string
+	password   string
+	hasCreds   bool
+	clientID   string
+	remoteAddr string
+}
+
+type issued struct {
+	token     string
+	issuedAt  time.Time
+	expiresIn int64
+	granted   []scope.Scope
+	jti       string
+	subject   string
+}
+
+// handleToken serves the Docker token protocol: GET /token?service=…&scope=…, HTTP Basic.
+func (g *Gateway) handleToken(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if len(r.URL.RawQuery) > g.opt.MaxQueryBytes {
+		g.finish(w, r, start, nil, badRequest("invalid_request", "query string too long"), nil)
+		return
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		g.finish(w, r, start, nil, badRequest("invalid_request", "malformed query string"), nil)
+		return
+	}
+	req := &tokenRequest{clientID: q.Get("client_id"), remoteAddr: remoteHost(r)}
+	if h := r.Header.Get("Authorization"); h != "" {
+		user, pass, ok := r.BasicAuth()
+		if !ok {
+			g.finish(w, r, start, req, &apiError{status: http.StatusUnauthorized, code: "unauthorized",
+				description: "the Authorization header must use HTTP Basic credentials", basicAuth: true}, nil)
+			return
+		}
+		req.username, req.password, req.hasCreds = user, pass, true
+	}
+	if acct := q.Get("account"); acct != "" && (!req.hasCreds || acct != req.username) {
+		g.finish(w, r, start, req, badRequest("invalid_request", "account does not match the authenticated user"), nil)
+		return
+	}
+	if e := g.parseCommon(req, q["service"], q["scope"]); e != nil {
+		g.finish(w, r, start, req, e, nil)
+		return
+	}
+	out, e := g.issue(r.Context(), req)
+	if e != nil {
+		g.finish(w, r, start, req, e, nil)
+		return
+	}
+	g.finish(w, r, start, req, nil, out)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"token": out.token, "access_token": out.token,
+		"expires_in": out.expiresIn, "issued_at": out.issuedAt.UTC().Format(time.RFC3339),
+	})
+}
+
+// handleOAuthToken serves the OAuth2 form of the token endpoint (password grant).
+func (g *Gateway) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	r.Body = http.MaxBytesReader(w, r.Body, int64(g.opt.MaxQueryBytes))
+	if err := r.ParseForm(); err != nil {
+		msg := "malformed form body"
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			msg = "request body too long"
+		}
+		g.finish(w, r, start, nil, badRequest("invalid_request", msg), nil)
+		return
+	}
+	f := r.PostForm
+	req := &tokenRequest{clientID: f.Get("client_id"), remoteAddr: remoteHost(r)}
+	switch gt := f.Get("grant_type"); gt {
+	case "password":
+		req.username, req.password, req.hasCreds = f.Get("username"), f.Get("password"), true
+		if req.username == "" {
+			g.finish(w, r, start, req, badRequest("invalid_request", "username is required for the password grant"), nil)
+			return
+		}
+	case "refresh_token":
+		g.finish(w, r, start, req, badRequest("unsupported_grant_type", "refresh tokens are not enabled on this server"), nil)
+		return
+	case "":
+		g.finish(w, r, start, req, badRequest("invalid_request", "grant_type is required"), nil)
+		return
+	default:
+		g.finish(w, r, start, req, badRequest("unsupported_grant_type", "unsupported grant_type "+quoteShort(gt)), nil)
+		return
+	}
+	if req.clientID == "" {
+		g.finish(w, r, start, req, badRequest("invalid_request", "client_id is required"), nil)
+		return
+	}
+	if e := g.parseCommon(req, f["service"], f["scope"]); e != nil {
+		g.finish(w, r, start, req, e, nil)
+		return
+	}
+	out, e := g.issue(r.Context(), req)
+	if e != nil {
+		if e.status == http.StatusUnauthorized { // RFC 6749 §5.2: bad resource owner credentials
+			e = &apiError{status: http.StatusBadRequest, code: "invalid_grant", description: e.description}
+		}
+		g.finish(w, r, start, req, e, nil)
+		return
+	}
+	g.finish(w, r, start, req, nil, out)
+	scopes := make([]string, len(out.granted))
+	for i, s := range out.granted {
+		scopes[i] = s.String()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"access_token": out.token, "token": out.token, "token_type": "Bearer",
+		"expires_in": out.expiresIn, "issued_at": out.issuedAt.UTC().Format(time.RFC3339),
+		"scope": strings.Join(scopes, " "),
+	})
+}
+
+// parseCommon checks the service and scope parameters both forms share.
+func (g *Gateway) parseCommon(req *tokenRequest, services, scopes []string) *apiError {
+	switch {
+	case len(services) == 0 || services[0] == "":
+		return badRequest("invalid_request", "service is required")
+	case len(services) > 1:
+		return badRequest("invalid_request", "service must be given once")
+	case !slices.Contains(g.opt.Services, services[0]):
+		return badRequest("invalid_request", "unknown service "+quoteShort(services[0]))
+	}
+	req.service = services[0]
+	ss, err := scope.ParseList(scopes)
+	if err != nil {
+		return badRequest("invalid_scope", err.Error())
+	}
+	req.scopes = ss
+	return nil
+}
+
+// issue runs the decision: authn (unless anonymous), authz, signer — each a gRPC call.
+func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (*issued, *apiError) {
+	ctx, cancel := context.WithTimeout(ctx, g.opt.BackendTimeout)
+	defer cancel()
+	id := identity.Anon()
+	if req.hasCreds {
+		resp, err := g.c.Authn.Authenticate(ctx, &authnv1.AuthenticateRequest{
+			Username: req.username, Password: req.password, Service: req.service,
+			ClientId: req.clientID, RemoteAddr: req.remoteAddr,
+		})
+		if err != nil {
+			return nil, fromGRPC(err)
+		}
+		id = pbconv.IdentityFromPB(resp.GetIdentity())
+	}
+	granted := []scope.Scope{}
+	if len(req.scopes) > 0 {
+		resp, err := g.c.Authz.Authorize(ctx, &authzv1.AuthorizeRequest{
+			Identity: pbconv.IdentityToPB(id), Service: req.service, Requested: pbconv.ScopesToPB(req.scopes),
+			RemoteAddr: req.remoteAddr, ClientId: req.clientID,
+		})
+		if err != nil {
+			return nil, fromGRPC(err)
+		}
+		granted = pbconv.ScopesFromPB(resp.GetGranted())
+	}
+	jti := newJTI()
+	resp, err := g.c.Signer.SignToken(ctx, &signerv1.SignTokenRequest{
+		Subject: id.Subject, Audience: req.service, Access: pbconv.ScopesToPB(granted),
+		Ttl: durationpb.New(g.opt.TokenTTL), Jti: jti,
+	})
+	if err != nil {
+		return nil, fromGRPC(err)
+	}
+	iat := resp.GetIssuedAt().AsTime()
+	return &issued{
+		token: resp.GetToken(), issuedAt: iat, granted: granted, jti: jti, subject: id.Subject,
+		expiresIn: int64(resp.GetExpiresAt().AsTime().Sub(iat) / time.Second),
+	}, nil
+}
+
+// finish records the outcome: metrics, and one audit event per token decision. It never
+// logs a password or a token. On error it writes the error answer.
+func (g *Gateway) finish(w http.ResponseWriter, r *http.Request, start time.Time, req *tokenRequest, e *apiError, out *issued) {
+	outcome := "issued"
+	if e != nil {
+		switch {
+		case e.status == http.StatusUnauthorized || e.code == "invalid_grant":
+			outcome = "unauthorized"
+		case e.status == http.StatusServiceUnavailable:
+			outcome = "unavailable"
+		case e.status >= 500:
+			outcome = "error"
+		default:
+			outcome = "bad_request"
+		}
+	}
+	g.metrics.tokens.WithLabelValues(outcome).Inc()
+	g.metrics.latency.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+	attrs := []any{"outcome", outcome, "method", r.Method, "remote_addr", remoteHost(r), "duration_ms", float64(time.Since(start).Microseconds()) / 1000}
+	if req != nil {
+		attrs = append(attrs, "subject", req.username, "anonymous", !req.hasCreds, "client_id", req.clientID,
+			"service", req.service, "requested", scopeStrings(req.scopes))
+	}
+	if out != nil {
+		attrs = append(attrs, "granted", scopeStrings(out.granted), "jti", out.jti)
+	}
+	if e != nil {
+		attrs = append(attrs, "status", e.status, "error", e.code)
+		g.writeError(w, e)
+	}
+	g.audit.InfoContext(r.Context(), "token decision", attrs...)
+}
+
+func scopeStrings(ss []scope.Scope) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.String()
+	}
+	return out
+}
+
+func newJTI() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func remoteHost(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return h
+	}
+	return r.RemoteAddr
+}
+
+// quoteShort quotes client input for an error message, cut so an answer stays small.
+func quoteShort(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return `"` + strings.ToValidUTF8(s, "?") + `"`
+}
