@@ -164,7 +164,7 @@ func (a *App) metricsAddr(target string) string {
 func (a *App) startAuthn(ctx context.Context) (func(*grpc.Server), error) {
 	c := a.cfg.Authn
 	var cache *authn.Cache
-	deps := authn.Deps{Logger: a.log.With("service", "authn"), Now: a.now, Changed: func() {
+	deps := authn.Deps{Logger: a.log.With("component", "authn"), Now: a.now, Changed: func() {
 		if cache != nil {
 			cache.Purge()
 		}
@@ -195,16 +195,16 @@ func (a *App) startAuthn(ctx context.Context) (func(*grpc.Server), error) {
 		cache.Hit, cache.Miss = hit.Inc, miss.Inc
 		auth = cache
 	}
-	srv := authn.NewServer(auth, a.log.With("service", "authn"))
+	srv := authn.NewServer(auth, a.log.With("component", "authn"))
 	return func(s *grpc.Server) { authnv1.RegisterAuthnServiceServer(s, srv) }, nil
 }
 
 func (a *App) startAuthz(ctx context.Context) (func(*grpc.Server), error) {
-	az, err := a.cfg.Authz.OPA.Open(ctx, authz.Deps{Logger: a.log.With("service", "authz"), Now: a.now})
+	az, err := a.cfg.Authz.OPA.Open(ctx, authz.Deps{Logger: a.log.With("component", "authz"), Now: a.now})
 	if err != nil {
 		return nil, err
 	}
-	srv := authz.NewServer(az, a.log.With("service", "authz"))
+	srv := authz.NewServer(az, a.log.With("component", "authz"))
 	return func(s *grpc.Server) { authzv1.RegisterAuthzServiceServer(s, srv) }, nil
 }
 
@@ -215,7 +215,7 @@ func (a *App) startSigner(ctx context.Context) (func(*grpc.Server), error) {
 	}
 	c := a.cfg.Signer
 	s := signer.New(signer.Options{Issuer: c.Issuer, MaxTTL: c.MaxTTL.D(), NotBeforeSkew: c.NotBeforeSkew.D(), Now: a.now}, km)
-	srv := signer.NewServer(s, a.log.With("service", "signer"))
+	srv := signer.NewServer(s, a.log.With("component", "signer"))
 	return func(g *grpc.Server) { signerv1.RegisterSignerServiceServer(g, srv) }, nil
 }
 
@@ -224,7 +224,7 @@ func openKeyManager(ctx context.Context, cfg *Config, log *slog.Logger, now func
 	if err != nil {
 		return nil, err
 	}
-	return kc.Open(ctx, signer.Deps{Logger: log.With("service", "signer"), Now: now})
+	return kc.Open(ctx, signer.Deps{Logger: log.With("component", "signer"), Now: now})
 }
 
 func (a *App) dial(addr string, inproc *bufconn.Listener) (*grpc.ClientConn, error) {
@@ -275,7 +275,7 @@ func (a *App) startGateway(inproc *bufconn.Listener, errc chan<- error) error {
 		Authz:  authzv1.NewAuthzServiceClient(conns["authz"]),
 		Signer: signerv1.NewSignerServiceClient(conns["signer"]),
 		Health: health,
-	}, a.log.With("service", "gateway"), a.reg)
+	}, a.log.With("component", "gateway"), a.reg)
 	lis, err := net.Listen("tcp", g.Listen)
 	if err != nil {
 		return fmt.Errorf("gateway: listen %s: %w", g.Listen, err)
