@@ -11,7 +11,7 @@ build:
 
 ## run: all-in-one Portcullis with embedded dev defaults (users alice/alice, admin/admin).
 run: build
-	./bin/portcullis -target=all -dev -data-dir=.cache/run -gateway.listen=$(ADDR)
+	./bin/portcullis -target=all -data-dir=.cache/run -gateway.listen=$(ADDR)
 
 ## test: everything — unit tests, policy tests, generated-code drift, and the e2e suites
 ## against real registries (distribution 3.1.2, Debian's 2.8), skopeo, crane and docker.

@@ -76,6 +76,9 @@ func New(opt Options, c Clients, log *slog.Logger, reg *prometheus.Registry) *Ga
 		}, []string{"outcome"}),
 	}
 	reg.MustRegister(g.metrics.tokens, g.metrics.latency)
+	for _, o := range []string{"issued", "unauthorized", "bad_request", "unavailable", "error"} {
+		g.metrics.tokens.WithLabelValues(o) // export zeros so rate() works from the first scrape
+	}
 	g.mux.HandleFunc("GET /token", g.handleToken)
 	g.mux.HandleFunc("POST /token", g.handleOAuthToken)
 	g.mux.HandleFunc("GET /.well-known/jwks.json", g.handleJWKS)

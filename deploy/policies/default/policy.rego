@@ -1,0 +1,54 @@
+# The shipped default policy. See deploy/policies/README.md for the contract.
+#
+#   - members of group "admins" may do everything they ask for;
+#   - an authenticated user may pull and push repositories under "<subject>/";
+#   - an authenticated user may pull repositories under "library/";
+#   - anonymous callers get nothing.
+package portcullis.authz
+
+# authenticated holds for callers with credentials. An identity that is not
+# anonymous but has no subject is rejected before the policy runs; the second
+# check keeps this policy safe on its own.
+authenticated if {
+	not input.identity.anonymous
+	input.identity.subject != ""
+}
+
+admin if {
+	authenticated
+	"admins" in input.identity.groups
+}
+
+# The user's own namespace. The "/" is part of the prefix, so "alice" does
+# not match "alice2/x" or "alicex/y". "library" is nobody's namespace.
+own_namespace(name) if {
+	input.identity.subject != "library"
+	startswith(name, concat("", [input.identity.subject, "/"]))
+}
+
+# Admins get every action they request, on every type (including
+# registry:catalog:* and the "*" action).
+allowed contains [s.type, s.name, action] if {
+	admin
+	some s in input.scopes
+	some action in s.actions
+}
+
+# Pull and push in the user's own namespace.
+allowed contains ["repository", s.name, action] if {
+	authenticated
+	some s in input.scopes
+	s.type == "repository"
+	own_namespace(s.name)
+	some action in s.actions
+	action in {"pull", "push"}
+}
+
+# Pull from library/.
+allowed contains ["repository", s.name, "pull"] if {
+	authenticated
+	some s in input.scopes
+	s.type == "repository"
+	startswith(s.name, "library/")
+	"pull" in s.actions
+}

@@ -1,0 +1,274 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/portcullis-dev/portcullis/gateway"
+	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
+	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
+	commonv1 "github.com/portcullis-dev/portcullis/proto/portcullis/common/v1"
+	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
+)
+
+// Fakes of the generated clients: the gateway only translates, so its tests need no services.
+type fakeAuthn struct{ err error }
+
+func (f fakeAuthn) Authenticate(_ context.Context, in *authnv1.AuthenticateRequest, _ ...grpc.CallOption) (*authnv1.AuthenticateResponse, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	if in.GetUsername() != "alice" || in.GetPassword() != "pw" {
+		return nil, status.Error(codes.Unauthenticated, "invalid credentials")
+	}
+	return &authnv1.AuthenticateResponse{Identity: &commonv1.Identity{Subject: "alice"}}, nil
+}
+
+type fakeAuthz struct{ last *authzv1.AuthorizeRequest }
+
+// Grants pull only.
+func (f *fakeAuthz) Authorize(_ context.Context, in *authzv1.AuthorizeRequest, _ ...grpc.CallOption) (*authzv1.AuthorizeResponse, error) {
+	f.last = in
+	var out []*commonv1.Scope
+	for _, s := range in.GetRequested() {
+		for _, a := range s.GetActions() {
+			if a == "pull" {
+				out = append(out, &commonv1.Scope{Type: s.GetType(), Name: s.GetName(), Actions: []string{"pull"}})
+			}
+		}
+	}
+	return &authzv1.AuthorizeResponse{Granted: out}, nil
+}
+
+type fakeSigner struct {
+	last *signerv1.SignTokenRequest
+	err  error
+}
+
+func (f *fakeSigner) SignToken(_ context.Context, in *signerv1.SignTokenRequest, _ ...grpc.CallOption) (*signerv1.SignTokenResponse, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	f.last = in
+	now := time.Unix(1_800_000_000, 0)
+	return &signerv1.SignTokenResponse{Token: "signed." + in.GetSubject(), IssuedAt: timestamppb.New(now),
+		ExpiresAt: timestamppb.New(now.Add(in.GetTtl().AsDuration())), KeyId: "k"}, nil
+}
+
+func (f *fakeSigner) ListPublicKeys(context.Context, *signerv1.ListPublicKeysRequest, ...grpc.CallOption) (*signerv1.ListPublicKeysResponse, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &signerv1.ListPublicKeysResponse{Jwks: []byte(`{"keys":[]}`), Issuer: "portcullis"}, nil
+}
+
+type fakeHealth struct{ st grpc_health_v1.HealthCheckResponse_ServingStatus }
+
+func (f fakeHealth) Check(context.Context, *grpc_health_v1.HealthCheckRequest, ...grpc.CallOption) (*grpc_health_v1.HealthCheckResponse, error) {
+	return &grpc_health_v1.HealthCheckResponse{Status: f.st}, nil
+}
+func (f fakeHealth) List(context.Context, *grpc_health_v1.HealthListRequest, ...grpc.CallOption) (*grpc_health_v1.HealthListResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "")
+}
+func (f fakeHealth) Watch(context.Context, *grpc_health_v1.HealthCheckRequest, ...grpc.CallOption) (grpc.ServerStreamingClient[grpc_health_v1.HealthCheckResponse], error) {
+	return nil, status.Error(codes.Unimplemented, "")
+}
+
+type env struct {
+	srv    *httptest.Server
+	authz  *fakeAuthz
+	signer *fakeSigner
+}
+
+func newEnv(t *testing.T, authnErr, signerErr error, health grpc_health_v1.HealthCheckResponse_ServingStatus) *env {
+	t.Helper()
+	e := &env{authz: &fakeAuthz{}, signer: &fakeSigner{err: signerErr}}
+	g := gateway.New(gateway.Options{Realm: "Test", Services: []string{"registry.local"}, TokenTTL: 5 * time.Minute,
+		MaxQueryBytes: 2048, BackendTimeout: time.Second},
+		gateway.Clients{Authn: fakeAuthn{err: authnErr}, Authz: e.authz, Signer: e.signer,
+			Health: map[string]grpc_health_v1.HealthClient{"signer": fakeHealth{health}}},
+		slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	e.srv = httptest.NewServer(g)
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+func TestTokenEndpoint(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("a", 3000)
+	cases := []struct {
+		name       string
+		query      string
+		user, pass string
+		authnErr   error
+		signerErr  error
+		wantStatus int
+		wantError  string // OAuth2 error code
+		wantHeader [2]string
+	}{
+		{name: "issues token", query: "service=registry.local&scope=repository:alice/app:pull,push", user: "alice", pass: "pw", wantStatus: 200},
+		{name: "anonymous", query: "service=registry.local&scope=repository:library/x:pull", wantStatus: 200},
+		{name: "no scope (docker login)", query: "service=registry.local&offline_token=true&client_id=docker", user: "alice", pass: "pw", wantStatus: 200},
+		{name: "wrong password", query: "service=registry.local", user: "alice", pass: "nope", wantStatus: 401, wantError: "unauthorized", wantHeader: [2]string{"WWW-Authenticate", `Basic realm="Test"`}},
+		{name: "missing service", query: "scope=repository:a:pull", wantStatus: 400, wantError: "invalid_request"},
+		{name: "unknown service", query: "service=other", wantStatus: 400, wantError: "invalid_request"},
+		{name: "service twice", query: "service=registry.local&service=registry.local", wantStatus: 400, wantError: "invalid_request"},
+		{name: "malformed scope", query: "service=registry.local&scope=repository:UPPER:pull", wantStatus: 400, wantError: "invalid_scope"},
+		{name: "scope without actions", query: "service=registry.local&scope=repository:a", wantStatus: 400, wantError: "invalid_scope"},
+		{name: "account mismatch", query: "service=registry.local&account=bob", user: "alice", pass: "pw", wantStatus: 400, wantError: "invalid_request"},
+		{name: "account without credentials", query: "service=registry.local&account=bob", wantStatus: 400, wantError: "invalid_request"},
+		{name: "oversized query", query: "service=registry.local&scope=" + long, wantStatus: 400, wantError: "invalid_request"},
+		{name: "bad query encoding", query: "service=%zz", wantStatus: 400, wantError: "invalid_request"},
+		{name: "authn down", query: "service=registry.local", user: "alice", pass: "pw", authnErr: status.Error(codes.Unavailable, "ldap down"), wantStatus: 503, wantError: "temporarily_unavailable", wantHeader: [2]string{"Retry-After", "1"}},
+		{name: "signer timed out", query: "service=registry.local", signerErr: status.Error(codes.DeadlineExceeded, "x"), wantStatus: 503, wantError: "temporarily_unavailable"},
+		{name: "internal text never echoed", query: "service=registry.local", signerErr: status.Error(codes.Internal, "vault said: secret path /x"), wantStatus: 500, wantError: "server_error"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, tc.authnErr, tc.signerErr, grpc_health_v1.HealthCheckResponse_SERVING)
+			req, _ := http.NewRequest("GET", e.srv.URL+"/token?"+tc.query, nil)
+			if tc.user != "" {
+				req.SetBasicAuth(tc.user, tc.pass)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.wantStatus {
+				t.Fatalf("status = %d, want %d; body %s", resp.StatusCode, tc.wantStatus, body)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Fatalf("content type %q", ct)
+			}
+			if h := tc.wantHeader; h[0] != "" && resp.Header.Get(h[0]) != h[1] {
+				t.Fatalf("%s = %q, want %q", h[0], resp.Header.Get(h[0]), h[1])
+			}
+			var m map[string]any
+			if err := json.Unmarshal(body, &m); err != nil {
+				t.Fatalf("body is not JSON: %s", body)
+			}
+			if strings.Contains(string(body), "vault") || strings.Contains(string(body), "ldap") {
+				t.Fatalf("internal text leaked: %s", body)
+			}
+			if tc.wantStatus != 200 {
+				if m["error"] != tc.wantError || m["error_description"] == "" {
+					t.Fatalf("body = %s, want error %q with a description", body, tc.wantError)
+				}
+				return
+			}
+			if m["token"] == "" || m["token"] != m["access_token"] || m["expires_in"].(float64) < 60 || m["issued_at"] == nil {
+				t.Fatalf("body = %s", body)
+			}
+		})
+	}
+}
+
+func TestDeniedScopesAreDroppedNotErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil, nil, grpc_health_v1.HealthCheckResponse_SERVING)
+	req, _ := http.NewRequest("GET", e.srv.URL+"/token?service=registry.local&scope=repository:a/b:push&scope=repository:c/d:pull%20repository:c/d:push", nil)
+	req.SetBasicAuth("alice", "pw")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if got := e.authz.last.GetRequested(); len(got) != 2 || len(got[1].GetActions()) != 2 {
+		t.Fatalf("authz saw %v: repeated and space-separated scopes must merge", got)
+	}
+	if acc := e.signer.last.GetAccess(); len(acc) != 1 || acc[0].GetName() != "c/d" {
+		t.Fatalf("signed access %v, want only c/d pull", acc)
+	}
+	if e.signer.last.GetAudience() != "registry.local" || e.signer.last.GetSubject() != "alice" || len(e.signer.last.GetJti()) != 32 {
+		t.Fatalf("sign request %v", e.signer.last)
+	}
+}
+
+func TestOAuthPasswordGrant(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil, nil, grpc_health_v1.HealthCheckResponse_SERVING)
+	cases := []struct {
+		form       url.Values
+		wantStatus int
+		wantError  string
+	}{
+		{url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"pw"}, "service": {"registry.local"}, "client_id": {"docker"}, "scope": {"repository:a/b:pull"}}, 200, ""},
+		{url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"x"}, "service": {"registry.local"}, "client_id": {"docker"}}, 400, "invalid_grant"},
+		{url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"pw"}, "service": {"registry.local"}}, 400, "invalid_request"},
+		{url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "service": {"registry.local"}, "client_id": {"docker"}}, 400, "unsupported_grant_type"},
+		{url.Values{"grant_type": {"magic"}}, 400, "unsupported_grant_type"},
+		{url.Values{}, 400, "invalid_request"},
+		{url.Values{"grant_type": {"password"}, "username": {strings.Repeat("u", 4000)}}, 400, "invalid_request"},
+	}
+	for _, tc := range cases {
+		resp, err := http.PostForm(e.srv.URL+"/token", tc.form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		resp.Body.Close()
+		if resp.StatusCode != tc.wantStatus || (tc.wantError != "" && m["error"] != tc.wantError) {
+			t.Errorf("form %v: status %d body %v, want %d %q", tc.form.Get("grant_type"), resp.StatusCode, m, tc.wantStatus, tc.wantError)
+		}
+		if tc.wantStatus == 200 && (m["access_token"] == "" || m["scope"] != "repository:a/b:pull" || m["token_type"] != "Bearer") {
+			t.Errorf("success body %v", m)
+		}
+	}
+}
+
+func TestJWKSDiscoveryAndHealth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil, nil, grpc_health_v1.HealthCheckResponse_SERVING)
+	get := func(path string) (int, string, http.Header) {
+		resp, err := http.Get(e.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Header
+	}
+	if code, body, h := get("/.well-known/jwks.json"); code != 200 || body != `{"keys":[]}` || h.Get("Cache-Control") == "" {
+		t.Fatalf("jwks: %d %s", code, body)
+	}
+	if code, body, _ := get("/.well-known/openid-configuration"); code != 200 || !strings.Contains(body, e.srv.URL+"/.well-known/jwks.json") || !strings.Contains(body, `"issuer":"portcullis"`) {
+		t.Fatalf("discovery: %d %s", code, body)
+	}
+	if code, _, _ := get("/healthz"); code != 200 {
+		t.Fatal("healthz")
+	}
+	if code, body, _ := get("/readyz"); code != 200 {
+		t.Fatalf("readyz: %d %s", code, body)
+	}
+	if code, body, _ := get("/metrics"); code != 200 || !strings.Contains(body, "portcullis_token_requests_total") {
+		t.Fatalf("metrics: %d", code)
+	}
+	down := newEnv(t, nil, nil, grpc_health_v1.HealthCheckResponse_NOT_SERVING)
+	resp, _ := http.Get(down.srv.URL + "/readyz")
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Fatalf("readyz with a backend down = %d", resp.StatusCode)
+	}
+}

@@ -1,0 +1,264 @@
+// Package opa is the embedded Open Policy Agent authz engine.
+//
+// A policy is a directory of Rego (v1 syntax) files plus an optional data
+// document; deploy/policies/README.md describes the input it gets and the
+// output it must produce. The policy is compiled once at Open and every
+// Authorize call is one evaluation of data.portcullis.authz.allowed, however
+// many scopes are requested.
+package opa
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown/print"
+
+	"github.com/portcullis-dev/portcullis/pkg/scope"
+	"github.com/portcullis-dev/portcullis/services/authz"
+)
+
+// query is the one rule a policy must define: a set of [type, name, action].
+const query = "data.portcullis.authz.allowed"
+
+// Config selects the policy.
+type Config struct {
+	// Dir holds the policy: every *.rego file in it except *_test.rego, and at
+	// most one of data.json, data.yaml or data.yml, which becomes the data
+	// document. Subdirectories are ignored. Empty means the shipped default
+	// policy (deploy/policies/default).
+	Dir string `yaml:"dir"`
+}
+
+// Validate loads and compiles the policy and returns every problem found. It
+// only reads files.
+func (c Config) Validate() []error {
+	_, errs := c.prepare(context.Background(), slog.New(slog.DiscardHandler))
+	return errs
+}
+
+// Open loads and compiles the policy.
+func (c Config) Open(ctx context.Context, deps authz.Deps) (authz.Authorizer, error) {
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	now := deps.Now
+	if now == nil {
+		now = time.Now
+	}
+	pq, errs := c.prepare(ctx, logger)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("opa: %w", errors.Join(errs...))
+	}
+	return &engine{query: pq, logger: logger, now: now}, nil
+}
+
+// prepare loads, compiles and prepares the policy for evaluation.
+func (c Config) prepare(ctx context.Context, logger *slog.Logger) (rego.PreparedEvalQuery, []error) {
+	src, errs := c.load()
+	if len(errs) > 0 {
+		return rego.PreparedEvalQuery{}, errs
+	}
+
+	// Reads return AST values, so evaluation does not convert data per call.
+	store := inmem.NewWithOpts(inmem.OptReturnASTValuesOnRead(true))
+	if src.data != nil {
+		if err := storage.WriteOne(ctx, store, storage.AddOp, storage.RootPath, src.data); err != nil {
+			return rego.PreparedEvalQuery{}, []error{fmt.Errorf("load data: %w", err)}
+		}
+	}
+
+	compiler := ast.NewCompiler().
+		WithDefaultRegoVersion(ast.RegoV1).
+		WithEnablePrintStatements(true).
+		WithUseTypeCheckAnnotations(true)
+	opts := []func(*rego.Rego){
+		rego.Query(query),
+		rego.Compiler(compiler),
+		rego.Store(store),
+		rego.SetRegoVersion(ast.RegoV1),
+		rego.EnablePrintStatements(true),
+		rego.PrintHook(printHook{logger: logger}),
+		// Keep results as AST terms: no JSON conversion per call.
+		rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }),
+	}
+	for _, m := range src.modules {
+		opts = append(opts, rego.ParsedModule(m))
+	}
+	pq, err := rego.New(opts...).PrepareForEval(ctx)
+	if err != nil {
+		return rego.PreparedEvalQuery{}, astErrors("compile policy", src.shown, err)
+	}
+	if len(compiler.GetRulesExact(ast.MustParseRef(query))) == 0 {
+		return rego.PreparedEvalQuery{}, []error{fmt.Errorf("policy defines no rule %s", query)}
+	}
+	return pq, nil
+}
+
+// engine evaluates a prepared policy. PreparedEvalQuery is safe for
+// concurrent use.
+type engine struct {
+	query  rego.PreparedEvalQuery
+	logger *slog.Logger
+	now    func() time.Time
+}
+
+var _ authz.Authorizer = (*engine)(nil)
+
+// Authorize evaluates the policy once for all requested scopes.
+func (e *engine) Authorize(ctx context.Context, req authz.Request) (authz.Decision, error) {
+	if err := req.Validate(); err != nil {
+		return authz.Decision{}, err
+	}
+	// OPA notices cancellation only now and then; a decision nobody waits
+	// for is useless, so check first.
+	if err := ctx.Err(); err != nil {
+		return authz.Decision{}, fmt.Errorf("opa: %w", err)
+	}
+	id := decisionID()
+	if len(req.Requested) == 0 {
+		return authz.Decision{DecisionID: id}, nil
+	}
+
+	rs, err := e.query.Eval(ctx,
+		rego.EvalParsedInput(inputValue(req)),
+		rego.EvalTime(e.now()),
+	)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = ctxErr
+		}
+		e.logger.WarnContext(ctx, "authz policy evaluation failed", "decision_id", id, "error", err)
+		return authz.Decision{}, fmt.Errorf("opa: evaluate policy: %w", err)
+	}
+	allowed, err := allowedSet(rs)
+	if err != nil {
+		e.logger.WarnContext(ctx, "authz policy returned a malformed result", "decision_id", id, "error", err)
+		return authz.Decision{}, fmt.Errorf("opa: %w", err)
+	}
+
+	granted := authz.Grant(req.Requested, func(s scope.Scope, action string) bool {
+		_, ok := allowed[triple{s.Type, s.Name, action}]
+		return ok
+	})
+	e.logger.DebugContext(ctx, "authz decision",
+		"decision_id", id,
+		"subject", req.Identity.Subject,
+		"anonymous", req.Identity.Anonymous,
+		"requested", len(req.Requested),
+		"granted", len(granted),
+	)
+	return authz.Decision{Granted: granted, DecisionID: id}, nil
+}
+
+// triple is one element of the allowed set: [type, name, action].
+type triple [3]string
+
+// allowedSet reads the query result. An undefined result means nothing is
+// allowed; anything but a set of string triples is an error.
+func allowedSet(rs rego.ResultSet) (map[triple]struct{}, error) {
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return nil, nil
+	}
+	t, ok := rs[0].Expressions[0].Value.(*ast.Term)
+	if !ok {
+		return nil, fmt.Errorf("%s: unexpected result type %T", query, rs[0].Expressions[0].Value)
+	}
+	set, ok := t.Value.(ast.Set)
+	if !ok {
+		return nil, fmt.Errorf("%s must be a set, got %s", query, ast.ValueName(t.Value))
+	}
+	allowed := make(map[triple]struct{}, set.Len())
+	err := set.Iter(func(elem *ast.Term) error {
+		arr, ok := elem.Value.(*ast.Array)
+		if !ok || arr.Len() != 3 {
+			return fmt.Errorf("%s: element %v is not [type, name, action]", query, elem)
+		}
+		var tr triple
+		for i := range tr {
+			s, ok := arr.Elem(i).Value.(ast.String)
+			if !ok {
+				return fmt.Errorf("%s: element %v is not [type, name, action] of strings", query, elem)
+			}
+			tr[i] = string(s)
+		}
+		allowed[tr] = struct{}{}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return allowed, nil
+}
+
+// inputValue builds the policy input as an AST value directly, avoiding a
+// conversion from Go values on every call.
+func inputValue(req authz.Request) ast.Value {
+	id := req.Identity
+	groups := make([]*ast.Term, len(id.Groups))
+	for i, g := range id.Groups {
+		groups[i] = ast.StringTerm(g)
+	}
+	labels := make([][2]*ast.Term, 0, len(id.Labels))
+	for k, v := range id.Labels {
+		labels = append(labels, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
+	}
+	scopes := make([]*ast.Term, len(req.Requested))
+	for i, s := range req.Requested {
+		actions := make([]*ast.Term, len(s.Actions))
+		for j, a := range s.Actions {
+			actions[j] = ast.StringTerm(a)
+		}
+		scopes[i] = ast.ObjectTerm(
+			ast.Item(ast.StringTerm("type"), ast.StringTerm(s.Type)),
+			ast.Item(ast.StringTerm("class"), ast.StringTerm(s.Class)),
+			ast.Item(ast.StringTerm("name"), ast.StringTerm(s.Name)),
+			ast.Item(ast.StringTerm("actions"), ast.ArrayTerm(actions...)),
+		)
+	}
+	return ast.NewObject(
+		ast.Item(ast.StringTerm("identity"), ast.ObjectTerm(
+			ast.Item(ast.StringTerm("subject"), ast.StringTerm(id.Subject)),
+			ast.Item(ast.StringTerm("anonymous"), ast.BooleanTerm(id.Anonymous)),
+			ast.Item(ast.StringTerm("groups"), ast.ArrayTerm(groups...)),
+			ast.Item(ast.StringTerm("labels"), ast.ObjectTerm(labels...)),
+			ast.Item(ast.StringTerm("backend"), ast.StringTerm(id.Backend)),
+		)),
+		ast.Item(ast.StringTerm("service"), ast.StringTerm(req.Service)),
+		ast.Item(ast.StringTerm("client_id"), ast.StringTerm(req.ClientID)),
+		ast.Item(ast.StringTerm("remote_addr"), ast.StringTerm(req.RemoteAddr)),
+		ast.Item(ast.StringTerm("scopes"), ast.ArrayTerm(scopes...)),
+	)
+}
+
+// decisionID returns 16 random bytes in hex.
+func decisionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails; see crypto/rand.Read
+	return hex.EncodeToString(b[:])
+}
+
+// printHook sends the policy's print() output to the log.
+type printHook struct{ logger *slog.Logger }
+
+func (h printHook) Print(pctx print.Context, msg string) error {
+	ctx := pctx.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	var loc string
+	if pctx.Location != nil {
+		loc = pctx.Location.String()
+	}
+	h.logger.DebugContext(ctx, "authz policy print", "location", loc, "msg", msg)
+	return nil
+}
