@@ -4,7 +4,7 @@ export PATH := $(CURDIR)/.cache/bin:$(PATH)
 GO ?= go
 ADDR ?= 127.0.0.1:5001
 
-.PHONY: run test unit e2e generate check-generate tools tools-go build bench lint fuzz clean
+.PHONY: run test unit e2e generate check-generate tools tools-go build bench fuzz clean image
 
 build:
 	$(GO) build -o bin/portcullis ./cmd/portcullis
@@ -46,3 +46,8 @@ fuzz:
 
 clean:
 	rm -rf bin .cache/run
+
+## image: a FROM-scratch image of the static binary (used by docker-compose.yml).
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/portcullis ./cmd/portcullis
+	docker build -t portcullis:dev -f deploy/compose/Dockerfile .

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -39,6 +40,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	dataDir := fs.String("data-dir", ".portcullis", "where the development defaults keep their key and sample users")
 	listen := fs.String("gateway.listen", envOr("PORTCULLIS_GATEWAY_LISTEN", ""), "gateway HTTP address (overrides the config; env PORTCULLIS_GATEWAY_LISTEN)")
 	logLevel := fs.String("log.level", "", "debug, info, warn or error (overrides the config)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for make bench)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,6 +65,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	log := telemetry.NewLogger(stderr, level)
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app := NewApp(cfg, log)

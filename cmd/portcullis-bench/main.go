@@ -1,0 +1,354 @@
+// Command portcullis-bench measures token throughput and latency on loopback: it starts
+// bin/portcullis (all-in-one, then split into four processes) and drives GET /token with
+// HTTP Basic credentials. `make bench` runs it; figures are printed, never asserted.
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+func main() {
+	bin := flag.String("bin", "bin/portcullis", "portcullis binary")
+	dur := flag.Duration("duration", 5*time.Second, "length of each closed-loop run")
+	conc := flag.Int("concurrency", 16, "concurrent clients in closed-loop runs")
+	rate := flag.Int("rate", 500, "request rate of the fixed-rate latency runs (tokens/s)")
+	profile := flag.Bool("profile", true, "CPU-profile the all-in-one warm run and print the top functions")
+	flag.Parse()
+	if err := run(*bin, *dur, *conc, *rate, *profile); err != nil {
+		fmt.Fprintln(os.Stderr, "portcullis-bench:", err)
+		os.Exit(1)
+	}
+}
+
+type scenario struct {
+	split  bool
+	cold   bool // authn cache off: every request pays bcrypt
+	scopes int
+}
+
+func (s scenario) String() string {
+	mode, creds := "all-in-one", "warm"
+	if s.split {
+		mode = "split"
+	}
+	if s.cold {
+		creds = "cold"
+	}
+	return fmt.Sprintf("%-10s %-4s creds, %d scope(s)", mode, creds, s.scopes)
+}
+
+func run(bin string, dur time.Duration, conc, rate int, profile bool) error {
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "portcullis-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := writeUsers(dir); err != nil {
+		return err
+	}
+	fmt.Printf("portcullis bench: %d clients for %s per closed-loop run; fixed-rate runs at %d tokens/s; server and load generator share this machine's %d CPUs\n\n",
+		conc, dur, rate, numCPU())
+	fmt.Printf("%-36s %10s %9s %9s\n", "scenario", "tokens/s", "p50", "p99")
+	var profPath string
+	for _, split := range []bool{false, true} {
+		for _, cold := range []bool{false, true} {
+			for _, n := range []int{1, 5} {
+				sc := scenario{split: split, cold: cold, scopes: n}
+				prof := ""
+				if profile && !split && !cold && n == 1 {
+					prof = filepath.Join(dir, "cpu.pprof")
+					profPath = prof
+				}
+				res, err := withServer(bin, dir, sc, prof, func(url string) (result, error) {
+					return closedLoop(url, sc.scopes, conc, dur)
+				})
+				if err != nil {
+					return fmt.Errorf("%s: %w", sc, err)
+				}
+				res.print(sc.String())
+			}
+		}
+	}
+	fmt.Println()
+	for _, split := range []bool{false, true} {
+		sc := scenario{split: split, scopes: 1}
+		res, err := withServer(bin, dir, sc, "", func(url string) (result, error) {
+			return fixedRate(url, sc.scopes, rate, dur)
+		})
+		if err != nil {
+			return err
+		}
+		res.print(fmt.Sprintf("%s @%d/s", sc, rate))
+	}
+	if profPath != "" {
+		fmt.Printf("\nCPU profile of the all-in-one warm 1-scope run (server process, top by cumulative time):\n")
+		cmd := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=35", bin, profPath)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			fmt.Printf("pprof failed: %v\n", err)
+		}
+		fmt.Println(string(out))
+	}
+	return nil
+}
+
+func numCPU() int { return runtime.NumCPU() }
+
+// writeUsers creates the bench user at bcrypt's default cost (what htpasswd users get from us).
+func writeUsers(dir string) error {
+	h, err := bcrypt.GenerateFromPassword([]byte("bench-password"), bcrypt.DefaultCost)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "htpasswd"), []byte("bench:"+string(h)+"\n"), 0o600)
+}
+
+func config(dir string, sc scenario, ports []string) string {
+	return fmt.Sprintf(`log: {level: info}
+gateway:
+  listen: %s
+  services: [registry.local]
+  backends: {authn: %s, authz: %s, signer: %s}
+authn:
+  listen: %s
+  cache: {disabled: %t}
+  backends:
+    - {name: users, type: htpasswd, config: {path: %s, groups: {admins: [bench]}}}
+authz:
+  listen: %s
+signer:
+  listen: %s
+  key: {type: local, config: {path: %s}}
+`, ports[0], ports[1], ports[2], ports[3], ports[1], sc.cold, filepath.Join(dir, "htpasswd"), ports[2], ports[3], filepath.Join(dir, "key.pem"))
+}
+
+func withServer(bin, dir string, sc scenario, cpuprofile string, f func(url string) (result, error)) (result, error) {
+	ports := make([]string, 4)
+	for i := range ports {
+		p, err := freePort()
+		if err != nil {
+			return result{}, err
+		}
+		ports[i] = p
+	}
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(config(dir, sc, ports)), 0o600); err != nil {
+		return result{}, err
+	}
+	targets := []string{"all"}
+	if sc.split {
+		targets = []string{"authn", "authz", "signer", "gateway"}
+	}
+	var procs []*exec.Cmd
+	defer func() {
+		for _, p := range procs {
+			_ = p.Process.Signal(os.Interrupt)
+			_ = p.Wait()
+		}
+	}()
+	for _, t := range targets {
+		args := []string{"-target=" + t, "-config=" + cfgPath}
+		if cpuprofile != "" {
+			args = append(args, "-cpuprofile="+cpuprofile)
+		}
+		cmd := exec.Command(bin, args...)
+		logf, err := os.Create(filepath.Join(dir, t+".log"))
+		if err != nil {
+			return result{}, err
+		}
+		defer logf.Close()
+		cmd.Stdout, cmd.Stderr = io.Discard, logf
+		if err := cmd.Start(); err != nil {
+			return result{}, err
+		}
+		procs = append(procs, cmd)
+	}
+	url := "http://" + ports[0]
+	if err := waitReady(url, 15*time.Second); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, targets[len(targets)-1]+".log"))
+		return result{}, fmt.Errorf("%w\n%s", err, log)
+	}
+	return f(url)
+}
+
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func waitReady(url string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("server not ready")
+}
+
+func tokenURL(base string, scopes int) string {
+	q := []string{"service=registry.local"}
+	for i := 0; i < scopes; i++ {
+		q = append(q, fmt.Sprintf("scope=repository:bench/app%d:pull,push", i))
+	}
+	return base + "/token?" + strings.Join(q, "&")
+}
+
+type result struct {
+	n, errs int
+	elapsed time.Duration
+	lat     []time.Duration
+}
+
+func (r result) print(name string) {
+	slices.Sort(r.lat)
+	pct := func(p float64) time.Duration {
+		if len(r.lat) == 0 {
+			return 0
+		}
+		return r.lat[min(len(r.lat)-1, int(float64(len(r.lat))*p))]
+	}
+	errs := ""
+	if r.errs > 0 {
+		errs = fmt.Sprintf("  (%d errors)", r.errs)
+	}
+	fmt.Printf("%-36s %10.0f %9s %9s%s\n", name, float64(r.n)/r.elapsed.Seconds(),
+		pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), errs)
+}
+
+func newClient(conc int) *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}, Timeout: 10 * time.Second}
+}
+
+var auth = "Basic " + base64.StdEncoding.EncodeToString([]byte("bench:bench-password"))
+
+func one(c *http.Client, url string) (time.Duration, error) {
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", auth)
+	start := time.Now()
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return 0, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return time.Since(start), nil
+}
+
+// closedLoop: conc clients, each sending its next request when the previous one returns.
+func closedLoop(base string, scopes, conc int, dur time.Duration) (result, error) {
+	url, c := tokenURL(base, scopes), newClient(conc)
+	if _, err := one(c, url); err != nil { // warm the cache and the connection
+		return result{}, err
+	}
+	var mu sync.Mutex
+	var res result
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < conc; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			errs := 0
+			for !stop.Load() {
+				d, err := one(c, url)
+				if err != nil {
+					errs++
+					continue
+				}
+				lat = append(lat, d)
+			}
+			mu.Lock()
+			res.lat = append(res.lat, lat...)
+			res.errs += errs
+			mu.Unlock()
+		}()
+	}
+	time.Sleep(dur)
+	stop.Store(true)
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	res.n = len(res.lat)
+	return res, nil
+}
+
+// fixedRate: an open-loop load at rate requests/s, so latency is measured without the
+// coordinated omission of a closed loop.
+func fixedRate(base string, scopes, rate int, dur time.Duration) (result, error) {
+	url, c := tokenURL(base, scopes), newClient(256)
+	if _, err := one(c, url); err != nil {
+		return result{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), dur)
+	defer cancel()
+	var mu sync.Mutex
+	var res result
+	var wg sync.WaitGroup
+	interval := time.Second / time.Duration(rate)
+	start := time.Now()
+	for i := 0; ; i++ {
+		next := start.Add(time.Duration(i) * interval)
+		if d := time.Until(next); d > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(d):
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func(sched time.Time) {
+			defer wg.Done()
+			_, err := one(c, url)
+			d := time.Since(sched) // from when it should have been sent
+			mu.Lock()
+			if err != nil {
+				res.errs++
+			} else {
+				res.lat = append(res.lat, d)
+			}
+			mu.Unlock()
+		}(next)
+	}
+	wg.Wait()
+	res.elapsed = dur
+	res.n = len(res.lat)
+	return res, nil
+}
