@@ -77,7 +77,9 @@ func (f *fakeSigner) ListPublicKeys(context.Context, *signerv1.ListPublicKeysReq
 	return &signerv1.ListPublicKeysResponse{Jwks: []byte(`{"keys":[]}`), Issuer: "portcullis"}, nil
 }
 
-type fakeHealth struct{ st grpc_health_v1.HealthCheckResponse_ServingStatus }
+type fakeHealth struct {
+	st grpc_health_v1.HealthCheckResponse_ServingStatus
+}
 
 func (f fakeHealth) Check(context.Context, *grpc_health_v1.HealthCheckRequest, ...grpc.CallOption) (*grpc_health_v1.HealthCheckResponse, error) {
 	return &grpc_health_v1.HealthCheckResponse{Status: f.st}, nil
@@ -90,9 +92,10 @@ func (f fakeHealth) Watch(context.Context, *grpc_health_v1.HealthCheckRequest, .
 }
 
 type env struct {
-	srv    *httptest.Server
-	authz  *fakeAuthz
-	signer *fakeSigner
+	handler http.Handler
+	srv     *httptest.Server
+	authz   *fakeAuthz
+	signer  *fakeSigner
 }
 
 func newEnv(t *testing.T, authnErr, signerErr error, health grpc_health_v1.HealthCheckResponse_ServingStatus) *env {
@@ -103,6 +106,7 @@ func newEnv(t *testing.T, authnErr, signerErr error, health grpc_health_v1.Healt
 		gateway.Clients{Authn: fakeAuthn{err: authnErr}, Authz: e.authz, Signer: e.signer,
 			Health: map[string]grpc_health_v1.HealthClient{"signer": fakeHealth{health}}},
 		slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	e.handler = g
 	e.srv = httptest.NewServer(g)
 	t.Cleanup(e.srv.Close)
 	return e

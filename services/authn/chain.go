@@ -56,13 +56,14 @@ func (c *Chain) Authenticate(ctx context.Context, cr Credentials) (identity.Iden
 }
 
 func (c *Chain) dummyHash(ctx context.Context) []byte {
-	cost := bcrypt.DefaultCost
+	cost := 0
 	for _, b := range c.backends {
 		if bc, ok := b.Authenticator.(BcryptCoster); ok {
-			if v := bc.BcryptCost(ctx); v > 0 {
-				cost = v
-			}
+			cost = max(cost, bc.BcryptCost(ctx))
 		}
+	}
+	if cost == 0 { // no password backend: still do not answer instantly
+		cost = bcrypt.DefaultCost
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
