@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 
 	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
@@ -25,8 +26,13 @@ func (g *Gateway) handleJWKS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/jwk-set+json")
-	// Short: verifiers must see a newly published key well before it signs.
-	w.Header().Set("Cache-Control", "public, max-age=60")
+	// The signer derives max-age from its propagation delay: verifiers must see a newly
+	// published key before it signs.
+	maxAge := int(resp.GetMaxAge().AsDuration().Seconds())
+	if maxAge <= 0 {
+		maxAge = 60
+	}
+	w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(maxAge))
 	_, _ = w.Write(resp.GetJwks())
 }
 

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,8 +94,13 @@ func (a *App) Run(ctx context.Context, target string) error {
 
 	var inproc *bufconn.Listener
 	if len(t.services) > 0 {
+		secret, err := a.adminSecret()
+		if err != nil {
+			return err
+		}
 		a.grpcServer = grpc.NewServer(grpc.ChainUnaryInterceptor(
-			telemetry.UnaryServerInterceptor(a.log, telemetry.NewGRPCMetrics(a.reg))))
+			telemetry.UnaryServerInterceptor(a.log, telemetry.NewGRPCMetrics(a.reg)),
+			signer.AdminAuthInterceptor(secret, a.log.With("component", "admin"))))
 		hs := health.NewServer()
 		grpc_health_v1.RegisterHealthServer(a.grpcServer, hs)
 		for _, name := range t.services {
@@ -109,6 +116,14 @@ func (a *App) Run(ctx context.Context, target string) error {
 		if target == "all" {
 			inproc = bufconn.Listen(1 << 20)
 			lis = inproc
+			if addr := a.cfg.Admin.Listen; addr != "" {
+				alis, err := net.Listen("tcp", addr)
+				if err != nil {
+					return fmt.Errorf("admin: listen %s: %w", addr, err)
+				}
+				a.log.Info("admin gRPC API listening", "addr", alis.Addr().String())
+				go func() { errc <- a.grpcServer.Serve(alis) }()
+			}
 		} else {
 			addr := a.listenAddr(target)
 			var err error
@@ -209,22 +224,29 @@ func (a *App) startAuthz(ctx context.Context) (func(*grpc.Server), error) {
 }
 
 func (a *App) startSigner(ctx context.Context) (func(*grpc.Server), error) {
-	km, err := openKeyManager(ctx, a.cfg, a.log, a.now)
+	km, err := openKeyManager(ctx, a.cfg, a.log, a.now, a.reg)
 	if err != nil {
 		return nil, err
+	}
+	if c, ok := km.(interface{ Close(context.Context) error }); ok {
+		a.closers = append(a.closers, c.Close)
 	}
 	c := a.cfg.Signer
 	s := signer.New(signer.Options{Issuer: c.Issuer, MaxTTL: c.MaxTTL.D(), NotBeforeSkew: c.NotBeforeSkew.D(), Now: a.now}, km)
 	srv := signer.NewServer(s, a.log.With("component", "signer"))
-	return func(g *grpc.Server) { signerv1.RegisterSignerServiceServer(g, srv) }, nil
+	admin := signer.NewAdminServer(km, a.log.With("component", "admin"))
+	return func(g *grpc.Server) {
+		signerv1.RegisterSignerServiceServer(g, srv)
+		signerv1.RegisterKeyAdminServiceServer(g, admin)
+	}, nil
 }
 
-func openKeyManager(ctx context.Context, cfg *Config, log *slog.Logger, now func() time.Time) (signer.KeyManager, error) {
+func openKeyManager(ctx context.Context, cfg *Config, log *slog.Logger, now func() time.Time, reg prometheus.Registerer) (signer.KeyManager, error) {
 	kc, err := keys.Decode(cfg.Signer.Key)
 	if err != nil {
 		return nil, err
 	}
-	return kc.Open(ctx, signer.Deps{Logger: log.With("component", "signer"), Now: now})
+	return kc.Open(ctx, signer.Deps{Logger: log.With("component", "signer"), Now: now, Registerer: reg, TokenLifetime: cfg.Signer.MaxTTL.D()})
 }
 
 func (a *App) dial(addr string, inproc *bufconn.Listener) (*grpc.ClientConn, error) {
@@ -330,4 +352,19 @@ func (a *App) shutdown() {
 			a.log.Warn("close failed", "error", err)
 		}
 	}
+}
+
+func (a *App) adminSecret() (string, error) {
+	if a.cfg.Admin.TokenFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(a.cfg.Admin.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("admin.token_file: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) < 16 {
+		return "", fmt.Errorf("admin.token_file: the secret must be at least 16 characters")
+	}
+	return s, nil
 }

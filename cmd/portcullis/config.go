@@ -25,6 +25,17 @@ type Config struct {
 	Authn   AuthnConfig   `yaml:"authn"`
 	Authz   AuthzConfig   `yaml:"authz"`
 	Signer  SignerConfig  `yaml:"signer"`
+	Admin   AdminConfig   `yaml:"admin"`
+}
+
+// AdminConfig guards the admin gRPC API (portcullis keys list|rotate).
+type AdminConfig struct {
+	// TokenFile holds the bearer secret admin calls must present; without it the admin API
+	// refuses every call.
+	TokenFile string `yaml:"token_file"`
+	// Listen, in -target=all, is a TCP address serving the admin API (the services otherwise
+	// talk in-process only). In the split deployment the signer's listen address serves it.
+	Listen string `yaml:"listen"`
 }
 
 type LogConfig struct {
@@ -174,6 +185,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Signer.NotBeforeSkew < 0 {
 		p.Addf("signer.not_before_skew", "must not be negative")
+	}
+	if c.Admin.Listen != "" && c.Admin.TokenFile == "" {
+		p.Addf("admin.listen", "set admin.token_file too: an admin API without a credential refuses every call")
 	}
 	kc, err := keys.Decode(c.Signer.Key)
 	if err != nil {

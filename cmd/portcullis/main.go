@@ -28,8 +28,13 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "registry-config" {
-		return runRegistryConfig(ctx, args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "registry-config":
+			return runRegistryConfig(ctx, args[1:], stdout, stderr)
+		case "keys":
+			return runKeys(ctx, args[1:], stdout, stderr)
+		}
 	}
 	fs := flag.NewFlagSet("portcullis", flag.ContinueOnError)
 	fs.SetOutput(stderr)

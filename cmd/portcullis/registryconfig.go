@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
@@ -41,17 +43,29 @@ func runRegistryConfig(ctx context.Context, args []string, stdout, stderr io.Wri
 	if *service == "" {
 		*service = cfg.Gateway.Services[0]
 	}
-	km, err := openKeyManager(ctx, cfg, slog.New(slog.DiscardHandler), time.Now)
+	km, err := openKeyManager(ctx, cfg, slog.New(slog.DiscardHandler), time.Now, nil)
 	if err != nil {
 		return err
 	}
-	key, err := km.SigningKey(ctx)
-	if err != nil {
-		return err
+	if c, ok := km.(interface{ Close(context.Context) error }); ok {
+		defer c.Close(ctx)
 	}
-	certPEM, err := signer.SelfSignedCertificatePEM(key, "Portcullis token signer", time.Now(), 10*365*24*time.Hour)
-	if err != nil {
-		return err
+	var certPEM []byte
+	if r, ok := km.(interface {
+		RootCertificates(context.Context) []*x509.Certificate
+	}); ok && len(r.RootCertificates(ctx)) > 0 {
+		// x5c mode: the registry trusts the root only, so key rotation never changes its config.
+		for _, c := range r.RootCertificates(ctx) {
+			certPEM = append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+		}
+	} else {
+		key, err := km.SigningKey(ctx)
+		if err != nil {
+			return err
+		}
+		if certPEM, err = signer.SelfSignedCertificatePEM(key, "Portcullis token signer", time.Now(), 10*365*24*time.Hour); err != nil {
+			return err
+		}
 	}
 	jwks, err := signer.New(signer.Options{Issuer: cfg.Signer.Issuer}, km).JWKS(ctx)
 	if err != nil {

@@ -1,6 +1,7 @@
 package signer
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -16,14 +17,15 @@ import (
 // opaque adapts a Key (any crypto.Signer: file, Vault, HSM) to go-jose, which needs raw
 // r‖s signatures for ECDSA where crypto.Signer returns ASN.1.
 type opaque struct {
+	ctx context.Context // the request's: a Vault-backed key must not outlive it
 	key Key
 	pub *jose.JSONWebKey
 }
 
 var _ jose.OpaqueSigner = (*opaque)(nil)
 
-func newOpaque(k Key) *opaque {
-	return &opaque{key: k, pub: &jose.JSONWebKey{Key: k.Public(), KeyID: k.ID(), Algorithm: string(k.Algorithm()), Use: "sig"}}
+func publicJWK(k Key) *jose.JSONWebKey {
+	return &jose.JSONWebKey{Key: k.Public(), KeyID: k.ID(), Algorithm: string(k.Algorithm()), Use: "sig"}
 }
 
 func (o *opaque) Public() *jose.JSONWebKey { return o.pub }
@@ -46,7 +48,13 @@ func (o *opaque) SignPayload(payload []byte, alg jose.SignatureAlgorithm) ([]byt
 	default:
 		return nil, fmt.Errorf("unsupported algorithm %s", alg)
 	}
-	sig, err := o.key.Sign(rand.Reader, digest, opts)
+	var sig []byte
+	var err error
+	if cs, ok := o.key.(ContextSigner); ok {
+		sig, err = cs.SignContext(o.ctx, digest, opts)
+	} else {
+		sig, err = o.key.Sign(rand.Reader, digest, opts)
+	}
 	if err != nil {
 		return nil, err
 	}

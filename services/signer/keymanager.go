@@ -8,12 +8,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Sentinel errors; toStatus maps them to gRPC codes.
@@ -29,11 +31,30 @@ type Key interface {
 	Algorithm() jose.SignatureAlgorithm
 }
 
+// ContextSigner is an optional ability of a Key whose signing goes over the network:
+// it honours the caller's deadline.
+type ContextSigner interface {
+	SignContext(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error)
+}
+
+// Chainer is an optional ability of a Key: tokens it signs carry this x5c certificate chain
+// (DER, leaf first), so verifiers need to trust only the root.
+type Chainer interface {
+	Chain() [][]byte
+}
+
 // PublicKey is a verification key as published in the JWKS.
 type PublicKey struct {
-	ID        string
-	Algorithm jose.SignatureAlgorithm
-	Key       crypto.PublicKey
+	ID           string
+	Algorithm    jose.SignatureAlgorithm
+	Key          crypto.PublicKey
+	Certificates []*x509.Certificate
+}
+
+// MaxAger is an optional ability of a KeyManager that rotates: how long verifiers may cache
+// the JWKS without missing a key before it signs.
+type MaxAger interface {
+	JWKSMaxAge(ctx context.Context) time.Duration
 }
 
 // KeyManager hands out the current signing key and every key verifiers should trust.
@@ -46,6 +67,11 @@ type KeyManager interface {
 type Deps struct {
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Registerer receives the key manager's metrics; nil means none.
+	Registerer prometheus.Registerer
+	// TokenLifetime is the longest a token lives: a retired key stays published that long
+	// plus the registry's leeway.
+	TokenLifetime time.Duration
 }
 
 // KeyManagerConfig is one key manager type's configuration; see package keys for the list.

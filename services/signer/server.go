@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/portcullis-dev/portcullis/pkg/pbconv"
@@ -44,7 +45,7 @@ func (srv *Server) ListPublicKeys(ctx context.Context, _ *signerv1.ListPublicKey
 	if err != nil {
 		return nil, srv.toStatus(ctx, err)
 	}
-	return &signerv1.ListPublicKeysResponse{Jwks: jwks, Issuer: srv.s.Issuer()}, nil
+	return &signerv1.ListPublicKeysResponse{Jwks: jwks, Issuer: srv.s.Issuer(), MaxAge: durationpb.New(srv.s.JWKSMaxAge(ctx))}, nil
 }
 
 // toStatus is the one place signer errors become gRPC codes.

@@ -2,7 +2,9 @@ package signer
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -44,13 +46,8 @@ type Signer struct {
 	opt Options
 	km  KeyManager
 
-	mu     sync.Mutex
-	cached *joseSigner
-}
-
-type joseSigner struct {
-	kid string
-	s   jose.Signer
+	mu   sync.Mutex
+	jwks map[string]*jose.JSONWebKey // by kid: the public half go-jose needs per signature
 }
 
 // New returns a signer.
@@ -58,7 +55,7 @@ func New(opt Options, km KeyManager) *Signer {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &Signer{opt: opt, km: km}
+	return &Signer{opt: opt, km: km, jwks: map[string]*jose.JSONWebKey{}}
 }
 
 // Issuer is the iss claim.
@@ -115,6 +112,9 @@ func (s *Signer) Sign(ctx context.Context, c Claims) (Token, error) {
 	}
 	jws, err := js.Sign(payload)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return Token{}, err
+		}
 		return Token{}, fmt.Errorf("%w: sign: %v", ErrUnavailable, err)
 	}
 	raw, err := jws.CompactSerialize()
@@ -124,22 +124,33 @@ func (s *Signer) Sign(ctx context.Context, c Claims) (Token, error) {
 	return Token{Raw: raw, IssuedAt: now, ExpiresAt: exp, KeyID: kid}, nil
 }
 
-// joseSigner reuses the go-jose signer while the key manager's signing key stays the same.
+// joseSigner builds the go-jose signer for this request: the key may change between calls
+// (rotation) and a network-backed key must sign within this request's deadline.
 func (s *Signer) joseSigner(ctx context.Context) (jose.Signer, string, error) {
 	k, err := s.km.SigningKey(ctx)
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cached != nil && s.cached.kid == k.ID() {
-		return s.cached.s, k.ID(), nil
+	pub, ok := s.jwks[k.ID()]
+	if !ok {
+		pub = publicJWK(k)
+		s.jwks[k.ID()] = pub
 	}
-	js, err := jose.NewSigner(jose.SigningKey{Algorithm: k.Algorithm(), Key: newOpaque(k)}, (&jose.SignerOptions{}).WithType("JWT"))
+	s.mu.Unlock()
+	opts := (&jose.SignerOptions{}).WithType("JWT")
+	if c, ok := k.(Chainer); ok {
+		chain := c.Chain()
+		x5c := make([]string, len(chain))
+		for i, der := range chain {
+			x5c[i] = base64.StdEncoding.EncodeToString(der)
+		}
+		opts = opts.WithHeader("x5c", x5c)
+	}
+	js, err := jose.NewSigner(jose.SigningKey{Algorithm: k.Algorithm(), Key: &opaque{ctx: ctx, key: k, pub: pub}}, opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("signer for key %s: %w", k.ID(), err)
 	}
-	s.cached = &joseSigner{kid: k.ID(), s: js}
 	return js, k.ID(), nil
 }
 
@@ -151,7 +162,15 @@ func (s *Signer) JWKS(ctx context.Context) ([]byte, error) {
 	}
 	set := jose.JSONWebKeySet{Keys: make([]jose.JSONWebKey, 0, len(pubs))}
 	for _, p := range pubs {
-		set.Keys = append(set.Keys, jose.JSONWebKey{Key: p.Key, KeyID: p.ID, Algorithm: string(p.Algorithm), Use: "sig"})
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: p.Key, KeyID: p.ID, Algorithm: string(p.Algorithm), Use: "sig", Certificates: p.Certificates})
 	}
 	return json.Marshal(set)
+}
+
+// JWKSMaxAge is how long verifiers may cache the JWKS (default one minute).
+func (s *Signer) JWKSMaxAge(ctx context.Context) time.Duration {
+	if m, ok := s.km.(MaxAger); ok {
+		return m.JWKSMaxAge(ctx)
+	}
+	return time.Minute
 }

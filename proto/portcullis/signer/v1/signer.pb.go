@@ -208,8 +208,11 @@ func (*ListPublicKeysRequest) Descriptor() ([]byte, []int) {
 type ListPublicKeysResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Jwks is the JSON Web Key Set document (RFC 7517) verifiers fetch.
-	Jwks          []byte `protobuf:"bytes,1,opt,name=jwks,proto3" json:"jwks,omitempty"`
-	Issuer        string `protobuf:"bytes,2,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	Jwks   []byte `protobuf:"bytes,1,opt,name=jwks,proto3" json:"jwks,omitempty"`
+	Issuer string `protobuf:"bytes,2,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// MaxAge is how long verifiers may cache the JWKS: shorter than the delay between a
+	// key's publication and its first signature.
+	MaxAge        *durationpb.Duration `protobuf:"bytes,3,opt,name=max_age,json=maxAge,proto3" json:"max_age,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -258,6 +261,258 @@ func (x *ListPublicKeysResponse) GetIssuer() string {
 	return ""
 }
 
+func (x *ListPublicKeysResponse) GetMaxAge() *durationpb.Duration {
+	if x != nil {
+		return x.MaxAge
+	}
+	return nil
+}
+
+type ListKeyVersionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListKeyVersionsRequest) Reset() {
+	*x = ListKeyVersionsRequest{}
+	mi := &file_portcullis_signer_v1_signer_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListKeyVersionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListKeyVersionsRequest) ProtoMessage() {}
+
+func (x *ListKeyVersionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_signer_v1_signer_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListKeyVersionsRequest.ProtoReflect.Descriptor instead.
+func (*ListKeyVersionsRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_signer_v1_signer_proto_rawDescGZIP(), []int{4}
+}
+
+type KeyVersion struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version int32                  `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	KeyId   string                 `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// State is published, active, retiring or retired.
+	State         string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	ActiveFrom    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=active_from,json=activeFrom,proto3" json:"active_from,omitempty"`
+	RetiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=retires_at,json=retiresAt,proto3" json:"retires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyVersion) Reset() {
+	*x = KeyVersion{}
+	mi := &file_portcullis_signer_v1_signer_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyVersion) ProtoMessage() {}
+
+func (x *KeyVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_signer_v1_signer_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyVersion.ProtoReflect.Descriptor instead.
+func (*KeyVersion) Descriptor() ([]byte, []int) {
+	return file_portcullis_signer_v1_signer_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *KeyVersion) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *KeyVersion) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *KeyVersion) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *KeyVersion) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *KeyVersion) GetActiveFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ActiveFrom
+	}
+	return nil
+}
+
+func (x *KeyVersion) GetRetiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RetiresAt
+	}
+	return nil
+}
+
+type ListKeyVersionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Versions      []*KeyVersion          `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListKeyVersionsResponse) Reset() {
+	*x = ListKeyVersionsResponse{}
+	mi := &file_portcullis_signer_v1_signer_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListKeyVersionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListKeyVersionsResponse) ProtoMessage() {}
+
+func (x *ListKeyVersionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_signer_v1_signer_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListKeyVersionsResponse.ProtoReflect.Descriptor instead.
+func (*ListKeyVersionsResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_signer_v1_signer_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ListKeyVersionsResponse) GetVersions() []*KeyVersion {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+type RotateKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKeyRequest) Reset() {
+	*x = RotateKeyRequest{}
+	mi := &file_portcullis_signer_v1_signer_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeyRequest) ProtoMessage() {}
+
+func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_signer_v1_signer_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateKeyRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_signer_v1_signer_proto_rawDescGZIP(), []int{7}
+}
+
+type RotateKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Versions      []*KeyVersion          `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKeyResponse) Reset() {
+	*x = RotateKeyResponse{}
+	mi := &file_portcullis_signer_v1_signer_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeyResponse) ProtoMessage() {}
+
+func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_signer_v1_signer_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateKeyResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_signer_v1_signer_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RotateKeyResponse) GetVersions() []*KeyVersion {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
 var File_portcullis_signer_v1_signer_proto protoreflect.FileDescriptor
 
 const file_portcullis_signer_v1_signer_proto_rawDesc = "" +
@@ -275,13 +530,34 @@ const file_portcullis_signer_v1_signer_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x15\n" +
 	"\x06key_id\x18\x04 \x01(\tR\x05keyId\"\x17\n" +
-	"\x15ListPublicKeysRequest\"D\n" +
+	"\x15ListPublicKeysRequest\"x\n" +
 	"\x16ListPublicKeysResponse\x12\x12\n" +
 	"\x04jwks\x18\x01 \x01(\fR\x04jwks\x12\x16\n" +
-	"\x06issuer\x18\x02 \x01(\tR\x06issuer2\xda\x01\n" +
+	"\x06issuer\x18\x02 \x01(\tR\x06issuer\x122\n" +
+	"\amax_age\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06maxAge\"\x18\n" +
+	"\x16ListKeyVersionsRequest\"\x86\x02\n" +
+	"\n" +
+	"KeyVersion\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x05R\aversion\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n" +
+	"\vactive_from\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"activeFrom\x129\n" +
+	"\n" +
+	"retires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tretiresAt\"W\n" +
+	"\x17ListKeyVersionsResponse\x12<\n" +
+	"\bversions\x18\x01 \x03(\v2 .portcullis.signer.v1.KeyVersionR\bversions\"\x12\n" +
+	"\x10RotateKeyRequest\"Q\n" +
+	"\x11RotateKeyResponse\x12<\n" +
+	"\bversions\x18\x01 \x03(\v2 .portcullis.signer.v1.KeyVersionR\bversions2\xda\x01\n" +
 	"\rSignerService\x12\\\n" +
 	"\tSignToken\x12&.portcullis.signer.v1.SignTokenRequest\x1a'.portcullis.signer.v1.SignTokenResponse\x12k\n" +
-	"\x0eListPublicKeys\x12+.portcullis.signer.v1.ListPublicKeysRequest\x1a,.portcullis.signer.v1.ListPublicKeysResponseBJZHgithub.com/portcullis-dev/portcullis/proto/portcullis/signer/v1;signerv1b\x06proto3"
+	"\x0eListPublicKeys\x12+.portcullis.signer.v1.ListPublicKeysRequest\x1a,.portcullis.signer.v1.ListPublicKeysResponse2\xdf\x01\n" +
+	"\x0fKeyAdminService\x12n\n" +
+	"\x0fListKeyVersions\x12,.portcullis.signer.v1.ListKeyVersionsRequest\x1a-.portcullis.signer.v1.ListKeyVersionsResponse\x12\\\n" +
+	"\tRotateKey\x12&.portcullis.signer.v1.RotateKeyRequest\x1a'.portcullis.signer.v1.RotateKeyResponseBJZHgithub.com/portcullis-dev/portcullis/proto/portcullis/signer/v1;signerv1b\x06proto3"
 
 var (
 	file_portcullis_signer_v1_signer_proto_rawDescOnce sync.Once
@@ -295,30 +571,45 @@ func file_portcullis_signer_v1_signer_proto_rawDescGZIP() []byte {
 	return file_portcullis_signer_v1_signer_proto_rawDescData
 }
 
-var file_portcullis_signer_v1_signer_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_portcullis_signer_v1_signer_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_portcullis_signer_v1_signer_proto_goTypes = []any{
-	(*SignTokenRequest)(nil),       // 0: portcullis.signer.v1.SignTokenRequest
-	(*SignTokenResponse)(nil),      // 1: portcullis.signer.v1.SignTokenResponse
-	(*ListPublicKeysRequest)(nil),  // 2: portcullis.signer.v1.ListPublicKeysRequest
-	(*ListPublicKeysResponse)(nil), // 3: portcullis.signer.v1.ListPublicKeysResponse
-	(*v1.Scope)(nil),               // 4: portcullis.common.v1.Scope
-	(*durationpb.Duration)(nil),    // 5: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),  // 6: google.protobuf.Timestamp
+	(*SignTokenRequest)(nil),        // 0: portcullis.signer.v1.SignTokenRequest
+	(*SignTokenResponse)(nil),       // 1: portcullis.signer.v1.SignTokenResponse
+	(*ListPublicKeysRequest)(nil),   // 2: portcullis.signer.v1.ListPublicKeysRequest
+	(*ListPublicKeysResponse)(nil),  // 3: portcullis.signer.v1.ListPublicKeysResponse
+	(*ListKeyVersionsRequest)(nil),  // 4: portcullis.signer.v1.ListKeyVersionsRequest
+	(*KeyVersion)(nil),              // 5: portcullis.signer.v1.KeyVersion
+	(*ListKeyVersionsResponse)(nil), // 6: portcullis.signer.v1.ListKeyVersionsResponse
+	(*RotateKeyRequest)(nil),        // 7: portcullis.signer.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),       // 8: portcullis.signer.v1.RotateKeyResponse
+	(*v1.Scope)(nil),                // 9: portcullis.common.v1.Scope
+	(*durationpb.Duration)(nil),     // 10: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 11: google.protobuf.Timestamp
 }
 var file_portcullis_signer_v1_signer_proto_depIdxs = []int32{
-	4, // 0: portcullis.signer.v1.SignTokenRequest.access:type_name -> portcullis.common.v1.Scope
-	5, // 1: portcullis.signer.v1.SignTokenRequest.ttl:type_name -> google.protobuf.Duration
-	6, // 2: portcullis.signer.v1.SignTokenResponse.issued_at:type_name -> google.protobuf.Timestamp
-	6, // 3: portcullis.signer.v1.SignTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	0, // 4: portcullis.signer.v1.SignerService.SignToken:input_type -> portcullis.signer.v1.SignTokenRequest
-	2, // 5: portcullis.signer.v1.SignerService.ListPublicKeys:input_type -> portcullis.signer.v1.ListPublicKeysRequest
-	1, // 6: portcullis.signer.v1.SignerService.SignToken:output_type -> portcullis.signer.v1.SignTokenResponse
-	3, // 7: portcullis.signer.v1.SignerService.ListPublicKeys:output_type -> portcullis.signer.v1.ListPublicKeysResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	9,  // 0: portcullis.signer.v1.SignTokenRequest.access:type_name -> portcullis.common.v1.Scope
+	10, // 1: portcullis.signer.v1.SignTokenRequest.ttl:type_name -> google.protobuf.Duration
+	11, // 2: portcullis.signer.v1.SignTokenResponse.issued_at:type_name -> google.protobuf.Timestamp
+	11, // 3: portcullis.signer.v1.SignTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	10, // 4: portcullis.signer.v1.ListPublicKeysResponse.max_age:type_name -> google.protobuf.Duration
+	11, // 5: portcullis.signer.v1.KeyVersion.created_at:type_name -> google.protobuf.Timestamp
+	11, // 6: portcullis.signer.v1.KeyVersion.active_from:type_name -> google.protobuf.Timestamp
+	11, // 7: portcullis.signer.v1.KeyVersion.retires_at:type_name -> google.protobuf.Timestamp
+	5,  // 8: portcullis.signer.v1.ListKeyVersionsResponse.versions:type_name -> portcullis.signer.v1.KeyVersion
+	5,  // 9: portcullis.signer.v1.RotateKeyResponse.versions:type_name -> portcullis.signer.v1.KeyVersion
+	0,  // 10: portcullis.signer.v1.SignerService.SignToken:input_type -> portcullis.signer.v1.SignTokenRequest
+	2,  // 11: portcullis.signer.v1.SignerService.ListPublicKeys:input_type -> portcullis.signer.v1.ListPublicKeysRequest
+	4,  // 12: portcullis.signer.v1.KeyAdminService.ListKeyVersions:input_type -> portcullis.signer.v1.ListKeyVersionsRequest
+	7,  // 13: portcullis.signer.v1.KeyAdminService.RotateKey:input_type -> portcullis.signer.v1.RotateKeyRequest
+	1,  // 14: portcullis.signer.v1.SignerService.SignToken:output_type -> portcullis.signer.v1.SignTokenResponse
+	3,  // 15: portcullis.signer.v1.SignerService.ListPublicKeys:output_type -> portcullis.signer.v1.ListPublicKeysResponse
+	6,  // 16: portcullis.signer.v1.KeyAdminService.ListKeyVersions:output_type -> portcullis.signer.v1.ListKeyVersionsResponse
+	8,  // 17: portcullis.signer.v1.KeyAdminService.RotateKey:output_type -> portcullis.signer.v1.RotateKeyResponse
+	14, // [14:18] is the sub-list for method output_type
+	10, // [10:14] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_signer_v1_signer_proto_init() }
@@ -332,9 +623,9 @@ func file_portcullis_signer_v1_signer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_signer_v1_signer_proto_rawDesc), len(file_portcullis_signer_v1_signer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   9,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_portcullis_signer_v1_signer_proto_goTypes,
 		DependencyIndexes: file_portcullis_signer_v1_signer_proto_depIdxs,

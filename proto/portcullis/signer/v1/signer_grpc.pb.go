@@ -161,3 +161,151 @@ var SignerService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "portcullis/signer/v1/signer.proto",
 }
+
+const (
+	KeyAdminService_ListKeyVersions_FullMethodName = "/portcullis.signer.v1.KeyAdminService/ListKeyVersions"
+	KeyAdminService_RotateKey_FullMethodName       = "/portcullis.signer.v1.KeyAdminService/RotateKey"
+)
+
+// KeyAdminServiceClient is the client API for KeyAdminService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// KeyAdminService manages signing key versions. Every call needs the admin credential
+// (gRPC metadata "authorization: Bearer <secret>").
+type KeyAdminServiceClient interface {
+	ListKeyVersions(ctx context.Context, in *ListKeyVersionsRequest, opts ...grpc.CallOption) (*ListKeyVersionsResponse, error)
+	// RotateKey creates a new version: published at once, signing after the propagation delay.
+	RotateKey(ctx context.Context, in *RotateKeyRequest, opts ...grpc.CallOption) (*RotateKeyResponse, error)
+}
+
+type keyAdminServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewKeyAdminServiceClient(cc grpc.ClientConnInterface) KeyAdminServiceClient {
+	return &keyAdminServiceClient{cc}
+}
+
+func (c *keyAdminServiceClient) ListKeyVersions(ctx context.Context, in *ListKeyVersionsRequest, opts ...grpc.CallOption) (*ListKeyVersionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListKeyVersionsResponse)
+	err := c.cc.Invoke(ctx, KeyAdminService_ListKeyVersions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *keyAdminServiceClient) RotateKey(ctx context.Context, in *RotateKeyRequest, opts ...grpc.CallOption) (*RotateKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateKeyResponse)
+	err := c.cc.Invoke(ctx, KeyAdminService_RotateKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// KeyAdminServiceServer is the server API for KeyAdminService service.
+// All implementations must embed UnimplementedKeyAdminServiceServer
+// for forward compatibility.
+//
+// KeyAdminService manages signing key versions. Every call needs the admin credential
+// (gRPC metadata "authorization: Bearer <secret>").
+type KeyAdminServiceServer interface {
+	ListKeyVersions(context.Context, *ListKeyVersionsRequest) (*ListKeyVersionsResponse, error)
+	// RotateKey creates a new version: published at once, signing after the propagation delay.
+	RotateKey(context.Context, *RotateKeyRequest) (*RotateKeyResponse, error)
+	mustEmbedUnimplementedKeyAdminServiceServer()
+}
+
+// UnimplementedKeyAdminServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedKeyAdminServiceServer struct{}
+
+func (UnimplementedKeyAdminServiceServer) ListKeyVersions(context.Context, *ListKeyVersionsRequest) (*ListKeyVersionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListKeyVersions not implemented")
+}
+func (UnimplementedKeyAdminServiceServer) RotateKey(context.Context, *RotateKeyRequest) (*RotateKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateKey not implemented")
+}
+func (UnimplementedKeyAdminServiceServer) mustEmbedUnimplementedKeyAdminServiceServer() {}
+func (UnimplementedKeyAdminServiceServer) testEmbeddedByValue()                         {}
+
+// UnsafeKeyAdminServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to KeyAdminServiceServer will
+// result in compilation errors.
+type UnsafeKeyAdminServiceServer interface {
+	mustEmbedUnimplementedKeyAdminServiceServer()
+}
+
+func RegisterKeyAdminServiceServer(s grpc.ServiceRegistrar, srv KeyAdminServiceServer) {
+	// If the following call panics, it indicates UnimplementedKeyAdminServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&KeyAdminService_ServiceDesc, srv)
+}
+
+func _KeyAdminService_ListKeyVersions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListKeyVersionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeyAdminServiceServer).ListKeyVersions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KeyAdminService_ListKeyVersions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeyAdminServiceServer).ListKeyVersions(ctx, req.(*ListKeyVersionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _KeyAdminService_RotateKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeyAdminServiceServer).RotateKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KeyAdminService_RotateKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeyAdminServiceServer).RotateKey(ctx, req.(*RotateKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// KeyAdminService_ServiceDesc is the grpc.ServiceDesc for KeyAdminService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var KeyAdminService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "portcullis.signer.v1.KeyAdminService",
+	HandlerType: (*KeyAdminServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ListKeyVersions",
+			Handler:    _KeyAdminService_ListKeyVersions_Handler,
+		},
+		{
+			MethodName: "RotateKey",
+			Handler:    _KeyAdminService_RotateKey_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "portcullis/signer/v1/signer.proto",
+}
