@@ -7,14 +7,16 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/config"
 	"github.com/portcullis-dev/portcullis/services/signer"
 	"github.com/portcullis-dev/portcullis/services/signer/local"
+	"github.com/portcullis-dev/portcullis/services/signer/memory"
 	"github.com/portcullis-dev/portcullis/services/signer/vault"
 )
 
 // Types maps a config `type:` to a constructor of its empty Config.
 func Types() map[string]func() signer.KeyManagerConfig {
 	return map[string]func() signer.KeyManagerConfig{
-		"local": func() signer.KeyManagerConfig { return &local.Config{} },
-		"vault": func() signer.KeyManagerConfig { return &vault.Config{} },
+		"local":  func() signer.KeyManagerConfig { return &local.Config{} },
+		"memory": func() signer.KeyManagerConfig { return &memory.Config{} },
+		"vault":  func() signer.KeyManagerConfig { return &vault.Config{} },
 	}
 }
 
