@@ -1,0 +1,337 @@
+//go:build e2e
+
+// These tests start a real Vault server (pkg/vaulttest): built by scripts/install-tools.sh
+// vault and run by `make e2e`. Without a vault binary they fail.
+package vault_test
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/hashicorp/vault/api"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/portcullis-dev/portcullis/pkg/config"
+	"github.com/portcullis-dev/portcullis/pkg/keyid"
+	"github.com/portcullis-dev/portcullis/pkg/vaulttest"
+	"github.com/portcullis-dev/portcullis/services/signer"
+	"github.com/portcullis-dev/portcullis/services/signer/keystest"
+	"github.com/portcullis-dev/portcullis/services/signer/vault"
+)
+
+func tokenFile(t *testing.T, token string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(p, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func open(t *testing.T, c *vault.Config, deps signer.Deps) signer.KeyManager {
+	t.Helper()
+	km, err := c.Open(context.Background(), deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = km.(interface{ Close(context.Context) error }).Close(context.Background()) })
+	return km
+}
+
+func leastPrivilegeToken(t *testing.T, v *vaulttest.Server, key string) string {
+	t.Helper()
+	pol, err := os.ReadFile("../../../deploy/vault/portcullis.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.TokenWithPolicy(t, "signer-"+key, strings.ReplaceAll(string(pol), "transit/sign/portcullis", "transit/sign/"+key))
+}
+
+func TestVault_Conformance(t *testing.T) {
+	v := vaulttest.Start(t)
+	cases := []struct {
+		name, typ string
+		batch     bool
+		mode      keyid.Mode
+	}{
+		{"ecdsa-p256 batched", "ecdsa-p256", true, keyid.ModeThumbprint},
+		{"ecdsa-p256 unbatched libtrust", "ecdsa-p256", false, keyid.ModeLibtrust},
+		{"rsa-2048", "rsa-2048", true, keyid.ModeThumbprint},
+		{"ed25519", "ed25519", true, keyid.ModeThumbprint},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			key := "k" + string(rune('a'+i))
+			v.CreateKey(t, key, tc.typ)
+			pol, _ := os.ReadFile("../../../deploy/vault/portcullis.hcl")
+			pol = []byte(strings.ReplaceAll(strings.ReplaceAll(string(pol), "transit/sign/portcullis", "transit/sign/"+key), "transit/keys/portcullis", "transit/keys/"+key))
+			tok := v.TokenWithPolicy(t, "p-"+key, string(pol))
+			km := open(t, &vault.Config{Address: v.Addr, Key: key, KeyType: tc.typ, KeyIDMode: tc.mode,
+				Auth: vault.AuthConfig{TokenFile: tokenFile(t, tok)}, Batch: vault.BatchConfig{Disabled: !tc.batch}}, signer.Deps{})
+			keystest.Run(t, km)
+		})
+	}
+}
+
+func TestVault_StartupErrorsNameKeyPathAndCause(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.CreateKey(t, "ec", "ecdsa-p256")
+	noSign := v.TokenWithPolicy(t, "read-only", `path "transit/keys/ec" { capabilities = ["read"] }`)
+	cases := []struct {
+		name string
+		cfg  vault.Config
+		want []string
+	}{
+		{"missing key", vault.Config{Key: "nope", Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}, []string{`"nope"`, "transit/keys/nope"}},
+		{"wrong type", vault.Config{Key: "ec", KeyType: "rsa-2048", Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}, []string{`"ec"`, "ecdsa-p256", "rsa-2048"}},
+		{"denied by policy", vault.Config{Key: "ec", Auth: vault.AuthConfig{TokenFile: tokenFile(t, noSign)}}, []string{`"ec"`, "transit/sign/ec", "denied"}},
+		{"bad token", vault.Config{Key: "ec", Auth: vault.AuthConfig{TokenFile: tokenFile(t, "hvs.nonsense")}}, []string{"transit/keys/ec", "denied"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.Address = v.Addr
+			_, err := tc.cfg.Open(context.Background(), signer.Deps{})
+			if err == nil {
+				t.Fatal("Open succeeded")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), v.RootToken) || strings.Contains(err.Error(), noSign) {
+				t.Fatalf("error leaks a token: %v", err)
+			}
+		})
+	}
+}
+
+// Rotation is driven by Vault's creation_time and an injected clock: no sleeping.
+func TestVault_RotationPublishesThenActivates(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.CreateKey(t, "rot", "ecdsa-p256")
+	var mu sync.Mutex
+	offset := time.Duration(0)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return time.Now().Add(offset) }
+	advance := func(d time.Duration) { mu.Lock(); offset += d; mu.Unlock() }
+	P, ttl := 10*time.Minute, 5*time.Minute
+	km := open(t, &vault.Config{Address: v.Addr, Key: "rot", PropagationDelay: config.Duration(P),
+		Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}, signer.Deps{Now: now, TokenLifetime: ttl})
+	ctx := context.Background()
+	kid := func() string {
+		k, err := km.SigningKey(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.ID()
+	}
+	published := func() []string {
+		pubs, _ := km.PublicKeys(ctx)
+		var ids []string
+		for _, p := range pubs {
+			ids = append(ids, p.ID)
+		}
+		return ids
+	}
+	k1 := kid()
+	if err := km.(signer.Rotator).Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if kid() != k1 {
+		t.Fatal("a freshly rotated version signs before verifiers could know it")
+	}
+	if ids := published(); len(ids) != 2 {
+		t.Fatalf("after rotation JWKS has %v, want both versions", ids)
+	}
+	advance(P + time.Second)
+	k2 := kid()
+	if k2 == k1 {
+		t.Fatal("new version did not activate after the propagation delay")
+	}
+	if ids := published(); len(ids) != 2 {
+		t.Fatalf("retiring version left the JWKS early: %v", ids)
+	}
+	advance(ttl + 61*time.Second)
+	if ids := published(); len(ids) != 1 || ids[0] != k2 {
+		t.Fatalf("after token lifetime + leeway JWKS has %v, want only %s", ids, k2)
+	}
+	if ma := km.(signer.MaxAger).JWKSMaxAge(ctx); ma <= 0 || ma >= P {
+		t.Fatalf("JWKS max-age %s not within the propagation delay %s", ma, P)
+	}
+	vs, _ := km.(signer.VersionLister).KeyVersions(ctx)
+	if len(vs) != 2 || vs[0].State != "retired" || vs[1].State != "active" {
+		t.Fatalf("versions %+v", vs)
+	}
+}
+
+func TestVault_BatchingCoalescesConcurrentSigns(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.CreateKey(t, "b", "ecdsa-p256")
+	reg := prometheus.NewRegistry()
+	km := open(t, &vault.Config{Address: v.Addr, Key: "b", Batch: vault.BatchConfig{Concurrency: 1},
+		Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}, signer.Deps{Registerer: reg})
+	s := signer.New(signer.Options{Issuer: "t"}, km)
+	var wg sync.WaitGroup
+	errs := make(chan error, 400)
+	for i := 0; i < 400; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.Sign(context.Background(), signer.Claims{Audience: "a", JTI: "j", TTL: time.Minute})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	trips, sigs := counter(t, reg, "portcullis_signer_vault_round_trips_total"), counter(t, reg, "portcullis_signer_vault_signatures_total")
+	t.Logf("%v signatures in %v round trips", sigs, trips)
+	if sigs != 401 || trips >= sigs { // +1: the startup test signature
+		t.Fatalf("%v signatures in %v round trips: concurrent signs were not coalesced", sigs, trips)
+	}
+}
+
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			var sum float64
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+			return sum
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}
+
+// Sealed or stopped Vault: signing fails fast (no hang) and recovers by itself.
+func TestVault_SealedAndStoppedVaultRecovers(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.CreateKey(t, "f", "ecdsa-p256")
+	km := open(t, &vault.Config{Address: v.Addr, Key: "f", Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}, signer.Deps{})
+	s := signer.New(signer.Options{Issuer: "t"}, km)
+	sign := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_, err := s.Sign(ctx, signer.Claims{Audience: "a", JTI: "j", TTL: time.Minute})
+		return err
+	}
+	if err := sign(); err != nil {
+		t.Fatal(err)
+	}
+	for _, fault := range []struct {
+		name         string
+		break_, heal func(vaulttest.T)
+	}{
+		{"sealed", v.Seal, v.Unseal},
+		{"stopped", v.Stop, v.Restart},
+	} {
+		fault.break_(t)
+		err := sign()
+		if err == nil {
+			t.Fatalf("%s Vault: signing succeeded", fault.name)
+		}
+		if !strings.Contains(err.Error(), "unavailable") {
+			t.Fatalf("%s Vault: error %v is not an unavailability", fault.name, err)
+		}
+		fault.heal(t)
+		if err := sign(); err != nil {
+			t.Fatalf("after %s Vault came back: %v", fault.name, err)
+		}
+	}
+}
+
+func TestVault_X5CChainVerifiesAgainstRootOnly(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.CreateKey(t, "leafkey", "ecdsa-p256")
+	v.CreateKey(t, "rootkey", "ecdsa-p256")
+	km := open(t, &vault.Config{Address: v.Addr, Key: "leafkey", X5C: &vault.X5CConfig{RootKey: "rootkey"},
+		PropagationDelay: config.Duration(time.Nanosecond * 2), RefreshInterval: config.Duration(time.Nanosecond),
+		Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}, signer.Deps{})
+	roots := km.(interface {
+		RootCertificates(context.Context) []*x509.Certificate
+	}).RootCertificates(context.Background())
+	if len(roots) != 1 {
+		t.Fatalf("%d roots", len(roots))
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(roots[0])
+	s := signer.New(signer.Options{Issuer: "t"}, km)
+	verify := func() string {
+		tok, err := s.Sign(context.Background(), signer.Claims{Audience: "a", JTI: "j", TTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jws, err := jose.ParseSigned(tok.Raw, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		chains, err := jws.Signatures[0].Protected.Certificates(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		if err != nil {
+			t.Fatalf("x5c chain does not verify against the root: %v", err)
+		}
+		if _, err := jws.Verify(chains[0][0].PublicKey); err != nil {
+			t.Fatal(err)
+		}
+		return tok.KeyID
+	}
+	first := verify()
+	if err := km.(signer.Rotator).Rotate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // propagation delay of 2ns: the new version activates at once
+	if second := verify(); second == first {
+		t.Fatal("rotation did not change the signing key")
+	}
+	jwks, _ := signer.New(signer.Options{}, km).JWKS(context.Background())
+	var set jose.JSONWebKeySet
+	_ = json.Unmarshal(jwks, &set)
+	if len(set.Keys) == 0 || len(set.Keys[0].Certificates) != 1 {
+		t.Fatalf("JWKS keys carry no x5c certificate: %s", jwks)
+	}
+}
+
+func TestVault_AppRoleLogin(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.CreateKey(t, "portcullis", "ecdsa-p256")
+	c := v.Client(t)
+	if err := c.Sys().EnableAuthWithOptions("approle", &api.EnableAuthOptions{Type: "approle"}); err != nil {
+		t.Fatal(err)
+	}
+	pol, _ := os.ReadFile("../../../deploy/vault/portcullis.hcl")
+	if err := c.Sys().PutPolicy("portcullis-signer", string(pol)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Logical().Write("auth/approle/role/signer", map[string]any{"token_policies": "portcullis-signer", "token_ttl": "1h"}); err != nil {
+		t.Fatal(err)
+	}
+	rid, err := c.Logical().Read("auth/approle/role/signer/role-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, err := c.Logical().Write("auth/approle/role/signer/secret-id", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	km := open(t, &vault.Config{Address: v.Addr, Key: "portcullis", Auth: vault.AuthConfig{Method: "approle",
+		RoleID: rid.Data["role_id"].(string), SecretIDFile: tokenFile(t, sid.Data["secret_id"].(string))}}, signer.Deps{})
+	keystest.Run(t, km)
+}
