@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portcullis-dev/portcullis/pkg/vaulttest"
 )
 
 func main() {
@@ -42,17 +44,28 @@ type scenario struct {
 	split  bool
 	cold   bool // authn cache off: every request pays bcrypt
 	scopes int
+	// vault signs through this Vault's transit engine instead of the local key file.
+	vault   *vaultKey
+	noBatch bool
 }
 
+type vaultKey struct{ addr, tokenFile string }
+
 func (s scenario) String() string {
-	mode, creds := "all-in-one", "warm"
+	mode, creds, key := "all-in-one", "warm", ""
 	if s.split {
 		mode = "split"
 	}
 	if s.cold {
 		creds = "cold"
 	}
-	return fmt.Sprintf("%-10s %-4s creds, %d scope(s)", mode, creds, s.scopes)
+	if s.vault != nil {
+		key = ", vault batched"
+		if s.noBatch {
+			key = ", vault unbatched"
+		}
+	}
+	return fmt.Sprintf("%-10s %-4s creds, %d scope(s)%s", mode, creds, s.scopes, key)
 }
 
 func run(bin string, dur time.Duration, conc, rate int, profile bool) error {
@@ -70,7 +83,7 @@ func run(bin string, dur time.Duration, conc, rate int, profile bool) error {
 	}
 	fmt.Printf("portcullis bench: %d clients for %s per closed-loop run; fixed-rate runs at %d tokens/s; server and load generator share this machine's %d CPUs\n\n",
 		conc, dur, rate, numCPU())
-	fmt.Printf("%-36s %10s %9s %9s\n", "scenario", "tokens/s", "p50", "p99")
+	fmt.Printf("%-52s %10s %9s %9s\n", "scenario", "tokens/s", "p50", "p99")
 	var profPath string
 	for _, split := range []bool{false, true} {
 		for _, cold := range []bool{false, true} {
@@ -102,6 +115,9 @@ func run(bin string, dur time.Duration, conc, rate int, profile bool) error {
 		}
 		res.print(fmt.Sprintf("%s @%d/s", sc, rate))
 	}
+	if err := benchVault(bin, dir, dur, conc, rate); err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
 	fmt.Println()
 	if _, err := withServer(bin, dir, scenario{scopes: 1}, "", func(url string) (result, error) {
 		return result{}, enumeration(url)
@@ -132,6 +148,11 @@ func writeUsers(dir string) error {
 }
 
 func config(dir string, sc scenario, ports []string) string {
+	key := fmt.Sprintf("{type: local, config: {path: %s}}", filepath.Join(dir, "key.pem"))
+	if sc.vault != nil {
+		key = fmt.Sprintf("{type: vault, config: {address: %q, key: portcullis, auth: {token_file: %q}, batch: {disabled: %t}}}",
+			sc.vault.addr, sc.vault.tokenFile, sc.noBatch)
+	}
 	return fmt.Sprintf(`log: {level: info}
 gateway:
   listen: %s
@@ -146,12 +167,20 @@ authz:
   listen: %s
 signer:
   listen: %s
-  key: {type: local, config: {path: %s}}
-`, ports[0], ports[1], ports[2], ports[3], ports[1], sc.cold, filepath.Join(dir, "htpasswd"), ports[2], ports[3], filepath.Join(dir, "key.pem"))
+  metrics_listen: %s
+  key: %s
+`, ports[0], ports[1], ports[2], ports[3], ports[1], sc.cold, filepath.Join(dir, "htpasswd"), ports[2], ports[3], ports[4], key)
 }
 
+// server is a running Portcullis: its gateway URL and where the signer's metrics are.
+type server struct{ url, signerMetrics string }
+
 func withServer(bin, dir string, sc scenario, cpuprofile string, f func(url string) (result, error)) (result, error) {
-	ports := make([]string, 4)
+	return withServerAt(bin, dir, sc, cpuprofile, func(s server) (result, error) { return f(s.url) })
+}
+
+func withServerAt(bin, dir string, sc scenario, cpuprofile string, f func(s server) (result, error)) (result, error) {
+	ports := make([]string, 5)
 	for i := range ports {
 		p, err := freePort()
 		if err != nil {
@@ -196,7 +225,11 @@ func withServer(bin, dir string, sc scenario, cpuprofile string, f func(url stri
 		log, _ := os.ReadFile(filepath.Join(dir, targets[len(targets)-1]+".log"))
 		return result{}, fmt.Errorf("%w\n%s", err, log)
 	}
-	return f(url)
+	metrics := url + "/metrics"
+	if sc.split {
+		metrics = "http://" + ports[4] + "/metrics"
+	}
+	return f(server{url: url, signerMetrics: metrics})
 }
 
 func freePort() (string, error) {
@@ -249,7 +282,7 @@ func (r result) print(name string) {
 	if r.errs > 0 {
 		errs = fmt.Sprintf("  (%d errors)", r.errs)
 	}
-	fmt.Printf("%-36s %10.0f %9s %9s%s\n", name, float64(r.n)/r.elapsed.Seconds(),
+	fmt.Printf("%-52s %10.0f %9s %9s%s\n", name, float64(r.n)/r.elapsed.Seconds(),
 		pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), errs)
 }
 
@@ -395,4 +428,115 @@ func enumeration(base string) error {
 	fmt.Printf("wrong password, median of 25: known user %s, unknown user %s (should match: no user enumeration)\n",
 		known.Round(100*time.Microsecond), unknown.Round(100*time.Microsecond))
 	return nil
+}
+
+// benchVault compares signing keys in the split deployment: the local key file, and Vault
+// transit with and without batching, with a real Vault server on this machine.
+func benchVault(bin, dir string, dur time.Duration, conc, rate int) error {
+	vt := &benchT{dir: dir}
+	defer vt.cleanup()
+	v := vaulttest.Start(vt)
+	v.CreateKey(vt, "portcullis", "ecdsa-p256")
+	tokenFile := filepath.Join(dir, "vault-token")
+	if err := os.WriteFile(tokenFile, []byte(v.RootToken), 0o600); err != nil {
+		return err
+	}
+	vk := &vaultKey{addr: v.Addr, tokenFile: tokenFile}
+	fmt.Printf("\nSigning key: local file vs Vault transit (%s, on this machine), warm credentials, 1 scope:\n", vaultVersion(vaulttest.Binary(vt)))
+	for _, sc := range []scenario{
+		{split: true, scopes: 1},
+		{split: true, scopes: 1, vault: vk},
+		{split: true, scopes: 1, vault: vk, noBatch: true},
+		{split: false, scopes: 1, vault: vk},
+	} {
+		var perTrip float64
+		res, err := withServerMetrics(bin, dir, sc, func(url string) (result, error) {
+			return closedLoop(url, sc.scopes, conc, dur)
+		}, &perTrip)
+		if err != nil {
+			return fmt.Errorf("%s: %w", sc, err)
+		}
+		name := sc.String()
+		if sc.vault != nil {
+			name += fmt.Sprintf(" [%.1f signs/trip]", perTrip)
+		}
+		res.print(name)
+	}
+	half := rate
+	sc := scenario{split: true, scopes: 1, vault: vk}
+	var perTrip float64
+	res, err := withServerMetrics(bin, dir, sc, func(url string) (result, error) {
+		return fixedRate(url, sc.scopes, half, dur)
+	}, &perTrip)
+	if err != nil {
+		return err
+	}
+	res.print(fmt.Sprintf("%s @%d/s [%.1f signs/trip]", sc, half, perTrip))
+	return nil
+}
+
+// withServerMetrics runs f and reads the signer's signs per Vault round trip afterwards.
+func withServerMetrics(bin, dir string, sc scenario, f func(url string) (result, error), perTrip *float64) (result, error) {
+	return withServerAt(bin, dir, sc, "", func(s server) (result, error) {
+		r, err := f(s.url)
+		if err == nil {
+			*perTrip = signsPerTrip(s.signerMetrics)
+		}
+		return r, err
+	})
+}
+
+func signsPerTrip(url string) float64 {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var sigs, trips float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "portcullis_signer_vault_signatures_total "); ok {
+			fmt.Sscan(v, &sigs)
+		}
+		if v, ok := strings.CutPrefix(line, "portcullis_signer_vault_round_trips_total "); ok {
+			fmt.Sscan(v, &trips)
+		}
+	}
+	if trips == 0 {
+		return 0
+	}
+	return sigs / trips
+}
+
+func vaultVersion(bin string) string {
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		return "vault"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// benchT lets the test harness that starts Vault run outside go test.
+type benchT struct {
+	dir      string
+	n        int
+	cleanups []func()
+}
+
+func (b *benchT) Helper()                           {}
+func (b *benchT) Fatal(args ...any)                 { panic(fmt.Sprint(args...)) }
+func (b *benchT) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
+func (b *benchT) Logf(format string, args ...any)   { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+func (b *benchT) Failed() bool                      { return false }
+func (b *benchT) Cleanup(f func())                  { b.cleanups = append(b.cleanups, f) }
+func (b *benchT) TempDir() string {
+	b.n++
+	d := filepath.Join(b.dir, fmt.Sprintf("vault-%d", b.n))
+	_ = os.MkdirAll(d, 0o700)
+	return d
+}
+func (b *benchT) cleanup() {
+	for i := len(b.cleanups) - 1; i >= 0; i-- {
+		b.cleanups[i]()
+	}
 }
