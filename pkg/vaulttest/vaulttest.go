@@ -6,7 +6,14 @@ package vaulttest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -33,7 +40,8 @@ type T interface {
 
 // Server is a running (or stopped) Vault.
 type Server struct {
-	Addr      string // http://127.0.0.1:PORT
+	Addr      string // http://127.0.0.1:PORT, or https:// with StartTLS
+	CAFile    string // with StartTLS: the CA that signed Vault's certificate
 	RootToken string
 	unsealKey string
 	bin, dir  string
@@ -68,7 +76,12 @@ func isExec(p string) bool {
 }
 
 // Start runs a Vault server for the test, initialised, unsealed, transit mounted at "transit".
-func Start(t T) *Server {
+func Start(t T) *Server { return start(t, false) }
+
+// StartTLS is Start with an https listener whose certificate a fresh CA (CAFile) signed.
+func StartTLS(t T) *Server { return start(t, true) }
+
+func start(t T, useTLS bool) *Server {
 	t.Helper()
 	s := &Server{bin: Binary(t), dir: t.TempDir()}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -78,14 +91,20 @@ func Start(t T) *Server {
 	s.listen = l.Addr().String()
 	l.Close()
 	s.Addr = "http://" + s.listen
+	tlsCfg := "tls_disable = true"
+	if useTLS {
+		s.Addr = "https://" + s.listen
+		cert, key := s.writeTLS(t)
+		tlsCfg = fmt.Sprintf("tls_cert_file = %q\n  tls_key_file = %q", cert, key)
+	}
 	cfg := fmt.Sprintf(`storage "file" { path = %q }
 listener "tcp" {
   address = %q
-  tls_disable = true
+  %s
 }
 disable_mlock = true
 ui = false
-`, filepath.Join(s.dir, "data"), s.listen)
+`, filepath.Join(s.dir, "data"), s.listen, tlsCfg)
 	if err := os.WriteFile(filepath.Join(s.dir, "vault.hcl"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +162,11 @@ func (s *Server) client(t T, token string) *api.Client {
 	t.Helper()
 	cfg := api.DefaultConfig()
 	cfg.Address = s.Addr
+	if s.CAFile != "" {
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: s.CAFile}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -237,4 +261,37 @@ func (s *Server) TokenWithPolicy(t T, name, policy string) string {
 		t.Fatalf("create token: %v", err)
 	}
 	return sec.Auth.ClientToken
+}
+
+// writeTLS makes a CA and a certificate for 127.0.0.1 signed by it.
+func (s *Server) writeTLS(t T) (certFile, keyFile string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "vaulttest CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	s.CAFile = filepath.Join(s.dir, "ca.pem")
+	certFile, keyFile = filepath.Join(s.dir, "vault.pem"), filepath.Join(s.dir, "vault-key.pem")
+	for name, b := range map[string]*pem.Block{s.CAFile: {Type: "CERTIFICATE", Bytes: caDER},
+		certFile: {Type: "CERTIFICATE", Bytes: der}, keyFile: {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
+		if err := os.WriteFile(name, pem.EncodeToMemory(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return certFile, keyFile
 }

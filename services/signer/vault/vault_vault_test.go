@@ -335,3 +335,33 @@ func TestVault_AppRoleLogin(t *testing.T) {
 		RoleID: rid.Data["role_id"].(string), SecretIDFile: tokenFile(t, sid.Data["secret_id"].(string))}}, signer.Deps{})
 	keystest.Run(t, km)
 }
+
+func TestVault_TLSWithCABundle(t *testing.T) {
+	v := vaulttest.StartTLS(t)
+	v.CreateKey(t, "tls", "ecdsa-p256")
+	cfg := vault.Config{Address: v.Addr, Key: "tls", Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}
+	t.Setenv("VAULT_CACERT", "") // the machine's settings must not make this pass
+	if _, err := cfg.Open(context.Background(), signer.Deps{}); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("Vault's certificate was accepted without its CA: %v", err)
+	}
+	cfg.TLS.CAFile = v.CAFile
+	keystest.Run(t, open(t, &cfg, signer.Deps{}))
+}
+
+// A short-lived renewable token keeps working past its first TTL: the signer renews it.
+func TestVault_RenewsItsToken(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.CreateKey(t, "ren", "ecdsa-p256")
+	sec, err := v.Client(t).Auth().Token().Create(&api.TokenCreateRequest{TTL: "3s", ExplicitMaxTTL: "5m", Renewable: boolPtr(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	km := open(t, &vault.Config{Address: v.Addr, Key: "ren", Auth: vault.AuthConfig{TokenFile: tokenFile(t, sec.Auth.ClientToken)}}, signer.Deps{})
+	s := signer.New(signer.Options{Issuer: "t"}, km)
+	time.Sleep(6 * time.Second) // two TTLs: without renewal the token is gone
+	if _, err := s.Sign(context.Background(), signer.Claims{Audience: "a", JTI: "j", TTL: time.Minute}); err != nil {
+		t.Fatalf("signing after the token's first TTL: %v", err)
+	}
+}
+
+func boolPtr(b bool) *bool { return &b }
