@@ -101,3 +101,25 @@ func AlgorithmFor(pub crypto.PublicKey) (jose.SignatureAlgorithm, error) {
 	}
 	return "", fmt.Errorf("unsupported key type %T", pub)
 }
+
+// StaticKeys is a KeyManager holding one key that never rotates (a key file, a test key).
+func StaticKeys(s crypto.Signer, id string, alg jose.SignatureAlgorithm) KeyManager {
+	return &staticKeys{k: &staticKey{Signer: s, id: id, alg: alg}}
+}
+
+type staticKey struct {
+	crypto.Signer
+	id  string
+	alg jose.SignatureAlgorithm
+}
+
+func (k *staticKey) ID() string                         { return k.id }
+func (k *staticKey) Algorithm() jose.SignatureAlgorithm { return k.alg }
+
+type staticKeys struct{ k *staticKey }
+
+func (m *staticKeys) SigningKey(context.Context) (Key, error) { return m.k, nil }
+
+func (m *staticKeys) PublicKeys(context.Context) ([]PublicKey, error) {
+	return []PublicKey{{ID: m.k.id, Algorithm: m.k.alg, Key: m.k.Public()}}, nil
+}

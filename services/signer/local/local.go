@@ -52,19 +52,6 @@ func (c *Config) Validate() []error {
 	return p.Errs()
 }
 
-type key struct {
-	crypto.Signer
-	id  string
-	alg jose.SignatureAlgorithm
-}
-
-func (k *key) ID() string                         { return k.id }
-func (k *key) Algorithm() jose.SignatureAlgorithm { return k.alg }
-
-type manager struct{ k *key }
-
-var _ signer.KeyManager = (*manager)(nil)
-
 // Open loads (or generates) the key.
 func (c *Config) Open(_ context.Context, deps signer.Deps) (signer.KeyManager, error) {
 	if errs := c.Validate(); len(errs) > 0 {
@@ -99,13 +86,7 @@ func (c *Config) Open(_ context.Context, deps signer.Deps) (signer.KeyManager, e
 	if err != nil {
 		return nil, fmt.Errorf("local key %s: %w", c.Path, err)
 	}
-	return &manager{k: &key{Signer: s, id: id, alg: alg}}, nil
-}
-
-func (m *manager) SigningKey(context.Context) (signer.Key, error) { return m.k, nil }
-
-func (m *manager) PublicKeys(context.Context) ([]signer.PublicKey, error) {
-	return []signer.PublicKey{{ID: m.k.id, Algorithm: m.k.alg, Key: m.k.Public()}}, nil
+	return signer.StaticKeys(s, id, alg), nil
 }
 
 func load(path string) (crypto.Signer, error) {

@@ -12,8 +12,6 @@ import (
 	"crypto/rsa"
 	"fmt"
 
-	jose "github.com/go-jose/go-jose/v4"
-
 	"github.com/portcullis-dev/portcullis/pkg/config"
 	"github.com/portcullis-dev/portcullis/pkg/keyid"
 	"github.com/portcullis-dev/portcullis/services/signer"
@@ -34,17 +32,6 @@ func (c *Config) Validate() []error {
 	}
 	return p.Errs()
 }
-
-type key struct {
-	crypto.Signer
-	id  string
-	alg jose.SignatureAlgorithm
-}
-
-func (k *key) ID() string                         { return k.id }
-func (k *key) Algorithm() jose.SignatureAlgorithm { return k.alg }
-
-type manager struct{ k *key }
 
 // Open generates the key.
 func (c *Config) Open(context.Context, signer.Deps) (signer.KeyManager, error) {
@@ -72,11 +59,5 @@ func (c *Config) Open(context.Context, signer.Deps) (signer.KeyManager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &manager{k: &key{Signer: s, id: id, alg: alg}}, nil
-}
-
-func (m *manager) SigningKey(context.Context) (signer.Key, error) { return m.k, nil }
-
-func (m *manager) PublicKeys(context.Context) ([]signer.PublicKey, error) {
-	return []signer.PublicKey{{ID: m.k.id, Algorithm: m.k.alg, Key: m.k.Public()}}, nil
+	return signer.StaticKeys(s, id, alg), nil
 }
