@@ -279,16 +279,15 @@ func (m *manager) renewLoop(ctx context.Context, c *api.Client, secret *api.Secr
 	}
 }
 
-// Slots returns every version's rotation state now.
-func (m *manager) Slots() []Slot {
-	return Schedule(m.state.Load().versions, m.now(), m.cfg.PropagationDelay.D(), m.retireAfter)
+func (m *manager) slots(st *keyState) []Slot {
+	return Schedule(st.versions, m.now(), m.cfg.PropagationDelay.D(), m.retireAfter)
 }
 
 // SigningKey returns the version the schedule makes active, pinned: Vault's "latest" is
 // never used, because a freshly rotated version is not yet known to verifiers.
 func (m *manager) SigningKey(context.Context) (signer.Key, error) {
 	st := m.state.Load()
-	for _, s := range Schedule(st.versions, m.now(), m.cfg.PropagationDelay.D(), m.retireAfter) {
+	for _, s := range m.slots(st) {
 		if s.State == StateActive {
 			return st.keys[s.Number], nil
 		}
@@ -300,7 +299,7 @@ func (m *manager) SigningKey(context.Context) (signer.Key, error) {
 func (m *manager) PublicKeys(context.Context) ([]signer.PublicKey, error) {
 	st := m.state.Load()
 	var out []signer.PublicKey
-	for _, s := range Schedule(st.versions, m.now(), m.cfg.PropagationDelay.D(), m.retireAfter) {
+	for _, s := range m.slots(st) {
 		if s.State == StateRetired {
 			continue
 		}
@@ -408,7 +407,7 @@ func (k *versionKey) check(sig []byte) ([]byte, error) {
 func (m *manager) KeyVersions(context.Context) ([]signer.KeyVersion, error) {
 	st := m.state.Load()
 	var out []signer.KeyVersion
-	for _, s := range m.Slots() {
+	for _, s := range m.slots(st) {
 		id := ""
 		if k, ok := st.keys[s.Number]; ok {
 			id = k.id
