@@ -96,7 +96,7 @@ func repoRoot(t testing.TB) string {
 	return rootDir
 }
 
-// portcullisBin is bin/portcullis (or $PORTCULLIS_BIN), built once if it is missing.
+// portcullisBin is bin/portcullis (or $PORTCULLIS_BIN), built once per run.
 func portcullisBin(t testing.TB) string {
 	t.Helper()
 	root := repoRoot(t)
@@ -108,10 +108,8 @@ func portcullisBin(t testing.TB) string {
 			}
 			return
 		}
+		// Always (re)build: a stale binary would test yesterday's code. Cached, this is quick.
 		binPath = filepath.Join(root, "bin", "portcullis")
-		if _, err := os.Stat(binPath); err == nil {
-			return
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", binPath, "./cmd/portcullis")

@@ -28,9 +28,9 @@ func (g *Gateway) handleJWKS(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/jwk-set+json")
 	// The signer derives max-age from its propagation delay: verifiers must see a newly
 	// published key before it signs.
-	maxAge := int(resp.GetMaxAge().AsDuration().Seconds())
-	if maxAge <= 0 {
-		maxAge = 60
+	maxAge := 60 // a signer that does not rotate says nothing
+	if d := resp.GetMaxAge(); d != nil {
+		maxAge = max(0, int(d.AsDuration().Seconds()))
 	}
 	w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(maxAge))
 	_, _ = w.Write(resp.GetJwks())
