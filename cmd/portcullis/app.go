@@ -39,23 +39,30 @@ type service struct {
 	start func(a *App, ctx context.Context) (register func(*grpc.Server), err error)
 }
 
-// The module table: what each target starts. "all" runs every service behind one
-// in-process gRPC server so the gateway uses the very same clients as in the split mode.
-var serviceModules = map[string]service{
-	"authn":  {name: authnv1.AuthnService_ServiceDesc.ServiceName, start: (*App).startAuthn},
-	"authz":  {name: authzv1.AuthzService_ServiceDesc.ServiceName, start: (*App).startAuthz},
-	"signer": {name: signerv1.SignerService_ServiceDesc.ServiceName, start: (*App).startSigner},
+// serviceModules is the module table of the gRPC services.
+func serviceModules() map[string]service {
+	return map[string]service{
+		"authn":  {name: authnv1.AuthnService_ServiceDesc.ServiceName, start: (*App).startAuthn},
+		"authz":  {name: authzv1.AuthzService_ServiceDesc.ServiceName, start: (*App).startAuthz},
+		"signer": {name: signerv1.SignerService_ServiceDesc.ServiceName, start: (*App).startSigner},
+	}
 }
 
-var targets = map[string]struct {
+type targetDef struct {
 	services []string
 	gateway  bool
-}{
-	"all":     {services: []string{"authn", "authz", "signer"}, gateway: true},
-	"gateway": {gateway: true},
-	"authn":   {services: []string{"authn"}},
-	"authz":   {services: []string{"authz"}},
-	"signer":  {services: []string{"signer"}},
+}
+
+// targets says what each -target starts. "all" runs every service behind one in-process
+// gRPC server so the gateway uses the very same clients as in the split deployment.
+func targets() map[string]targetDef {
+	return map[string]targetDef{
+		"all":     {services: []string{"authn", "authz", "signer"}, gateway: true},
+		"gateway": {gateway: true},
+		"authn":   {services: []string{"authn"}},
+		"authz":   {services: []string{"authz"}},
+		"signer":  {services: []string{"signer"}},
+	}
 }
 
 // App is one running process of any target.
@@ -85,7 +92,7 @@ func NewApp(cfg *Config, log *slog.Logger) *App {
 // Run starts target and blocks until ctx is done, then shuts down: the gateway stops taking
 // requests first, the gRPC server stops last.
 func (a *App) Run(ctx context.Context, target string) error {
-	t, ok := targets[target]
+	t, ok := targets()[target]
 	if !ok {
 		return fmt.Errorf("unknown target %q (want all, gateway, authn, authz or signer)", target)
 	}
@@ -104,7 +111,7 @@ func (a *App) Run(ctx context.Context, target string) error {
 		hs := health.NewServer()
 		grpc_health_v1.RegisterHealthServer(a.grpcServer, hs)
 		for _, name := range t.services {
-			m := serviceModules[name]
+			m := serviceModules()[name]
 			register, err := m.start(a, ctx)
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
@@ -270,20 +277,18 @@ func (a *App) dial(addr string, inproc *bufconn.Listener) (*grpc.ClientConn, err
 
 func (a *App) startGateway(inproc *bufconn.Listener, errc chan<- error) error {
 	g := a.cfg.Gateway
+	// In one process a single connection reaches all three services.
 	conns := map[string]*grpc.ClientConn{}
-	for name, addr := range map[string]string{"authn": g.Backends.Authn, "authz": g.Backends.Authz, "signer": g.Backends.Signer} {
-		if inproc != nil && conns["inproc"] != nil {
-			conns[name] = conns["inproc"]
+	for _, b := range []struct{ name, addr string }{{"authn", g.Backends.Authn}, {"authz", g.Backends.Authz}, {"signer", g.Backends.Signer}} {
+		if inproc != nil && len(conns) > 0 {
+			conns[b.name] = conns["authn"]
 			continue
 		}
-		cc, err := a.dial(addr, inproc)
+		cc, err := a.dial(b.addr, inproc)
 		if err != nil {
-			return fmt.Errorf("gateway: dial %s at %s: %w", name, addr, err)
+			return fmt.Errorf("gateway: dial %s at %s: %w", b.name, b.addr, err)
 		}
-		conns[name] = cc
-		if inproc != nil {
-			conns["inproc"] = cc
-		}
+		conns[b.name] = cc
 	}
 	health := map[string]grpc_health_v1.HealthClient{}
 	for _, name := range []string{"authn", "authz", "signer"} {
