@@ -81,10 +81,17 @@ func login(ctx context.Context, c *api.Client, a AuthConfig) (*api.Secret, error
 		}
 		return s, nil
 	case "kubernetes":
-		opts := []kubernetes.LoginOption{}
-		if a.ServiceAccountTokenFile != "" {
-			opts = append(opts, kubernetes.WithServiceAccountTokenPath(a.ServiceAccountTokenFile))
+		// Read on every login: projected service account tokens are rotated by the kubelet.
+		// Trimmed, because a hand-made token file often ends in a newline.
+		path := a.ServiceAccountTokenFile
+		if path == "" {
+			path = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 		}
+		jwt, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes service account token: %w", err)
+		}
+		opts := []kubernetes.LoginOption{kubernetes.WithServiceAccountToken(strings.TrimSpace(string(jwt)))}
 		if a.MountPath != "" {
 			opts = append(opts, kubernetes.WithMountPath(a.MountPath))
 		}

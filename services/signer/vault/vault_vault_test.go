@@ -7,11 +7,17 @@ package vault_test
 import (
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -365,3 +371,83 @@ func TestVault_RenewsItsToken(t *testing.T) {
 }
 
 func boolPtr(b bool) *bool { return &b }
+
+// Kubernetes login against the real Vault. Vault's kubernetes auth verifies the service
+// account token by calling the cluster's TokenReview API; no cluster runs here, so a small
+// TokenReview endpoint answers for it. Vault and Portcullis's login code are real.
+func TestVault_KubernetesLogin(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.CreateKey(t, "portcullis", "ecdsa-p256")
+	claims := map[string]any{
+		"iss": "kubernetes/serviceaccount", "sub": "system:serviceaccount:registry:portcullis",
+		"kubernetes.io/serviceaccount/namespace":            "registry",
+		"kubernetes.io/serviceaccount/service-account.name": "portcullis",
+		"kubernetes.io/serviceaccount/service-account.uid":  "uid-1",
+	}
+	payload, _ := json.Marshal(claims)
+	sa := "eyJhbGciOiJSUzI1NiJ9." + base64.RawURLEncoding.EncodeToString(payload) + ".c2ln"
+	var reviews atomic.Int32
+	k8s := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var tr struct {
+			Spec struct{ Token string } `json:"spec"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&tr)
+		reviews.Add(1)
+		ok := r.URL.Path == "/apis/authentication.k8s.io/v1/tokenreviews" && tr.Spec.Token == sa
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+			"status": map[string]any{"authenticated": ok, "user": map[string]any{"username": "system:serviceaccount:registry:portcullis", "uid": "uid-1"}}})
+	}))
+	t.Cleanup(k8s.Close)
+	c := v.Client(t)
+	if err := c.Sys().EnableAuthWithOptions("kubernetes", &api.EnableAuthOptions{Type: "kubernetes"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Logical().Write("auth/kubernetes/config", map[string]any{"kubernetes_host": k8s.URL, "disable_local_ca_jwt": true,
+		"kubernetes_ca_cert": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k8s.Certificate().Raw}))}); err != nil {
+		t.Fatal(err)
+	}
+	pol, _ := os.ReadFile("../../../deploy/vault/portcullis.hcl")
+	if err := c.Sys().PutPolicy("portcullis-signer", string(pol)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Logical().Write("auth/kubernetes/role/signer", map[string]any{"bound_service_account_names": "portcullis",
+		"bound_service_account_namespaces": "registry", "token_policies": "portcullis-signer", "token_ttl": "1h"}); err != nil {
+		t.Fatal(err)
+	}
+	km := open(t, &vault.Config{Address: v.Addr, Key: "portcullis", Auth: vault.AuthConfig{Method: "kubernetes", Role: "signer",
+		ServiceAccountTokenFile: tokenFile(t, sa)}}, signer.Deps{})
+	keystest.Run(t, km)
+	if reviews.Load() == 0 {
+		t.Fatal("Vault never reviewed the service account token")
+	}
+	// A token the cluster does not vouch for is refused at startup.
+	_, err := (&vault.Config{Address: v.Addr, Key: "portcullis", Auth: vault.AuthConfig{Method: "kubernetes", Role: "signer",
+		ServiceAccountTokenFile: tokenFile(t, sa+"x")}}).Open(context.Background(), signer.Deps{})
+	if err == nil || !strings.Contains(err.Error(), "kubernetes login") {
+		t.Fatalf("unvouched service account accepted: %v", err)
+	}
+}
+
+// deploy/vault/bootstrap.sh prepares a Vault whose token and AppRole Portcullis can use.
+func TestVault_BootstrapScript(t *testing.T) {
+	v := vaulttest.Start(t)
+	out := t.TempDir()
+	cmd := exec.Command("bash", "../../../deploy/vault/bootstrap.sh", out)
+	cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+v.RootToken, "PATH="+filepath.Dir(vaulttest.Binary(t))+":"+os.Getenv("PATH"))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("bootstrap.sh: %v\n%s", err, b)
+	}
+	base := vault.Config{Address: v.Addr, Key: "portcullis", X5C: &vault.X5CConfig{RootKey: "portcullis-root"}}
+	withToken := base
+	withToken.Auth = vault.AuthConfig{TokenFile: filepath.Join(out, "signer-token")}
+	km := open(t, &withToken, signer.Deps{})
+	keystest.Run(t, km)
+	if err := km.(signer.Rotator).Rotate(context.Background()); err != nil {
+		t.Fatalf("the bootstrap token cannot rotate: %v", err)
+	}
+	roleID, _ := os.ReadFile(filepath.Join(out, "role-id"))
+	withRole := base
+	withRole.Auth = vault.AuthConfig{Method: "approle", RoleID: strings.TrimSpace(string(roleID)), SecretIDFile: filepath.Join(out, "secret-id")}
+	keystest.Run(t, open(t, &withRole, signer.Deps{}))
+}
