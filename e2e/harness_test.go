@@ -541,48 +541,7 @@ type registry struct {
 // storage in a temp dir. It waits until GET /v2/ answers 401 with Portcullis's realm.
 func startRegistry(t testing.TB, kind registryKind, pc *portcullis) *registry {
 	t.Helper()
-	bin := peer(t, kind.bin)
-	trust := pc.registryTrust(t)
-	auth, err := os.ReadFile(filepath.Join(trust, "auth-token.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := freePort(t)
-	dir := t.TempDir()
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: info
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:%d
-  secret: portcullis-e2e-%d
-%s`, filepath.Join(dir, "storage"), port, port, auth)
-	cfgPath := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r := &registry{Host: fmt.Sprintf("localhost:%d", port), URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	r.proc = startProc(t, kind.name, bin, "serve", cfgPath)
-	waitUntil(t, kind.name+" GET /v2/ answering 401", []*proc{r.proc}, func() error {
-		resp, err := httpClient.Get(r.URL + "/v2/")
-		if err != nil {
-			return err
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			return fmt.Errorf("GET /v2/: status %d, want 401", resp.StatusCode)
-		}
-		wa := resp.Header.Get("WWW-Authenticate")
-		if !strings.Contains(wa, `realm="`+pc.Realm+`"`) || !strings.Contains(wa, `service="`+service+`"`) {
-			return fmt.Errorf("WWW-Authenticate %q does not name realm %s and service %s", wa, pc.Realm, service)
-		}
-		return nil
-	})
-	return r
+	return startTrustedRegistry(t, kind, pc, pc.registryTrust(t)).registry
 }
 
 // ---------------------------------------------------------------------------------------
