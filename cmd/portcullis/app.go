@@ -132,13 +132,13 @@ func (a *App) Run(ctx context.Context, target string) error {
 				go func() { errc <- a.grpcServer.Serve(alis) }()
 			}
 		} else {
-			addr := a.listenAddr(target)
+			addr := a.grpcConfig(target).Listen
 			var err error
 			if lis, err = net.Listen("tcp", addr); err != nil {
 				return fmt.Errorf("%s: listen %s: %w", target, addr, err)
 			}
 			a.log.Info("gRPC service listening", "target", target, "addr", lis.Addr().String())
-			if m := a.metricsAddr(target); m != "" {
+			if m := a.grpcConfig(target).MetricsListen; m != "" {
 				if err := a.serveHTTP(m, promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}), errc); err != nil {
 					return err
 				}
@@ -161,25 +161,15 @@ func (a *App) Run(ctx context.Context, target string) error {
 	}
 }
 
-func (a *App) listenAddr(target string) string {
+// grpcConfig is the listen settings of a single-service target.
+func (a *App) grpcConfig(target string) GRPCConfig {
 	switch target {
 	case "authn":
-		return a.cfg.Authn.Listen
+		return a.cfg.Authn.GRPCConfig
 	case "authz":
-		return a.cfg.Authz.Listen
+		return a.cfg.Authz.GRPCConfig
 	default:
-		return a.cfg.Signer.Listen
-	}
-}
-
-func (a *App) metricsAddr(target string) string {
-	switch target {
-	case "authn":
-		return a.cfg.Authn.MetricsListen
-	case "authz":
-		return a.cfg.Authz.MetricsListen
-	default:
-		return a.cfg.Signer.MetricsListen
+		return a.cfg.Signer.GRPCConfig
 	}
 }
 
