@@ -34,12 +34,13 @@ type tokenRequest struct {
 }
 
 type issued struct {
-	token     string
-	issuedAt  time.Time
-	expiresIn int64
-	granted   []scope.Scope
-	jti       string
-	subject   string
+	token      string
+	issuedAt   time.Time
+	expiresIn  int64
+	granted    []scope.Scope
+	jti        string
+	subject    string
+	decisionID string
 }
 
 // handleToken serves the Docker token protocol: GET /token?service=…&scope=…, HTTP Basic.
@@ -178,7 +179,7 @@ func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (*issued, *apiEr
 		}
 		id = pbconv.IdentityFromPB(resp.GetIdentity())
 	}
-	granted := []scope.Scope{}
+	granted, decisionID := []scope.Scope{}, ""
 	if len(req.scopes) > 0 {
 		resp, err := g.c.Authz.Authorize(ctx, &authzv1.AuthorizeRequest{
 			Identity: pbconv.IdentityToPB(id), Service: req.service, Requested: pbconv.ScopesToPB(req.scopes),
@@ -187,7 +188,7 @@ func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (*issued, *apiEr
 		if err != nil {
 			return nil, fromGRPC(err)
 		}
-		granted = pbconv.ScopesFromPB(resp.GetGranted())
+		granted, decisionID = pbconv.ScopesFromPB(resp.GetGranted()), resp.GetDecisionId()
 	}
 	jti := newJTI()
 	resp, err := g.c.Signer.SignToken(ctx, &signerv1.SignTokenRequest{
@@ -199,7 +200,7 @@ func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (*issued, *apiEr
 	}
 	iat := resp.GetIssuedAt().AsTime()
 	return &issued{
-		token: resp.GetToken(), issuedAt: iat, granted: granted, jti: jti, subject: id.Subject,
+		token: resp.GetToken(), issuedAt: iat, granted: granted, jti: jti, subject: id.Subject, decisionID: decisionID,
 		expiresIn: int64(resp.GetExpiresAt().AsTime().Sub(iat) / time.Second),
 	}, nil
 }
@@ -228,7 +229,7 @@ func (g *Gateway) finish(w http.ResponseWriter, r *http.Request, start time.Time
 			"service", req.service, "requested", scopeStrings(req.scopes))
 	}
 	if out != nil {
-		attrs = append(attrs, "granted", scopeStrings(out.granted), "jti", out.jti)
+		attrs = append(attrs, "granted", scopeStrings(out.granted), "jti", out.jti, "decision_id", out.decisionID)
 	}
 	if e != nil {
 		attrs = append(attrs, "status", e.status, "error", e.code)
