@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -275,4 +276,63 @@ func TestJWKSDiscoveryAndHealth(t *testing.T) {
 	if resp.StatusCode != 503 {
 		t.Fatalf("readyz with a backend down = %d", resp.StatusCode)
 	}
+}
+
+func TestAuditEventPerDecisionWithoutSecrets(t *testing.T) {
+	t.Parallel()
+	var buf strings.Builder
+	g := gateway.New(gateway.Options{Realm: "Test", Services: []string{"registry.local"}, TokenTTL: 5 * time.Minute,
+		MaxQueryBytes: 2048, BackendTimeout: time.Second},
+		gateway.Clients{Authn: fakeAuthn{}, Authz: &fakeAuthz{}, Signer: &fakeSigner{}},
+		slog.New(slog.NewJSONHandler(&syncWriter{w: &buf}, nil)), prometheus.NewRegistry())
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	for _, pass := range []string{"pw", "hunter2-wrong"} {
+		req, _ := http.NewRequest("GET", srv.URL+"/token?service=registry.local&client_id=cli&scope=repository:a/b:pull,push", nil)
+		req.SetBasicAuth("alice", pass)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	var events []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if m["log_type"] == "audit" {
+			events = append(events, m)
+		}
+	}
+	if len(events) != 2 {
+		t.Fatalf("%d audit events, want one per request:\n%s", len(events), buf.String())
+	}
+	ok, denied := events[0], events[1]
+	if ok["outcome"] != "issued" || ok["subject"] != "alice" || ok["client_id"] != "cli" || ok["jti"] == "" || ok["remote_addr"] == "" {
+		t.Fatalf("issued event %v", ok)
+	}
+	if g, _ := json.Marshal(ok["granted"]); string(g) != `["repository:a/b:pull"]` {
+		t.Fatalf("granted %s", g)
+	}
+	if denied["outcome"] != "unauthorized" || denied["username"] != "alice" {
+		t.Fatalf("denied event %v", denied)
+	}
+	for _, secret := range []string{"hunter2-wrong", "signed.alice"} {
+		if strings.Contains(buf.String(), secret) {
+			t.Fatalf("log holds a secret (%q):\n%s", secret, buf.String())
+		}
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

@@ -225,11 +225,12 @@ func (g *Gateway) finish(w http.ResponseWriter, r *http.Request, start time.Time
 	g.metrics.latency.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
 	attrs := []any{"outcome", outcome, "method", r.Method, "remote_addr", remoteHost(r), "duration_ms", float64(time.Since(start).Microseconds()) / 1000}
 	if req != nil {
-		attrs = append(attrs, "subject", req.username, "anonymous", !req.hasCreds, "client_id", req.clientID,
+		attrs = append(attrs, "username", req.username, "anonymous", !req.hasCreds, "client_id", req.clientID,
 			"service", req.service, "requested", scopeStrings(req.scopes))
 	}
 	if out != nil {
-		attrs = append(attrs, "granted", scopeStrings(out.granted), "jti", out.jti, "decision_id", out.decisionID)
+		// The identity's subject, which a backend may spell differently from the login name.
+		attrs = append(attrs, "subject", out.subject, "granted", scopeStrings(out.granted), "jti", out.jti, "decision_id", out.decisionID)
 	}
 	if e != nil {
 		attrs = append(attrs, "status", e.status, "error", e.code)
