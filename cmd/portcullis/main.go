@@ -88,7 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		select {
 		case <-app.Ready:
 			if app.GatewayAddr != "" {
-				printBanner(stdout, cfg, app.GatewayAddr, dev)
+				printBanner(stdout, cfg, app.GatewayAddr, dev, *cfgPath, *dataDir)
 			}
 		case <-ctx.Done():
 		}
@@ -105,7 +105,7 @@ func loadConfig(path string, expandEnv bool, dataDir string) (*Config, bool, err
 	return c, false, err
 }
 
-func printBanner(w io.Writer, cfg *Config, addr string, dev bool) {
+func printBanner(w io.Writer, cfg *Config, addr string, dev bool, cfgPath, dataDir string) {
 	realm := "http://" + strings.Replace(addr, "127.0.0.1", "localhost", 1) + "/token"
 	fmt.Fprintf(w, "Portcullis is running.\n  token endpoint: %s\n  jwks:           %s\n", realm,
 		strings.TrimSuffix(realm, "/token")+"/.well-known/jwks.json")
@@ -113,8 +113,12 @@ func printBanner(w io.Writer, cfg *Config, addr string, dev bool) {
 		fmt.Fprintf(w, "  DEVELOPMENT DEFAULTS: sample users alice/alice (developers) and admin/admin (admins).\n"+
 			"  Never run these in production: pass -config with your own users.\n")
 	}
-	fmt.Fprintf(w, "\nPaste into your registry's config.yml (write the files with `portcullis registry-config -out DIR`):\n\n%s\n",
-		authSnippet(realm, cfg.Gateway.Services[0], cfg.Signer.Issuer, "DIR/rootcertbundle.pem", "DIR/jwks.json"))
+	source := "-config " + cfgPath
+	if dev {
+		source = "-data-dir " + dataDir
+	}
+	fmt.Fprintf(w, "\nPaste into your registry's config.yml; write the two files it names with\n  %s registry-config %s -realm %s -out DIR\n\n%s\n",
+		os.Args[0], source, realm, authSnippet(realm, cfg.Gateway.Services[0], cfg.Signer.Issuer, "DIR/rootcertbundle.pem", "DIR/jwks.json"))
 }
 
 func envOr(k, def string) string {
