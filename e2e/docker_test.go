@@ -20,12 +20,22 @@ import (
 // insecure (plain HTTP) by default and fetches tokens from the localhost realm itself.
 func TestDockerCLI_Registry3(t *testing.T) {
 	t.Parallel()
+	dockerRoundTrip(t, registry3, startAllInOneDev(t))
+}
+
+// TestDockerCLI_Registry28 is the same against Debian's distribution 2.8, with Portcullis
+// in libtrust kid mode (rootcertbundle).
+func TestDockerCLI_Registry28(t *testing.T) {
+	t.Parallel()
+	dockerRoundTrip(t, registry28, startAllInOneConfig(t, portcullisConfig{KIDMode: "libtrust"}))
+}
+
+func dockerRoundTrip(t *testing.T, kind registryKind, pc *portcullis) {
 	c := newClients(t)
 	if out, err := c.run(t, "", "docker", "version", "--format", "{{.Server.Version}}"); err != nil {
 		t.Fatalf("the docker engine is not reachable: %v\n%s", err, out)
 	}
-	pc := startAllInOneDev(t)
-	reg := startRegistry(t, registry3, pc)
+	reg := startRegistry(t, kind, pc)
 
 	alice := reg.Host + "/alice/hello:v1"
 	bob := reg.Host + "/bob/hello:v1"

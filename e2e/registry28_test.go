@@ -12,8 +12,8 @@ var libtrustKID = regexp.MustCompile(`^[A-Z2-7]{4}(:[A-Z2-7]{4}){11}$`)
 
 // TestRegistry28_RootCertBundle_Libtrust starts Portcullis from a config file with
 // signer.key.config.kid_mode: libtrust, and Debian's distribution 2.8 (docker-registry)
-// trusting it through the rootcertbundle alone (2.8 has no jwks). skopeo pushes and pulls
-// as alice and is refused on bob/….
+// trusting it through the rootcertbundle alone (2.8 has no jwks); then the same client
+// suite as for 3.x: skopeo, crane, oras and the catalog.
 func TestRegistry28_RootCertBundle_Libtrust(t *testing.T) {
 	t.Parallel()
 	pc := startAllInOneConfig(t, portcullisConfig{KIDMode: "libtrust"})
@@ -24,5 +24,5 @@ func TestRegistry28_RootCertBundle_Libtrust(t *testing.T) {
 		t.Fatalf("token kid %q is not a libtrust key id (kid_mode: libtrust)", tok.kid)
 	}
 
-	skopeoPushPull(t, newClients(t), reg, "app")
+	clientSuite(t, reg)
 }

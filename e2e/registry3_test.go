@@ -16,8 +16,13 @@ import (
 func TestRegistry3_JWKS_AllInOne(t *testing.T) {
 	t.Parallel()
 	pc := startAllInOneDev(t)
-	reg := startRegistry(t, registry3, pc)
+	clientSuite(t, startRegistry(t, registry3, pc))
+}
 
+// clientSuite is what every registry must do behind Portcullis, with every client:
+// skopeo, crane and oras push and pull as alice and are refused on bob/…; only admin lists
+// the catalog.
+func clientSuite(t *testing.T, reg *registry) {
 	t.Run("Skopeo", func(t *testing.T) {
 		skopeoPushPull(t, newClients(t), reg, "app")
 	})
