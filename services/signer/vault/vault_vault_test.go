@@ -451,3 +451,15 @@ func TestVault_BootstrapScript(t *testing.T) {
 	withRole.Auth = vault.AuthConfig{Method: "approle", RoleID: strings.TrimSpace(string(roleID)), SecretIDFile: filepath.Join(out, "secret-id")}
 	keystest.Run(t, open(t, &withRole, signer.Deps{}))
 }
+
+func TestVault_TokenFromEnvironment(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.CreateKey(t, "env", "ecdsa-p256")
+	t.Setenv("VAULT_TOKEN", v.RootToken)
+	t.Setenv("VAULT_ADDR", v.Addr)
+	keystest.Run(t, open(t, &vault.Config{Key: "env"}, signer.Deps{}))
+	t.Setenv("VAULT_TOKEN", "")
+	if _, err := (&vault.Config{Key: "env"}).Open(context.Background(), signer.Deps{}); err == nil || !strings.Contains(err.Error(), "VAULT_TOKEN") {
+		t.Fatalf("no token anywhere: %v, want an error naming token_file and VAULT_TOKEN", err)
+	}
+}
