@@ -34,8 +34,9 @@ func main() {
 	rate := flag.Int("rate", 500, "request rate of the fixed-rate latency runs (tokens/s)")
 	vaultRate := flag.Int("vault-rate", 750, "request rate of the Vault fixed-rate run (half the 1,500 tokens/s target)")
 	profile := flag.Bool("profile", true, "CPU-profile the all-in-one warm run and print the top functions")
+	profileOut := flag.String("profile-out", ".cache/bench-cpu.pprof", "where to keep that CPU profile (go tool pprof)")
 	flag.Parse()
-	if err := run(*bin, *dur, *conc, *rate, *vaultRate, *profile); err != nil {
+	if err := run(*bin, *dur, *conc, *rate, *vaultRate, *profile, *profileOut); err != nil {
 		fmt.Fprintln(os.Stderr, "portcullis-bench:", err)
 		os.Exit(1)
 	}
@@ -69,7 +70,7 @@ func (s scenario) String() string {
 	return fmt.Sprintf("%-10s %-4s creds, %d scope(s)%s", mode, creds, s.scopes, key)
 }
 
-func run(bin string, dur time.Duration, conc, rate, vaultRate int, profile bool) error {
+func run(bin string, dur time.Duration, conc, rate, vaultRate int, profile bool, profileOut string) error {
 	bin, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -133,6 +134,9 @@ func run(bin string, dur time.Duration, conc, rate, vaultRate int, profile bool)
 			fmt.Printf("pprof failed: %v\n", err)
 		}
 		fmt.Println(string(out))
+		if data, err := os.ReadFile(profPath); err == nil && profileOut != "" && os.WriteFile(profileOut, data, 0o644) == nil {
+			fmt.Printf("profile kept in %s: go tool pprof -top %s %s\n", profileOut, bin, profileOut)
+		}
 	}
 	return nil
 }
