@@ -214,6 +214,7 @@ func (s *Server) Stop(t T) {
 	if s.cmd == nil {
 		return
 	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT) // a paused Vault cannot act on SIGTERM
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { _ = s.cmd.Wait(); close(done) }()
@@ -224,6 +225,24 @@ func (s *Server) Stop(t T) {
 		<-done
 	}
 	s.cmd = nil
+}
+
+// Pause freezes the server (SIGSTOP): connections open but nothing answers, like a hung Vault.
+func (s *Server) Pause(t T) { s.signal(t, syscall.SIGSTOP) }
+
+// Resume undoes Pause.
+func (s *Server) Resume(t T) { s.signal(t, syscall.SIGCONT) }
+
+func (s *Server) signal(t T, sig syscall.Signal) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		t.Fatal("vault is not running")
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal vault: %v", err)
+	}
 }
 
 // Restart starts a stopped server on the same address and unseals it.

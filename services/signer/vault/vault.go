@@ -363,6 +363,10 @@ func (k *versionKey) SignContext(ctx context.Context, digest []byte, opts crypto
 	if _, ok := k.pub.(ed25519.PublicKey); !ok && opts.HashFunc() != crypto.SHA256 {
 		return nil, fmt.Errorf("vault key %q: only SHA-256 digests are signed, got %v", k.m.cfg.Key, opts.HashFunc())
 	}
+	// One deadline for queueing and the call together: when Vault hangs, a request waiting
+	// behind a stuck batch must still fail within request_timeout, not twice that.
+	ctx, cancel := context.WithTimeout(ctx, k.m.cfg.RequestTimeout.D())
+	defer cancel()
 	var sig []byte
 	var err error
 	if k.m.batch != nil {

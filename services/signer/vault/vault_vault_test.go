@@ -463,3 +463,52 @@ func TestVault_TokenFromEnvironment(t *testing.T) {
 		t.Fatalf("no token anywhere: %v, want an error naming token_file and VAULT_TOKEN", err)
 	}
 }
+
+// A hung Vault (frozen, connections accepted, no answers) must not hang token requests:
+// every concurrent signer fails within the request timeout, queued ones included.
+func TestVault_HungVaultFailsFast(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.CreateKey(t, "hung", "ecdsa-p256")
+	km := open(t, &vault.Config{Address: v.Addr, Key: "hung", RequestTimeout: config.Duration(500 * time.Millisecond),
+		Batch: vault.BatchConfig{Concurrency: 1}, Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}, signer.Deps{})
+	s := signer.New(signer.Options{Issuer: "t"}, km)
+	sign := func() (time.Duration, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := s.Sign(ctx, signer.Claims{Audience: "a", JTI: "j", TTL: time.Minute})
+		return time.Since(start), err
+	}
+	v.Pause(t)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var slowest time.Duration
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := sign()
+			mu.Lock()
+			defer mu.Unlock()
+			slowest = max(slowest, d)
+			if err == nil {
+				t.Error("a frozen Vault signed")
+			}
+		}()
+	}
+	wg.Wait()
+	v.Resume(t)
+	t.Logf("slowest failure with Vault frozen: %s (request_timeout 500ms)", slowest)
+	if slowest > 3*time.Second { // a hang guard, not a latency target
+		t.Fatalf("a request waited %s on a frozen Vault", slowest)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := sign(); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no recovery after Vault resumed: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
