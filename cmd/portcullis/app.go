@@ -105,9 +105,17 @@ func (a *App) Run(ctx context.Context, target string) error {
 		if err != nil {
 			return err
 		}
-		a.grpcServer = grpc.NewServer(grpc.ChainUnaryInterceptor(
+		opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(
 			telemetry.UnaryServerInterceptor(a.log, telemetry.NewGRPCMetrics(a.reg)),
-			signer.AdminAuthInterceptor(secret, a.log.With("component", "admin"))))
+			signer.AdminAuthInterceptor(secret, a.log.With("component", "admin")))}
+		if target != "all" && a.cfg.InternalTLS.Enabled() {
+			creds, err := a.cfg.InternalTLS.Server()
+			if err != nil {
+				return err
+			}
+			opts = append(opts, grpc.Creds(creds))
+		}
+		a.grpcServer = grpc.NewServer(opts...)
 		hs := health.NewServer()
 		grpc_health_v1.RegisterHealthServer(a.grpcServer, hs)
 		for _, name := range t.services {
@@ -247,8 +255,15 @@ func openKeyManager(ctx context.Context, cfg *Config, log *slog.Logger, now func
 }
 
 func (a *App) dial(addr string, inproc *bufconn.Listener) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if inproc == nil && a.cfg.InternalTLS.Enabled() {
+		var err error
+		if creds, err = a.cfg.InternalTLS.Client(); err != nil {
+			return nil, err
+		}
+	}
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithUnaryInterceptor(telemetry.UnaryClientInterceptor()),
 	}
 	if inproc != nil {

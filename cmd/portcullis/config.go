@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/portcullis-dev/portcullis/pkg/config"
+	"github.com/portcullis-dev/portcullis/pkg/grpctls"
 	"github.com/portcullis-dev/portcullis/pkg/keyid"
 	"github.com/portcullis-dev/portcullis/services/authn/backends"
 	"github.com/portcullis-dev/portcullis/services/authz/opa"
@@ -26,6 +27,9 @@ type Config struct {
 	Authz   AuthzConfig   `yaml:"authz"`
 	Signer  SignerConfig  `yaml:"signer"`
 	Admin   AdminConfig   `yaml:"admin"`
+	// InternalTLS secures the gRPC links of the split deployment with mutual TLS. In
+	// -target=all the services talk in-process and it is not used.
+	InternalTLS grpctls.Config `yaml:"internal_tls"`
 }
 
 // AdminConfig guards the admin gRPC API (portcullis keys list|rotate).
@@ -189,6 +193,7 @@ func (c *Config) Validate() error {
 	if c.Admin.Listen != "" && c.Admin.TokenFile == "" {
 		p.Addf("admin.listen", "set admin.token_file too: an admin API without a credential refuses every call")
 	}
+	p.AddErrs("internal_tls", c.InternalTLS.Validate())
 	kc, err := keys.Decode(c.Signer.Key)
 	if err != nil {
 		p.Addf("signer.key", "%v", err)

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/portcullis-dev/portcullis/pkg/grpctls"
 	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
 )
 
@@ -28,6 +29,11 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:7004", "admin gRPC address (admin.listen in -target=all, signer.listen when split)")
 	tokenFile := fs.String("admin-token-file", envOr("PORTCULLIS_ADMIN_TOKEN_FILE", ""), "file holding the admin secret (env PORTCULLIS_ADMIN_TOKEN_FILE)")
+	var tlsCfg grpctls.Config
+	fs.StringVar(&tlsCfg.CertFile, "tls-cert", "", "client certificate, when the signer requires internal TLS")
+	fs.StringVar(&tlsCfg.KeyFile, "tls-key", "", "client key for -tls-cert")
+	fs.StringVar(&tlsCfg.CAFile, "tls-ca", "", "CA of the signer's certificate")
+	fs.StringVar(&tlsCfg.ServerName, "tls-server-name", "", "name to verify in the signer's certificate")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -38,7 +44,16 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	cc, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if tlsCfg.Enabled() {
+		if errs := tlsCfg.Validate(); len(errs) > 0 {
+			return fmt.Errorf("keys %s: %w", verb, errs[0])
+		}
+		if creds, err = tlsCfg.Client(); err != nil {
+			return err
+		}
+	}
+	cc, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return err
 	}
