@@ -348,6 +348,8 @@ type portcullis struct {
 	Config string
 	// Procs are the processes by target (all, or gateway, authn, authz, signer).
 	Procs map[string]*proc
+	// GRPC are the split services' gRPC addresses by target.
+	GRPC map[string]string
 }
 
 func (pc *portcullis) allProcs() []*proc {
@@ -396,10 +398,12 @@ func startSplit(t testing.TB, c portcullisConfig) *portcullis {
 	t.Helper()
 	c.Split = true
 	pc, ports := writePortcullisConfig(t, c)
+	pc.GRPC = map[string]string{}
 	for _, target := range []string{"authn", "authz", "signer"} {
 		p := startProc(t, "portcullis-"+target, portcullisBin(t), "-config", pc.Config, "-target="+target)
 		pc.Procs[target] = p
 		addr := fmt.Sprintf("127.0.0.1:%d", ports[target])
+		pc.GRPC[target] = addr
 		waitUntil(t, target+" gRPC listening on "+addr, []*proc{p}, tcpListening(addr))
 	}
 	pc.Procs["gateway"] = startProc(t, "portcullis-gateway", portcullisBin(t), "-config", pc.Config, "-target=gateway")
@@ -486,6 +490,10 @@ signer:%s
       kid_mode: %s
 `, ports["gateway"], service, grpc, listen("authn"), filepath.Join(dir, "htpasswd"), listen("authz"),
 		listen("signer"), issuer, filepath.Join(dir, "signing-key.pem"), kid)
+	if c.Split {
+		// The split deployment runs as in production: mutual TLS between the services.
+		cfg += writeInternalPKI(t, dir)
+	}
 	path := filepath.Join(dir, "portcullis.yml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -3,15 +3,23 @@
 package e2e
 
 import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"encoding/json"
 	"fmt"
+	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	"net/http"
 	"net/url"
 	"path/filepath"
 	"testing"
 )
 
-// TestSplitMode_Registry3 starts Portcullis as four processes from one config file —
+// TestSplitMode_Registry3 starts Portcullis as four processes from one config file, with
+// mutual TLS between them —
 // -target=authn, authz and signer, each serving gRPC on its own port, and -target=gateway
 // dialing them — in front of distribution registry 3.1.2. skopeo pushes and pulls as alice
 // and is refused on bob/…; then the signer process is killed: /readyz turns 503 naming
@@ -23,6 +31,21 @@ func TestSplitMode_Registry3(t *testing.T) {
 
 	t.Run("Skopeo", func(t *testing.T) {
 		skopeoPushPull(t, newClients(t), reg, "split")
+	})
+
+	// The services speak mutual TLS (internal_tls): a plaintext client reaches nothing,
+	// in particular not authn, where passwords go.
+	t.Run("PlaintextRefused", func(t *testing.T) {
+		cc, err := grpc.NewClient(pc.GRPC["authn"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := authnv1.NewAuthnServiceClient(cc).Authenticate(ctx, &authnv1.AuthenticateRequest{Username: "alice", Password: "alice"}); err == nil {
+			t.Fatal("authn answered a plaintext client")
+		}
 	})
 
 	t.Run("SignerDown", func(t *testing.T) {
