@@ -4,18 +4,18 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"encoding/json"
-	"fmt"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
-	"net/http"
-	"net/url"
-	"path/filepath"
-	"testing"
 )
 
 // TestSplitMode_Registry3 starts Portcullis as four processes from one config file, with
