@@ -512,3 +512,34 @@ func TestVault_HungVaultFailsFast(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// Every replica builds its own root certificate from the same transit key; a registry that
+// trusts one replica's root must accept tokens from every other replica.
+func TestVault_X5CReplicasShareTheRoot(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.CreateKey(t, "leafkey", "ecdsa-p256")
+	v.CreateKey(t, "rootkey", "ecdsa-p256")
+	cfg := vault.Config{Address: v.Addr, Key: "leafkey", X5C: &vault.X5CConfig{RootKey: "rootkey"},
+		Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}
+	a, b := open(t, &cfg, signer.Deps{}), open(t, &cfg, signer.Deps{})
+	rootOfA := a.(interface {
+		RootCertificates(context.Context) []*x509.Certificate
+	}).RootCertificates(context.Background())[0]
+	pool := x509.NewCertPool()
+	pool.AddCert(rootOfA)
+	tok, err := signer.New(signer.Options{Issuer: "t"}, b).Sign(context.Background(), signer.Claims{Audience: "a", JTI: "j", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws, err := jose.ParseSigned(tok.Raw, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chains, err := jws.Signatures[0].Protected.Certificates(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		t.Fatalf("replica B's x5c does not verify against replica A's root: %v", err)
+	}
+	if _, err := jws.Verify(chains[0][0].PublicKey); err != nil {
+		t.Fatal(err)
+	}
+}
