@@ -32,8 +32,9 @@ const (
 
 // TestVaultFaults_GatewayAnswers503AndRecovers runs Portcullis all-in-one with its signing
 // key in a real Vault and a bounded token load, then breaks Vault twice — sealed, then
-// stopped. Token requests turn into fast 503s with Retry-After (none hangs), /readyz keeps
-// answering, and after Unseal / Restart tokens are issued again without touching Portcullis.
+// stopped. Token requests turn into fast 503s with Retry-After (none hangs), /readyz turns
+// 503 naming the signer, and after Unseal / Restart tokens are issued and /readyz is 200 again
+// without touching Portcullis.
 func TestVaultFaults_GatewayAnswers503AndRecovers(t *testing.T) {
 	t.Parallel()
 	v := startVaultSigningKeys(t, false)
@@ -69,6 +70,13 @@ func TestVaultFaults_GatewayAnswers503AndRecovers(t *testing.T) {
 				t.Fatalf("GET /token with Vault %s: error %q %q, want temporarily_unavailable without backend detail", f.name, code, desc)
 			}
 			checkReadyzAnswers(t, vp)
+			// Readiness follows the signer's ability to sign.
+			waitUntil(t, "/readyz 503 naming the signer while Vault is "+f.name, vp.allProcs(), func() error {
+				if r := readyz(t, vp.portcullis); r.Ready || r.Services["signer"] != "not serving" {
+					return fmt.Errorf("/readyz = %+v", r)
+				}
+				return nil
+			})
 
 			repaired := time.Now()
 			f.repair(t)
@@ -81,7 +89,7 @@ func TestVaultFaults_GatewayAnswers503AndRecovers(t *testing.T) {
 			})
 			recovered := time.Since(repaired)
 			waitUntil(t, "the load to get a token again", vp.allProcs(), load.seen(http.StatusOK, repaired))
-			checkReadyzAnswers(t, vp)
+			waitUntil(t, "/readyz 200 after Vault came back", vp.allProcs(), httpStatus(vp.URL+"/readyz", http.StatusOK))
 
 			s := load.stop()
 			t.Logf("Vault %s: %d requests (%d × 200, %d × 503, %d other); first 503 %s after the fault; "+

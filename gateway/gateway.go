@@ -41,8 +41,14 @@ type Clients struct {
 	Authn  authnv1.AuthnServiceClient
 	Authz  authzv1.AuthzServiceClient
 	Signer signerv1.SignerServiceClient
-	// Health holds one health client per backend, by name, for /readyz.
-	Health map[string]grpc_health_v1.HealthClient
+	// Health says how to ask each backend, by name, whether it is ready (/readyz).
+	Health map[string]HealthCheck
+}
+
+// HealthCheck asks one backend's gRPC health service about one service name.
+type HealthCheck struct {
+	Client  grpc_health_v1.HealthClient
+	Service string
 }
 
 // Gateway serves the HTTP API.
@@ -119,7 +125,8 @@ func (g *Gateway) handleReady(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		resp, err := g.c.Health[n].Check(ctx, &grpc_health_v1.HealthCheckRequest{})
+		hc := g.c.Health[n]
+		resp, err := hc.Client.Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: hc.Service})
 		if err != nil || resp.GetStatus() != grpc_health_v1.HealthCheckResponse_SERVING {
 			status[n] = "not serving"
 			ready = false

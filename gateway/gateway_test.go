@@ -82,7 +82,10 @@ type fakeHealth struct {
 	st grpc_health_v1.HealthCheckResponse_ServingStatus
 }
 
-func (f fakeHealth) Check(context.Context, *grpc_health_v1.HealthCheckRequest, ...grpc.CallOption) (*grpc_health_v1.HealthCheckResponse, error) {
+func (f fakeHealth) Check(_ context.Context, in *grpc_health_v1.HealthCheckRequest, _ ...grpc.CallOption) (*grpc_health_v1.HealthCheckResponse, error) {
+	if in.GetService() != "portcullis.signer.v1.SignerService" {
+		return nil, status.Error(codes.NotFound, "unknown service")
+	}
 	return &grpc_health_v1.HealthCheckResponse{Status: f.st}, nil
 }
 func (f fakeHealth) List(context.Context, *grpc_health_v1.HealthListRequest, ...grpc.CallOption) (*grpc_health_v1.HealthListResponse, error) {
@@ -105,7 +108,7 @@ func newEnv(t *testing.T, authnErr, signerErr error, health grpc_health_v1.Healt
 	g := gateway.New(gateway.Options{Realm: "Test", Services: []string{"registry.local"}, TokenTTL: 5 * time.Minute,
 		MaxQueryBytes: 2048, BackendTimeout: time.Second},
 		gateway.Clients{Authn: fakeAuthn{err: authnErr}, Authz: e.authz, Signer: e.signer,
-			Health: map[string]grpc_health_v1.HealthClient{"signer": fakeHealth{health}}},
+			Health: map[string]gateway.HealthCheck{"signer": {Client: fakeHealth{health}, Service: "portcullis.signer.v1.SignerService"}}},
 		slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	e.handler = g
 	e.srv = httptest.NewServer(g)

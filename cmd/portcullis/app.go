@@ -73,6 +73,7 @@ type App struct {
 	now func() time.Time
 
 	grpcServer *grpc.Server
+	health     *health.Server
 	httpSrvs   []*http.Server
 	conns      []*grpc.ClientConn
 	closers    []func(context.Context) error
@@ -117,6 +118,7 @@ func (a *App) Run(ctx context.Context, target string) error {
 		}
 		a.grpcServer = grpc.NewServer(opts...)
 		hs := health.NewServer()
+		a.health = hs
 		grpc_health_v1.RegisterHealthServer(a.grpcServer, hs)
 		for _, name := range t.services {
 			m := serviceModules()[name]
@@ -238,6 +240,9 @@ func (a *App) startSigner(ctx context.Context) (func(*grpc.Server), error) {
 	}
 	c := a.cfg.Signer
 	s := signer.New(signer.Options{Issuer: c.Issuer, MaxTTL: c.MaxTTL.D(), NotBeforeSkew: c.NotBeforeSkew.D(), Now: a.now}, km)
+	if hc, ok := km.(signer.HealthChecker); ok {
+		go a.followHealth(ctx, signerv1.SignerService_ServiceDesc.ServiceName, hc)
+	}
 	srv := signer.NewServer(s, a.log.With("component", "signer"))
 	admin := signer.NewAdminServer(km, a.log.With("component", "admin"))
 	return func(g *grpc.Server) {
@@ -295,9 +300,9 @@ func (a *App) startGateway(inproc *bufconn.Listener, errc chan<- error) error {
 		}
 		conns[b.name] = cc
 	}
-	health := map[string]grpc_health_v1.HealthClient{}
-	for _, name := range []string{"authn", "authz", "signer"} {
-		health[name] = grpc_health_v1.NewHealthClient(conns[name])
+	health := map[string]gateway.HealthCheck{}
+	for name, m := range serviceModules() {
+		health[name] = gateway.HealthCheck{Client: grpc_health_v1.NewHealthClient(conns[name]), Service: m.name}
 	}
 	gw := gateway.New(gateway.Options{
 		Realm: g.Realm, Services: slices.Clone(g.Services), TokenTTL: g.TokenTTL.D(),
@@ -377,4 +382,32 @@ func (a *App) adminSecret() (string, error) {
 		return "", fmt.Errorf("admin.token_file: the secret must be at least 16 characters")
 	}
 	return s, nil
+}
+
+// followHealth keeps a service's gRPC health (and so the gateway's /readyz) in step with a
+// dependency it cannot work without, such as Vault for the signer.
+func (a *App) followHealth(ctx context.Context, service string, hc signer.HealthChecker) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	serving := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := hc.Healthy(ctx)
+		if (err == nil) == serving {
+			continue
+		}
+		serving = err == nil
+		status := grpc_health_v1.HealthCheckResponse_SERVING
+		if !serving {
+			status = grpc_health_v1.HealthCheckResponse_NOT_SERVING
+			a.log.Warn("service not ready", "service", service, "error", err)
+		} else {
+			a.log.Info("service ready again", "service", service)
+		}
+		a.health.SetServingStatus(service, status)
+	}
 }

@@ -51,6 +51,12 @@ type PublicKey struct {
 	Certificates []*x509.Certificate
 }
 
+// HealthChecker is an optional ability of a KeyManager that depends on a remote service:
+// readiness follows it, so a signer that cannot sign is reported as not serving.
+type HealthChecker interface {
+	Healthy(ctx context.Context) error
+}
+
 // MaxAger is an optional ability of a KeyManager that rotates: how long verifiers may cache
 // the JWKS without missing a key before it signs.
 type MaxAger interface {

@@ -36,7 +36,11 @@ type manager struct {
 	retireAfter time.Duration
 	alg         jose.SignatureAlgorithm
 
-	state   atomic.Pointer[keyState]
+	state atomic.Pointer[keyState]
+	// healthy is the outcome of the latest call to Vault, for readiness; a change to
+	// unhealthy wakes the refresh loop, which then probes every second.
+	healthy atomic.Bool
+	wake    chan struct{}
 	refresh chan chan error // on-demand refreshes
 	batch   *batcher
 	root    *rootCA // x5c mode only
@@ -83,7 +87,7 @@ func (c *Config) Open(ctx context.Context, deps signer.Deps) (signer.KeyManager,
 		return nil, fmt.Errorf("vault: %w", err)
 	}
 	m := &manager{cfg: cfg, t: &transit{c: client, mount: cfg.Mount, timeout: cfg.RequestTimeout.D()},
-		log: deps.Logger, now: deps.Now, retireAfter: deps.TokenLifetime + registryLeeway, refresh: make(chan chan error)}
+		log: deps.Logger, now: deps.Now, retireAfter: deps.TokenLifetime + registryLeeway, refresh: make(chan chan error), wake: make(chan struct{}, 1)}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -194,14 +198,18 @@ func (m *manager) load(ctx context.Context, prev *keyState) (*keyState, error) {
 }
 
 func (m *manager) refreshLoop(ctx context.Context) {
-	t := time.NewTicker(m.cfg.RefreshInterval.D())
-	defer t.Stop()
 	for {
+		// While Vault is failing, probe every second so readiness recovers without traffic.
+		every := m.cfg.RefreshInterval.D()
+		if !m.healthy.Load() {
+			every = min(every, time.Second)
+		}
 		var reply chan error
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(every):
+		case <-m.wake:
 		case reply = <-m.refresh:
 		}
 		err := m.reload(ctx)
@@ -217,6 +225,7 @@ func (m *manager) refreshLoop(ctx context.Context) {
 func (m *manager) reload(ctx context.Context) error {
 	prev := m.state.Load()
 	st, err := m.load(ctx, prev)
+	m.record(err)
 	if err != nil {
 		return err
 	}
@@ -342,7 +351,30 @@ func (m *manager) Close(context.Context) error {
 }
 
 func (m *manager) signBatch(ctx context.Context, version int, inputs [][]byte) ([][]byte, []error, error) {
-	return m.t.sign(ctx, signRequest{key: m.cfg.Key, version: version, keyType: m.cfg.KeyType, inputs: inputs})
+	sigs, errs, err := m.t.sign(ctx, signRequest{key: m.cfg.Key, version: version, keyType: m.cfg.KeyType, inputs: inputs})
+	m.record(err)
+	return sigs, errs, err
+}
+
+// record notes whether Vault answered. A caller that gave up says nothing about Vault.
+func (m *manager) record(err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	if was := m.healthy.Swap(err == nil); was && err != nil {
+		select {
+		case m.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Healthy implements signer.HealthChecker: Vault answered the latest call.
+func (m *manager) Healthy(context.Context) error {
+	if !m.healthy.Load() {
+		return errors.New("vault transit is not answering (unreachable, sealed or refusing)")
+	}
+	return nil
 }
 
 func (k *versionKey) ID() string                         { return k.id }

@@ -543,3 +543,31 @@ func TestVault_X5CReplicasShareTheRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Readiness follows Vault, and comes back without any token traffic: while failing, the
+// signer probes Vault every second.
+func TestVault_HealthFollowsVaultWithoutTraffic(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.CreateKey(t, "h", "ecdsa-p256")
+	km := open(t, &vault.Config{Address: v.Addr, Key: "h", PropagationDelay: config.Duration(time.Hour),
+		Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}, signer.Deps{})
+	hc := km.(signer.HealthChecker)
+	if err := hc.Healthy(context.Background()); err != nil {
+		t.Fatalf("healthy after start: %v", err)
+	}
+	v.Seal(t)
+	if err := km.(interface{ Refresh(context.Context) error }).Refresh(context.Background()); err == nil {
+		t.Fatal("refresh succeeded against a sealed Vault")
+	}
+	if hc.Healthy(context.Background()) == nil {
+		t.Fatal("healthy while Vault is sealed")
+	}
+	v.Unseal(t)
+	deadline := time.Now().Add(15 * time.Second) // the refresh interval is 1m: only the probe can do it
+	for hc.Healthy(context.Background()) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("still unhealthy 15s after Vault was unsealed, with no traffic")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
