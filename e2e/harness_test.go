@@ -381,6 +381,10 @@ func startAllInOneDev(t testing.TB) *portcullis {
 type portcullisConfig struct {
 	KIDMode string // thumbprint or libtrust
 	Split   bool   // give each gRPC service its own TCP port
+	// Key replaces the local signing key: the YAML of signer.key, indented by four spaces.
+	Key string
+	// Extra is appended to the file: further top-level sections.
+	Extra string
 }
 
 // startAllInOneConfig runs `portcullis -config FILE` as one process.
@@ -464,6 +468,10 @@ func writePortcullisConfig(t testing.TB, c portcullisConfig) (*portcullis, map[s
 	if kid == "" {
 		kid = "thumbprint"
 	}
+	key := c.Key
+	if key == "" {
+		key = fmt.Sprintf("    type: local\n    config:\n      path: %s\n      kid_mode: %s", filepath.Join(dir, "signing-key.pem"), kid)
+	}
 	cfg := fmt.Sprintf(`log:
   level: info
 gateway:
@@ -484,12 +492,9 @@ authz:%s
 signer:%s
   issuer: %s
   key:
-    type: local
-    config:
-      path: %s
-      kid_mode: %s
-`, ports["gateway"], service, grpc, listen("authn"), filepath.Join(dir, "htpasswd"), listen("authz"),
-		listen("signer"), issuer, filepath.Join(dir, "signing-key.pem"), kid)
+%s
+%s`, ports["gateway"], service, grpc, listen("authn"), filepath.Join(dir, "htpasswd"), listen("authz"),
+		listen("signer"), issuer, key, c.Extra)
 	if c.Split {
 		// The split deployment runs as in production: mutual TLS between the services.
 		cfg += writeInternalPKI(t, dir)

@@ -97,44 +97,21 @@ func startVaultAllInOne(t testing.TB, v *vaulttest.Server, c vaultPortcullisConf
 	if c.Refresh == 0 {
 		c.Refresh = 500 * time.Millisecond
 	}
-	// The harness's config writer leaves the htpasswd (alice/alice, admin/admin) in its dir;
-	// the config file itself is replaced by one with the Vault key and the admin API.
-	pc, ports := writePortcullisConfig(t, portcullisConfig{})
-	tokenFile := filepath.Join(pc.Dir, "vault-token")
-	adminFile := filepath.Join(pc.Dir, "admin-secret")
+	secrets := t.TempDir()
+	tokenFile := filepath.Join(secrets, "vault-token")
+	adminFile := filepath.Join(secrets, "admin-secret")
 	for name, data := range map[string]string{tokenFile: vaultSignerToken(t, v), adminFile: vaultAdminSecret + "\n"} {
 		if err := os.WriteFile(name, []byte(data), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	vp := &vaultPortcullis{portcullis: pc, Vault: v, AdminTokenFile: adminFile, Propagation: c.Propagation,
-		AdminAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	x5c := ""
 	if c.X5C {
 		x5c = "\n      x5c: {root_key: " + vaultRootKey + "}"
 	}
-	cfg := fmt.Sprintf(`log:
-  level: info
-gateway:
-  listen: 127.0.0.1:%d
-  services: [%s]
-authn:
-  backends:
-    - name: users
-      type: htpasswd
-      config:
-        path: %s
-        groups:
-          developers: [alice]
-          admins: [admin]
-authz:
-  opa:
-    dir: ""
-signer:
-  issuer: %s
-  max_ttl: 1h
-  key:
-    type: vault
+	pc, _ := writePortcullisConfig(t, portcullisConfig{
+		Key: fmt.Sprintf(`    type: vault
     config:
       address: %s
       key: %s
@@ -143,15 +120,10 @@ signer:
       auth: {method: token, token_file: %s}
       propagation_delay: %s
       refresh_interval: %s
-      request_timeout: 800ms%s
-admin:
-  token_file: %s
-  listen: %s
-`, ports["gateway"], service, filepath.Join(pc.Dir, "htpasswd"), issuer, v.Addr, vaultSigningKey, c.KIDMode,
-		tokenFile, c.Propagation, c.Refresh, x5c, adminFile, vp.AdminAddr)
-	if err := os.WriteFile(pc.Config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+      request_timeout: 800ms%s`, v.Addr, vaultSigningKey, c.KIDMode, tokenFile, c.Propagation, c.Refresh, x5c),
+		Extra: fmt.Sprintf("admin:\n  token_file: %s\n  listen: %s\n", adminFile, adminAddr),
+	})
+	vp := &vaultPortcullis{portcullis: pc, Vault: v, AdminTokenFile: adminFile, Propagation: c.Propagation, AdminAddr: adminAddr}
 	pc.Procs["all"] = startProc(t, "portcullis-all", portcullisBin(t), "-config", pc.Config, "-target=all")
 	pc.waitReady(t)
 	waitUntil(t, "admin API listening on "+vp.AdminAddr, pc.allProcs(), tcpListening(vp.AdminAddr))
