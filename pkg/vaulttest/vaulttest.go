@@ -6,14 +6,7 @@ package vaulttest
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -25,6 +18,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/portcullis-dev/portcullis/pkg/testpki"
 )
 
 // T is the part of T the harness uses, so `make bench` can start a Vault too.
@@ -94,8 +89,9 @@ func start(t T, useTLS bool) *Server {
 	tlsCfg := "tls_disable = true"
 	if useTLS {
 		s.Addr = "https://" + s.listen
-		cert, key := s.writeTLS(t)
-		tlsCfg = fmt.Sprintf("tls_cert_file = %q\n  tls_key_file = %q", cert, key)
+		f := testpki.Write(t, s.dir)
+		s.CAFile = f.CA
+		tlsCfg = fmt.Sprintf("tls_cert_file = %q\n  tls_key_file = %q", f.Cert, f.Key)
 	}
 	cfg := fmt.Sprintf(`storage "file" { path = %q }
 listener "tcp" {
@@ -280,37 +276,4 @@ func (s *Server) TokenWithPolicy(t T, name, policy string) string {
 		t.Fatalf("create token: %v", err)
 	}
 	return sec.Auth.ClientToken
-}
-
-// writeTLS makes a CA and a certificate for 127.0.0.1 signed by it.
-func (s *Server) writeTLS(t T) (certFile, keyFile string) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "vaulttest CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	s.CAFile = filepath.Join(s.dir, "ca.pem")
-	certFile, keyFile = filepath.Join(s.dir, "vault.pem"), filepath.Join(s.dir, "vault-key.pem")
-	for name, b := range map[string]*pem.Block{s.CAFile: {Type: "CERTIFICATE", Bytes: caDER},
-		certFile: {Type: "CERTIFICATE", Bytes: der}, keyFile: {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
-		if err := os.WriteFile(name, pem.EncodeToMemory(b), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return certFile, keyFile
 }
