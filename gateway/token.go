@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net"
 	"net/http"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/pkg/identity"
 	"github.com/portcullis-dev/portcullis/pkg/pbconv"
+	"github.com/portcullis-dev/portcullis/pkg/randid"
 	"github.com/portcullis-dev/portcullis/pkg/scope"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
@@ -134,14 +133,10 @@ func (g *Gateway) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.finish(w, r, start, req, nil, out)
-	scopes := make([]string, len(out.granted))
-	for i, s := range out.granted {
-		scopes[i] = s.String()
-	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token": out.token, "token": out.token, "token_type": "Bearer",
 		"expires_in": out.expiresIn, "issued_at": out.issuedAt.UTC().Format(time.RFC3339),
-		"scope": strings.Join(scopes, " "),
+		"scope": strings.Join(scopeStrings(out.granted), " "),
 	})
 }
 
@@ -190,7 +185,7 @@ func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (*issued, *apiEr
 		}
 		granted, decisionID = pbconv.ScopesFromPB(resp.GetGranted()), resp.GetDecisionId()
 	}
-	jti := newJTI()
+	jti := randid.Hex(16)
 	resp, err := g.c.Signer.SignToken(ctx, &signerv1.SignTokenRequest{
 		Subject: id.Subject, Audience: req.service, Access: pbconv.ScopesToPB(granted),
 		Ttl: durationpb.New(g.opt.TokenTTL), Jti: jti,
@@ -245,12 +240,6 @@ func scopeStrings(ss []scope.Scope) []string {
 		out[i] = s.String()
 	}
 	return out
-}
-
-func newJTI() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 func remoteHost(r *http.Request) string {

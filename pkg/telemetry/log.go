@@ -4,10 +4,10 @@ package telemetry
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"log/slog"
+
+	"github.com/portcullis-dev/portcullis/pkg/randid"
 )
 
 type ctxKey struct{}
@@ -27,11 +27,7 @@ func RequestID(ctx context.Context) string {
 }
 
 // NewRequestID returns a random 16-hex-digit id.
-func NewRequestID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+func NewRequestID() string { return randid.Hex(8) }
 
 // ValidRequestID accepts a caller-supplied id only if it is short and printable, so a client
 // cannot inject log lines or bloat them.

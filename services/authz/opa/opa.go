@@ -9,8 +9,6 @@ package opa
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +20,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown/print"
 
+	"github.com/portcullis-dev/portcullis/pkg/randid"
 	"github.com/portcullis-dev/portcullis/pkg/scope"
 	"github.com/portcullis-dev/portcullis/services/authz"
 )
@@ -124,7 +123,7 @@ func (e *engine) Authorize(ctx context.Context, req authz.Request) (authz.Decisi
 	if err := ctx.Err(); err != nil {
 		return authz.Decision{}, fmt.Errorf("opa: %w", err)
 	}
-	id := decisionID()
+	id := randid.Hex(16)
 	if len(req.Requested) == 0 {
 		return authz.Decision{DecisionID: id}, nil
 	}
@@ -238,13 +237,6 @@ func inputValue(req authz.Request) ast.Value {
 		ast.Item(ast.StringTerm("remote_addr"), ast.StringTerm(req.RemoteAddr)),
 		ast.Item(ast.StringTerm("scopes"), ast.ArrayTerm(scopes...)),
 	)
-}
-
-// decisionID returns 16 random bytes in hex.
-func decisionID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // never fails; see crypto/rand.Read
-	return hex.EncodeToString(b[:])
 }
 
 // printHook sends the policy's print() output to the log.
