@@ -235,7 +235,7 @@ func (a *App) startSigner(ctx context.Context) (func(*grpc.Server), error) {
 	if err != nil {
 		return nil, err
 	}
-	if c, ok := km.(interface{ Close(context.Context) error }); ok {
+	if c, ok := km.(signer.Closer); ok {
 		a.closers = append(a.closers, c.Close)
 	}
 	c := a.cfg.Signer

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/pem"
 	"flag"
 	"fmt"
@@ -47,13 +46,11 @@ func runRegistryConfig(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	if c, ok := km.(interface{ Close(context.Context) error }); ok {
+	if c, ok := km.(signer.Closer); ok {
 		defer c.Close(ctx)
 	}
 	var certPEM []byte
-	if r, ok := km.(interface {
-		RootCertificates(context.Context) []*x509.Certificate
-	}); ok && len(r.RootCertificates(ctx)) > 0 {
+	if r, ok := km.(signer.RootCertifier); ok && len(r.RootCertificates(ctx)) > 0 {
 		// x5c mode: the registry trusts the root only, so key rotation never changes its config.
 		for _, c := range r.RootCertificates(ctx) {
 			certPEM = append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)

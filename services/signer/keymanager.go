@@ -57,6 +57,17 @@ type HealthChecker interface {
 	Healthy(ctx context.Context) error
 }
 
+// Closer is an optional ability of a KeyManager holding goroutines or connections.
+type Closer interface {
+	Close(ctx context.Context) error
+}
+
+// RootCertifier is an optional ability of a KeyManager that signs with an x5c chain: the
+// root certificates registries should trust instead of individual keys.
+type RootCertifier interface {
+	RootCertificates(ctx context.Context) []*x509.Certificate
+}
+
 // MaxAger is an optional ability of a KeyManager that rotates: how long verifiers may cache
 // the JWKS without missing a key before it signs.
 type MaxAger interface {

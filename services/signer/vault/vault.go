@@ -101,20 +101,16 @@ func (c *Config) Open(ctx context.Context, deps signer.Deps) (signer.KeyManager,
 	if err != nil {
 		return nil, fmt.Errorf("vault %s: %w", client.Address(), err)
 	}
+	if cfg.X5C != nil { // before the key is read, so each version gets its leaf certificate
+		if m.root, err = newRootCA(ctx, m); err != nil {
+			return nil, err
+		}
+	}
 	st, err := m.load(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	m.state.Store(st)
-	if cfg.X5C != nil {
-		if m.root, err = newRootCA(ctx, m); err != nil {
-			return nil, err
-		}
-		if st, err = m.load(ctx, nil); err != nil { // now with leaf certificates
-			return nil, err
-		}
-		m.state.Store(st)
-	}
 
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel

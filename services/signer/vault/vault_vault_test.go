@@ -48,7 +48,7 @@ func open(t *testing.T, c *vault.Config, deps signer.Deps) signer.KeyManager {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = km.(interface{ Close(context.Context) error }).Close(context.Background()) })
+	t.Cleanup(func() { _ = km.(signer.Closer).Close(context.Background()) })
 	return km
 }
 
@@ -272,9 +272,7 @@ func TestVault_X5CChainVerifiesAgainstRootOnly(t *testing.T) {
 	km := open(t, &vault.Config{Address: v.Addr, Key: "leafkey", X5C: &vault.X5CConfig{RootKey: "rootkey"},
 		PropagationDelay: config.Duration(time.Nanosecond * 2), RefreshInterval: config.Duration(time.Nanosecond),
 		Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}, signer.Deps{})
-	roots := km.(interface {
-		RootCertificates(context.Context) []*x509.Certificate
-	}).RootCertificates(context.Background())
+	roots := km.(signer.RootCertifier).RootCertificates(context.Background())
 	if len(roots) != 1 {
 		t.Fatalf("%d roots", len(roots))
 	}
@@ -522,9 +520,7 @@ func TestVault_X5CReplicasShareTheRoot(t *testing.T) {
 	cfg := vault.Config{Address: v.Addr, Key: "leafkey", X5C: &vault.X5CConfig{RootKey: "rootkey"},
 		Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}
 	a, b := open(t, &cfg, signer.Deps{}), open(t, &cfg, signer.Deps{})
-	rootOfA := a.(interface {
-		RootCertificates(context.Context) []*x509.Certificate
-	}).RootCertificates(context.Background())[0]
+	rootOfA := a.(signer.RootCertifier).RootCertificates(context.Background())[0]
 	pool := x509.NewCertPool()
 	pool.AddCert(rootOfA)
 	tok, err := signer.New(signer.Options{Issuer: "t"}, b).Sign(context.Background(), signer.Claims{Audience: "a", JTI: "j", TTL: time.Minute})
