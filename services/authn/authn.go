@@ -19,6 +19,8 @@ var (
 	ErrNoMatch = errors.New("authn: no backend knows this user")
 	// ErrUnavailable means a backend could not be asked (LDAP down, file unreadable).
 	ErrUnavailable = errors.New("authn: backend unavailable")
+	// ErrBusy means too many callers already wait for bcrypt work; the caller should retry later.
+	ErrBusy = errors.New("authn: too many password checks in progress")
 )
 
 // Password is a secret that never prints.
@@ -63,6 +65,9 @@ type Deps struct {
 	// Changed must be called when the backend's user data changes (file reload), so
 	// cached verifications made against the old data are dropped.
 	Changed func()
+	// Bcrypt bounds the backend's bcrypt comparisons (nil: unlimited); one limiter is shared
+	// by every backend and the chain, so together they never take more than its slots.
+	Bcrypt *BcryptLimiter
 }
 
 // BackendConfig is one backend type's configuration; see package backends for the list.

@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -38,11 +39,6 @@ func HashCost(hash string) int {
 	return c
 }
 
-// ComparePassword reports whether password matches the bcrypt hash.
-func ComparePassword(hash string, password Password) bool {
-	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil
-}
-
 // User is a password-file user: a bcrypt hash and the groups the config gives it.
 type User struct {
 	Name   string
@@ -50,13 +46,18 @@ type User struct {
 	Groups []string
 }
 
-// Verify checks cr against u, where found says whether the backend knows the user.
-// Password backends share it so they agree on chain semantics.
-func Verify(u User, found bool, cr Credentials) (identity.Identity, error) {
+// Verify checks cr against u, where found says whether the backend knows the user; the
+// comparison waits for a slot of lim (nil: unlimited) and fails with its error (ErrBusy, the
+// context's) when it gets none. Password backends share it so they agree on chain semantics.
+func Verify(ctx context.Context, lim *BcryptLimiter, u User, found bool, cr Credentials) (identity.Identity, error) {
 	if !found {
 		return identity.Identity{}, ErrNoMatch
 	}
-	if !ComparePassword(u.Hash, cr.Password) {
+	ok, err := lim.Compare(ctx, u.Hash, cr.Password)
+	if err != nil {
+		return identity.Identity{}, err
+	}
+	if !ok {
 		return identity.Identity{}, ErrInvalidCredentials
 	}
 	return identity.Identity{Subject: u.Name, Groups: append([]string(nil), u.Groups...)}, nil

@@ -6,9 +6,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"hash"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/portcullis-dev/portcullis/pkg/identity"
 )
@@ -16,7 +19,9 @@ import (
 // Cache remembers verified credentials for a short time so a warm client does not pay a
 // bcrypt comparison per token. Entries are keyed by an HMAC of (user, password) under a
 // per-process random key: a memory dump shows neither, and the key dies with the process.
-// Only successes are cached; failures always reach the backends.
+// Only successes are cached; failures always reach the backends. Concurrent misses for the
+// same credential share one backend call, so a burst of identical requests (a client retrying,
+// a parallel pull) costs one bcrypt comparison.
 type Cache struct {
 	next    Authenticator
 	ttl     time.Duration
@@ -27,6 +32,11 @@ type Cache struct {
 
 	mu      sync.Mutex
 	entries map[[32]byte]cacheEntry
+	// gen counts purges: a miss that started before a purge must not insert its answer,
+	// which may come from the user data the purge was for.
+	gen uint64
+
+	flights singleflight.Group // keyed by HMAC key and generation
 
 	// Hit and Miss are called per lookup; metrics hook in here.
 	Hit, Miss func()
@@ -57,31 +67,88 @@ func (c *Cache) Authenticate(ctx context.Context, cr Credentials) (identity.Iden
 		return c.next.Authenticate(ctx, cr)
 	}
 	k := c.key(cr)
-	now := c.now()
-	c.mu.Lock()
-	e, ok := c.entries[k]
-	c.mu.Unlock()
-	if ok && now.Before(e.expires) {
+	id, gen, ok := c.lookup(k)
+	if ok {
 		c.Hit()
-		return e.id, nil
+		return id, nil
 	}
 	c.Miss()
-	id, err := c.next.Authenticate(ctx, cr)
-	if err != nil {
-		return id, err
+	for {
+		id, err := c.fill(ctx, k, gen, cr)
+		if !errors.Is(err, errFlightAbandoned) {
+			return id, err
+		}
+		// The call we shared ended with its first caller's context, not ours: go again,
+		// leading a new call or joining one that started since.
+		if id, gen, ok = c.lookup(k); ok {
+			return id, nil
+		}
 	}
-	c.mu.Lock()
-	if len(c.entries) >= c.max {
-		c.evictLocked(now)
-	}
-	c.entries[k] = cacheEntry{id: id, expires: now.Add(c.ttl)}
-	c.mu.Unlock()
-	return id, nil
 }
 
-// Purge drops every entry; backends call it (through Deps.Changed) when their data changes.
+// errFlightAbandoned is fill's answer to a caller whose shared call failed because another
+// caller's context ended; it never leaves the Cache.
+var errFlightAbandoned = errors.New("authn: shared credential check abandoned")
+
+func (c *Cache) lookup(k [32]byte) (identity.Identity, uint64, bool) {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[k]
+	return e.id, c.gen, ok && now.Before(e.expires)
+}
+
+// fill asks the next Authenticator once per key and generation however many callers miss
+// together. The call runs with its first caller's context (deadline and all); each caller
+// stops waiting when its own context ends.
+func (c *Cache) fill(ctx context.Context, k [32]byte, gen uint64, cr Credentials) (identity.Identity, error) {
+	var fk [40]byte
+	copy(fk[:], k[:])
+	binary.BigEndian.PutUint64(fk[32:], gen) // after a purge, new callers do not join older calls
+	leader := false
+	ch := c.flights.DoChan(string(fk[:]), func() (any, error) {
+		leader = true // read only after the result arrives on ch, which orders it
+		// A call that just finished may have inserted what we are about to ask for.
+		if id, g, ok := c.lookup(k); ok && g == gen {
+			return id, nil
+		}
+		start := c.now()
+		id, err := c.next.Authenticate(ctx, cr)
+		if err == nil {
+			c.store(k, gen, id, start)
+		}
+		return id, err
+	})
+	select {
+	case <-ctx.Done():
+		return identity.Identity{}, ctx.Err()
+	case r := <-ch:
+		id, _ := r.Val.(identity.Identity)
+		if r.Err != nil && !leader && ctx.Err() == nil &&
+			(errors.Is(r.Err, context.Canceled) || errors.Is(r.Err, context.DeadlineExceeded)) {
+			return identity.Identity{}, errFlightAbandoned
+		}
+		return id, r.Err
+	}
+}
+
+func (c *Cache) store(k [32]byte, gen uint64, id identity.Identity, start time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen { // purged while the backend answered from data that may be gone
+		return
+	}
+	if len(c.entries) >= c.max {
+		c.evictLocked(start)
+	}
+	c.entries[k] = cacheEntry{id: id, expires: start.Add(c.ttl)}
+}
+
+// Purge drops every entry, and any answer still on its way from before the purge;
+// backends call it (through Deps.Changed) when their data changes.
 func (c *Cache) Purge() {
 	c.mu.Lock()
+	c.gen++
 	clear(c.entries)
 	c.mu.Unlock()
 }

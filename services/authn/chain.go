@@ -19,22 +19,31 @@ type Backend struct {
 
 // Chain tries backends in order: the first that knows the user decides; a wrong password
 // ends the chain; when nobody knows the user the answer is ErrInvalidCredentials (deny).
+//
+// Every answer that involves bcrypt costs the same work, so response time does not tell who
+// exists: an unknown user pays one comparison at the highest cost any backend holds, and a
+// known user whose hash is cheaper has its comparison topped up to that (in Compare, under
+// the same limiter slot).
 type Chain struct {
 	backends []Backend
+	lim      *BcryptLimiter
 
 	mu    sync.Mutex
-	dummy map[int][]byte // bcrypt cost → hash of a random password
+	dummy map[int][]byte // bcrypt cost → hash of a fixed password nobody has
 }
 
 var _ Authenticator = (*Chain)(nil)
 
-// NewChain returns a chain over backends, tried in the given order.
-func NewChain(backends []Backend) *Chain {
-	return &Chain{backends: backends, dummy: map[int][]byte{}}
+// NewChain returns a chain over backends, tried in the given order. lim bounds the chain's
+// own bcrypt work (nil: unlimited); pass the limiter the backends got in Deps.Bcrypt.
+func NewChain(backends []Backend, lim *BcryptLimiter) *Chain {
+	return &Chain{backends: backends, lim: lim, dummy: map[int][]byte{}}
 }
 
 // Authenticate implements Authenticator.
 func (c *Chain) Authenticate(ctx context.Context, cr Credentials) (identity.Identity, error) {
+	cost := c.maxCost(ctx)
+	ctx = context.WithValue(ctx, equaliserKey{}, &equaliser{chain: c, floor: cost})
 	for _, b := range c.backends {
 		id, err := b.Authenticate(ctx, cr)
 		switch {
@@ -49,13 +58,20 @@ func (c *Chain) Authenticate(ctx context.Context, cr Credentials) (identity.Iden
 			return identity.Identity{}, fmt.Errorf("backend %q: %w", b.Name, err)
 		}
 	}
-	// Unknown user: spend one bcrypt comparison at the chain's highest cost so the answer
-	// takes as long as a known user's wrong password and does not reveal who exists.
-	_ = bcrypt.CompareHashAndPassword(c.dummyHash(ctx), []byte(cr.Password))
+	// Unknown user: what a known user's wrong password costs. Under load it waits (or is
+	// turned away) like a known user's check, which keeps the two indistinguishable there too.
+	err := c.lim.Do(ctx, func() {
+		_ = c.lim.comparer()(c.dummyHash(cost), []byte(cr.Password))
+	})
+	if err != nil {
+		return identity.Identity{}, err
+	}
 	return identity.Identity{}, ErrInvalidCredentials
 }
 
-func (c *Chain) dummyHash(ctx context.Context) []byte {
+// maxCost is the highest bcrypt cost any backend holds, asked per request because a
+// reloaded file may change it.
+func (c *Chain) maxCost(ctx context.Context) int {
 	cost := 0
 	for _, b := range c.backends {
 		if bc, ok := b.Authenticator.(BcryptCoster); ok {
@@ -65,6 +81,10 @@ func (c *Chain) dummyHash(ctx context.Context) []byte {
 	if cost == 0 { // no password backend: still do not answer instantly
 		cost = bcrypt.DefaultCost
 	}
+	return cost
+}
+
+func (c *Chain) dummyHash(cost int) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h, ok := c.dummy[cost]

@@ -3,11 +3,16 @@ package authn_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/portcullis-dev/portcullis/pkg/identity"
 	"github.com/portcullis-dev/portcullis/services/authn"
+	"github.com/portcullis-dev/portcullis/services/authn/authntest"
+	"github.com/portcullis-dev/portcullis/services/authn/static"
 )
 
 type fake struct {
@@ -48,7 +53,7 @@ func TestChain(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c := authn.NewChain([]authn.Backend{{Name: "one", Authenticator: &fake{user: "a", pass: "pa"}}, {Name: "two", Authenticator: tc.second}})
+			c := authn.NewChain([]authn.Backend{{Name: "one", Authenticator: &fake{user: "a", pass: "pa"}}, {Name: "two", Authenticator: tc.second}}, nil)
 			id, err := c.Authenticate(context.Background(), authn.Credentials{Username: tc.user, Password: authn.Password(tc.pass)})
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
@@ -128,5 +133,96 @@ func TestPasswordNeverPrints(t *testing.T) {
 		if s != "***" {
 			t.Fatalf("password printed as %q", s)
 		}
+	}
+}
+
+func bcryptHash(t *testing.T, pw string, cost int) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), cost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+func openStatic(t *testing.T, deps authn.Deps, users ...static.User) authn.Authenticator {
+	t.Helper()
+	a, err := (&static.Config{Users: users}).Open(context.Background(), deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// Response time must not tell who exists, with users hashed at different costs within a
+// backend and across backends: every answer that involves bcrypt costs the work of one
+// comparison at the chain's highest cost, which is what an unknown user pays. Work is counted
+// by cost (bcrypt's work is 2^cost) through the comparison hook, not timed.
+func TestEveryAnswerCostsTheChainsHighestBcryptWork(t *testing.T) {
+	t.Parallel()
+	const lo, mid, hi = bcrypt.MinCost, bcrypt.MinCost + 1, bcrypt.MinCost + 2
+	lim := authn.NewBcryptLimiter(2, 8)
+	var mu sync.Mutex
+	work := 0
+	authn.SetCompare(lim, func(hash, pw []byte) error {
+		cost, err := bcrypt.Cost(hash)
+		if err != nil {
+			t.Errorf("comparison against a non-bcrypt hash: %v", err)
+		}
+		mu.Lock()
+		work += 1 << cost
+		mu.Unlock()
+		return bcrypt.CompareHashAndPassword(hash, pw)
+	})
+	deps := authn.Deps{Bcrypt: lim}
+	cheap := openStatic(t, deps, static.User{Name: "alice", PasswordHash: bcryptHash(t, "alice-pw", lo)})
+	dear := openStatic(t, deps,
+		static.User{Name: "bob", PasswordHash: bcryptHash(t, "bob-pw", hi)},
+		static.User{Name: "carol", PasswordHash: bcryptHash(t, "carol-pw", mid)})
+	ch := authn.NewChain([]authn.Backend{{Name: "cheap", Authenticator: cheap}, {Name: "dear", Authenticator: dear}}, lim)
+	cases := []struct {
+		name, user, pass string
+		wantErr          error
+	}{
+		{"unknown user", "mallory", "x", authn.ErrInvalidCredentials},
+		{"cheapest hash, wrong password", "alice", "x", authn.ErrInvalidCredentials},
+		{"cheapest hash, right password", "alice", "alice-pw", nil},
+		{"dearest hash, wrong password", "bob", "x", authn.ErrInvalidCredentials},
+		{"dearest hash, right password", "bob", "bob-pw", nil},
+		{"middle hash in the second backend, wrong password", "carol", "x", authn.ErrInvalidCredentials},
+		{"middle hash in the second backend, right password", "carol", "carol-pw", nil},
+	}
+	for _, tc := range cases { // sequential: they share the work counter
+		mu.Lock()
+		work = 0
+		mu.Unlock()
+		_, err := ch.Authenticate(context.Background(), authn.Credentials{Username: tc.user, Password: authn.Password(tc.pass)})
+		if !errors.Is(err, tc.wantErr) {
+			t.Fatalf("%s: err = %v, want %v", tc.name, err, tc.wantErr)
+		}
+		mu.Lock()
+		got := work
+		mu.Unlock()
+		if got != 1<<hi {
+			t.Errorf("%s: bcrypt work %d, want %d (one comparison at cost %d, what an unknown user pays)", tc.name, got, 1<<hi, hi)
+		}
+	}
+}
+
+// The unknown user's comparison is bcrypt work too: it waits for the limiter like any other.
+func TestUnknownUsersComparisonWaitsForTheLimiter(t *testing.T) {
+	t.Parallel()
+	lim := authn.NewBcryptLimiter(1, 0)
+	a := openStatic(t, authn.Deps{Bcrypt: lim}, static.User{Name: "alice", PasswordHash: bcryptHash(t, "pw", bcrypt.MinCost)})
+	ch := authn.NewChain([]authn.Backend{{Name: "s", Authenticator: a}}, lim)
+	release := authntest.Hold(t, lim)
+	for _, user := range []string{"alice", "mallory"} {
+		if _, err := ch.Authenticate(context.Background(), authn.Credentials{Username: user, Password: "x"}); !errors.Is(err, authn.ErrBusy) {
+			t.Fatalf("%s with every slot taken: err = %v, want ErrBusy", user, err)
+		}
+	}
+	release()
+	if _, err := ch.Authenticate(context.Background(), authn.Credentials{Username: "mallory", Password: "x"}); !errors.Is(err, authn.ErrInvalidCredentials) {
+		t.Fatalf("unknown user: err = %v", err)
 	}
 }

@@ -44,6 +44,9 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, ErrInvalidCredentials), errors.Is(err, ErrNoMatch):
 		return status.Error(codes.Unauthenticated, "invalid credentials")
+	case errors.Is(err, ErrBusy):
+		// Not logged per request: under a flood that would be a second sink. Limiter metrics count it.
+		return status.Error(codes.ResourceExhausted, "too many authentication requests; retry later")
 	case errors.Is(err, ErrUnavailable):
 		s.log.WarnContext(ctx, "authn backend unavailable", "error", err)
 		return status.Error(codes.Unavailable, "authentication backend unavailable")

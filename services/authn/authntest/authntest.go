@@ -19,25 +19,29 @@ type User struct {
 	Groups   []string
 }
 
-// Open builds the backend under test holding exactly users.
-type Open func(t *testing.T, users []User) authn.Authenticator
+// Open builds the backend under test holding exactly users, with deps.
+type Open func(t *testing.T, users []User, deps authn.Deps) authn.Authenticator
 
 // Run checks the chain semantics every backend must keep: known user and right password
 // → identity with groups; wrong password → ErrInvalidCredentials; unknown user → ErrNoMatch.
+// A backend that verifies bcrypt hashes (authn.BcryptCoster) must also report the highest
+// cost it holds and make its comparisons wait for Deps.Bcrypt.
 func Run(t *testing.T, open Open) {
 	t.Helper()
 	users := []User{
 		{Name: "alice", Password: "alice-pw", Groups: []string{"developers"}},
 		{Name: "bob", Password: "s3cr:et with spaces"},
 	}
+	costs := []int{bcrypt.MinCost + 1, bcrypt.MinCost} // mixed, highest first: not just the last one seen
 	for i := range users {
-		h, err := bcrypt.GenerateFromPassword([]byte(users[i].Password), bcrypt.MinCost)
+		h, err := bcrypt.GenerateFromPassword([]byte(users[i].Password), costs[i])
 		if err != nil {
 			t.Fatal(err)
 		}
 		users[i].Hash = string(h)
 	}
-	a := open(t, users)
+	lim := authn.NewBcryptLimiter(1, 0)
+	a := open(t, users, authn.Deps{Bcrypt: lim})
 	ctx := context.Background()
 	cases := []struct {
 		name, user, pass string
@@ -67,5 +71,45 @@ func Run(t *testing.T, open Open) {
 				t.Fatalf("groups = %v, want %v", id.Groups, tc.wantGroups)
 			}
 		})
+	}
+	bc, ok := a.(authn.BcryptCoster)
+	if !ok {
+		return
+	}
+	t.Run("reports the highest bcrypt cost", func(t *testing.T) {
+		if got := bc.BcryptCost(ctx); got != bcrypt.MinCost+1 {
+			t.Fatalf("BcryptCost = %d, want %d (the chain pays it for unknown users)", got, bcrypt.MinCost+1)
+		}
+	})
+	t.Run("bcrypt waits for Deps.Bcrypt", func(t *testing.T) {
+		release := Hold(t, lim)
+		defer release()
+		_, err := a.Authenticate(ctx, authn.Credentials{Username: "alice", Password: "alice-pw"})
+		if !errors.Is(err, authn.ErrBusy) {
+			t.Fatalf("with the only slot taken and no queue: err = %v, want ErrBusy", err)
+		}
+		// An unknown user costs the backend nothing; the chain pays for it.
+		_, err = a.Authenticate(ctx, authn.Credentials{Username: "mallory", Password: "x"})
+		if !errors.Is(err, authn.ErrNoMatch) {
+			t.Fatalf("unknown user: err = %v, want ErrNoMatch", err)
+		}
+	})
+}
+
+// Hold takes one of lim's slots until the returned function is called (at most once).
+func Hold(t testing.TB, lim *authn.BcryptLimiter) (release func()) {
+	t.Helper()
+	held, rel, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() { done <- lim.Do(context.Background(), func() { close(held); <-rel }) }()
+	select {
+	case <-held:
+	case err := <-done:
+		t.Fatalf("could not take a slot: %v", err)
+	}
+	return func() {
+		close(rel)
+		if err := <-done; err != nil {
+			t.Errorf("held slot: %v", err)
+		}
 	}
 }

@@ -53,8 +53,8 @@ func (c *Config) Validate() []error {
 }
 
 type table struct {
-	users   map[string]authn.User
-	maxCost int
+	users            map[string]authn.User
+	minCost, maxCost int
 }
 
 type fileStamp struct {
@@ -159,6 +159,12 @@ func (b *backend) reload() (bool, error) {
 	}
 	b.tab.Store(t)
 	b.stamp = st
+	if t.minCost != t.maxCost {
+		// Safe (the chain tops cheaper checks up to the highest cost), but the cheap hashes buy
+		// no speed and are weaker than they need to be: worth rehashing.
+		b.log.Warn("htpasswd users have mixed bcrypt costs; every check pays the highest",
+			"path", b.path, "min_cost", t.minCost, "max_cost", t.maxCost)
+	}
 	return true, nil
 }
 
@@ -187,7 +193,11 @@ func parse(data []byte, groups map[string][]string) (*table, error) {
 			continue
 		}
 		t.users[name] = authn.User{Name: name, Hash: hash, Groups: groups[name]}
-		t.maxCost = max(t.maxCost, authn.HashCost(hash))
+		cost := authn.HashCost(hash)
+		t.maxCost = max(t.maxCost, cost)
+		if t.minCost == 0 || cost < t.minCost {
+			t.minCost = cost
+		}
 	}
 	if err := sc.Err(); err != nil {
 		problems = append(problems, err.Error())
@@ -199,9 +209,9 @@ func parse(data []byte, groups map[string][]string) (*table, error) {
 }
 
 // Authenticate implements authn.Authenticator.
-func (b *backend) Authenticate(_ context.Context, cr authn.Credentials) (identity.Identity, error) {
+func (b *backend) Authenticate(ctx context.Context, cr authn.Credentials) (identity.Identity, error) {
 	u, ok := b.tab.Load().users[cr.Username]
-	return authn.Verify(u, ok, cr)
+	return authn.Verify(ctx, b.deps.Bcrypt, u, ok, cr)
 }
 
 // BcryptCost implements authn.BcryptCoster.

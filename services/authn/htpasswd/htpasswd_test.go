@@ -48,7 +48,7 @@ func open(t *testing.T, cfg *htpasswd.Config, deps authn.Deps) authn.Authenticat
 }
 
 func TestConformance(t *testing.T) {
-	authntest.Run(t, func(t *testing.T, users []authntest.User) authn.Authenticator {
+	authntest.Run(t, func(t *testing.T, users []authntest.User, deps authn.Deps) authn.Authenticator {
 		path := filepath.Join(t.TempDir(), "htpasswd")
 		var lines []string
 		groups := map[string][]string{}
@@ -59,7 +59,7 @@ func TestConformance(t *testing.T) {
 			}
 		}
 		write(t, path, lines...)
-		return open(t, &htpasswd.Config{Path: path, Groups: groups}, authn.Deps{})
+		return open(t, &htpasswd.Config{Path: path, Groups: groups}, deps)
 	})
 }
 

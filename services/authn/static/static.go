@@ -45,6 +45,7 @@ func (c *Config) Validate() []error {
 type backend struct {
 	users   map[string]authn.User
 	maxCost int
+	bcrypt  *authn.BcryptLimiter
 }
 
 var (
@@ -53,11 +54,11 @@ var (
 )
 
 // Open builds the backend.
-func (c *Config) Open(_ context.Context, _ authn.Deps) (authn.Authenticator, error) {
+func (c *Config) Open(_ context.Context, deps authn.Deps) (authn.Authenticator, error) {
 	if errs := c.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("static: %w", errs[0])
 	}
-	b := &backend{users: map[string]authn.User{}}
+	b := &backend{users: map[string]authn.User{}, bcrypt: deps.Bcrypt}
 	for _, u := range c.Users {
 		b.users[u.Name] = authn.User{Name: u.Name, Hash: u.PasswordHash, Groups: u.Groups}
 		b.maxCost = max(b.maxCost, authn.HashCost(u.PasswordHash))
@@ -65,9 +66,9 @@ func (c *Config) Open(_ context.Context, _ authn.Deps) (authn.Authenticator, err
 	return b, nil
 }
 
-func (b *backend) Authenticate(_ context.Context, cr authn.Credentials) (identity.Identity, error) {
+func (b *backend) Authenticate(ctx context.Context, cr authn.Credentials) (identity.Identity, error) {
 	u, ok := b.users[cr.Username]
-	return authn.Verify(u, ok, cr)
+	return authn.Verify(ctx, b.bcrypt, u, ok, cr)
 }
 
 func (b *backend) BcryptCost(context.Context) int { return b.maxCost }

@@ -10,12 +10,12 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	authntest.Run(t, func(t *testing.T, users []authntest.User) authn.Authenticator {
+	authntest.Run(t, func(t *testing.T, users []authntest.User, deps authn.Deps) authn.Authenticator {
 		cfg := &static.Config{}
 		for _, u := range users {
 			cfg.Users = append(cfg.Users, static.User{Name: u.Name, PasswordHash: u.Hash, Groups: u.Groups})
 		}
-		a, err := cfg.Open(context.Background(), authn.Deps{})
+		a, err := cfg.Open(context.Background(), deps)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,89 @@
+package authn_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/portcullis-dev/portcullis/pkg/identity"
+	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
+	"github.com/portcullis-dev/portcullis/services/authn"
+	"github.com/portcullis-dev/portcullis/services/authn/authntest"
+	"github.com/portcullis-dev/portcullis/services/authn/static"
+)
+
+type failing struct{ err error }
+
+func (f failing) Authenticate(context.Context, authn.Credentials) (identity.Identity, error) {
+	return identity.Identity{}, f.err
+}
+
+func TestServerMapsErrorsWithoutEchoingThem(t *testing.T) {
+	t.Parallel()
+	const secret = "ldap://10.0.0.7 bind cn=svc"
+	cases := []struct {
+		name string
+		err  error
+		want codes.Code
+	}{
+		{"wrong password", fmt.Errorf("backend %q: %w", secret, authn.ErrInvalidCredentials), codes.Unauthenticated},
+		{"bcrypt queue full", fmt.Errorf("backend %q: %w", secret, authn.ErrBusy), codes.ResourceExhausted},
+		{"deadline while waiting for bcrypt", fmt.Errorf("backend %q: authn: waiting for bcrypt: %w", secret, context.DeadlineExceeded), codes.DeadlineExceeded},
+		{"backend down", fmt.Errorf("%s: %w", secret, authn.ErrUnavailable), codes.Unavailable},
+		{"anything else", errors.New(secret), codes.Internal},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := authn.NewServer(failing{tc.err}, slog.New(slog.DiscardHandler))
+			_, err := s.Authenticate(context.Background(), &authnv1.AuthenticateRequest{Username: "u", Password: "p"})
+			st := status.Convert(err)
+			if st.Code() != tc.want {
+				t.Fatalf("code = %v, want %v (%v)", st.Code(), tc.want, err)
+			}
+			if strings.Contains(st.Message(), "10.0.0.7") || strings.Contains(st.Message(), "cn=svc") {
+				t.Fatalf("message echoes internal text: %q", st.Message())
+			}
+		})
+	}
+}
+
+// The real path: a saturated limiter behind the chain reaches the client as ResourceExhausted
+// (queue full) or DeadlineExceeded (the request's deadline passed while waiting).
+func TestServerAnswersSaturatedBcrypt(t *testing.T) {
+	t.Parallel()
+	h, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(lim *authn.BcryptLimiter) *authn.Server {
+		a, err := (&static.Config{Users: []static.User{{Name: "alice", PasswordHash: string(h)}}}).Open(context.Background(), authn.Deps{Bcrypt: lim})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return authn.NewServer(authn.NewChain([]authn.Backend{{Name: "s", Authenticator: a}}, lim), slog.New(slog.DiscardHandler))
+	}
+	req := &authnv1.AuthenticateRequest{Username: "alice", Password: "pw"}
+
+	full := authn.NewBcryptLimiter(1, 0)
+	defer authntest.Hold(t, full)()
+	if _, err := serve(full).Authenticate(context.Background(), req); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("queue full: %v, want ResourceExhausted", err)
+	}
+
+	slow := authn.NewBcryptLimiter(1, 4)
+	defer authntest.Hold(t, slow)() // held until the test ends: the deadline passes while waiting
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := serve(slow).Authenticate(ctx, req); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("deadline while waiting: %v, want DeadlineExceeded", err)
+	}
+}
