@@ -4,14 +4,17 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/portcullis-dev/portcullis/gateway"
 )
 
-// FuzzTokenQuery: whatever a client sends, the answer is a JSON 200/400/401, never a 500
-// or a panic.
+// FuzzTokenQuery: whatever a client sends, with backends that succeed, the answer is a JSON
+// 200/400/401, never a 5xx or a panic, and an error answer names its OAuth2 error.
 func FuzzTokenQuery(f *testing.F) {
 	for _, s := range []string{
 		"service=registry.local&scope=repository:alice/app:pull,push",
@@ -19,15 +22,17 @@ func FuzzTokenQuery(f *testing.F) {
 		"service=registry.local&scope=repository(plugin):a/b:pull%20repository:c:push",
 		"service=registry.local&account=alice&client_id=docker&offline_token=true",
 		"scope=::&service=", "service=registry.local&scope=%00", "a=%zz",
+		"service=registry.local&account=", "service=registry.local&account=bob&scope=repository:a:pull",
 	} {
-		f.Add(s, true)
+		f.Add(s, "alice", true)
+		f.Add(s, "", true)
 	}
-	f.Fuzz(func(t *testing.T, query string, creds bool) {
-		e := newEnv(t, nil, nil, grpc_health_v1.HealthCheckResponse_SERVING)
+	f.Fuzz(func(t *testing.T, query, user string, creds bool) {
+		e := newEnvWith(t, envConfig{health: grpc_health_v1.HealthCheckResponse_SERVING, noServer: true})
 		req := httptest.NewRequest("GET", "/token", nil)
 		req.URL.RawQuery = query
 		if creds {
-			req.SetBasicAuth("alice", "pw")
+			req.SetBasicAuth(user, "pw")
 		}
 		rec := httptest.NewRecorder()
 		e.handler.ServeHTTP(rec, req)
@@ -37,11 +42,62 @@ func FuzzTokenQuery(f *testing.F) {
 			t.Fatalf("query %q: status %d", query, rec.Code)
 		}
 		var m map[string]any
-		if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
+		if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil || rec.Header().Get("Content-Type") != "application/json" {
 			t.Fatalf("query %q: body is not JSON: %q", query, rec.Body.String())
 		}
-		if rec.Code != 200 && (m["error"] == "" || strings.Contains(rec.Body.String(), "panic")) {
-			t.Fatalf("query %q: body %s", query, rec.Body.String())
+		if rec.Code == 200 {
+			return
+		}
+		// A missing key is nil, not "": compare the string it must be.
+		if code, _ := m["error"].(string); code == "" || strings.Contains(rec.Body.String(), "panic") {
+			t.Fatalf("query %q: error answer %s", query, rec.Body.String())
+		}
+	})
+}
+
+// FuzzProxyHeaders: behind a trusted proxy that appends the client's address, nothing the
+// client adds to X-Forwarded-For or Forwarded makes it someone else — at most no one ("").
+func FuzzProxyHeaders(f *testing.F) {
+	for _, s := range []string{"", "6.6.6.6", "10.0.0.9", `for="6.6.6.6`, "for=6.6.6.6;", `for="[2001:db8::1]:4711"`, "garbage, ,", "\"", "for=_x, for=unknown"} {
+		f.Add(s, "", uint8(0))
+		f.Add(s, "for=198.51.100.7", uint8(1))
+		f.Add("", s, uint8(2))
+		f.Add(s, s, uint8(3))
+	}
+	const client = "198.51.100.7"
+	f.Fuzz(func(t *testing.T, clientXFF, clientFwd string, mode uint8) {
+		e := newEnvWith(t, envConfig{opt: func(o *gateway.Options) {
+			o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+		}, noServer: true})
+		req := httptest.NewRequest("GET", "/token?service=registry.local", nil)
+		req.RemoteAddr = "10.0.0.1:41000"
+		req.SetBasicAuth("alice", "pw")
+		// The proxy writes one of the two headers, after whatever the client sent in it, on the
+		// client's line or on a line of its own; the other header, if any, is the client's alone.
+		name, own, other, otherName, hop := "X-Forwarded-For", clientXFF, clientFwd, "Forwarded", client
+		if mode&1 == 1 {
+			name, own, other, otherName, hop = "Forwarded", clientFwd, clientXFF, "X-Forwarded-For", "for="+client
+		}
+		switch {
+		case own == "":
+			req.Header.Add(name, hop)
+		case mode&2 == 2:
+			req.Header.Add(name, own)
+			req.Header.Add(name, hop)
+		default:
+			req.Header.Add(name, own+", "+hop)
+		}
+		if other != "" {
+			req.Header.Add(otherName, other)
+		}
+		rec := httptest.NewRecorder()
+		e.handler.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+		got := e.authn.last.Load().GetRemoteAddr()
+		if got != client && (other == "" || got != "") {
+			t.Fatalf("headers %q: remote address %q, want %q", req.Header, got, client)
 		}
 	})
 }

@@ -1,18 +1,19 @@
 // Package gateway is Portcullis's HTTP face: the Docker token protocol (GET /token), its
-// OAuth2 form (POST /token), JWKS and discovery, health and metrics. It only translates:
-// every decision is a gRPC call to authn, authz or signer.
+// OAuth2 form (POST /token), JWKS and discovery, health. It only translates: every decision
+// is a gRPC call to authn, authz or signer. Its metrics go to the registry it is given; the
+// token port does not serve them.
 package gateway
 
 import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/portcullis-dev/portcullis/pkg/telemetry"
@@ -32,8 +33,13 @@ type Options struct {
 	MaxQueryBytes int
 	// BackendTimeout bounds all gRPC calls of one request, so a hung backend answers 503.
 	BackendTimeout time.Duration
-	// PublicURL is the externally visible base URL for discovery; empty derives it from the request.
+	// PublicURL is the externally visible base URL discovery answers with. It is never taken
+	// from a request's Host header, which the client writes; empty gives relative URLs.
 	PublicURL string
+	// TrustedProxies are the peers whose X-Forwarded-For / Forwarded headers name the client;
+	// from any other peer those headers are ignored. List proxies only: a host in these
+	// prefixes may name any client it likes.
+	TrustedProxies []netip.Prefix
 }
 
 // Clients are the gRPC clients of the services; the same in one process and split.
@@ -57,7 +63,6 @@ type Gateway struct {
 	c       Clients
 	log     *slog.Logger
 	audit   *slog.Logger
-	reg     *prometheus.Registry
 	metrics *metrics
 	mux     *http.ServeMux
 }
@@ -67,13 +72,14 @@ type metrics struct {
 	latency *prometheus.HistogramVec
 }
 
-// New builds the gateway. reg receives the gateway's metrics and is served on /metrics.
+// New builds the gateway. reg receives the gateway's metrics; serving it is the caller's
+// business, on an address of its own.
 func New(opt Options, c Clients, log *slog.Logger, reg *prometheus.Registry) *Gateway {
-	g := &Gateway{opt: opt, c: c, log: log, audit: log.With("log_type", "audit"), reg: reg, mux: http.NewServeMux()}
+	g := &Gateway{opt: opt, c: c, log: log, audit: log.With("log_type", "audit"), mux: http.NewServeMux()}
 	g.metrics = &metrics{
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portcullis_token_requests_total",
-			Help: "Token requests by outcome (issued, unauthorized, bad_request, unavailable, error).",
+			Help: "Token requests by outcome (issued, unauthorized, bad_request, unavailable (a backend down or busy), error).",
 		}, []string{"outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "portcullis_token_request_duration_seconds",
@@ -85,15 +91,27 @@ func New(opt Options, c Clients, log *slog.Logger, reg *prometheus.Registry) *Ga
 	for _, o := range []string{"issued", "unauthorized", "bad_request", "unavailable", "error"} {
 		g.metrics.tokens.WithLabelValues(o) // export zeros so rate() works from the first scrape
 	}
+	if opt.PublicURL == "" {
+		log.Warn("no public URL configured: discovery answers relative URLs")
+	}
 	g.mux.HandleFunc("GET /token", g.handleToken)
 	g.mux.HandleFunc("POST /token", g.handleOAuthToken)
-	g.mux.HandleFunc("GET /.well-known/jwks.json", g.handleJWKS)
-	g.mux.HandleFunc("GET /.well-known/openid-configuration", g.handleDiscovery)
-	g.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	g.mux.HandleFunc("GET /readyz", g.handleReady)
-	g.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	// A GET pattern also serves HEAD, which would run the whole decision (bcrypt included) for
+	// an answer without a body.
+	g.mux.Handle("HEAD /token", methodNotAllowed("GET, POST"))
+	g.mux.Handle("/token", methodNotAllowed("GET, POST"))
+	for path, h := range map[string]http.HandlerFunc{
+		"/.well-known/jwks.json":            g.handleJWKS,
+		"/.well-known/openid-configuration": g.handleDiscovery,
+		"/healthz": func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		},
+		"/readyz": g.handleReady,
+	} {
+		g.mux.HandleFunc("GET "+path, h)
+		g.mux.Handle(path, methodNotAllowed("GET, HEAD"))
+	}
+	g.mux.HandleFunc("/", notFound)
 	return g
 }
 

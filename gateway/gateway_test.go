@@ -3,13 +3,16 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,11 +31,21 @@ import (
 )
 
 // Fakes of the generated clients: the gateway only translates, so its tests need no services.
-type fakeAuthn struct{ err error }
+// Each counts its calls, so a test can say a request never reached a backend.
+type fakeAuthn struct {
+	err   error
+	calls atomic.Int32
+	last  atomic.Pointer[authnv1.AuthenticateRequest]
+}
 
-func (f fakeAuthn) Authenticate(_ context.Context, in *authnv1.AuthenticateRequest, _ ...grpc.CallOption) (*authnv1.AuthenticateResponse, error) {
+func (f *fakeAuthn) Authenticate(_ context.Context, in *authnv1.AuthenticateRequest, _ ...grpc.CallOption) (*authnv1.AuthenticateResponse, error) {
+	f.calls.Add(1)
+	f.last.Store(in)
 	if f.err != nil {
 		return nil, f.err
+	}
+	if in.GetUsername() == "" { // as services/authn.Server answers
+		return nil, status.Error(codes.InvalidArgument, "username is required")
 	}
 	if in.GetUsername() != "alice" || in.GetPassword() != "pw" {
 		return nil, status.Error(codes.Unauthenticated, "invalid credentials")
@@ -40,11 +53,19 @@ func (f fakeAuthn) Authenticate(_ context.Context, in *authnv1.AuthenticateReque
 	return &authnv1.AuthenticateResponse{Identity: &commonv1.Identity{Subject: "alice"}}, nil
 }
 
-type fakeAuthz struct{ last *authzv1.AuthorizeRequest }
+type fakeAuthz struct {
+	last  *authzv1.AuthorizeRequest
+	err   error
+	calls atomic.Int32
+}
 
 // Grants pull only.
 func (f *fakeAuthz) Authorize(_ context.Context, in *authzv1.AuthorizeRequest, _ ...grpc.CallOption) (*authzv1.AuthorizeResponse, error) {
+	f.calls.Add(1)
 	f.last = in
+	if f.err != nil {
+		return nil, f.err
+	}
 	var out []*commonv1.Scope
 	for _, s := range in.GetRequested() {
 		for _, a := range s.GetActions() {
@@ -57,11 +78,13 @@ func (f *fakeAuthz) Authorize(_ context.Context, in *authzv1.AuthorizeRequest, _
 }
 
 type fakeSigner struct {
-	last *signerv1.SignTokenRequest
-	err  error
+	last  *signerv1.SignTokenRequest
+	err   error
+	calls atomic.Int32
 }
 
 func (f *fakeSigner) SignToken(_ context.Context, in *signerv1.SignTokenRequest, _ ...grpc.CallOption) (*signerv1.SignTokenResponse, error) {
+	f.calls.Add(1)
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -72,6 +95,7 @@ func (f *fakeSigner) SignToken(_ context.Context, in *signerv1.SignTokenRequest,
 }
 
 func (f *fakeSigner) ListPublicKeys(context.Context, *signerv1.ListPublicKeysRequest, ...grpc.CallOption) (*signerv1.ListPublicKeysResponse, error) {
+	f.calls.Add(1)
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -98,22 +122,77 @@ func (f fakeHealth) Watch(context.Context, *grpc_health_v1.HealthCheckRequest, .
 type env struct {
 	handler http.Handler
 	srv     *httptest.Server
+	authn   *fakeAuthn
 	authz   *fakeAuthz
 	signer  *fakeSigner
+	reg     *prometheus.Registry
+	log     *syncWriter // the gateway's JSON log, audit events included
+}
+
+// envConfig varies an env: backend errors, and gateway options on top of the defaults.
+type envConfig struct {
+	authnErr, authzErr, signerErr error
+	health                        grpc_health_v1.HealthCheckResponse_ServingStatus
+	opt                           func(*gateway.Options)
+	noServer                      bool // only env.handler (fuzz targets: no listener per input)
 }
 
 func newEnv(t *testing.T, authnErr, signerErr error, health grpc_health_v1.HealthCheckResponse_ServingStatus) *env {
 	t.Helper()
-	e := &env{authz: &fakeAuthz{}, signer: &fakeSigner{err: signerErr}}
-	g := gateway.New(gateway.Options{Realm: "Test", Services: []string{"registry.local"}, TokenTTL: 5 * time.Minute,
-		MaxQueryBytes: 2048, BackendTimeout: time.Second},
-		gateway.Clients{Authn: fakeAuthn{err: authnErr}, Authz: e.authz, Signer: e.signer,
-			Health: map[string]gateway.HealthCheck{"signer": {Client: fakeHealth{health}, Service: "portcullis.signer.v1.SignerService"}}},
-		slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	return newEnvWith(t, envConfig{authnErr: authnErr, signerErr: signerErr, health: health})
+}
+
+func newEnvWith(t *testing.T, c envConfig) *env {
+	t.Helper()
+	e := &env{authn: &fakeAuthn{err: c.authnErr}, authz: &fakeAuthz{err: c.authzErr}, signer: &fakeSigner{err: c.signerErr},
+		reg: prometheus.NewRegistry(), log: &syncWriter{w: &strings.Builder{}}}
+	opt := gateway.Options{Realm: "Test", Services: []string{"registry.local"}, TokenTTL: 5 * time.Minute,
+		MaxQueryBytes: 2048, BackendTimeout: time.Second, PublicURL: "https://auth.example.com"}
+	if c.opt != nil {
+		c.opt(&opt)
+	}
+	g := gateway.New(opt,
+		gateway.Clients{Authn: e.authn, Authz: e.authz, Signer: e.signer,
+			Health: map[string]gateway.HealthCheck{"signer": {Client: fakeHealth{c.health}, Service: "portcullis.signer.v1.SignerService"}}},
+		slog.New(slog.NewJSONHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})), e.reg)
 	e.handler = g
-	e.srv = httptest.NewServer(g)
-	t.Cleanup(e.srv.Close)
+	if !c.noServer {
+		e.srv = httptest.NewServer(g)
+		t.Cleanup(e.srv.Close)
+	}
 	return e
+}
+
+func (e *env) backendCalls() int32 {
+	return e.authn.calls.Load() + e.authz.calls.Load() + e.signer.calls.Load()
+}
+
+// auditEvents are the audit events logged so far.
+func (e *env) auditEvents(t *testing.T) []map[string]any {
+	t.Helper()
+	var events []map[string]any
+	for _, m := range e.logLines(t) {
+		if m["log_type"] == "audit" {
+			events = append(events, m)
+		}
+	}
+	return events
+}
+
+func (e *env) logLines(t *testing.T) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(e.log.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 func TestTokenEndpoint(t *testing.T) {
@@ -128,6 +207,9 @@ func TestTokenEndpoint(t *testing.T) {
 		wantStatus int
 		wantError  string // OAuth2 error code
 		wantHeader [2]string
+		emptyUser  bool // send Basic credentials even though user is empty
+		bearer     bool // send a non-Basic Authorization header
+		noAuthn    bool // the request must not reach authn
 	}{
 		{name: "issues token", query: "service=registry.local&scope=repository:alice/app:pull,push", user: "alice", pass: "pw", wantStatus: 200},
 		{name: "anonymous", query: "service=registry.local&scope=repository:library/x:pull", wantStatus: 200},
@@ -140,6 +222,12 @@ func TestTokenEndpoint(t *testing.T) {
 		{name: "scope without actions", query: "service=registry.local&scope=repository:a", wantStatus: 400, wantError: "invalid_scope"},
 		{name: "account mismatch", query: "service=registry.local&account=bob", user: "alice", pass: "pw", wantStatus: 400, wantError: "invalid_request"},
 		{name: "account without credentials", query: "service=registry.local&account=bob", wantStatus: 400, wantError: "invalid_request"},
+		// An empty username is a wrong credential, whatever else the request says; authn is not asked.
+		{name: "empty username", query: "service=registry.local", user: "", pass: "pw", emptyUser: true, wantStatus: 401, wantError: "unauthorized", wantHeader: [2]string{"WWW-Authenticate", `Basic realm="Test"`}, noAuthn: true},
+		{name: "empty username and password", query: "service=registry.local&scope=repository:a/b:pull", emptyUser: true, wantStatus: 401, wantError: "unauthorized", wantHeader: [2]string{"WWW-Authenticate", `Basic realm="Test"`}, noAuthn: true},
+		{name: "empty username with account", query: "service=registry.local&account=bob", user: "", pass: "pw", emptyUser: true, wantStatus: 401, wantError: "unauthorized", wantHeader: [2]string{"WWW-Authenticate", `Basic realm="Test"`}, noAuthn: true},
+		{name: "empty username with empty account", query: "service=registry.local&account=", user: "", pass: "pw", emptyUser: true, wantStatus: 401, wantError: "unauthorized", wantHeader: [2]string{"WWW-Authenticate", `Basic realm="Test"`}, noAuthn: true},
+		{name: "not Basic credentials", query: "service=registry.local", bearer: true, wantStatus: 401, wantError: "unauthorized", wantHeader: [2]string{"WWW-Authenticate", `Basic realm="Test"`}, noAuthn: true},
 		{name: "oversized query", query: "service=registry.local&scope=" + long, wantStatus: 400, wantError: "invalid_request"},
 		{name: "bad query encoding", query: "service=%zz", wantStatus: 400, wantError: "invalid_request"},
 		{name: "authn down", query: "service=registry.local", user: "alice", pass: "pw", authnErr: status.Error(codes.Unavailable, "ldap down"), wantStatus: 503, wantError: "temporarily_unavailable", wantHeader: [2]string{"Retry-After", "1"}},
@@ -151,8 +239,11 @@ func TestTokenEndpoint(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, tc.authnErr, tc.signerErr, grpc_health_v1.HealthCheckResponse_SERVING)
 			req, _ := http.NewRequest("GET", e.srv.URL+"/token?"+tc.query, nil)
-			if tc.user != "" {
+			if tc.user != "" || tc.emptyUser {
 				req.SetBasicAuth(tc.user, tc.pass)
+			}
+			if tc.bearer {
+				req.Header.Set("Authorization", "Bearer abc")
 			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
@@ -168,6 +259,9 @@ func TestTokenEndpoint(t *testing.T) {
 			}
 			if h := tc.wantHeader; h[0] != "" && resp.Header.Get(h[0]) != h[1] {
 				t.Fatalf("%s = %q, want %q", h[0], resp.Header.Get(h[0]), h[1])
+			}
+			if n := e.authn.calls.Load(); tc.noAuthn && n != 0 {
+				t.Fatalf("authn called %d times", n)
 			}
 			var m map[string]any
 			if err := json.Unmarshal(body, &m); err != nil {
@@ -261,7 +355,7 @@ func TestJWKSDiscoveryAndHealth(t *testing.T) {
 	if code, body, h := get("/.well-known/jwks.json"); code != 200 || body != `{"keys":[]}` || h.Get("Cache-Control") == "" {
 		t.Fatalf("jwks: %d %s", code, body)
 	}
-	if code, body, _ := get("/.well-known/openid-configuration"); code != 200 || !strings.Contains(body, e.srv.URL+"/.well-known/jwks.json") || !strings.Contains(body, `"issuer":"portcullis"`) {
+	if code, body, _ := get("/.well-known/openid-configuration"); code != 200 || !strings.Contains(body, `"https://auth.example.com/.well-known/jwks.json"`) || !strings.Contains(body, `"issuer":"portcullis"`) {
 		t.Fatalf("discovery: %d %s", code, body)
 	}
 	if code, _, _ := get("/healthz"); code != 200 {
@@ -269,9 +363,6 @@ func TestJWKSDiscoveryAndHealth(t *testing.T) {
 	}
 	if code, body, _ := get("/readyz"); code != 200 {
 		t.Fatalf("readyz: %d %s", code, body)
-	}
-	if code, body, _ := get("/metrics"); code != 200 || !strings.Contains(body, "portcullis_token_requests_total") {
-		t.Fatalf("metrics: %d", code)
 	}
 	down := newEnv(t, nil, nil, grpc_health_v1.HealthCheckResponse_NOT_SERVING)
 	resp, _ := http.Get(down.srv.URL + "/readyz")
@@ -286,7 +377,7 @@ func TestAuditEventPerDecisionWithoutSecrets(t *testing.T) {
 	var buf strings.Builder
 	g := gateway.New(gateway.Options{Realm: "Test", Services: []string{"registry.local"}, TokenTTL: 5 * time.Minute,
 		MaxQueryBytes: 2048, BackendTimeout: time.Second},
-		gateway.Clients{Authn: fakeAuthn{}, Authz: &fakeAuthz{}, Signer: &fakeSigner{}},
+		gateway.Clients{Authn: &fakeAuthn{}, Authz: &fakeAuthz{}, Signer: &fakeSigner{}},
 		slog.New(slog.NewJSONHandler(&syncWriter{w: &buf}, nil)), prometheus.NewRegistry())
 	srv := httptest.NewServer(g)
 	defer srv.Close()
@@ -338,4 +429,118 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.(fmt.Stringer).String()
+}
+
+// TestRoutes: methods a route does not serve are a JSON 405 naming the allowed ones, without
+// any backend call; HEAD /token in particular must not run the decision.
+func TestRoutes(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		method, path string
+		wantStatus   int
+		wantAllow    string
+	}{
+		{"HEAD", "/token?service=registry.local&scope=repository:a/b:pull", 405, "GET, POST"},
+		{"PUT", "/token", 405, "GET, POST"},
+		{"DELETE", "/token?service=registry.local", 405, "GET, POST"},
+		{"OPTIONS", "/token", 405, "GET, POST"},
+		{"PATCH", "/token", 405, "GET, POST"},
+		{"POST", "/healthz", 405, "GET, HEAD"},
+		{"DELETE", "/.well-known/jwks.json", 405, "GET, HEAD"},
+		{"POST", "/.well-known/openid-configuration", 405, "GET, HEAD"},
+		// Metrics are served by cmd on gateway.metrics_listen, never on the token port.
+		{"GET", "/metrics", 404, ""},
+		{"GET", "/nope", 404, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, nil, nil, grpc_health_v1.HealthCheckResponse_SERVING)
+			req := httptest.NewRequest(tc.method, tc.path, nil)
+			req.SetBasicAuth("alice", "pw")
+			rec := httptest.NewRecorder()
+			e.handler.ServeHTTP(rec, req)
+			if rec.Code != tc.wantStatus || rec.Header().Get("Allow") != tc.wantAllow {
+				t.Fatalf("status %d Allow %q, want %d %q", rec.Code, rec.Header().Get("Allow"), tc.wantStatus, tc.wantAllow)
+			}
+			if n := e.backendCalls(); n != 0 {
+				t.Fatalf("%d backend calls", n)
+			}
+			if e.authn.calls.Load() != 0 || len(e.auditEvents(t)) != 0 {
+				t.Fatal("the request reached the decision path")
+			}
+			if tc.method == "HEAD" {
+				return // no body to read
+			}
+			var m map[string]string
+			if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil || m["error"] == "" || rec.Header().Get("Content-Type") != "application/json" {
+				t.Fatalf("answer is not a JSON error: %q", rec.Body.String())
+			}
+		})
+	}
+}
+
+func TestMetricsRegisteredNotServed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil, nil, grpc_health_v1.HealthCheckResponse_SERVING)
+	resp, err := http.Get(e.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || strings.Contains(string(body), "portcullis_") {
+		t.Fatalf("GET /metrics on the token port: %d %s", resp.StatusCode, body)
+	}
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, mf := range mfs {
+		names = append(names, mf.GetName())
+	}
+	if !slices.Contains(names, "portcullis_token_requests_total") {
+		t.Fatalf("registry holds %v, want the gateway's metrics", names)
+	}
+}
+
+// TestDiscoveryIgnoresHost: a client's Host header must not choose where verifiers fetch keys.
+func TestDiscoveryIgnoresHost(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, publicURL string
+		wantJWKS        string
+	}{
+		{"public URL", "https://auth.example.com", "https://auth.example.com/.well-known/jwks.json"},
+		{"public URL with slash", "https://auth.example.com/portcullis/", "https://auth.example.com/portcullis/.well-known/jwks.json"},
+		{"no public URL", "", "/.well-known/jwks.json"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnvWith(t, envConfig{opt: func(o *gateway.Options) { o.PublicURL = tc.publicURL }})
+			req := httptest.NewRequest("GET", "/.well-known/openid-configuration", nil)
+			req.Host = "evil.example:8443"
+			req.Header.Set("X-Forwarded-Host", "evil.example")
+			rec := httptest.NewRecorder()
+			e.handler.ServeHTTP(rec, req)
+			var m map[string]any
+			if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil || rec.Code != 200 {
+				t.Fatalf("%d %s", rec.Code, rec.Body)
+			}
+			if strings.Contains(rec.Body.String(), "evil") {
+				t.Fatalf("the Host header reached the answer: %s", rec.Body)
+			}
+			if m["jwks_uri"] != tc.wantJWKS || m["token_endpoint"] != strings.TrimSuffix(tc.wantJWKS, "/.well-known/jwks.json")+"/token" {
+				t.Fatalf("discovery %v, want jwks_uri %q", m, tc.wantJWKS)
+			}
+		})
+	}
 }

@@ -14,7 +14,7 @@ func (g *Gateway) publicKeys(r *http.Request) (*signerv1.ListPublicKeysResponse,
 	defer cancel()
 	resp, err := g.c.Signer.ListPublicKeys(ctx, &signerv1.ListPublicKeysRequest{})
 	if err != nil {
-		return nil, fromGRPC(err)
+		return nil, g.fromGRPC(ctx, "signer", err)
 	}
 	return resp, nil
 }
@@ -42,22 +42,13 @@ func (g *Gateway) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		g.writeError(w, e)
 		return
 	}
-	base := g.baseURL(r)
+	// Never the Host header: a client could make the answer point at a JWKS of its choosing
+	// (and any cache in front of us keep it for others).
+	base := strings.TrimSuffix(g.opt.PublicURL, "/")
 	writeJSON(w, http.StatusOK, map[string]any{
 		"issuer":                resp.GetIssuer(),
 		"jwks_uri":              base + "/.well-known/jwks.json",
 		"token_endpoint":        base + "/token",
 		"grant_types_supported": []string{"password"},
 	})
-}
-
-func (g *Gateway) baseURL(r *http.Request) string {
-	if g.opt.PublicURL != "" {
-		return strings.TrimSuffix(g.opt.PublicURL, "/")
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
 }

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -29,7 +28,7 @@ type tokenRequest struct {
 	password   string
 	hasCreds   bool
 	clientID   string
-	remoteAddr string
+	remoteAddr string // the client's, behind trusted proxies (see remoteAddr)
 }
 
 type issued struct {
@@ -54,15 +53,21 @@ func (g *Gateway) handleToken(w http.ResponseWriter, r *http.Request) {
 		g.finish(w, r, start, nil, badRequest("invalid_request", "malformed query string"), nil)
 		return
 	}
-	req := &tokenRequest{clientID: q.Get("client_id"), remoteAddr: remoteHost(r)}
+	req := &tokenRequest{clientID: q.Get("client_id")}
+	req.remoteAddr, _ = g.remoteAddr(r)
 	if h := r.Header.Get("Authorization"); h != "" {
 		user, pass, ok := r.BasicAuth()
 		if !ok {
-			g.finish(w, r, start, req, &apiError{status: http.StatusUnauthorized, code: "unauthorized",
-				description: "the Authorization header must use HTTP Basic credentials", basicAuth: true}, nil)
+			g.finish(w, r, start, req, unauthorized("the Authorization header must use HTTP Basic credentials"), nil)
 			return
 		}
 		req.username, req.password, req.hasCreds = user, pass, true
+		if user == "" {
+			// Wrong credentials, like any unknown user: the client should ask for others.
+			// Checked before the account parameter, which would call it a bad request.
+			g.finish(w, r, start, req, unauthorized("invalid username or password"), nil)
+			return
+		}
 	}
 	if acct := q.Get("account"); acct != "" && (!req.hasCreds || acct != req.username) {
 		g.finish(w, r, start, req, badRequest("invalid_request", "account does not match the authenticated user"), nil)
@@ -98,7 +103,8 @@ func (g *Gateway) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := r.PostForm
-	req := &tokenRequest{clientID: f.Get("client_id"), remoteAddr: remoteHost(r)}
+	req := &tokenRequest{clientID: f.Get("client_id")}
+	req.remoteAddr, _ = g.remoteAddr(r)
 	switch gt := f.Get("grant_type"); gt {
 	case "password":
 		req.username, req.password, req.hasCreds = f.Get("username"), f.Get("password"), true
@@ -170,7 +176,7 @@ func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (*issued, *apiEr
 			ClientId: req.clientID, RemoteAddr: req.remoteAddr,
 		})
 		if err != nil {
-			return nil, fromGRPC(err)
+			return nil, g.fromGRPC(ctx, "authn", err)
 		}
 		id = pbconv.IdentityFromPB(resp.GetIdentity())
 	}
@@ -181,7 +187,7 @@ func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (*issued, *apiEr
 			RemoteAddr: req.remoteAddr, ClientId: req.clientID,
 		})
 		if err != nil {
-			return nil, fromGRPC(err)
+			return nil, g.fromGRPC(ctx, "authz", err)
 		}
 		granted, decisionID = pbconv.ScopesFromPB(resp.GetGranted()), resp.GetDecisionId()
 	}
@@ -191,7 +197,7 @@ func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (*issued, *apiEr
 		Ttl: durationpb.New(g.opt.TokenTTL), Jti: jti,
 	})
 	if err != nil {
-		return nil, fromGRPC(err)
+		return nil, g.fromGRPC(ctx, "signer", err)
 	}
 	iat := resp.GetIssuedAt().AsTime()
 	return &issued{
@@ -208,7 +214,7 @@ func (g *Gateway) finish(w http.ResponseWriter, r *http.Request, start time.Time
 		switch {
 		case e.status == http.StatusUnauthorized || e.code == "invalid_grant":
 			outcome = "unauthorized"
-		case e.status == http.StatusServiceUnavailable:
+		case e.status == http.StatusServiceUnavailable || e.status == http.StatusTooManyRequests:
 			outcome = "unavailable"
 		case e.status >= 500:
 			outcome = "error"
@@ -218,7 +224,11 @@ func (g *Gateway) finish(w http.ResponseWriter, r *http.Request, start time.Time
 	}
 	g.metrics.tokens.WithLabelValues(outcome).Inc()
 	g.metrics.latency.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
-	attrs := []any{"outcome", outcome, "method", r.Method, "remote_addr", remoteHost(r), "duration_ms", float64(time.Since(start).Microseconds()) / 1000}
+	client, peer := g.remoteAddr(r)
+	attrs := []any{"outcome", outcome, "method", r.Method, "remote_addr", client, "duration_ms", float64(time.Since(start).Microseconds()) / 1000}
+	if peer != client {
+		attrs = append(attrs, "proxy_addr", peer)
+	}
 	if req != nil {
 		attrs = append(attrs, "username", req.username, "anonymous", !req.hasCreds, "client_id", req.clientID,
 			"service", req.service, "requested", scopeStrings(req.scopes))
@@ -240,13 +250,6 @@ func scopeStrings(ss []scope.Scope) []string {
 		out[i] = s.String()
 	}
 	return out
-}
-
-func remoteHost(r *http.Request) string {
-	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return h
-	}
-	return r.RemoteAddr
 }
 
 // quoteShort quotes client input for an error message, cut so an answer stays small.
