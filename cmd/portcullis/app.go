@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,7 +23,9 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/portcullis-dev/portcullis/gateway"
+	"github.com/portcullis-dev/portcullis/pkg/grpctls"
 	"github.com/portcullis-dev/portcullis/pkg/telemetry"
+	"github.com/portcullis-dev/portcullis/pkg/tlsreload"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
 	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
@@ -33,134 +36,151 @@ import (
 	"github.com/portcullis-dev/portcullis/services/signer/keys"
 )
 
-// service is a gRPC service module: it opens its backends and registers on a server.
-type service struct {
-	name  string // gRPC health service name
-	start func(a *App, ctx context.Context) (register func(*grpc.Server), err error)
+// module is one part of a process. A target lists the modules it runs and a module's
+// dependencies start before it. Starting a module prepares it (opens backends, registers
+// services, binds its listener); serving begins once every module of the target started.
+type module struct {
+	deps  []string
+	start func(a *App, ctx context.Context) error
 }
 
-// serviceModules is the module table of the gRPC services.
-func serviceModules() map[string]service {
-	return map[string]service{
-		"authn":  {name: authnv1.AuthnService_ServiceDesc.ServiceName, start: (*App).startAuthn},
-		"authz":  {name: authzv1.AuthzService_ServiceDesc.ServiceName, start: (*App).startAuthz},
-		"signer": {name: signerv1.SignerService_ServiceDesc.ServiceName, start: (*App).startSigner},
+// modules is the module table. Every listener belongs to one module and serves only what its
+// callers need: the admin API is its own server, not the services' server on another port.
+func modules() map[string]module {
+	return map[string]module{
+		"keys":    {start: (*App).startKeys},
+		"server":  {start: (*App).startServer},
+		"authn":   {deps: []string{"server"}, start: (*App).startAuthn},
+		"authz":   {deps: []string{"server"}, start: (*App).startAuthz},
+		"signer":  {deps: []string{"server", "keys"}, start: (*App).startSigner},
+		"admin":   {deps: []string{"keys"}, start: (*App).startAdmin},
+		"gateway": {start: (*App).startGateway},
 	}
 }
 
-type targetDef struct {
-	services []string
-	gateway  bool
+// targets says which modules each -target runs. "all" runs every service behind one
+// in-process gRPC server so the gateway uses the very same clients as in the split
+// deployment; the gateway comes last there, so it finds that server started. The admin API
+// runs with the signer, whose key manager it shares, when admin.listen is set.
+func targets() map[string][]string {
+	return map[string][]string{
+		"all":     {"authn", "authz", "signer", "admin", "gateway"},
+		"gateway": {"gateway"},
+		"authn":   {"authn"},
+		"authz":   {"authz"},
+		"signer":  {"signer", "admin"},
+	}
 }
 
-// targets says what each -target starts. "all" runs every service behind one in-process
-// gRPC server so the gateway uses the very same clients as in the split deployment.
-func targets() map[string]targetDef {
-	return map[string]targetDef{
-		"all":     {services: []string{"authn", "authz", "signer"}, gateway: true},
-		"gateway": {gateway: true},
-		"authn":   {services: []string{"authn"}},
-		"authz":   {services: []string{"authz"}},
-		"signer":  {services: []string{"signer"}},
+// healthNames are the gRPC health service names of the services, by module.
+func healthNames() map[string]string {
+	return map[string]string{
+		"authn":  authnv1.AuthnService_ServiceDesc.ServiceName,
+		"authz":  authzv1.AuthzService_ServiceDesc.ServiceName,
+		"signer": signerv1.SignerService_ServiceDesc.ServiceName,
+	}
+}
+
+func methodsOf(d grpc.ServiceDesc) string { return "/" + d.ServiceName + "/" }
+
+// serviceRules say who may call what on the services' server: only the gateway asks authn,
+// authz and the signer, so a compromised authn or authz replica cannot mint tokens.
+func serviceRules() grpctls.Rules {
+	return grpctls.Rules{
+		methodsOf(authnv1.AuthnService_ServiceDesc):   {grpctls.RoleGateway},
+		methodsOf(authzv1.AuthzService_ServiceDesc):   {grpctls.RoleGateway},
+		methodsOf(signerv1.SignerService_ServiceDesc): {grpctls.RoleGateway},
+		methodsOf(grpc_health_v1.Health_ServiceDesc):  {grpctls.AnyPeer},
+	}
+}
+
+// adminRules say who may call what on the admin server (which also wants the admin bearer).
+func adminRules() grpctls.Rules {
+	return grpctls.Rules{
+		methodsOf(signerv1.KeyAdminService_ServiceDesc): {grpctls.RoleAdmin},
+		methodsOf(grpc_health_v1.Health_ServiceDesc):    {grpctls.AnyPeer},
 	}
 }
 
 // App is one running process of any target.
 type App struct {
-	cfg *Config
-	log *slog.Logger
-	reg *prometheus.Registry
-	now func() time.Time
+	cfg         *Config
+	log         *slog.Logger
+	reg         *prometheus.Registry
+	grpcMetrics *telemetry.GRPCMetrics
+	now         func() time.Time
+	target      string
 
-	grpcServer *grpc.Server
-	health     *health.Server
-	httpSrvs   []*http.Server
-	conns      []*grpc.ClientConn
-	closers    []func(context.Context) error
+	// Set by the modules that own them, read by the modules that depend on them.
+	km         signer.KeyManager // keys
+	grpcServer *grpc.Server      // server: the services' server
+	health     *health.Server    // server
+	inproc     *bufconn.Listener // server, in -target=all
 
-	// Ready is closed once every listener is up; GatewayAddr is then set when a gateway runs.
+	serve       []func() error // what starts serving once every module started
+	listeners   []net.Listener
+	grpcServers []*grpc.Server
+	httpSrvs    []*http.Server
+	conns       []*grpc.ClientConn
+	closers     []func(context.Context) error
+
+	// Ready is closed once every listener is up; the addresses of what this process serves
+	// are then set (GatewayAddr and PublicURL when a gateway runs, MetricsAddr when the
+	// gateway's metrics are served, AdminAddr when the admin API runs).
 	Ready       chan struct{}
 	GatewayAddr string
+	PublicURL   string
+	MetricsAddr string
+	AdminAddr   string
 }
 
 // NewApp prepares an App; Run starts it.
 func NewApp(cfg *Config, log *slog.Logger) *App {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return &App{cfg: cfg, log: log, reg: reg, now: time.Now, Ready: make(chan struct{})}
+	return &App{cfg: cfg, log: log, reg: reg, grpcMetrics: telemetry.NewGRPCMetrics(reg), now: time.Now, Ready: make(chan struct{})}
 }
 
 // Run starts target and blocks until ctx is done, then shuts down: the gateway stops taking
-// requests first, the gRPC server stops last.
+// requests first, the gRPC servers stop last.
 func (a *App) Run(ctx context.Context, target string) error {
-	t, ok := targets()[target]
+	names, ok := targets()[target]
 	if !ok {
 		return fmt.Errorf("unknown target %q (want all, gateway, authn, authz or signer)", target)
 	}
+	a.target = target
 	defer a.shutdown()
-	errc := make(chan error, 4)
-
-	var inproc *bufconn.Listener
-	if len(t.services) > 0 {
-		secret, err := a.adminSecret()
-		if err != nil {
-			return err
+	if a.cfg.InsecurePlaintextGRPC {
+		a.log.Warn("INSECURE: insecure_plaintext_grpc is set. gRPC on non-loopback addresses may be plaintext and " +
+			"unauthenticated: whoever reaches those ports can send passwords to authn and have the signer mint tokens. " +
+			"Configure internal_tls instead.")
+	}
+	started := map[string]bool{}
+	var start func(name string) error
+	start = func(name string) error {
+		if started[name] {
+			return nil
 		}
-		opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(
-			telemetry.UnaryServerInterceptor(a.log, telemetry.NewGRPCMetrics(a.reg)),
-			signer.AdminAuthInterceptor(secret, a.log.With("component", "admin")))}
-		if target != "all" && a.cfg.InternalTLS.Enabled() {
-			creds, err := a.cfg.InternalTLS.Server()
-			if err != nil {
+		started[name] = true
+		m := modules()[name]
+		for _, d := range m.deps {
+			if err := start(d); err != nil {
 				return err
 			}
-			opts = append(opts, grpc.Creds(creds))
 		}
-		a.grpcServer = grpc.NewServer(opts...)
-		hs := health.NewServer()
-		a.health = hs
-		grpc_health_v1.RegisterHealthServer(a.grpcServer, hs)
-		for _, name := range t.services {
-			m := serviceModules()[name]
-			register, err := m.start(a, ctx)
-			if err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
-			register(a.grpcServer)
-			hs.SetServingStatus(m.name, grpc_health_v1.HealthCheckResponse_SERVING)
+		if err := m.start(a, ctx); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
 		}
-		var lis net.Listener
-		if target == "all" {
-			inproc = bufconn.Listen(1 << 20)
-			lis = inproc
-			if addr := a.cfg.Admin.Listen; addr != "" {
-				alis, err := net.Listen("tcp", addr)
-				if err != nil {
-					return fmt.Errorf("admin: listen %s: %w", addr, err)
-				}
-				a.log.Info("admin gRPC API listening", "addr", alis.Addr().String())
-				go func() { errc <- a.grpcServer.Serve(alis) }()
-			}
-		} else {
-			addr := a.grpcConfig(target).Listen
-			var err error
-			if lis, err = net.Listen("tcp", addr); err != nil {
-				return fmt.Errorf("%s: listen %s: %w", target, addr, err)
-			}
-			a.log.Info("gRPC service listening", "target", target, "addr", lis.Addr().String())
-			if m := a.grpcConfig(target).MetricsListen; m != "" {
-				if err := a.serveHTTP(m, promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}), errc); err != nil {
-					return err
-				}
-			}
-		}
-		go func() { errc <- a.grpcServer.Serve(lis) }()
+		return nil
 	}
-
-	if t.gateway {
-		if err := a.startGateway(inproc, errc); err != nil {
+	for _, name := range names {
+		if err := start(name); err != nil {
 			return err
 		}
+	}
+	errc := make(chan error, len(a.serve))
+	for _, serve := range a.serve {
+		go func() { errc <- serve() }()
 	}
 	close(a.Ready)
 	select {
@@ -169,6 +189,88 @@ func (a *App) Run(ctx context.Context, target string) error {
 	case err := <-errc:
 		return err
 	}
+}
+
+// listen binds addr, naming what for in the error. The listener is closed at shutdown even
+// when a later module fails to start and it is never served.
+func (a *App) listen(what, addr string) (net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: listen %s: %w", what, addr, err)
+	}
+	a.listeners = append(a.listeners, lis)
+	return lis, nil
+}
+
+func (a *App) serveGRPC(s *grpc.Server, lis net.Listener) {
+	a.grpcServers = append(a.grpcServers, s)
+	a.serve = append(a.serve, func() error { return s.Serve(lis) })
+}
+
+// grpcServerOptions are the options of a gRPC server whose callers rules authorise. With
+// useTLS a caller is who its certificate says; without, it cannot prove anything and is
+// taken to be plainRole, the one caller the listener is for (the in-process gateway, or the
+// caller of a loopback listener: Validate keeps plaintext off the network). The unary and
+// stream interceptors given run after authorisation.
+func (a *App) grpcServerOptions(rules grpctls.Rules, useTLS bool, plainRole string,
+	unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor, log *slog.Logger) ([]grpc.ServerOption, error) {
+	var opts []grpc.ServerOption
+	identify := grpctls.Fixed(plainRole)
+	if useTLS {
+		creds, err := a.cfg.InternalTLS.Server()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, grpc.Creds(creds))
+		identify = grpctls.FromCertificate(a.cfg.InternalTLS.Domain())
+	}
+	az := grpctls.NewAuthorizer(rules, identify, log)
+	opts = append(opts,
+		grpc.ChainUnaryInterceptor(append([]grpc.UnaryServerInterceptor{telemetry.UnaryServerInterceptor(a.log, a.grpcMetrics), az.Unary()}, unary...)...),
+		grpc.ChainStreamInterceptor(append([]grpc.StreamServerInterceptor{az.Stream()}, stream...)...))
+	return opts, nil
+}
+
+// startServer makes the services' gRPC server. In -target=all it listens in-process and its
+// only caller is this process's gateway; split, it listens on the service's address and,
+// with internal_tls, admits only callers whose certificates the rules name.
+func (a *App) startServer(ctx context.Context) error {
+	useTLS := a.target != "all" && a.cfg.InternalTLS.Enabled()
+	opts, err := a.grpcServerOptions(serviceRules(), useTLS, grpctls.RoleGateway, nil, nil, a.log.With("component", "grpc"))
+	if err != nil {
+		return err
+	}
+	a.grpcServer = grpc.NewServer(opts...)
+	a.health = health.NewServer()
+	grpc_health_v1.RegisterHealthServer(a.grpcServer, a.health)
+	var lis net.Listener
+	if a.target == "all" {
+		a.inproc = bufconn.Listen(1 << 20)
+		lis = a.inproc
+	} else {
+		gc := a.grpcConfig(a.target)
+		if lis, err = a.listen(a.target, gc.Listen); err != nil {
+			return err
+		}
+		a.log.Info("gRPC service listening", "target", a.target, "addr", lis.Addr().String(), "mutual_tls", useTLS)
+		if !useTLS {
+			a.log.Warn("internal_tls is not set: callers of this service are not authenticated and are taken to be the gateway",
+				"addr", lis.Addr().String())
+		}
+		if gc.MetricsListen != "" {
+			if _, err := a.serveHTTP(gc.MetricsListen, a.metricsHandler()); err != nil {
+				return err
+			}
+		}
+	}
+	a.serveGRPC(a.grpcServer, lis)
+	return nil
+}
+
+// register puts a service on the services' server and marks it serving.
+func (a *App) register(module string, f func(*grpc.Server)) {
+	f(a.grpcServer)
+	a.health.SetServingStatus(healthNames()[module], grpc_health_v1.HealthCheckResponse_SERVING)
 }
 
 // grpcConfig is the listen settings of a single-service target.
@@ -183,10 +285,17 @@ func (a *App) grpcConfig(target string) GRPCConfig {
 	}
 }
 
-func (a *App) startAuthn(ctx context.Context) (func(*grpc.Server), error) {
+func (a *App) startAuthn(ctx context.Context) error {
 	c := a.cfg.Authn
+	lim := authn.NewBcryptLimiter(c.Bcrypt.MaxConcurrent, c.Bcrypt.MaxQueue)
+	turnedAway := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_authn_bcrypt_turned_away_total",
+		Help: "Password checks not done because the bcrypt queue was full (busy) or the caller's deadline passed while waiting (expired).",
+	}, []string{"reason"})
+	a.reg.MustRegister(turnedAway)
+	lim.Busy, lim.Expired = turnedAway.WithLabelValues("busy").Inc, turnedAway.WithLabelValues("expired").Inc
 	var cache *authn.Cache
-	deps := authn.Deps{Logger: a.log.With("component", "authn"), Now: a.now, Changed: func() {
+	deps := authn.Deps{Logger: a.log.With("component", "authn"), Now: a.now, Bcrypt: lim, Changed: func() {
 		if cache != nil {
 			cache.Purge()
 		}
@@ -195,15 +304,15 @@ func (a *App) startAuthn(ctx context.Context) (func(*grpc.Server), error) {
 	for _, spec := range c.Backends {
 		bc, err := backends.Decode(spec)
 		if err != nil {
-			return nil, fmt.Errorf("backend %q: %w", spec.Name, err)
+			return fmt.Errorf("backend %q: %w", spec.Name, err)
 		}
 		b, err := bc.Open(ctx, deps)
 		if err != nil {
-			return nil, fmt.Errorf("backend %q: %w", spec.Name, err)
+			return fmt.Errorf("backend %q: %w", spec.Name, err)
 		}
 		chain = append(chain, authn.Backend{Name: spec.Name, Authenticator: b})
 	}
-	ch := authn.NewChain(chain)
+	ch := authn.NewChain(chain, lim)
 	a.closers = append(a.closers, ch.Close)
 	var auth authn.Authenticator = ch
 	if !c.Cache.Disabled {
@@ -218,37 +327,81 @@ func (a *App) startAuthn(ctx context.Context) (func(*grpc.Server), error) {
 		auth = cache
 	}
 	srv := authn.NewServer(auth, a.log.With("component", "authn"))
-	return func(s *grpc.Server) { authnv1.RegisterAuthnServiceServer(s, srv) }, nil
+	a.register("authn", func(s *grpc.Server) { authnv1.RegisterAuthnServiceServer(s, srv) })
+	return nil
 }
 
-func (a *App) startAuthz(ctx context.Context) (func(*grpc.Server), error) {
+func (a *App) startAuthz(ctx context.Context) error {
 	az, err := a.cfg.Authz.OPA.Open(ctx, authz.Deps{Logger: a.log.With("component", "authz"), Now: a.now})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	srv := authz.NewServer(az, a.log.With("component", "authz"))
-	return func(s *grpc.Server) { authzv1.RegisterAuthzServiceServer(s, srv) }, nil
+	a.register("authz", func(s *grpc.Server) { authzv1.RegisterAuthzServiceServer(s, srv) })
+	return nil
 }
 
-func (a *App) startSigner(ctx context.Context) (func(*grpc.Server), error) {
+// startKeys opens the key manager the signer signs with and the admin API rotates.
+func (a *App) startKeys(ctx context.Context) error {
 	km, err := openKeyManager(ctx, a.cfg, a.log, a.now, a.reg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if c, ok := km.(signer.Closer); ok {
 		a.closers = append(a.closers, c.Close)
 	}
+	a.km = km
+	return nil
+}
+
+func (a *App) startSigner(ctx context.Context) error {
 	c := a.cfg.Signer
-	s := signer.New(signer.Options{Issuer: c.Issuer, MaxTTL: c.MaxTTL.D(), NotBeforeSkew: c.NotBeforeSkew.D(), Now: a.now}, km)
-	if hc, ok := km.(signer.HealthChecker); ok {
+	audiences := slices.Clone(c.Audiences)
+	if len(audiences) == 0 { // a Config built without Defaults
+		audiences = slices.Clone(a.cfg.Gateway.Services)
+	}
+	s := signer.New(signer.Options{Issuer: c.Issuer, MaxTTL: c.MaxTTL.D(), NotBeforeSkew: c.NotBeforeSkew.D(),
+		Audiences: audiences, Now: a.now}, a.km)
+	if hc, ok := a.km.(signer.HealthChecker); ok {
 		go a.followHealth(ctx, signerv1.SignerService_ServiceDesc.ServiceName, hc)
 	}
 	srv := signer.NewServer(s, a.log.With("component", "signer"))
-	admin := signer.NewAdminServer(km, a.log.With("component", "admin"))
-	return func(g *grpc.Server) {
-		signerv1.RegisterSignerServiceServer(g, srv)
-		signerv1.RegisterKeyAdminServiceServer(g, admin)
-	}, nil
+	a.register("signer", func(g *grpc.Server) { signerv1.RegisterSignerServiceServer(g, srv) })
+	return nil
+}
+
+// startAdmin serves the admin API (KeyAdminService and health, nothing else) on admin.listen.
+// Every call needs the admin bearer secret and, with internal_tls, an admin certificate.
+func (a *App) startAdmin(context.Context) error {
+	addr := a.cfg.Admin.Listen
+	if addr == "" {
+		return nil
+	}
+	secret, err := a.adminSecret()
+	if err != nil {
+		return err
+	}
+	log := a.log.With("component", "admin")
+	auth := signer.NewAdminAuth(secret, log)
+	useTLS := a.cfg.InternalTLS.Enabled()
+	opts, err := a.grpcServerOptions(adminRules(), useTLS, grpctls.RoleAdmin,
+		[]grpc.UnaryServerInterceptor{auth.Unary()}, []grpc.StreamServerInterceptor{auth.Stream()}, log)
+	if err != nil {
+		return err
+	}
+	s := grpc.NewServer(opts...)
+	signerv1.RegisterKeyAdminServiceServer(s, signer.NewAdminServer(a.km, log))
+	hs := health.NewServer()
+	hs.SetServingStatus(signerv1.KeyAdminService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+	grpc_health_v1.RegisterHealthServer(s, hs)
+	lis, err := a.listen("admin", addr)
+	if err != nil {
+		return err
+	}
+	a.AdminAddr = lis.Addr().String()
+	a.log.Info("admin gRPC API listening", "addr", a.AdminAddr, "mutual_tls", useTLS)
+	a.serveGRPC(s, lis)
+	return nil
 }
 
 func openKeyManager(ctx context.Context, cfg *Config, log *slog.Logger, now func() time.Time, reg prometheus.Registerer) (signer.KeyManager, error) {
@@ -259,9 +412,11 @@ func openKeyManager(ctx context.Context, cfg *Config, log *slog.Logger, now func
 	return kc.Open(ctx, signer.Deps{Logger: log.With("component", "signer"), Now: now, Registerer: reg, TokenLifetime: cfg.Signer.MaxTTL.D()})
 }
 
-func (a *App) dial(addr string, inproc *bufconn.Listener) (*grpc.ClientConn, error) {
+// dial connects to a service: in-process in -target=all, else at addr, presenting this
+// process's certificate when internal_tls is set.
+func (a *App) dial(addr string) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
-	if inproc == nil && a.cfg.InternalTLS.Enabled() {
+	if a.inproc == nil && a.cfg.InternalTLS.Enabled() {
 		var err error
 		if creds, err = a.cfg.InternalTLS.Client(); err != nil {
 			return nil, err
@@ -271,8 +426,9 @@ func (a *App) dial(addr string, inproc *bufconn.Listener) (*grpc.ClientConn, err
 		grpc.WithTransportCredentials(creds),
 		grpc.WithUnaryInterceptor(telemetry.UnaryClientInterceptor()),
 	}
-	if inproc != nil {
+	if a.inproc != nil {
 		addr = "passthrough:///in-process"
+		inproc := a.inproc
 		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 			return inproc.DialContext(ctx)
 		}))
@@ -285,63 +441,105 @@ func (a *App) dial(addr string, inproc *bufconn.Listener) (*grpc.ClientConn, err
 	return cc, nil
 }
 
-func (a *App) startGateway(inproc *bufconn.Listener, errc chan<- error) error {
+// startGateway serves the token protocol on gateway.listen (HTTPS with gateway.tls) and, on
+// gateway.metrics_listen, the process's metrics. With this process's services running
+// (-target=all) it reaches them in-process.
+func (a *App) startGateway(context.Context) error {
 	g := a.cfg.Gateway
+	proxies, errs := parsePrefixes(g.TrustedProxies)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
 	// In one process a single connection reaches all three services.
 	conns := map[string]*grpc.ClientConn{}
 	for _, b := range []struct{ name, addr string }{{"authn", g.Backends.Authn}, {"authz", g.Backends.Authz}, {"signer", g.Backends.Signer}} {
-		if inproc != nil && len(conns) > 0 {
+		if a.inproc != nil && len(conns) > 0 {
 			conns[b.name] = conns["authn"]
 			continue
 		}
-		cc, err := a.dial(b.addr, inproc)
+		cc, err := a.dial(b.addr)
 		if err != nil {
-			return fmt.Errorf("gateway: dial %s at %s: %w", b.name, b.addr, err)
+			return fmt.Errorf("dial %s at %s: %w", b.name, b.addr, err)
 		}
 		conns[b.name] = cc
 	}
 	health := map[string]gateway.HealthCheck{}
-	for name, m := range serviceModules() {
-		health[name] = gateway.HealthCheck{Client: grpc_health_v1.NewHealthClient(conns[name]), Service: m.name}
+	for name, svc := range healthNames() {
+		health[name] = gateway.HealthCheck{Client: grpc_health_v1.NewHealthClient(conns[name]), Service: svc}
+	}
+	var tlsConfig *tls.Config
+	if g.TLS.CertFile != "" {
+		r, err := tlsreload.New(g.TLS.CertFile, g.TLS.KeyFile, a.log.With("component", "gateway"))
+		if err != nil {
+			return err
+		}
+		tlsConfig = r.TLSConfig()
+	}
+	lis, err := a.listen("gateway", g.Listen)
+	if err != nil {
+		return err
+	}
+	a.GatewayAddr = lis.Addr().String()
+	a.PublicURL = g.PublicURL
+	if g.derivePublicURL {
+		scheme := "http"
+		if tlsConfig != nil {
+			scheme = "https"
+		}
+		_, port, _ := net.SplitHostPort(a.GatewayAddr)
+		a.PublicURL = scheme + "://localhost:" + port
 	}
 	gw := gateway.New(gateway.Options{
 		Realm: g.Realm, Services: slices.Clone(g.Services), TokenTTL: g.TokenTTL.D(),
-		MaxQueryBytes: g.MaxQueryBytes, BackendTimeout: g.BackendTimeout.D(), PublicURL: g.PublicURL,
+		MaxQueryBytes: g.MaxQueryBytes, BackendTimeout: g.BackendTimeout.D(), PublicURL: a.PublicURL,
+		TrustedProxies: proxies,
 	}, gateway.Clients{
 		Authn:  authnv1.NewAuthnServiceClient(conns["authn"]),
 		Authz:  authzv1.NewAuthzServiceClient(conns["authz"]),
 		Signer: signerv1.NewSignerServiceClient(conns["signer"]),
 		Health: health,
 	}, a.log.With("component", "gateway"), a.reg)
-	lis, err := net.Listen("tcp", g.Listen)
-	if err != nil {
-		return fmt.Errorf("gateway: listen %s: %w", g.Listen, err)
-	}
-	a.GatewayAddr = lis.Addr().String()
 	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, TLSConfig: tlsConfig}
 	a.httpSrvs = append(a.httpSrvs, srv)
-	go func() {
-		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
+	a.serve = append(a.serve, func() error {
+		if tlsConfig != nil {
+			return httpServeErr(srv.ServeTLS(lis, "", ""))
 		}
-	}()
+		return httpServeErr(srv.Serve(lis))
+	})
+	if g.MetricsListen != "" {
+		if a.MetricsAddr, err = a.serveHTTP(g.MetricsListen, a.metricsHandler()); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-func (a *App) serveHTTP(addr string, h http.Handler, errc chan<- error) error {
-	lis, err := net.Listen("tcp", addr)
+func (a *App) metricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	return mux
+}
+
+// serveHTTP serves h on addr (once every module started) and returns the bound address.
+func (a *App) serveHTTP(addr string, h http.Handler) (string, error) {
+	lis, err := a.listen("metrics", addr)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", addr, err)
+		return "", err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	a.httpSrvs = append(a.httpSrvs, srv)
-	go func() {
-		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-		}
-	}()
-	return nil
+	a.serve = append(a.serve, func() error { return httpServeErr(srv.Serve(lis)) })
+	return lis.Addr().String(), nil
+}
+
+// httpServeErr: a server closed by shutdown is not a failure.
+func httpServeErr(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
 }
 
 func (a *App) shutdown() {
@@ -353,14 +551,17 @@ func (a *App) shutdown() {
 	for _, c := range a.conns {
 		_ = c.Close()
 	}
-	if a.grpcServer != nil {
+	for _, s := range a.grpcServers {
 		stopped := make(chan struct{})
-		go func() { a.grpcServer.GracefulStop(); close(stopped) }()
+		go func() { s.GracefulStop(); close(stopped) }()
 		select {
 		case <-stopped:
 		case <-ctx.Done():
-			a.grpcServer.Stop()
+			s.Stop()
 		}
+	}
+	for _, l := range a.listeners {
+		_ = l.Close() // already closed when it was served
 	}
 	for _, c := range a.closers {
 		if err := c(ctx); err != nil {

@@ -2,16 +2,24 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/portcullis-dev/portcullis/pkg/testpki"
 )
 
 func freeAddr(t *testing.T) string {
@@ -139,4 +147,180 @@ func TestUnknownTarget(t *testing.T) {
 	if err == nil || err.Error() != fmt.Sprintf("unknown target %q (want all, gateway, authn, authz or signer)", "everything") {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+func get(t *testing.T, c *http.Client, url string, hdr map[string]string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// /metrics moved from the public token port to gateway.metrics_listen.
+func TestGatewayMetricsOnTheirOwnAddress(t *testing.T) {
+	t.Parallel()
+	cfg, err := DevConfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Gateway.Listen, cfg.Gateway.MetricsListen = "127.0.0.1:0", "127.0.0.1:0"
+	a := start(t, cfg, "all")
+	tokenAndVerify(t, a.GatewayAddr)
+	code, body := get(t, http.DefaultClient, "http://"+a.MetricsAddr+"/metrics", nil)
+	if code != 200 || !strings.Contains(body, `portcullis_token_requests_total{outcome="issued"} 1`) ||
+		!strings.Contains(body, "portcullis_grpc_server_handled_total") {
+		t.Fatalf("metrics address: %d\n%s", code, body)
+	}
+	if code, _ := get(t, http.DefaultClient, "http://"+a.GatewayAddr+"/metrics", nil); code != http.StatusNotFound {
+		t.Fatalf("token port /metrics: %d, want 404", code)
+	}
+	var banner strings.Builder
+	printBanner(&banner, cfg, a, true, "", "dir")
+	if !strings.Contains(banner.String(), "http://"+a.MetricsAddr+"/metrics") {
+		t.Fatalf("banner lacks the metrics address:\n%s", banner.String())
+	}
+}
+
+// The development defaults' public URL follows the address actually listened on, and
+// discovery answers with it whatever Host the client sends.
+func TestDevelopmentPublicURL(t *testing.T) {
+	t.Parallel()
+	cfg, err := DevConfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Gateway.Listen = "127.0.0.1:0"
+	a := start(t, cfg, "all")
+	_, port, _ := net.SplitHostPort(a.GatewayAddr)
+	if want := "http://localhost:" + port; a.PublicURL != want {
+		t.Fatalf("public URL %q, want %q", a.PublicURL, want)
+	}
+	_, body := get(t, http.DefaultClient, "http://"+a.GatewayAddr+"/.well-known/openid-configuration", map[string]string{"Host": "evil.example"})
+	if !strings.Contains(body, a.PublicURL+"/.well-known/jwks.json") || strings.Contains(body, "evil.example") {
+		t.Fatalf("discovery: %s", body)
+	}
+	var banner strings.Builder
+	printBanner(&banner, cfg, a, true, "", "dir")
+	if !strings.Contains(banner.String(), "token endpoint: "+a.PublicURL+"/token") {
+		t.Fatalf("banner:\n%s", banner.String())
+	}
+}
+
+// gateway.tls serves HTTPS (TLS 1.2 or later) and picks up a renewed certificate.
+func TestGatewayTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca := testpki.NewCA(t, dir)
+	first, second := ca.Issue(t, "first"), ca.Issue(t, "second")
+	certFile, keyFile := filepath.Join(dir, "gw.pem"), filepath.Join(dir, "gw-key.pem")
+	copyPair := func(f testpki.Files, at time.Time) {
+		for src, dst := range map[string]string{f.Cert: certFile, f.Key: keyFile} {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(dst, at, at); err != nil { // a clear change whatever the file system's clock
+				t.Fatal(err)
+			}
+		}
+	}
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	copyPair(first, t0)
+
+	cfg, err := DevConfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Gateway.Listen = "127.0.0.1:0"
+	cfg.Gateway.TLS.CertFile, cfg.Gateway.TLS.KeyFile = certFile, keyFile
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a := start(t, cfg, "all")
+	if !strings.HasPrefix(a.PublicURL, "https://localhost:") {
+		t.Fatalf("public URL %q", a.PublicURL)
+	}
+	caPEM, _ := os.ReadFile(ca.File)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	served := func() string {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true}}
+		resp, err := c.Get(a.PublicURL + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.TLS.PeerCertificates[0].Subject.CommonName
+	}
+	if got := served(); got != "first" {
+		t.Fatalf("serving %q", got)
+	}
+	copyPair(second, t0.Add(time.Hour))
+	if got := served(); got != "second" {
+		t.Fatalf("after renewal serving %q, want second", got)
+	}
+	if c, err := tls.Dial("tcp", a.GatewayAddr, &tls.Config{RootCAs: pool, ServerName: "localhost",
+		MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}); err == nil {
+		c.Close()
+		t.Fatal("TLS 1.1 accepted")
+	}
+	// Go's TLS server answers plain HTTP with a 400, never with the content.
+	if code, _ := get(t, http.DefaultClient, "http://"+a.GatewayAddr+"/healthz", nil); code != http.StatusBadRequest {
+		t.Fatalf("plain HTTP on the TLS port: %d", code)
+	}
+}
+
+// insecure_plaintext_grpc is loud.
+func TestInsecurePlaintextGRPCWarns(t *testing.T) {
+	t.Parallel()
+	cfg, err := DevConfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.InsecurePlaintextGRPC = true
+	cfg.Authz.Listen = freeAddr(t)
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // start, then return at once
+	if err := NewApp(cfg, slog.New(slog.NewTextHandler(&logs, nil))).Run(ctx, "authz"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `level=WARN msg="INSECURE: insecure_plaintext_grpc is set`) {
+		t.Fatalf("no loud warning:\n%s", logs.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -3,9 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -27,18 +32,22 @@ type Config struct {
 	Authz   AuthzConfig   `yaml:"authz"`
 	Signer  SignerConfig  `yaml:"signer"`
 	Admin   AdminConfig   `yaml:"admin"`
-	// InternalTLS secures the gRPC links of the split deployment with mutual TLS. In
-	// -target=all the services talk in-process and it is not used.
+	// InternalTLS secures the gRPC links of the split deployment and the admin listener with
+	// mutual TLS, and names who may call what (see serviceRules). In -target=all the services
+	// talk in-process and it is used for the admin listener only.
 	InternalTLS grpctls.Config `yaml:"internal_tls"`
+	// InsecurePlaintextGRPC allows gRPC on non-loopback addresses without internal_tls:
+	// anyone who reaches such a port may send passwords to authn or mint tokens.
+	InsecurePlaintextGRPC bool `yaml:"insecure_plaintext_grpc"`
 }
 
-// AdminConfig guards the admin gRPC API (portcullis keys list|rotate).
+// AdminConfig is the admin gRPC API (portcullis keys list|rotate): a listener of its own in
+// the process that runs the signer, serving nothing but the admin service and health.
 type AdminConfig struct {
-	// TokenFile holds the bearer secret admin calls must present; without it the admin API
-	// refuses every call.
+	// TokenFile holds the bearer secret every admin call must present; without it the admin
+	// API refuses every call.
 	TokenFile string `yaml:"token_file"`
-	// Listen, in -target=all, is a TCP address serving the admin API (the services otherwise
-	// talk in-process only). In the split deployment the signer's listen address serves it.
+	// Listen is the admin API's TCP address; empty: no admin API.
 	Listen string `yaml:"listen"`
 }
 
@@ -47,8 +56,18 @@ type LogConfig struct {
 }
 
 type GatewayConfig struct {
-	Listen         string          `yaml:"listen"`
-	PublicURL      string          `yaml:"public_url"`
+	Listen string `yaml:"listen"`
+	// PublicURL is the gateway's base URL as clients see it; discovery answers with it.
+	PublicURL string `yaml:"public_url"`
+	// MetricsListen serves /metrics for this process (gateway or all-in-one); empty: off.
+	MetricsListen string `yaml:"metrics_listen"`
+	// TLS serves HTTPS on Listen; the files are re-read when they change.
+	TLS struct {
+		CertFile string `yaml:"cert_file"`
+		KeyFile  string `yaml:"key_file"`
+	} `yaml:"tls"`
+	// TrustedProxies (IPs or CIDRs) may name the real client in X-Forwarded-For / Forwarded.
+	TrustedProxies []string        `yaml:"trusted_proxies"`
 	Realm          string          `yaml:"realm"`
 	Services       []string        `yaml:"services"`
 	TokenTTL       config.Duration `yaml:"token_ttl"`
@@ -60,6 +79,10 @@ type GatewayConfig struct {
 		Authz  string `yaml:"authz"`
 		Signer string `yaml:"signer"`
 	} `yaml:"backends"`
+
+	// derivePublicURL: the development defaults take the public URL from the address the
+	// gateway is listening on (http://localhost:<port>). A file cannot set it.
+	derivePublicURL bool
 }
 
 // GRPCConfig is shared by the three gRPC services in the split deployment.
@@ -76,6 +99,13 @@ type AuthnConfig struct {
 		MaxEntries int             `yaml:"max_entries"`
 		Disabled   bool            `yaml:"disabled"`
 	} `yaml:"cache"`
+	// Bcrypt bounds password hashing, the one CPU sink unauthenticated callers can reach.
+	Bcrypt struct {
+		// MaxConcurrent comparisons at once (default: the CPUs Go uses).
+		MaxConcurrent int `yaml:"max_concurrent"`
+		// MaxQueue callers waiting for a slot before the rest are turned away (default 64).
+		MaxQueue int `yaml:"max_queue"`
+	} `yaml:"bcrypt"`
 	Backends []backends.Spec `yaml:"backends"`
 }
 
@@ -89,7 +119,9 @@ type SignerConfig struct {
 	Issuer        string          `yaml:"issuer"`
 	MaxTTL        config.Duration `yaml:"max_ttl"`
 	NotBeforeSkew config.Duration `yaml:"not_before_skew"`
-	Key           keys.Spec       `yaml:"key"`
+	// Audiences are the only aud values the signer signs for (default: gateway.services).
+	Audiences []string  `yaml:"audiences"`
+	Key       keys.Spec `yaml:"key"`
 }
 
 // Defaults fills in what a file may leave out. It never adds users.
@@ -127,6 +159,15 @@ func (c *Config) Defaults() {
 	if c.Signer.NotBeforeSkew == 0 {
 		c.Signer.NotBeforeSkew = config.Duration(10 * time.Second)
 	}
+	if len(c.Signer.Audiences) == 0 {
+		c.Signer.Audiences = slices.Clone(c.Gateway.Services)
+	}
+	if c.Authn.Bcrypt.MaxConcurrent == 0 {
+		c.Authn.Bcrypt.MaxConcurrent = runtime.GOMAXPROCS(0)
+	}
+	if c.Authn.Bcrypt.MaxQueue == 0 {
+		c.Authn.Bcrypt.MaxQueue = 64
+	}
 }
 
 // Validate reports every problem in the file at once; it has no side effects.
@@ -156,13 +197,36 @@ func (c *Config) Validate() error {
 	if c.Gateway.BackendTimeout <= 0 {
 		p.Addf("gateway.backend_timeout", "must be positive")
 	}
-	if c.Gateway.PublicURL != "" {
-		if u, err := url.Parse(c.Gateway.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			p.Addf("gateway.public_url", "must be an absolute http(s) URL")
+	switch {
+	case c.Gateway.PublicURL != "":
+		if u, err := url.Parse(c.Gateway.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			p.Addf("gateway.public_url", "must be an absolute http(s) URL without query, fragment or user")
+		}
+	case !c.Gateway.derivePublicURL:
+		p.Addf("gateway.public_url", "is required: the URL clients reach the gateway at (discovery answers with it, never with a request's Host header)")
+	}
+	if (c.Gateway.TLS.CertFile == "") != (c.Gateway.TLS.KeyFile == "") {
+		p.Addf("gateway.tls", "set both cert_file and key_file, or neither")
+	}
+	if _, errs := parsePrefixes(c.Gateway.TrustedProxies); len(errs) > 0 {
+		p.AddErrs("gateway", errs)
+	}
+	for _, l := range []struct{ path, addr string }{{"gateway.listen", c.Gateway.Listen}, {"gateway.metrics_listen", c.Gateway.MetricsListen},
+		{"authn.metrics_listen", c.Authn.MetricsListen}, {"authz.metrics_listen", c.Authz.MetricsListen}, {"signer.metrics_listen", c.Signer.MetricsListen}} {
+		if _, _, err := net.SplitHostPort(l.addr); l.addr != "" && err != nil {
+			p.Addf(l.path, "%q is not host:port", l.addr)
 		}
 	}
+	c.validateGRPCAddrs(&p)
 	if c.Authn.Cache.TTL < 0 {
 		p.Addf("authn.cache.ttl", "must not be negative")
+	}
+	if c.Authn.Bcrypt.MaxConcurrent < 1 {
+		p.Addf("authn.bcrypt.max_concurrent", "must be at least 1")
+	}
+	if c.Authn.Bcrypt.MaxQueue < 0 {
+		p.Addf("authn.bcrypt.max_queue", "must not be negative")
 	}
 	if len(c.Authn.Backends) == 0 {
 		p.Addf("authn.backends", "configure at least one backend (anonymous requests work without one, but nobody could log in)")
@@ -190,6 +254,16 @@ func (c *Config) Validate() error {
 	if c.Signer.NotBeforeSkew < 0 {
 		p.Addf("signer.not_before_skew", "must not be negative")
 	}
+	for i, a := range c.Signer.Audiences {
+		if a == "" {
+			p.Addf(fmt.Sprintf("signer.audiences[%d]", i), "must not be empty")
+		}
+	}
+	for i, s := range c.Gateway.Services {
+		if s != "" && len(c.Signer.Audiences) > 0 && !slices.Contains(c.Signer.Audiences, s) {
+			p.Addf(fmt.Sprintf("gateway.services[%d]", i), "%q is not in signer.audiences: the signer would refuse to sign its tokens", s)
+		}
+	}
 	if c.Admin.Listen != "" && c.Admin.TokenFile == "" {
 		p.Addf("admin.listen", "set admin.token_file too: an admin API without a credential refuses every call")
 	}
@@ -201,6 +275,68 @@ func (c *Config) Validate() error {
 		p.AddErrs("signer.key.config", kc.Validate())
 	}
 	return p.Err()
+}
+
+// validateGRPCAddrs refuses plaintext gRPC where a network could reach it: passwords travel to
+// authn and the signer mints tokens for whoever asks. Every address a target of this file
+// may listen on or dial is checked, so one file is safe for all of them.
+func (c *Config) validateGRPCAddrs(p *config.Problems) {
+	addrs := []struct{ path, addr string }{
+		{"authn.listen", c.Authn.Listen}, {"authz.listen", c.Authz.Listen}, {"signer.listen", c.Signer.Listen},
+		{"admin.listen", c.Admin.Listen}, {"gateway.backends.authn", c.Gateway.Backends.Authn},
+		{"gateway.backends.authz", c.Gateway.Backends.Authz}, {"gateway.backends.signer", c.Gateway.Backends.Signer},
+	}
+	for _, a := range addrs {
+		if a.addr == "" {
+			continue
+		}
+		host, _, err := net.SplitHostPort(a.addr)
+		if err != nil {
+			p.Addf(a.path, "%q is not host:port", a.addr)
+			continue
+		}
+		if !isLoopback(host) && !c.InternalTLS.Enabled() && !c.InsecurePlaintextGRPC {
+			p.Addf(a.path, "%s is not a loopback address: configure internal_tls (mutual TLS), or set insecure_plaintext_grpc: true to accept unauthenticated plaintext gRPC", a.addr)
+		}
+	}
+}
+
+// isLoopback: 127.0.0.0/8, ::1 and localhost. An empty host (":7001") listens everywhere.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// parsePrefixes reads trusted_proxies: each entry an IP (one address) or a CIDR. Every bad
+// entry is reported.
+func parsePrefixes(entries []string) ([]netip.Prefix, []error) {
+	var out []netip.Prefix
+	var errs []error
+	for i, e := range entries {
+		if strings.Contains(e, "/") {
+			pfx, err := netip.ParsePrefix(e)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("trusted_proxies[%d]: %q is not an IP or CIDR", i, e))
+				continue
+			}
+			if pfx.Addr().Is4In6() && pfx.Bits() >= 96 {
+				pfx = netip.PrefixFrom(pfx.Addr().Unmap(), pfx.Bits()-96)
+			}
+			out = append(out, pfx.Masked())
+			continue
+		}
+		ip, err := netip.ParseAddr(e)
+		if err != nil || ip.Zone() != "" {
+			errs = append(errs, fmt.Errorf("trusted_proxies[%d]: %q is not an IP or CIDR", i, e))
+			continue
+		}
+		ip = ip.Unmap()
+		out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+	}
+	return out, errs
 }
 
 // Load reads a config file strictly, expanding ${VAR} only when asked to.
@@ -264,6 +400,7 @@ signer:
 	if err := yaml.Unmarshal([]byte(src), &c); err != nil {
 		return nil, err
 	}
+	c.Gateway.derivePublicURL = true
 	c.Defaults()
 	return &c, nil
 }

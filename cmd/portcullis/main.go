@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -46,6 +47,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	listen := fs.String("gateway.listen", envOr("PORTCULLIS_GATEWAY_LISTEN", ""), "gateway HTTP address (overrides the config; env PORTCULLIS_GATEWAY_LISTEN)")
 	logLevel := fs.String("log.level", "", "debug, info, warn or error (overrides the config)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for make bench)")
+	devAnywhere := fs.Bool("dev", false, "let the development defaults (sample users admin/admin) listen on a non-loopback address")
+	certFile := fs.String("internal-tls.cert-file", "", "this process's internal TLS certificate (overrides internal_tls.cert_file, so the split targets can share one config file)")
+	keyFile := fs.String("internal-tls.key-file", "", "key of -internal-tls.cert-file (overrides internal_tls.key_file)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,6 +59,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *listen != "" {
 		cfg.Gateway.Listen = *listen
+	}
+	if dev && !*devAnywhere {
+		if host, _, err := net.SplitHostPort(cfg.Gateway.Listen); err == nil && !isLoopback(host) {
+			return fmt.Errorf("the development defaults (sample users alice/alice and admin/admin) will not listen on %s, "+
+				"which is not a loopback address: pass -config with your own users, or -dev to run them there anyway", cfg.Gateway.Listen)
+		}
+	}
+	if *certFile != "" {
+		cfg.InternalTLS.CertFile = *certFile
+	}
+	if *keyFile != "" {
+		cfg.InternalTLS.KeyFile = *keyFile
 	}
 	if *logLevel != "" {
 		cfg.Log.Level = *logLevel
@@ -88,7 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		select {
 		case <-app.Ready:
 			if app.GatewayAddr != "" {
-				printBanner(stdout, cfg, app.GatewayAddr, dev, *cfgPath, *dataDir)
+				printBanner(stdout, cfg, app, dev, *cfgPath, *dataDir)
 			}
 		case <-ctx.Done():
 		}
@@ -105,10 +121,16 @@ func loadConfig(path string, expandEnv bool, dataDir string) (*Config, bool, err
 	return c, false, err
 }
 
-func printBanner(w io.Writer, cfg *Config, addr string, dev bool, cfgPath, dataDir string) {
-	realm := "http://" + strings.Replace(addr, "127.0.0.1", "localhost", 1) + "/token"
-	fmt.Fprintf(w, "Portcullis is running.\n  token endpoint: %s\n  jwks:           %s\n", realm,
-		strings.TrimSuffix(realm, "/token")+"/.well-known/jwks.json")
+func printBanner(w io.Writer, cfg *Config, app *App, dev bool, cfgPath, dataDir string) {
+	base := strings.TrimSuffix(app.PublicURL, "/")
+	realm := base + "/token"
+	fmt.Fprintf(w, "Portcullis is running.\n  token endpoint: %s\n  jwks:           %s\n", realm, base+"/.well-known/jwks.json")
+	if app.MetricsAddr != "" {
+		fmt.Fprintf(w, "  metrics:        http://%s/metrics\n", app.MetricsAddr)
+	}
+	if app.AdminAddr != "" {
+		fmt.Fprintf(w, "  admin gRPC API: %s\n", app.AdminAddr)
+	}
 	if dev {
 		fmt.Fprintf(w, "  DEVELOPMENT DEFAULTS: sample users alice/alice (developers) and admin/admin (admins).\n"+
 			"  Never run these in production: pass -config with your own users.\n")

@@ -2,63 +2,199 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"os"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	commonv1 "github.com/portcullis-dev/portcullis/proto/portcullis/common/v1"
 
 	"github.com/portcullis-dev/portcullis/pkg/grpctls"
 	"github.com/portcullis-dev/portcullis/pkg/testpki"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
+	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
+	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
 )
 
-// writePKI makes a CA and one certificate for 127.0.0.1 usable as server and client.
-func writePKI(t *testing.T, dir string) grpctls.Config {
+// rolePKI is one CA and a certificate per role (spiffe://portcullis/<role>), plus "none", a
+// certificate from the same CA naming no identity.
+type rolePKI map[string]grpctls.Config
+
+func newRolePKI(t *testing.T) rolePKI {
 	t.Helper()
-	f := testpki.Write(t, dir)
-	return grpctls.Config{CertFile: f.Cert, KeyFile: f.Key, CAFile: f.CA}
+	ca := testpki.NewCA(t, t.TempDir())
+	p := rolePKI{}
+	for _, role := range []string{grpctls.RoleGateway, grpctls.RoleAuthn, grpctls.RoleAuthz, grpctls.RoleSigner, grpctls.RoleAdmin, "none"} {
+		var uris []string
+		if role != "none" {
+			uris = []string{"spiffe://portcullis/" + role}
+		}
+		f := ca.Issue(t, role, uris...)
+		p[role] = grpctls.Config{CertFile: f.Cert, KeyFile: f.Key, CAFile: f.CA}
+	}
+	return p
 }
 
-func TestSplitTargetsWithMutualTLS(t *testing.T) {
-	t.Parallel()
+// as is cfg run with role's certificate, as -internal-tls.cert-file/-key-file would set it.
+func (p rolePKI) as(cfg *Config, role string) *Config {
+	c := *cfg
+	c.InternalTLS = p[role]
+	return &c
+}
+
+// splitConfig is the development config for four processes on loopback ports.
+func splitConfig(t *testing.T) *Config {
+	t.Helper()
 	cfg, err := DevConfig(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.InternalTLS = writePKI(t, t.TempDir())
 	cfg.Gateway.Listen = "127.0.0.1:0"
 	cfg.Authn.Listen, cfg.Authz.Listen, cfg.Signer.Listen = freeAddr(t), freeAddr(t), freeAddr(t)
 	cfg.Gateway.Backends.Authn, cfg.Gateway.Backends.Authz, cfg.Gateway.Backends.Signer = cfg.Authn.Listen, cfg.Authz.Listen, cfg.Signer.Listen
+	return cfg
+}
+
+func dialWith(t *testing.T, addr string, creds credentials.TransportCredentials) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+func clientCreds(t *testing.T, c grpctls.Config) credentials.TransportCredentials {
+	t.Helper()
+	creds, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return creds
+}
+
+// The calls a caller could make on the services' methods, each answering its status code.
+func callAuthenticate(cc *grpc.ClientConn, opts ...grpc.CallOption) codes.Code {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := authnv1.NewAuthnServiceClient(cc).Authenticate(ctx, &authnv1.AuthenticateRequest{Username: "alice", Password: "alice", Service: "registry.local"}, opts...)
+	return status.Code(err)
+}
+
+func callAuthorize(cc *grpc.ClientConn, opts ...grpc.CallOption) codes.Code {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := authzv1.NewAuthzServiceClient(cc).Authorize(ctx, &authzv1.AuthorizeRequest{
+		Identity: &commonv1.Identity{Subject: "alice", Groups: []string{"admins"}}, Service: "registry.local",
+		Requested: []*commonv1.Scope{{Type: "repository", Name: "alice/app", Actions: []string{"push"}}}}, opts...)
+	return status.Code(err)
+}
+
+func callSignToken(cc *grpc.ClientConn, opts ...grpc.CallOption) codes.Code {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := signerv1.NewSignerServiceClient(cc).SignToken(ctx, &signerv1.SignTokenRequest{Subject: "mallory", Audience: "registry.local",
+		Access: []*commonv1.Scope{{Type: "repository", Name: "library/app", Actions: []string{"push", "pull"}}}, Ttl: durationpb.New(time.Hour), Jti: "jti-from-a-test"}, opts...)
+	return status.Code(err)
+}
+
+func TestSplitTargetsWithMutualTLS(t *testing.T) {
+	t.Parallel()
+	cfg := splitConfig(t)
+	pki := newRolePKI(t)
+	cfg.InternalTLS = pki["none"] // every process below brings its own certificate
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	for _, target := range []string{"authn", "authz", "signer"} {
-		start(t, cfg, target)
+		start(t, pki.as(cfg, target), target)
 	}
-	gw := start(t, cfg, "gateway")
+	gw := start(t, pki.as(cfg, "gateway"), "gateway")
 	tokenAndVerify(t, gw.GatewayAddr)
 
-	// Without a certificate from the CA nobody reaches authn, where passwords go.
-	other := writePKI(t, t.TempDir())
-	otherCreds, err := other.Client()
+	// Who may call what, each method reached on its own service's address.
+	type call struct {
+		name string
+		addr string
+		do   func(*grpc.ClientConn, ...grpc.CallOption) codes.Code
+	}
+	calls := []call{{"Authenticate", cfg.Authn.Listen, callAuthenticate}, {"Authorize", cfg.Authz.Listen, callAuthorize},
+		{"SignToken", cfg.Signer.Listen, callSignToken}}
+	for _, role := range []string{"gateway", "authn", "authz", "signer", "admin", "none"} {
+		want := codes.PermissionDenied
+		if role == "gateway" {
+			want = codes.OK
+		}
+		for _, c := range calls {
+			if got := c.do(dialWith(t, c.addr, clientCreds(t, pki[role]))); got != want {
+				t.Errorf("%s certificate calling %s: %v, want %v", role, c.name, got, want)
+			}
+		}
+	}
+}
+
+// A client that trusts the real CA but presents no certificate, or one from another CA, fails
+// the TLS handshake (Unavailable): refused by the server's TLS itself, not only by the
+// authorisation behind it, so a server that stopped asking for client certificates fails here.
+func TestServicesRequireAClientCertificateInTheHandshake(t *testing.T) {
+	t.Parallel()
+	cfg := splitConfig(t)
+	pki := newRolePKI(t)
+	for _, target := range []string{"authn", "authz", "signer"} {
+		start(t, pki.as(cfg, target), target)
+	}
+	caPEM, err := os.ReadFile(pki["gateway"].CAFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, opt := range map[string]grpc.DialOption{
-		"plaintext":           grpc.WithTransportCredentials(insecure.NewCredentials()),
-		"another CA's client": grpc.WithTransportCredentials(otherCreds),
-	} {
-		cc, err := grpc.NewClient(cfg.Authn.Listen, opt)
-		if err != nil {
-			t.Fatal(err)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	other := testpki.NewCA(t, t.TempDir()).Issue(t, "gateway", "spiffe://portcullis/gateway")
+	otherCert, err := tls.LoadX509KeyPair(other.Cert, other.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients := map[string]credentials.TransportCredentials{
+		"plaintext":            insecure.NewCredentials(),
+		"no certificate":       credentials.NewTLS(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13}),
+		"another CA's gateway": credentials.NewTLS(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{otherCert}, MinVersion: tls.VersionTLS13}),
+		"trusting another CA":  clientCreds(t, grpctls.Config{CertFile: other.Cert, KeyFile: other.Key, CAFile: other.CA}),
+	}
+	for name, creds := range clients {
+		for _, c := range []struct {
+			addr string
+			do   func(*grpc.ClientConn, ...grpc.CallOption) codes.Code
+		}{{cfg.Authn.Listen, callAuthenticate}, {cfg.Authz.Listen, callAuthorize}, {cfg.Signer.Listen, callSignToken}} {
+			if got := c.do(dialWith(t, c.addr, creds)); got != codes.Unavailable {
+				t.Errorf("%s client at %s: %v, want Unavailable (refused in the handshake)", name, c.addr, got)
+			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err = authnv1.NewAuthnServiceClient(cc).Authenticate(ctx, &authnv1.AuthenticateRequest{Username: "alice", Password: "alice"})
-		cancel()
-		cc.Close()
+	}
+
+	// And the server does ask: a client's certificate callback runs only on a request.
+	for _, addr := range []string{cfg.Authn.Listen, cfg.Authz.Listen, cfg.Signer.Listen} {
+		asked := false
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13, NextProtos: []string{"h2"},
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				asked = true
+				return &tls.Certificate{}, nil
+			}})
 		if err == nil {
-			t.Fatalf("%s: authn answered", name)
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = conn.Read(make([]byte, 1)) // TLS 1.3: the server's verdict arrives after the handshake
+			conn.Close()
+		}
+		if !asked || err == nil {
+			t.Errorf("%s: certificate requested %v, connection error %v; want a request and a refusal", addr, asked, err)
 		}
 	}
 }

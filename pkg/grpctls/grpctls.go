@@ -1,6 +1,9 @@
 // Package grpctls builds the mutual-TLS credentials the split deployment's gRPC uses: every
 // service presents a certificate from one CA and accepts only peers that do too. Passwords
 // travel from the gateway to authn, so this link must not be plaintext on a network.
+//
+// A certificate also says who its holder is: its URI SAN spiffe://<trust domain>/<role>.
+// Authorize lets a caller reach only the methods its role is meant to call (identity.go).
 package grpctls
 
 import (
@@ -9,9 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 
 	"google.golang.org/grpc/credentials"
 )
+
+// DefaultTrustDomain is the trust domain of the peers' URI SANs when none is configured.
+const DefaultTrustDomain = "portcullis"
 
 // Config names the PEM files. All three are needed.
 type Config struct {
@@ -20,20 +27,36 @@ type Config struct {
 	CAFile   string `yaml:"ca_file"`
 	// ServerName overrides the name clients verify in the servers' certificates.
 	ServerName string `yaml:"server_name"`
+	// TrustDomain is the host part of the peers' spiffe:// URI SANs (default "portcullis").
+	TrustDomain string `yaml:"trust_domain"`
 }
 
-// Enabled reports whether any TLS setting is given.
+// Enabled reports whether any TLS file is given.
 func (c Config) Enabled() bool { return c.CertFile != "" || c.KeyFile != "" || c.CAFile != "" }
+
+// Domain is the trust domain peers' identities must be in.
+func (c Config) Domain() string {
+	if c.TrustDomain == "" {
+		return DefaultTrustDomain
+	}
+	return c.TrustDomain
+}
+
+// SPIFFE trust domains are lowercase letters, digits, dots, dashes and underscores.
+var trustDomainRE = regexp.MustCompile(`^[a-z0-9._-]+$`)
 
 // Validate reports every problem without reading the files.
 func (c Config) Validate() []error {
-	if !c.Enabled() {
-		return nil
-	}
 	var errs []error
-	for name, v := range map[string]string{"cert_file": c.CertFile, "key_file": c.KeyFile, "ca_file": c.CAFile} {
-		if v == "" {
-			errs = append(errs, fmt.Errorf("%s: is required when internal TLS is configured", name))
+	if c.TrustDomain != "" && !trustDomainRE.MatchString(c.TrustDomain) {
+		errs = append(errs, fmt.Errorf("trust_domain: %q is not a trust domain (lowercase letters, digits, '.', '-', '_')", c.TrustDomain))
+	}
+	if !c.Enabled() {
+		return errs
+	}
+	for _, f := range []struct{ name, v string }{{"cert_file", c.CertFile}, {"key_file", c.KeyFile}, {"ca_file", c.CAFile}} {
+		if f.v == "" {
+			errs = append(errs, fmt.Errorf("%s: is required when internal TLS is configured", f.name))
 		}
 	}
 	return errs
