@@ -1,8 +1,9 @@
 //go:build e2e
 
 // The Vault part of the harness: Portcullis configured with a Vault transit key (plain or
-// x5c chain mode) and its admin API, the `portcullis keys` command line, registries that
-// can be restarted on the same port and storage with new trust files, and token probes.
+// x5c chain mode) and its admin API, the `portcullis keys` command line (the x5c certifier
+// `keys certify` included), registries that can be restarted on the same port and storage
+// with new trust files, and token probes.
 
 package e2e
 
@@ -32,6 +33,8 @@ import (
 )
 
 const (
+	// maxLeafValidity bounds an x5c leaf: the default x5c.leaf_validity 24h + 10m backdating.
+	maxLeafValidity = 24*time.Hour + 10*time.Minute
 	// vaultSigningKey and vaultRootKey are the transit key names the Vault suites create.
 	vaultSigningKey = "portcullis"
 	vaultRootKey    = "portcullis-root"
@@ -56,6 +59,8 @@ type vaultPortcullis struct {
 	AdminAddr      string
 	AdminTokenFile string
 	Propagation    time.Duration
+	// CertifierTokenFile holds the x5c certifier's own Vault token (x5c mode).
+	CertifierTokenFile string
 }
 
 // startVaultSigningKeys creates the transit signing key (and, for x5c, the root key) in v.
@@ -69,19 +74,31 @@ func startVaultSigningKeys(t testing.TB, x5c bool) *vaulttest.Server {
 	return v
 }
 
-// vaultSignerToken is a Vault token holding exactly the policies shipped in deploy/vault
-// (sign and read, the x5c root grant, rotate): the suites use least privilege, not root.
+// vaultSignerToken is a Vault token holding exactly the signer's policies shipped in
+// deploy/vault (sign, read the key and the x5c certificates, rotate): the suites use least
+// privilege, not root. It cannot sign with the x5c root key.
 func vaultSignerToken(t testing.TB, v *vaulttest.Server) string {
 	t.Helper()
+	return v.TokenWithPolicy(t, "portcullis-signer-e2e", shippedPolicies(t, "portcullis.hcl", "portcullis-rotate.hcl"))
+}
+
+// vaultCertifierToken is the x5c certifier's own token, with the shipped certifier policy.
+func vaultCertifierToken(t testing.TB, v *vaulttest.Server) string {
+	t.Helper()
+	return v.TokenWithPolicy(t, "portcullis-certifier-e2e", shippedPolicies(t, "portcullis-certifier.hcl"))
+}
+
+func shippedPolicies(t testing.TB, files ...string) string {
+	t.Helper()
 	var policy []byte
-	for _, f := range []string{"portcullis.hcl", "portcullis-x5c.hcl", "portcullis-rotate.hcl"} {
+	for _, f := range files {
 		b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "vault", f))
 		if err != nil {
 			t.Fatalf("shipped Vault policy: %v", err)
 		}
 		policy = append(append(policy, b...), '\n')
 	}
-	return v.TokenWithPolicy(t, "portcullis-signer-e2e", string(policy))
+	return string(policy)
 }
 
 // startVaultAllInOne writes a config file with a Vault transit key and an admin listener,
@@ -100,7 +117,13 @@ func startVaultAllInOne(t testing.TB, v *vaulttest.Server, c vaultPortcullisConf
 	secrets := t.TempDir()
 	tokenFile := filepath.Join(secrets, "vault-token")
 	adminFile := filepath.Join(secrets, "admin-secret")
-	for name, data := range map[string]string{tokenFile: vaultSignerToken(t, v), adminFile: vaultAdminSecret + "\n"} {
+	files := map[string]string{tokenFile: vaultSignerToken(t, v), adminFile: vaultAdminSecret + "\n"}
+	certifierFile := ""
+	if c.X5C {
+		certifierFile = filepath.Join(secrets, "certifier-token")
+		files[certifierFile] = vaultCertifierToken(t, v)
+	}
+	for name, data := range files {
 		if err := os.WriteFile(name, []byte(data), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +146,16 @@ func startVaultAllInOne(t testing.TB, v *vaulttest.Server, c vaultPortcullisConf
       request_timeout: 800ms%s`, v.Addr, vaultSigningKey, c.KIDMode, tokenFile, c.Propagation, c.Refresh, x5c),
 		Extra: fmt.Sprintf("admin:\n  token_file: %s\n  listen: %s\n", adminFile, adminAddr),
 	})
-	vp := &vaultPortcullis{portcullis: pc, Vault: v, AdminTokenFile: adminFile, Propagation: c.Propagation, AdminAddr: adminAddr}
+	vp := &vaultPortcullis{portcullis: pc, Vault: v, AdminTokenFile: adminFile, Propagation: c.Propagation, AdminAddr: adminAddr,
+		CertifierTokenFile: certifierFile}
+	if c.X5C {
+		// The signer only reads certificates: the certifier makes them first, as a deployment's
+		// init step or sidecar would.
+		rows := vp.certify(t)
+		if len(rows) != 1 || rows[0].Action != "issued" {
+			t.Fatalf("first keys certify: %+v, want version 1 issued", rows)
+		}
+	}
 	pc.Procs["all"] = startProc(t, "portcullis-all", portcullisBin(t), "-config", pc.Config, "-target=all")
 	pc.waitReady(t)
 	waitUntil(t, "admin API listening on "+vp.AdminAddr, pc.allProcs(), tcpListening(vp.AdminAddr))
@@ -144,6 +176,47 @@ func runPortcullis(t testing.TB, args ...string) (string, error) {
 	t.Logf("$ portcullis %s  [%s, %v]\n%s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond),
 		exitStatus(err), indent(string(out)))
 	return string(out), err
+}
+
+// certifyRow is one line of the `portcullis keys certify` table.
+type certifyRow struct {
+	Version       int
+	State, Action string
+	NotAfter      string
+}
+
+// certify runs `portcullis keys certify` once with the certifier's own token and parses
+// the table it prints.
+func (vp *vaultPortcullis) certify(t testing.TB) []certifyRow {
+	t.Helper()
+	out, err := runPortcullis(t, "keys", "certify", "-config", vp.Config, "-vault-token-file", vp.CertifierTokenFile)
+	if err != nil {
+		t.Fatalf("portcullis keys certify: %v\n%s", err, out)
+	}
+	var rows []certifyRow
+	header := false
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 0 && f[0] == "VERSION" {
+			header = true
+			continue
+		}
+		if !header {
+			continue
+		}
+		if len(f) != 4 {
+			t.Fatalf("keys certify row %q: want VERSION STATE LEAF NOT-AFTER", l)
+		}
+		n, err := strconv.Atoi(f[0])
+		if err != nil {
+			t.Fatalf("keys certify row %q: %v", l, err)
+		}
+		rows = append(rows, certifyRow{Version: n, State: f[1], Action: f[2], NotAfter: f[3]})
+	}
+	if !header {
+		t.Fatalf("keys certify printed no table:\n%s", out)
+	}
+	return rows
 }
 
 // keyRow is one line of the `portcullis keys list|rotate` table.
@@ -378,6 +451,14 @@ func checkX5CToken(t testing.TB, vp *vaultPortcullis, tok token, root *x509.Cert
 	chain := tokenX5C(t, tok.raw)
 	if len(chain) == 0 {
 		t.Fatalf("token (kid %s) has no x5c header in x5c mode", tok.kid)
+	}
+	// Short-lived: x5c.leaf_validity (default 24h) plus the certifier's backdating.
+	if d := chain[0].NotAfter.Sub(chain[0].NotBefore); d > maxLeafValidity {
+		t.Fatalf("token (kid %s) x5c leaf is valid for %s (%s to %s), want at most %s: a stolen signer token must not be worth years",
+			tok.kid, d, chain[0].NotBefore, chain[0].NotAfter, maxLeafValidity)
+	}
+	if time.Until(chain[0].NotAfter) < retireAfter {
+		t.Fatalf("token (kid %s) x5c leaf expires at %s, before tokens signed now do", tok.kid, chain[0].NotAfter)
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(root)

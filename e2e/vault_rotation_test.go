@@ -18,11 +18,15 @@ import (
 const retireAfter = time.Hour + 60*time.Second
 
 // TestVaultRotation_Registry3_X5C starts a real Vault with the transit keys portcullis and
-// portcullis-root, Portcullis all-in-one signing through Vault in x5c chain mode, and
-// distribution registry 3.1.2 whose rootcertbundle holds the root certificate only. skopeo
-// pushes and pulls as alice; then `portcullis keys rotate` runs twice, and after each new
-// version activates, tokens carry the new kid and skopeo still works against the same,
-// never restarted registry. The admin API refuses a wrong or empty secret.
+// portcullis-root, the x5c certifier (`portcullis keys certify`, its own Vault token and
+// policy) making the root and a short-lived leaf, Portcullis all-in-one signing through Vault
+// in x5c chain mode with a token that cannot sign with the root, and distribution registry
+// 3.1.2 whose rootcertbundle holds the root certificate only. skopeo pushes and pulls as
+// alice; then `portcullis keys rotate` runs twice: a new version due to sign does not until
+// the certifier (one-shot the first time, a sidecar with -interval the second) has given it
+// a leaf, then tokens carry the new kid and skopeo still works against the same, never
+// restarted registry. Every token's leaf is short-lived. The admin API refuses a wrong or
+// empty secret.
 func TestVaultRotation_Registry3_X5C(t *testing.T) {
 	t.Parallel()
 	testVaultRotationX5C(t, registry3, "thumbprint")
@@ -94,6 +98,7 @@ func testVaultRotationX5C(t *testing.T, kind registryKind, kidMode string) {
 		wantKeyStates(t, vp.keys(t, "list"), map[int]string{1: "active"})
 	})
 
+	rotations := time.Now()
 	for i := 1; i <= 2; i++ {
 		oldKID := tok.kid
 		kt = vp.keys(t, "rotate")
@@ -107,6 +112,30 @@ func testVaultRotationX5C(t *testing.T, kind registryKind, kidMode string) {
 		if set, _ := vp.gatewayJWKS(t); !slices.Contains(jwksKIDs(set), next.KeyID) {
 			t.Fatalf("rotation %d: the gateway's JWKS %v lacks the new version's kid %s", i, jwksKIDs(set), next.KeyID)
 		}
+		if i == 1 {
+			// Past its activation time (and a refresh), a version without a leaf still does not
+			// sign: the one before it goes on. However late this looks, the answer is the same.
+			due, err := time.Parse(time.RFC3339, next.ActiveFrom)
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Until(due.Add(2 * time.Second)))
+			if got := vp.tokenKID(t); got != oldKID {
+				t.Fatalf("rotation %d: version %d signs (kid %s) before the certifier gave it a leaf", i, i+1, got)
+			}
+			wantKeyStates(t, vp.keys(t, "list"), want)
+		}
+		if i == 1 {
+			rows := vp.certify(t)
+			if len(rows) != i+1 || rows[i].Version != i+1 || rows[i].Action != "issued" {
+				t.Fatalf("rotation %d: keys certify %+v, want a leaf issued for version %d", i, rows, i+1)
+			}
+		} else {
+			// The certifier as a sidecar: it notices the new version by itself.
+			sidecar := startProc(t, "certifier", portcullisBin(t), "keys", "certify", "-config", vp.Config,
+				"-vault-token-file", vp.CertifierTokenFile, "-interval", "500ms")
+			logContains(t, sidecar, fmt.Sprintf(`"msg":"x5c leaf certificate issued","component":"certifier","key":"portcullis","version":%d`, i+1))
+		}
 
 		took := vp.waitForKID(t, next.KeyID)
 		t.Logf("rotation %d: tokens signed with version %d (kid %s) after %s", i, i+1, next.KeyID, took.Round(time.Millisecond))
@@ -117,7 +146,8 @@ func testVaultRotationX5C(t *testing.T, kind registryKind, kidMode string) {
 			want[j] = "retiring"
 		}
 		wantKeyStates(t, kt, want)
-		checkRetiresAt(t, kt, i)
+		// A version that went on signing past its due time stays published that much longer.
+		checkRetiresAt(t, kt, i, time.Since(rotations))
 
 		tok = mustToken(t, vp.portcullis, "alice", "alice", "repository:alice/probe:pull")
 		if tok.kid == oldKID || tok.kid != next.KeyID {
@@ -140,8 +170,9 @@ func testVaultRotationX5C(t *testing.T, kind registryKind, kidMode string) {
 }
 
 // checkRetiresAt checks that each retiring version leaves the JWKS max_ttl + 60s after the
-// version that replaced it became active.
-func checkRetiresAt(t testing.TB, kt keyTable, upTo int) {
+// version that replaced it became active, or up to late later when it went on signing after
+// that (x5c: the new version waited for its leaf).
+func checkRetiresAt(t testing.TB, kt keyTable, upTo int, late time.Duration) {
 	t.Helper()
 	for j := 1; j <= upTo; j++ {
 		r, _ := kt.version(j)
@@ -151,8 +182,8 @@ func checkRetiresAt(t testing.TB, kt keyTable, upTo int) {
 		if err1 != nil || err2 != nil {
 			t.Fatalf("version %d RETIRES AT %q, version %d ACTIVE FROM %q: want times", j, r.RetiresAt, j+1, n.ActiveFrom)
 		}
-		if d := retires.Sub(from); d < retireAfter-time.Second || d > retireAfter+time.Second {
-			t.Fatalf("version %d retires %s after version %d activated, want max_ttl + 60s = %s", j, d, j+1, retireAfter)
+		if d := retires.Sub(from); d < retireAfter-time.Second || d > retireAfter+late+time.Second {
+			t.Fatalf("version %d retires %s after version %d activated, want max_ttl + 60s = %s (+ up to %s)", j, d, j+1, retireAfter, late)
 		}
 	}
 }
@@ -227,7 +258,7 @@ func TestVaultRotation_Registry3_JWKS(t *testing.T) {
 		}
 		kt = vp.keys(t, "list")
 		wantKeyStates(t, kt, want)
-		checkRetiresAt(t, kt, i)
+		checkRetiresAt(t, kt, i, 0)
 		// The retiring versions stay published.
 		if set, _ := vp.gatewayJWKS(t); !sameSet(jwksKIDs(set), allKIDs) {
 			t.Fatalf("rotation %d: after activation the gateway JWKS kids are %v, want %v", i, jwksKIDs(set), allKIDs)

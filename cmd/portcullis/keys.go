@@ -19,10 +19,14 @@ import (
 	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
 )
 
-// runKeys is `portcullis keys list|rotate`: the admin API's command line.
+// runKeys is `portcullis keys list|rotate`, the admin API's command line, and
+// `portcullis keys certify`, the x5c certifier (certify.go), which talks to Vault instead.
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "certify" {
+		return runCertify(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || (args[0] != "list" && args[0] != "rotate") {
-		return fmt.Errorf("usage: portcullis keys list|rotate -addr HOST:PORT -admin-token-file FILE")
+		return fmt.Errorf("usage: portcullis keys list|rotate -addr HOST:PORT -admin-token-file FILE\n       %s", certifyUsage)
 	}
 	verb := args[0]
 	fs := flag.NewFlagSet("portcullis keys "+verb, flag.ContinueOnError)

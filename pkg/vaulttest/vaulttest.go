@@ -1,6 +1,6 @@
 // Package vaulttest starts a real Vault server for integration tests: file storage in a temp
 // dir (so it can be stopped and restarted without losing keys), initialised with one unseal
-// key, transit enabled. It never fakes Vault: a test that needs Vault and finds no vault
+// key, transit enabled at transit/ and KV version 2 at secret/. It never fakes Vault: a test that needs Vault and finds no vault
 // binary fails.
 package vaulttest
 
@@ -70,7 +70,8 @@ func isExec(p string) bool {
 	return err == nil && fi.Mode()&0o111 != 0
 }
 
-// Start runs a Vault server for the test, initialised, unsealed, transit mounted at "transit".
+// Start runs a Vault server for the test, initialised, unsealed, transit mounted at
+// "transit" and KV version 2 at "secret" (where x5c certificates live).
 func Start(t T) *Server { return start(t, false) }
 
 // StartTLS is Start with an https listener whose certificate a fresh CA (CAFile) signed.
@@ -123,8 +124,24 @@ ui = false
 	}
 	s.RootToken, s.unsealKey = init.RootToken, init.Keys[0]
 	s.Unseal(t)
-	if err := s.Client(t).Sys().Mount("transit", &api.MountInput{Type: "transit"}); err != nil {
+	c = s.Client(t)
+	if err := c.Sys().Mount("transit", &api.MountInput{Type: "transit"}); err != nil {
 		t.Fatalf("enable transit: %v", err)
+	}
+	if err := c.Sys().Mount("secret", &api.MountInput{Type: "kv", Options: map[string]string{"version": "2"}}); err != nil {
+		t.Fatalf("enable kv-v2: %v", err)
+	}
+	// A new KV v2 mount refuses requests until it has set itself up.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := c.Logical().Read("secret/config")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kv-v2 at secret/ not ready: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	return s
 }

@@ -7,6 +7,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/portcullis-dev/portcullis/pkg/config"
 )
 
 // The batcher hands each caller its own item's result, error included, and never sends
@@ -109,6 +112,10 @@ func TestConfigValidate(t *testing.T) {
 		{"kubernetes needs a role", Config{Key: "k", Auth: AuthConfig{Method: "kubernetes"}}, []string{"auth.role"}},
 		{"refresh slower than propagation", Config{Key: "k", PropagationDelay: 1e9, RefreshInterval: 2e9}, []string{"refresh_interval"}},
 		{"root key is the signing key", Config{Key: "k", X5C: &X5CConfig{RootKey: "k"}}, []string{"x5c.root_key"}},
+		{"x5c ok with defaults", Config{Key: "k", X5C: &X5CConfig{RootKey: "r"}}, nil},
+		{"x5c everything wrong", Config{Key: "k", X5C: &X5CConfig{LeafValidity: config.Duration(time.Minute), Store: StoreConfig{Mount: "/secret", Path: "a//b"}}},
+			[]string{"x5c.root_key", "x5c.leaf_validity", "x5c.store.mount", "x5c.store.path"}},
+		{"x5c store path escapes", Config{Key: "k", X5C: &X5CConfig{RootKey: "r", Store: StoreConfig{Path: "../sys/x"}}}, []string{"x5c.store.path"}},
 		{"batch bounds", Config{Key: "k", Batch: BatchConfig{MaxSize: 5000, Concurrency: 100}}, []string{"batch.max_size", "batch.concurrency"}},
 	}
 	for _, tc := range cases {

@@ -32,6 +32,8 @@ type transit struct {
 type keyInfo struct {
 	Type     string
 	Versions []keyVersion
+	// Exportable or PlaintextBackup: the private key may leave Vault.
+	Exportable, PlaintextBackup bool
 }
 
 type keyVersion struct {
@@ -144,6 +146,8 @@ func (t *transit) read(ctx context.Context, name string) (*keyInfo, error) {
 	}
 	ki := &keyInfo{}
 	ki.Type, _ = s.Data["type"].(string)
+	ki.Exportable, _ = s.Data["exportable"].(bool)
+	ki.PlaintextBackup, _ = s.Data["allow_plaintext_backup"].(bool)
 	keys, _ := s.Data["keys"].(map[string]any)
 	for v, raw := range keys {
 		n, err := strconv.Atoi(v)

@@ -4,8 +4,10 @@
 package vault
 
 import (
+	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/portcullis-dev/portcullis/pkg/config"
@@ -41,6 +43,8 @@ type Config struct {
 	Batch BatchConfig `yaml:"batch"`
 	// X5C, when set, signs tokens with an x5c chain under a root certificate whose key is a
 	// second transit key; registries then trust only the root and rotation never touches them.
+	// The serving signer only reads the certificates: `portcullis keys certify` makes them
+	// under its own Vault identity (see Certifier).
 	X5C *X5CConfig `yaml:"x5c"`
 }
 
@@ -77,12 +81,33 @@ type BatchConfig struct {
 	Concurrency int `yaml:"concurrency"`
 }
 
-// X5CConfig configures the certificate chain mode.
+// X5CConfig configures the certificate chain mode. Two identities take part: the certifier
+// (`portcullis keys certify`, its own Vault credentials and deploy/vault/portcullis-certifier.hcl)
+// signs the root and the leaf certificates with the root transit key and stores them in KV;
+// the serving signer (deploy/vault/portcullis.hcl) only reads them, so a stolen serving token
+// cannot certify anything.
 type X5CConfig struct {
-	// RootKey is the transit key (same mount) that signs the root and leaf certificates.
+	// RootKey is the transit key (same mount) that signs the root and leaf certificates;
+	// only the certifier uses it.
 	RootKey string `yaml:"root_key"`
 	// CommonName of the root certificate (default "Portcullis token root").
 	CommonName string `yaml:"common_name"`
+	// LeafValidity is how long a leaf certificate is valid (default 24h). The certifier renews
+	// a leaf once less than half of it is left, and the signer signs only with a version whose
+	// leaf outlives the token (signer.max_ttl + 60 s), so it must exceed 2 × (max_ttl + 60 s);
+	// half of it is how long signing survives a stopped certifier.
+	LeafValidity config.Duration `yaml:"leaf_validity"`
+	// Store is where the certificates live.
+	Store StoreConfig `yaml:"store"`
+}
+
+// StoreConfig is the KV version 2 secret holding the root and leaf certificates: the
+// certifier writes it, the serving signer reads it.
+type StoreConfig struct {
+	// Mount of the KV v2 engine (default "secret").
+	Mount string `yaml:"mount"`
+	// Path of the secret inside the mount (default "portcullis/x5c"); one per signing key.
+	Path string `yaml:"path"`
 }
 
 var keyTypes = []string{"ecdsa-p256", "rsa-2048", "rsa-4096", "ed25519"}
@@ -115,9 +140,14 @@ func (c *Config) withDefaults() Config {
 	if d.Batch.Concurrency == 0 {
 		d.Batch.Concurrency = 2
 	}
-	if d.X5C != nil && d.X5C.CommonName == "" {
+	if d.X5C != nil {
 		x := *d.X5C
-		x.CommonName = "Portcullis token root"
+		def(&x.CommonName, "Portcullis token root")
+		def(&x.Store.Mount, "secret")
+		def(&x.Store.Path, "portcullis/x5c")
+		if x.LeafValidity == 0 {
+			x.LeafValidity = config.Duration(24 * time.Hour)
+		}
 		d.X5C = &x
 	}
 	return d
@@ -143,22 +173,7 @@ func (c *Config) Validate() []error {
 	} else if d.KeyType == "ed25519" && d.KeyIDMode == keyid.ModeLibtrust {
 		p.Addf("kid_mode", "ed25519 keys cannot be used with libtrust key ids: registry 2.8 does not verify EdDSA")
 	}
-	switch d.Auth.Method {
-	case "token":
-	case "approle":
-		if d.Auth.RoleID == "" {
-			p.Addf("auth.role_id", "is required for approle")
-		}
-		if d.Auth.SecretIDFile == "" {
-			p.Addf("auth.secret_id_file", "is required for approle")
-		}
-	case "kubernetes":
-		if d.Auth.Role == "" {
-			p.Addf("auth.role", "is required for kubernetes")
-		}
-	default:
-		p.Addf("auth.method", "must be token, approle or kubernetes, not %q", d.Auth.Method)
-	}
+	d.Auth.validate(&p, "auth.")
 	if d.RequestTimeout < 0 || d.PropagationDelay < 0 || d.RefreshInterval < 0 {
 		p.Addf("request_timeout/propagation_delay/refresh_interval", "must not be negative")
 	}
@@ -177,6 +192,64 @@ func (c *Config) Validate() []error {
 		} else if d.X5C.RootKey == d.Key {
 			p.Addf("x5c.root_key", "must differ from key: the root must not sign tokens")
 		}
+		if d.X5C.LeafValidity < config.Duration(2*registryLeeway) {
+			p.Addf("x5c.leaf_validity", "must be at least %s (and more than 2 × (signer.max_ttl + 60s))", 2*registryLeeway)
+		}
+		if m := d.X5C.Store.Mount; !cleanPath(m) {
+			p.Addf("x5c.store.mount", "must be a mount path without leading or trailing slashes, not %q", m)
+		}
+		if sp := d.X5C.Store.Path; !cleanPath(sp) {
+			p.Addf("x5c.store.path", "must be a secret path without leading or trailing slashes, not %q", sp)
+		}
 	}
 	return p.Errs()
+}
+
+// validate checks the auth method's required fields; prefix names them ("auth.").
+func (a AuthConfig) validate(p *config.Problems, prefix string) {
+	if a.Method == "" {
+		a.Method = "token"
+	}
+	switch a.Method {
+	case "token":
+	case "approle":
+		if a.RoleID == "" {
+			p.Addf(prefix+"role_id", "is required for approle")
+		}
+		if a.SecretIDFile == "" {
+			p.Addf(prefix+"secret_id_file", "is required for approle")
+		}
+	case "kubernetes":
+		if a.Role == "" {
+			p.Addf(prefix+"role", "is required for kubernetes")
+		}
+	default:
+		p.Addf(prefix+"method", "must be token, approle or kubernetes, not %q", a.Method)
+	}
+}
+
+// cleanPath accepts a/b/c: no empty, "." or ".." segment.
+func cleanPath(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, seg := range strings.Split(s, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+// checkLeafValidity is the rule Validate cannot check without signer.max_ttl: a leaf renewed
+// at half its validity must still outlive a token signed right then.
+func (c *Config) checkLeafValidity(tokenLifetime time.Duration) error {
+	if c.X5C == nil {
+		return nil
+	}
+	if need := 2 * (tokenLifetime + registryLeeway); c.X5C.LeafValidity.D() <= need {
+		return fmt.Errorf("x5c.leaf_validity %s must exceed 2 × (signer.max_ttl %s + 60s) = %s: leaves are renewed at half their validity and must outlive every token",
+			c.X5C.LeafValidity.D(), tokenLifetime, need)
+	}
+	return nil
 }

@@ -13,7 +13,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/big"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,7 +46,12 @@ type manager struct {
 	wake    chan struct{}
 	refresh chan chan error // on-demand refreshes
 	batch   *batcher
-	root    *rootCA // x5c mode only
+	store   *certStore // x5c mode only: the certificates the certifier made
+	// fallbacks records, in x5c mode, when a version last signed in place of a due version
+	// that had no fresh leaf: it must then stay published past its scheduled retirement.
+	fallbacks atomic.Pointer[map[int]time.Time]
+	// reported is the last x5c condition logged (refresh goroutine only).
+	reported string
 
 	roundTrips, signatures prometheus.Counter
 	batchSize              prometheus.Histogram
@@ -57,6 +65,8 @@ type manager struct {
 type keyState struct {
 	versions []Version
 	keys     map[int]*versionKey
+	root     *x509.Certificate // x5c mode
+	problems string            // x5c mode: stored leaves that were ignored, as logged
 }
 
 type versionKey struct {
@@ -73,10 +83,13 @@ var (
 	_ signer.MaxAger       = (*manager)(nil)
 	_ signer.Key           = (*versionKey)(nil)
 	_ signer.ContextSigner = (*versionKey)(nil)
+	_ signer.JWSSigner     = (*versionKey)(nil)
 )
 
-// Open logs in, reads the key (and the root key in x5c mode), proves it may sign, and
-// starts the refresh and batching loops. Every failure names the key, the path and the cause.
+// Open logs in, reads the key (and in x5c mode the certificates the certifier stored),
+// proves it may sign, and starts the refresh and batching loops. Every failure names the
+// key, the path and the cause. In x5c mode it refuses a Vault identity that may sign with
+// the root key: that belongs to the certifier alone.
 func (c *Config) Open(ctx context.Context, deps signer.Deps) (signer.KeyManager, error) {
 	if errs := c.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("vault key: %w", errors.Join(errs...))
@@ -101,10 +114,15 @@ func (c *Config) Open(ctx context.Context, deps signer.Deps) (signer.KeyManager,
 	if err != nil {
 		return nil, fmt.Errorf("vault %s: %w", client.Address(), err)
 	}
-	if cfg.X5C != nil { // before the key is read, so each version gets its leaf certificate
-		if m.root, err = newRootCA(ctx, m); err != nil {
+	if cfg.X5C != nil {
+		if err := cfg.checkLeafValidity(deps.TokenLifetime); err != nil {
+			return nil, fmt.Errorf("vault key %q: %w", cfg.Key, err)
+		}
+		if err := refuseRootSigner(ctx, client, cfg, m.log); err != nil {
 			return nil, err
 		}
+		m.store = newCertStore(client, cfg)
+		m.initX5CMetrics(deps.Registerer)
 	}
 	st, err := m.load(ctx, nil)
 	if err != nil {
@@ -123,21 +141,43 @@ func (c *Config) Open(ctx context.Context, deps signer.Deps) (signer.KeyManager,
 	}
 	// Prove the policy lets us sign before we take traffic.
 	k, err := m.SigningKey(ctx)
-	if err == nil {
-		_, err = k.(*versionKey).SignContext(ctx, make([]byte, sha256.Size), crypto.SHA256)
-	}
 	if err != nil {
+		cancel()
+		m.wg.Wait()
+		return nil, fmt.Errorf("vault key %q: %w", cfg.Key, err)
+	}
+	if _, err = k.(*versionKey).SignContext(ctx, make([]byte, sha256.Size), crypto.SHA256); err != nil {
 		cancel()
 		m.wg.Wait()
 		return nil, fmt.Errorf("vault key %q: test signature failed: %w", cfg.Key, err)
 	}
+	m.report(st)
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); m.refreshLoop(lctx) }()
 	if authSecret != nil {
 		m.wg.Add(1)
-		go func() { defer m.wg.Done(); m.renewLoop(lctx, client, authSecret) }()
+		go func() { defer m.wg.Done(); keepLoggedIn(lctx, client, cfg.Auth, authSecret, m.log) }()
 	}
 	return m, nil
+}
+
+// refuseRootSigner checks, where Vault lets a token ask about itself, that the serving
+// identity cannot sign with the x5c root key.
+func refuseRootSigner(ctx context.Context, c *api.Client, cfg Config, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout.D())
+	defer cancel()
+	path := cfg.Mount + "/sign/" + cfg.X5C.RootKey
+	caps, err := c.Sys().CapabilitiesSelfWithContext(ctx, path)
+	if err != nil {
+		// Without sys/capabilities-self the policy is hand-made; the shipped one grants it.
+		log.Info("x5c: could not check that this Vault identity cannot sign with the root key", "path", path, "error", err)
+		return nil
+	}
+	if slices.Contains(caps, "root") || slices.Contains(caps, "update") {
+		return fmt.Errorf("vault key %q: the signer's Vault identity may sign with the x5c root key (%s: %v); only the certifier may (deploy/vault/portcullis-certifier.hcl): give the signer deploy/vault/portcullis.hcl",
+			cfg.Key, path, caps)
+	}
+	return nil
 }
 
 func (m *manager) initMetrics(reg prometheus.Registerer) {
@@ -156,7 +196,8 @@ func (m *manager) observe(n int) {
 	m.batchSize.Observe(float64(n))
 }
 
-// load reads the key and builds the state; prev lets unchanged versions keep their certificates.
+// load reads the key (and in x5c mode the stored certificates) and builds the state; prev
+// lets versions whose leaf did not change keep their key object.
 func (m *manager) load(ctx context.Context, prev *keyState) (*keyState, error) {
 	ki, err := m.t.read(ctx, m.cfg.Key)
 	if err != nil {
@@ -168,11 +209,36 @@ func (m *manager) load(ctx context.Context, prev *keyState) (*keyState, error) {
 	if len(ki.Versions) == 0 {
 		return nil, fmt.Errorf("vault key %q at %s/keys/%s has no versions", m.cfg.Key, m.cfg.Mount, m.cfg.Key)
 	}
+	var certs *certSet
+	if m.store != nil {
+		pubs := map[int]crypto.PublicKey{}
+		for _, v := range ki.Versions {
+			pubs[v.Number] = v.Public
+		}
+		doc, _, err := m.store.read(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("x5c certificate store: %w", err)
+		}
+		if certs, err = parseCerts(doc, m.store.where(), m.cfg, pubs); err != nil {
+			return nil, err
+		}
+		if p := strings.Join(certs.problems, "; "); p != "" && (prev == nil || p != prev.problems) {
+			m.log.Warn("x5c: unusable leaf certificates ignored", "store", m.store.where(), "problems", p)
+		}
+	}
 	st := &keyState{keys: map[int]*versionKey{}}
+	if certs != nil {
+		st.root, st.problems = certs.root, strings.Join(certs.problems, "; ")
+	}
 	for _, v := range ki.Versions {
 		st.versions = append(st.versions, v.Version)
+		var leaf *x509.Certificate
+		if certs != nil {
+			leaf = certs.leaves[v.Number]
+		}
+		// A version keeps its key object until its leaf changes: the signer may cache per key.
 		if prev != nil {
-			if old, ok := prev.keys[v.Number]; ok && (m.root == nil || old.leaf != nil) {
+			if old, ok := prev.keys[v.Number]; ok && equalCerts(old.leaf, leaf) {
 				st.keys[v.Number] = old
 				continue
 			}
@@ -181,12 +247,9 @@ func (m *manager) load(ctx context.Context, prev *keyState) (*keyState, error) {
 		if err != nil {
 			return nil, fmt.Errorf("vault key %q version %d: %w", m.cfg.Key, v.Number, err)
 		}
-		vk := &versionKey{m: m, version: v.Number, pub: v.Public, id: id}
-		if m.root != nil {
-			if vk.leaf, err = m.root.issue(ctx, vk, v.Created); err != nil {
-				return nil, err
-			}
-			vk.chain = [][]byte{vk.leaf.Raw}
+		vk := &versionKey{m: m, version: v.Number, pub: v.Public, id: id, leaf: leaf}
+		if leaf != nil {
+			vk.chain = [][]byte{leaf.Raw}
 		}
 		st.keys[v.Number] = vk
 	}
@@ -229,6 +292,7 @@ func (m *manager) reload(ctx context.Context) error {
 		m.log.Info("vault key versions changed", "key", m.cfg.Key, "versions", len(st.versions))
 	}
 	m.state.Store(st)
+	m.report(st)
 	return nil
 }
 
@@ -248,63 +312,109 @@ func (m *manager) Refresh(ctx context.Context) error {
 	}
 }
 
-// renewLoop keeps the Vault token alive; when it can no longer be renewed, log in again.
-func (m *manager) renewLoop(ctx context.Context, c *api.Client, secret *api.Secret) {
-	for ctx.Err() == nil {
-		w, err := c.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: secret})
-		if err != nil {
-			m.log.Warn("vault token renewal unavailable", "error", err)
-			return
-		}
-		go w.Start()
-		select {
-		case <-ctx.Done():
-			w.Stop()
-			return
-		case err := <-w.DoneCh():
-			if err != nil {
-				m.log.Warn("vault token renewal stopped", "error", err)
-			}
-		}
-		for ctx.Err() == nil {
-			s, err := login(ctx, c, m.cfg.Auth)
-			if err == nil && s != nil {
-				secret = s
-				break
-			}
-			if err == nil { // a token we cannot renew: nothing more to do
-				return
-			}
-			m.log.Warn("vault login failed; retrying", "error", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(5 * time.Second):
-			}
-		}
+// slots is the schedule at now, and the index of the slot that signs (-1: none may). In
+// x5c mode only a version whose leaf outlives a token signed now may sign (see certified).
+func (m *manager) slots(st *keyState, now time.Time) ([]Slot, int, int) {
+	slots := Schedule(st.versions, now, m.cfg.PropagationDelay.D(), m.retireAfter)
+	if m.store == nil {
+		i := slices.IndexFunc(slots, func(s Slot) bool { return s.State == StateActive })
+		return slots, i, i
 	}
-}
-
-func (m *manager) slots(st *keyState) []Slot {
-	return Schedule(st.versions, m.now(), m.cfg.PropagationDelay.D(), m.retireAfter)
+	until := now.Add(m.retireAfter)
+	signing, due := certified(slots, func(n int) bool { return coversUntil(st.keys[n].leaf, now, until) })
+	if fb := m.fallbacks.Load(); fb != nil {
+		extendRetirement(slots, *fb, signing, now, m.retireAfter)
+	}
+	return slots, signing, due
 }
 
 // SigningKey returns the version the schedule makes active, pinned: Vault's "latest" is
-// never used, because a freshly rotated version is not yet known to verifiers.
+// never used, because a freshly rotated version is not yet known to verifiers. In x5c mode
+// a due version without a fresh leaf does not sign: the one before it goes on signing.
 func (m *manager) SigningKey(context.Context) (signer.Key, error) {
 	st := m.state.Load()
-	for _, s := range m.slots(st) {
-		if s.State == StateActive {
-			return st.keys[s.Number], nil
+	now := m.now()
+	slots, signing, due := m.slots(st, now)
+	if signing < 0 {
+		if m.store != nil {
+			return nil, fmt.Errorf("x5c: no version of key %q has a leaf certificate valid until %s in %s: is `portcullis keys certify` running?",
+				m.cfg.Key, now.Add(m.retireAfter).UTC().Format(time.RFC3339), m.store.where())
+		}
+		return nil, errors.New("no active key version")
+	}
+	if signing != due {
+		m.noteFallback(slots[signing].Number, now)
+	}
+	return st.keys[slots[signing].Number], nil
+}
+
+// noteFallback remembers that version n signed in place of the due version (rarely: only
+// while the certifier is behind), at most once a second.
+func (m *manager) noteFallback(n int, now time.Time) {
+	for {
+		old := m.fallbacks.Load()
+		var cur map[int]time.Time
+		if old != nil {
+			cur = *old
+		}
+		if t, ok := cur[n]; ok && now.Sub(t) < time.Second {
+			return
+		}
+		next := maps.Clone(cur)
+		if next == nil {
+			next = map[int]time.Time{}
+		}
+		next[n] = now
+		if m.fallbacks.CompareAndSwap(old, &next) {
+			return
 		}
 	}
-	return nil, errors.New("no active key version")
+}
+
+// certified adjusts the schedule to the leaves: when the due (scheduled active) version has
+// no fresh leaf, the newest earlier version that has one signs instead and is active; the
+// due one stays published until the certifier catches up. It returns the index of the
+// slot that signs (-1 when none can) and of the due one.
+func certified(slots []Slot, signable func(version int) bool) (signing, due int) {
+	due = slices.IndexFunc(slots, func(s Slot) bool { return s.State == StateActive })
+	signing = -1
+	for i := due; i >= 0; i-- {
+		if signable(slots[i].Number) {
+			signing = i
+			break
+		}
+	}
+	if signing >= 0 && signing != due {
+		slots[signing].State, slots[signing].RetiredAt = StateActive, time.Time{}
+		slots[due].State = StatePublished
+	}
+	return signing, due
+}
+
+// extendRetirement keeps a version that signed as a fallback published for a token
+// lifetime (plus leeway) after it last did.
+func extendRetirement(slots []Slot, lastSigned map[int]time.Time, signing int, now time.Time, retireAfter time.Duration) {
+	for i := range slots {
+		t, ok := lastSigned[slots[i].Number]
+		if !ok || i == signing || (slots[i].State != StateRetiring && slots[i].State != StateRetired) {
+			continue
+		}
+		if r := t.Add(retireAfter); r.After(slots[i].RetiredAt) {
+			slots[i].RetiredAt = r
+			slots[i].State = StateRetired
+			if now.Before(r) {
+				slots[i].State = StateRetiring
+			}
+		}
+	}
 }
 
 // PublicKeys lists the published, active and retiring versions.
 func (m *manager) PublicKeys(context.Context) ([]signer.PublicKey, error) {
 	st := m.state.Load()
 	var out []signer.PublicKey
-	for _, s := range m.slots(st) {
+	slots, _, _ := m.slots(st, m.now())
+	for _, s := range slots {
 		if s.State == StateRetired {
 			continue
 		}
@@ -333,10 +443,10 @@ func (m *manager) Rotate(ctx context.Context) error {
 
 // RootCertificates is the x5c mode's trust anchor, for registries' rootcertbundle.
 func (m *manager) RootCertificates(context.Context) []*x509.Certificate {
-	if m.root == nil {
-		return nil
+	if st := m.state.Load(); st.root != nil {
+		return []*x509.Certificate{st.root}
 	}
-	return []*x509.Certificate{m.root.cert}
+	return nil
 }
 
 // Close stops the loops.
@@ -365,10 +475,16 @@ func (m *manager) record(err error) {
 	}
 }
 
-// Healthy implements signer.HealthChecker: Vault answered the latest call.
-func (m *manager) Healthy(context.Context) error {
+// Healthy implements signer.HealthChecker: Vault answered the latest call and, in x5c
+// mode, some version has a leaf to sign with.
+func (m *manager) Healthy(ctx context.Context) error {
 	if !m.healthy.Load() {
 		return errors.New("vault transit is not answering (unreachable, sealed or refusing)")
+	}
+	if m.store != nil {
+		if _, err := m.SigningKey(ctx); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -378,16 +494,27 @@ func (k *versionKey) Algorithm() jose.SignatureAlgorithm { return k.m.alg }
 func (k *versionKey) Public() crypto.PublicKey           { return k.pub }
 func (k *versionKey) Chain() [][]byte                    { return k.chain }
 
-// Sign implements crypto.Signer (used for certificates); tokens use SignContext.
+// Sign implements crypto.Signer (used for certificates); tokens use SignJWS.
 func (k *versionKey) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), k.m.cfg.RequestTimeout.D())
 	defer cancel()
 	return k.SignContext(ctx, digest, opts)
 }
 
-// SignContext signs through transit with this version pinned, batched unless disabled, and
-// returns what crypto.Signer promises: ASN.1 for ECDSA, raw bytes for RSA and Ed25519.
+// SignContext returns what crypto.Signer promises: ASN.1 for ECDSA, raw bytes for RSA and
+// Ed25519 (for x509 and other non-JWS use).
 func (k *versionKey) SignContext(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	sig, err := k.SignJWS(ctx, digest, opts)
+	if err != nil {
+		return nil, err
+	}
+	return derSignature(k.pub, sig)
+}
+
+// SignJWS signs through transit with this version pinned, batched unless disabled, and
+// returns the signature as JWS wants it: transit answers ECDSA as fixed-width r‖s
+// (marshaling_algorithm=jws), which goes into the token as is, with no ASN.1 round trip.
+func (k *versionKey) SignJWS(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if _, ok := k.pub.(ed25519.PublicKey); !ok && opts.HashFunc() != crypto.SHA256 {
 		return nil, fmt.Errorf("vault key %q: only SHA-256 digests are signed, got %v", k.m.cfg.Key, opts.HashFunc())
 	}
@@ -411,26 +538,40 @@ func (k *versionKey) SignContext(ctx context.Context, digest []byte, opts crypto
 	if err != nil {
 		return nil, err
 	}
-	return k.check(sig)
+	if err := checkJWSSignature(k.pub, sig); err != nil {
+		return nil, fmt.Errorf("vault key %q: %w", k.m.cfg.Key, err)
+	}
+	return sig, nil
 }
 
-// check verifies the signature's length for the key and re-encodes ECDSA as ASN.1.
-func (k *versionKey) check(sig []byte) ([]byte, error) {
-	switch pub := k.pub.(type) {
+// checkJWSSignature checks a transit signature (JWS form) has the key's size.
+func checkJWSSignature(pub crypto.PublicKey, sig []byte) error {
+	switch pub := pub.(type) {
 	case *ecdsa.PublicKey:
-		size := (pub.Curve.Params().BitSize + 7) / 8
-		if len(sig) != 2*size {
-			return nil, fmt.Errorf("vault key %q: ECDSA signature of %d bytes, want %d", k.m.cfg.Key, len(sig), 2*size)
+		if size := (pub.Curve.Params().BitSize + 7) / 8; len(sig) != 2*size {
+			return fmt.Errorf("ECDSA signature of %d bytes, want %d", len(sig), 2*size)
 		}
-		return asn1.Marshal(struct{ R, S *big.Int }{new(big.Int).SetBytes(sig[:size]), new(big.Int).SetBytes(sig[size:])})
 	case *rsa.PublicKey:
 		if len(sig) != pub.Size() {
-			return nil, fmt.Errorf("vault key %q: RSA signature of %d bytes, want %d", k.m.cfg.Key, len(sig), pub.Size())
+			return fmt.Errorf("RSA signature of %d bytes, want %d", len(sig), pub.Size())
 		}
 	case ed25519.PublicKey:
 		if len(sig) != ed25519.SignatureSize {
-			return nil, fmt.Errorf("vault key %q: Ed25519 signature of %d bytes", k.m.cfg.Key, len(sig))
+			return fmt.Errorf("Ed25519 signature of %d bytes, want %d", len(sig), ed25519.SignatureSize)
 		}
+	}
+	return nil
+}
+
+// derSignature turns a transit signature (JWS form) into crypto.Signer's: ECDSA becomes
+// ASN.1 DER, the others are already raw.
+func derSignature(pub crypto.PublicKey, sig []byte) ([]byte, error) {
+	if err := checkJWSSignature(pub, sig); err != nil {
+		return nil, err
+	}
+	if pub, ok := pub.(*ecdsa.PublicKey); ok {
+		size := (pub.Curve.Params().BitSize + 7) / 8
+		return asn1.Marshal(struct{ R, S *big.Int }{new(big.Int).SetBytes(sig[:size]), new(big.Int).SetBytes(sig[size:])})
 	}
 	return sig, nil
 }
@@ -439,7 +580,8 @@ func (k *versionKey) check(sig []byte) ([]byte, error) {
 func (m *manager) KeyVersions(context.Context) ([]signer.KeyVersion, error) {
 	st := m.state.Load()
 	var out []signer.KeyVersion
-	for _, s := range m.slots(st) {
+	slots, _, _ := m.slots(st, m.now())
+	for _, s := range slots {
 		id := ""
 		if k, ok := st.keys[s.Number]; ok {
 			id = k.id
@@ -447,4 +589,75 @@ func (m *manager) KeyVersions(context.Context) ([]signer.KeyVersion, error) {
 		out = append(out, signer.KeyVersion{Version: s.Number, ID: id, State: string(s.State), Created: s.Created, ActiveFrom: s.ActiveFrom, RetiresAt: s.RetiredAt})
 	}
 	return out, nil
+}
+
+func (m *manager) initX5CMetrics(reg prometheus.Registerer) {
+	if reg == nil {
+		return
+	}
+	signing := func() (*versionKey, bool) {
+		st := m.state.Load()
+		if st == nil {
+			return nil, false
+		}
+		slots, i, due := m.slots(st, m.now())
+		if i < 0 {
+			return nil, false
+		}
+		return st.keys[slots[i].Number], i != due
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_signer_vault_x5c_leaf_expiry_timestamp_seconds",
+			Help: "When the leaf certificate of the signing version expires (0: no version can sign); `portcullis keys certify` renews it at half its validity."},
+			func() float64 {
+				if k, _ := signing(); k != nil {
+					return float64(k.leaf.NotAfter.Unix())
+				}
+				return 0
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_signer_vault_x5c_fallback",
+			Help: "1 while an older version signs because the due one has no fresh leaf certificate yet."},
+			func() float64 {
+				if _, fb := signing(); fb {
+					return 1
+				}
+				return 0
+			}),
+	)
+}
+
+// report logs the x5c condition when it changes: a due version waiting for its leaf, a
+// signing leaf that should have been renewed, or nothing able to sign.
+func (m *manager) report(st *keyState) {
+	if m.store == nil {
+		return
+	}
+	now := m.now()
+	slots, i, due := m.slots(st, now)
+	var level slog.Level
+	var msg string
+	var attrs []any
+	switch {
+	case i < 0:
+		level, msg = slog.LevelError, "x5c: no key version has a fresh leaf certificate; signing fails until `portcullis keys certify` runs"
+	case i != due:
+		level, msg = slog.LevelWarn, "x5c: the due key version has no fresh leaf certificate; the previous version signs until `portcullis keys certify` runs"
+		attrs = []any{"due_version", slots[due].Number, "signing_version", slots[i].Number}
+	default:
+		leaf := st.keys[slots[i].Number].leaf
+		attrs = []any{"signing_version", slots[i].Number, "not_after", leaf.NotAfter.UTC().Format(time.RFC3339)}
+		level, msg = slog.LevelInfo, "x5c: signing with a fresh leaf certificate"
+		if leaf.NotAfter.Sub(now) < m.cfg.X5C.LeafValidity.D()/4 {
+			level, msg = slog.LevelWarn, "x5c: the signing version's leaf certificate is overdue for renewal: is `portcullis keys certify` running?"
+		}
+	}
+	key := msg + fmt.Sprint(attrs...)
+	if level == slog.LevelInfo {
+		key = msg // a renewal of a healthy leaf is not news
+	}
+	if key == m.reported {
+		return
+	}
+	m.reported = key
+	m.log.Log(context.Background(), level, msg, append(attrs, "key", m.cfg.Key, "store", m.store.where())...)
 }

@@ -6,10 +6,15 @@ package vault_test
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -52,14 +57,64 @@ func open(t *testing.T, c *vault.Config, deps signer.Deps) signer.KeyManager {
 	return km
 }
 
-func leastPrivilegeToken(t *testing.T, v *vaulttest.Server, key string) string {
+// shippedPolicy reads a policy of deploy/vault, written for the key names portcullis and
+// portcullis-root and the x5c store secret/portcullis/x5c.
+func shippedPolicy(t *testing.T, name string) string {
 	t.Helper()
-	pol, err := os.ReadFile("../../../deploy/vault/portcullis.hcl")
+	b, err := os.ReadFile("../../../deploy/vault/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v.TokenWithPolicy(t, "signer-"+key, strings.ReplaceAll(string(pol), "transit/sign/portcullis", "transit/sign/"+key))
+	return string(b)
 }
+
+// x5cKeys creates the transit keys the shipped policies name and returns a config for them.
+func x5cKeys(t *testing.T, v *vaulttest.Server) vault.Config {
+	t.Helper()
+	v.CreateKey(t, "portcullis", "ecdsa-p256")
+	v.CreateKey(t, "portcullis-root", "ecdsa-p256")
+	return vault.Config{Address: v.Addr, Key: "portcullis", X5C: &vault.X5CConfig{RootKey: "portcullis-root"}}
+}
+
+// servingToken and certifierToken hold exactly the shipped policies of the two identities.
+func servingToken(t *testing.T, v *vaulttest.Server) string {
+	return v.TokenWithPolicy(t, "portcullis-signer", shippedPolicy(t, "portcullis.hcl"))
+}
+
+func certifierToken(t *testing.T, v *vaulttest.Server) string {
+	return v.TokenWithPolicy(t, "portcullis-certifier", shippedPolicy(t, "portcullis-certifier.hcl"))
+}
+
+// certify runs one certifier pass with the certifier's own token.
+func certify(t *testing.T, c vault.Config, token string, deps vault.CertifierDeps) vault.CertifyReport {
+	t.Helper()
+	deps.Auth = vault.AuthConfig{TokenFile: tokenFile(t, token)}
+	ce, err := c.OpenCertifier(context.Background(), deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ce.Close(context.Background())
+	rep, err := ce.Certify(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// clock is an injected time that tests move forward.
+type clock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.offset) }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.offset += d
+	c.mu.Unlock()
+}
+
+type refresher interface{ Refresh(context.Context) error }
 
 func TestVault_Conformance(t *testing.T) {
 	v := vaulttest.Start(t)
@@ -184,7 +239,7 @@ func TestVault_BatchingCoalescesConcurrentSigns(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	km := open(t, &vault.Config{Address: v.Addr, Key: "b", Batch: vault.BatchConfig{Concurrency: 1},
 		Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}, signer.Deps{Registerer: reg})
-	s := signer.New(signer.Options{Issuer: "t"}, km)
+	s := signer.New(signer.Options{Issuer: "t", Audiences: []string{"a"}}, km)
 	var wg sync.WaitGroup
 	errs := make(chan error, 400)
 	for i := 0; i < 400; i++ {
@@ -233,7 +288,7 @@ func TestVault_SealedAndStoppedVaultRecovers(t *testing.T) {
 	v := vaulttest.Start(t)
 	v.CreateKey(t, "f", "ecdsa-p256")
 	km := open(t, &vault.Config{Address: v.Addr, Key: "f", Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}, signer.Deps{})
-	s := signer.New(signer.Options{Issuer: "t"}, km)
+	s := signer.New(signer.Options{Issuer: "t", Audiences: []string{"a"}}, km)
 	sign := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
@@ -267,18 +322,23 @@ func TestVault_SealedAndStoppedVaultRecovers(t *testing.T) {
 
 func TestVault_X5CChainVerifiesAgainstRootOnly(t *testing.T) {
 	v := vaulttest.Start(t)
-	v.CreateKey(t, "leafkey", "ecdsa-p256")
-	v.CreateKey(t, "rootkey", "ecdsa-p256")
-	km := open(t, &vault.Config{Address: v.Addr, Key: "leafkey", X5C: &vault.X5CConfig{RootKey: "rootkey"},
-		PropagationDelay: config.Duration(time.Nanosecond * 2), RefreshInterval: config.Duration(time.Nanosecond),
-		Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}, signer.Deps{})
+	cfg := x5cKeys(t, v)
+	cfg.PropagationDelay = config.Duration(time.Minute)
+	var clk clock
+	certTok := certifierToken(t, v)
+	rep := certify(t, cfg, certTok, vault.CertifierDeps{Now: clk.Now})
+	if !rep.RootCreated || len(rep.Leaves) != 1 || rep.Leaves[0].Action != "issued" {
+		t.Fatalf("first pass: %+v", rep)
+	}
+	cfg.Auth = vault.AuthConfig{TokenFile: tokenFile(t, servingToken(t, v))}
+	km := open(t, &cfg, signer.Deps{Now: clk.Now})
 	roots := km.(signer.RootCertifier).RootCertificates(context.Background())
-	if len(roots) != 1 {
-		t.Fatalf("%d roots", len(roots))
+	if len(roots) != 1 || !roots[0].Equal(rep.Root) {
+		t.Fatalf("roots %v, want the certifier's", roots)
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(roots[0])
-	s := signer.New(signer.Options{Issuer: "t"}, km)
+	s := signer.New(signer.Options{Issuer: "t", Audiences: []string{"a"}}, km)
 	verify := func() string {
 		tok, err := s.Sign(context.Background(), signer.Claims{Audience: "a", JTI: "j", TTL: time.Minute})
 		if err != nil {
@@ -288,7 +348,7 @@ func TestVault_X5CChainVerifiesAgainstRootOnly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		chains, err := jws.Signatures[0].Protected.Certificates(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		chains, err := jws.Signatures[0].Protected.Certificates(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}, CurrentTime: clk.Now()})
 		if err != nil {
 			t.Fatalf("x5c chain does not verify against the root: %v", err)
 		}
@@ -298,18 +358,244 @@ func TestVault_X5CChainVerifiesAgainstRootOnly(t *testing.T) {
 		return tok.KeyID
 	}
 	first := verify()
-	if err := km.(signer.Rotator).Rotate(context.Background()); err != nil {
+	v.Rotate(t, "portcullis")
+	if err := km.(refresher).Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(10 * time.Millisecond) // propagation delay of 2ns: the new version activates at once
+	clk.Advance(time.Minute + time.Second) // version 2 is due, but has no leaf yet
+	if again := verify(); again != first {
+		t.Fatal("a version without a leaf certificate signed")
+	}
+	vs, _ := km.(signer.VersionLister).KeyVersions(context.Background())
+	if len(vs) != 2 || vs[0].State != "active" || vs[1].State != "published" {
+		t.Fatalf("while version 2 waits for its leaf: versions %+v, want 1 active and 2 published", vs)
+	}
+	rep = certify(t, cfg, certTok, vault.CertifierDeps{Now: clk.Now})
+	if rep.RootCreated || len(rep.Leaves) != 2 || rep.Leaves[1].Action != "issued" {
+		t.Fatalf("pass after rotation: %+v", rep)
+	}
+	if err := km.(refresher).Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if second := verify(); second == first {
-		t.Fatal("rotation did not change the signing key")
+		t.Fatal("the certified version did not take over")
 	}
 	jwks, _ := signer.New(signer.Options{}, km).JWKS(context.Background())
 	var set jose.JSONWebKeySet
 	_ = json.Unmarshal(jwks, &set)
-	if len(set.Keys) == 0 || len(set.Keys[0].Certificates) != 1 {
-		t.Fatalf("JWKS keys carry no x5c certificate: %s", jwks)
+	if len(set.Keys) != 2 || len(set.Keys[0].Certificates) != 1 || len(set.Keys[1].Certificates) != 1 {
+		t.Fatalf("JWKS keys do not each carry their x5c certificate: %s", jwks)
+	}
+}
+
+// The identity that serves tokens cannot certify: the shipped signer policy denies signing
+// with the root key and writing the certificates, and the signer refuses to start with an
+// identity that could. The certifier's policy does both, and cannot sign tokens.
+func TestVault_X5CServingIdentityCannotSignWithRoot(t *testing.T) {
+	v := vaulttest.Start(t)
+	cfg := x5cKeys(t, v)
+	serving, certifier := servingToken(t, v), certifierToken(t, v)
+	digest := map[string]any{"input": base64.StdEncoding.EncodeToString(make([]byte, 32)), "prehashed": true, "hash_algorithm": "sha2-256"}
+	kv := map[string]any{"data": map[string]any{"key": "portcullis", "root": "forged"}}
+	call := func(token, verb, path string, body map[string]any) error {
+		c := v.Client(t)
+		c.SetToken(token)
+		var err error
+		if verb == "read" {
+			_, err = c.Logical().Read(path)
+		} else {
+			_, err = c.Logical().Write(path, body)
+		}
+		return err
+	}
+	denied := func(err error) bool {
+		var re *api.ResponseError
+		return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
+	}
+	for _, tc := range []struct {
+		who, token, verb, path string
+		body                   map[string]any
+		allowed                bool
+	}{
+		{"signer", serving, "write", "transit/sign/portcullis-root", digest, false},
+		{"signer", serving, "write", "secret/data/portcullis/x5c", kv, false},
+		{"signer", serving, "write", "transit/keys/portcullis-root/rotate", nil, false},
+		{"signer", serving, "write", "transit/sign/portcullis", digest, true},
+		{"signer", serving, "read", "secret/data/portcullis/x5c", nil, true},
+		{"certifier", certifier, "write", "transit/sign/portcullis", digest, false},
+		{"certifier", certifier, "write", "transit/sign/portcullis-root", digest, true},
+		{"certifier", certifier, "write", "secret/data/portcullis/x5c", kv, true},
+	} {
+		err := call(tc.token, tc.verb, tc.path, tc.body)
+		switch {
+		case tc.allowed && err != nil:
+			t.Errorf("%s: %s %s: %v, want allowed", tc.who, tc.verb, tc.path, err)
+		case !tc.allowed && !denied(err):
+			t.Errorf("%s: %s %s: %v, want permission denied", tc.who, tc.verb, tc.path, err)
+		}
+	}
+	if _, err := v.Client(t).Logical().Delete("secret/metadata/portcullis/x5c"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Nothing certified yet: the signer says what to run.
+	withServing := cfg
+	withServing.Auth = vault.AuthConfig{TokenFile: tokenFile(t, serving)}
+	if _, err := withServing.Open(context.Background(), signer.Deps{}); err == nil || !strings.Contains(err.Error(), "portcullis keys certify") {
+		t.Fatalf("x5c signer without certificates: %v, want an error naming `portcullis keys certify`", err)
+	}
+	certify(t, cfg, certifier, vault.CertifierDeps{})
+	keystest.Run(t, open(t, &withServing, signer.Deps{}))
+
+	// An identity that may sign with the root is refused, even though everything else works.
+	for name, tok := range map[string]string{
+		"root token":          v.RootToken,
+		"signer + root grant": v.TokenWithPolicy(t, "too-much", shippedPolicy(t, "portcullis.hcl")+`path "transit/sign/portcullis-root" { capabilities = ["update"] }`),
+	} {
+		c := cfg
+		c.Auth = vault.AuthConfig{TokenFile: tokenFile(t, tok)}
+		if _, err := c.Open(context.Background(), signer.Deps{}); err == nil || !strings.Contains(err.Error(), "portcullis-root") {
+			t.Errorf("%s: x5c signer that may sign with the root: %v, want a refusal naming the root key", name, err)
+		}
+	}
+	// The certifier refuses the signer's credentials.
+	withServing.Auth.Method = "token"
+	if _, err := withServing.OpenCertifier(context.Background(), vault.CertifierDeps{Auth: withServing.Auth}); err == nil || !strings.Contains(err.Error(), "own identity") {
+		t.Fatalf("certifier with the signer's token file: %v", err)
+	}
+}
+
+// Leaves are short-lived and renewed at half their validity, before they expire, with no
+// change to the root; a signer whose leaf is about to expire stops signing with it until a
+// renewed one arrives. Time is injected: nothing sleeps.
+func TestVault_X5CLeafShortLivedAndRenewedBeforeExpiry(t *testing.T) {
+	v := vaulttest.Start(t)
+	cfg := x5cKeys(t, v)
+	validity, ttl := time.Hour, 5*time.Minute
+	cfg.X5C.LeafValidity = config.Duration(validity)
+	var clk clock
+	certTok := certifierToken(t, v)
+	deps := vault.CertifierDeps{Now: clk.Now, TokenLifetime: ttl}
+	rep := certify(t, cfg, certTok, deps)
+	root, l1 := rep.Root, rep.Leaves[0].Certificate
+	if d := l1.NotAfter.Sub(l1.NotBefore); d > validity+15*time.Minute {
+		t.Fatalf("leaf valid for %s (%s to %s), want about x5c.leaf_validity %s", d, l1.NotBefore, l1.NotAfter, validity)
+	}
+	if l1.NotAfter.Sub(clk.Now()) > validity {
+		t.Fatalf("leaf valid until %s, more than leaf_validity after now", l1.NotAfter)
+	}
+
+	serving := cfg
+	serving.Auth = vault.AuthConfig{TokenFile: tokenFile(t, servingToken(t, v))}
+	km := open(t, &serving, signer.Deps{Now: clk.Now, TokenLifetime: ttl})
+	s := signer.New(signer.Options{Issuer: "t", Audiences: []string{"a"}, Now: clk.Now}, km)
+	leafOf := func() (*x509.Certificate, error) {
+		tok, err := s.Sign(context.Background(), signer.Claims{Audience: "a", JTI: "j", TTL: ttl})
+		if err != nil {
+			return nil, err
+		}
+		jws, err := jose.ParseSigned(tok.Raw, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AddCert(root)
+		chains, err := jws.Signatures[0].Protected.Certificates(x509.VerifyOptions{Roots: pool, CurrentTime: clk.Now().Add(ttl),
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		if err != nil {
+			t.Fatalf("the token's chain does not verify until the token expires: %v", err)
+		}
+		return chains[0][0], nil
+	}
+	refresh := func() {
+		if err := km.(refresher).Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l, err := leafOf(); err != nil || !l.Equal(l1) {
+		t.Fatalf("token leaf %v (%v), want the certified one", l, err)
+	}
+
+	clk.Advance(validity/2 - time.Minute) // more than half left: kept
+	if rep := certify(t, cfg, certTok, deps); rep.Written || rep.Leaves[0].Action != "kept" {
+		t.Fatalf("pass with more than half the validity left: %+v", rep)
+	}
+	clk.Advance(2 * time.Minute) // less than half left: renewed, well before expiry
+	rep = certify(t, cfg, certTok, deps)
+	l2 := rep.Leaves[0].Certificate
+	if !rep.Written || rep.Leaves[0].Action != "renewed" || rep.RootCreated || !l2.NotAfter.After(l1.NotAfter) || !clk.Now().Before(l1.NotAfter) {
+		t.Fatalf("renewal pass: %+v (old leaf until %s, now %s)", rep, l1.NotAfter, clk.Now())
+	}
+	refresh()
+	if l, err := leafOf(); err != nil || !l.Equal(l2) {
+		t.Fatalf("after renewal the token carries %v (%v), want the renewed leaf", l, err)
+	}
+
+	// No certifier for a long while: once the leaf would expire before a token does, the
+	// signer stops signing and says why.
+	clk.Advance(l2.NotAfter.Sub(clk.Now()) - ttl - 2*time.Minute) // it must outlive ttl + 60s leeway
+	if _, err := leafOf(); err != nil {
+		t.Fatalf("leaf still outlives a token: %v", err)
+	}
+	clk.Advance(2 * time.Minute)
+	if _, err := leafOf(); err == nil || !strings.Contains(err.Error(), "unavailable") {
+		t.Fatalf("signed with a leaf that expires before the token: %v", err)
+	}
+	if err := km.(signer.HealthChecker).Healthy(context.Background()); err == nil || !strings.Contains(err.Error(), "certify") {
+		t.Fatalf("health with no usable leaf: %v", err)
+	}
+	certify(t, cfg, certTok, deps)
+	refresh()
+	if _, err := leafOf(); err != nil {
+		t.Fatalf("after the certifier came back: %v", err)
+	}
+}
+
+// A lost certificate secret is rebuilt with an equivalent root: registries configured with
+// the first root accept leaves under the second.
+func TestVault_X5CRootIsDeterministic(t *testing.T) {
+	v := vaulttest.Start(t)
+	cfg := x5cKeys(t, v)
+	certTok := certifierToken(t, v)
+	first := certify(t, cfg, certTok, vault.CertifierDeps{}).Root
+	if again := certify(t, cfg, certTok, vault.CertifierDeps{}); again.RootCreated || !again.Root.Equal(first) || again.Written {
+		t.Fatalf("second pass: %+v, want the stored root kept and nothing written", again)
+	}
+	if _, err := v.Client(t).Logical().Delete("secret/metadata/portcullis/x5c"); err != nil {
+		t.Fatal(err)
+	}
+	rep := certify(t, cfg, certTok, vault.CertifierDeps{})
+	if !rep.RootCreated {
+		t.Fatal("no root made after the secret was lost")
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(first)
+	if _, err := rep.Leaves[0].Certificate.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		t.Fatalf("a leaf under the rebuilt root does not verify against the first root: %v", err)
+	}
+}
+
+// Tokens take transit's JWS signature as is; crypto.Signer callers still get ASN.1.
+func TestVault_JWSSignatureWithoutASN1RoundTrip(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.CreateKey(t, "jws", "ecdsa-p256")
+	km := open(t, &vault.Config{Address: v.Addr, Key: "jws", Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}, signer.Deps{})
+	k, err := km.SigningKey(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := k.Public().(*ecdsa.PublicKey)
+	digest := sha256.Sum256([]byte("payload"))
+	raw, err := k.(signer.JWSSigner).SignJWS(context.Background(), digest[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) != 64 || !ecdsa.Verify(pub, digest[:], new(big.Int).SetBytes(raw[:32]), new(big.Int).SetBytes(raw[32:])) {
+		t.Fatalf("SignJWS gave %d bytes that are not a valid r‖s", len(raw))
+	}
+	der, err := k.Sign(nil, digest[:], crypto.SHA256)
+	if err != nil || !ecdsa.VerifyASN1(pub, digest[:], der) {
+		t.Fatalf("crypto.Signer signature is not valid ASN.1 ECDSA: %v", err)
 	}
 }
 
@@ -361,7 +647,7 @@ func TestVault_RenewsItsToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	km := open(t, &vault.Config{Address: v.Addr, Key: "ren", Auth: vault.AuthConfig{TokenFile: tokenFile(t, sec.Auth.ClientToken)}}, signer.Deps{})
-	s := signer.New(signer.Options{Issuer: "t"}, km)
+	s := signer.New(signer.Options{Issuer: "t", Audiences: []string{"a"}}, km)
 	time.Sleep(6 * time.Second) // two TTLs: without renewal the token is gone
 	if _, err := s.Sign(context.Background(), signer.Claims{Audience: "a", JTI: "j", TTL: time.Minute}); err != nil {
 		t.Fatalf("signing after the token's first TTL: %v", err)
@@ -427,16 +713,37 @@ func TestVault_KubernetesLogin(t *testing.T) {
 	}
 }
 
-// deploy/vault/bootstrap.sh prepares a Vault whose token and AppRole Portcullis can use.
+// deploy/vault/bootstrap.sh prepares a Vault whose tokens and AppRoles Portcullis can use:
+// the certifier's certify, the signer's sign and rotate, and the signer's cannot certify.
 func TestVault_BootstrapScript(t *testing.T) {
 	v := vaulttest.Start(t)
 	out := t.TempDir()
-	cmd := exec.Command("bash", "../../../deploy/vault/bootstrap.sh", out)
-	cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+v.RootToken, "PATH="+filepath.Dir(vaulttest.Binary(t))+":"+os.Getenv("PATH"))
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("bootstrap.sh: %v\n%s", err, b)
+	for run := 1; run <= 2; run++ { // a second run finds everything in place
+		cmd := exec.Command("bash", "../../../deploy/vault/bootstrap.sh", out)
+		cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+v.RootToken, "PATH="+filepath.Dir(vaulttest.Binary(t))+":"+os.Getenv("PATH"))
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("bootstrap.sh (run %d): %v\n%s", run, err, b)
+		}
+	}
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(out, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
 	}
 	base := vault.Config{Address: v.Addr, Key: "portcullis", X5C: &vault.X5CConfig{RootKey: "portcullis-root"}}
+	certifierRole := vault.CertifierDeps{Auth: vault.AuthConfig{Method: "approle", RoleID: read("certifier-role-id"), SecretIDFile: filepath.Join(out, "certifier-secret-id")}}
+	ce, err := base.OpenCertifier(context.Background(), certifierRole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ce.Certify(context.Background()); err != nil {
+		t.Fatalf("the bootstrap certifier AppRole cannot certify: %v", err)
+	}
+	ce.Close(context.Background())
+	certify(t, base, read("certifier-token"), vault.CertifierDeps{})
+
 	withToken := base
 	withToken.Auth = vault.AuthConfig{TokenFile: filepath.Join(out, "signer-token")}
 	km := open(t, &withToken, signer.Deps{})
@@ -444,9 +751,15 @@ func TestVault_BootstrapScript(t *testing.T) {
 	if err := km.(signer.Rotator).Rotate(context.Background()); err != nil {
 		t.Fatalf("the bootstrap token cannot rotate: %v", err)
 	}
-	roleID, _ := os.ReadFile(filepath.Join(out, "role-id"))
+	c := v.Client(t)
+	c.SetToken(read("signer-token"))
+	_, err = c.Logical().Write("transit/sign/portcullis-root", map[string]any{"input": base64.StdEncoding.EncodeToString(make([]byte, 32)), "prehashed": true})
+	var re *api.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != http.StatusForbidden {
+		t.Fatalf("the bootstrap signer token signing with the root key: %v, want permission denied", err)
+	}
 	withRole := base
-	withRole.Auth = vault.AuthConfig{Method: "approle", RoleID: strings.TrimSpace(string(roleID)), SecretIDFile: filepath.Join(out, "secret-id")}
+	withRole.Auth = vault.AuthConfig{Method: "approle", RoleID: read("role-id"), SecretIDFile: filepath.Join(out, "secret-id")}
 	keystest.Run(t, open(t, &withRole, signer.Deps{}))
 }
 
@@ -469,7 +782,7 @@ func TestVault_HungVaultFailsFast(t *testing.T) {
 	v.CreateKey(t, "hung", "ecdsa-p256")
 	km := open(t, &vault.Config{Address: v.Addr, Key: "hung", RequestTimeout: config.Duration(500 * time.Millisecond),
 		Batch: vault.BatchConfig{Concurrency: 1}, Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}, signer.Deps{})
-	s := signer.New(signer.Options{Issuer: "t"}, km)
+	s := signer.New(signer.Options{Issuer: "t", Audiences: []string{"a"}}, km)
 	sign := func() (time.Duration, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -511,19 +824,18 @@ func TestVault_HungVaultFailsFast(t *testing.T) {
 	}
 }
 
-// Every replica builds its own root certificate from the same transit key; a registry that
-// trusts one replica's root must accept tokens from every other replica.
+// Every replica reads the same certificates: a registry that trusts the root accepts
+// tokens from any replica.
 func TestVault_X5CReplicasShareTheRoot(t *testing.T) {
 	v := vaulttest.Start(t)
-	v.CreateKey(t, "leafkey", "ecdsa-p256")
-	v.CreateKey(t, "rootkey", "ecdsa-p256")
-	cfg := vault.Config{Address: v.Addr, Key: "leafkey", X5C: &vault.X5CConfig{RootKey: "rootkey"},
-		Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}
+	cfg := x5cKeys(t, v)
+	certify(t, cfg, certifierToken(t, v), vault.CertifierDeps{})
+	cfg.Auth = vault.AuthConfig{TokenFile: tokenFile(t, servingToken(t, v))}
 	a, b := open(t, &cfg, signer.Deps{}), open(t, &cfg, signer.Deps{})
 	rootOfA := a.(signer.RootCertifier).RootCertificates(context.Background())[0]
 	pool := x509.NewCertPool()
 	pool.AddCert(rootOfA)
-	tok, err := signer.New(signer.Options{Issuer: "t"}, b).Sign(context.Background(), signer.Claims{Audience: "a", JTI: "j", TTL: time.Minute})
+	tok, err := signer.New(signer.Options{Issuer: "t", Audiences: []string{"a"}}, b).Sign(context.Background(), signer.Claims{Audience: "a", JTI: "j", TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

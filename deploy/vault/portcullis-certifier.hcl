@@ -1,0 +1,18 @@
+# The x5c certifier (`portcullis keys certify`), the only identity that signs with the root
+# transit key: it makes the root certificate once and a short-lived leaf certificate for each
+# signing key version, and writes them where the signers read them. Give it its own token or
+# AppRole, never the signer's (portcullis.hcl).
+# Replace "portcullis-root", "portcullis" and "secret/data/portcullis/x5c" to match
+# x5c.root_key, key and x5c.store (bootstrap.sh does).
+path "transit/sign/portcullis-root" {
+  capabilities = ["update"]
+}
+path "transit/keys/portcullis-root" {
+  capabilities = ["read"]
+}
+path "transit/keys/portcullis" {
+  capabilities = ["read"]
+}
+path "secret/data/portcullis/x5c" {
+  capabilities = ["create", "read", "update"]
+}
