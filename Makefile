@@ -4,7 +4,7 @@ export PATH := $(CURDIR)/.cache/bin:$(PATH)
 GO ?= go
 ADDR ?= 127.0.0.1:5001
 
-.PHONY: run test unit e2e generate check-generate tools tools-go build bench fuzz clean image
+.PHONY: run test unit e2e generate check-generate tools tools-go build bench fuzz clean image compose-certs compose-smoke
 
 build:
 	$(GO) build -o bin/portcullis ./cmd/portcullis
@@ -51,3 +51,13 @@ clean:
 image:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/portcullis ./cmd/portcullis
 	docker build -t portcullis:dev -f deploy/compose/Dockerfile .
+
+## compose-certs: the CA, per-service certificates (spiffe://portcullis/<role>) and admin
+## secret docker-compose.yml mounts, into deploy/compose/certs (git-ignored). -f renews.
+compose-certs:
+	scripts/compose-certs.sh
+
+## compose-smoke: bring docker-compose.yml up (needs docker-compose), get a token through it,
+## list the keys over the admin API with the admin certificate, and tear it down.
+compose-smoke: image compose-certs
+	scripts/compose-smoke.sh

@@ -350,6 +350,11 @@ type portcullis struct {
 	Procs map[string]*proc
 	// GRPC are the split services' gRPC addresses by target.
 	GRPC map[string]string
+	// MetricsURL is the gateway's Prometheus endpoint (gateway.metrics_listen), when the
+	// config file sets one.
+	MetricsURL string
+	// PKI is the split deployment's internal CA and per-role certificates.
+	PKI *internalPKI
 }
 
 func (pc *portcullis) allProcs() []*proc {
@@ -404,15 +409,27 @@ func startSplit(t testing.TB, c portcullisConfig) *portcullis {
 	pc, ports := writePortcullisConfig(t, c)
 	pc.GRPC = map[string]string{}
 	for _, target := range []string{"authn", "authz", "signer"} {
-		p := startProc(t, "portcullis-"+target, portcullisBin(t), "-config", pc.Config, "-target="+target)
-		pc.Procs[target] = p
+		p := pc.startTarget(t, target, "portcullis-"+target)
 		addr := fmt.Sprintf("127.0.0.1:%d", ports[target])
 		pc.GRPC[target] = addr
 		waitUntil(t, target+" gRPC listening on "+addr, []*proc{p}, tcpListening(addr))
 	}
-	pc.Procs["gateway"] = startProc(t, "portcullis-gateway", portcullisBin(t), "-config", pc.Config, "-target=gateway")
+	pc.startTarget(t, "gateway", "portcullis-gateway")
 	pc.waitReady(t)
 	return pc
+}
+
+// startTarget starts (or restarts) one process of the split deployment from the shared
+// config file, with the certificate of its own role, and records it in pc.Procs.
+func (pc *portcullis) startTarget(t testing.TB, target, name string) *proc {
+	t.Helper()
+	args := []string{"-config", pc.Config, "-target=" + target}
+	if pc.PKI != nil {
+		args = append(args, pc.PKI.flags(target)...)
+	}
+	p := startProc(t, name, portcullisBin(t), args...)
+	pc.Procs[target] = p
+	return p
 }
 
 func tcpListening(addr string) func() error {
@@ -446,7 +463,7 @@ func writePortcullisConfig(t testing.TB, c portcullisConfig) (*portcullis, map[s
 	if err := os.WriteFile(filepath.Join(dir, "htpasswd"), htpasswd, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ports := map[string]int{"gateway": freePort(t)}
+	ports := map[string]int{"gateway": freePort(t), "metrics": freePort(t)}
 	grpc := ""
 	if c.Split {
 		for _, s := range []string{"authn", "authz", "signer"} {
@@ -476,6 +493,8 @@ func writePortcullisConfig(t testing.TB, c portcullisConfig) (*portcullis, map[s
   level: info
 gateway:
   listen: 127.0.0.1:%d
+  public_url: http://localhost:%d
+  metrics_listen: 127.0.0.1:%d
   services: [%s]%s
 authn:%s
   backends:
@@ -493,18 +512,22 @@ signer:%s
   issuer: %s
   key:
 %s
-%s`, ports["gateway"], service, grpc, listen("authn"), filepath.Join(dir, "htpasswd"), listen("authz"),
+%s`, ports["gateway"], ports["gateway"], ports["metrics"], service, grpc, listen("authn"), filepath.Join(dir, "htpasswd"), listen("authz"),
 		listen("signer"), issuer, key, c.Extra)
+	var pki *internalPKI
 	if c.Split {
-		// The split deployment runs as in production: mutual TLS between the services.
-		cfg += writeInternalPKI(t, dir)
+		// The split deployment runs as in production: mutual TLS between the services,
+		// each process presenting the certificate of its own role.
+		pki = newInternalPKI(t, filepath.Join(dir, "pki"))
+		cfg += pki.section()
 	}
 	path := filepath.Join(dir, "portcullis.yml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	base := fmt.Sprintf("http://localhost:%d", ports["gateway"])
-	return &portcullis{URL: base, Realm: base + "/token", Dir: dir, Config: path, Procs: map[string]*proc{}}, ports
+	return &portcullis{URL: base, Realm: base + "/token", Dir: dir, Config: path, Procs: map[string]*proc{},
+		MetricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", ports["metrics"]), PKI: pki}, ports
 }
 
 // registryTrust runs `portcullis registry-config` and returns the directory holding

@@ -24,5 +24,5 @@ func TestRegistry28_RootCertBundle_Libtrust(t *testing.T) {
 		t.Fatalf("token kid %q is not a libtrust key id (kid_mode: libtrust)", tok.kid)
 	}
 
-	clientSuite(t, reg)
+	clientSuite(t, pc, reg)
 }
