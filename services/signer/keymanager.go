@@ -1,5 +1,5 @@
-// Package signer builds and signs registry tokens (JWS, go-jose) with a key from a pluggable
-// key manager, and publishes the public keys as a JWKS.
+// Package signer builds and signs registry tokens (compact JWS) with a key from a pluggable
+// key manager, and publishes the public keys as a JWKS (go-jose).
 package signer
 
 import (
@@ -35,6 +35,13 @@ type Key interface {
 // it honours the caller's deadline.
 type ContextSigner interface {
 	SignContext(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error)
+}
+
+// JWSSigner is an optional ability of a Key, preferred over ContextSigner and crypto.Signer:
+// signatures already in JWS form (ECDSA as fixed-width r‖s), so a remote signer that can
+// produce them saves an ASN.1 round trip per token. It honours the caller's deadline.
+type JWSSigner interface {
+	SignJWS(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error)
 }
 
 // Chainer is an optional ability of a Key: tokens it signs carry this x5c certificate chain

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -17,6 +16,11 @@ import (
 // Options are the signer's validated runtime settings.
 type Options struct {
 	Issuer string
+	// Audiences are the services (aud) this signer issues tokens for; any other audience is
+	// refused, and an empty list refuses every one. The caller (the gateway) checks the
+	// service too, but the signer must not certify a token for a registry it does not serve
+	// whoever asks.
+	Audiences []string
 	// MaxTTL caps what a caller may ask for.
 	MaxTTL time.Duration
 	// NotBeforeSkew backdates nbf so a verifier whose clock is a little behind accepts the token.
@@ -41,13 +45,13 @@ type Token struct {
 	KeyID     string
 }
 
-// Signer signs tokens with the key manager's current key.
+// Signer signs tokens with the key manager's current key. It is safe for concurrent use and
+// takes no lock on the signing path.
 type Signer struct {
-	opt Options
-	km  KeyManager
-
-	mu   sync.Mutex
-	jwks map[string]*jose.JSONWebKey // by kid: the public half go-jose needs per signature
+	opt       Options
+	audiences map[string]struct{}
+	km        KeyManager
+	headers   headerCache
 }
 
 // New returns a signer.
@@ -55,7 +59,11 @@ func New(opt Options, km KeyManager) *Signer {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &Signer{opt: opt, km: km, jwks: map[string]*jose.JSONWebKey{}}
+	aud := make(map[string]struct{}, len(opt.Audiences))
+	for _, a := range opt.Audiences {
+		aud[a] = struct{}{}
+	}
+	return &Signer{opt: opt, audiences: aud, km: km}
 }
 
 // Issuer is the iss claim.
@@ -82,17 +90,14 @@ type accessEntry struct {
 
 // Sign builds and signs a token.
 func (s *Signer) Sign(ctx context.Context, c Claims) (Token, error) {
-	switch {
-	case c.Audience == "":
-		return Token{}, fmt.Errorf("%w: audience is required", ErrInvalidRequest)
-	case c.JTI == "":
-		return Token{}, fmt.Errorf("%w: jti is required", ErrInvalidRequest)
-	case c.TTL <= 0:
-		return Token{}, fmt.Errorf("%w: ttl must be positive", ErrInvalidRequest)
-	case s.opt.MaxTTL > 0 && c.TTL > s.opt.MaxTTL:
-		return Token{}, fmt.Errorf("%w: ttl %s exceeds the maximum %s", ErrInvalidRequest, c.TTL, s.opt.MaxTTL)
+	if err := s.check(c); err != nil {
+		return Token{}, err
 	}
-	js, kid, err := s.joseSigner(ctx)
+	k, err := s.km.SigningKey(ctx)
+	if err != nil {
+		return Token{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	h, err := s.headers.get(k)
 	if err != nil {
 		return Token{}, err
 	}
@@ -110,48 +115,42 @@ func (s *Signer) Sign(ctx context.Context, c Claims) (Token, error) {
 	if err != nil {
 		return Token{}, fmt.Errorf("marshal claims: %w", err)
 	}
-	jws, err := js.Sign(payload)
+	enc := base64.RawURLEncoding
+	// One buffer for header.payload.signature; 2×66 bytes covers an ES384 signature, a larger
+	// (RSA) one grows it once.
+	buf := make([]byte, 0, len(h.prefix)+enc.EncodedLen(len(payload))+1+enc.EncodedLen(132))
+	buf = append(buf, h.prefix...)
+	buf = enc.AppendEncode(buf, payload)
+	sig, err := signJWS(ctx, k, h, buf)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 			return Token{}, err
 		}
 		return Token{}, fmt.Errorf("%w: sign: %v", ErrUnavailable, err)
 	}
-	raw, err := jws.CompactSerialize()
-	if err != nil {
-		return Token{}, fmt.Errorf("serialize: %w", err)
-	}
-	return Token{Raw: raw, IssuedAt: now, ExpiresAt: exp, KeyID: kid}, nil
+	buf = append(buf, '.')
+	buf = enc.AppendEncode(buf, sig)
+	return Token{Raw: string(buf), IssuedAt: now, ExpiresAt: exp, KeyID: k.ID()}, nil
 }
 
-// joseSigner builds the go-jose signer for this request: the key may change between calls
-// (rotation) and a network-backed key must sign within this request's deadline.
-func (s *Signer) joseSigner(ctx context.Context) (jose.Signer, string, error) {
-	k, err := s.km.SigningKey(ctx)
-	if err != nil {
-		return nil, "", fmt.Errorf("%w: %v", ErrUnavailable, err)
+// check refuses what the signer must never sign, whoever the caller is.
+func (s *Signer) check(c Claims) error {
+	_, served := s.audiences[c.Audience]
+	switch {
+	case c.Audience == "":
+		return fmt.Errorf("%w: audience is required", ErrInvalidRequest)
+	case !served:
+		return fmt.Errorf("%w: audience %q is not one this signer issues tokens for (signer.audiences)", ErrInvalidRequest, c.Audience)
+	case c.Subject == "" && len(c.Access) > 0:
+		return fmt.Errorf("%w: a token that grants access needs a subject", ErrInvalidRequest)
+	case c.JTI == "":
+		return fmt.Errorf("%w: jti is required", ErrInvalidRequest)
+	case c.TTL <= 0:
+		return fmt.Errorf("%w: ttl must be positive", ErrInvalidRequest)
+	case s.opt.MaxTTL > 0 && c.TTL > s.opt.MaxTTL:
+		return fmt.Errorf("%w: ttl %s exceeds the maximum %s", ErrInvalidRequest, c.TTL, s.opt.MaxTTL)
 	}
-	s.mu.Lock()
-	pub, ok := s.jwks[k.ID()]
-	if !ok {
-		pub = publicJWK(k)
-		s.jwks[k.ID()] = pub
-	}
-	s.mu.Unlock()
-	opts := (&jose.SignerOptions{}).WithType("JWT")
-	if c, ok := k.(Chainer); ok {
-		chain := c.Chain()
-		x5c := make([]string, len(chain))
-		for i, der := range chain {
-			x5c[i] = base64.StdEncoding.EncodeToString(der)
-		}
-		opts = opts.WithHeader("x5c", x5c)
-	}
-	js, err := jose.NewSigner(jose.SigningKey{Algorithm: k.Algorithm(), Key: &opaque{ctx: ctx, key: k, pub: pub}}, opts)
-	if err != nil {
-		return nil, "", fmt.Errorf("signer for key %s: %w", k.ID(), err)
-	}
-	return js, k.ID(), nil
+	return nil
 }
 
 // JWKS returns the JSON Web Key Set of every key verifiers should trust.

@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,7 +42,7 @@ func TestSignProducesDistributionClaims(t *testing.T) {
 	t.Parallel()
 	pk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	now := time.Unix(1_800_000_000, 0)
-	s := signer.New(signer.Options{Issuer: "portcullis", MaxTTL: time.Hour, NotBeforeSkew: 10 * time.Second, Now: func() time.Time { return now }},
+	s := signer.New(signer.Options{Issuer: "portcullis", Audiences: []string{"registry.local"}, MaxTTL: time.Hour, NotBeforeSkew: 10 * time.Second, Now: func() time.Time { return now }},
 		memKM{memKey{pk, "kid-1"}})
 	tok, err := s.Sign(context.Background(), signer.Claims{
 		Subject: "alice", Audience: "registry.local", TTL: 5 * time.Minute, JTI: "j1",
@@ -78,20 +79,58 @@ func TestSignProducesDistributionClaims(t *testing.T) {
 	}
 }
 
-func TestSignRejectsBadRequests(t *testing.T) {
+func TestSignRefusesBadRequests(t *testing.T) {
 	t.Parallel()
 	pk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	s := signer.New(signer.Options{Issuer: "i", MaxTTL: time.Hour}, memKM{memKey{pk, "k"}})
-	cases := map[string]signer.Claims{
-		"no audience": {JTI: "j", TTL: time.Minute},
-		"no jti":      {Audience: "a", TTL: time.Minute},
-		"zero ttl":    {Audience: "a", JTI: "j"},
-		"ttl too big": {Audience: "a", JTI: "j", TTL: 2 * time.Hour},
+	pull := []scope.Scope{{Type: "repository", Name: "alice/app", Actions: []string{"pull"}}}
+	tests := []struct {
+		name      string
+		audiences []string
+		c         signer.Claims
+		wantErr   string // "" means the token is signed
+	}{
+		{"served audience", []string{"a", "b"}, signer.Claims{Subject: "alice", Audience: "b", JTI: "j", TTL: time.Minute, Access: pull}, ""},
+		{"anonymous without access", []string{"a"}, signer.Claims{Audience: "a", JTI: "j", TTL: time.Minute}, ""},
+		{"audience not served", []string{"a", "b"}, signer.Claims{Subject: "alice", Audience: "evil.example", JTI: "j", TTL: time.Minute}, `audience "evil.example" is not one`},
+		{"audience differs in case", []string{"registry.local"}, signer.Claims{Subject: "alice", Audience: "Registry.local", JTI: "j", TTL: time.Minute}, "is not one"},
+		{"no audiences configured", nil, signer.Claims{Subject: "alice", Audience: "a", JTI: "j", TTL: time.Minute}, "is not one"},
+		{"empty audiences configured", []string{}, signer.Claims{Subject: "alice", Audience: "a", JTI: "j", TTL: time.Minute}, "is not one"},
+		{"empty subject with access", []string{"a"}, signer.Claims{Audience: "a", JTI: "j", TTL: time.Minute, Access: pull}, "needs a subject"},
+		{"no audience", []string{"a"}, signer.Claims{Subject: "alice", JTI: "j", TTL: time.Minute}, "audience is required"},
+		{"no jti", []string{"a"}, signer.Claims{Subject: "alice", Audience: "a", TTL: time.Minute}, "jti is required"},
+		{"zero ttl", []string{"a"}, signer.Claims{Subject: "alice", Audience: "a", JTI: "j"}, "ttl must be positive"},
+		{"ttl too big", []string{"a"}, signer.Claims{Subject: "alice", Audience: "a", JTI: "j", TTL: 2 * time.Hour}, "exceeds the maximum"},
 	}
-	for name, c := range cases {
-		if _, err := s.Sign(context.Background(), c); !errors.Is(err, signer.ErrInvalidRequest) {
-			t.Errorf("%s: err = %v, want ErrInvalidRequest", name, err)
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := signer.New(signer.Options{Issuer: "i", Audiences: tt.audiences, MaxTTL: time.Hour}, memKM{memKey{pk, "k"}})
+			tok, err := s.Sign(context.Background(), tt.c)
+			if tt.wantErr == "" {
+				if err != nil || tok.Raw == "" {
+					t.Fatalf("Sign = %v, want a token", err)
+				}
+				return
+			}
+			if !errors.Is(err, signer.ErrInvalidRequest) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Sign error = %v, want ErrInvalidRequest mentioning %q", err, tt.wantErr)
+			}
+			if tok.Raw != "" {
+				t.Fatal("a refused request returned a token")
+			}
+		})
+	}
+}
+
+// The allow-list is the signer's own copy: changing the caller's slice later changes nothing.
+func TestSignAudiencesCopied(t *testing.T) {
+	t.Parallel()
+	pk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	auds := []string{"a"}
+	s := signer.New(signer.Options{Audiences: auds}, memKM{memKey{pk, "k"}})
+	auds[0] = "evil"
+	if _, err := s.Sign(context.Background(), signer.Claims{Audience: "evil", JTI: "j", TTL: time.Minute}); !errors.Is(err, signer.ErrInvalidRequest) {
+		t.Fatalf("Sign for an audience added after New = %v, want ErrInvalidRequest", err)
 	}
 }
 
@@ -145,7 +184,7 @@ func TestLocalKeyManager(t *testing.T) {
 		t.Fatalf("RSA key alg = %s", kR.Algorithm())
 	}
 	// The RSA key signs tokens that verify.
-	s := signer.New(signer.Options{Issuer: "i"}, kmR)
+	s := signer.New(signer.Options{Issuer: "i", Audiences: []string{"a"}}, kmR)
 	tok, err := s.Sign(ctx, signer.Claims{Audience: "a", JTI: "j", TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)

@@ -26,16 +26,20 @@ own_namespace(name) if {
 	startswith(name, concat("", [input.identity.subject, "/"]))
 }
 
+# Each element is [type, class, name, action]: the class is part of the key, so a rule
+# grants exactly the scopes it looked at. These rules ignore the class, so they grant
+# repository(plugin):alice/app like repository:alice/app.
+
 # Admins get every action they request, on every type (including
 # registry:catalog:* and the "*" action).
-allowed contains [s.type, s.name, action] if {
+allowed contains [s.type, s.class, s.name, action] if {
 	admin
 	some s in input.scopes
 	some action in s.actions
 }
 
 # Pull and push in the user's own namespace.
-allowed contains ["repository", s.name, action] if {
+allowed contains ["repository", s.class, s.name, action] if {
 	authenticated
 	some s in input.scopes
 	s.type == "repository"
@@ -45,7 +49,7 @@ allowed contains ["repository", s.name, action] if {
 }
 
 # Pull from library/.
-allowed contains ["repository", s.name, "pull"] if {
+allowed contains ["repository", s.class, s.name, "pull"] if {
 	authenticated
 	some s in input.scopes
 	s.type == "repository"

@@ -29,20 +29,20 @@ allowed_for(identity, scopes) := allowed if {
 # --- admins ---
 
 test_admin_gets_catalog if {
-	allowed_for(root, [catalog]) == {["registry", "catalog", "*"]}
+	allowed_for(root, [catalog]) == {["registry", "", "catalog", "*"]}
 }
 
 test_admin_gets_every_requested_action if {
 	allowed_for(root, [repo("alice/app", ["pull", "push", "delete", "*"])]) == {
-		["repository", "alice/app", "pull"],
-		["repository", "alice/app", "push"],
-		["repository", "alice/app", "delete"],
-		["repository", "alice/app", "*"],
+		["repository", "", "alice/app", "pull"],
+		["repository", "", "alice/app", "push"],
+		["repository", "", "alice/app", "delete"],
+		["repository", "", "alice/app", "*"],
 	}
 }
 
 test_admin_gets_only_requested_actions if {
-	allowed_for(root, [repo("x/y", ["pull"])]) == {["repository", "x/y", "pull"]}
+	allowed_for(root, [repo("x/y", ["pull"])]) == {["repository", "", "x/y", "pull"]}
 }
 
 test_anonymous_in_admins_group_gets_nothing if {
@@ -58,13 +58,13 @@ test_user_without_admins_group_gets_no_catalog if {
 
 test_user_pull_push_own_repo if {
 	allowed_for(alice, [repo("alice/app", ["pull", "push"])]) == {
-		["repository", "alice/app", "pull"],
-		["repository", "alice/app", "push"],
+		["repository", "", "alice/app", "pull"],
+		["repository", "", "alice/app", "push"],
 	}
 }
 
 test_user_own_nested_repo if {
-	allowed_for(alice, [repo("alice/team/app", ["push"])]) == {["repository", "alice/team/app", "push"]}
+	allowed_for(alice, [repo("alice/team/app", ["push"])]) == {["repository", "", "alice/team/app", "push"]}
 }
 
 test_user_no_delete_or_wildcard_on_own_repo if {
@@ -90,7 +90,7 @@ test_own_namespace_only_for_repositories if {
 
 test_user_named_library_cannot_push_library if {
 	library_user := object.union(alice, {"subject": "library"})
-	allowed_for(library_user, [repo("library/alpine", ["pull", "push"])]) == {["repository", "library/alpine", "pull"]}
+	allowed_for(library_user, [repo("library/alpine", ["pull", "push"])]) == {["repository", "", "library/alpine", "pull"]}
 }
 
 test_empty_subject_gets_nothing if {
@@ -101,7 +101,7 @@ test_empty_subject_gets_nothing if {
 # --- library ---
 
 test_user_pulls_library if {
-	allowed_for(alice, [repo("library/alpine", ["pull", "push", "delete"])]) == {["repository", "library/alpine", "pull"]}
+	allowed_for(alice, [repo("library/alpine", ["pull", "push", "delete"])]) == {["repository", "", "library/alpine", "pull"]}
 }
 
 test_library_prefix_is_not_namespace if {
@@ -130,7 +130,27 @@ test_mixed_scopes if {
 		repo("bob/app", ["pull"]),
 		repo("alice/app", ["push"]),
 	]) == {
-		["repository", "library/alpine", "pull"],
-		["repository", "alice/app", "push"],
+		["repository", "", "library/alpine", "pull"],
+		["repository", "", "alice/app", "push"],
+	}
+}
+
+# --- class is part of the key ---
+# The default rules ignore the class, but each grant names the class of the scope it
+# grants, so a plugin scope and a plain one with the same name are decided apart.
+
+plugin(name, actions) := {"type": "repository", "class": "plugin", "name": name, "actions": actions}
+
+test_class_kept_apart if {
+	allowed_for(alice, [plugin("alice/p", ["push"]), repo("library/p", ["pull"])]) == {
+		["repository", "plugin", "alice/p", "push"],
+		["repository", "", "library/p", "pull"],
+	}
+}
+
+test_same_name_with_and_without_class if {
+	allowed_for(alice, [plugin("alice/p", ["pull"]), repo("alice/p", ["pull"])]) == {
+		["repository", "plugin", "alice/p", "pull"],
+		["repository", "", "alice/p", "pull"],
 	}
 }

@@ -25,7 +25,8 @@ import (
 	"github.com/portcullis-dev/portcullis/services/authz"
 )
 
-// query is the one rule a policy must define: a set of [type, name, action].
+// query is the one rule a policy must define: a set of [type, class, name, action]
+// (deploy/policies/README.md).
 const query = "data.portcullis.authz.allowed"
 
 // Config selects the policy.
@@ -146,7 +147,7 @@ func (e *engine) Authorize(ctx context.Context, req authz.Request) (authz.Decisi
 	}
 
 	granted := authz.Grant(req.Requested, func(s scope.Scope, action string) bool {
-		_, ok := allowed[triple{s.Type, s.Name, action}]
+		_, ok := allowed[grant{s.Type, s.Class, s.Name, action}]
 		return ok
 	})
 	e.logger.DebugContext(ctx, "authz decision",
@@ -159,12 +160,16 @@ func (e *engine) Authorize(ctx context.Context, req authz.Request) (authz.Decisi
 	return authz.Decision{Granted: granted, DecisionID: id}, nil
 }
 
-// triple is one element of the allowed set: [type, name, action].
-type triple [3]string
+// grant is one element of the allowed set: [type, class, name, action]. The class is part
+// of the key, so allowing repository(plugin):x does not allow repository:x, nor the reverse.
+type grant [4]string
 
-// allowedSet reads the query result. An undefined result means nothing is
-// allowed; anything but a set of string triples is an error.
-func allowedSet(rs rego.ResultSet) (map[triple]struct{}, error) {
+// allowedSet reads the query result. An undefined result means nothing is allowed; anything
+// but a set of string quadruples [type, class, name, action] is an error. A triple
+// [type, name, action] (the format before the class was part of the key) is refused rather
+// than guessed at: read as "any class" it would grant plugins to a policy that only meant
+// images, read as "no class" it would grant images to one that only meant plugins.
+func allowedSet(rs rego.ResultSet) (map[grant]struct{}, error) {
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		return nil, nil
 	}
@@ -176,21 +181,24 @@ func allowedSet(rs rego.ResultSet) (map[triple]struct{}, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s must be a set, got %s", query, ast.ValueName(t.Value))
 	}
-	allowed := make(map[triple]struct{}, set.Len())
+	allowed := make(map[grant]struct{}, set.Len())
 	err := set.Iter(func(elem *ast.Term) error {
 		arr, ok := elem.Value.(*ast.Array)
-		if !ok || arr.Len() != 3 {
-			return fmt.Errorf("%s: element %v is not [type, name, action]", query, elem)
+		if ok && arr.Len() == 3 {
+			return fmt.Errorf("%s: element %v has no class: elements are [type, class, name, action] (class is \"\" for scopes without one)", query, elem)
 		}
-		var tr triple
-		for i := range tr {
+		if !ok || arr.Len() != 4 {
+			return fmt.Errorf("%s: element %v is not [type, class, name, action]", query, elem)
+		}
+		var g grant
+		for i := range g {
 			s, ok := arr.Elem(i).Value.(ast.String)
 			if !ok {
-				return fmt.Errorf("%s: element %v is not [type, name, action] of strings", query, elem)
+				return fmt.Errorf("%s: element %v is not [type, class, name, action] of strings", query, elem)
 			}
-			tr[i] = string(s)
+			g[i] = string(s)
 		}
-		allowed[tr] = struct{}{}
+		allowed[g] = struct{}{}
 		return nil
 	})
 	if err != nil {

@@ -195,9 +195,9 @@ func TestGrantedSubsetOfRequested(t *testing.T) {
 	t.Parallel()
 	dir := writePolicy(t, map[string]string{"greedy.rego": `package portcullis.authz
 
-allowed contains ["repository", "alice/app", a] if some a in ["pull", "push", "delete", "*"]
-allowed contains ["registry", "catalog", "*"]
-allowed contains [s.type, s.name, "push"] if some s in input.scopes
+allowed contains ["repository", "", "alice/app", a] if some a in ["pull", "push", "delete", "*"]
+allowed contains ["registry", "", "catalog", "*"]
+allowed contains [s.type, s.class, s.name, "push"] if some s in input.scopes
 `})
 	a := open(t, opa.Config{Dir: dir})
 
@@ -238,7 +238,7 @@ want := {
 	],
 }
 
-allowed contains [s.type, s.name, a] if {
+allowed contains [s.type, s.class, s.name, a] if {
 	input == want
 	some s in input.scopes
 	some a in s.actions
@@ -273,7 +273,7 @@ func TestDataDocument(t *testing.T) {
 	t.Parallel()
 	policy := `package portcullis.authz
 
-allowed contains ["repository", s.name, "pull"] if {
+allowed contains ["repository", "", s.name, "pull"] if {
 	some s in input.scopes
 	s.name in data.public
 }
@@ -305,7 +305,7 @@ func TestTestFilesNotLoaded(t *testing.T) {
 	t.Parallel()
 	dir := writePolicy(t, map[string]string{
 		"p.rego":      "package portcullis.authz\n\nallowed := set()\n",
-		"p_test.rego": "package portcullis.authz\n\nallowed contains [\"repository\", \"x/y\", \"pull\"]\n",
+		"p_test.rego": "package portcullis.authz\n\nallowed contains [\"repository\", \"\", \"x/y\", \"pull\"]\n",
 	})
 	a := open(t, opa.Config{Dir: dir})
 	got, err := a.Authorize(context.Background(), authz.Request{Identity: alice, Requested: []scope.Scope{repo("x/y", "pull")}})
@@ -321,7 +321,7 @@ func TestClockInjected(t *testing.T) {
 	t.Parallel()
 	dir := writePolicy(t, map[string]string{"p.rego": `package portcullis.authz
 
-allowed contains ["repository", "a/b", "pull"] if time.now_ns() == 1000000000000000000
+allowed contains ["repository", "", "a/b", "pull"] if time.now_ns() == 1000000000000000000
 `})
 	fixed := time.Unix(0, 1e18)
 	a, err := opa.Config{Dir: dir}.Open(context.Background(), authz.Deps{Now: func() time.Time { return fixed }})
@@ -453,8 +453,12 @@ func TestEvalErrors(t *testing.T) {
 		policy string
 	}{
 		{"allowed is not a set", "package portcullis.authz\n\nallowed := [[\"repository\", \"a/b\", \"pull\"]]\n"},
-		{"element not a triple", "package portcullis.authz\n\nallowed contains [\"repository\", \"a/b\"]\n"},
+
+		{"element too short", "package portcullis.authz\n\nallowed contains [\"repository\", \"a/b\"]\n"},
+		{"element too long", "package portcullis.authz\n\nallowed contains [\"repository\", \"\", \"a/b\", \"pull\", \"x\"]\n"},
 		{"element not strings", "package portcullis.authz\n\nallowed contains [\"repository\", \"a/b\", 1]\n"},
+		{"quadruple not strings", "package portcullis.authz\n\nallowed contains [\"repository\", null, \"a/b\", \"pull\"]\n"},
+		{"element not an array", "package portcullis.authz\n\nallowed contains \"repository:a/b:pull\"\n"},
 		{"conflicting values", "package portcullis.authz\n\nallowed := {[\"repository\", \"a/b\", \"pull\"]} if true\nallowed := set() if true\n"},
 	}
 	for _, tt := range tests {
@@ -472,9 +476,96 @@ func TestEvalErrors(t *testing.T) {
 	}
 }
 
+// A triple, the format before the class was part of the key, is refused with a message that
+// says what changed, rather than read as some class.
+func TestTripleRefused(t *testing.T) {
+	t.Parallel()
+	a := open(t, opa.Config{Dir: writePolicy(t, map[string]string{"p.rego": `package portcullis.authz
+
+allowed contains ["repository", s.name, "pull"] if {
+	some s in input.scopes
+	s.class == "plugin"
+}
+`})})
+	plugin := scope.Scope{Type: "repository", Class: "plugin", Name: "x/y", Actions: []string{"pull"}}
+	d, err := a.Authorize(context.Background(), authz.Request{Identity: alice, Requested: []scope.Scope{plugin, repo("x/y", "pull")}})
+	if err == nil || !strings.Contains(err.Error(), "[type, class, name, action]") {
+		t.Fatalf("Authorize = %v, %v; want an error naming [type, class, name, action]", d, err)
+	}
+	if len(d.Granted) != 0 {
+		t.Errorf("error with grants %v", d.Granted)
+	}
+}
+
+// The class is part of the decision's key: a grant for repository(plugin):x/y does not
+// grant repository:x/y, nor the reverse, even when both are asked for in one request.
+func TestClassIsPartOfTheKey(t *testing.T) {
+	t.Parallel()
+	plugin := scope.Scope{Type: "repository", Class: "plugin", Name: "x/y", Actions: []string{"pull"}}
+	plain := repo("x/y", "pull")
+	tests := []struct {
+		name   string
+		policy string
+		want   []scope.Scope
+	}{
+		{
+			name: "plugins only",
+			policy: `allowed contains ["repository", s.class, s.name, "pull"] if {
+	some s in input.scopes
+	s.class == "plugin"
+}`,
+			want: []scope.Scope{plugin},
+		},
+		{
+			name: "plugins only, class written out",
+			policy: `allowed contains ["repository", "plugin", s.name, "pull"] if {
+	some s in input.scopes
+	s.class == "plugin"
+}`,
+			want: []scope.Scope{plugin},
+		},
+		{
+			name: "without class only",
+			policy: `allowed contains ["repository", "", s.name, "pull"] if {
+	some s in input.scopes
+	s.class == ""
+}`,
+			want: []scope.Scope{plain},
+		},
+		{
+			name:   "both",
+			policy: `allowed contains [s.type, s.class, s.name, "pull"] if some s in input.scopes`,
+			want:   []scope.Scope{plugin, plain},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			a := open(t, opa.Config{Dir: writePolicy(t, map[string]string{"p.rego": "package portcullis.authz\n\n" + tt.policy + "\n"})})
+			for _, requested := range [][]scope.Scope{{plugin, plain}, {plugin}, {plain}} {
+				d, err := a.Authorize(context.Background(), authz.Request{Identity: alice, Requested: requested})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var want []scope.Scope
+				for _, s := range requested {
+					for _, w := range tt.want {
+						if reflect.DeepEqual(s, w) {
+							want = append(want, s)
+						}
+					}
+				}
+				if !reflect.DeepEqual(d.Granted, want) {
+					t.Errorf("requested %v: Granted = %v, want %v", requested, d.Granted, want)
+				}
+			}
+		})
+	}
+}
+
 func TestUndefinedAllowsNothing(t *testing.T) {
 	t.Parallel()
-	a := open(t, opa.Config{Dir: writePolicy(t, map[string]string{"p.rego": "package portcullis.authz\n\nallowed := {[\"repository\", \"a/b\", \"pull\"]} if false\n"})})
+	a := open(t, opa.Config{Dir: writePolicy(t, map[string]string{"p.rego": "package portcullis.authz\n\nallowed := {[\"repository\", \"\", \"a/b\", \"pull\"]} if false\n"})})
 	d, err := a.Authorize(context.Background(), authz.Request{Identity: alice, Requested: []scope.Scope{repo("a/b", "pull")}})
 	if err != nil || len(d.Granted) != 0 {
 		t.Errorf("Authorize = %v, %v; want nothing granted", d, err)
@@ -497,7 +588,7 @@ func TestDeadline(t *testing.T) {
 	// A policy that takes far longer than the deadline.
 	a := open(t, opa.Config{Dir: writePolicy(t, map[string]string{"slow.rego": `package portcullis.authz
 
-allowed contains [s.type, s.name, a] if {
+allowed contains [s.type, s.class, s.name, a] if {
 	some s in input.scopes
 	some a in s.actions
 	count([x | some x in numbers.range(1, 100000000)]) > 0

@@ -55,7 +55,7 @@ func Run(t *testing.T, km signer.KeyManager) {
 			t.Fatalf("signing key %s is not published", k.ID())
 		}
 	})
-	s := signer.New(signer.Options{Issuer: "keystest", MaxTTL: time.Hour}, km)
+	s := signer.New(signer.Options{Issuer: "keystest", Audiences: []string{"a"}, MaxTTL: time.Hour}, km)
 	jwks, err := s.JWKS(ctx)
 	if err != nil {
 		t.Fatal(err)
