@@ -1,6 +1,7 @@
-// Command portcullis-bench measures token throughput and latency on loopback: it starts
-// bin/portcullis (all-in-one, then split into four processes) and drives GET /token with
-// HTTP Basic credentials. `make bench` runs it; figures are printed, never asserted.
+// Command portcullis-bench measures token throughput, latency and server CPU per token on
+// loopback: it starts bin/portcullis (all-in-one, then split into four processes) and drives
+// GET /token with HTTP Basic credentials. `make bench` runs it; figures are printed, never
+// asserted.
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,8 +37,9 @@ func main() {
 	vaultRate := flag.Int("vault-rate", 750, "request rate of the Vault fixed-rate run (half the 1,500 tokens/s target)")
 	profile := flag.Bool("profile", true, "CPU-profile the all-in-one warm run and print the top functions")
 	profileOut := flag.String("profile-out", ".cache/bench-cpu.pprof", "where to keep that CPU profile (go tool pprof)")
+	withVault := flag.Bool("vault", true, "also compare Vault transit signing (needs the vault binary: scripts/install-tools.sh vault)")
 	flag.Parse()
-	if err := run(*bin, *dur, *conc, *rate, *vaultRate, *profile, *profileOut); err != nil {
+	if err := run(*bin, *dur, *conc, *rate, *vaultRate, *profile, *profileOut, *withVault); err != nil {
 		fmt.Fprintln(os.Stderr, "portcullis-bench:", err)
 		os.Exit(1)
 	}
@@ -70,7 +73,7 @@ func (s scenario) String() string {
 	return fmt.Sprintf("%-10s %-4s creds, %d scope(s)%s", mode, creds, s.scopes, key)
 }
 
-func run(bin string, dur time.Duration, conc, rate, vaultRate int, profile bool, profileOut string) error {
+func run(bin string, dur time.Duration, conc, rate, vaultRate int, profile bool, profileOut string, withVault bool) error {
 	bin, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -83,9 +86,10 @@ func run(bin string, dur time.Duration, conc, rate, vaultRate int, profile bool,
 	if err := writeUsers(dir); err != nil {
 		return err
 	}
-	fmt.Printf("portcullis bench: %d clients for %s per closed-loop run; fixed-rate runs at %d tokens/s; server and load generator share this machine's %d CPUs\n\n",
+	fmt.Printf("portcullis bench: %d clients for %s per closed-loop run; fixed-rate runs at %d tokens/s; server and load generator share this machine's %d CPUs\n",
 		conc, dur, rate, numCPU())
-	fmt.Printf("%-62s %10s %9s %9s\n", "scenario", "tokens/s", "p50", "p99")
+	fmt.Printf("CPU/token: CPU time of the server process(es) during the run (user+system, /proc/<pid>/stat) per token issued\n\n")
+	fmt.Printf("%-62s %10s %9s %9s %10s\n", "scenario", "tokens/s", "p50", "p99", "CPU/token")
 	var profPath string
 	for _, split := range []bool{false, true} {
 		for _, cold := range []bool{false, true} {
@@ -102,7 +106,11 @@ func run(bin string, dur time.Duration, conc, rate, vaultRate int, profile bool,
 				if err != nil {
 					return fmt.Errorf("%s: %w", sc, err)
 				}
-				res.print(sc.String())
+				name := sc.String()
+				if prof != "" {
+					name += " (CPU-profiled)"
+				}
+				res.print(name)
 			}
 		}
 	}
@@ -117,8 +125,10 @@ func run(bin string, dur time.Duration, conc, rate, vaultRate int, profile bool,
 		}
 		res.print(fmt.Sprintf("%s @%d/s", sc, rate))
 	}
-	if err := benchVault(bin, dir, dur, conc, vaultRate); err != nil {
-		return fmt.Errorf("vault: %w", err)
+	if withVault {
+		if err := benchVault(bin, dir, dur, conc, vaultRate); err != nil {
+			return fmt.Errorf("vault: %w", err)
+		}
 	}
 	fmt.Println()
 	if _, err := withServer(bin, dir, scenario{scopes: 1}, "", func(url string) (result, error) {
@@ -161,6 +171,8 @@ func config(dir string, sc scenario, ports []string) string {
 	return fmt.Sprintf(`log: {level: info}
 gateway:
   listen: %s
+  public_url: http://%[1]s
+  metrics_listen: %s
   services: [registry.local]
   backends: {authn: %s, authz: %s, signer: %s}
 authn:
@@ -174,18 +186,30 @@ signer:
   listen: %s
   metrics_listen: %s
   key: %s
-`, ports[0], ports[1], ports[2], ports[3], ports[1], sc.cold, filepath.Join(dir, "htpasswd"), ports[2], ports[3], ports[4], key)
+`, ports[portGateway], ports[portGatewayMetrics], ports[portAuthn], ports[portAuthz], ports[portSigner],
+		ports[portAuthn], sc.cold, filepath.Join(dir, "htpasswd"), ports[portAuthz], ports[portSigner], ports[portSignerMetrics], key)
 }
 
 // server is a running Portcullis: its gateway URL and where the signer's metrics are.
 type server struct{ url, signerMetrics string }
+
+// Ports in the generated config, by index.
+const (
+	portGateway = iota
+	portAuthn
+	portAuthz
+	portSigner
+	portSignerMetrics
+	portGatewayMetrics // the gateway's, and in all-in-one mode every service's, /metrics
+	numPorts
+)
 
 func withServer(bin, dir string, sc scenario, cpuprofile string, f func(url string) (result, error)) (result, error) {
 	return withServerAt(bin, dir, sc, cpuprofile, func(s server) (result, error) { return f(s.url) })
 }
 
 func withServerAt(bin, dir string, sc scenario, cpuprofile string, f func(s server) (result, error)) (result, error) {
-	ports := make([]string, 5)
+	ports := make([]string, numPorts)
 	for i := range ports {
 		p, err := freePort()
 		if err != nil {
@@ -225,16 +249,61 @@ func withServerAt(bin, dir string, sc scenario, cpuprofile string, f func(s serv
 		}
 		procs = append(procs, cmd)
 	}
-	url := "http://" + ports[0]
+	url := "http://" + ports[portGateway]
 	if err := waitReady(url, 15*time.Second); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, targets[len(targets)-1]+".log"))
 		return result{}, fmt.Errorf("%w\n%s", err, log)
 	}
-	metrics := url + "/metrics"
+	metrics := "http://" + ports[portGatewayMetrics] + "/metrics"
 	if sc.split {
-		metrics = "http://" + ports[4] + "/metrics"
+		metrics = "http://" + ports[portSignerMetrics] + "/metrics"
 	}
-	return f(server{url: url, signerMetrics: metrics})
+	cpu0 := cpuTime(procs)
+	res, err := f(server{url: url, signerMetrics: metrics})
+	res.cpu = cpuTime(procs) - cpu0
+	return res, err
+}
+
+// clockTick is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on every Linux port Go
+// supports.
+const clockTick = 10 * time.Millisecond
+
+// cpuTime is the user+system CPU time the processes have used so far, or 0 when /proc
+// cannot tell (not Linux).
+func cpuTime(procs []*exec.Cmd) time.Duration {
+	var total time.Duration
+	for _, p := range procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Process.Pid))
+		if err != nil {
+			return 0
+		}
+		t, ok := statCPU(string(b))
+		if !ok {
+			return 0
+		}
+		total += t
+	}
+	return total
+}
+
+// statCPU reads utime+stime (fields 14 and 15) from a /proc/<pid>/stat line.
+func statCPU(stat string) (time.Duration, bool) {
+	// The command name (field 2) may hold spaces and parentheses; the fields after its
+	// closing parenthesis are numbers, starting with field 3.
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 13 {
+		return 0, false
+	}
+	utime, err1 := strconv.ParseInt(f[14-3], 10, 64)
+	stime, err2 := strconv.ParseInt(f[15-3], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(utime+stime) * clockTick, true
 }
 
 func freePort() (string, error) {
@@ -273,6 +342,7 @@ type result struct {
 	n, errs int
 	elapsed time.Duration
 	lat     []time.Duration
+	cpu     time.Duration // the server's CPU time during the run
 }
 
 func (r result) print(name string) {
@@ -287,8 +357,12 @@ func (r result) print(name string) {
 	if r.errs > 0 {
 		errs = fmt.Sprintf("  (%d errors)", r.errs)
 	}
-	fmt.Printf("%-62s %10.0f %9s %9s%s\n", name, float64(r.n)/r.elapsed.Seconds(),
-		pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), errs)
+	perToken := "-"
+	if r.cpu > 0 && r.n > 0 {
+		perToken = fmt.Sprintf("%.0fµs", float64(r.cpu.Microseconds())/float64(r.n))
+	}
+	fmt.Printf("%-62s %10.0f %9s %9s %10s%s\n", name, float64(r.n)/r.elapsed.Seconds(),
+		pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), perToken, errs)
 }
 
 func newClient(conc int) *http.Client {
