@@ -544,3 +544,24 @@ func TestDiscoveryIgnoresHost(t *testing.T) {
 		})
 	}
 }
+
+// The signer refuses access without a subject, so an anonymous caller whom a policy grants
+// something (public pulls) must reach it with a subject no login can have.
+func TestAnonymousTokensHaveASubject(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil, nil, grpc_health_v1.HealthCheckResponse_SERVING)
+	resp, err := http.Get(e.srv.URL + "/token?service=registry.local&scope=repository:library/x:pull")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if got := e.signer.last.GetSubject(); got != gateway.AnonymousSubject {
+		t.Fatalf("anonymous subject = %q, want %q", got, gateway.AnonymousSubject)
+	}
+	if e.authn.calls.Load() != 0 {
+		t.Fatal("an anonymous request reached authn")
+	}
+}

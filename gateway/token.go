@@ -20,6 +20,9 @@ import (
 	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
 )
 
+// AnonymousSubject is the sub claim of tokens issued to callers who sent no credentials.
+const AnonymousSubject = "system:anonymous"
+
 // tokenRequest is a token request after parsing, whichever form it came in.
 type tokenRequest struct {
 	service    string
@@ -192,8 +195,14 @@ func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (*issued, *apiEr
 		granted, decisionID = pbconv.ScopesFromPB(resp.GetGranted()), resp.GetDecisionId()
 	}
 	jti := randid.Hex(16)
+	subject := id.Subject
+	if id.Anonymous {
+		// The signer refuses access without a subject; a policy may still grant anonymous
+		// pulls. No htpasswd or directory login can contain ':', so this is no user's name.
+		subject = AnonymousSubject
+	}
 	resp, err := g.c.Signer.SignToken(ctx, &signerv1.SignTokenRequest{
-		Subject: id.Subject, Audience: req.service, Access: pbconv.ScopesToPB(granted),
+		Subject: subject, Audience: req.service, Access: pbconv.ScopesToPB(granted),
 		Ttl: durationpb.New(g.opt.TokenTTL), Jti: jti,
 	})
 	if err != nil {
@@ -201,7 +210,7 @@ func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (*issued, *apiEr
 	}
 	iat := resp.GetIssuedAt().AsTime()
 	return &issued{
-		token: resp.GetToken(), issuedAt: iat, granted: granted, jti: jti, subject: id.Subject, decisionID: decisionID,
+		token: resp.GetToken(), issuedAt: iat, granted: granted, jti: jti, subject: subject, decisionID: decisionID,
 		expiresIn: int64(resp.GetExpiresAt().AsTime().Sub(iat) / time.Second),
 	}, nil
 }
