@@ -256,6 +256,23 @@ func (s *Server) signal(t T, sig syscall.Signal) {
 	if err := s.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signal vault: %v", err)
 	}
+	if sig != syscall.SIGSTOP {
+		return
+	}
+	// kill(2) returns before the process has stopped: on a loaded machine a running Vault
+	// thread could still answer a request. Wait until the kernel reports it stopped.
+	stat := fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			t.Fatalf("vault state: %v", err)
+		}
+		// The state follows the parenthesised command name: "pid (comm) T ...".
+		if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't') {
+			return
+		}
+	}
+	t.Fatal("vault did not stop within 10s of SIGSTOP")
 }
 
 // Restart starts a stopped server on the same address and unseals it.
