@@ -13,9 +13,10 @@ build:
 run: build
 	./bin/portcullis -target=all -data-dir=.cache/run -gateway.listen=$(ADDR)
 
-## test: everything — unit tests, policy tests, generated-code drift, and the e2e suites
-## against real registries (distribution 3.1.2, Debian's 2.8), skopeo, crane and docker.
-test: tools check-generate unit e2e
+## test: everything — unit tests, policy tests, generated-code drift, the e2e suites against real
+## registries (distribution 3.1.2, Debian's 2.8), skopeo, crane, oras, docker and Vault, and
+## docker-compose.yml brought up with mutual TLS on the machine's Docker engine.
+test: tools check-generate unit e2e compose-smoke
 
 unit:
 	$(GO) vet ./...

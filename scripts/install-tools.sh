@@ -59,6 +59,9 @@ install_debian() {
   command -v htpasswd >/dev/null || need+=(apache2-utils)
   command -v jq >/dev/null || need+=(jq)
   command -v curl >/dev/null || need+=(curl)
+  command -v openssl >/dev/null || need+=(openssl)
+  # The compose smoke test (make compose-smoke) brings docker-compose.yml up on the machine's engine.
+  command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || need+=(docker-compose)
   if [ ${#need[@]} -gt 0 ]; then
     echo "install-tools: apt-get install ${need[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
