@@ -31,10 +31,10 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	verb := args[0]
 	fs := flag.NewFlagSet("portcullis keys "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:7004", "admin gRPC address (admin.listen in -target=all, signer.listen when split)")
+	addr := fs.String("addr", "127.0.0.1:7004", "admin gRPC address: admin.listen of the process running the signer")
 	tokenFile := fs.String("admin-token-file", envOr("PORTCULLIS_ADMIN_TOKEN_FILE", ""), "file holding the admin secret (env PORTCULLIS_ADMIN_TOKEN_FILE)")
 	var tlsCfg grpctls.Config
-	fs.StringVar(&tlsCfg.CertFile, "tls-cert", "", "client certificate, when the signer requires internal TLS")
+	fs.StringVar(&tlsCfg.CertFile, "tls-cert", "", "client certificate naming spiffe://<trust_domain>/admin, when internal TLS is configured")
 	fs.StringVar(&tlsCfg.KeyFile, "tls-key", "", "client key for -tls-cert")
 	fs.StringVar(&tlsCfg.CAFile, "tls-ca", "", "CA of the signer's certificate")
 	fs.StringVar(&tlsCfg.ServerName, "tls-server-name", "", "name to verify in the signer's certificate")
