@@ -1,0 +1,247 @@
+package sessions
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+)
+
+// TokenPrefix starts every refresh token so secret scanners can recognize a leaked one.
+const TokenPrefix = "pcr_"
+
+// tokenBytes is the refresh token's entropy: 256 bits.
+const tokenBytes = 32
+
+// Defaults for Options fields left zero.
+const (
+	DefaultIdleTTL       = 30 * 24 * time.Hour
+	DefaultMaxTTL        = 90 * 24 * time.Hour
+	DefaultFlushInterval = time.Second
+	// gcInterval is how often the flush loop deletes expired sessions.
+	gcInterval = time.Hour
+)
+
+// Options configure a Manager. Zero values get the defaults above.
+type Options struct {
+	IdleTTL, MaxTTL time.Duration
+	Now             func() time.Time
+	Logger          *slog.Logger
+	// FlushInterval is how often recorded last uses are written to the store in one batch.
+	FlushInterval time.Duration
+}
+
+// Manager issues and checks refresh tokens over a Store.
+//
+// Lookup always reads the store, so a revocation (by any replica sharing the database) takes
+// effect at the next request. Only "last used" is kept in memory, and written in batches, so a
+// token request costs one indexed read and no write.
+type Manager struct {
+	st   Store
+	o    Options
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+
+	mu      sync.Mutex
+	pending map[string]Touch // last use per session id not yet written
+	lastGC  time.Time
+}
+
+// NewManager starts the background loop that flushes last uses; Close stops it.
+func NewManager(st Store, o Options) *Manager {
+	if o.IdleTTL <= 0 {
+		o.IdleTTL = DefaultIdleTTL
+	}
+	if o.MaxTTL <= 0 {
+		o.MaxTTL = DefaultMaxTTL
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = DefaultFlushInterval
+	}
+	m := &Manager{st: st, o: o, stop: make(chan struct{}), done: make(chan struct{}), pending: map[string]Touch{}, lastGC: o.Now()}
+	go m.loop()
+	return m
+}
+
+// Store is the store under the manager, for the admin API.
+func (m *Manager) Store() Store { return m.st }
+
+// Issue creates a session and returns its refresh token: "pcr_" + base64url(32 random bytes).
+// The token is returned once; only its hash is stored.
+func (m *Manager) Issue(ctx context.Context, subject, backend, service, clientID, remoteAddr string) (string, Session, error) {
+	var raw [tokenBytes]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", Session{}, fmt.Errorf("sessions: random token: %w", err)
+	}
+	token := TokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	var idb [16]byte
+	if _, err := rand.Read(idb[:]); err != nil {
+		return "", Session{}, fmt.Errorf("sessions: random id: %w", err)
+	}
+	now := m.o.Now().UTC().Truncate(time.Microsecond)
+	s := Session{
+		ID:             "ses_" + base64.RawURLEncoding.EncodeToString(idb[:]),
+		TokenHash:      HashToken(token),
+		Subject:        subject,
+		Backend:        backend,
+		Service:        service,
+		ClientID:       clientID,
+		CreatedAt:      now,
+		LastUsedAt:     now,
+		LastRemoteAddr: remoteAddr,
+		ExpiresAt:      now.Add(m.o.MaxTTL),
+	}
+	s.IdleExpiresAt = minTime(now.Add(m.o.IdleTTL), s.ExpiresAt)
+	if err := m.st.Create(ctx, s); err != nil {
+		return "", Session{}, fmt.Errorf("sessions: create: %w", err)
+	}
+	return token, s, nil
+}
+
+// Lookup finds the live session of token for service and records its use. Malformed, unknown,
+// expired (idle or absolute) and other-service tokens are all ErrInvalidToken; a store failure
+// is returned wrapped. clientID is recorded nowhere on purpose: clients refresh under another
+// client_id than they logged in with (docker vs containerd-client), so it is not bound.
+func (m *Manager) Lookup(ctx context.Context, token, service, clientID, remoteAddr string) (Session, error) {
+	_ = clientID
+	if !wellFormed(token) {
+		return Session{}, ErrInvalidToken
+	}
+	h := HashToken(token)
+	s, err := m.st.ByTokenHash(ctx, h)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return Session{}, ErrInvalidToken
+	case err != nil:
+		return Session{}, fmt.Errorf("sessions: lookup: %w", err)
+	}
+	// The store found it by an index on the hash; comparing again in constant time costs nothing
+	// and keeps a store bug from accepting another token.
+	if subtle.ConstantTimeCompare(s.TokenHash[:], h[:]) != 1 {
+		return Session{}, ErrInvalidToken
+	}
+	now := m.o.Now().UTC().Truncate(time.Microsecond)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p, ok := m.pending[s.ID]; ok && p.IdleExpiresAt.After(s.IdleExpiresAt) {
+		// A use not yet flushed already extended the idle expiry.
+		s.IdleExpiresAt, s.LastUsedAt, s.LastRemoteAddr = p.IdleExpiresAt, p.LastUsedAt, p.RemoteAddr
+	}
+	if !now.Before(s.ExpiresAt) || !now.Before(s.IdleExpiresAt) || s.Service != service {
+		return Session{}, ErrInvalidToken
+	}
+	t := Touch{ID: s.ID, LastUsedAt: now, RemoteAddr: remoteAddr, IdleExpiresAt: minTime(now.Add(m.o.IdleTTL), s.ExpiresAt)}
+	if p, ok := m.pending[s.ID]; !ok || !p.LastUsedAt.After(now) {
+		m.pending[s.ID] = t
+	}
+	s.LastUsedAt, s.LastRemoteAddr, s.IdleExpiresAt = t.LastUsedAt, t.RemoteAddr, t.IdleExpiresAt
+	return s, nil
+}
+
+// Close stops the flush loop and writes the last uses still held. Safe to call more than once.
+func (m *Manager) Close(ctx context.Context) error {
+	m.once.Do(func() { close(m.stop) })
+	<-m.done
+	return m.flush(ctx)
+}
+
+func (m *Manager) loop() {
+	defer close(m.done)
+	tk := time.NewTicker(m.o.FlushInterval)
+	defer tk.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-tk.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 10*m.o.FlushInterval+5*time.Second)
+			if err := m.flush(ctx); err != nil {
+				m.o.Logger.Warn("writing session last-use times failed; will retry", "err", err)
+			}
+			m.gc(ctx)
+			cancel()
+		}
+	}
+}
+
+// flush writes the pending last uses in one batch. On failure they are put back (unless a newer
+// use of the same session arrived meanwhile) for the next flush.
+func (m *Manager) flush(ctx context.Context) error {
+	m.mu.Lock()
+	if len(m.pending) == 0 {
+		m.mu.Unlock()
+		return nil
+	}
+	batch := make([]Touch, 0, len(m.pending))
+	for _, t := range m.pending {
+		batch = append(batch, t)
+	}
+	m.pending = map[string]Touch{}
+	m.mu.Unlock()
+
+	err := m.st.Touch(ctx, batch)
+	if err == nil {
+		return nil
+	}
+	m.mu.Lock()
+	for _, t := range batch {
+		if _, newer := m.pending[t.ID]; !newer {
+			m.pending[t.ID] = t
+		}
+	}
+	m.mu.Unlock()
+	return fmt.Errorf("sessions: touch: %w", err)
+}
+
+// gc deletes expired sessions once per gcInterval (of the injected clock).
+func (m *Manager) gc(ctx context.Context) {
+	now := m.o.Now()
+	m.mu.Lock()
+	due := now.Sub(m.lastGC) >= gcInterval
+	if due {
+		m.lastGC = now
+	}
+	m.mu.Unlock()
+	if !due {
+		return
+	}
+	n, err := m.st.DeleteExpired(ctx, now)
+	if err != nil {
+		m.o.Logger.Warn("deleting expired sessions failed", "err", err)
+		return
+	}
+	if n > 0 {
+		m.o.Logger.Info("deleted expired sessions", "count", n)
+	}
+}
+
+// wellFormed checks the shape of a refresh token before any store read, so garbage costs nothing.
+func wellFormed(token string) bool {
+	body, ok := strings.CutPrefix(token, TokenPrefix)
+	if !ok || len(body) != base64.RawURLEncoding.EncodedLen(tokenBytes) {
+		return false
+	}
+	_, err := base64.RawURLEncoding.Strict().DecodeString(body)
+	return err == nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,131 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/portcullis-dev/portcullis/pkg/pgtest"
+	"github.com/portcullis-dev/portcullis/services/authn/sessions"
+	"github.com/portcullis-dev/portcullis/services/authn/sessions/postgres"
+	"github.com/portcullis-dev/portcullis/services/authn/sessions/storetest"
+)
+
+// The store against a real PostgreSQL (Debian's postgresql package; the test fails without it).
+func TestStore(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.StartServer(t)
+	storetest.Run(t, func(t *testing.T) sessions.Store {
+		c := &postgres.Config{DSN: srv.NewDatabase(t), MaxConns: 4}
+		st, err := c.Open(context.Background(), sessions.Deps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	})
+
+	t.Run("Migrations", func(t *testing.T) {
+		t.Parallel()
+		testMigrations(t, srv)
+	})
+	t.Run("DSNFile", func(t *testing.T) {
+		t.Parallel()
+		f := filepath.Join(t.TempDir(), "dsn")
+		if err := os.WriteFile(f, []byte(srv.NewDatabase(t)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st, err := (&postgres.Config{DSNFile: f}).Open(context.Background(), sessions.Deps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = st.Close(context.Background())
+	})
+}
+
+// Replicas starting together migrate once; reopening is a no-op; a database a newer binary
+// migrated is refused at Open with a message that says so.
+func testMigrations(t *testing.T, srv *pgtest.Server) {
+	ctx := context.Background()
+	dsn := srv.NewDatabase(t)
+	c := &postgres.Config{DSN: dsn}
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() {
+			st, err := c.Open(ctx, sessions.Deps{})
+			if err == nil {
+				err = st.Close(ctx)
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("concurrent Open: %v", err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var v, rows int
+	if err := conn.QueryRow(ctx, `SELECT max(version), count(*) FROM schema_version`).Scan(&v, &rows); err != nil || v != 1 || rows != 1 {
+		t.Fatalf("schema_version = %d (%d rows), %v; want 1 (1 row)", v, rows, err)
+	}
+	if _, err := conn.Exec(ctx, `UPDATE schema_version SET version = 7`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Open(ctx, sessions.Deps{})
+	var tooNew *sessions.SchemaTooNewError
+	if !errors.As(err, &tooNew) || tooNew.Have != 7 || tooNew.Known != 1 {
+		t.Fatalf("Open(newer schema) = %v, want SchemaTooNewError{7, 1}", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cr3t-pw"
+	for _, tc := range []struct {
+		name string
+		c    postgres.Config
+		want []string
+	}{
+		{"dsn", postgres.Config{DSN: "postgres://u:" + secret + "@db/portcullis"}, nil},
+		{"dsn_file", postgres.Config{DSNFile: "/run/secrets/dsn", MaxConns: 20}, nil},
+		{"neither", postgres.Config{}, []string{"dsn: one of dsn or dsn_file is required"}},
+		{"both, bad max_conns", postgres.Config{DSN: "postgres://db/x", DSNFile: "/f", MaxConns: -1},
+			[]string{"dsn: set dsn or dsn_file, not both", "max_conns: must not be negative"}},
+		{"unparsable", postgres.Config{DSN: "postgres://u:" + secret + "@db:notaport/x"}, []string{"not a valid PostgreSQL connection string"}},
+	} {
+		errs := tc.c.Validate()
+		if len(errs) != len(tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, errs, tc.want)
+			continue
+		}
+		for i, e := range errs {
+			if !strings.Contains(e.Error(), tc.want[i]) || strings.Contains(e.Error(), secret) {
+				t.Errorf("%s: %q, want %q and no password", tc.name, e, tc.want[i])
+			}
+		}
+	}
+}
+
+// A DSN that cannot be used is an Open error that does not show the password.
+func TestOpenDoesNotLeakDSN(t *testing.T) {
+	t.Parallel()
+	f := filepath.Join(t.TempDir(), "dsn")
+	const secret = "s3cr3t-pw"
+	if err := os.WriteFile(f, []byte("postgres://u:"+secret+"@db:notaport/x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := (&postgres.Config{DSNFile: f}).Open(context.Background(), sessions.Deps{})
+	if err == nil || strings.Contains(err.Error(), secret) {
+		t.Fatalf("Open = %v; want an error without the password", err)
+	}
+}

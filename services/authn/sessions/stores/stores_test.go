@@ -1,0 +1,42 @@
+package stores_test
+
+import (
+	"strings"
+	"testing"
+
+	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/portcullis-dev/portcullis/services/authn/sessions/postgres"
+	"github.com/portcullis-dev/portcullis/services/authn/sessions/sqlite"
+	"github.com/portcullis-dev/portcullis/services/authn/sessions/stores"
+)
+
+func spec(t *testing.T, doc string) stores.Spec {
+	t.Helper()
+	var s stores.Spec
+	if err := yaml.Unmarshal([]byte(doc), &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestDecode(t *testing.T) {
+	t.Parallel()
+	c, err := stores.Decode(spec(t, "{type: sqlite, config: {path: /data/sessions.db}}"))
+	if sc, ok := c.(*sqlite.Config); err != nil || !ok || sc.Path != "/data/sessions.db" {
+		t.Fatalf("sqlite: %#v, %v", c, err)
+	}
+	c, err = stores.Decode(spec(t, "{type: postgres, config: {dsn_file: /run/dsn, max_conns: 20}}"))
+	if pc, ok := c.(*postgres.Config); err != nil || !ok || pc.DSNFile != "/run/dsn" || pc.MaxConns != 20 {
+		t.Fatalf("postgres: %#v, %v", c, err)
+	}
+	for _, tc := range []struct{ doc, want string }{
+		{"{type: mongodb}", `unknown session store type "mongodb" (known: postgres, sqlite)`},
+		{"{type: sqlite, config: {path: /x.db, colour: red}}", "colour"},
+		{"{type: postgres, config: {dsn: x, max_conns: lots}}", "cannot unmarshal"},
+	} {
+		if _, err := stores.Decode(spec(t, tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.doc, err, tc.want)
+		}
+	}
+}
