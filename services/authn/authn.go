@@ -53,6 +53,14 @@ type BcryptCoster interface {
 	BcryptCost(ctx context.Context) int
 }
 
+// Resolver is an optional ability: it re-reads a user the backend vouched for earlier, without
+// a password, so a refresh grant sees the user's current groups and labels. It answers
+// ErrNoMatch when the user is gone and ErrUnavailable when it cannot tell. Sessions are only
+// issued for backends that have it.
+type Resolver interface {
+	Resolve(ctx context.Context, subject string) (identity.Identity, error)
+}
+
 // Closer is an optional ability for backends holding goroutines or connections.
 type Closer interface {
 	Close(ctx context.Context) error

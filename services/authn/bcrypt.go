@@ -60,5 +60,18 @@ func Verify(ctx context.Context, lim *BcryptLimiter, u User, found bool, cr Cred
 	if !ok {
 		return identity.Identity{}, ErrInvalidCredentials
 	}
-	return identity.Identity{Subject: u.Name, Groups: append([]string(nil), u.Groups...)}, nil
+	return u.identity(), nil
+}
+
+// Resolve is Verify without the password, for the Resolver ability of password backends: the
+// identity a successful Verify of u would return, or ErrNoMatch when the user is gone.
+func Resolve(u User, found bool) (identity.Identity, error) {
+	if !found {
+		return identity.Identity{}, ErrNoMatch
+	}
+	return u.identity(), nil
+}
+
+func (u User) identity() identity.Identity {
+	return identity.Identity{Subject: u.Name, Groups: append([]string(nil), u.Groups...)}
 }

@@ -109,3 +109,51 @@ func (c *Chain) Close(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Resolve re-reads subject in the backend named backend (a session's Identity.Backend).
+// A backend no longer in the chain, or one without the Resolver ability, knows nobody:
+// ErrNoMatch, so a session from an old configuration ends rather than moving elsewhere.
+func (c *Chain) Resolve(ctx context.Context, backend, subject string) (identity.Identity, error) {
+	b, ok := c.backend(backend)
+	if !ok {
+		return identity.Identity{}, ErrNoMatch
+	}
+	r, ok := b.Authenticator.(Resolver)
+	if !ok {
+		return identity.Identity{}, ErrNoMatch
+	}
+	id, err := r.Resolve(ctx, subject)
+	switch {
+	case errors.Is(err, ErrNoMatch):
+		return identity.Identity{}, ErrNoMatch
+	case err != nil:
+		return identity.Identity{}, fmt.Errorf("backend %q: %w", b.Name, err)
+	}
+	if id.Subject != subject { // a backend must not turn one session's user into another
+		return identity.Identity{}, ErrNoMatch
+	}
+	if id.Backend == "" {
+		id.Backend = b.Name
+	}
+	return id, nil
+}
+
+// CanResolve reports whether the backend named backend can re-read its users, that is
+// whether a session vouched for by it could ever be refreshed.
+func (c *Chain) CanResolve(backend string) bool {
+	b, ok := c.backend(backend)
+	if !ok {
+		return false
+	}
+	_, ok = b.Authenticator.(Resolver)
+	return ok
+}
+
+func (c *Chain) backend(name string) (Backend, bool) {
+	for _, b := range c.backends {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	return Backend{}, false
+}

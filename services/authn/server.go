@@ -3,28 +3,62 @@ package authn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/portcullis-dev/portcullis/pkg/identity"
 	"github.com/portcullis-dev/portcullis/pkg/pbconv"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
+	"github.com/portcullis-dev/portcullis/services/authn/sessions"
 )
 
-// Server exposes an Authenticator over gRPC.
+// Session events, as passed to ServerOptions.SessionEvent and SessionAdminServer.SessionEvent.
+const (
+	EventCreated   = "created"
+	EventRefreshed = "refreshed"
+	EventRefused   = "refused"
+	EventRevoked   = "revoked"
+)
+
+// ServerOptions are the Server's optional parts.
+type ServerOptions struct {
+	// Sessions issues and looks up refresh tokens; nil: sessions are off, offline logins get
+	// no refresh token and every refresh is refused.
+	Sessions *sessions.Manager
+	// Resolver re-reads the user behind a session. It is the chain itself, not the cache in
+	// front of it: a refresh must see the backend's current data.
+	Resolver *Chain
+	// SessionEvent is called once per session event (EventCreated, EventRefreshed,
+	// EventRefused); metrics hook in here. nil: nothing.
+	SessionEvent func(event string)
+}
+
+// Server exposes an Authenticator, and the sessions behind refresh tokens, over gRPC.
 type Server struct {
 	authnv1.UnimplementedAuthnServiceServer
-	auth Authenticator
-	log  *slog.Logger
+	auth     Authenticator
+	log      *slog.Logger
+	audit    *slog.Logger
+	sessions *sessions.Manager
+	resolver *Chain
+	event    func(string)
 }
 
 // NewServer returns the gRPC server for a.
-func NewServer(a Authenticator, log *slog.Logger) *Server {
-	return &Server{auth: a, log: log}
+func NewServer(a Authenticator, log *slog.Logger, opts ServerOptions) *Server {
+	ev := opts.SessionEvent
+	if ev == nil {
+		ev = func(string) {}
+	}
+	return &Server{auth: a, log: log, audit: log.With("log_type", "audit"),
+		sessions: opts.Sessions, resolver: opts.Resolver, event: ev}
 }
 
-// Authenticate implements authnv1.AuthnServiceServer.
+// Authenticate implements authnv1.AuthnServiceServer. An offline login also gets a refresh
+// token, when sessions are on and the backend that vouched for the user can re-read it later.
 func (s *Server) Authenticate(ctx context.Context, req *authnv1.AuthenticateRequest) (*authnv1.AuthenticateResponse, error) {
 	if req.GetUsername() == "" {
 		return nil, status.Error(codes.InvalidArgument, "username is required")
@@ -34,28 +68,125 @@ func (s *Server) Authenticate(ctx context.Context, req *authnv1.AuthenticateRequ
 		Service: req.GetService(), ClientID: req.GetClientId(), RemoteAddr: req.GetRemoteAddr(),
 	})
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, toStatus(ctx, s.log, err)
 	}
-	return &authnv1.AuthenticateResponse{Identity: pbconv.IdentityToPB(id)}, nil
+	resp := &authnv1.AuthenticateResponse{Identity: pbconv.IdentityToPB(id)}
+	if !req.GetOffline() || s.sessions == nil || s.resolver == nil || !s.resolver.CanResolve(id.Backend) {
+		return resp, nil
+	}
+	tok, ses, err := s.sessions.Issue(ctx, id.Subject, id.Backend, req.GetService(), req.GetClientId(), req.GetRemoteAddr())
+	if err != nil {
+		// Failing the login beats answering without a token: a client that gets none keeps the
+		// password instead (docker stores it in config.json), and nobody would notice.
+		return nil, toStatus(ctx, s.log, storeErr(err))
+	}
+	s.event(EventCreated)
+	s.audit.InfoContext(ctx, "session created", sessionAttrs(ses, req.GetRemoteAddr())...)
+	resp.RefreshToken = tok
+	return resp, nil
 }
 
-// toStatus is the one place authn errors become gRPC codes; internal detail stays in the log.
-func (s *Server) toStatus(ctx context.Context, err error) error {
+// Refresh implements authnv1.AuthnServiceServer: the token's session, then its user re-read
+// in the backend that vouched for them. Every way a token can be wrong gets the same answer,
+// so a caller learns nothing about sessions it does not hold.
+func (s *Server) Refresh(ctx context.Context, req *authnv1.RefreshRequest) (*authnv1.RefreshResponse, error) {
+	id, err := s.refresh(ctx, req)
+	if err != nil {
+		if errors.Is(err, errRefused) {
+			s.event(EventRefused)
+		}
+		return nil, toStatus(ctx, s.log, err)
+	}
+	s.event(EventRefreshed)
+	return &authnv1.RefreshResponse{Identity: pbconv.IdentityToPB(id)}, nil
+}
+
+func (s *Server) refresh(ctx context.Context, req *authnv1.RefreshRequest) (identity.Identity, error) {
+	refuse := func(reason string, attrs ...any) (identity.Identity, error) {
+		attrs = append(attrs, "reason", reason, "service", req.GetService(), "client_id", req.GetClientId(),
+			"remote_addr", req.GetRemoteAddr())
+		s.audit.InfoContext(ctx, "session refused", attrs...)
+		return identity.Identity{}, fmt.Errorf("%w: %s", errRefused, reason)
+	}
+	if s.sessions == nil || s.resolver == nil {
+		return refuse("sessions disabled")
+	}
+	if req.GetRefreshToken() == "" {
+		return refuse("no refresh token")
+	}
+	ses, err := s.sessions.Lookup(ctx, req.GetRefreshToken(), req.GetService(), req.GetClientId(), req.GetRemoteAddr())
 	switch {
+	case errors.Is(err, sessions.ErrInvalidToken):
+		// Unknown, expired, revoked or for another service: the manager does not say which,
+		// and the token itself is never logged.
+		return refuse("invalid refresh token")
+	case err != nil:
+		return identity.Identity{}, storeErr(err)
+	}
+	id, err := s.resolver.Resolve(ctx, ses.Backend, ses.Subject)
+	switch {
+	case errors.Is(err, ErrNoMatch):
+		return refuse("user no longer known to its backend", "session_id", ses.ID, "subject", ses.Subject, "backend", ses.Backend)
+	case err != nil:
+		return identity.Identity{}, err
+	}
+	s.audit.InfoContext(ctx, "session refreshed", sessionAttrs(ses, req.GetRemoteAddr())...)
+	return id, nil
+}
+
+// errRefused is any refresh token that does not lead to a current user.
+var errRefused = errors.New("authn: refresh refused")
+
+// storeErr makes a session store failure ErrUnavailable, keeping the context's own errors.
+func storeErr(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("session store: %w: %w", ErrUnavailable, err)
+}
+
+func sessionAttrs(ses sessions.Session, remoteAddr string) []any {
+	return []any{"session_id", ses.ID, "subject", ses.Subject, "backend", ses.Backend, "service", ses.Service,
+		"client_id", ses.ClientID, "remote_addr", remoteAddr}
+}
+
+// toStatus is the one place authn errors become gRPC codes, for both services of this
+// package; internal detail stays in the log.
+func toStatus(ctx context.Context, log *slog.Logger, err error) error {
+	switch {
+	case errors.Is(err, errRefused):
+		return status.Error(codes.Unauthenticated, "invalid refresh token")
 	case errors.Is(err, ErrInvalidCredentials), errors.Is(err, ErrNoMatch):
 		return status.Error(codes.Unauthenticated, "invalid credentials")
+	case errors.Is(err, sessions.ErrNotFound):
+		return status.Error(codes.NotFound, "session not found")
+	case errors.Is(err, sessions.ErrBadPageToken):
+		return status.Error(codes.InvalidArgument, "invalid page token")
+	case errors.Is(err, errInvalidArgument):
+		var ia invalidArgument
+		errors.As(err, &ia)
+		return status.Error(codes.InvalidArgument, ia.msg)
 	case errors.Is(err, ErrBusy):
 		// Not logged per request: under a flood that would be a second sink. Limiter metrics count it.
 		return status.Error(codes.ResourceExhausted, "too many authentication requests; retry later")
 	case errors.Is(err, ErrUnavailable):
-		s.log.WarnContext(ctx, "authn backend unavailable", "error", err)
+		log.WarnContext(ctx, "authn backend unavailable", "error", err)
 		return status.Error(codes.Unavailable, "authentication backend unavailable")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "authentication timed out")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "canceled")
 	default:
-		s.log.ErrorContext(ctx, "authn failed", "error", err)
+		log.ErrorContext(ctx, "authn failed", "error", err)
 		return status.Error(codes.Internal, "internal error")
 	}
 }
+
+// errInvalidArgument marks a request the admin API refuses as malformed; its message is
+// written for the caller and safe to return.
+var errInvalidArgument = errors.New("authn: invalid argument")
+
+type invalidArgument struct{ msg string }
+
+func (e invalidArgument) Error() string        { return e.msg }
+func (e invalidArgument) Is(target error) bool { return target == errInvalidArgument }

@@ -43,7 +43,7 @@ func TestServerMapsErrorsWithoutEchoingThem(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := authn.NewServer(failing{tc.err}, slog.New(slog.DiscardHandler))
+			s := authn.NewServer(failing{tc.err}, slog.New(slog.DiscardHandler), authn.ServerOptions{})
 			_, err := s.Authenticate(context.Background(), &authnv1.AuthenticateRequest{Username: "u", Password: "p"})
 			st := status.Convert(err)
 			if st.Code() != tc.want {
@@ -69,7 +69,7 @@ func TestServerAnswersSaturatedBcrypt(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return authn.NewServer(authn.NewChain([]authn.Backend{{Name: "s", Authenticator: a}}, lim), slog.New(slog.DiscardHandler))
+		return authn.NewServer(authn.NewChain([]authn.Backend{{Name: "s", Authenticator: a}}, lim), slog.New(slog.DiscardHandler), authn.ServerOptions{})
 	}
 	req := &authnv1.AuthenticateRequest{Username: "alice", Password: "pw"}
 

@@ -4,6 +4,7 @@ package authntest
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
@@ -25,7 +26,9 @@ type Open func(t *testing.T, users []User, deps authn.Deps) authn.Authenticator
 // Run checks the chain semantics every backend must keep: known user and right password
 // → identity with groups; wrong password → ErrInvalidCredentials; unknown user → ErrNoMatch.
 // A backend that verifies bcrypt hashes (authn.BcryptCoster) must also report the highest
-// cost it holds and make its comparisons wait for Deps.Bcrypt.
+// cost it holds and make its comparisons wait for Deps.Bcrypt. A backend that can re-read its
+// users (authn.Resolver) must return from Resolve exactly what Authenticate returns for the
+// right password, without any bcrypt work, and ErrNoMatch for users it does not know.
 func Run(t *testing.T, open Open) {
 	t.Helper()
 	users := []User{
@@ -72,6 +75,9 @@ func Run(t *testing.T, open Open) {
 			}
 		})
 	}
+	if r, ok := a.(authn.Resolver); ok {
+		runResolver(t, a, r, users, lim)
+	}
 	bc, ok := a.(authn.BcryptCoster)
 	if !ok {
 		return
@@ -94,6 +100,46 @@ func Run(t *testing.T, open Open) {
 			t.Fatalf("unknown user: err = %v, want ErrNoMatch", err)
 		}
 	})
+}
+
+func runResolver(t *testing.T, a authn.Authenticator, r authn.Resolver, users []User, lim *authn.BcryptLimiter) {
+	ctx := context.Background()
+	want := map[string]any{}
+	for _, u := range users {
+		id, err := a.Authenticate(ctx, authn.Credentials{Username: u.Name, Password: authn.Password(u.Password)})
+		if err != nil {
+			t.Fatalf("authenticate %s: %v", u.Name, err)
+		}
+		want[u.Name] = id
+	}
+	cases := []struct {
+		name, subject string
+		wantErr       error
+	}{
+		{"resolves a known user", "alice", nil},
+		{"resolves a user without groups", "bob", nil},
+		{"unknown user", "mallory", authn.ErrNoMatch},
+		{"empty subject", "", authn.ErrNoMatch},
+		{"case matters", "Alice", authn.ErrNoMatch},
+	}
+	for _, tc := range cases {
+		t.Run("Resolve/"+tc.name, func(t *testing.T) {
+			// Every bcrypt slot is taken: resolving must not need one (a refresh grant
+			// checks no password, which is what makes it cheap).
+			release := Hold(t, lim)
+			defer release()
+			id, err := r.Resolve(ctx, tc.subject)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if !reflect.DeepEqual(id, want[tc.subject]) {
+				t.Fatalf("Resolve = %+v, want what Authenticate returns: %+v", id, want[tc.subject])
+			}
+		})
+	}
 }
 
 // Hold takes one of lim's slots until the returned function is called (at most once).

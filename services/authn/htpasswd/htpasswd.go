@@ -80,6 +80,7 @@ var (
 	_ authn.Authenticator = (*backend)(nil)
 	_ authn.BcryptCoster  = (*backend)(nil)
 	_ authn.Closer        = (*backend)(nil)
+	_ authn.Resolver      = (*backend)(nil)
 )
 
 // Open loads the file (failing on any bad line) and starts watching it.
@@ -212,6 +213,13 @@ func parse(data []byte, groups map[string][]string) (*table, error) {
 func (b *backend) Authenticate(ctx context.Context, cr authn.Credentials) (identity.Identity, error) {
 	u, ok := b.tab.Load().users[cr.Username]
 	return authn.Verify(ctx, b.deps.Bcrypt, u, ok, cr)
+}
+
+// Resolve implements authn.Resolver from the file as last reloaded: a user removed from it
+// is gone once the watcher has seen the change.
+func (b *backend) Resolve(_ context.Context, subject string) (identity.Identity, error) {
+	u, ok := b.tab.Load().users[subject]
+	return authn.Resolve(u, ok)
 }
 
 // BcryptCost implements authn.BcryptCoster.

@@ -138,3 +138,30 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A session outlives the file line that allowed it: once the user is removed and the file
+// reloaded, Resolve (the refresh grant) must refuse them, and see group changes.
+func TestResolveFollowsTheFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "htpasswd")
+	write(t, path, "alice:"+hash(t, "a"), "bob:"+hash(t, "b"))
+	a := open(t, &htpasswd.Config{Path: path, ReloadInterval: config.Duration(10 * time.Millisecond),
+		Groups: map[string][]string{"admins": {"bob"}}}, authn.Deps{})
+	r, ok := a.(authn.Resolver)
+	if !ok {
+		t.Fatal("htpasswd backend does not implement authn.Resolver: its users could never refresh")
+	}
+	ctx := context.Background()
+	id, err := r.Resolve(ctx, "bob")
+	if err != nil || id.Subject != "bob" || len(id.Groups) != 1 || id.Groups[0] != "admins" {
+		t.Fatalf("Resolve(bob) = %+v, %v", id, err)
+	}
+	write(t, path, "alice:"+hash(t, "a"))
+	waitFor(t, func() bool {
+		_, err := r.Resolve(ctx, "bob")
+		return errors.Is(err, authn.ErrNoMatch)
+	})
+	if _, err := r.Resolve(ctx, "alice"); err != nil {
+		t.Fatalf("alice is still in the file: %v", err)
+	}
+}

@@ -51,6 +51,7 @@ type backend struct {
 var (
 	_ authn.Authenticator = (*backend)(nil)
 	_ authn.BcryptCoster  = (*backend)(nil)
+	_ authn.Resolver      = (*backend)(nil)
 )
 
 // Open builds the backend.
@@ -69,6 +70,12 @@ func (c *Config) Open(_ context.Context, deps authn.Deps) (authn.Authenticator, 
 func (b *backend) Authenticate(ctx context.Context, cr authn.Credentials) (identity.Identity, error) {
 	u, ok := b.users[cr.Username]
 	return authn.Verify(ctx, b.bcrypt, u, ok, cr)
+}
+
+// Resolve implements authn.Resolver.
+func (b *backend) Resolve(_ context.Context, subject string) (identity.Identity, error) {
+	u, ok := b.users[subject]
+	return authn.Resolve(u, ok)
 }
 
 func (b *backend) BcryptCost(context.Context) int { return b.maxCost }

@@ -23,6 +23,17 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestImplementsResolver(t *testing.T) {
+	t.Parallel()
+	a, err := (&static.Config{}).Open(context.Background(), authn.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.(authn.Resolver); !ok {
+		t.Fatal("static backend does not implement authn.Resolver: its users could never refresh")
+	}
+}
+
 func TestValidate(t *testing.T) {
 	t.Parallel()
 	cfg := &static.Config{Users: []static.User{{Name: ""}, {Name: "a", PasswordHash: "$apr1$x"}, {Name: "a", PasswordHash: "x"}}}

@@ -10,6 +10,7 @@ import (
 	v1 "github.com/portcullis-dev/portcullis/proto/portcullis/common/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -26,10 +27,12 @@ type AuthenticateRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Username string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
 	// Password is a secret: never logged.
-	Password      string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
-	Service       string `protobuf:"bytes,3,opt,name=service,proto3" json:"service,omitempty"`
-	ClientId      string `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	RemoteAddr    string `protobuf:"bytes,5,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	Password   string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	Service    string `protobuf:"bytes,3,opt,name=service,proto3" json:"service,omitempty"`
+	ClientId   string `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	RemoteAddr string `protobuf:"bytes,5,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	// Offline asks for a refresh token (docker's offline_token, OAuth2 access_type=offline).
+	Offline       bool `protobuf:"varint,6,opt,name=offline,proto3" json:"offline,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -99,9 +102,19 @@ func (x *AuthenticateRequest) GetRemoteAddr() string {
 	return ""
 }
 
+func (x *AuthenticateRequest) GetOffline() bool {
+	if x != nil {
+		return x.Offline
+	}
+	return false
+}
+
 type AuthenticateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Identity      *v1.Identity           `protobuf:"bytes,1,opt,name=identity,proto3" json:"identity,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Identity *v1.Identity           `protobuf:"bytes,1,opt,name=identity,proto3" json:"identity,omitempty"`
+	// RefreshToken is set when offline was asked, sessions are enabled and the backend can
+	// re-resolve the identity later. A secret: never logged.
+	RefreshToken  string `protobuf:"bytes,2,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -143,22 +156,680 @@ func (x *AuthenticateResponse) GetIdentity() *v1.Identity {
 	return nil
 }
 
+func (x *AuthenticateResponse) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+type RefreshRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// RefreshToken is a secret: never logged.
+	RefreshToken  string `protobuf:"bytes,1,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	Service       string `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	ClientId      string `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	RemoteAddr    string `protobuf:"bytes,4,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefreshRequest) Reset() {
+	*x = RefreshRequest{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshRequest) ProtoMessage() {}
+
+func (x *RefreshRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshRequest.ProtoReflect.Descriptor instead.
+func (*RefreshRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RefreshRequest) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+func (x *RefreshRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *RefreshRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *RefreshRequest) GetRemoteAddr() string {
+	if x != nil {
+		return x.RemoteAddr
+	}
+	return ""
+}
+
+type RefreshResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Identity      *v1.Identity           `protobuf:"bytes,1,opt,name=identity,proto3" json:"identity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefreshResponse) Reset() {
+	*x = RefreshResponse{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshResponse) ProtoMessage() {}
+
+func (x *RefreshResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshResponse.ProtoReflect.Descriptor instead.
+func (*RefreshResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RefreshResponse) GetIdentity() *v1.Identity {
+	if x != nil {
+		return x.Identity
+	}
+	return nil
+}
+
+// Session is what an administrator sees of a refresh token; never the token itself.
+type Session struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id is the session's public identifier (not the token).
+	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Subject        string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Backend        string                 `protobuf:"bytes,3,opt,name=backend,proto3" json:"backend,omitempty"`
+	Service        string                 `protobuf:"bytes,4,opt,name=service,proto3" json:"service,omitempty"`
+	ClientId       string                 `protobuf:"bytes,5,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	CreatedAt      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	LastUsedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_used_at,json=lastUsedAt,proto3" json:"last_used_at,omitempty"`
+	LastRemoteAddr string                 `protobuf:"bytes,8,opt,name=last_remote_addr,json=lastRemoteAddr,proto3" json:"last_remote_addr,omitempty"`
+	IdleExpiresAt  *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=idle_expires_at,json=idleExpiresAt,proto3" json:"idle_expires_at,omitempty"`
+	ExpiresAt      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Session) Reset() {
+	*x = Session{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Session) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Session) ProtoMessage() {}
+
+func (x *Session) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Session.ProtoReflect.Descriptor instead.
+func (*Session) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Session) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Session) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *Session) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *Session) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *Session) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *Session) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Session) GetLastUsedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUsedAt
+	}
+	return nil
+}
+
+func (x *Session) GetLastRemoteAddr() string {
+	if x != nil {
+		return x.LastRemoteAddr
+	}
+	return ""
+}
+
+func (x *Session) GetIdleExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IdleExpiresAt
+	}
+	return nil
+}
+
+func (x *Session) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+type ListSessionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Subject filters by user; empty lists everyone's.
+	Subject       string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSessionsRequest) Reset() {
+	*x = ListSessionsRequest{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSessionsRequest) ProtoMessage() {}
+
+func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
+func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListSessionsRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *ListSessionsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSessionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListSessionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sessions      []*Session             `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSessionsResponse) Reset() {
+	*x = ListSessionsResponse{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSessionsResponse) ProtoMessage() {}
+
+func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
+func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ListSessionsResponse) GetSessions() []*Session {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+func (x *ListSessionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type GetSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSessionRequest) Reset() {
+	*x = GetSessionRequest{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSessionRequest) ProtoMessage() {}
+
+func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
+func (*GetSessionRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetSessionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type GetSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       *Session               `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSessionResponse) Reset() {
+	*x = GetSessionResponse{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSessionResponse) ProtoMessage() {}
+
+func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSessionResponse.ProtoReflect.Descriptor instead.
+func (*GetSessionResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetSessionResponse) GetSession() *Session {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+type RevokeSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeSessionRequest) Reset() {
+	*x = RevokeSessionRequest{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeSessionRequest) ProtoMessage() {}
+
+func (x *RevokeSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeSessionRequest.ProtoReflect.Descriptor instead.
+func (*RevokeSessionRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RevokeSessionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RevokeSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeSessionResponse) Reset() {
+	*x = RevokeSessionResponse{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeSessionResponse) ProtoMessage() {}
+
+func (x *RevokeSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeSessionResponse.ProtoReflect.Descriptor instead.
+func (*RevokeSessionResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{10}
+}
+
+type RevokeUserSessionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeUserSessionsRequest) Reset() {
+	*x = RevokeUserSessionsRequest{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeUserSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeUserSessionsRequest) ProtoMessage() {}
+
+func (x *RevokeUserSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeUserSessionsRequest.ProtoReflect.Descriptor instead.
+func (*RevokeUserSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RevokeUserSessionsRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+type RevokeUserSessionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revoked       int32                  `protobuf:"varint,1,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeUserSessionsResponse) Reset() {
+	*x = RevokeUserSessionsResponse{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeUserSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeUserSessionsResponse) ProtoMessage() {}
+
+func (x *RevokeUserSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeUserSessionsResponse.ProtoReflect.Descriptor instead.
+func (*RevokeUserSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RevokeUserSessionsResponse) GetRevoked() int32 {
+	if x != nil {
+		return x.Revoked
+	}
+	return 0
+}
+
 var File_portcullis_authn_v1_authn_proto protoreflect.FileDescriptor
 
 const file_portcullis_authn_v1_authn_proto_rawDesc = "" +
 	"\n" +
-	"\x1fportcullis/authn/v1/authn.proto\x12\x13portcullis.authn.v1\x1a!portcullis/common/v1/common.proto\"\xa5\x01\n" +
+	"\x1fportcullis/authn/v1/authn.proto\x12\x13portcullis.authn.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!portcullis/common/v1/common.proto\"\xbf\x01\n" +
 	"\x13AuthenticateRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x18\n" +
 	"\aservice\x18\x03 \x01(\tR\aservice\x12\x1b\n" +
 	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vremote_addr\x18\x05 \x01(\tR\n" +
-	"remoteAddr\"R\n" +
+	"remoteAddr\x12\x18\n" +
+	"\aoffline\x18\x06 \x01(\bR\aoffline\"w\n" +
 	"\x14AuthenticateResponse\x12:\n" +
-	"\bidentity\x18\x01 \x01(\v2\x1e.portcullis.common.v1.IdentityR\bidentity2s\n" +
+	"\bidentity\x18\x01 \x01(\v2\x1e.portcullis.common.v1.IdentityR\bidentity\x12#\n" +
+	"\rrefresh_token\x18\x02 \x01(\tR\frefreshToken\"\x8d\x01\n" +
+	"\x0eRefreshRequest\x12#\n" +
+	"\rrefresh_token\x18\x01 \x01(\tR\frefreshToken\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12\x1b\n" +
+	"\tclient_id\x18\x03 \x01(\tR\bclientId\x12\x1f\n" +
+	"\vremote_addr\x18\x04 \x01(\tR\n" +
+	"remoteAddr\"M\n" +
+	"\x0fRefreshResponse\x12:\n" +
+	"\bidentity\x18\x01 \x01(\v2\x1e.portcullis.common.v1.IdentityR\bidentity\"\xa6\x03\n" +
+	"\aSession\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12\x18\n" +
+	"\abackend\x18\x03 \x01(\tR\abackend\x12\x18\n" +
+	"\aservice\x18\x04 \x01(\tR\aservice\x12\x1b\n" +
+	"\tclient_id\x18\x05 \x01(\tR\bclientId\x129\n" +
+	"\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12<\n" +
+	"\flast_used_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"lastUsedAt\x12(\n" +
+	"\x10last_remote_addr\x18\b \x01(\tR\x0elastRemoteAddr\x12B\n" +
+	"\x0fidle_expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\ridleExpiresAt\x129\n" +
+	"\n" +
+	"expires_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"k\n" +
+	"\x13ListSessionsRequest\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"x\n" +
+	"\x14ListSessionsResponse\x128\n" +
+	"\bsessions\x18\x01 \x03(\v2\x1c.portcullis.authn.v1.SessionR\bsessions\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"#\n" +
+	"\x11GetSessionRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"L\n" +
+	"\x12GetSessionResponse\x126\n" +
+	"\asession\x18\x01 \x01(\v2\x1c.portcullis.authn.v1.SessionR\asession\"&\n" +
+	"\x14RevokeSessionRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x17\n" +
+	"\x15RevokeSessionResponse\"5\n" +
+	"\x19RevokeUserSessionsRequest\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\"6\n" +
+	"\x1aRevokeUserSessionsResponse\x12\x18\n" +
+	"\arevoked\x18\x01 \x01(\x05R\arevoked2\xc9\x01\n" +
 	"\fAuthnService\x12c\n" +
-	"\fAuthenticate\x12(.portcullis.authn.v1.AuthenticateRequest\x1a).portcullis.authn.v1.AuthenticateResponseBHZFgithub.com/portcullis-dev/portcullis/proto/portcullis/authn/v1;authnv1b\x06proto3"
+	"\fAuthenticate\x12(.portcullis.authn.v1.AuthenticateRequest\x1a).portcullis.authn.v1.AuthenticateResponse\x12T\n" +
+	"\aRefresh\x12#.portcullis.authn.v1.RefreshRequest\x1a$.portcullis.authn.v1.RefreshResponse2\xb8\x03\n" +
+	"\x13SessionAdminService\x12c\n" +
+	"\fListSessions\x12(.portcullis.authn.v1.ListSessionsRequest\x1a).portcullis.authn.v1.ListSessionsResponse\x12]\n" +
+	"\n" +
+	"GetSession\x12&.portcullis.authn.v1.GetSessionRequest\x1a'.portcullis.authn.v1.GetSessionResponse\x12f\n" +
+	"\rRevokeSession\x12).portcullis.authn.v1.RevokeSessionRequest\x1a*.portcullis.authn.v1.RevokeSessionResponse\x12u\n" +
+	"\x12RevokeUserSessions\x12..portcullis.authn.v1.RevokeUserSessionsRequest\x1a/.portcullis.authn.v1.RevokeUserSessionsResponseBHZFgithub.com/portcullis-dev/portcullis/proto/portcullis/authn/v1;authnv1b\x06proto3"
 
 var (
 	file_portcullis_authn_v1_authn_proto_rawDescOnce sync.Once
@@ -172,21 +843,50 @@ func file_portcullis_authn_v1_authn_proto_rawDescGZIP() []byte {
 	return file_portcullis_authn_v1_authn_proto_rawDescData
 }
 
-var file_portcullis_authn_v1_authn_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_portcullis_authn_v1_authn_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_portcullis_authn_v1_authn_proto_goTypes = []any{
-	(*AuthenticateRequest)(nil),  // 0: portcullis.authn.v1.AuthenticateRequest
-	(*AuthenticateResponse)(nil), // 1: portcullis.authn.v1.AuthenticateResponse
-	(*v1.Identity)(nil),          // 2: portcullis.common.v1.Identity
+	(*AuthenticateRequest)(nil),        // 0: portcullis.authn.v1.AuthenticateRequest
+	(*AuthenticateResponse)(nil),       // 1: portcullis.authn.v1.AuthenticateResponse
+	(*RefreshRequest)(nil),             // 2: portcullis.authn.v1.RefreshRequest
+	(*RefreshResponse)(nil),            // 3: portcullis.authn.v1.RefreshResponse
+	(*Session)(nil),                    // 4: portcullis.authn.v1.Session
+	(*ListSessionsRequest)(nil),        // 5: portcullis.authn.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),       // 6: portcullis.authn.v1.ListSessionsResponse
+	(*GetSessionRequest)(nil),          // 7: portcullis.authn.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),         // 8: portcullis.authn.v1.GetSessionResponse
+	(*RevokeSessionRequest)(nil),       // 9: portcullis.authn.v1.RevokeSessionRequest
+	(*RevokeSessionResponse)(nil),      // 10: portcullis.authn.v1.RevokeSessionResponse
+	(*RevokeUserSessionsRequest)(nil),  // 11: portcullis.authn.v1.RevokeUserSessionsRequest
+	(*RevokeUserSessionsResponse)(nil), // 12: portcullis.authn.v1.RevokeUserSessionsResponse
+	(*v1.Identity)(nil),                // 13: portcullis.common.v1.Identity
+	(*timestamppb.Timestamp)(nil),      // 14: google.protobuf.Timestamp
 }
 var file_portcullis_authn_v1_authn_proto_depIdxs = []int32{
-	2, // 0: portcullis.authn.v1.AuthenticateResponse.identity:type_name -> portcullis.common.v1.Identity
-	0, // 1: portcullis.authn.v1.AuthnService.Authenticate:input_type -> portcullis.authn.v1.AuthenticateRequest
-	1, // 2: portcullis.authn.v1.AuthnService.Authenticate:output_type -> portcullis.authn.v1.AuthenticateResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	13, // 0: portcullis.authn.v1.AuthenticateResponse.identity:type_name -> portcullis.common.v1.Identity
+	13, // 1: portcullis.authn.v1.RefreshResponse.identity:type_name -> portcullis.common.v1.Identity
+	14, // 2: portcullis.authn.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	14, // 3: portcullis.authn.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
+	14, // 4: portcullis.authn.v1.Session.idle_expires_at:type_name -> google.protobuf.Timestamp
+	14, // 5: portcullis.authn.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 6: portcullis.authn.v1.ListSessionsResponse.sessions:type_name -> portcullis.authn.v1.Session
+	4,  // 7: portcullis.authn.v1.GetSessionResponse.session:type_name -> portcullis.authn.v1.Session
+	0,  // 8: portcullis.authn.v1.AuthnService.Authenticate:input_type -> portcullis.authn.v1.AuthenticateRequest
+	2,  // 9: portcullis.authn.v1.AuthnService.Refresh:input_type -> portcullis.authn.v1.RefreshRequest
+	5,  // 10: portcullis.authn.v1.SessionAdminService.ListSessions:input_type -> portcullis.authn.v1.ListSessionsRequest
+	7,  // 11: portcullis.authn.v1.SessionAdminService.GetSession:input_type -> portcullis.authn.v1.GetSessionRequest
+	9,  // 12: portcullis.authn.v1.SessionAdminService.RevokeSession:input_type -> portcullis.authn.v1.RevokeSessionRequest
+	11, // 13: portcullis.authn.v1.SessionAdminService.RevokeUserSessions:input_type -> portcullis.authn.v1.RevokeUserSessionsRequest
+	1,  // 14: portcullis.authn.v1.AuthnService.Authenticate:output_type -> portcullis.authn.v1.AuthenticateResponse
+	3,  // 15: portcullis.authn.v1.AuthnService.Refresh:output_type -> portcullis.authn.v1.RefreshResponse
+	6,  // 16: portcullis.authn.v1.SessionAdminService.ListSessions:output_type -> portcullis.authn.v1.ListSessionsResponse
+	8,  // 17: portcullis.authn.v1.SessionAdminService.GetSession:output_type -> portcullis.authn.v1.GetSessionResponse
+	10, // 18: portcullis.authn.v1.SessionAdminService.RevokeSession:output_type -> portcullis.authn.v1.RevokeSessionResponse
+	12, // 19: portcullis.authn.v1.SessionAdminService.RevokeUserSessions:output_type -> portcullis.authn.v1.RevokeUserSessionsResponse
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_authn_v1_authn_proto_init() }
@@ -200,9 +900,9 @@ func file_portcullis_authn_v1_authn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_authn_v1_authn_proto_rawDesc), len(file_portcullis_authn_v1_authn_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   13,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_portcullis_authn_v1_authn_proto_goTypes,
 		DependencyIndexes: file_portcullis_authn_v1_authn_proto_depIdxs,
