@@ -14,7 +14,8 @@ import (
 )
 
 // FuzzTokenQuery: whatever a client sends, with backends that succeed, the answer is a JSON
-// 200/400/401, never a 5xx or a panic, and an error answer names its OAuth2 error.
+// 200/400/401, never a 5xx or a panic, and an error answer names its OAuth2 error. A refresh
+// token (as a Basic password) is never logged.
 func FuzzTokenQuery(f *testing.F) {
 	for _, s := range []string{
 		"service=registry.local&scope=repository:alice/app:pull,push",
@@ -24,35 +25,72 @@ func FuzzTokenQuery(f *testing.F) {
 		"scope=::&service=", "service=registry.local&scope=%00", "a=%zz",
 		"service=registry.local&account=", "service=registry.local&account=bob&scope=repository:a:pull",
 	} {
-		f.Add(s, "alice", true)
-		f.Add(s, "", true)
+		f.Add(s, "alice", "pw", true)
+		f.Add(s, "", "pw", true)
+		f.Add(s, "", fakeRefreshToken, true)
+		f.Add(s, "<token>", "pcr_", true)
 	}
-	f.Fuzz(func(t *testing.T, query, user string, creds bool) {
+	f.Fuzz(func(t *testing.T, query, user, pass string, creds bool) {
 		e := newEnvWith(t, envConfig{health: grpc_health_v1.HealthCheckResponse_SERVING, noServer: true})
 		req := httptest.NewRequest("GET", "/token", nil)
 		req.URL.RawQuery = query
 		if creds {
-			req.SetBasicAuth(user, "pw")
+			req.SetBasicAuth(user, pass)
 		}
 		rec := httptest.NewRecorder()
 		e.handler.ServeHTTP(rec, req)
-		switch rec.Code {
-		case http.StatusOK, http.StatusBadRequest, http.StatusUnauthorized:
-		default:
-			t.Fatalf("query %q: status %d", query, rec.Code)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil || rec.Header().Get("Content-Type") != "application/json" {
-			t.Fatalf("query %q: body is not JSON: %q", query, rec.Body.String())
-		}
-		if rec.Code == 200 {
-			return
-		}
-		// A missing key is nil, not "": compare the string it must be.
-		if code, _ := m["error"].(string); code == "" || strings.Contains(rec.Body.String(), "panic") {
-			t.Fatalf("query %q: error answer %s", query, rec.Body.String())
+		checkFuzzAnswer(t, query, rec)
+		if creds && (user == "" || user == "<token>") && strings.HasPrefix(pass, "pcr_") && len(pass) > 8 && strings.Contains(e.log.String(), pass) {
+			t.Fatalf("the log holds the refresh token:\n%s", e.log.String())
 		}
 	})
+}
+
+// FuzzTokenForm: the same for POST /token, whatever the body and content type.
+func FuzzTokenForm(f *testing.F) {
+	for _, s := range []string{
+		dockerRefreshForm(fakeRefreshToken).Encode(),
+		with(dockerRefreshForm(fakeRefreshToken), "client_id", "containerd-client").Encode(),
+		"grant_type=password&username=alice&password=pw&access_type=offline&client_id=containerd-client&service=registry.local&scope=repository:a/b:pull",
+		"grant_type=refresh_token&refresh_token=pcr_x&refresh_token=pcr_y&client_id=docker&service=registry.local",
+		"grant_type=client_credentials", "grant_type=%zz", "", "&&==&", "scope=%00&grant_type=password",
+		`{"grant_type":"password"}`,
+	} {
+		for _, ct := range []string{formType, formType + "; charset=utf-8", "application/json", "", "multipart/form-data", ";;="} {
+			f.Add(s, ct)
+		}
+	}
+	f.Fuzz(func(t *testing.T, body, contentType string) {
+		e := newEnvWith(t, envConfig{health: grpc_health_v1.HealthCheckResponse_SERVING, noServer: true})
+		req := httptest.NewRequest("POST", "/token", strings.NewReader(body))
+		req.Header.Set("Content-Type", contentType)
+		rec := httptest.NewRecorder()
+		e.handler.ServeHTTP(rec, req)
+		checkFuzzAnswer(t, body, rec)
+		if strings.Contains(e.log.String(), fakeRefreshToken) || strings.Contains(e.log.String(), fakeIssuedToken) {
+			t.Fatalf("the log holds a refresh token:\n%s", e.log.String())
+		}
+	})
+}
+
+func checkFuzzAnswer(t *testing.T, input string, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	switch rec.Code {
+	case http.StatusOK, http.StatusBadRequest, http.StatusUnauthorized:
+	default:
+		t.Fatalf("input %q: status %d", input, rec.Code)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil || rec.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("input %q: body is not JSON: %q", input, rec.Body.String())
+	}
+	if rec.Code == 200 {
+		return
+	}
+	// A missing key is nil, not "": compare the string it must be.
+	if code, _ := m["error"].(string); code == "" || strings.Contains(rec.Body.String(), "panic") {
+		t.Fatalf("input %q: error answer %s", input, rec.Body.String())
+	}
 }
 
 // FuzzProxyHeaders: behind a trusted proxy that appends the client's address, nothing the

@@ -33,10 +33,20 @@ import (
 // Fakes of the generated clients: the gateway only translates, so its tests need no services.
 // Each counts its calls, so a test can say a request never reached a backend.
 type fakeAuthn struct {
-	err   error
-	calls atomic.Int32
-	last  atomic.Pointer[authnv1.AuthenticateRequest]
+	err         error
+	calls       atomic.Int32
+	last        atomic.Pointer[authnv1.AuthenticateRequest]
+	lastRefresh atomic.Pointer[authnv1.RefreshRequest]
 }
+
+// Refresh tokens the fake knows: fakeRefreshToken is alice's session for registry.local,
+// fakeOtherServiceToken one bound to another service. Authenticate with offline issues
+// fakeIssuedToken.
+const (
+	fakeRefreshToken      = "pcr_aliceSessionTokenAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	fakeOtherServiceToken = "pcr_otherServiceTokenBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
+	fakeIssuedToken       = "pcr_freshlyIssuedTokenCCCCCCCCCCCCCCCCCCCCCCCCCCC"
+)
 
 func (f *fakeAuthn) Authenticate(_ context.Context, in *authnv1.AuthenticateRequest, _ ...grpc.CallOption) (*authnv1.AuthenticateResponse, error) {
 	f.calls.Add(1)
@@ -50,7 +60,28 @@ func (f *fakeAuthn) Authenticate(_ context.Context, in *authnv1.AuthenticateRequ
 	if in.GetUsername() != "alice" || in.GetPassword() != "pw" {
 		return nil, status.Error(codes.Unauthenticated, "invalid credentials")
 	}
-	return &authnv1.AuthenticateResponse{Identity: &commonv1.Identity{Subject: "alice"}}, nil
+	resp := &authnv1.AuthenticateResponse{Identity: &commonv1.Identity{Subject: "alice"}}
+	if in.GetOffline() {
+		resp.RefreshToken = fakeIssuedToken
+	}
+	return resp, nil
+}
+
+// Refresh answers as services/authn.Server does: Unauthenticated for anything but a known
+// token of the requested service.
+func (f *fakeAuthn) Refresh(_ context.Context, in *authnv1.RefreshRequest, _ ...grpc.CallOption) (*authnv1.RefreshResponse, error) {
+	f.calls.Add(1)
+	f.lastRefresh.Store(in)
+	if f.err != nil {
+		return nil, f.err
+	}
+	switch {
+	case in.GetRefreshToken() == fakeRefreshToken && in.GetService() == "registry.local":
+		return &authnv1.RefreshResponse{Identity: &commonv1.Identity{Subject: "alice", Backend: "htpasswd"}}, nil
+	case in.GetRefreshToken() == fakeOtherServiceToken && in.GetService() == "other.local":
+		return &authnv1.RefreshResponse{Identity: &commonv1.Identity{Subject: "bob"}}, nil
+	}
+	return nil, status.Error(codes.Unauthenticated, "invalid refresh token")
 }
 
 type fakeAuthz struct {
@@ -318,7 +349,7 @@ func TestOAuthPasswordGrant(t *testing.T) {
 		{url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"pw"}, "service": {"registry.local"}, "client_id": {"docker"}, "scope": {"repository:a/b:pull"}}, 200, ""},
 		{url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"x"}, "service": {"registry.local"}, "client_id": {"docker"}}, 400, "invalid_grant"},
 		{url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"pw"}, "service": {"registry.local"}}, 400, "invalid_request"},
-		{url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "service": {"registry.local"}, "client_id": {"docker"}}, 400, "unsupported_grant_type"},
+		{url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "service": {"registry.local"}, "client_id": {"docker"}}, 400, "invalid_grant"},
 		{url.Values{"grant_type": {"magic"}}, 400, "unsupported_grant_type"},
 		{url.Values{}, 400, "invalid_request"},
 		{url.Values{"grant_type": {"password"}, "username": {strings.Repeat("u", 4000)}}, 400, "invalid_request"},
@@ -355,7 +386,8 @@ func TestJWKSDiscoveryAndHealth(t *testing.T) {
 	if code, body, h := get("/.well-known/jwks.json"); code != 200 || body != `{"keys":[]}` || h.Get("Cache-Control") == "" {
 		t.Fatalf("jwks: %d %s", code, body)
 	}
-	if code, body, _ := get("/.well-known/openid-configuration"); code != 200 || !strings.Contains(body, `"https://auth.example.com/.well-known/jwks.json"`) || !strings.Contains(body, `"issuer":"portcullis"`) {
+	if code, body, _ := get("/.well-known/openid-configuration"); code != 200 || !strings.Contains(body, `"https://auth.example.com/.well-known/jwks.json"`) || !strings.Contains(body, `"issuer":"portcullis"`) ||
+		!strings.Contains(body, `"grant_types_supported":["password","refresh_token"]`) {
 		t.Fatalf("discovery: %d %s", code, body)
 	}
 	if code, _, _ := get("/healthz"); code != 200 {

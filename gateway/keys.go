@@ -49,6 +49,6 @@ func (g *Gateway) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		"issuer":                resp.GetIssuer(),
 		"jwks_uri":              base + "/.well-known/jwks.json",
 		"token_endpoint":        base + "/token",
-		"grant_types_supported": []string{"password"},
+		"grant_types_supported": []string{"password", "refresh_token"},
 	})
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -23,13 +24,31 @@ import (
 // AnonymousSubject is the sub claim of tokens issued to callers who sent no credentials.
 const AnonymousSubject = "system:anonymous"
 
+// refreshTokenPrefix starts every refresh token authn issues (services/authn/sessions). The
+// gateway only uses it to tell a refresh token sent as a Basic password from a password, and
+// to refuse what cannot be one without a backend call; authn decides whether it is valid.
+const refreshTokenPrefix = "pcr_"
+
+// refreshTokenUser is the Basic username some clients send with an identity token.
+const refreshTokenUser = "<token>"
+
+// Grant types as audit events name them.
+const (
+	grantAnonymous = "anonymous"
+	grantPassword  = "password"
+	grantRefresh   = "refresh_token"
+)
+
 // tokenRequest is a token request after parsing, whichever form it came in.
 type tokenRequest struct {
 	service    string
 	scopes     []scope.Scope
+	grantType  string // grantAnonymous, grantPassword or grantRefresh
 	username   string
 	password   string
 	hasCreds   bool
+	offline    bool   // the client asked for a refresh token
+	refresh    string // the refresh token of a refresh grant: a secret, never logged
 	clientID   string
 	remoteAddr string // the client's, behind trusted proxies (see remoteAddr)
 }
@@ -42,6 +61,9 @@ type issued struct {
 	jti        string
 	subject    string
 	decisionID string
+	// refreshToken goes into the answer: the one authn issued for an offline request, or the
+	// client's own on a refresh grant (never rotated: docker keeps the first one it got).
+	refreshToken string
 }
 
 // handleToken serves the Docker token protocol: GET /token?service=…&scope=…, HTTP Basic.
@@ -56,45 +78,72 @@ func (g *Gateway) handleToken(w http.ResponseWriter, r *http.Request) {
 		g.finish(w, r, start, nil, badRequest("invalid_request", "malformed query string"), nil)
 		return
 	}
-	req := &tokenRequest{clientID: q.Get("client_id")}
+	req := &tokenRequest{clientID: q.Get("client_id"), grantType: grantAnonymous}
 	req.remoteAddr, _ = g.remoteAddr(r)
 	if h := r.Header.Get("Authorization"); h != "" {
+		req.grantType, req.hasCreds = grantPassword, true // until the credentials say otherwise
 		user, pass, ok := r.BasicAuth()
 		if !ok {
 			g.finish(w, r, start, req, unauthorized("the Authorization header must use HTTP Basic credentials"), nil)
 			return
 		}
-		req.username, req.password, req.hasCreds = user, pass, true
-		if user == "" {
+		switch {
+		case (user == "" || user == refreshTokenUser) && strings.HasPrefix(pass, refreshTokenPrefix):
+			// containerd's fallback after a failed POST refresh: Basic "" / refresh token.
+			req.grantType, req.refresh = grantRefresh, pass
+		case user == "":
 			// Wrong credentials, like any unknown user: the client should ask for others.
 			// Checked before the account parameter, which would call it a bad request.
 			g.finish(w, r, start, req, unauthorized("invalid username or password"), nil)
 			return
+		default:
+			req.username, req.password = user, pass
 		}
 	}
-	if acct := q.Get("account"); acct != "" && (!req.hasCreds || acct != req.username) {
+	// A refresh grant names no user (the session does), so account cannot be compared.
+	if acct := q.Get("account"); acct != "" && req.grantType != grantRefresh && (!req.hasCreds || acct != req.username) {
 		g.finish(w, r, start, req, badRequest("invalid_request", "account does not match the authenticated user"), nil)
 		return
 	}
+	// docker login sends offline_token=true; anonymous callers get no session whatever they ask.
+	req.offline = req.grantType == grantPassword && strings.EqualFold(q.Get("offline_token"), "true")
 	if e := g.parseCommon(req, q["service"], q["scope"]); e != nil {
 		g.finish(w, r, start, req, e, nil)
 		return
 	}
 	out, e := g.issue(r.Context(), req)
 	if e != nil {
+		if e.status == http.StatusUnauthorized && req.grantType == grantRefresh {
+			e.description = "invalid, expired or revoked refresh token"
+		}
 		g.finish(w, r, start, req, e, nil)
 		return
 	}
 	g.finish(w, r, start, req, nil, out)
-	writeJSON(w, http.StatusOK, map[string]any{
+	answer := map[string]any{
 		"token": out.token, "access_token": out.token,
 		"expires_in": out.expiresIn, "issued_at": out.issuedAt.UTC().Format(time.RFC3339),
-	})
+	}
+	if out.refreshToken != "" {
+		answer["refresh_token"] = out.refreshToken
+	}
+	writeJSON(w, http.StatusOK, answer)
 }
 
-// handleOAuthToken serves the OAuth2 form of the token endpoint (password grant).
+// oauthSingleParams may each appear once in an OAuth2 request (RFC 6749 §3.1).
+var oauthSingleParams = []string{"grant_type", "client_id", "service", "scope", "username", "password", "refresh_token", "access_type"}
+
+// handleOAuthToken serves the OAuth2 form of the token endpoint (distribution's oauth.md):
+// the password grant (access_type=offline asks for a refresh token) and the refresh grant.
 func (g *Gateway) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	// RFC 6749 §4.3.2/§6: the body is a form. Anything else would parse as an empty form and
+	// be refused for a reason the client did not cause. Parameters (charset) are allowed:
+	// containerd sends "; charset=utf-8".
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
+		g.finish(w, r, start, nil, badRequest("invalid_request", "the body must be application/x-www-form-urlencoded"), nil)
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, int64(g.opt.MaxQueryBytes))
 	if err := r.ParseForm(); err != nil {
 		msg := "malformed form body"
@@ -108,16 +157,34 @@ func (g *Gateway) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
 	req := &tokenRequest{clientID: f.Get("client_id")}
 	req.remoteAddr, _ = g.remoteAddr(r)
+	for _, p := range oauthSingleParams {
+		if len(f[p]) > 1 {
+			g.finish(w, r, start, req, badRequest("invalid_request", p+" must be given once"), nil)
+			return
+		}
+	}
 	switch gt := f.Get("grant_type"); gt {
 	case "password":
+		req.grantType = grantPassword
 		req.username, req.password, req.hasCreds = f.Get("username"), f.Get("password"), true
 		if req.username == "" {
 			g.finish(w, r, start, req, badRequest("invalid_request", "username is required for the password grant"), nil)
 			return
 		}
+		switch at := f.Get("access_type"); at {
+		case "offline":
+			req.offline = true
+		case "", "online":
+		default:
+			g.finish(w, r, start, req, badRequest("invalid_request", "access_type must be offline or online, not "+quoteShort(at)), nil)
+			return
+		}
 	case "refresh_token":
-		g.finish(w, r, start, req, badRequest("unsupported_grant_type", "refresh tokens are not enabled on this server"), nil)
-		return
+		req.grantType, req.refresh, req.hasCreds = grantRefresh, f.Get("refresh_token"), true
+		if req.refresh == "" {
+			g.finish(w, r, start, req, badRequest("invalid_request", "refresh_token is required for the refresh_token grant"), nil)
+			return
+		}
 	case "":
 		g.finish(w, r, start, req, badRequest("invalid_request", "grant_type is required"), nil)
 		return
@@ -133,20 +200,38 @@ func (g *Gateway) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 		g.finish(w, r, start, req, e, nil)
 		return
 	}
+	if req.grantType == grantRefresh && !strings.HasPrefix(req.refresh, refreshTokenPrefix) {
+		// Not a token authn issues: no need to ask it.
+		g.finish(w, r, start, req, invalidGrant(req), nil)
+		return
+	}
 	out, e := g.issue(r.Context(), req)
 	if e != nil {
-		if e.status == http.StatusUnauthorized { // RFC 6749 §5.2: bad resource owner credentials
-			e = &apiError{status: http.StatusBadRequest, code: "invalid_grant", description: e.description}
+		if e.status == http.StatusUnauthorized { // RFC 6749 §5.2: bad credentials or refresh token
+			e = invalidGrant(req)
 		}
 		g.finish(w, r, start, req, e, nil)
 		return
 	}
 	g.finish(w, r, start, req, nil, out)
-	writeJSON(w, http.StatusOK, map[string]any{
+	answer := map[string]any{
 		"access_token": out.token, "token": out.token, "token_type": "Bearer",
 		"expires_in": out.expiresIn, "issued_at": out.issuedAt.UTC().Format(time.RFC3339),
 		"scope": strings.Join(scopeStrings(out.granted), " "),
-	})
+	}
+	if out.refreshToken != "" {
+		answer["refresh_token"] = out.refreshToken
+	}
+	writeJSON(w, http.StatusOK, answer)
+}
+
+// invalidGrant is RFC 6749's answer to credentials or a refresh token that are not good.
+func invalidGrant(req *tokenRequest) *apiError {
+	desc := "invalid username or password"
+	if req.grantType == grantRefresh {
+		desc = "invalid, expired or revoked refresh token"
+	}
+	return badRequest("invalid_grant", desc)
 }
 
 // parseCommon checks the service and scope parameters both forms share.
@@ -172,16 +257,27 @@ func (g *Gateway) parseCommon(req *tokenRequest, services, scopes []string) *api
 func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (*issued, *apiError) {
 	ctx, cancel := context.WithTimeout(ctx, g.opt.BackendTimeout)
 	defer cancel()
-	id := identity.Anon()
-	if req.hasCreds {
-		resp, err := g.c.Authn.Authenticate(ctx, &authnv1.AuthenticateRequest{
-			Username: req.username, Password: req.password, Service: req.service,
-			ClientId: req.clientID, RemoteAddr: req.remoteAddr,
+	id, refreshToken := identity.Anon(), ""
+	switch {
+	case req.grantType == grantRefresh:
+		// authn re-reads the identity from the backend that issued the session; the token is
+		// bound to its service there, so a token of another service is Unauthenticated.
+		resp, err := g.c.Authn.Refresh(ctx, &authnv1.RefreshRequest{
+			RefreshToken: req.refresh, Service: req.service, ClientId: req.clientID, RemoteAddr: req.remoteAddr,
 		})
 		if err != nil {
 			return nil, g.fromGRPC(ctx, "authn", err)
 		}
-		id = pbconv.IdentityFromPB(resp.GetIdentity())
+		id, refreshToken = pbconv.IdentityFromPB(resp.GetIdentity()), req.refresh
+	case req.hasCreds:
+		resp, err := g.c.Authn.Authenticate(ctx, &authnv1.AuthenticateRequest{
+			Username: req.username, Password: req.password, Service: req.service,
+			ClientId: req.clientID, RemoteAddr: req.remoteAddr, Offline: req.offline,
+		})
+		if err != nil {
+			return nil, g.fromGRPC(ctx, "authn", err)
+		}
+		id, refreshToken = pbconv.IdentityFromPB(resp.GetIdentity()), resp.GetRefreshToken()
 	}
 	granted, decisionID := []scope.Scope{}, ""
 	if len(req.scopes) > 0 {
@@ -211,12 +307,13 @@ func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (*issued, *apiEr
 	iat := resp.GetIssuedAt().AsTime()
 	return &issued{
 		token: resp.GetToken(), issuedAt: iat, granted: granted, jti: jti, subject: subject, decisionID: decisionID,
-		expiresIn: int64(resp.GetExpiresAt().AsTime().Sub(iat) / time.Second),
+		refreshToken: refreshToken,
+		expiresIn:    int64(resp.GetExpiresAt().AsTime().Sub(iat) / time.Second),
 	}, nil
 }
 
 // finish records the outcome: metrics, and one audit event per token decision. It never
-// logs a password or a token. On error it writes the error answer.
+// logs a password or a token, access or refresh. On error it writes the error answer.
 func (g *Gateway) finish(w http.ResponseWriter, r *http.Request, start time.Time, req *tokenRequest, e *apiError, out *issued) {
 	outcome := "issued"
 	if e != nil {
@@ -239,12 +336,14 @@ func (g *Gateway) finish(w http.ResponseWriter, r *http.Request, start time.Time
 		attrs = append(attrs, "proxy_addr", peer)
 	}
 	if req != nil {
-		attrs = append(attrs, "username", req.username, "anonymous", !req.hasCreds, "client_id", req.clientID,
-			"service", req.service, "requested", scopeStrings(req.scopes))
+		attrs = append(attrs, "grant_type", req.grantType, "username", req.username, "anonymous", !req.hasCreds,
+			"offline", req.offline, "client_id", req.clientID, "service", req.service, "requested", scopeStrings(req.scopes))
 	}
 	if out != nil {
 		// The identity's subject, which a backend may spell differently from the login name.
-		attrs = append(attrs, "subject", out.subject, "granted", scopeStrings(out.granted), "jti", out.jti, "decision_id", out.decisionID)
+		attrs = append(attrs, "subject", out.subject, "granted", scopeStrings(out.granted), "jti", out.jti, "decision_id", out.decisionID,
+			// Whether this answer started a session; the token itself is never logged.
+			"session_issued", out.refreshToken != "" && req.grantType != grantRefresh)
 	}
 	if e != nil {
 		attrs = append(attrs, "status", e.status, "error", e.code)
