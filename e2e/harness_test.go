@@ -390,6 +390,9 @@ type portcullisConfig struct {
 	Key string
 	// Extra is appended to the file: further top-level sections.
 	Extra string
+	// Sessions is the body of the sessions section, indented by two spaces; default: the
+	// SQLite store in the test's directory.
+	Sessions string
 }
 
 // startAllInOneConfig runs `portcullis -config FILE` as one process.
@@ -485,6 +488,10 @@ func writePortcullisConfig(t testing.TB, c portcullisConfig) (*portcullis, map[s
 	if kid == "" {
 		kid = "thumbprint"
 	}
+	sessions := c.Sessions
+	if sessions == "" {
+		sessions = fmt.Sprintf("  store: {type: sqlite, config: {path: %s}}", filepath.Join(dir, "sessions.db"))
+	}
 	key := c.Key
 	if key == "" {
 		key = fmt.Sprintf("    type: local\n    config:\n      path: %s\n      kid_mode: %s", filepath.Join(dir, "signing-key.pem"), kid)
@@ -512,8 +519,10 @@ signer:%s
   issuer: %s
   key:
 %s
+sessions:
+%s
 %s`, ports["gateway"], ports["gateway"], ports["metrics"], service, grpc, listen("authn"), filepath.Join(dir, "htpasswd"), listen("authz"),
-		listen("signer"), issuer, key, c.Extra)
+		listen("signer"), issuer, key, sessions, c.Extra)
 	var pki *internalPKI
 	if c.Split {
 		// The split deployment runs as in production: mutual TLS between the services,

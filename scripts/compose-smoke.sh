@@ -2,7 +2,9 @@
 # Brings docker-compose.yml up (image portcullis:dev and deploy/compose/certs must exist:
 # make image compose-certs), gets a token through the gateway, and checks the admin API on
 # 127.0.0.1:7004: served to the admin certificate with the bearer secret, refused to a
-# plaintext client and to the gateway's certificate. Tears everything down.
+# plaintext client and to the gateway's certificate; then a refresh token from an offline
+# login works until `portcullis sessions revoke` on authn's admin API (127.0.0.1:7005) ends it.
+# Tears everything down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,4 +53,21 @@ admin() { # cert-role, then extra flags
 admin admin || fail "keys list with the admin certificate"
 if admin gateway 2>/dev/null; then fail "the admin API served the gateway's certificate"; fi
 if admin plaintext 2>/dev/null; then fail "the admin API served a plaintext client"; fi
+
+# Sessions: an offline login's refresh token works until the session admin API (authn's admin
+# listener, published on 127.0.0.1:7005) revokes it.
+login=$(curl -s -u alice:alice 'http://localhost:5001/token?service=registry.local&offline_token=true&client_id=docker')
+refresh=$(jq -r .refresh_token <<<"$login")
+[[ "$refresh" == pcr_* ]] || fail "offline login gave no refresh token: $(jq -c 'del(.token, .access_token, .refresh_token)' <<<"$login")"
+refresh_status() {
+  curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/x-www-form-urlencoded' \
+    --data-urlencode grant_type=refresh_token --data-urlencode "refresh_token=$refresh" \
+    --data-urlencode client_id=docker --data-urlencode service=registry.local \
+    --data-urlencode 'scope=repository:alice/app:pull' http://localhost:5001/token
+}
+[ "$(refresh_status)" = 200 ] || fail "the refresh grant was refused"
+sessions=(-addr 127.0.0.1:7005 -admin-token-file "$certs/admin-token" -tls-ca "$certs/ca.pem" -tls-cert "$certs/admin.pem" -tls-key "$certs/admin-key.pem")
+"$bin" sessions list "${sessions[@]}" -user alice | grep -q alice || fail "sessions list does not show alice's session"
+"$bin" sessions revoke "${sessions[@]}" -user alice || fail "sessions revoke"
+[ "$(refresh_status)" = 400 ] || fail "a revoked refresh token still works"
 echo "compose-smoke: OK"

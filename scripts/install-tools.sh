@@ -62,6 +62,9 @@ install_debian() {
   command -v openssl >/dev/null || need+=(openssl)
   # The compose smoke test (make compose-smoke) brings docker-compose.yml up on the machine's engine.
   command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || need+=(docker-compose)
+  # The session store's PostgreSQL runs (storetest, e2e) start their own server from the
+  # package's binaries (pkg/pgtest) on their own port and data dir.
+  compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
   if [ ${#need[@]} -gt 0 ]; then
     echo "install-tools: apt-get install ${need[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

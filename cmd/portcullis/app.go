@@ -31,6 +31,8 @@ import (
 	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
 	"github.com/portcullis-dev/portcullis/services/authn"
 	"github.com/portcullis-dev/portcullis/services/authn/backends"
+	"github.com/portcullis-dev/portcullis/services/authn/sessions"
+	"github.com/portcullis-dev/portcullis/services/authn/sessions/stores"
 	"github.com/portcullis-dev/portcullis/services/authz"
 	"github.com/portcullis-dev/portcullis/services/signer"
 	"github.com/portcullis-dev/portcullis/services/signer/keys"
@@ -53,7 +55,7 @@ func modules() map[string]module {
 		"authn":   {deps: []string{"server"}, start: (*App).startAuthn},
 		"authz":   {deps: []string{"server"}, start: (*App).startAuthz},
 		"signer":  {deps: []string{"server", "keys"}, start: (*App).startSigner},
-		"admin":   {deps: []string{"keys"}, start: (*App).startAdmin},
+		"admin":   {start: (*App).startAdmin},
 		"gateway": {start: (*App).startGateway},
 	}
 }
@@ -61,12 +63,14 @@ func modules() map[string]module {
 // targets says which modules each -target runs. "all" runs every service behind one
 // in-process gRPC server so the gateway uses the very same clients as in the split
 // deployment; the gateway comes last there, so it finds that server started. The admin API
-// runs with the signer, whose key manager it shares, when admin.listen is set.
+// (when admin.listen is set) comes after the services it administers: key rotation where
+// the signer runs, whose key manager it shares; sessions where authn runs, whose session
+// manager it shares.
 func targets() map[string][]string {
 	return map[string][]string{
 		"all":     {"authn", "authz", "signer", "admin", "gateway"},
 		"gateway": {"gateway"},
-		"authn":   {"authn"},
+		"authn":   {"authn", "admin"},
 		"authz":   {"authz"},
 		"signer":  {"signer", "admin"},
 	}
@@ -97,8 +101,9 @@ func serviceRules() grpctls.Rules {
 // adminRules say who may call what on the admin server (which also wants the admin bearer).
 func adminRules() grpctls.Rules {
 	return grpctls.Rules{
-		methodsOf(signerv1.KeyAdminService_ServiceDesc): {grpctls.RoleAdmin},
-		methodsOf(grpc_health_v1.Health_ServiceDesc):    {grpctls.AnyPeer},
+		methodsOf(signerv1.KeyAdminService_ServiceDesc):    {grpctls.RoleAdmin},
+		methodsOf(authnv1.SessionAdminService_ServiceDesc): {grpctls.RoleAdmin},
+		methodsOf(grpc_health_v1.Health_ServiceDesc):       {grpctls.AnyPeer},
 	}
 }
 
@@ -112,10 +117,13 @@ type App struct {
 	target      string
 
 	// Set by the modules that own them, read by the modules that depend on them.
-	km         signer.KeyManager // keys
-	grpcServer *grpc.Server      // server: the services' server
-	health     *health.Server    // server
-	inproc     *bufconn.Listener // server, in -target=all
+	km       signer.KeyManager // keys
+	sessions *sessions.Manager // authn, when sessions are enabled
+	// sessionEvent counts session events (authn and the admin API's revocations).
+	sessionEvent func(event string)
+	grpcServer   *grpc.Server      // server: the services' server
+	health       *health.Server    // server
+	inproc       *bufconn.Listener // server, in -target=all
 
 	serve       []func() error // what starts serving once every module started
 	listeners   []net.Listener
@@ -326,9 +334,58 @@ func (a *App) startAuthn(ctx context.Context) error {
 		cache.Hit, cache.Miss = hit.Inc, miss.Inc
 		auth = cache
 	}
-	srv := authn.NewServer(auth, a.log.With("component", "authn"))
+	opts := authn.ServerOptions{Resolver: ch}
+	if a.cfg.Sessions.On() {
+		m, err := a.openSessions(ctx)
+		if err != nil {
+			return fmt.Errorf("sessions: %w", err)
+		}
+		opts.Sessions, opts.SessionEvent = m, a.sessionEvent
+	}
+	srv := authn.NewServer(auth, a.log.With("component", "authn"), opts)
 	a.register("authn", func(s *grpc.Server) { authnv1.RegisterAuthnServiceServer(s, srv) })
 	return nil
+}
+
+// openSessions opens the session store and the manager over it; shutdown closes the manager
+// (flushing the last-used times it holds) before the store.
+func (a *App) openSessions(ctx context.Context) (*sessions.Manager, error) {
+	c := a.cfg.Sessions
+	spec, err := a.cfg.sessionStore()
+	if err != nil {
+		return nil, err
+	}
+	if c.Store.Type == "" { // the default SQLite file: its directory may not exist yet
+		dir := a.cfg.dataDir
+		if dir == "" {
+			dir = defaultDataDir
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	sc, err := stores.Decode(spec)
+	if err != nil {
+		return nil, err
+	}
+	log := a.log.With("component", "sessions")
+	st, err := sc.Open(ctx, sessions.Deps{Logger: log, Now: a.now})
+	if err != nil {
+		return nil, err
+	}
+	events := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_authn_session_events_total",
+		Help: "Sessions (refresh tokens) by event: created, refreshed, refused or revoked.",
+	}, []string{"event"})
+	a.reg.MustRegister(events)
+	for _, e := range []string{authn.EventCreated, authn.EventRefreshed, authn.EventRefused, authn.EventRevoked} {
+		events.WithLabelValues(e) // every series from the start, at 0
+	}
+	a.sessionEvent = func(e string) { events.WithLabelValues(e).Inc() }
+	m := sessions.NewManager(st, sessions.Options{IdleTTL: c.IdleTTL.D(), MaxTTL: c.MaxTTL.D(), Now: a.now, Logger: log})
+	a.closers = append(a.closers, m.Close, st.Close)
+	a.sessions = m
+	return m, nil
 }
 
 func (a *App) startAuthz(ctx context.Context) error {
@@ -370,11 +427,16 @@ func (a *App) startSigner(ctx context.Context) error {
 	return nil
 }
 
-// startAdmin serves the admin API (KeyAdminService and health, nothing else) on admin.listen.
-// Every call needs the admin bearer secret and, with internal_tls, an admin certificate.
+// startAdmin serves the admin API on admin.listen: KeyAdminService where this process runs
+// the signer, SessionAdminService where it runs authn with sessions, and health, nothing
+// else. Every call needs the admin bearer secret and, with internal_tls, an admin certificate.
 func (a *App) startAdmin(context.Context) error {
 	addr := a.cfg.Admin.Listen
 	if addr == "" {
+		return nil
+	}
+	if a.km == nil && a.sessions == nil {
+		a.log.Info("admin.listen is set but this process runs nothing the admin API manages: not listening", "addr", addr)
 		return nil
 	}
 	secret, err := a.adminSecret()
@@ -390,9 +452,17 @@ func (a *App) startAdmin(context.Context) error {
 		return err
 	}
 	s := grpc.NewServer(opts...)
-	signerv1.RegisterKeyAdminServiceServer(s, signer.NewAdminServer(a.km, log))
 	hs := health.NewServer()
-	hs.SetServingStatus(signerv1.KeyAdminService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+	if a.km != nil {
+		signerv1.RegisterKeyAdminServiceServer(s, signer.NewAdminServer(a.km, log))
+		hs.SetServingStatus(signerv1.KeyAdminService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+	}
+	if a.sessions != nil {
+		sa := authn.NewSessionAdminServer(a.sessions, log)
+		sa.SessionEvent = a.sessionEvent
+		authnv1.RegisterSessionAdminServiceServer(s, sa)
+		hs.SetServingStatus(authnv1.SessionAdminService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+	}
 	grpc_health_v1.RegisterHealthServer(s, hs)
 	lis, err := a.listen("admin", addr)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/grpctls"
 	"github.com/portcullis-dev/portcullis/pkg/keyid"
 	"github.com/portcullis-dev/portcullis/services/authn/backends"
+	"github.com/portcullis-dev/portcullis/services/authn/sessions/stores"
 	"github.com/portcullis-dev/portcullis/services/authz/opa"
 	"github.com/portcullis-dev/portcullis/services/signer/keys"
 	yaml "go.yaml.in/yaml/v3"
@@ -32,6 +33,8 @@ type Config struct {
 	Authz   AuthzConfig   `yaml:"authz"`
 	Signer  SignerConfig  `yaml:"signer"`
 	Admin   AdminConfig   `yaml:"admin"`
+	// Sessions are the refresh tokens authn issues (docker login's identity token).
+	Sessions SessionsConfig `yaml:"sessions"`
 	// InternalTLS secures the gRPC links of the split deployment and the admin listener with
 	// mutual TLS, and names who may call what (see serviceRules). In -target=all the services
 	// talk in-process and it is used for the admin listener only.
@@ -39,6 +42,44 @@ type Config struct {
 	// InsecurePlaintextGRPC allows gRPC on non-loopback addresses without internal_tls:
 	// anyone who reaches such a port may send passwords to authn or mint tokens.
 	InsecurePlaintextGRPC bool `yaml:"insecure_plaintext_grpc"`
+
+	// dataDir is -data-dir: where the default session store lives. A file cannot set it.
+	dataDir string
+}
+
+// SessionsConfig is the refresh tokens authn issues to clients that ask for offline access
+// (docker login), and the store that keeps them. The store is read by the process running
+// authn only.
+type SessionsConfig struct {
+	// Enabled issues refresh tokens (default true). Off, offline logins get none and every
+	// refresh is refused.
+	Enabled *bool `yaml:"enabled"`
+	// IdleTTL ends a session not used for this long (default 720h, 30 days).
+	IdleTTL config.Duration `yaml:"idle_ttl"`
+	// MaxTTL ends a session this long after login however often it is used (default 2160h).
+	MaxTTL config.Duration `yaml:"max_ttl"`
+	// Store is {type: sqlite|postgres, config: {...}}; default: sqlite, <-data-dir>/sessions.db.
+	Store stores.Spec `yaml:"store"`
+}
+
+// On says whether sessions are enabled.
+func (s SessionsConfig) On() bool { return s.Enabled == nil || *s.Enabled }
+
+// defaultDataDir is -data-dir's default.
+const defaultDataDir = ".portcullis"
+
+// sessionStore is sessions.store, or the default: SQLite in the data dir.
+func (c *Config) sessionStore() (stores.Spec, error) {
+	if c.Sessions.Store.Type != "" {
+		return c.Sessions.Store, nil
+	}
+	dir := c.dataDir
+	if dir == "" {
+		dir = defaultDataDir
+	}
+	spec := stores.Spec{Type: "sqlite"}
+	err := spec.Config.Encode(map[string]string{"path": filepath.Join(dir, "sessions.db")})
+	return spec, err
 }
 
 // AdminConfig is the admin gRPC API (portcullis keys list|rotate): a listener of its own in
@@ -168,6 +209,12 @@ func (c *Config) Defaults() {
 	if c.Authn.Bcrypt.MaxQueue == 0 {
 		c.Authn.Bcrypt.MaxQueue = 64
 	}
+	if c.Sessions.IdleTTL == 0 {
+		c.Sessions.IdleTTL = config.Duration(30 * 24 * time.Hour)
+	}
+	if c.Sessions.MaxTTL == 0 {
+		c.Sessions.MaxTTL = config.Duration(90 * 24 * time.Hour)
+	}
 }
 
 // Validate reports every problem in the file at once; it has no side effects.
@@ -267,6 +314,7 @@ func (c *Config) Validate() error {
 	if c.Admin.Listen != "" && c.Admin.TokenFile == "" {
 		p.Addf("admin.listen", "set admin.token_file too: an admin API without a credential refuses every call")
 	}
+	c.validateSessions(&p)
 	p.AddErrs("internal_tls", c.InternalTLS.Validate())
 	kc, err := keys.Decode(c.Signer.Key)
 	if err != nil {
@@ -275,6 +323,32 @@ func (c *Config) Validate() error {
 		p.AddErrs("signer.key.config", kc.Validate())
 	}
 	return p.Err()
+}
+
+func (c *Config) validateSessions(p *config.Problems) {
+	s := c.Sessions
+	if !s.On() {
+		return
+	}
+	if s.IdleTTL <= 0 {
+		p.Addf("sessions.idle_ttl", "must be positive")
+	}
+	if s.MaxTTL <= 0 {
+		p.Addf("sessions.max_ttl", "must be positive")
+	} else if s.IdleTTL > s.MaxTTL {
+		p.Addf("sessions.idle_ttl", "%s exceeds sessions.max_ttl %s", s.IdleTTL.D(), s.MaxTTL.D())
+	}
+	spec, err := c.sessionStore()
+	if err != nil {
+		p.Addf("sessions.store", "%v", err)
+		return
+	}
+	sc, err := stores.Decode(spec)
+	if err != nil {
+		p.Addf("sessions.store", "%v", err)
+		return
+	}
+	p.AddErrs("sessions.store.config", sc.Validate())
 }
 
 // validateGRPCAddrs refuses plaintext gRPC where a network could reach it: passwords travel to
@@ -401,6 +475,7 @@ signer:
 		return nil, err
 	}
 	c.Gateway.derivePublicURL = true
+	c.dataDir = dataDir
 	c.Defaults()
 	return &c, nil
 }

@@ -35,6 +35,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runRegistryConfig(ctx, args[1:], stdout, stderr)
 		case "keys":
 			return runKeys(ctx, args[1:], stdout, stderr)
+		case "sessions":
+			return runSessions(ctx, args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("portcullis", flag.ContinueOnError)
@@ -43,8 +45,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfgPath := fs.String("config", "", "config file (YAML); without it the embedded development defaults run")
 	expandEnv := fs.Bool("config.expand-env", false, "expand ${VAR} references in the config file")
 	verify := fs.Bool("verify-config", false, "check the config file, print every problem, and exit")
-	dataDir := fs.String("data-dir", ".portcullis", "where the development defaults keep their key and sample users")
+	dataDir := fs.String("data-dir", defaultDataDir, "where the development defaults keep their key and sample users, and the default session store (sessions.db) lives")
 	listen := fs.String("gateway.listen", envOr("PORTCULLIS_GATEWAY_LISTEN", ""), "gateway HTTP address (overrides the config; env PORTCULLIS_GATEWAY_LISTEN)")
+	adminListen := fs.String("admin.listen", "", "admin gRPC address (overrides admin.listen, so the authn and signer targets can share one config file on one host)")
 	logLevel := fs.String("log.level", "", "debug, info, warn or error (overrides the config)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for make bench)")
 	devAnywhere := fs.Bool("dev", false, "let the development defaults (sample users admin/admin) listen on a non-loopback address")
@@ -59,6 +62,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *listen != "" {
 		cfg.Gateway.Listen = *listen
+	}
+	if *adminListen != "" {
+		cfg.Admin.Listen = *adminListen
 	}
 	if dev && !*devAnywhere {
 		if host, _, err := net.SplitHostPort(cfg.Gateway.Listen); err == nil && !isLoopback(host) {
@@ -118,6 +124,9 @@ func loadConfig(path string, expandEnv bool, dataDir string) (*Config, bool, err
 		return c, true, err
 	}
 	c, err := Load(path, expandEnv)
+	if c != nil {
+		c.dataDir = dataDir
+	}
 	return c, false, err
 }
 
