@@ -140,6 +140,8 @@ type App struct {
 	PublicURL   string
 	MetricsAddr string
 	AdminAddr   string
+	// AdminHTTPAddr is the admin REST API's address when admin.http_listen is set.
+	AdminHTTPAddr string
 }
 
 // NewApp prepares an App; Run starts it.
@@ -430,9 +432,9 @@ func (a *App) startSigner(ctx context.Context) error {
 // startAdmin serves the admin API on admin.listen: KeyAdminService where this process runs
 // the signer, SessionAdminService where it runs authn with sessions, and health, nothing
 // else. Every call needs the admin bearer secret and, with internal_tls, an admin certificate.
-func (a *App) startAdmin(context.Context) error {
+func (a *App) startAdmin(ctx context.Context) error {
 	addr := a.cfg.Admin.Listen
-	if addr == "" {
+	if addr == "" && a.cfg.Admin.HTTPListen == "" {
 		return nil
 	}
 	if a.km == nil && a.sessions == nil {
@@ -464,14 +466,16 @@ func (a *App) startAdmin(context.Context) error {
 		hs.SetServingStatus(authnv1.SessionAdminService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
 	}
 	grpc_health_v1.RegisterHealthServer(s, hs)
-	lis, err := a.listen("admin", addr)
-	if err != nil {
-		return err
+	if addr != "" {
+		lis, err := a.listen("admin", addr)
+		if err != nil {
+			return err
+		}
+		a.AdminAddr = lis.Addr().String()
+		a.log.Info("admin gRPC API listening", "addr", a.AdminAddr, "mutual_tls", useTLS)
+		a.serveGRPC(s, lis)
 	}
-	a.AdminAddr = lis.Addr().String()
-	a.log.Info("admin gRPC API listening", "addr", a.AdminAddr, "mutual_tls", useTLS)
-	a.serveGRPC(s, lis)
-	return nil
+	return a.startAdminHTTP(ctx, s, log)
 }
 
 func openKeyManager(ctx context.Context, cfg *Config, log *slog.Logger, now func() time.Time, reg prometheus.Registerer) (signer.KeyManager, error) {

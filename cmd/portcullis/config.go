@@ -90,6 +90,10 @@ type AdminConfig struct {
 	TokenFile string `yaml:"token_file"`
 	// Listen is the admin API's TCP address; empty: no admin API.
 	Listen string `yaml:"listen"`
+	// HTTPListen is the admin REST API's address (grpc-gateway in front of the admin gRPC
+	// services, same credential); empty: none. Plain HTTP, so loopback only unless
+	// insecure_plaintext_grpc says otherwise.
+	HTTPListen string `yaml:"http_listen"`
 }
 
 type LogConfig struct {
@@ -314,6 +318,16 @@ func (c *Config) Validate() error {
 	if c.Admin.Listen != "" && c.Admin.TokenFile == "" {
 		p.Addf("admin.listen", "set admin.token_file too: an admin API without a credential refuses every call")
 	}
+	if c.Admin.HTTPListen != "" {
+		if c.Admin.TokenFile == "" {
+			p.Addf("admin.http_listen", "set admin.token_file too: an admin API without a credential refuses every call")
+		}
+		// The REST listener is plain HTTP and cannot ask for the admin client certificate
+		// that internal_tls requires of admin callers.
+		if c.InternalTLS.Enabled() {
+			p.Addf("admin.http_listen", "not supported with internal_tls yet: the REST listener cannot check the admin client certificate; use the gRPC admin.listen")
+		}
+	}
 	c.validateSessions(&p)
 	p.AddErrs("internal_tls", c.InternalTLS.Validate())
 	kc, err := keys.Decode(c.Signer.Key)
@@ -357,7 +371,7 @@ func (c *Config) validateSessions(p *config.Problems) {
 func (c *Config) validateGRPCAddrs(p *config.Problems) {
 	addrs := []struct{ path, addr string }{
 		{"authn.listen", c.Authn.Listen}, {"authz.listen", c.Authz.Listen}, {"signer.listen", c.Signer.Listen},
-		{"admin.listen", c.Admin.Listen}, {"gateway.backends.authn", c.Gateway.Backends.Authn},
+		{"admin.listen", c.Admin.Listen}, {"admin.http_listen", c.Admin.HTTPListen}, {"gateway.backends.authn", c.Gateway.Backends.Authn},
 		{"gateway.backends.authz", c.Gateway.Backends.Authz}, {"gateway.backends.signer", c.Gateway.Backends.Signer},
 	}
 	for _, a := range addrs {
