@@ -37,6 +37,7 @@ type fakeAuthn struct {
 	calls       atomic.Int32
 	last        atomic.Pointer[authnv1.AuthenticateRequest]
 	lastRefresh atomic.Pointer[authnv1.RefreshRequest]
+	ended       atomic.Pointer[authnv1.EndSessionRequest]
 }
 
 // Refresh tokens the fake knows: fakeRefreshToken is alice's session for registry.local,
@@ -82,6 +83,12 @@ func (f *fakeAuthn) Refresh(_ context.Context, in *authnv1.RefreshRequest, _ ...
 		return &authnv1.RefreshResponse{Identity: &commonv1.Identity{Subject: "bob"}}, nil
 	}
 	return nil, status.Error(codes.Unauthenticated, "invalid refresh token")
+}
+
+// EndSession records the token whose session the gateway ended.
+func (f *fakeAuthn) EndSession(_ context.Context, in *authnv1.EndSessionRequest, _ ...grpc.CallOption) (*authnv1.EndSessionResponse, error) {
+	f.ended.Store(in)
+	return &authnv1.EndSessionResponse{}, nil
 }
 
 type fakeAuthz struct {

@@ -303,3 +303,48 @@ func TestRefreshGrantEchoesTheSameToken(t *testing.T) {
 		t.Fatalf("authn called %d times, want every refresh to ask it", n)
 	}
 }
+
+// TestUndeliveredRefreshTokenEndsItsSession: when a token request fails after an offline login
+// created a session, the client never sees the refresh token, so the gateway ends that
+// session. A failed refresh grant leaves the client's own session alone.
+func TestUndeliveredRefreshTokenEndsItsSession(t *testing.T) {
+	t.Parallel()
+	down := status.Error(codes.Unavailable, "down")
+	login := "/token?service=registry.local&offline_token=true&scope=repository:a/b:pull"
+	cases := []struct {
+		name               string
+		authzErr, signErr  error
+		path, user, secret string
+		wantStatus         int
+		wantEnded          string // refresh token whose session was ended ("" = none)
+	}{
+		{"login delivered", nil, nil, login, "alice", "pw", 200, ""},
+		{"login, signer fails", nil, down, login, "alice", "pw", 503, fakeIssuedToken},
+		{"login, authz fails", down, nil, login, "alice", "pw", 503, fakeIssuedToken},
+		{"online login, signer fails", nil, down, "/token?service=registry.local&scope=repository:a/b:pull", "alice", "pw", 503, ""},
+		{"refresh, signer fails", nil, down, "/token?service=registry.local&scope=repository:a/b:pull", "", fakeRefreshToken, 503, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnvWith(t, envConfig{authzErr: tc.authzErr, signerErr: tc.signErr})
+			req, _ := http.NewRequest(http.MethodGet, e.srv.URL+tc.path, nil)
+			req.SetBasicAuth(tc.user, tc.secret)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.wantStatus {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.wantStatus)
+			}
+			got := ""
+			if in := e.authn.ended.Load(); in != nil {
+				got = in.GetRefreshToken()
+			}
+			if got != tc.wantEnded {
+				t.Errorf("EndSession got token %q, want %q", got, tc.wantEnded)
+			}
+		})
+	}
+}

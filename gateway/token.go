@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/portcullis-dev/portcullis/pkg/identity"
@@ -254,7 +255,7 @@ func (g *Gateway) parseCommon(req *tokenRequest, services, scopes []string) *api
 }
 
 // issue runs the decision: authn (unless anonymous), authz, signer — each a gRPC call.
-func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (*issued, *apiError) {
+func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (out *issued, _ *apiError) {
 	ctx, cancel := context.WithTimeout(ctx, g.opt.BackendTimeout)
 	defer cancel()
 	id, refreshToken := identity.Anon(), ""
@@ -278,6 +279,15 @@ func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (*issued, *apiEr
 			return nil, g.fromGRPC(ctx, "authn", err)
 		}
 		id, refreshToken = pbconv.IdentityFromPB(resp.GetIdentity()), resp.GetRefreshToken()
+		if refreshToken != "" {
+			// Until the answer carries it, nobody holds this token: end its session if the
+			// request fails from here on.
+			defer func() {
+				if out == nil {
+					g.endSession(ctx, refreshToken, req.remoteAddr)
+				}
+			}()
+		}
 	}
 	granted, decisionID := []scope.Scope{}, ""
 	if len(req.scopes) > 0 {
@@ -310,6 +320,17 @@ func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (*issued, *apiEr
 		refreshToken: refreshToken,
 		expiresIn:    int64(resp.GetExpiresAt().AsTime().Sub(iat) / time.Second),
 	}, nil
+}
+
+// endSession ends the session of an undelivered refresh token. The request's own deadline
+// may be what failed it, so the call gets a fresh one; a failure is only logged: the session
+// then expires unused (its token was never given out).
+func (g *Gateway) endSession(ctx context.Context, refreshToken, remoteAddr string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.opt.BackendTimeout)
+	defer cancel()
+	if _, err := g.c.Authn.EndSession(ctx, &authnv1.EndSessionRequest{RefreshToken: refreshToken, RemoteAddr: remoteAddr}); err != nil {
+		g.log.WarnContext(ctx, "could not end the session of an undelivered refresh token", "code", status.Code(err).String())
+	}
 }
 
 // finish records the outcome: metrics, and one audit event per token decision. It never

@@ -101,6 +101,29 @@ func (s *Server) Refresh(ctx context.Context, req *authnv1.RefreshRequest) (*aut
 	return &authnv1.RefreshResponse{Identity: pbconv.IdentityToPB(id)}, nil
 }
 
+// EndSession implements authnv1.AuthnServiceServer. The gateway calls it when a token request
+// fails after an offline login created a session: the client never saw the refresh token, so
+// the session would otherwise sit in the store, listed but held by nobody, until it expired.
+func (s *Server) EndSession(ctx context.Context, req *authnv1.EndSessionRequest) (*authnv1.EndSessionResponse, error) {
+	if s.sessions == nil || req.GetRefreshToken() == "" {
+		return &authnv1.EndSessionResponse{}, nil
+	}
+	st := s.sessions.Store()
+	ses, err := st.ByTokenHash(ctx, sessions.HashToken(req.GetRefreshToken()))
+	if err == nil {
+		err = st.Revoke(ctx, ses.ID)
+	}
+	switch {
+	case errors.Is(err, sessions.ErrNotFound):
+		return &authnv1.EndSessionResponse{}, nil
+	case err != nil:
+		return nil, toStatus(ctx, s.log, storeErr(err))
+	}
+	s.event(EventRevoked)
+	s.audit.InfoContext(ctx, "session revoked", append(sessionAttrs(ses, req.GetRemoteAddr()), "reason", "refresh token not delivered")...)
+	return &authnv1.EndSessionResponse{}, nil
+}
+
 func (s *Server) refresh(ctx context.Context, req *authnv1.RefreshRequest) (identity.Identity, error) {
 	refuse := func(reason string, attrs ...any) (identity.Identity, error) {
 		attrs = append(attrs, "reason", reason, "service", req.GetService(), "client_id", req.GetClientId(),

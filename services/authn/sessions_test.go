@@ -440,3 +440,63 @@ func TestAuditEvents(t *testing.T) {
 	}
 	assertNoToken(t, e.logs, tok)
 }
+
+// TestEndSession: the gateway ends the session of a refresh token it could not deliver. Only
+// that session ends; unknown tokens are no error; a store that is down is Unavailable.
+func TestEndSession(t *testing.T) {
+	t.Parallel()
+	end := func(e *env, tok string) error {
+		_, err := e.srv.EndSession(context.Background(), &authnv1.EndSessionRequest{RefreshToken: tok, RemoteAddr: "192.0.2.1"})
+		return err
+	}
+	t.Run("ends only its own session", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, true)
+		undelivered := e.login(t, "alice", "registry", true).GetRefreshToken()
+		kept := e.login(t, "alice", "registry", true).GetRefreshToken()
+		if err := end(e, undelivered); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.refresh(undelivered, "registry"); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("refresh with the ended token: %v, want Unauthenticated", err)
+		}
+		if _, err := e.refresh(kept, "registry"); err != nil {
+			t.Fatalf("refresh with the other session's token: %v", err)
+		}
+		if e.count(authn.EventRevoked) != 1 {
+			t.Fatalf("revoked events = %d, want 1", e.count(authn.EventRevoked))
+		}
+		if !strings.Contains(e.logs.String(), "refresh token not delivered") {
+			t.Fatalf("no audit event for the ended session:\n%s", e.logs)
+		}
+		assertNoToken(t, e.logs, undelivered)
+	})
+	t.Run("unknown, empty and again", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, true)
+		tok := e.login(t, "alice", "registry", true).GetRefreshToken()
+		for _, tk := range []string{"pcr_" + strings.Repeat("A", 43), "", "not-a-token", tok, tok} {
+			if err := end(e, tk); err != nil {
+				t.Fatalf("EndSession(%.8q): %v", tk, err)
+			}
+		}
+		if e.count(authn.EventRevoked) != 1 {
+			t.Fatalf("revoked events = %d, want 1", e.count(authn.EventRevoked))
+		}
+	})
+	t.Run("sessions disabled", func(t *testing.T) {
+		t.Parallel()
+		if err := end(newEnv(t, false), "pcr_"+strings.Repeat("A", 43)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("store down", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, true)
+		tok := e.login(t, "alice", "registry", true).GetRefreshToken()
+		e.store.setDown(true)
+		if err := end(e, tok); status.Code(err) != codes.Unavailable {
+			t.Fatalf("err = %v, want Unavailable", err)
+		}
+	})
+}

@@ -276,6 +276,95 @@ func (x *RefreshResponse) GetIdentity() *v1.Identity {
 	return nil
 }
 
+type EndSessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// RefreshToken is a secret: never logged.
+	RefreshToken  string `protobuf:"bytes,1,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	RemoteAddr    string `protobuf:"bytes,2,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndSessionRequest) Reset() {
+	*x = EndSessionRequest{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndSessionRequest) ProtoMessage() {}
+
+func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
+func (*EndSessionRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *EndSessionRequest) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+func (x *EndSessionRequest) GetRemoteAddr() string {
+	if x != nil {
+		return x.RemoteAddr
+	}
+	return ""
+}
+
+type EndSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndSessionResponse) Reset() {
+	*x = EndSessionResponse{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndSessionResponse) ProtoMessage() {}
+
+func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
+func (*EndSessionResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{5}
+}
+
 // Session is what an administrator sees of a refresh token; never the token itself.
 type Session struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -296,7 +385,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[4]
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -308,7 +397,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[4]
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -321,7 +410,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{4}
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Session) GetId() string {
@@ -406,7 +495,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[5]
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -418,7 +507,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[5]
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -431,7 +520,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{5}
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListSessionsRequest) GetSubject() string {
@@ -465,7 +554,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[6]
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +566,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[6]
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +579,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{6}
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*Session {
@@ -516,7 +605,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[7]
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +617,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[7]
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +630,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{7}
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetSessionRequest) GetId() string {
@@ -560,7 +649,7 @@ type GetSessionResponse struct {
 
 func (x *GetSessionResponse) Reset() {
 	*x = GetSessionResponse{}
-	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[8]
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +661,7 @@ func (x *GetSessionResponse) String() string {
 func (*GetSessionResponse) ProtoMessage() {}
 
 func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[8]
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +674,7 @@ func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{8}
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetSessionResponse) GetSession() *Session {
@@ -604,7 +693,7 @@ type RevokeSessionRequest struct {
 
 func (x *RevokeSessionRequest) Reset() {
 	*x = RevokeSessionRequest{}
-	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[9]
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +705,7 @@ func (x *RevokeSessionRequest) String() string {
 func (*RevokeSessionRequest) ProtoMessage() {}
 
 func (x *RevokeSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[9]
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +718,7 @@ func (x *RevokeSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeSessionRequest.ProtoReflect.Descriptor instead.
 func (*RevokeSessionRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{9}
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RevokeSessionRequest) GetId() string {
@@ -647,7 +736,7 @@ type RevokeSessionResponse struct {
 
 func (x *RevokeSessionResponse) Reset() {
 	*x = RevokeSessionResponse{}
-	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[10]
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +748,7 @@ func (x *RevokeSessionResponse) String() string {
 func (*RevokeSessionResponse) ProtoMessage() {}
 
 func (x *RevokeSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[10]
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +761,7 @@ func (x *RevokeSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeSessionResponse.ProtoReflect.Descriptor instead.
 func (*RevokeSessionResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{10}
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{12}
 }
 
 type RevokeUserSessionsRequest struct {
@@ -684,7 +773,7 @@ type RevokeUserSessionsRequest struct {
 
 func (x *RevokeUserSessionsRequest) Reset() {
 	*x = RevokeUserSessionsRequest{}
-	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[11]
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +785,7 @@ func (x *RevokeUserSessionsRequest) String() string {
 func (*RevokeUserSessionsRequest) ProtoMessage() {}
 
 func (x *RevokeUserSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[11]
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +798,7 @@ func (x *RevokeUserSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeUserSessionsRequest.ProtoReflect.Descriptor instead.
 func (*RevokeUserSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{11}
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RevokeUserSessionsRequest) GetSubject() string {
@@ -728,7 +817,7 @@ type RevokeUserSessionsResponse struct {
 
 func (x *RevokeUserSessionsResponse) Reset() {
 	*x = RevokeUserSessionsResponse{}
-	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[12]
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -740,7 +829,7 @@ func (x *RevokeUserSessionsResponse) String() string {
 func (*RevokeUserSessionsResponse) ProtoMessage() {}
 
 func (x *RevokeUserSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[12]
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -753,7 +842,7 @@ func (x *RevokeUserSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeUserSessionsResponse.ProtoReflect.Descriptor instead.
 func (*RevokeUserSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{12}
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RevokeUserSessionsResponse) GetRevoked() int32 {
@@ -786,7 +875,12 @@ const file_portcullis_authn_v1_authn_proto_rawDesc = "" +
 	"\vremote_addr\x18\x04 \x01(\tR\n" +
 	"remoteAddr\"M\n" +
 	"\x0fRefreshResponse\x12:\n" +
-	"\bidentity\x18\x01 \x01(\v2\x1e.portcullis.common.v1.IdentityR\bidentity\"\xa6\x03\n" +
+	"\bidentity\x18\x01 \x01(\v2\x1e.portcullis.common.v1.IdentityR\bidentity\"Y\n" +
+	"\x11EndSessionRequest\x12#\n" +
+	"\rrefresh_token\x18\x01 \x01(\tR\frefreshToken\x12\x1f\n" +
+	"\vremote_addr\x18\x02 \x01(\tR\n" +
+	"remoteAddr\"\x14\n" +
+	"\x12EndSessionResponse\"\xa6\x03\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12\x18\n" +
@@ -820,10 +914,12 @@ const file_portcullis_authn_v1_authn_proto_rawDesc = "" +
 	"\x19RevokeUserSessionsRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\"6\n" +
 	"\x1aRevokeUserSessionsResponse\x12\x18\n" +
-	"\arevoked\x18\x01 \x01(\x05R\arevoked2\xc9\x01\n" +
+	"\arevoked\x18\x01 \x01(\x05R\arevoked2\xa8\x02\n" +
 	"\fAuthnService\x12c\n" +
 	"\fAuthenticate\x12(.portcullis.authn.v1.AuthenticateRequest\x1a).portcullis.authn.v1.AuthenticateResponse\x12T\n" +
-	"\aRefresh\x12#.portcullis.authn.v1.RefreshRequest\x1a$.portcullis.authn.v1.RefreshResponse2\xb8\x03\n" +
+	"\aRefresh\x12#.portcullis.authn.v1.RefreshRequest\x1a$.portcullis.authn.v1.RefreshResponse\x12]\n" +
+	"\n" +
+	"EndSession\x12&.portcullis.authn.v1.EndSessionRequest\x1a'.portcullis.authn.v1.EndSessionResponse2\xb8\x03\n" +
 	"\x13SessionAdminService\x12c\n" +
 	"\fListSessions\x12(.portcullis.authn.v1.ListSessionsRequest\x1a).portcullis.authn.v1.ListSessionsResponse\x12]\n" +
 	"\n" +
@@ -843,47 +939,51 @@ func file_portcullis_authn_v1_authn_proto_rawDescGZIP() []byte {
 	return file_portcullis_authn_v1_authn_proto_rawDescData
 }
 
-var file_portcullis_authn_v1_authn_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_portcullis_authn_v1_authn_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_portcullis_authn_v1_authn_proto_goTypes = []any{
 	(*AuthenticateRequest)(nil),        // 0: portcullis.authn.v1.AuthenticateRequest
 	(*AuthenticateResponse)(nil),       // 1: portcullis.authn.v1.AuthenticateResponse
 	(*RefreshRequest)(nil),             // 2: portcullis.authn.v1.RefreshRequest
 	(*RefreshResponse)(nil),            // 3: portcullis.authn.v1.RefreshResponse
-	(*Session)(nil),                    // 4: portcullis.authn.v1.Session
-	(*ListSessionsRequest)(nil),        // 5: portcullis.authn.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),       // 6: portcullis.authn.v1.ListSessionsResponse
-	(*GetSessionRequest)(nil),          // 7: portcullis.authn.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),         // 8: portcullis.authn.v1.GetSessionResponse
-	(*RevokeSessionRequest)(nil),       // 9: portcullis.authn.v1.RevokeSessionRequest
-	(*RevokeSessionResponse)(nil),      // 10: portcullis.authn.v1.RevokeSessionResponse
-	(*RevokeUserSessionsRequest)(nil),  // 11: portcullis.authn.v1.RevokeUserSessionsRequest
-	(*RevokeUserSessionsResponse)(nil), // 12: portcullis.authn.v1.RevokeUserSessionsResponse
-	(*v1.Identity)(nil),                // 13: portcullis.common.v1.Identity
-	(*timestamppb.Timestamp)(nil),      // 14: google.protobuf.Timestamp
+	(*EndSessionRequest)(nil),          // 4: portcullis.authn.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),         // 5: portcullis.authn.v1.EndSessionResponse
+	(*Session)(nil),                    // 6: portcullis.authn.v1.Session
+	(*ListSessionsRequest)(nil),        // 7: portcullis.authn.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),       // 8: portcullis.authn.v1.ListSessionsResponse
+	(*GetSessionRequest)(nil),          // 9: portcullis.authn.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),         // 10: portcullis.authn.v1.GetSessionResponse
+	(*RevokeSessionRequest)(nil),       // 11: portcullis.authn.v1.RevokeSessionRequest
+	(*RevokeSessionResponse)(nil),      // 12: portcullis.authn.v1.RevokeSessionResponse
+	(*RevokeUserSessionsRequest)(nil),  // 13: portcullis.authn.v1.RevokeUserSessionsRequest
+	(*RevokeUserSessionsResponse)(nil), // 14: portcullis.authn.v1.RevokeUserSessionsResponse
+	(*v1.Identity)(nil),                // 15: portcullis.common.v1.Identity
+	(*timestamppb.Timestamp)(nil),      // 16: google.protobuf.Timestamp
 }
 var file_portcullis_authn_v1_authn_proto_depIdxs = []int32{
-	13, // 0: portcullis.authn.v1.AuthenticateResponse.identity:type_name -> portcullis.common.v1.Identity
-	13, // 1: portcullis.authn.v1.RefreshResponse.identity:type_name -> portcullis.common.v1.Identity
-	14, // 2: portcullis.authn.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	14, // 3: portcullis.authn.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
-	14, // 4: portcullis.authn.v1.Session.idle_expires_at:type_name -> google.protobuf.Timestamp
-	14, // 5: portcullis.authn.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
-	4,  // 6: portcullis.authn.v1.ListSessionsResponse.sessions:type_name -> portcullis.authn.v1.Session
-	4,  // 7: portcullis.authn.v1.GetSessionResponse.session:type_name -> portcullis.authn.v1.Session
+	15, // 0: portcullis.authn.v1.AuthenticateResponse.identity:type_name -> portcullis.common.v1.Identity
+	15, // 1: portcullis.authn.v1.RefreshResponse.identity:type_name -> portcullis.common.v1.Identity
+	16, // 2: portcullis.authn.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	16, // 3: portcullis.authn.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
+	16, // 4: portcullis.authn.v1.Session.idle_expires_at:type_name -> google.protobuf.Timestamp
+	16, // 5: portcullis.authn.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 6: portcullis.authn.v1.ListSessionsResponse.sessions:type_name -> portcullis.authn.v1.Session
+	6,  // 7: portcullis.authn.v1.GetSessionResponse.session:type_name -> portcullis.authn.v1.Session
 	0,  // 8: portcullis.authn.v1.AuthnService.Authenticate:input_type -> portcullis.authn.v1.AuthenticateRequest
 	2,  // 9: portcullis.authn.v1.AuthnService.Refresh:input_type -> portcullis.authn.v1.RefreshRequest
-	5,  // 10: portcullis.authn.v1.SessionAdminService.ListSessions:input_type -> portcullis.authn.v1.ListSessionsRequest
-	7,  // 11: portcullis.authn.v1.SessionAdminService.GetSession:input_type -> portcullis.authn.v1.GetSessionRequest
-	9,  // 12: portcullis.authn.v1.SessionAdminService.RevokeSession:input_type -> portcullis.authn.v1.RevokeSessionRequest
-	11, // 13: portcullis.authn.v1.SessionAdminService.RevokeUserSessions:input_type -> portcullis.authn.v1.RevokeUserSessionsRequest
-	1,  // 14: portcullis.authn.v1.AuthnService.Authenticate:output_type -> portcullis.authn.v1.AuthenticateResponse
-	3,  // 15: portcullis.authn.v1.AuthnService.Refresh:output_type -> portcullis.authn.v1.RefreshResponse
-	6,  // 16: portcullis.authn.v1.SessionAdminService.ListSessions:output_type -> portcullis.authn.v1.ListSessionsResponse
-	8,  // 17: portcullis.authn.v1.SessionAdminService.GetSession:output_type -> portcullis.authn.v1.GetSessionResponse
-	10, // 18: portcullis.authn.v1.SessionAdminService.RevokeSession:output_type -> portcullis.authn.v1.RevokeSessionResponse
-	12, // 19: portcullis.authn.v1.SessionAdminService.RevokeUserSessions:output_type -> portcullis.authn.v1.RevokeUserSessionsResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
+	4,  // 10: portcullis.authn.v1.AuthnService.EndSession:input_type -> portcullis.authn.v1.EndSessionRequest
+	7,  // 11: portcullis.authn.v1.SessionAdminService.ListSessions:input_type -> portcullis.authn.v1.ListSessionsRequest
+	9,  // 12: portcullis.authn.v1.SessionAdminService.GetSession:input_type -> portcullis.authn.v1.GetSessionRequest
+	11, // 13: portcullis.authn.v1.SessionAdminService.RevokeSession:input_type -> portcullis.authn.v1.RevokeSessionRequest
+	13, // 14: portcullis.authn.v1.SessionAdminService.RevokeUserSessions:input_type -> portcullis.authn.v1.RevokeUserSessionsRequest
+	1,  // 15: portcullis.authn.v1.AuthnService.Authenticate:output_type -> portcullis.authn.v1.AuthenticateResponse
+	3,  // 16: portcullis.authn.v1.AuthnService.Refresh:output_type -> portcullis.authn.v1.RefreshResponse
+	5,  // 17: portcullis.authn.v1.AuthnService.EndSession:output_type -> portcullis.authn.v1.EndSessionResponse
+	8,  // 18: portcullis.authn.v1.SessionAdminService.ListSessions:output_type -> portcullis.authn.v1.ListSessionsResponse
+	10, // 19: portcullis.authn.v1.SessionAdminService.GetSession:output_type -> portcullis.authn.v1.GetSessionResponse
+	12, // 20: portcullis.authn.v1.SessionAdminService.RevokeSession:output_type -> portcullis.authn.v1.RevokeSessionResponse
+	14, // 21: portcullis.authn.v1.SessionAdminService.RevokeUserSessions:output_type -> portcullis.authn.v1.RevokeUserSessionsResponse
+	15, // [15:22] is the sub-list for method output_type
+	8,  // [8:15] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
 	8,  // [8:8] is the sub-list for extension extendee
 	0,  // [0:8] is the sub-list for field type_name
@@ -900,7 +1000,7 @@ func file_portcullis_authn_v1_authn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_authn_v1_authn_proto_rawDesc), len(file_portcullis_authn_v1_authn_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	AuthnService_Authenticate_FullMethodName = "/portcullis.authn.v1.AuthnService/Authenticate"
 	AuthnService_Refresh_FullMethodName      = "/portcullis.authn.v1.AuthnService/Refresh"
+	AuthnService_EndSession_FullMethodName   = "/portcullis.authn.v1.AuthnService/EndSession"
 )
 
 // AuthnServiceClient is the client API for AuthnService service.
@@ -36,6 +37,10 @@ type AuthnServiceClient interface {
 	// backend that issued it. An unknown, expired or revoked token, or one bound to another
 	// service, answers UNAUTHENTICATED.
 	Refresh(ctx context.Context, in *RefreshRequest, opts ...grpc.CallOption) (*RefreshResponse, error)
+	// EndSession ends the session of a refresh token that was issued but never delivered: the
+	// token request failed after an offline login. Holding the token is the authority to end
+	// its session; an unknown token is not an error.
+	EndSession(ctx context.Context, in *EndSessionRequest, opts ...grpc.CallOption) (*EndSessionResponse, error)
 }
 
 type authnServiceClient struct {
@@ -66,6 +71,16 @@ func (c *authnServiceClient) Refresh(ctx context.Context, in *RefreshRequest, op
 	return out, nil
 }
 
+func (c *authnServiceClient) EndSession(ctx context.Context, in *EndSessionRequest, opts ...grpc.CallOption) (*EndSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EndSessionResponse)
+	err := c.cc.Invoke(ctx, AuthnService_EndSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuthnServiceServer is the server API for AuthnService service.
 // All implementations must embed UnimplementedAuthnServiceServer
 // for forward compatibility.
@@ -79,6 +94,10 @@ type AuthnServiceServer interface {
 	// backend that issued it. An unknown, expired or revoked token, or one bound to another
 	// service, answers UNAUTHENTICATED.
 	Refresh(context.Context, *RefreshRequest) (*RefreshResponse, error)
+	// EndSession ends the session of a refresh token that was issued but never delivered: the
+	// token request failed after an offline login. Holding the token is the authority to end
+	// its session; an unknown token is not an error.
+	EndSession(context.Context, *EndSessionRequest) (*EndSessionResponse, error)
 	mustEmbedUnimplementedAuthnServiceServer()
 }
 
@@ -94,6 +113,9 @@ func (UnimplementedAuthnServiceServer) Authenticate(context.Context, *Authentica
 }
 func (UnimplementedAuthnServiceServer) Refresh(context.Context, *RefreshRequest) (*RefreshResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Refresh not implemented")
+}
+func (UnimplementedAuthnServiceServer) EndSession(context.Context, *EndSessionRequest) (*EndSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EndSession not implemented")
 }
 func (UnimplementedAuthnServiceServer) mustEmbedUnimplementedAuthnServiceServer() {}
 func (UnimplementedAuthnServiceServer) testEmbeddedByValue()                      {}
@@ -152,6 +174,24 @@ func _AuthnService_Refresh_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuthnService_EndSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EndSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthnServiceServer).EndSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthnService_EndSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthnServiceServer).EndSession(ctx, req.(*EndSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuthnService_ServiceDesc is the grpc.ServiceDesc for AuthnService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -166,6 +206,10 @@ var AuthnService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Refresh",
 			Handler:    _AuthnService_Refresh_Handler,
+		},
+		{
+			MethodName: "EndSession",
+			Handler:    _AuthnService_EndSession_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
