@@ -2,20 +2,27 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/portcullis-dev/portcullis/pkg/grpctls"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	"github.com/portcullis-dev/portcullis/proto/portcullis/openapi"
 	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
@@ -28,6 +35,10 @@ const adminHTTPMaxBody = 64 << 10
 // of the admin gRPC server s, reached in-process over bufconn, so every REST call passes the
 // same interceptors (bearer check, authorisation, audit log, metrics) as a gRPC call. Only the
 // services this process runs are routed; the others answer 404 like any unknown path.
+//
+// With internal_tls the listener is HTTPS with this process's internal certificate and only
+// callers presenting an admin certificate reach s (requireAdminCert); s is then a plaintext
+// server that takes its callers to be the admin, so nothing else may reach it.
 func (a *App) startAdminHTTP(ctx context.Context, s *grpc.Server, log *slog.Logger) error {
 	addr := a.cfg.Admin.HTTPListen
 	if addr == "" {
@@ -46,24 +57,71 @@ func (a *App) startAdminHTTP(ctx context.Context, s *grpc.Server, log *slog.Logg
 	if err != nil {
 		return err
 	}
+	var tlsConfig *tls.Config
+	if a.cfg.InternalTLS.Enabled() {
+		if tlsConfig, err = a.cfg.InternalTLS.ServerTLS(); err != nil {
+			return err
+		}
+		// The OpenAPI document is public, so a caller without a certificate must get as far
+		// as the request; one that presents a certificate the CA did not sign is refused in
+		// the handshake all the same.
+		tlsConfig.ClientAuth = tls.VerifyClientCertIfGiven
+		h = requireAdminCert(h, a.cfg.InternalTLS.Domain(), log)
+	}
 	lis, err := a.listen("admin.http_listen", addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	srv := &http.Server{Handler: h, TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	a.httpSrvs = append(a.httpSrvs, srv)
-	a.serve = append(a.serve, func() error { return httpServeErr(srv.Serve(lis)) })
+	if tlsConfig != nil {
+		a.serve = append(a.serve, func() error { return httpServeErr(srv.ServeTLS(lis, "", "")) })
+	} else {
+		a.serve = append(a.serve, func() error { return httpServeErr(srv.Serve(lis)) })
+	}
 	a.AdminHTTPAddr = lis.Addr().String()
-	a.log.Info("admin REST API listening", "addr", a.AdminHTTPAddr)
+	a.log.Info("admin REST API listening", "addr", a.AdminHTTPAddr, "https", tlsConfig != nil)
 	return nil
+}
+
+// adminHTTPOpenAPIPath is the one route served without a credential.
+const adminHTTPOpenAPIPath = "/v1/openapi.json"
+
+// requireAdminCert lets through only requests whose verified client certificate names the
+// admin role in trustDomain, under the same rules as the admin gRPC listener
+// (grpctls.PeerFromTLS): 401 without one, 403 for another role. The OpenAPI document is the
+// exception. Behind it the bearer secret is still checked, by the admin gRPC server.
+func requireAdminCert(next http.Handler, trustDomain string, log *slog.Logger) http.Handler {
+	audit := log.With("log_type", "audit")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == adminHTTPOpenAPIPath {
+			next.ServeHTTP(w, r)
+			return
+		}
+		p := grpctls.PeerFromTLS(r.TLS, trustDomain)
+		if p.Verified && p.Role == grpctls.RoleAdmin {
+			next.ServeHTTP(w, r)
+			return
+		}
+		httpStatus, code, msg, reason := http.StatusForbidden, codes.PermissionDenied,
+			"this client certificate may not call the admin API", "role not allowed for the admin API"
+		if !p.Verified {
+			httpStatus, code, msg, reason = http.StatusUnauthorized, codes.Unauthenticated,
+				"an admin client certificate is required", "no verified client certificate"
+		}
+		audit.WarnContext(r.Context(), "admin REST call refused", "method", r.Method, "path", r.URL.Path,
+			"peer", r.RemoteAddr, "identity", p.ID, "role", p.Role, "reason", reason)
+		writeAdminHTTPError(w, httpStatus, code, msg)
+	})
 }
 
 // newAdminHTTPHandler routes the admin REST API to conn. grpc-gateway forwards the
 // Authorization header as gRPC metadata by default, which is all the admin server needs.
 func newAdminHTTPHandler(ctx context.Context, conn *grpc.ClientConn, keys, sessions bool, log *slog.Logger) (http.Handler, error) {
 	mux := runtime.NewServeMux(runtime.WithErrorHandler(adminHTTPError(log)),
+		runtime.SetQueryParameterParser(strictQueryParser{}),
 		// grpc-gateway's default answers a wrong method 501 (Unimplemented); say 405.
 		runtime.WithRoutingErrorHandler(func(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, httpStatus int) {
 			code := codes.NotFound
@@ -87,7 +145,7 @@ func newAdminHTTPHandler(ctx context.Context, conn *grpc.ClientConn, keys, sessi
 	}
 	// The document describes the API, not its data: served without the credential so tools
 	// can read it before they are given one.
-	if err := mux.HandlePath(http.MethodGet, "/v1/openapi.json", func(w http.ResponseWriter, _ *http.Request, _ map[string]string) {
+	if err := mux.HandlePath(http.MethodGet, adminHTTPOpenAPIPath, func(w http.ResponseWriter, _ *http.Request, _ map[string]string) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.Admin)
 	}); err != nil {
@@ -103,6 +161,22 @@ func newAdminHTTPHandler(ctx context.Context, conn *grpc.ClientConn, keys, sessi
 		}
 		mux.ServeHTTP(w, r)
 	}), nil
+}
+
+// strictQueryParser refuses query parameters the request message has no field for.
+// grpc-gateway ignores them, so a typo such as ?user=alice for ?subject=alice would list
+// every user's sessions instead of saying what is wrong.
+type strictQueryParser struct{}
+
+func (strictQueryParser) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
+	fields := msg.ProtoReflect().Descriptor().Fields()
+	for key := range values {
+		name, _, _ := strings.Cut(key, ".")
+		if fields.ByJSONName(name) == nil && fields.ByTextName(name) == nil {
+			return fmt.Errorf("unknown query parameter %q", key)
+		}
+	}
+	return (&runtime.DefaultQueryParser{}).Parse(msg, values, filter)
 }
 
 // adminHTTPError maps a gRPC status to HTTP (Unauthenticated 401, PermissionDenied 403, ...)
@@ -124,6 +198,12 @@ func adminHTTPError(log *slog.Logger) runtime.ErrorHandlerFunc {
 		default:
 			log.WarnContext(ctx, "admin REST call failed", "path", r.URL.Path, "code", st.Code().String(), "error", st.Message())
 			msg = http.StatusText(httpStatus)
+		}
+		if st.Code() == codes.Unauthenticated || st.Code() == codes.PermissionDenied {
+			// The admin server logged the refusal too, but it sees the in-process connection;
+			// this line has the HTTP caller's address.
+			log.WarnContext(ctx, "admin REST call refused", "log_type", "audit", "method", r.Method, "path", r.URL.Path,
+				"peer", r.RemoteAddr, "code", st.Code().String())
 		}
 		if httpStatus == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis-admin"`)

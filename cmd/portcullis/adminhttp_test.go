@@ -1,12 +1,20 @@
 package main
 
 import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portcullis-dev/portcullis/pkg/grpctls"
+	"github.com/portcullis-dev/portcullis/pkg/testpki"
 )
 
 // adminHTTP sends method path to the admin REST API with an optional Authorization header
@@ -14,14 +22,20 @@ import (
 // response headers.
 func adminHTTP(t *testing.T, addr, method, path, authz, body string) (int, map[string]any, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+	return adminHTTPVia(t, http.DefaultClient, "http://"+addr, method, path, authz, body)
+}
+
+// adminHTTPVia is adminHTTP through client to base (scheme and address).
+func adminHTTPVia(t *testing.T, client *http.Client, base, method, path, authz, body string) (int, map[string]any, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if authz != "" {
 		req.Header.Set("Authorization", authz)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,6 +83,12 @@ func TestAdminHTTP(t *testing.T) {
 		{"unknown session", "GET", "/v1/sessions/nosuchsession", good, "", 404},
 		{"wrong method", "PUT", "/v1/keys", good, "", 405},
 		{"huge body", "POST", "/v1/keys:rotate", good, "{\"x\":\"" + strings.Repeat("a", 1<<20) + "\"}", 413},
+		{"malformed JSON body", "POST", "/v1/keys:rotate", good, "{", 400},
+		{"body of the wrong type", "POST", "/v1/keys:rotate", good, "[1,2]", 400},
+		{"page_size not a number", "GET", "/v1/sessions?page_size=many", good, "", 400},
+		{"negative page_size", "GET", "/v1/sessions?page_size=-1", good, "", 400},
+		{"forged page_token", "GET", "/v1/sessions?page_token=AAAA", good, "", 400},
+		{"unknown query parameter", "GET", "/v1/sessions?nosuch=1", good, "", 400},
 		{"list keys", "GET", "/v1/keys", good, "", 200},
 	} {
 		code, body, hdr := adminHTTP(t, a.AdminHTTPAddr, tc.method, tc.path, tc.authz, tc.body)
@@ -147,10 +167,18 @@ func TestAdminHTTPListenConfig(t *testing.T) {
 			c.Admin.HTTPListen, c.Admin.TokenFile, c.InsecurePlaintextGRPC = "0.0.0.0:7090", "/run/secrets/admin", true
 		}, ""},
 		{"no credential", func(c *Config) { c.Admin.HTTPListen = "127.0.0.1:7090" }, "admin.http_listen: set admin.token_file"},
-		{"internal_tls", func(c *Config) {
+		{"internal_tls on loopback", func(c *Config) {
 			c.Admin.HTTPListen, c.Admin.TokenFile = "127.0.0.1:7090", "/run/secrets/admin"
 			c.InternalTLS = grpctls.Config{CertFile: "c.pem", KeyFile: "k.pem", CAFile: "ca.pem"}
-		}, "admin.http_listen: not supported with internal_tls"},
+		}, ""},
+		{"internal_tls on the network", func(c *Config) {
+			c.Admin.HTTPListen, c.Admin.TokenFile = "0.0.0.0:7090", "/run/secrets/admin"
+			c.InternalTLS = grpctls.Config{CertFile: "c.pem", KeyFile: "k.pem", CAFile: "ca.pem"}
+		}, ""},
+		{"internal_tls without credential", func(c *Config) {
+			c.Admin.HTTPListen = "0.0.0.0:7090"
+			c.InternalTLS = grpctls.Config{CertFile: "c.pem", KeyFile: "k.pem", CAFile: "ca.pem"}
+		}, "admin.http_listen: set admin.token_file"},
 	} {
 		c := *base
 		tc.set(&c)
@@ -160,6 +188,183 @@ func TestAdminHTTPListenConfig(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 		case tc.wantError != "" && (err == nil || !strings.Contains(err.Error(), tc.wantError)):
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.wantError)
+		}
+	}
+}
+
+// httpsClient trusts the CA in caFile and presents cert (none when nil).
+func httpsClient(t *testing.T, caFile string, cert *tls.Certificate) *http.Client {
+	t.Helper()
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatal("no CA certificate in " + caFile)
+	}
+	tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13}
+	if cert != nil {
+		tc.Certificates = []tls.Certificate{*cert}
+	}
+	tr := &http.Transport{TLSClientConfig: tc}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+func loadCert(t *testing.T, certFile, keyFile string) *tls.Certificate {
+	t.Helper()
+	c, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &c
+}
+
+// With internal_tls the admin REST API is HTTPS and wants an admin client certificate as well
+// as the bearer secret; the OpenAPI document stays public.
+func TestAdminHTTPWithMutualTLS(t *testing.T) {
+	t.Parallel()
+	pki := newRolePKI(t)
+	cfg, err := DevConfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Gateway.Listen = "127.0.0.1:0"
+	withAdmin(t, cfg)
+	cfg.Admin.HTTPListen = "127.0.0.1:0"
+	cfg = pki.as(cfg, grpctls.RoleSigner)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a := start(t, cfg, "all")
+	base := "https://" + a.AdminHTTPAddr
+	offlineLogin(t, a.GatewayAddr, "alice", "alice")
+	good := "Bearer " + testAdminSecret
+	client := func(role string) *http.Client {
+		if role == "" {
+			return httpsClient(t, pki[grpctls.RoleAdmin].CAFile, nil)
+		}
+		return httpsClient(t, pki[role].CAFile, loadCert(t, pki[role].CertFile, pki[role].KeyFile))
+	}
+
+	for _, tc := range []struct {
+		name, cert, path, authz string
+		want                    int
+		wantCode                float64 // gRPC code in the error body
+	}{
+		{"admin certificate and bearer: keys", grpctls.RoleAdmin, "/v1/keys", good, 200, 0},
+		{"admin certificate, no bearer", grpctls.RoleAdmin, "/v1/keys", "", 401, 16},
+		{"admin certificate, wrong bearer", grpctls.RoleAdmin, "/v1/sessions", "Bearer not-the-secret-at-all", 401, 16},
+		{"no certificate, bearer", "", "/v1/keys", good, 401, 16},
+		{"no certificate, bearer, sessions", "", "/v1/sessions", good, 401, 16},
+		{"gateway certificate, bearer", grpctls.RoleGateway, "/v1/keys", good, 403, 7},
+		{"signer certificate, bearer", grpctls.RoleSigner, "/v1/sessions", good, 403, 7},
+		{"certificate naming no identity, bearer", "none", "/v1/keys", good, 403, 7},
+		{"no certificate: unknown route", "", "/v1/nothing", good, 401, 16},
+	} {
+		code, body, hdr := adminHTTPVia(t, client(tc.cert), base, "GET", tc.path, tc.authz, "")
+		if code != tc.want {
+			t.Errorf("%s: GET %s = %d %v, want %d", tc.name, tc.path, code, body, tc.want)
+			continue
+		}
+		if code >= 400 {
+			if _, ok := body["message"].(string); !ok || body["code"] != tc.wantCode {
+				t.Errorf("%s: error body %v, want code %v and a message", tc.name, body, tc.wantCode)
+			}
+		}
+		// The bearer check's 401 challenges for the bearer; the certificate's does not.
+		if bearerChallenge := strings.HasPrefix(hdr.Get("WWW-Authenticate"), "Bearer"); code == 401 && bearerChallenge != (tc.cert != "") {
+			t.Errorf("%s: WWW-Authenticate %q", tc.name, hdr.Get("WWW-Authenticate"))
+		}
+	}
+
+	// The admin reaches the sessions through the REST API.
+	code, body, _ := adminHTTPVia(t, client(grpctls.RoleAdmin), base, "GET", "/v1/sessions?subject=alice", good, "")
+	if list, _ := body["sessions"].([]any); code != 200 || len(list) != 1 {
+		t.Fatalf("list alice's sessions: %d %v, want one", code, body)
+	}
+
+	// The OpenAPI document needs no certificate.
+	code, doc, _ := adminHTTPVia(t, client(""), base, "GET", "/v1/openapi.json", "", "")
+	if code != 200 || doc["swagger"] != "2.0" {
+		t.Fatalf("openapi.json without a certificate: %d %v", code, doc)
+	}
+
+	// A certificate the internal CA did not sign, even one naming the admin, fails the
+	// handshake: the listener verifies every certificate it is given.
+	other := testpki.NewCA(t, t.TempDir()).Issue(t, "admin", "spiffe://portcullis/admin")
+	req, _ := http.NewRequest("GET", base+"/v1/keys", nil)
+	req.Header.Set("Authorization", good)
+	if resp, err := httpsClient(t, pki[grpctls.RoleAdmin].CAFile, loadCert(t, other.Cert, other.Key)).Do(req); err == nil {
+		resp.Body.Close()
+		t.Errorf("another CA's admin certificate: %d, want the handshake refused", resp.StatusCode)
+	}
+
+	// Plain HTTP to the HTTPS port gets Go's 400 from the TLS listener, never the API.
+	req, _ = http.NewRequest("GET", "http://"+a.AdminHTTPAddr+"/v1/keys", nil)
+	req.Header.Set("Authorization", good)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("plain HTTP to the admin REST API: %d, want 400", resp.StatusCode)
+		}
+	}
+}
+
+// Every refusal of the certificate check is an audit line naming the caller and the reason,
+// never the credential.
+func TestRequireAdminCertAudits(t *testing.T) {
+	t.Parallel()
+	ca := testpki.NewCA(t, t.TempDir())
+	verified := func(name string, uris ...string) *tls.ConnectionState {
+		f := ca.Issue(t, name, uris...)
+		c, err := x509.ParseCertificate(loadCert(t, f.Cert, f.Key).Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &tls.ConnectionState{PeerCertificates: []*x509.Certificate{c}, VerifiedChains: [][]*x509.Certificate{{c}}}
+	}
+	for _, tc := range []struct {
+		name, method, path string
+		state              *tls.ConnectionState
+		want               int
+		wantLog            string // "" means no refusal logged
+	}{
+		{"admin", "GET", "/v1/keys", verified("admin", "spiffe://example.org/admin"), 200, ""},
+		{"no certificate", "GET", "/v1/keys", nil, 401, "no verified client certificate"},
+		{"unverified", "GET", "/v1/keys", &tls.ConnectionState{PeerCertificates: verified("unverified", "spiffe://example.org/admin").PeerCertificates}, 401, "no verified client certificate"},
+		{"gateway", "DELETE", "/v1/sessions/x", verified("gateway", "spiffe://example.org/gateway"), 403, "spiffe://example.org/gateway"},
+		{"admin of another trust domain", "GET", "/v1/keys", verified("other", "spiffe://portcullis/admin"), 403, "role not allowed"},
+		{"openapi", "GET", "/v1/openapi.json", nil, 200, ""},
+		{"openapi by POST", "POST", "/v1/openapi.json", nil, 401, "no verified client certificate"},
+	} {
+		var logs bytes.Buffer
+		h := requireAdminCert(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(200) }),
+			"example.org", slog.New(slog.NewJSONHandler(&logs, nil)))
+		r := httptest.NewRequest(tc.method, tc.path, nil)
+		r.Header.Set("Authorization", "Bearer "+testAdminSecret)
+		r.TLS = tc.state
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, w.Code, tc.want)
+		}
+		line := logs.String()
+		switch {
+		case tc.wantLog == "" && line != "":
+			t.Errorf("%s: logged %s", tc.name, line)
+		case tc.wantLog != "" && (!strings.Contains(line, `"level":"WARN"`) || !strings.Contains(line, tc.wantLog) ||
+			!strings.Contains(line, tc.path) || !strings.Contains(line, `"log_type":"audit"`)):
+			t.Errorf("%s: audit line %q, want a WARN naming %q and the path", tc.name, line, tc.wantLog)
+		case strings.Contains(line, testAdminSecret):
+			t.Errorf("%s: the credential is logged: %s", tc.name, line)
+		}
+		if tc.want >= 400 {
+			var body adminHTTPErrorBody
+			if err := json.NewDecoder(w.Body).Decode(&body); err != nil || body.Message == "" {
+				t.Errorf("%s: error body %v %+v", tc.name, err, body)
+			}
 		}
 	}
 }

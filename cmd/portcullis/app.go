@@ -432,6 +432,7 @@ func (a *App) startSigner(ctx context.Context) error {
 // startAdmin serves the admin API on admin.listen: KeyAdminService where this process runs
 // the signer, SessionAdminService where it runs authn with sessions, and health, nothing
 // else. Every call needs the admin bearer secret and, with internal_tls, an admin certificate.
+// The REST API on admin.http_listen reaches the same services in process (startAdminHTTP).
 func (a *App) startAdmin(ctx context.Context) error {
 	addr := a.cfg.Admin.Listen
 	if addr == "" && a.cfg.Admin.HTTPListen == "" {
@@ -448,10 +449,43 @@ func (a *App) startAdmin(ctx context.Context) error {
 	log := a.log.With("component", "admin")
 	auth := signer.NewAdminAuth(secret, log)
 	useTLS := a.cfg.InternalTLS.Enabled()
+	var s *grpc.Server
+	if addr != "" {
+		if s, err = a.newAdminServer(auth, useTLS, log); err != nil {
+			return err
+		}
+		lis, err := a.listen("admin", addr)
+		if err != nil {
+			return err
+		}
+		a.AdminAddr = lis.Addr().String()
+		a.log.Info("admin gRPC API listening", "addr", a.AdminAddr, "mutual_tls", useTLS)
+		a.serveGRPC(s, lis)
+	}
+	if a.cfg.Admin.HTTPListen == "" {
+		return nil
+	}
+	// With internal_tls the gRPC server wants a client certificate the in-process REST
+	// client cannot present. The REST API then gets its own plaintext server, reached only
+	// over its in-process listener by the HTTP handler, which has already checked the
+	// caller's admin certificate: its one caller is the admin by position, like the
+	// loopback listener without internal_tls.
+	if s == nil || useTLS {
+		if s, err = a.newAdminServer(auth, false, log); err != nil {
+			return err
+		}
+	}
+	return a.startAdminHTTP(ctx, s, log)
+}
+
+// newAdminServer is a gRPC server with the admin services this process runs and health,
+// behind the admin rules and the bearer check auth. With useTLS it presents the internal
+// certificate and callers are who theirs say; without, every caller is taken to be the admin.
+func (a *App) newAdminServer(auth *signer.AdminAuth, useTLS bool, log *slog.Logger) (*grpc.Server, error) {
 	opts, err := a.grpcServerOptions(adminRules(), useTLS, grpctls.RoleAdmin,
 		[]grpc.UnaryServerInterceptor{auth.Unary()}, []grpc.StreamServerInterceptor{auth.Stream()}, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s := grpc.NewServer(opts...)
 	hs := health.NewServer()
@@ -466,16 +500,7 @@ func (a *App) startAdmin(ctx context.Context) error {
 		hs.SetServingStatus(authnv1.SessionAdminService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
 	}
 	grpc_health_v1.RegisterHealthServer(s, hs)
-	if addr != "" {
-		lis, err := a.listen("admin", addr)
-		if err != nil {
-			return err
-		}
-		a.AdminAddr = lis.Addr().String()
-		a.log.Info("admin gRPC API listening", "addr", a.AdminAddr, "mutual_tls", useTLS)
-		a.serveGRPC(s, lis)
-	}
-	return a.startAdminHTTP(ctx, s, log)
+	return s, nil
 }
 
 func openKeyManager(ctx context.Context, cfg *Config, log *slog.Logger, now func() time.Time, reg prometheus.Registerer) (signer.KeyManager, error) {

@@ -91,8 +91,9 @@ type AdminConfig struct {
 	// Listen is the admin API's TCP address; empty: no admin API.
 	Listen string `yaml:"listen"`
 	// HTTPListen is the admin REST API's address (grpc-gateway in front of the admin gRPC
-	// services, same credential); empty: none. Plain HTTP, so loopback only unless
-	// insecure_plaintext_grpc says otherwise.
+	// services, same credential); empty: none. With internal_tls it is HTTPS and wants an
+	// admin client certificate as well, so it may listen on the network; without, it is plain
+	// HTTP, so loopback only unless insecure_plaintext_grpc says otherwise.
 	HTTPListen string `yaml:"http_listen"`
 }
 
@@ -318,15 +319,10 @@ func (c *Config) Validate() error {
 	if c.Admin.Listen != "" && c.Admin.TokenFile == "" {
 		p.Addf("admin.listen", "set admin.token_file too: an admin API without a credential refuses every call")
 	}
-	if c.Admin.HTTPListen != "" {
-		if c.Admin.TokenFile == "" {
-			p.Addf("admin.http_listen", "set admin.token_file too: an admin API without a credential refuses every call")
-		}
-		// The REST listener is plain HTTP and cannot ask for the admin client certificate
-		// that internal_tls requires of admin callers.
-		if c.InternalTLS.Enabled() {
-			p.Addf("admin.http_listen", "not supported with internal_tls yet: the REST listener cannot check the admin client certificate; use the gRPC admin.listen")
-		}
+	// Where it may listen is validateGRPCAddrs' rule: off loopback only with internal_tls
+	// (HTTPS, admin client certificate) or insecure_plaintext_grpc.
+	if c.Admin.HTTPListen != "" && c.Admin.TokenFile == "" {
+		p.Addf("admin.http_listen", "set admin.token_file too: an admin API without a credential refuses every call")
 	}
 	c.validateSessions(&p)
 	p.AddErrs("internal_tls", c.InternalTLS.Validate())

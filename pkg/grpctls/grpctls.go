@@ -78,14 +78,26 @@ func (c Config) load() (tls.Certificate, *x509.CertPool, error) {
 	return cert, pool, nil
 }
 
-// Server returns credentials that require and verify a client certificate.
-func (c Config) Server() (credentials.TransportCredentials, error) {
+// ServerTLS is the TLS configuration of a server that presents the certificate and
+// requires and verifies a client certificate. A server that must also answer callers
+// without one (the admin REST API's public OpenAPI document) lowers ClientAuth to
+// tls.VerifyClientCertIfGiven and checks the identity per request (PeerFromTLS).
+func (c Config) ServerTLS() (*tls.Config, error) {
 	cert, pool, err := c.load()
 	if err != nil {
 		return nil, err
 	}
-	return credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool,
-		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}), nil
+	return &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool,
+		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}, nil
+}
+
+// Server returns credentials that require and verify a client certificate.
+func (c Config) Server() (credentials.TransportCredentials, error) {
+	tc, err := c.ServerTLS()
+	if err != nil {
+		return nil, err
+	}
+	return credentials.NewTLS(tc), nil
 }
 
 // Client returns credentials that present the certificate and verify the server's.

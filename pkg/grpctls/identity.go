@@ -2,6 +2,7 @@ package grpctls
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"strings"
 
@@ -38,9 +39,7 @@ type Peer struct {
 // Identify tells a server who is calling.
 type Identify func(ctx context.Context) Peer
 
-// FromCertificate identifies callers by the one spiffe:// URI SAN of their verified client
-// certificate. A certificate with none, several, or one outside trustDomain is verified but
-// has no role.
+// FromCertificate identifies callers by their verified client certificate (PeerFromTLS).
 func FromCertificate(trustDomain string) Identify {
 	return func(ctx context.Context) Peer {
 		p, ok := peer.FromContext(ctx)
@@ -48,32 +47,45 @@ func FromCertificate(trustDomain string) Identify {
 			return Peer{}
 		}
 		ti, ok := p.AuthInfo.(credentials.TLSInfo)
-		if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
+		if !ok {
 			return Peer{}
 		}
-		var ids []string
-		role := ""
-		for _, u := range ti.State.VerifiedChains[0][0].URIs {
-			if u.Scheme != "spiffe" {
-				continue
-			}
-			ids = append(ids, u.String())
-			r, ok := strings.CutPrefix(u.Path, "/")
-			if ok && u.Host == trustDomain && u.User == nil && u.RawQuery == "" && u.Fragment == "" &&
-				r != "" && !strings.Contains(r, "/") {
-				role = r
-			}
-		}
-		if len(ids) != 1 { // a SPIFFE identity is exactly one URI; two would be ambiguous
-			role = ""
-		}
-		return Peer{Verified: true, Role: role, ID: strings.Join(ids, ",")}
+		return PeerFromTLS(&ti.State, trustDomain)
 	}
+}
+
+// PeerFromTLS identifies the peer of a TLS connection by the one spiffe:// URI SAN of its
+// verified certificate. A certificate with none, several, or one outside trustDomain is
+// verified but has no role; a connection without a verified certificate (nil cs, none
+// presented, or not verified) is not verified. gRPC servers and the HTTP admin listener
+// share it so that a certificate names the same role on both.
+func PeerFromTLS(cs *tls.ConnectionState, trustDomain string) Peer {
+	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return Peer{}
+	}
+	var ids []string
+	role := ""
+	for _, u := range cs.VerifiedChains[0][0].URIs {
+		if u.Scheme != "spiffe" {
+			continue
+		}
+		ids = append(ids, u.String())
+		r, ok := strings.CutPrefix(u.Path, "/")
+		if ok && u.Host == trustDomain && u.User == nil && u.RawQuery == "" && u.Fragment == "" &&
+			r != "" && !strings.Contains(r, "/") {
+			role = r
+		}
+	}
+	if len(ids) != 1 { // a SPIFFE identity is exactly one URI; two would be ambiguous
+		role = ""
+	}
+	return Peer{Verified: true, Role: role, ID: strings.Join(ids, ",")}
 }
 
 // Fixed says every caller has role. It is for listeners whose callers cannot present a
 // certificate and are trusted by how they reach the server: the in-process listener of
-// -target=all (the gateway), or a plaintext listener on loopback.
+// -target=all (the gateway), a plaintext listener on loopback, or the admin REST API's
+// in-process server, reached only once its HTTP handler has checked the admin certificate.
 func Fixed(role string) Identify {
 	return func(context.Context) Peer { return Peer{Verified: true, Role: role, ID: "(" + role + " by position)"} }
 }

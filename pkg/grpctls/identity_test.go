@@ -2,6 +2,8 @@ package grpctls_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
 	"net"
 	"testing"
@@ -127,5 +129,48 @@ func TestTrustDomainIsValidated(t *testing.T) {
 	}
 	if d := (grpctls.Config{}).Domain(); d != grpctls.DefaultTrustDomain {
 		t.Errorf("default trust domain %q", d)
+	}
+}
+
+// PeerFromTLS is what the HTTP admin listener identifies callers with: only a verified
+// chain counts, and a certificate names a role under the same rules as on gRPC.
+func TestPeerFromTLS(t *testing.T) {
+	t.Parallel()
+	ca := testpki.NewCA(t, t.TempDir())
+	leaf := func(name string, uris ...string) *x509.Certificate {
+		f := ca.Issue(t, name, uris...)
+		pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(pair.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	verified := func(c *x509.Certificate) *tls.ConnectionState {
+		return &tls.ConnectionState{PeerCertificates: []*x509.Certificate{c}, VerifiedChains: [][]*x509.Certificate{{c}}}
+	}
+	admin := leaf("admin", "spiffe://example.org/admin")
+	for _, tc := range []struct {
+		name string
+		cs   *tls.ConnectionState
+		want grpctls.Peer
+	}{
+		{"no connection state", nil, grpctls.Peer{}},
+		{"no certificate", &tls.ConnectionState{}, grpctls.Peer{}},
+		{"presented but not verified", &tls.ConnectionState{PeerCertificates: []*x509.Certificate{admin}}, grpctls.Peer{}},
+		{"admin", verified(admin), grpctls.Peer{Verified: true, Role: "admin", ID: "spiffe://example.org/admin"}},
+		{"other trust domain", verified(leaf("other", "spiffe://portcullis/admin")), grpctls.Peer{Verified: true, ID: "spiffe://portcullis/admin"}},
+		{"nested path", verified(leaf("nested", "spiffe://example.org/x/admin")), grpctls.Peer{Verified: true, ID: "spiffe://example.org/x/admin"}},
+		{"two identities", verified(leaf("two", "spiffe://example.org/admin", "spiffe://example.org/gateway")),
+			grpctls.Peer{Verified: true, ID: "spiffe://example.org/admin,spiffe://example.org/gateway"}},
+		{"not spiffe", verified(leaf("https", "https://example.org/admin")), grpctls.Peer{Verified: true}},
+		{"no identity", verified(leaf("none")), grpctls.Peer{Verified: true}},
+	} {
+		if got := grpctls.PeerFromTLS(tc.cs, "example.org"); got != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
 	}
 }
