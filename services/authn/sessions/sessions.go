@@ -142,5 +142,62 @@ func DecodePageToken(o ListOptions) (createdAt time.Time, id string, ok bool, er
 	return time.UnixMicro(p.CreatedAt).UTC(), p.ID, true, nil
 }
 
+// Row is one result row as database/sql and pgx both present it.
+type Row interface {
+	Scan(dest ...any) error
+}
+
+// Rows is a result set as database/sql and pgx both present it.
+type Rows interface {
+	Row
+	Next() bool
+	Err() error
+}
+
+// ListQuery is the query of one List page for the SQL stores: cols of the sessions table in
+// (created_at, id) order, limited to one row more than the page so ReadPage can tell whether
+// another follows. The stores differ only in placeholders (ph gives the n-th, counted from 1)
+// and in what a time column holds (at).
+func ListQuery[T any](o ListOptions, cols string, ph func(n int) string, at func(time.Time) T) (query string, args []any, err error) {
+	after, afterID, paged, err := DecodePageToken(o)
+	if err != nil {
+		return "", nil, err
+	}
+	arg := func(v any) string {
+		args = append(args, v)
+		return ph(len(args))
+	}
+	query = `SELECT ` + cols + ` FROM sessions WHERE 1=1`
+	if o.Subject != "" {
+		query += ` AND subject = ` + arg(o.Subject)
+	}
+	if paged {
+		query += ` AND (created_at, id) > (` + arg(at(after)) + `, ` + arg(afterID) + `)`
+	}
+	query += ` ORDER BY created_at, id LIMIT ` + arg(PageSize(o.PageSize)+1)
+	return query, args, nil
+}
+
+// ReadPage reads the result of a ListQuery into a List page and the token of the next one.
+func ReadPage(o ListOptions, rows Rows, scan func(Row) (Session, error)) ([]Session, string, error) {
+	var out []Session
+	for rows.Next() {
+		s, err := scan(rows)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", err
+	}
+	size := PageSize(o.PageSize)
+	if len(out) <= size {
+		return out, "", nil
+	}
+	out = out[:size]
+	return out, EncodePageToken(o, out[size-1]), nil
+}
+
 // HashToken is the SHA-256 under which a refresh token's session is stored.
 func HashToken(token string) [32]byte { return sha256.Sum256([]byte(token)) }

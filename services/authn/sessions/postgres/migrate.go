@@ -37,36 +37,24 @@ var migrations = []string{
 const migrateLock = 0x706f7274637573 // "portcus"
 
 // migrate brings the schema to len(steps) in one transaction (PostgreSQL DDL is transactional:
-// all steps or none), and refuses a database a newer binary has migrated further.
+// all steps or none).
 func migrate(ctx context.Context, pool *pgxpool.Pool, steps []string) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrateLock)); err != nil {
 			return fmt.Errorf("migrate: lock: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)`); err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-		var have int
-		if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&have); err != nil {
-			return fmt.Errorf("migrate: reading schema_version: %w", err)
-		}
-		if have > len(steps) {
-			return &sessions.SchemaTooNewError{Have: have, Known: len(steps)}
-		}
-		if have == len(steps) {
-			return nil
-		}
-		for i := have; i < len(steps); i++ {
-			if _, err := tx.Exec(ctx, steps[i]); err != nil {
-				return fmt.Errorf("migrate: step %d: %w", i+1, err)
-			}
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM schema_version`); err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO schema_version (version) VALUES ($1)`, len(steps)); err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-		return nil
+		return sessions.Migrate(ctx, migrationTx{tx}, steps)
 	})
+}
+
+type migrationTx struct{ tx pgx.Tx }
+
+func (m migrationTx) Exec(ctx context.Context, stmt string) error {
+	_, err := m.tx.Exec(ctx, stmt)
+	return err
+}
+
+func (m migrationTx) QueryInt(ctx context.Context, query string) (n int, err error) {
+	err = m.tx.QueryRow(ctx, query).Scan(&n)
+	return n, err
 }

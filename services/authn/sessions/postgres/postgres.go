@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -99,7 +100,7 @@ func ts(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
 const cols = `id, token_hash, subject, backend, service, client_id, created_at, last_used_at, last_remote_addr, idle_expires_at, expires_at`
 
-func scan(r pgx.Row) (sessions.Session, error) {
+func scan(r sessions.Row) (sessions.Session, error) {
 	var (
 		s    sessions.Session
 		hash []byte
@@ -135,45 +136,16 @@ func (st *store) Get(ctx context.Context, id string) (sessions.Session, error) {
 }
 
 func (st *store) List(ctx context.Context, o sessions.ListOptions) ([]sessions.Session, string, error) {
-	after, afterID, paged, err := sessions.DecodePageToken(o)
+	q, args, err := sessions.ListQuery(o, cols, func(n int) string { return "$" + strconv.Itoa(n) }, ts)
 	if err != nil {
 		return nil, "", err
 	}
-	size := sessions.PageSize(o.PageSize)
-	q := `SELECT ` + cols + ` FROM sessions WHERE true`
-	var args []any
-	if o.Subject != "" {
-		args = append(args, o.Subject)
-		q += fmt.Sprintf(` AND subject = $%d`, len(args))
-	}
-	if paged {
-		args = append(args, after, afterID)
-		q += fmt.Sprintf(` AND (created_at, id) > ($%d, $%d)`, len(args)-1, len(args))
-	}
-	args = append(args, size+1)
-	q += fmt.Sprintf(` ORDER BY created_at, id LIMIT $%d`, len(args))
 	rows, err := st.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, "", err
 	}
 	defer rows.Close()
-	var out []sessions.Session
-	for rows.Next() {
-		s, err := scan(rows)
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(out) > size {
-		out = out[:size]
-		next = sessions.EncodePageToken(o, out[size-1])
-	}
-	return out, next, nil
+	return sessions.ReadPage(o, rows, scan)
 }
 
 // Touch sends the whole batch in one round trip, in one transaction.

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/portcullis-dev/portcullis/pkg/pgtest"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
@@ -33,6 +34,10 @@ func TestStore(t *testing.T) {
 	t.Run("Migrations", func(t *testing.T) {
 		t.Parallel()
 		testMigrations(t, srv)
+	})
+	t.Run("MigrationRollsBack", func(t *testing.T) {
+		t.Parallel()
+		testMigrationRollsBack(t, srv)
 	})
 	t.Run("DSNFile", func(t *testing.T) {
 		t.Parallel()
@@ -86,6 +91,20 @@ func testMigrations(t *testing.T, srv *pgtest.Server) {
 	if !errors.As(err, &tooNew) || tooNew.Have != 7 || tooNew.Known != 1 {
 		t.Fatalf("Open(newer schema) = %v, want SchemaTooNewError{7, 1}", err)
 	}
+}
+
+func testMigrationRollsBack(t *testing.T, srv *pgtest.Server) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, srv.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	storetest.MigrationRollsBack(t, func(steps []string) error { return postgres.MigrateSteps(ctx, pool, steps) },
+		func(q string) (n int, err error) {
+			err = pool.QueryRow(ctx, q).Scan(&n)
+			return n, err
+		})
 }
 
 func TestValidate(t *testing.T) {

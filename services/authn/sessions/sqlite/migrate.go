@@ -31,44 +31,30 @@ var migrations = []string{
 	CREATE INDEX sessions_idle_expires ON sessions (idle_expires_at);`,
 }
 
-// migrate brings the schema to len(migrations) in one transaction (all steps or none), and
-// refuses a database that a newer binary has migrated further.
-func migrate(ctx context.Context, db *sql.DB) error {
-	return migrateTo(ctx, db, migrations)
-}
-
-func migrateTo(ctx context.Context, db *sql.DB, steps []string) error {
+// migrate brings the schema to len(steps) in one transaction: all steps or none.
+func migrate(ctx context.Context, db *sql.DB, steps []string) error {
 	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE (_txlock): concurrent starters serialize
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	var have int
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&have); err != nil {
-		return fmt.Errorf("migrate: reading schema_version: %w", err)
-	}
-	if have > len(steps) {
-		return &sessions.SchemaTooNewError{Have: have, Known: len(steps)}
-	}
-	if have == len(steps) {
-		return nil
-	}
-	for i := have; i < len(steps); i++ {
-		if _, err := tx.ExecContext(ctx, steps[i]); err != nil {
-			return fmt.Errorf("migrate: step %d: %w", i+1, err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM schema_version`); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (?)`, len(steps)); err != nil {
-		return fmt.Errorf("migrate: %w", err)
+	if err := sessions.Migrate(ctx, migrationTx{tx}, steps); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil
+}
+
+type migrationTx struct{ tx *sql.Tx }
+
+func (m migrationTx) Exec(ctx context.Context, stmt string) error {
+	_, err := m.tx.ExecContext(ctx, stmt)
+	return err
+}
+
+func (m migrationTx) QueryInt(ctx context.Context, query string) (n int, err error) {
+	err = m.tx.QueryRowContext(ctx, query).Scan(&n)
+	return n, err
 }

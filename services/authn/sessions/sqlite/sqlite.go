@@ -74,7 +74,7 @@ func (c *Config) Open(ctx context.Context, deps sessions.Deps) (sessions.Store, 
 	db.SetMaxOpenConns(maxConns)
 	db.SetMaxIdleConns(maxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	if err := migrate(ctx, db); err != nil {
+	if err := migrate(ctx, db, migrations); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("sqlite session store %s: %w", c.Path, err)
 	}
@@ -95,9 +95,7 @@ func fromUS(v int64) time.Time { return time.UnixMicro(v).UTC() }
 
 const cols = `id, token_hash, subject, backend, service, client_id, created_at, last_used_at, last_remote_addr, idle_expires_at, expires_at`
 
-type scanner interface{ Scan(dest ...any) error }
-
-func scan(r scanner) (sessions.Session, error) {
+func scan(r sessions.Row) (sessions.Session, error) {
 	var (
 		s                            sessions.Session
 		hash                         []byte
@@ -133,45 +131,16 @@ func (st *store) Get(ctx context.Context, id string) (sessions.Session, error) {
 }
 
 func (st *store) List(ctx context.Context, o sessions.ListOptions) ([]sessions.Session, string, error) {
-	after, afterID, paged, err := sessions.DecodePageToken(o)
+	q, args, err := sessions.ListQuery(o, cols, func(int) string { return "?" }, us)
 	if err != nil {
 		return nil, "", err
 	}
-	size := sessions.PageSize(o.PageSize)
-	q := `SELECT ` + cols + ` FROM sessions WHERE 1=1`
-	var args []any
-	if o.Subject != "" {
-		q += ` AND subject = ?`
-		args = append(args, o.Subject)
-	}
-	if paged {
-		q += ` AND (created_at > ? OR (created_at = ? AND id > ?))`
-		args = append(args, us(after), us(after), afterID)
-	}
-	q += ` ORDER BY created_at, id LIMIT ?`
-	args = append(args, size+1)
 	rows, err := st.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, "", err
 	}
 	defer rows.Close()
-	var out []sessions.Session
-	for rows.Next() {
-		s, err := scan(rows)
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(out) > size {
-		out = out[:size]
-		next = sessions.EncodePageToken(o, out[size-1])
-	}
-	return out, next, nil
+	return sessions.ReadPage(o, rows, scan)
 }
 
 func (st *store) Touch(ctx context.Context, ts []sessions.Touch) error {

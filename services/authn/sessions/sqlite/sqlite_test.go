@@ -93,6 +93,21 @@ func TestMigrations(t *testing.T) {
 	}
 }
 
+func TestMigrationRollsBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "sessions.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	storetest.MigrationRollsBack(t, func(steps []string) error { return sqlite.MigrateSteps(ctx, db, steps) },
+		func(q string) (n int, err error) {
+			err = db.QueryRowContext(ctx, q).Scan(&n)
+			return n, err
+		})
+}
+
 func TestOpenMissingDir(t *testing.T) {
 	t.Parallel()
 	c := &sqlite.Config{Path: filepath.Join(t.TempDir(), "no", "such", "sessions.db")}

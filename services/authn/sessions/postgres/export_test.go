@@ -1,0 +1,4 @@
+package postgres
+
+// MigrateSteps runs the migration of Open with other steps.
+var MigrateSteps = migrate

@@ -1,0 +1,4 @@
+package sqlite
+
+// MigrateSteps runs the migration of Open with other steps.
+var MigrateSteps = migrate
