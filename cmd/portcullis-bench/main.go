@@ -1,18 +1,22 @@
 // Command portcullis-bench measures token throughput, latency and server CPU per token on
 // loopback: it starts bin/portcullis (all-in-one, then split into four processes) and drives
-// GET /token with HTTP Basic credentials. `make bench` runs it; figures are printed, never
-// asserted.
+// GET /token with HTTP Basic credentials, then the refresh grant a logged-in docker client
+// uses, with SQLite and with PostgreSQL session stores. `make bench` runs it; figures are
+// printed, never asserted.
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,8 +28,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/portcullis-dev/portcullis/pkg/pgtest"
 	"github.com/portcullis-dev/portcullis/pkg/vaulttest"
 )
 
@@ -35,14 +41,30 @@ func main() {
 	conc := flag.Int("concurrency", 16, "concurrent clients in closed-loop runs")
 	rate := flag.Int("rate", 500, "request rate of the fixed-rate latency runs (tokens/s)")
 	vaultRate := flag.Int("vault-rate", 750, "request rate of the Vault fixed-rate run (half the 1,500 tokens/s target)")
-	profile := flag.Bool("profile", true, "CPU-profile the all-in-one warm run and print the top functions")
-	profileOut := flag.String("profile-out", ".cache/bench-cpu.pprof", "where to keep that CPU profile (go tool pprof)")
+	refreshRate := flag.Int("refresh-rate", 1000, "request rate of the PostgreSQL refresh-grant fixed-rate run (the issue 7 target's rate)")
+	refreshTokens := flag.Int("refresh-tokens", 64, "refresh tokens (offline logins) the refresh-grant runs share out, so no one session row is hot")
+	profile := flag.Bool("profile", true, "CPU-profile the all-in-one warm and refresh-grant runs and print the top functions")
+	profileOut := flag.String("profile-out", ".cache/bench-cpu.pprof", "where to keep the warm run's CPU profile (go tool pprof); the refresh runs' go beside it")
 	withVault := flag.Bool("vault", true, "also compare Vault transit signing (needs the vault binary: scripts/install-tools.sh vault)")
 	flag.Parse()
-	if err := run(*bin, *dur, *conc, *rate, *vaultRate, *profile, *profileOut, *withVault); err != nil {
+	o := options{
+		bin: *bin, dur: *dur, conc: *conc, rate: *rate, vaultRate: *vaultRate, refreshRate: *refreshRate,
+		refreshTokens: *refreshTokens, profile: *profile, profileOut: *profileOut, vault: *withVault,
+	}
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "portcullis-bench:", err)
 		os.Exit(1)
 	}
+}
+
+type options struct {
+	bin                                string
+	dur                                time.Duration
+	conc, rate, vaultRate, refreshRate int
+	refreshTokens                      int
+	profile                            bool
+	profileOut                         string
+	vault                              bool
 }
 
 type scenario struct {
@@ -52,6 +74,8 @@ type scenario struct {
 	// vault signs through this Vault's transit engine instead of the local key file.
 	vault   *vaultKey
 	noBatch bool
+	// pgDSN keeps sessions in this PostgreSQL database; empty: a fresh SQLite file.
+	pgDSN string
 }
 
 type vaultKey struct{ addr, tokenFile string }
@@ -73,8 +97,11 @@ func (s scenario) String() string {
 	return fmt.Sprintf("%-10s %-4s creds, %d scope(s)%s", mode, creds, s.scopes, key)
 }
 
-func run(bin string, dur time.Duration, conc, rate, vaultRate int, profile bool, profileOut string, withVault bool) error {
-	bin, err := filepath.Abs(bin)
+// cpuProfile is a profiled run whose top functions are printed at the end.
+type cpuProfile struct{ title, path, keep string }
+
+func run(o options) error {
+	bin, err := filepath.Abs(o.bin)
 	if err != nil {
 		return err
 	}
@@ -86,25 +113,30 @@ func run(bin string, dur time.Duration, conc, rate, vaultRate int, profile bool,
 	if err := writeUsers(dir); err != nil {
 		return err
 	}
+	dur, conc, rate := o.dur, o.conc, o.rate
 	fmt.Printf("portcullis bench: %d clients for %s per closed-loop run; fixed-rate runs at %d tokens/s; server and load generator share this machine's %d CPUs\n",
 		conc, dur, rate, numCPU())
-	fmt.Printf("CPU/token: CPU time of the server process(es) during the run (user+system, /proc/<pid>/stat) per token issued\n\n")
-	fmt.Printf("%-62s %10s %9s %9s %10s\n", "scenario", "tokens/s", "p50", "p99", "CPU/token")
-	var profPath string
+	fmt.Printf("CPU/token: CPU time of the Portcullis process(es) during the run (user+system, /proc/<pid>/stat) per token issued\n\n")
+	printHeader()
+	var profiles []cpuProfile
+	var warmBasic float64 // tokens/s of the all-in-one warm 1-scope run: what the refresh grant is compared with
 	for _, split := range []bool{false, true} {
 		for _, cold := range []bool{false, true} {
 			for _, n := range []int{1, 5} {
 				sc := scenario{split: split, cold: cold, scopes: n}
 				prof := ""
-				if profile && !split && !cold && n == 1 {
+				if o.profile && !split && !cold && n == 1 {
 					prof = filepath.Join(dir, "cpu.pprof")
-					profPath = prof
+					profiles = append(profiles, cpuProfile{"the all-in-one warm 1-scope run", prof, o.profileOut})
 				}
 				res, err := withServer(bin, dir, sc, prof, func(url string) (result, error) {
-					return closedLoop(url, sc.scopes, conc, dur)
+					return closedLoop(basicGrant(url, sc.scopes), conc, dur)
 				})
 				if err != nil {
 					return fmt.Errorf("%s: %w", sc, err)
+				}
+				if !split && !cold && n == 1 {
+					warmBasic = res.rate()
 				}
 				name := sc.String()
 				if prof != "" {
@@ -118,15 +150,20 @@ func run(bin string, dur time.Duration, conc, rate, vaultRate int, profile bool,
 	for _, split := range []bool{false, true} {
 		sc := scenario{split: split, scopes: 1}
 		res, err := withServer(bin, dir, sc, "", func(url string) (result, error) {
-			return fixedRate(url, sc.scopes, rate, dur)
+			return fixedRate(basicGrant(url, sc.scopes), rate, dur)
 		})
 		if err != nil {
 			return err
 		}
 		res.print(fmt.Sprintf("%s @%d/s", sc, rate))
 	}
-	if withVault {
-		if err := benchVault(bin, dir, dur, conc, vaultRate); err != nil {
+	ps, err := benchRefresh(bin, dir, o, warmBasic)
+	if err != nil {
+		return fmt.Errorf("refresh grant: %w", err)
+	}
+	profiles = append(profiles, ps...)
+	if o.vault {
+		if err := benchVault(bin, dir, dur, conc, o.vaultRate); err != nil {
 			return fmt.Errorf("vault: %w", err)
 		}
 	}
@@ -136,19 +173,28 @@ func run(bin string, dur time.Duration, conc, rate, vaultRate int, profile bool,
 	}); err != nil {
 		return err
 	}
-	if profPath != "" {
-		fmt.Printf("\nCPU profile of the all-in-one warm 1-scope run (server process, top by cumulative time):\n")
-		cmd := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=35", bin, profPath)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			fmt.Printf("pprof failed: %v\n", err)
-		}
-		fmt.Println(string(out))
-		if data, err := os.ReadFile(profPath); err == nil && profileOut != "" && os.WriteFile(profileOut, data, 0o644) == nil {
-			fmt.Printf("profile kept in %s: go tool pprof -top %s %s\n", profileOut, bin, profileOut)
-		}
+	for _, p := range profiles {
+		printProfile(bin, p)
 	}
 	return nil
+}
+
+func printHeader() {
+	fmt.Printf("%-62s %10s %9s %9s %10s\n", "scenario", "tokens/s", "p50", "p99", "CPU/token")
+}
+
+// printProfile prints the top functions of a server CPU profile and keeps a copy of it.
+func printProfile(bin string, p cpuProfile) {
+	fmt.Printf("\nCPU profile of %s (server process, top by cumulative time):\n", p.title)
+	cmd := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=35", bin, p.path)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		fmt.Printf("pprof failed: %v\n", err)
+	}
+	fmt.Println(string(out))
+	if data, err := os.ReadFile(p.path); err == nil && p.keep != "" && os.WriteFile(p.keep, data, 0o644) == nil {
+		fmt.Printf("profile kept in %s: go tool pprof -top %s %s\n", p.keep, bin, p.keep)
+	}
 }
 
 func numCPU() int { return runtime.NumCPU() }
@@ -168,6 +214,11 @@ func config(dir string, sc scenario, ports []string) string {
 		key = fmt.Sprintf("{type: vault, config: {address: %q, key: portcullis, auth: {token_file: %q}, batch: {disabled: %t}}}",
 			sc.vault.addr, sc.vault.tokenFile, sc.noBatch)
 	}
+	// Named explicitly: the default store is a file under -data-dir, in the working directory.
+	store := fmt.Sprintf("{type: sqlite, config: {path: %s}}", sessionsDB(dir))
+	if sc.pgDSN != "" {
+		store = fmt.Sprintf("{type: postgres, config: {dsn: %q}}", sc.pgDSN)
+	}
 	return fmt.Sprintf(`log: {level: info}
 gateway:
   listen: %s
@@ -186,12 +237,28 @@ signer:
   listen: %s
   metrics_listen: %s
   key: %s
+sessions:
+  store: %s
 `, ports[portGateway], ports[portGatewayMetrics], ports[portAuthn], ports[portAuthz], ports[portSigner],
-		ports[portAuthn], sc.cold, filepath.Join(dir, "htpasswd"), ports[portAuthz], ports[portSigner], ports[portSignerMetrics], key)
+		ports[portAuthn], sc.cold, filepath.Join(dir, "htpasswd"), ports[portAuthz], ports[portSigner], ports[portSignerMetrics], key, store)
 }
 
-// server is a running Portcullis: its gateway URL and where the signer's metrics are.
-type server struct{ url, signerMetrics string }
+func sessionsDB(dir string) string { return filepath.Join(dir, "sessions.db") }
+
+// server is a running Portcullis: its gateway URL, where the signer's metrics are, and the CPU
+// time its processes have used so far.
+type server struct {
+	url, signerMetrics string
+	cpu                func() time.Duration
+}
+
+// measure runs load and sets the result's CPU time to what the server used meanwhile.
+func (s server) measure(load func() (result, error)) (result, error) {
+	cpu0 := s.cpu()
+	res, err := load()
+	res.cpu = s.cpu() - cpu0
+	return res, err
+}
 
 // Ports in the generated config, by index.
 const (
@@ -205,7 +272,9 @@ const (
 )
 
 func withServer(bin, dir string, sc scenario, cpuprofile string, f func(url string) (result, error)) (result, error) {
-	return withServerAt(bin, dir, sc, cpuprofile, func(s server) (result, error) { return f(s.url) })
+	return withServerAt(bin, dir, sc, cpuprofile, func(s server) (result, error) {
+		return s.measure(func() (result, error) { return f(s.url) })
+	})
 }
 
 func withServerAt(bin, dir string, sc scenario, cpuprofile string, f func(s server) (result, error)) (result, error) {
@@ -216,6 +285,13 @@ func withServerAt(bin, dir string, sc scenario, cpuprofile string, f func(s serv
 			return result{}, err
 		}
 		ports[i] = p
+	}
+	if sc.pgDSN == "" { // every server starts with no sessions
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if err := os.Remove(sessionsDB(dir) + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return result{}, err
+			}
+		}
 	}
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(config(dir, sc, ports)), 0o600); err != nil {
@@ -258,10 +334,7 @@ func withServerAt(bin, dir string, sc scenario, cpuprofile string, f func(s serv
 	if sc.split {
 		metrics = "http://" + ports[portSignerMetrics] + "/metrics"
 	}
-	cpu0 := cpuTime(procs)
-	res, err := f(server{url: url, signerMetrics: metrics})
-	res.cpu = cpuTime(procs) - cpu0
-	return res, err
+	return f(server{url: url, signerMetrics: metrics, cpu: func() time.Duration { return cpuTime(procs) }})
 }
 
 // clockTick is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on every Linux port Go
@@ -286,16 +359,25 @@ func cpuTime(procs []*exec.Cmd) time.Duration {
 	return total
 }
 
-// statCPU reads utime+stime (fields 14 and 15) from a /proc/<pid>/stat line.
-func statCPU(stat string) (time.Duration, bool) {
+// statFields splits a /proc/<pid>/stat line into its fields from field 3 (state) on.
+func statFields(stat string) ([]string, bool) {
 	// The command name (field 2) may hold spaces and parentheses; the fields after its
 	// closing parenthesis are numbers, starting with field 3.
 	i := strings.LastIndexByte(stat, ')')
 	if i < 0 {
-		return 0, false
+		return nil, false
 	}
 	f := strings.Fields(stat[i+1:])
 	if len(f) < 13 {
+		return nil, false
+	}
+	return f, true
+}
+
+// statCPU reads utime+stime (fields 14 and 15) from a /proc/<pid>/stat line.
+func statCPU(stat string) (time.Duration, bool) {
+	f, ok := statFields(stat)
+	if !ok {
 		return 0, false
 	}
 	utime, err1 := strconv.ParseInt(f[14-3], 10, 64)
@@ -304,6 +386,38 @@ func statCPU(stat string) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(utime+stime) * clockTick, true
+}
+
+// statPPid reads the parent's process id (field 4) from a /proc/<pid>/stat line.
+func statPPid(stat string) (int, bool) {
+	f, ok := statFields(stat)
+	if !ok {
+		return 0, false
+	}
+	p, err := strconv.Atoi(f[4-3])
+	return p, err == nil
+}
+
+// serverCPU is the CPU time a PostgreSQL server has used so far: its postmaster and live
+// children, among them the backends serving the session store's pool. (Backends call setsid,
+// so the postmaster's process group does not hold them.)
+func serverCPU(postmaster int) time.Duration {
+	paths, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var total time.Duration
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // exited since the glob
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if ppid, ok := statPPid(string(b)); pid != postmaster && (!ok || ppid != postmaster) {
+			continue
+		}
+		if t, ok := statCPU(string(b)); ok {
+			total += t
+		}
+	}
+	return total
 }
 
 func freePort() (string, error) {
@@ -340,12 +454,26 @@ func tokenURL(base string, scopes int) string {
 
 type result struct {
 	n, errs int
+	late    int // fixed-rate requests that left more than lateBy after their scheduled time
 	elapsed time.Duration
 	lat     []time.Duration
 	cpu     time.Duration // the server's CPU time during the run
+	dbCPU   time.Duration // the PostgreSQL server's, when sessions are kept there
 }
 
-func (r result) print(name string) {
+// lateBy is when a fixed-rate request counts as having missed its schedule: the load
+// generator (on the same 2 CPUs) could not send it on time.
+const lateBy = time.Millisecond
+
+func (r result) rate() float64 {
+	if r.elapsed <= 0 {
+		return 0
+	}
+	return float64(r.n) / r.elapsed.Seconds()
+}
+
+// print prints the row; notes follow the figures.
+func (r result) print(name string, notes ...string) {
 	slices.Sort(r.lat)
 	pct := func(p float64) time.Duration {
 		if len(r.lat) == 0 {
@@ -353,16 +481,27 @@ func (r result) print(name string) {
 		}
 		return r.lat[min(len(r.lat)-1, int(float64(len(r.lat))*p))]
 	}
-	errs := ""
-	if r.errs > 0 {
-		errs = fmt.Sprintf("  (%d errors)", r.errs)
-	}
 	perToken := "-"
 	if r.cpu > 0 && r.n > 0 {
 		perToken = fmt.Sprintf("%.0fµs", float64(r.cpu.Microseconds())/float64(r.n))
 	}
-	fmt.Printf("%-62s %10.0f %9s %9s %10s%s\n", name, float64(r.n)/r.elapsed.Seconds(),
-		pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), perToken, errs)
+	var extra []string
+	if r.dbCPU > 0 && r.n > 0 {
+		extra = append(extra, fmt.Sprintf("+ PostgreSQL %.0fµs/token", float64(r.dbCPU.Microseconds())/float64(r.n)))
+	}
+	extra = append(extra, notes...)
+	if r.errs > 0 {
+		extra = append(extra, fmt.Sprintf("(%d errors)", r.errs))
+	}
+	if r.late > 0 {
+		extra = append(extra, fmt.Sprintf("(%d sent >%s late)", r.late, lateBy))
+	}
+	tail := ""
+	if len(extra) > 0 {
+		tail = "  " + strings.Join(extra, "  ")
+	}
+	fmt.Printf("%-62s %10.0f %9s %9s %10s%s\n", name, r.rate(),
+		pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), perToken, tail)
 }
 
 func newClient(conc int) *http.Client {
@@ -371,26 +510,107 @@ func newClient(conc int) *http.Client {
 
 var auth = "Basic " + base64.StdEncoding.EncodeToString([]byte("bench:bench-password"))
 
+// grant sends the i-th token request of a run and says how long the answer took.
+type grant func(c *http.Client, i int) (time.Duration, error)
+
+// basicGrant is GET /token with the password (docker without a stored identity token,
+// and most other clients).
+func basicGrant(base string, scopes int) grant {
+	url := tokenURL(base, scopes)
+	return func(c *http.Client, _ int) (time.Duration, error) { return one(c, url) }
+}
+
 func one(c *http.Client, url string) (time.Duration, error) {
 	req, _ := http.NewRequest("GET", url, nil)
 	req.Header.Set("Authorization", auth)
+	return timed(c, req, nil)
+}
+
+// timed sends req and returns how long the whole answer took; a 200 body must hold want
+// when it is given.
+func timed(c *http.Client, req *http.Request, want []byte) (time.Duration, error) {
 	start := time.Now()
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, err
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+	var body []byte
+	if want != nil {
+		body, err = io.ReadAll(resp.Body)
+	} else {
+		_, err = io.Copy(io.Discard, resp.Body)
+	}
 	resp.Body.Close()
+	if err != nil {
+		return 0, err
+	}
+	d := time.Since(start)
 	if resp.StatusCode != 200 {
 		return 0, fmt.Errorf("status %d", resp.StatusCode)
 	}
-	return time.Since(start), nil
+	if want != nil && !bytes.Contains(body, want) {
+		return 0, fmt.Errorf("answer without %s", want)
+	}
+	return d, nil
+}
+
+// refreshGrant is what a docker client sends once logged in: POST /token with the identity
+// token (a refresh token) and no password. Request i uses tokens[i%len(tokens)], each token
+// its own repository.
+func refreshGrant(base string, tokens []string) grant {
+	forms := make([]string, len(tokens))
+	for i, tok := range tokens {
+		forms[i] = refreshForm(tok, fmt.Sprintf("repository:bench/app%d:pull", i))
+	}
+	return func(c *http.Client, i int) (time.Duration, error) {
+		req, _ := http.NewRequest("POST", base+"/token", strings.NewReader(forms[i%len(forms)]))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		return timed(c, req, []byte(`"access_token"`))
+	}
+}
+
+// refreshForm is the docker daemon's refresh request (distribution's registry/client/auth).
+func refreshForm(token, scope string) string {
+	return url.Values{"grant_type": {"refresh_token"}, "refresh_token": {token}, "client_id": {"docker"},
+		"service": {"registry.local"}, "scope": {scope}}.Encode()
+}
+
+// offlineLogins is `docker login` n times over: GET /token?offline_token=true with the
+// password, each answered with a refresh token of its own (a session row of its own).
+func offlineLogins(base string, n int) ([]string, error) {
+	c := newClient(1)
+	tokens := make([]string, 0, n)
+	for range n {
+		req, _ := http.NewRequest("GET", base+"/token?service=registry.local&offline_token=true&client_id=bench", nil)
+		req.Header.Set("Authorization", auth)
+		resp, err := c.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		var body struct {
+			RefreshToken string `json:"refresh_token"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode != 200:
+			return nil, fmt.Errorf("offline login: status %d", resp.StatusCode)
+		case err != nil:
+			return nil, fmt.Errorf("offline login: %w", err)
+		case body.RefreshToken == "":
+			return nil, errors.New("offline login: no refresh_token in the answer (sessions disabled?)")
+		}
+		tokens = append(tokens, body.RefreshToken)
+	}
+	return tokens, nil
 }
 
 // closedLoop: conc clients, each sending its next request when the previous one returns.
-func closedLoop(base string, scopes, conc int, dur time.Duration) (result, error) {
-	url, c := tokenURL(base, scopes), newClient(conc)
-	if _, err := one(c, url); err != nil { // warm the cache and the connection
+// Client k sends requests k, k+conc, k+2·conc…, so a grant that cycles through several
+// credentials spreads every client over all of them.
+func closedLoop(send grant, conc int, dur time.Duration) (result, error) {
+	c := newClient(conc)
+	if _, err := send(c, 0); err != nil { // warm the cache and the connection
 		return result{}, err
 	}
 	var mu sync.Mutex
@@ -398,14 +618,14 @@ func closedLoop(base string, scopes, conc int, dur time.Duration) (result, error
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	start := time.Now()
-	for i := 0; i < conc; i++ {
+	for k := 0; k < conc; k++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var lat []time.Duration
 			errs := 0
-			for !stop.Load() {
-				d, err := one(c, url)
+			for i := k; !stop.Load(); i += conc {
+				d, err := send(c, i)
 				if err != nil {
 					errs++
 					continue
@@ -428,9 +648,9 @@ func closedLoop(base string, scopes, conc int, dur time.Duration) (result, error
 
 // fixedRate: an open-loop load at rate requests/s, so latency is measured without the
 // coordinated omission of a closed loop.
-func fixedRate(base string, scopes, rate int, dur time.Duration) (result, error) {
-	url, c := tokenURL(base, scopes), newClient(256)
-	if _, err := one(c, url); err != nil {
+func fixedRate(send grant, rate int, dur time.Duration) (result, error) {
+	c := newClient(256)
+	if _, err := send(c, 0); err != nil {
 		return result{}, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
@@ -452,18 +672,22 @@ func fixedRate(base string, scopes, rate int, dur time.Duration) (result, error)
 			break
 		}
 		wg.Add(1)
-		go func(sched time.Time) {
+		go func(i int, sched time.Time) {
 			defer wg.Done()
-			_, err := one(c, url)
+			late := time.Since(sched) > lateBy
+			_, err := send(c, i)
 			d := time.Since(sched) // from when it should have been sent
 			mu.Lock()
+			if late {
+				res.late++
+			}
 			if err != nil {
 				res.errs++
 			} else {
 				res.lat = append(res.lat, d)
 			}
 			mu.Unlock()
-		}(next)
+		}(i, next)
 	}
 	wg.Wait()
 	res.elapsed = dur
@@ -512,8 +736,10 @@ func enumeration(base string) error {
 // benchVault compares signing keys in the split deployment: the local key file, and Vault
 // transit with and without batching, with a real Vault server on this machine.
 func benchVault(bin, dir string, dur time.Duration, conc, rate int) error {
-	vt := &benchT{dir: dir}
-	defer vt.cleanup()
+	return withBenchT(dir, func(vt *benchT) error { return benchVaultWith(vt, bin, dir, dur, conc, rate) })
+}
+
+func benchVaultWith(vt *benchT, bin, dir string, dur time.Duration, conc, rate int) error {
 	v := vaulttest.Start(vt)
 	v.CreateKey(vt, "portcullis", "ecdsa-p256")
 	tokenFile := filepath.Join(dir, "vault-token")
@@ -530,7 +756,7 @@ func benchVault(bin, dir string, dur time.Duration, conc, rate int) error {
 	} {
 		var perTrip float64
 		res, err := withServerMetrics(bin, dir, sc, func(url string) (result, error) {
-			return closedLoop(url, sc.scopes, conc, dur)
+			return closedLoop(basicGrant(url, sc.scopes), conc, dur)
 		}, &perTrip)
 		if err != nil {
 			return fmt.Errorf("%s: %w", sc, err)
@@ -544,7 +770,7 @@ func benchVault(bin, dir string, dur time.Duration, conc, rate int) error {
 	sc := scenario{split: true, scopes: 1, vault: vk}
 	var perTrip float64
 	res, err := withServerMetrics(bin, dir, sc, func(url string) (result, error) {
-		return fixedRate(url, sc.scopes, rate, dur)
+		return fixedRate(basicGrant(url, sc.scopes), rate, dur)
 	}, &perTrip)
 	if err != nil {
 		return err
@@ -556,7 +782,7 @@ func benchVault(bin, dir string, dur time.Duration, conc, rate int) error {
 // withServerMetrics runs f and reads the signer's signs per Vault round trip afterwards.
 func withServerMetrics(bin, dir string, sc scenario, f func(url string) (result, error), perTrip *float64) (result, error) {
 	return withServerAt(bin, dir, sc, "", func(s server) (result, error) {
-		r, err := f(s.url)
+		r, err := s.measure(func() (result, error) { return f(s.url) })
 		if err == nil {
 			*perTrip = signsPerTrip(s.signerMetrics)
 		}
@@ -594,27 +820,143 @@ func vaultVersion(bin string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// benchT lets the test harness that starts Vault run outside go test.
+// benchRefresh measures the refresh grant, all-in-one, with the session store in SQLite and
+// in a PostgreSQL server started on this machine: closed-loop throughput compared with the
+// warm Basic run (basic tokens/s), and latency at a fixed rate on PostgreSQL. The runs
+// compared with the Basic one are CPU-profiled like it when profiling is on.
+func benchRefresh(bin, dir string, o options, basic float64) ([]cpuProfile, error) {
+	var profiles []cpuProfile
+	err := withBenchT(dir, func(bt *benchT) error {
+		pg := pgtest.StartServer(bt)
+		version, err := pgVersion(pg.NewDatabase(bt))
+		if err != nil {
+			return err
+		}
+		fmt.Printf("\nRefresh grant (docker's path after docker login: refresh token, no bcrypt), all-in-one, %d refresh tokens shared out, 1 pull scope;\n", o.refreshTokens)
+		fmt.Printf("PostgreSQL %s on this machine (pgtest: fsync off); refresh/basic is tokens/s against the all-in-one warm 1-scope Basic run (%.0f/s)\n", version, basic)
+		for _, st := range []struct{ name, dsn string }{{"SQLite", ""}, {"PostgreSQL", pg.NewDatabase(bt)}} {
+			sc := scenario{scopes: 1, pgDSN: st.dsn}
+			name := fmt.Sprintf("all-in-one refresh, %s sessions", st.name)
+			prof := ""
+			if o.profile {
+				prof = filepath.Join(dir, "cpu-refresh-"+strings.ToLower(st.name)+".pprof")
+				name += " (CPU-profiled)"
+				keep := ""
+				if o.profileOut != "" {
+					keep = strings.TrimSuffix(o.profileOut, ".pprof") + "-refresh-" + strings.ToLower(st.name) + ".pprof"
+				}
+				profiles = append(profiles, cpuProfile{"the all-in-one refresh-grant run, " + st.name + " sessions", prof, keep})
+			}
+			res, err := withServerAt(bin, dir, sc, prof, func(s server) (result, error) {
+				return refreshRun(s, o.refreshTokens, st.dsn != "", pg, func(send grant) (result, error) {
+					return closedLoop(send, o.conc, o.dur)
+				})
+			})
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			ratio := "refresh/basic = -"
+			if basic > 0 {
+				ratio = fmt.Sprintf("refresh/basic = %.0f%%", 100*res.rate()/basic)
+			}
+			res.print(name, ratio)
+		}
+		sc := scenario{scopes: 1, pgDSN: pg.NewDatabase(bt)}
+		res, err := withServerAt(bin, dir, sc, "", func(s server) (result, error) {
+			return refreshRun(s, o.refreshTokens, true, pg, func(send grant) (result, error) {
+				return fixedRate(send, o.refreshRate, o.dur)
+			})
+		})
+		if err != nil {
+			return fmt.Errorf("refresh @%d/s: %w", o.refreshRate, err)
+		}
+		res.print(fmt.Sprintf("all-in-one refresh, PostgreSQL sessions @%d/s", o.refreshRate))
+		return nil
+	})
+	return profiles, err
+}
+
+// refreshRun logs in n times for refresh tokens, then runs load over them; CPU time is
+// counted during the load only (the first login pays bcrypt), and with onPG the PostgreSQL
+// server's too.
+func refreshRun(s server, n int, onPG bool, pg *pgtest.Server, load func(grant) (result, error)) (result, error) {
+	tokens, err := offlineLogins(s.url, n)
+	if err != nil {
+		return result{}, err
+	}
+	var db0 time.Duration
+	if onPG {
+		db0 = serverCPU(pg.PID())
+	}
+	res, err := s.measure(func() (result, error) { return load(refreshGrant(s.url, tokens)) })
+	if onPG {
+		res.dbCPU = serverCPU(pg.PID()) - db0
+	}
+	return res, err
+}
+
+func pgVersion(dsn string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close(ctx)
+	var v string
+	err = c.QueryRow(ctx, "SHOW server_version").Scan(&v)
+	return v, err
+}
+
+// benchT lets the test harnesses that start Vault and PostgreSQL run outside go test.
 type benchT struct {
 	dir      string
 	n        int
+	failed   bool
 	cleanups []func()
 }
 
+// benchFatal is what a harness's Fatal panics with; withBenchT turns it into an error.
+type benchFatal struct{ msg string }
+
+// withBenchT runs f with a benchT and runs its cleanups afterwards (stopping the servers it
+// started), also when a harness gave up on f.
+func withBenchT(dir string, f func(*benchT) error) (err error) {
+	bt := &benchT{dir: dir}
+	defer func() {
+		if r := recover(); r != nil {
+			bf, ok := r.(benchFatal)
+			if !ok {
+				panic(r)
+			}
+			err = errors.New(bf.msg)
+		}
+		bt.cleanup()
+	}()
+	return f(bt)
+}
+
 func (b *benchT) Helper()                           {}
-func (b *benchT) Fatal(args ...any)                 { panic(fmt.Sprint(args...)) }
-func (b *benchT) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
+func (b *benchT) Fatal(args ...any)                 { b.fatal(fmt.Sprint(args...)) }
+func (b *benchT) Fatalf(format string, args ...any) { b.fatal(fmt.Sprintf(format, args...)) }
 func (b *benchT) Logf(format string, args ...any)   { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-func (b *benchT) Failed() bool                      { return false }
+func (b *benchT) Failed() bool                      { return b.failed }
 func (b *benchT) Cleanup(f func())                  { b.cleanups = append(b.cleanups, f) }
 func (b *benchT) TempDir() string {
 	b.n++
-	d := filepath.Join(b.dir, fmt.Sprintf("vault-%d", b.n))
+	d := filepath.Join(b.dir, fmt.Sprintf("harness-%d", b.n))
 	_ = os.MkdirAll(d, 0o700)
 	return d
 }
+
+func (b *benchT) fatal(msg string) {
+	b.failed = true // so the harness's cleanups show the server's log
+	panic(benchFatal{msg})
+}
+
 func (b *benchT) cleanup() {
 	for i := len(b.cleanups) - 1; i >= 0; i-- {
 		b.cleanups[i]()
 	}
+	b.cleanups = nil
 }

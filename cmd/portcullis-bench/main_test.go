@@ -1,6 +1,11 @@
 package main
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,4 +65,145 @@ func TestConfigMetricsAddresses(t *testing.T) {
 	if g.MetricsListen != ports[portGatewayMetrics] || cfg.Signer.MetricsListen != ports[portSignerMetrics] {
 		t.Errorf("metrics_listen: gateway %q, signer %q", g.MetricsListen, cfg.Signer.MetricsListen)
 	}
+}
+
+func TestStatPPid(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		stat string
+		want int
+		ok   bool
+	}{
+		{"postgres backend", "5012 (postgres) S 4990 5012 5012 0 -1 4194368 300 0 0 0 12 3 0 0 20 0 1 0 99 0", 4990, true},
+		{"name with parentheses", "7 (a) b) R 42 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 1 0", 42, true},
+		{"truncated", "7 (x) R 1 7", 0, false},
+		{"not a number", "7 (x) R g 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 1 0", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, ok := statPPid(tt.stat)
+			if got != tt.want || ok != tt.ok {
+				t.Errorf("statPPid = %d, %t; want %d, %t", got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+// Every server the bench starts names its session store: SQLite in the bench's directory
+// (not the default under -data-dir in the working directory), or the PostgreSQL database given.
+func TestConfigSessionsStore(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const dsn = "postgres://postgres@127.0.0.1:5432/test_1?sslmode=disable"
+	tests := []struct {
+		name     string
+		sc       scenario
+		wantType string
+		wantPath string
+		wantDSN  string
+	}{
+		{"sqlite", scenario{scopes: 1}, "sqlite", filepath.Join(dir, "sessions.db"), ""},
+		{"split sqlite", scenario{split: true, scopes: 1}, "sqlite", filepath.Join(dir, "sessions.db"), ""},
+		{"postgres", scenario{scopes: 1, pgDSN: dsn}, "postgres", "", dsn},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var cfg struct {
+				Sessions struct {
+					Store struct {
+						Type   string `yaml:"type"`
+						Config struct {
+							Path string `yaml:"path"`
+							DSN  string `yaml:"dsn"`
+						} `yaml:"config"`
+					} `yaml:"store"`
+				} `yaml:"sessions"`
+			}
+			if err := yaml.Unmarshal([]byte(config(dir, tt.sc, make([]string, numPorts))), &cfg); err != nil {
+				t.Fatal(err)
+			}
+			st := cfg.Sessions.Store
+			if st.Type != tt.wantType || st.Config.Path != tt.wantPath || st.Config.DSN != tt.wantDSN {
+				t.Errorf("sessions.store = %+v; want type %q, path %q, dsn %q", st, tt.wantType, tt.wantPath, tt.wantDSN)
+			}
+		})
+	}
+}
+
+// The refresh load is docker's request: a form POST with the refresh token, client_id docker
+// and a pull scope, cycling through the tokens; an answer without an access token is an error.
+func TestRefreshGrant(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var got []url.Values
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != "POST" || r.URL.Path != "/token" || r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
+			t.Errorf("%s %s, Content-Type %q", r.Method, r.URL, r.Header.Get("Content-Type"))
+		}
+		if err := r.ParseForm(); err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		got = append(got, r.PostForm)
+		mu.Unlock()
+		if r.PostForm.Get("refresh_token") == "pcr_refused" {
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write([]byte(`{"error":"x"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"access_token":"a","token":"a"}`))
+	}))
+	defer srv.Close()
+
+	send := refreshGrant(srv.URL, []string{"pcr_a", "pcr_b", "pcr_refused"})
+	c := srv.Client()
+	for i, wantErr := range []bool{false, false, true, false} {
+		if _, err := send(c, i); (err != nil) != wantErr {
+			t.Errorf("request %d: error %v, want error %t", i, err, wantErr)
+		}
+	}
+	want := []struct{ token, scope string }{
+		{"pcr_a", "repository:bench/app0:pull"},
+		{"pcr_b", "repository:bench/app1:pull"},
+		{"pcr_refused", "repository:bench/app2:pull"},
+		{"pcr_a", "repository:bench/app0:pull"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d requests, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		f := got[i]
+		if f.Get("grant_type") != "refresh_token" || f.Get("client_id") != "docker" || f.Get("service") != "registry.local" ||
+			f.Get("refresh_token") != w.token || f.Get("scope") != w.scope {
+			t.Errorf("request %d: form %v; want refresh token %s, scope %s", i, f, w.token, w.scope)
+		}
+	}
+}
+
+// A harness giving up (Fatalf) ends the bench section with its message as an error, and the
+// servers it started are still stopped; a panic of another kind is not swallowed.
+func TestWithBenchT(t *testing.T) {
+	t.Parallel()
+	var stopped []string
+	err := withBenchT(t.TempDir(), func(bt *benchT) error {
+		bt.Cleanup(func() { stopped = append(stopped, "first") })
+		bt.Cleanup(func() { stopped = append(stopped, "second") })
+		bt.Fatalf("pgtest: %s", "no PostgreSQL server found")
+		return nil
+	})
+	if err == nil || err.Error() != "pgtest: no PostgreSQL server found" {
+		t.Errorf("err = %v", err)
+	}
+	if len(stopped) != 2 || stopped[0] != "second" || stopped[1] != "first" {
+		t.Errorf("cleanups ran %v; want second, first", stopped)
+	}
+	defer func() {
+		if r := recover(); r != "boom" {
+			t.Errorf("recovered %v; want the panic to go on", r)
+		}
+	}()
+	_ = withBenchT(t.TempDir(), func(*benchT) error { panic("boom") })
 }

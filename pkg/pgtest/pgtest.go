@@ -6,7 +6,6 @@ package pgtest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -17,20 +16,34 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
+// T is the part of testing.TB the harness uses, so `make bench` can start a server too.
+type T interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	TempDir() string
+	Cleanup(func())
+	Failed() bool
+}
+
 // Server is one running PostgreSQL; each NewDatabase gives a test its own database on it.
 type Server struct {
 	Port int
 	n    atomic.Int64
+	pid  int
 }
 
+// PID is the postmaster's process id; the backends are its children, so the bench can add up
+// the server's CPU time.
+func (s *Server) PID() int { return s.pid }
+
 // Start starts a server and returns the DSN of a fresh database on it.
-func Start(t testing.TB) string {
+func Start(t T) string {
 	t.Helper()
 	return StartServer(t).NewDatabase(t)
 }
@@ -38,11 +51,11 @@ func Start(t testing.TB) string {
 // StartServer starts PostgreSQL as its own superuser "postgres" (trust auth on 127.0.0.1 only)
 // and registers its shutdown with t.Cleanup. When the test runs as root, the server runs as the
 // `postgres` OS user, since PostgreSQL refuses to run as root.
-func StartServer(t testing.TB) *Server {
+func StartServer(t T) *Server {
 	t.Helper()
-	bin, err := findBin()
+	bin, err := findBin(pgRoot)
 	if err != nil {
-		t.Fatalf("pgtest: %v (install Debian's postgresql package: apt-get install postgresql)", err)
+		t.Fatalf("pgtest: %v (install Debian's postgresql package: scripts/install-tools.sh debian, or apt-get install postgresql)", err)
 	}
 	var cred *syscall.Credential
 	dir := ""
@@ -94,7 +107,7 @@ func StartServer(t testing.TB) *Server {
 	return nil
 }
 
-func (s *Server) start(t testing.TB, bin, dir, data string, cred *syscall.Credential) error {
+func (s *Server) start(t T, bin, dir, data string, cred *syscall.Credential) error {
 	logPath := filepath.Join(dir, fmt.Sprintf("postgres-%d.log", s.Port))
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -114,6 +127,7 @@ func (s *Server) start(t testing.TB, bin, dir, data string, cred *syscall.Creden
 	if err := cmd.Start(); err != nil {
 		return err
 	}
+	s.pid = cmd.Process.Pid
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	stop := func() {
@@ -160,7 +174,7 @@ func (s *Server) start(t testing.TB, bin, dir, data string, cred *syscall.Creden
 }
 
 // NewDatabase creates an empty database and returns its DSN.
-func (s *Server) NewDatabase(t testing.TB) string {
+func (s *Server) NewDatabase(t T) string {
 	t.Helper()
 	name := fmt.Sprintf("test_%d", s.n.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -180,9 +194,12 @@ func (s *Server) dsn(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.Port, db)
 }
 
-// findBin returns the bin directory of the newest installed PostgreSQL major version.
-func findBin() (string, error) {
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+// pgRoot is where Debian's postgresql packages put each major version's programs.
+const pgRoot = "/usr/lib/postgresql"
+
+// findBin returns the bin directory of the newest PostgreSQL major version under root.
+func findBin(root string) (string, error) {
+	dirs, _ := filepath.Glob(filepath.Join(root, "*", "bin"))
 	type v struct {
 		n   int
 		dir string
@@ -202,7 +219,7 @@ func findBin() (string, error) {
 		found = append(found, v{n, d})
 	}
 	if len(found) == 0 {
-		return "", errors.New("no PostgreSQL server found under /usr/lib/postgresql/*/bin")
+		return "", fmt.Errorf("no PostgreSQL server found under %s", filepath.Join(root, "*", "bin"))
 	}
 	slices.SortFunc(found, func(a, b v) int { return b.n - a.n })
 	return found[0].dir, nil
