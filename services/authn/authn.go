@@ -61,6 +61,18 @@ type Resolver interface {
 	Resolve(ctx context.Context, subject string) (identity.Identity, error)
 }
 
+// CredentialClaimer is an optional ability of backends whose credentials have a shape of their
+// own (a workload JWT as the password, a prefixed API key). The chain asks only the backends
+// that claim a credential about it, and never asks a claiming backend about a credential it
+// does not claim, so a JWT never reaches a password backend's bcrypt and a password never
+// reaches a JWT verifier. A claimed credential that no claiming backend accepts is denied
+// without the bcrypt work an unknown user pays: its shape, not a user lookup, decided the route,
+// so there is no user to hide. ClaimsCredential looks at the shape only; it must be cheap and
+// must not fail.
+type CredentialClaimer interface {
+	ClaimsCredential(ctx context.Context, c Credentials) bool
+}
+
 // Closer is an optional ability for backends holding goroutines or connections.
 type Closer interface {
 	Close(ctx context.Context) error

@@ -19,9 +19,11 @@ import (
 // Cache remembers verified credentials for a short time so a warm client does not pay a
 // bcrypt comparison per token. Entries are keyed by an HMAC of (user, password) under a
 // per-process random key: a memory dump shows neither, and the key dies with the process.
-// Only successes are cached; failures always reach the backends. Concurrent misses for the
-// same credential share one backend call, so a burst of identical requests (a client retrying,
-// a parallel pull) costs one bcrypt comparison.
+// Only successes are cached; failures always reach the backends. An entry never outlives the
+// credential it remembers: a backend whose credentials expire (a workload JWT) says when in
+// Identity.ValidUntil, and the entry ends then if that comes before the TTL. Concurrent
+// misses for the same credential share one backend call, so a burst of identical requests (a
+// client retrying, a parallel pull) costs one bcrypt comparison.
 type Cache struct {
 	next    Authenticator
 	ttl     time.Duration
@@ -138,10 +140,17 @@ func (c *Cache) store(k [32]byte, gen uint64, id identity.Identity, start time.T
 	if gen != c.gen { // purged while the backend answered from data that may be gone
 		return
 	}
+	expires := start.Add(c.ttl)
+	if !id.ValidUntil.IsZero() && id.ValidUntil.Before(expires) {
+		expires = id.ValidUntil
+	}
+	if !start.Before(expires) { // nothing left to remember
+		return
+	}
 	if len(c.entries) >= c.max {
 		c.evictLocked(start)
 	}
-	c.entries[k] = cacheEntry{id: id, expires: start.Add(c.ttl)}
+	c.entries[k] = cacheEntry{id: id, expires: expires}
 }
 
 // Purge drops every entry, and any answer still on its way from before the purge;

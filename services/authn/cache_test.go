@@ -198,3 +198,65 @@ func TestCacheHitsDoNotWaitForBcrypt(t *testing.T) {
 		t.Fatalf("uncached credential while bcrypt is saturated: err = %v, want ErrBusy", err)
 	}
 }
+
+// expiring is a backend whose credentials stop proving anything at until (a workload JWT).
+type expiring struct {
+	until time.Time
+	calls int
+}
+
+func (e *expiring) Authenticate(context.Context, authn.Credentials) (identity.Identity, error) {
+	e.calls++
+	return identity.Identity{Subject: "ci", ValidUntil: e.until}, nil
+}
+
+// A cached identity never outlives the credential behind it: the entry ends at the
+// credential's ValidUntil when that comes before the TTL.
+func TestCacheEntryEndsWithTheCredential(t *testing.T) {
+	t.Parallel()
+	start := time.Unix(5000, 0)
+	cases := []struct {
+		name      string
+		until     time.Time // zero: a password, which does not expire by itself
+		lastHit   time.Duration
+		firstMiss time.Duration
+		stored    bool
+	}{
+		{"password: the TTL", time.Time{}, time.Minute - time.Nanosecond, time.Minute, true},
+		{"credential valid past the TTL: the TTL", start.Add(time.Hour), time.Minute - time.Nanosecond, time.Minute, true},
+		{"credential ending within the TTL: its end", start.Add(10 * time.Second), 10*time.Second - time.Nanosecond, 10 * time.Second, true},
+		{"credential ending now: not cached", start, 0, 0, false},
+		{"credential already over: not cached", start.Add(-time.Second), 0, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			now := start
+			b := &expiring{until: tc.until}
+			c := authn.NewCache(b, time.Minute, 10, func() time.Time { return now })
+			auth := func() {
+				t.Helper()
+				if _, err := c.Authenticate(context.Background(), aliceCreds); err != nil {
+					t.Fatal(err)
+				}
+			}
+			auth()
+			if got := c.Len() == 1; got != tc.stored {
+				t.Fatalf("stored = %v, want %v", got, tc.stored)
+			}
+			if !tc.stored {
+				return
+			}
+			now = start.Add(tc.lastHit)
+			auth()
+			if b.calls != 1 {
+				t.Fatalf("at +%v: backend asked again, want a hit", tc.lastHit)
+			}
+			now = start.Add(tc.firstMiss)
+			auth()
+			if b.calls != 2 {
+				t.Fatalf("at +%v: answered from the cache, want the backend asked", tc.firstMiss)
+			}
+		})
+	}
+}

@@ -20,13 +20,18 @@ type Backend struct {
 // Chain tries backends in order: the first that knows the user decides; a wrong password
 // ends the chain; when nobody knows the user the answer is ErrInvalidCredentials (deny).
 //
+// A credential some backend claims (CredentialClaimer: a workload JWT, a prefixed API key) is
+// tried on the claiming backends only, with the same rules, and denied without bcrypt work when
+// none of them accepts it; the other backends are tried on every other credential.
+//
 // Every answer that involves bcrypt costs the same work, so response time does not tell who
 // exists: an unknown user pays one comparison at the highest cost any backend holds, and a
 // known user whose hash is cheaper has its comparison topped up to that (in Compare, under
 // the same limiter slot).
 type Chain struct {
-	backends []Backend
-	lim      *BcryptLimiter
+	backends   []Backend
+	unclaiming []Backend // backends without CredentialClaimer
+	lim        *BcryptLimiter
 
 	mu    sync.Mutex
 	dummy map[int][]byte // bcrypt cost → hash of a fixed password nobody has
@@ -37,26 +42,29 @@ var _ Authenticator = (*Chain)(nil)
 // NewChain returns a chain over backends, tried in the given order. lim bounds the chain's
 // own bcrypt work (nil: unlimited); pass the limiter the backends got in Deps.Bcrypt.
 func NewChain(backends []Backend, lim *BcryptLimiter) *Chain {
-	return &Chain{backends: backends, lim: lim, dummy: map[int][]byte{}}
+	c := &Chain{backends: backends, lim: lim, dummy: map[int][]byte{}}
+	for _, b := range backends {
+		if _, ok := b.Authenticator.(CredentialClaimer); !ok {
+			c.unclaiming = append(c.unclaiming, b)
+		}
+	}
+	return c
 }
 
 // Authenticate implements Authenticator.
 func (c *Chain) Authenticate(ctx context.Context, cr Credentials) (identity.Identity, error) {
+	if claimed := c.claimers(ctx, cr); len(claimed) > 0 {
+		id, decided, err := try(ctx, claimed, cr)
+		if !decided {
+			// Nobody accepts a credential of this shape; bcrypt work would hide nothing.
+			return identity.Identity{}, ErrInvalidCredentials
+		}
+		return id, err
+	}
 	cost := c.maxCost(ctx)
 	ctx = context.WithValue(ctx, equaliserKey{}, &equaliser{chain: c, floor: cost})
-	for _, b := range c.backends {
-		id, err := b.Authenticate(ctx, cr)
-		switch {
-		case err == nil:
-			if id.Backend == "" {
-				id.Backend = b.Name
-			}
-			return id, nil
-		case errors.Is(err, ErrNoMatch):
-			continue
-		default:
-			return identity.Identity{}, fmt.Errorf("backend %q: %w", b.Name, err)
-		}
+	if id, decided, err := try(ctx, c.unclaiming, cr); decided {
+		return id, err
 	}
 	// Unknown user: what a known user's wrong password costs. Under load it waits (or is
 	// turned away) like a known user's check, which keeps the two indistinguishable there too.
@@ -69,11 +77,41 @@ func (c *Chain) Authenticate(ctx context.Context, cr Credentials) (identity.Iden
 	return identity.Identity{}, ErrInvalidCredentials
 }
 
-// maxCost is the highest bcrypt cost any backend holds, asked per request because a
+// try asks backends in order; decided is false when every one of them said ErrNoMatch.
+func try(ctx context.Context, backends []Backend, cr Credentials) (_ identity.Identity, decided bool, _ error) {
+	for _, b := range backends {
+		id, err := b.Authenticate(ctx, cr)
+		switch {
+		case err == nil:
+			if id.Backend == "" {
+				id.Backend = b.Name
+			}
+			return id, true, nil
+		case errors.Is(err, ErrNoMatch):
+			continue
+		default:
+			return identity.Identity{}, true, fmt.Errorf("backend %q: %w", b.Name, err)
+		}
+	}
+	return identity.Identity{}, false, nil
+}
+
+// claimers are the backends that claim cr, in chain order.
+func (c *Chain) claimers(ctx context.Context, cr Credentials) []Backend {
+	var out []Backend
+	for _, b := range c.backends {
+		if cl, ok := b.Authenticator.(CredentialClaimer); ok && cl.ClaimsCredential(ctx, cr) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// maxCost is the highest bcrypt cost any password backend holds, asked per request because a
 // reloaded file may change it.
 func (c *Chain) maxCost(ctx context.Context) int {
 	cost := 0
-	for _, b := range c.backends {
+	for _, b := range c.unclaiming {
 		if bc, ok := b.Authenticator.(BcryptCoster); ok {
 			cost = max(cost, bc.BcryptCost(ctx))
 		}

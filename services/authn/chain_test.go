@@ -3,7 +3,9 @@ package authn_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,5 +226,112 @@ func TestUnknownUsersComparisonWaitsForTheLimiter(t *testing.T) {
 	release()
 	if _, err := ch.Authenticate(context.Background(), authn.Credentials{Username: "mallory", Password: "x"}); !errors.Is(err, authn.ErrInvalidCredentials) {
 		t.Fatalf("unknown user: err = %v", err)
+	}
+}
+
+// claimer is a backend with credentials of its own shape: passwords starting with prefix.
+type claimer struct {
+	prefix string
+	fake
+}
+
+func (c *claimer) ClaimsCredential(_ context.Context, cr authn.Credentials) bool {
+	return strings.HasPrefix(string(cr.Password), c.prefix)
+}
+
+// countingLimiter is a limiter whose every bcrypt comparison is counted.
+func countingLimiter() (*authn.BcryptLimiter, *atomic.Int32) {
+	lim := authn.NewBcryptLimiter(1, 8)
+	var n atomic.Int32
+	authn.SetCompare(lim, func(hash, pw []byte) error {
+		n.Add(1)
+		return bcrypt.CompareHashAndPassword(hash, pw)
+	})
+	return lim, &n
+}
+
+// A claimed credential goes to the claiming backends only, and costs no bcrypt whatever the
+// answer; any other credential never reaches them.
+func TestChainRoutesClaimedCredentials(t *testing.T) {
+	t.Parallel()
+	const jwt = "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"
+	cases := []struct {
+		name        string
+		pass        string
+		robots, ci  *claimer
+		wantErr     error
+		wantBackend string
+		wantBcrypt  bool
+	}{
+		{"JWT accepted", jwt, &claimer{"pcp_", fake{user: "x"}}, &claimer{"eyJ", fake{user: "alice", pass: jwt}}, nil, "ci", false},
+		{"JWT refused by its backend", jwt, &claimer{"pcp_", fake{user: "x"}}, &claimer{"eyJ", fake{user: "alice", pass: "other"}}, authn.ErrInvalidCredentials, "", false},
+		{"JWT nobody accepts", jwt, &claimer{"pcp_", fake{user: "x"}}, &claimer{"eyJ", fake{user: "bob"}}, authn.ErrInvalidCredentials, "", false},
+		{"JWT backend unavailable", jwt, &claimer{"pcp_", fake{}}, &claimer{"eyJ", fake{err: authn.ErrUnavailable}}, authn.ErrUnavailable, "", false},
+		{"robot key with no backend accepting it", "pcp_0123456789", &claimer{"pcp_", fake{user: "robot"}}, &claimer{"eyJ", fake{}}, authn.ErrInvalidCredentials, "", false},
+		{"robot key accepted", "pcp_0123456789", &claimer{"pcp_", fake{user: "alice", pass: "pcp_0123456789"}}, &claimer{"eyJ", fake{}}, nil, "robots", false},
+		{"password", "pw", &claimer{"pcp_", fake{user: "alice", pass: "pw"}}, &claimer{"eyJ", fake{user: "alice", pass: "pw"}}, nil, "people", true},
+		{"unknown user's password", "pw", &claimer{"pcp_", fake{user: "nobody", pass: "pw"}}, &claimer{"eyJ", fake{user: "nobody", pass: "pw"}}, authn.ErrInvalidCredentials, "", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			lim, compares := countingLimiter()
+			people := openStatic(t, authn.Deps{Bcrypt: lim}, static.User{Name: "alice", PasswordHash: bcryptHash(t, "pw", bcrypt.MinCost)})
+			ch := authn.NewChain([]authn.Backend{
+				{Name: "people", Authenticator: people}, // first: claimed credentials must skip it
+				{Name: "robots", Authenticator: tc.robots},
+				{Name: "ci", Authenticator: tc.ci},
+			}, lim)
+			user := "alice"
+			if tc.name == "unknown user's password" {
+				user = "mallory"
+			}
+			id, err := ch.Authenticate(context.Background(), authn.Credentials{Username: user, Password: authn.Password(tc.pass)})
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if err == nil && id.Backend != tc.wantBackend {
+				t.Fatalf("backend = %q, want %q", id.Backend, tc.wantBackend)
+			}
+			if got := compares.Load() > 0; got != tc.wantBcrypt {
+				t.Fatalf("bcrypt comparisons: %d, want some: %v", compares.Load(), tc.wantBcrypt)
+			}
+			claimed := strings.HasPrefix(tc.pass, "pcp_") || strings.HasPrefix(tc.pass, "eyJ")
+			if !claimed && tc.robots.calls+tc.ci.calls > 0 {
+				t.Fatalf("a password reached claiming backends (%d, %d calls)", tc.robots.calls, tc.ci.calls)
+			}
+			if strings.HasPrefix(tc.pass, "pcp_") && tc.ci.calls > 0 || strings.HasPrefix(tc.pass, "eyJ") && tc.robots.calls > 0 {
+				t.Fatal("a credential reached a backend that does not claim it")
+			}
+		})
+	}
+}
+
+// Several backends may claim the same credential (one workload backend per group of
+// issuers): they are asked in order, the first that knows it decides.
+func TestChainClaimersInOrder(t *testing.T) {
+	t.Parallel()
+	first := &claimer{"eyJ", fake{user: "other"}}
+	second := &claimer{"eyJ", fake{user: "ci", pass: "eyJx"}}
+	third := &claimer{"eyJ", fake{user: "ci", pass: "eyJx"}}
+	ch := authn.NewChain([]authn.Backend{{Name: "a", Authenticator: first}, {Name: "b", Authenticator: second}, {Name: "c", Authenticator: third}}, nil)
+	id, err := ch.Authenticate(context.Background(), authn.Credentials{Username: "ci", Password: "eyJx"})
+	if err != nil || id.Backend != "b" {
+		t.Fatalf("id = %+v, err = %v; want backend b", id, err)
+	}
+	if first.calls != 1 || third.calls != 0 {
+		t.Fatalf("calls = %d, %d; want 1, 0", first.calls, third.calls)
+	}
+}
+
+// A claimed credential nobody accepts is denied at once, even while bcrypt is saturated.
+func TestClaimedCredentialDeniedWithoutWaitingForBcrypt(t *testing.T) {
+	t.Parallel()
+	lim := authn.NewBcryptLimiter(1, 0)
+	a := openStatic(t, authn.Deps{Bcrypt: lim}, static.User{Name: "alice", PasswordHash: bcryptHash(t, "pw", bcrypt.MinCost)})
+	ch := authn.NewChain([]authn.Backend{{Name: "s", Authenticator: a}, {Name: "robots", Authenticator: &claimer{"pcp_", fake{user: "robot"}}}}, lim)
+	defer authntest.Hold(t, lim)()
+	if _, err := ch.Authenticate(context.Background(), authn.Credentials{Username: "alice", Password: "pcp_guess"}); !errors.Is(err, authn.ErrInvalidCredentials) {
+		t.Fatalf("err = %v, want ErrInvalidCredentials (not ErrBusy: no bcrypt for a claimed credential)", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/config"
 	"github.com/portcullis-dev/portcullis/services/authn"
 	"github.com/portcullis-dev/portcullis/services/authn/htpasswd"
+	"github.com/portcullis-dev/portcullis/services/authn/oidc"
 	"github.com/portcullis-dev/portcullis/services/authn/static"
 )
 
@@ -15,6 +16,7 @@ import (
 func Types() map[string]func() authn.BackendConfig {
 	return map[string]func() authn.BackendConfig{
 		"htpasswd": func() authn.BackendConfig { return &htpasswd.Config{} },
+		"oidc":     func() authn.BackendConfig { return &oidc.Config{} },
 		"static":   func() authn.BackendConfig { return &static.Config{} },
 	}
 }
