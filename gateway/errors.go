@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -16,6 +18,9 @@ type apiError struct {
 	code        string // OAuth2 "error"
 	description string
 	basicAuth   bool // add WWW-Authenticate: Basic
+	// retryAfter is when a locked-out caller may try again (Retry-After, rounded up to whole
+	// seconds); zero for every other answer.
+	retryAfter time.Duration
 }
 
 func (e *apiError) Error() string { return e.code + ": " + e.description }
@@ -45,6 +50,13 @@ func (g *Gateway) fromGRPC(ctx context.Context, backend string, err error) *apiE
 		// The audit event records the refusal; this is the client's wrong password, not a fault.
 		return unauthorized("invalid username or password")
 	case codes.ResourceExhausted:
+		if retry, ok := lockedOut(st); ok {
+			// Too many failed logins from this caller: authn refused without checking and wrote
+			// the audit event. Not a saturated backend, so nothing to warn about.
+			return &apiError{status: http.StatusTooManyRequests, code: "too_many_attempts",
+				description: "too many failed login attempts; retry after " + strconv.FormatInt(retrySeconds(retry), 10) + "s",
+				retryAfter:  retry}
+		}
 		g.log.WarnContext(ctx, "backend saturated", "backend", backend, "code", st.Code().String(), "message", st.Message())
 		return &apiError{status: http.StatusTooManyRequests, code: "temporarily_unavailable", description: "the token service is busy; retry shortly"}
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
@@ -56,15 +68,66 @@ func (g *Gateway) fromGRPC(ctx context.Context, backend string, err error) *apiE
 	}
 }
 
+// The ErrorInfo authn gives a locked-out caller (authn.LockedReason and authn.ErrorDomain; the
+// gateway reaches authn through its gRPC API only, so the values are repeated here).
+const (
+	lockedReason = "LOGIN_LOCKED"
+	authnDomain  = "authn.portcullis.dev"
+)
+
+// lockedOut reports whether a ResourceExhausted status is authn's lockout, not a full queue
+// (ErrBusy), and the RetryInfo delay it carries (a second when it carries none).
+func lockedOut(st *status.Status) (time.Duration, bool) {
+	locked, retry := false, time.Second
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *errdetails.ErrorInfo:
+			locked = locked || (d.GetReason() == lockedReason && d.GetDomain() == authnDomain)
+		case *errdetails.RetryInfo:
+			if r := d.GetRetryDelay(); r.IsValid() && r.AsDuration() > 0 {
+				retry = r.AsDuration()
+			}
+		}
+	}
+	return retry, locked
+}
+
+// retrySeconds is a Retry-After value: whole seconds, rounded up, at least one.
+func retrySeconds(d time.Duration) int64 {
+	return max(1, int64((d+time.Second-1)/time.Second))
+}
+
+// oauth is e as the OAuth2 form of the token endpoint answers it (RFC 6749 §5.2): wrong
+// credentials or refresh token, and a caller locked out after too many of them, are
+// invalid_grant. A locked-out caller keeps the Retry-After header; containerd falls back to
+// the GET form on a 400 and meets the lockout's 429 there.
+func (e *apiError) oauth(req *tokenRequest) *apiError {
+	switch {
+	case e.status == http.StatusUnauthorized:
+		return invalidGrant(req)
+	case e.retryAfter > 0:
+		out := badRequest("invalid_grant", e.description)
+		out.retryAfter = e.retryAfter
+		return out
+	}
+	return e
+}
+
 func (g *Gateway) writeError(w http.ResponseWriter, e *apiError) {
 	h := w.Header()
 	if e.basicAuth {
 		h.Set("WWW-Authenticate", `Basic realm=`+strconv.Quote(g.opt.Realm))
 	}
-	if e.status == http.StatusServiceUnavailable || e.status == http.StatusTooManyRequests {
+	body := map[string]string{"error": e.code, "error_description": e.description}
+	switch {
+	case e.retryAfter > 0:
+		h.Set("Retry-After", strconv.FormatInt(retrySeconds(e.retryAfter), 10))
+		// docker shows "details" of a 429 as "toomanyrequests: …" rather than the raw body.
+		body["details"] = e.description
+	case e.status == http.StatusServiceUnavailable || e.status == http.StatusTooManyRequests:
 		h.Set("Retry-After", "1")
 	}
-	writeJSON(w, e.status, map[string]string{"error": e.code, "error_description": e.description})
+	writeJSON(w, e.status, body)
 }
 
 // methodNotAllowed answers a method a route does not serve, in the same JSON as every error.

@@ -208,9 +208,7 @@ func (g *Gateway) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 	}
 	out, e := g.issue(r.Context(), req)
 	if e != nil {
-		if e.status == http.StatusUnauthorized { // RFC 6749 §5.2: bad credentials or refresh token
-			e = invalidGrant(req)
-		}
+		e = e.oauth(req) // RFC 6749 §5.2: bad credentials or refresh token, a locked-out caller
 		g.finish(w, r, start, req, e, nil)
 		return
 	}
@@ -339,6 +337,8 @@ func (g *Gateway) finish(w http.ResponseWriter, r *http.Request, start time.Time
 	outcome := "issued"
 	if e != nil {
 		switch {
+		case e.retryAfter > 0: // refused unchecked after too many failed logins
+			outcome = "locked"
 		case e.status == http.StatusUnauthorized || e.code == "invalid_grant":
 			outcome = "unauthorized"
 		case e.status == http.StatusServiceUnavailable || e.status == http.StatusTooManyRequests:

@@ -31,6 +31,7 @@ import (
 	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
 	"github.com/portcullis-dev/portcullis/services/authn"
 	"github.com/portcullis-dev/portcullis/services/authn/backends"
+	"github.com/portcullis-dev/portcullis/services/authn/lockout"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/stores"
 	"github.com/portcullis-dev/portcullis/services/authz"
@@ -324,9 +325,32 @@ func (a *App) startAuthn(ctx context.Context) error {
 	}
 	ch := authn.NewChain(chain, lim)
 	a.closers = append(a.closers, ch.Close)
+	opts := authn.ServerOptions{Resolver: ch}
+	var lk *lockout.Lockout
+	if a.cfg.storeUsed() {
+		st, err := a.openStore(ctx)
+		if err != nil {
+			return fmt.Errorf("session store: %w", err)
+		}
+		// Closed last, after the session manager and the lockout that use it.
+		defer func() { a.closers = append(a.closers, st.Close) }()
+		if a.cfg.Sessions.On() {
+			opts.Sessions, opts.SessionEvent = a.newSessions(st), a.sessionEvent
+		}
+		if c.Lockout.On() {
+			if lk, err = a.newLockout(st); err != nil {
+				return err
+			}
+		}
+	}
+	// Gate → Cache → Guard → Chain: a locked caller is refused before bcrypt or a directory
+	// bind; a warm cache hit reads no store, and the gate keeps a locked caller off it.
 	var auth authn.Authenticator = ch
+	if lk != nil {
+		auth = lk.Guard(ch)
+	}
 	if !c.Cache.Disabled {
-		cache = authn.NewCache(ch, c.Cache.TTL.D(), c.Cache.MaxEntries, a.now)
+		cache = authn.NewCache(auth, c.Cache.TTL.D(), c.Cache.MaxEntries, a.now)
 		lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portcullis_authn_cache_lookups_total",
 			Help: "Verified-credential cache lookups by result (hit, miss).",
@@ -335,29 +359,22 @@ func (a *App) startAuthn(ctx context.Context) error {
 		hit, miss := lookups.WithLabelValues("hit"), lookups.WithLabelValues("miss")
 		cache.Hit, cache.Miss = hit.Inc, miss.Inc
 		auth = cache
-	}
-	opts := authn.ServerOptions{Resolver: ch}
-	if a.cfg.Sessions.On() {
-		m, err := a.openSessions(ctx)
-		if err != nil {
-			return fmt.Errorf("sessions: %w", err)
+		if lk != nil {
+			auth = lk.Gate(cache)
 		}
-		opts.Sessions, opts.SessionEvent = m, a.sessionEvent
 	}
 	srv := authn.NewServer(auth, a.log.With("component", "authn"), opts)
 	a.register("authn", func(s *grpc.Server) { authnv1.RegisterAuthnServiceServer(s, srv) })
 	return nil
 }
 
-// openSessions opens the session store and the manager over it; shutdown closes the manager
-// (flushing the last-used times it holds) before the store.
-func (a *App) openSessions(ctx context.Context) (*sessions.Manager, error) {
-	c := a.cfg.Sessions
+// openStore opens the session store, which also keeps the lockout's counts.
+func (a *App) openStore(ctx context.Context) (sessions.Store, error) {
 	spec, err := a.cfg.sessionStore()
 	if err != nil {
 		return nil, err
 	}
-	if c.Store.Type == "" { // the default SQLite file: its directory may not exist yet
+	if a.cfg.Sessions.Store.Type == "" { // the default SQLite file: its directory may not exist yet
 		dir := a.cfg.dataDir
 		if dir == "" {
 			dir = defaultDataDir
@@ -370,11 +387,13 @@ func (a *App) openSessions(ctx context.Context) (*sessions.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := a.log.With("component", "sessions")
-	st, err := sc.Open(ctx, sessions.Deps{Logger: log, Now: a.now})
-	if err != nil {
-		return nil, err
-	}
+	return sc.Open(ctx, sessions.Deps{Logger: a.log.With("component", "sessions"), Now: a.now})
+}
+
+// newSessions makes the session manager over st; shutdown closes it (flushing the last-used
+// times it holds) before the store.
+func (a *App) newSessions(st sessions.Store) *sessions.Manager {
+	c := a.cfg.Sessions
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portcullis_authn_session_events_total",
 		Help: "Sessions (refresh tokens) by event: created, refreshed, refused or revoked.",
@@ -384,10 +403,49 @@ func (a *App) openSessions(ctx context.Context) (*sessions.Manager, error) {
 		events.WithLabelValues(e) // every series from the start, at 0
 	}
 	a.sessionEvent = func(e string) { events.WithLabelValues(e).Inc() }
-	m := sessions.NewManager(st, sessions.Options{IdleTTL: c.IdleTTL.D(), MaxTTL: c.MaxTTL.D(), Now: a.now, Logger: log})
-	a.closers = append(a.closers, m.Close, st.Close)
+	m := sessions.NewManager(st, sessions.Options{IdleTTL: c.IdleTTL.D(), MaxTTL: c.MaxTTL.D(), Now: a.now,
+		Logger: a.log.With("component", "sessions")})
+	a.closers = append(a.closers, m.Close)
 	a.sessions = m
-	return m, nil
+	return m
+}
+
+// newLockout makes the lockout over st's database, with its metrics; shutdown stops its GC
+// loop before the store closes.
+func (a *App) newLockout(st sessions.Store) (*lockout.Lockout, error) {
+	p, ok := st.(lockout.Provider)
+	if !ok {
+		return nil, fmt.Errorf("authn.lockout: the session store (%T) keeps no lockout state", st)
+	}
+	locked := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_authn_lockouts_total",
+		Help: "Locks set (or lengthened) after too many failed logins, by key: account_address or address.",
+	}, []string{"key"})
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_authn_lockout_refused_total",
+		Help: "Logins refused without a credential check because the caller was locked out, by key.",
+	}, []string{"key"})
+	storeErrors := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "portcullis_authn_lockout_store_errors_total",
+		Help: "Lockout store reads and writes that failed; meanwhile logins go on without the lockout.",
+	})
+	acct, addr := a.cfg.Authn.Lockout.policies()
+	lk, err := lockout.New(lockout.Options{Store: p.LockoutStore(), AccountAddress: acct, Address: addr, Now: a.now,
+		Logger:     a.log.With("component", "authn"),
+		Locked:     func(k string) { locked.WithLabelValues(k).Inc() },
+		Refused:    func(k string) { refused.WithLabelValues(k).Inc() },
+		StoreError: storeErrors.Inc,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, lk.Close)
+	a.reg.MustRegister(locked, refused, storeErrors)
+	for _, k := range []string{lockout.KindAccountAddress, lockout.KindAddress} {
+		locked.WithLabelValues(k) // every series from the start, at 0
+		refused.WithLabelValues(k)
+	}
+	return lk, nil
 }
 
 func (a *App) startAuthz(ctx context.Context) error {

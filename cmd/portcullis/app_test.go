@@ -19,6 +19,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/portcullis-dev/portcullis/pkg/config"
 	"github.com/portcullis-dev/portcullis/pkg/testpki"
 )
 
@@ -34,8 +35,13 @@ func freeAddr(t *testing.T) string {
 
 func start(t *testing.T, cfg *Config, target string) *App {
 	t.Helper()
+	return startApp(t, NewApp(cfg, slog.New(slog.DiscardHandler)), target)
+}
+
+// startApp runs a prepared App (a test may have set its clock) until the test ends.
+func startApp(t *testing.T, a *App, target string) *App {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a := NewApp(cfg, slog.New(slog.DiscardHandler))
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx, target) }()
 	t.Cleanup(func() {
@@ -323,4 +329,144 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// testClock is a settable clock for the App (a.now), starting at the real time.
+type testClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.offset += d
+	c.mu.Unlock()
+}
+
+// Brute-force protection through the whole process: wrong passwords from one client address
+// lock that address out of the account (429 with Retry-After, even with the right password,
+// even while it is cached), the same account from another address still logs in, and once
+// Retry-After has passed the locked address gets in again. Addresses come from
+// X-Forwarded-For, which the gateway believes from its trusted proxy (loopback here).
+func TestLockoutEndToEnd(t *testing.T) {
+	t.Parallel()
+	cfg, err := DevConfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Gateway.Listen, cfg.Gateway.MetricsListen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Gateway.TrustedProxies = []string{"127.0.0.1"}
+	cfg.Authn.Lockout.MaxFailuresPerAccountAddress = 3
+	cfg.Authn.Lockout.BaseDelay = config.Duration(30 * time.Second)
+	// Each wrong password is a bcrypt comparison, slow under -race beside the other tests.
+	cfg.Gateway.BackendTimeout = config.Duration(time.Minute)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	clk := &testClock{}
+	a := NewApp(cfg, slog.New(slog.DiscardHandler))
+	a.now = clk.Now
+	startApp(t, a, "all")
+
+	const attacker, elsewhere = "203.0.113.5", "198.51.100.9"
+	login := func(pass, from string) (int, string, map[string]string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+a.GatewayAddr+"/token?service=registry.local&scope=repository:alice/app:pull", nil)
+		req.SetBasicAuth("alice", pass)
+		req.Header.Set("X-Forwarded-For", from)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		strs := map[string]string{}
+		for k, v := range body {
+			if s, ok := v.(string); ok {
+				strs[k] = s
+			}
+		}
+		return resp.StatusCode, resp.Header.Get("Retry-After"), strs
+	}
+	for i := range 3 {
+		if code, _, _ := login("wrong", attacker); code != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d: %d, want 401", i, code)
+		}
+	}
+	code, retry, body := login("alice", attacker)
+	if code != http.StatusTooManyRequests || retry != "30" || body["error"] != "too_many_attempts" {
+		t.Fatalf("locked address with the right password: %d Retry-After %q %v; want 429, 30", code, retry, body)
+	}
+	if code, _, _ := login("alice", elsewhere); code != http.StatusOK {
+		t.Fatalf("the account from another address: %d, want 200", code)
+	}
+	// The right password is cached now (from elsewhere): the locked address is still refused.
+	if code, _, _ := login("alice", attacker); code != http.StatusTooManyRequests {
+		t.Fatalf("locked address, cached password: %d, want 429", code)
+	}
+	clk.Add(30 * time.Second)
+	if code, _, body := login("alice", attacker); code != http.StatusOK {
+		t.Fatalf("after Retry-After: %d %v, want 200", code, body)
+	}
+	// The success cleared the count: two more wrong passwords do not lock again.
+	for range 2 {
+		if code, _, _ := login("wrong", attacker); code != http.StatusUnauthorized {
+			t.Fatalf("after the reset: %d, want 401", code)
+		}
+	}
+	if code, _, _ := login("alice", attacker); code != http.StatusOK {
+		t.Fatalf("after the reset and two failures: %d, want 200", code)
+	}
+	_, metrics := get(t, http.DefaultClient, "http://"+a.MetricsAddr+"/metrics", nil)
+	for _, want := range []string{
+		`portcullis_authn_lockouts_total{key="account_address"} 1`,
+		`portcullis_authn_lockouts_total{key="address"} 0`,
+		`portcullis_authn_lockout_refused_total{key="account_address"} 2`,
+		`portcullis_authn_lockout_store_errors_total 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+// With sessions off the lockout still keeps its counts in the store (the default SQLite file),
+// and with both off no store is opened at all.
+func TestLockoutWithoutSessions(t *testing.T) {
+	t.Parallel()
+	for _, lockoutOn := range []bool{true, false} {
+		dir := t.TempDir()
+		cfg, err := DevConfig(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Gateway.Listen = "127.0.0.1:0"
+		off := false
+		cfg.Sessions.Enabled = &off
+		cfg.Authn.Lockout.Enabled = &lockoutOn
+		cfg.Authn.Lockout.MaxFailuresPerAccountAddress = 1
+		cfg.Gateway.BackendTimeout = config.Duration(time.Minute) // bcrypt under -race
+		a := start(t, cfg, "all")
+		req, _ := http.NewRequest("GET", "http://"+a.GatewayAddr+"/token?service=registry.local", nil)
+		req.SetBasicAuth("alice", "wrong")
+		if code, _ := send(t, req); code != http.StatusUnauthorized {
+			t.Fatalf("lockout %v: wrong password: %d", lockoutOn, code)
+		}
+		req.SetBasicAuth("alice", "alice")
+		code, _ := send(t, req)
+		_, statErr := os.Stat(filepath.Join(dir, "sessions.db"))
+		switch {
+		case lockoutOn && (code != http.StatusTooManyRequests || statErr != nil):
+			t.Fatalf("lockout on, sessions off: %d (store: %v), want 429 from the store in the data dir", code, statErr)
+		case !lockoutOn && (code != http.StatusOK || statErr == nil):
+			t.Fatalf("both off: %d (store file: %v), want 200 and no store", code, statErr)
+		}
+	}
 }

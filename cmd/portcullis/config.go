@@ -19,6 +19,7 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/grpctls"
 	"github.com/portcullis-dev/portcullis/pkg/keyid"
 	"github.com/portcullis-dev/portcullis/services/authn/backends"
+	"github.com/portcullis-dev/portcullis/services/authn/lockout"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/stores"
 	"github.com/portcullis-dev/portcullis/services/authz/opa"
 	"github.com/portcullis-dev/portcullis/services/signer/keys"
@@ -59,6 +60,7 @@ type SessionsConfig struct {
 	// MaxTTL ends a session this long after login however often it is used (default 2160h).
 	MaxTTL config.Duration `yaml:"max_ttl"`
 	// Store is {type: sqlite|postgres, config: {...}}; default: sqlite, <-data-dir>/sessions.db.
+	// It also keeps authn.lockout's counts, and is opened for them with sessions disabled.
 	Store stores.Spec `yaml:"store"`
 }
 
@@ -152,7 +154,39 @@ type AuthnConfig struct {
 		// MaxQueue callers waiting for a slot before the rest are turned away (default 64).
 		MaxQueue int `yaml:"max_queue"`
 	} `yaml:"bcrypt"`
+	// Lockout slows password guessing: failed logins are counted per (account, client
+	// address) and per client address, in the session store (sessions.store, opened for this
+	// even with sessions off), so replicas sharing it agree.
+	Lockout  LockoutConfig   `yaml:"lockout"`
 	Backends []backends.Spec `yaml:"backends"`
+}
+
+// LockoutConfig is authn.lockout. After a key's max failures it is locked for base_delay, each
+// further failure doubling the lock up to max_delay; its failures are forgotten once window
+// has passed since the first of them and since its last lock ended.
+type LockoutConfig struct {
+	// Enabled (default true).
+	Enabled *bool `yaml:"enabled"`
+	// MaxFailuresPerAccountAddress locks one account from one client address (default 20).
+	// The account is never locked from everywhere: that would lock its real user out.
+	MaxFailuresPerAccountAddress int `yaml:"max_failures_per_account_address"`
+	// MaxFailuresPerAddress locks a client address whatever account it tries (default 100);
+	// many users behind one NAT share it.
+	MaxFailuresPerAddress int             `yaml:"max_failures_per_address"`
+	BaseDelay             config.Duration `yaml:"base_delay"` // default 1s
+	MaxDelay              config.Duration `yaml:"max_delay"`  // default 15m
+	Window                config.Duration `yaml:"window"`     // default 15m
+}
+
+// On says whether the lockout is enabled.
+func (l LockoutConfig) On() bool { return l.Enabled == nil || *l.Enabled }
+
+// policies are the lockout's policies for (account, address) and address keys.
+func (l LockoutConfig) policies() (acct, addr lockout.Policy) {
+	p := lockout.Policy{BaseDelay: l.BaseDelay.D(), MaxDelay: l.MaxDelay.D(), Window: l.Window.D()}
+	acct, addr = p, p
+	acct.MaxFailures, addr.MaxFailures = l.MaxFailuresPerAccountAddress, l.MaxFailuresPerAddress
+	return acct, addr
 }
 
 type AuthzConfig struct {
@@ -213,6 +247,23 @@ func (c *Config) Defaults() {
 	}
 	if c.Authn.Bcrypt.MaxQueue == 0 {
 		c.Authn.Bcrypt.MaxQueue = 64
+	}
+	if l := &c.Authn.Lockout; l.On() {
+		if l.MaxFailuresPerAccountAddress == 0 {
+			l.MaxFailuresPerAccountAddress = 20
+		}
+		if l.MaxFailuresPerAddress == 0 {
+			l.MaxFailuresPerAddress = 100
+		}
+		if l.BaseDelay == 0 {
+			l.BaseDelay = config.Duration(time.Second)
+		}
+		if l.MaxDelay == 0 {
+			l.MaxDelay = config.Duration(15 * time.Minute)
+		}
+		if l.Window == 0 {
+			l.Window = config.Duration(15 * time.Minute)
+		}
 	}
 	if c.Sessions.IdleTTL == 0 {
 		c.Sessions.IdleTTL = config.Duration(30 * 24 * time.Hour)
@@ -280,6 +331,7 @@ func (c *Config) Validate() error {
 	if c.Authn.Bcrypt.MaxQueue < 0 {
 		p.Addf("authn.bcrypt.max_queue", "must not be negative")
 	}
+	c.validateLockout(&p)
 	if len(c.Authn.Backends) == 0 {
 		p.Addf("authn.backends", "configure at least one backend (anonymous requests work without one, but nobody could log in)")
 	}
@@ -335,18 +387,46 @@ func (c *Config) Validate() error {
 	return p.Err()
 }
 
-func (c *Config) validateSessions(p *config.Problems) {
-	s := c.Sessions
-	if !s.On() {
+func (c *Config) validateLockout(p *config.Problems) {
+	l := c.Authn.Lockout
+	if !l.On() {
 		return
 	}
-	if s.IdleTTL <= 0 {
-		p.Addf("sessions.idle_ttl", "must be positive")
+	if l.MaxFailuresPerAccountAddress < 1 {
+		p.Addf("authn.lockout.max_failures_per_account_address", "must be at least 1")
 	}
-	if s.MaxTTL <= 0 {
-		p.Addf("sessions.max_ttl", "must be positive")
-	} else if s.IdleTTL > s.MaxTTL {
-		p.Addf("sessions.idle_ttl", "%s exceeds sessions.max_ttl %s", s.IdleTTL.D(), s.MaxTTL.D())
+	if l.MaxFailuresPerAddress < 1 {
+		p.Addf("authn.lockout.max_failures_per_address", "must be at least 1")
+	}
+	if l.BaseDelay <= 0 {
+		p.Addf("authn.lockout.base_delay", "must be positive")
+	}
+	if l.MaxDelay < l.BaseDelay {
+		p.Addf("authn.lockout.max_delay", "%s is below authn.lockout.base_delay %s", l.MaxDelay.D(), l.BaseDelay.D())
+	}
+	if l.Window <= 0 {
+		p.Addf("authn.lockout.window", "must be positive")
+	}
+}
+
+// storeUsed says whether authn opens the session store: for sessions, or for the lockout's
+// counts.
+func (c *Config) storeUsed() bool { return c.Sessions.On() || c.Authn.Lockout.On() }
+
+func (c *Config) validateSessions(p *config.Problems) {
+	s := c.Sessions
+	if s.On() {
+		if s.IdleTTL <= 0 {
+			p.Addf("sessions.idle_ttl", "must be positive")
+		}
+		if s.MaxTTL <= 0 {
+			p.Addf("sessions.max_ttl", "must be positive")
+		} else if s.IdleTTL > s.MaxTTL {
+			p.Addf("sessions.idle_ttl", "%s exceeds sessions.max_ttl %s", s.IdleTTL.D(), s.MaxTTL.D())
+		}
+	}
+	if !c.storeUsed() {
+		return
 	}
 	spec, err := c.sessionStore()
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portcullis-dev/portcullis/pkg/grpctls"
 )
@@ -335,5 +336,58 @@ func TestExampleConfigIsValid(t *testing.T) {
 	}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestLockoutConfig(t *testing.T) {
+	t.Parallel()
+	dev, err := DevConfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := dev.Authn.Lockout
+	if !l.On() || l.MaxFailuresPerAccountAddress != 20 || l.MaxFailuresPerAddress != 100 || l.BaseDelay.D() != time.Second ||
+		l.MaxDelay.D() != 15*time.Minute || l.Window.D() != 15*time.Minute {
+		t.Fatalf("defaults: %+v", l)
+	}
+	withLockout := func(block string) string {
+		return strings.Replace(validDoc, "authn:\n", "authn:\n  lockout: "+block+"\n", 1)
+	}
+	cases := []struct {
+		name, doc string
+		want      []string // "" entries: valid
+	}{
+		{"every problem at once", withLockout(`{max_failures_per_account_address: -1, max_failures_per_address: -2, base_delay: 2m, max_delay: 1m, window: -1s}`),
+			[]string{"authn.lockout.max_failures_per_account_address: must be at least 1", "authn.lockout.max_failures_per_address: must be at least 1",
+				"authn.lockout.max_delay: 1m0s is below authn.lockout.base_delay 2m0s", "authn.lockout.window: must be positive"}},
+		{"negative base delay", withLockout(`{base_delay: -1s}`), []string{"authn.lockout.base_delay: must be positive"}},
+		{"explicit values", withLockout(`{max_failures_per_account_address: 5, max_failures_per_address: 50, base_delay: 2s, max_delay: 1h, window: 30m}`), nil},
+		{"disabled is not checked", withLockout(`{enabled: false, max_failures_per_address: -1}`), nil},
+		{"unknown field", withLockout(`{max_failures: 3}`), []string{"max_failures"}},
+		{"the store is checked for the lockout with sessions off", validDoc + "sessions: {enabled: false, store: {type: mongodb}}\n",
+			[]string{`sessions.store: unknown session store type "mongodb"`}},
+		{"with both off it is not", withLockout(`{enabled: false}`) + "sessions: {enabled: false, store: {type: mongodb}}\n", nil},
+	}
+	for _, tc := range cases {
+		err := loadValidate(t, tc.doc)
+		if len(tc.want) == 0 {
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+			continue
+		}
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: problem list lacks %q: %v", tc.name, w, err)
+			}
+		}
+	}
+	c, err := Load(writeFile(t, "c.yaml", withLockout(`{max_failures_per_account_address: 5, max_failures_per_address: 50, base_delay: 2s, max_delay: 1h, window: 30m}`)), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct, addr := c.Authn.Lockout.policies()
+	if acct.MaxFailures != 5 || addr.MaxFailures != 50 || acct.BaseDelay != 2*time.Second || addr.MaxDelay != time.Hour || acct.Window != 30*time.Minute {
+		t.Fatalf("policies %+v %+v", acct, addr)
 	}
 }

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/portcullis-dev/portcullis/pkg/identity"
 	"github.com/portcullis-dev/portcullis/pkg/pbconv"
@@ -189,6 +192,10 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		var ia invalidArgument
 		errors.As(err, &ia)
 		return status.Error(codes.InvalidArgument, ia.msg)
+	case errors.Is(err, ErrLocked):
+		// The lockout already wrote the audit event. The message is the same whether the
+		// account exists or not; when to retry travels as RetryInfo (the gateway's Retry-After).
+		return lockedStatus(err)
 	case errors.Is(err, ErrBusy):
 		// Not logged per request: under a flood that would be a second sink. Limiter metrics count it.
 		return status.Error(codes.ResourceExhausted, "too many authentication requests; retry later")
@@ -203,6 +210,24 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		log.ErrorContext(ctx, "authn failed", "error", err)
 		return status.Error(codes.Internal, "internal error")
 	}
+}
+
+// lockedStatus is ResourceExhausted with ErrorInfo (LockedReason), which tells it from ErrBusy,
+// and RetryInfo with the time left (at least a second).
+func lockedStatus(err error) error {
+	retry := time.Second
+	var le *LockedError
+	if errors.As(err, &le) && le.RetryAfter > retry {
+		retry = le.RetryAfter
+	}
+	st := status.New(codes.ResourceExhausted, "too many failed login attempts; retry later")
+	if d, derr := st.WithDetails(
+		&errdetails.ErrorInfo{Reason: LockedReason, Domain: ErrorDomain},
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)},
+	); derr == nil {
+		st = d
+	}
+	return st.Err()
 }
 
 // errInvalidArgument marks a request the admin API refuses as malformed; its message is

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -36,6 +37,7 @@ func TestServerMapsErrorsWithoutEchoingThem(t *testing.T) {
 	}{
 		{"wrong password", fmt.Errorf("backend %q: %w", secret, authn.ErrInvalidCredentials), codes.Unauthenticated},
 		{"bcrypt queue full", fmt.Errorf("backend %q: %w", secret, authn.ErrBusy), codes.ResourceExhausted},
+		{"locked", fmt.Errorf("backend %q: %w", secret, &authn.LockedError{RetryAfter: time.Second}), codes.ResourceExhausted},
 		{"deadline while waiting for bcrypt", fmt.Errorf("backend %q: authn: waiting for bcrypt: %w", secret, context.DeadlineExceeded), codes.DeadlineExceeded},
 		{"backend down", fmt.Errorf("%s: %w", secret, authn.ErrUnavailable), codes.Unavailable},
 		{"anything else", errors.New(secret), codes.Internal},
@@ -85,5 +87,55 @@ func TestServerAnswersSaturatedBcrypt(t *testing.T) {
 	defer cancel()
 	if _, err := serve(slow).Authenticate(ctx, req); status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("deadline while waiting: %v, want DeadlineExceeded", err)
+	}
+}
+
+// A locked caller is ResourceExhausted like a full bcrypt queue; ErrorInfo tells the two apart
+// and RetryInfo says when to retry (at least a second). The message is one for every account,
+// known or not.
+func TestServerAnswersLocked(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		err       error
+		wantDelay time.Duration
+		wantInfo  bool
+	}{
+		{"locked", &authn.LockedError{RetryAfter: 90*time.Second + time.Millisecond}, 90*time.Second + time.Millisecond, true},
+		{"locked, less than a second left", fmt.Errorf("x: %w", &authn.LockedError{RetryAfter: time.Millisecond}), time.Second, true},
+		{"bare sentinel", authn.ErrLocked, time.Second, true},
+		{"busy", authn.ErrBusy, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := authn.NewServer(failing{tc.err}, slog.New(slog.DiscardHandler), authn.ServerOptions{})
+			_, err := s.Authenticate(context.Background(), &authnv1.AuthenticateRequest{Username: "alice", Password: "p"})
+			st := status.Convert(err)
+			if st.Code() != codes.ResourceExhausted || strings.Contains(st.Message(), "alice") {
+				t.Fatalf("status %v %q", st.Code(), st.Message())
+			}
+			var info *errdetails.ErrorInfo
+			var retry *errdetails.RetryInfo
+			for _, d := range st.Details() {
+				switch d := d.(type) {
+				case *errdetails.ErrorInfo:
+					info = d
+				case *errdetails.RetryInfo:
+					retry = d
+				}
+			}
+			if !tc.wantInfo {
+				if info != nil || retry != nil {
+					t.Fatalf("details %v on a busy answer", st.Details())
+				}
+				return
+			}
+			if info == nil || info.GetReason() != authn.LockedReason || info.GetDomain() != authn.ErrorDomain {
+				t.Fatalf("ErrorInfo %v", info)
+			}
+			if retry == nil || retry.GetRetryDelay().AsDuration() != tc.wantDelay {
+				t.Fatalf("RetryInfo %v, want %s", retry, tc.wantDelay)
+			}
+		})
 	}
 }

@@ -31,6 +31,16 @@ var migrations = []string{
 	CREATE INDEX sessions_subject ON sessions (subject, created_at, id);
 	CREATE INDEX sessions_expires ON sessions (expires_at);
 	CREATE INDEX sessions_idle_expires ON sessions (idle_expires_at);`,
+	// 2: failed-login counts of the lockout (services/authn/lockout), by key.
+	`CREATE TABLE login_failures (
+		key          text        NOT NULL PRIMARY KEY,
+		failures     integer     NOT NULL,
+		window_start timestamptz NOT NULL,
+		locked_until timestamptz NOT NULL,
+		expires_at   timestamptz NOT NULL,
+		updated_at   timestamptz NOT NULL
+	);
+	CREATE INDEX login_failures_expires ON login_failures (expires_at);`,
 }
 
 // migrateLock is the advisory lock key that serializes replicas migrating at the same time.

@@ -8,11 +8,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/portcullis-dev/portcullis/pkg/pgtest"
+	"github.com/portcullis-dev/portcullis/services/authn/lockout"
+	"github.com/portcullis-dev/portcullis/services/authn/lockout/lockouttest"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/postgres"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/storetest"
@@ -31,6 +34,25 @@ func TestStore(t *testing.T) {
 		return st
 	})
 
+	t.Run("Lockout", func(t *testing.T) {
+		t.Parallel()
+		lockouttest.Run(t, func(t *testing.T) lockout.Store {
+			st, err := (&postgres.Config{DSN: srv.NewDatabase(t), MaxConns: 4}).Open(context.Background(), sessions.Deps{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = st.Close(context.Background()) })
+			p, ok := st.(lockout.Provider)
+			if !ok {
+				t.Fatal("the postgres store keeps no lockout state")
+			}
+			return p.LockoutStore()
+		})
+	})
+	t.Run("UpgradeFromSchema1", func(t *testing.T) {
+		t.Parallel()
+		testUpgradeFromSchema1(t, srv)
+	})
 	t.Run("Migrations", func(t *testing.T) {
 		t.Parallel()
 		testMigrations(t, srv)
@@ -80,16 +102,47 @@ func testMigrations(t *testing.T, srv *pgtest.Server) {
 	}
 	defer conn.Close(ctx)
 	var v, rows int
-	if err := conn.QueryRow(ctx, `SELECT max(version), count(*) FROM schema_version`).Scan(&v, &rows); err != nil || v != 1 || rows != 1 {
-		t.Fatalf("schema_version = %d (%d rows), %v; want 1 (1 row)", v, rows, err)
+	if err := conn.QueryRow(ctx, `SELECT max(version), count(*) FROM schema_version`).Scan(&v, &rows); err != nil || v != len(postgres.Migrations) || rows != 1 {
+		t.Fatalf("schema_version = %d (%d rows), %v; want %d (1 row)", v, rows, err, len(postgres.Migrations))
 	}
 	if _, err := conn.Exec(ctx, `UPDATE schema_version SET version = 7`); err != nil {
 		t.Fatal(err)
 	}
 	_, err = c.Open(ctx, sessions.Deps{})
 	var tooNew *sessions.SchemaTooNewError
-	if !errors.As(err, &tooNew) || tooNew.Have != 7 || tooNew.Known != 1 {
-		t.Fatalf("Open(newer schema) = %v, want SchemaTooNewError{7, 1}", err)
+	if !errors.As(err, &tooNew) || tooNew.Have != 7 || tooNew.Known != len(postgres.Migrations) {
+		t.Fatalf("Open(newer schema) = %v, want SchemaTooNewError{7, %d}", err, len(postgres.Migrations))
+	}
+}
+
+// A database at schema 1 (the release before the lockout) is migrated at Open: its sessions
+// stay, and the lockout table is there.
+func testUpgradeFromSchema1(t *testing.T, srv *pgtest.Server) {
+	ctx := context.Background()
+	dsn := srv.NewDatabase(t)
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := postgres.MigrateSteps(ctx, pool, postgres.Migrations[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO sessions VALUES ('ses_old', decode(repeat('00', 32), 'hex'), 'alice', 'htpasswd',
+		'registry.local', 'docker', now(), now(), '', now() + interval '1 day', now() + interval '1 day')`); err != nil {
+		t.Fatal(err)
+	}
+	pool.Close()
+	st, err := (&postgres.Config{DSN: dsn}).Open(ctx, sessions.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(ctx)
+	if s, err := st.Get(ctx, "ses_old"); err != nil || s.Subject != "alice" {
+		t.Fatalf("Get(ses_old) = %+v, %v; want alice's session", s, err)
+	}
+	ls := st.(lockout.Provider).LockoutStore()
+	if _, err := ls.RecordFailure(ctx, "addr:192.0.2.1", time.Now(), lockout.Policy{MaxFailures: 1, BaseDelay: time.Second, MaxDelay: time.Second, Window: time.Minute}); err != nil {
+		t.Fatalf("lockout after upgrade: %v", err)
 	}
 }
 

@@ -29,6 +29,16 @@ var migrations = []string{
 	CREATE INDEX sessions_subject ON sessions (subject, created_at, id);
 	CREATE INDEX sessions_expires ON sessions (expires_at);
 	CREATE INDEX sessions_idle_expires ON sessions (idle_expires_at);`,
+	// 2: failed-login counts of the lockout (services/authn/lockout), by key; times in µs.
+	`CREATE TABLE login_failures (
+		key          TEXT    NOT NULL PRIMARY KEY,
+		failures     INTEGER NOT NULL,
+		window_start INTEGER NOT NULL,
+		locked_until INTEGER NOT NULL,
+		expires_at   INTEGER NOT NULL,
+		updated_at   INTEGER NOT NULL
+	) WITHOUT ROWID;
+	CREATE INDEX login_failures_expires ON login_failures (expires_at);`,
 }
 
 // migrate brings the schema to len(steps) in one transaction: all steps or none.

@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/portcullis-dev/portcullis/services/authn/lockout"
+	"github.com/portcullis-dev/portcullis/services/authn/lockout/lockouttest"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/sqlite"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/storetest"
@@ -24,6 +27,54 @@ func TestStore(t *testing.T) {
 		}
 		return st
 	})
+}
+
+func TestLockoutStore(t *testing.T) {
+	t.Parallel()
+	lockouttest.Run(t, func(t *testing.T) lockout.Store {
+		c := &sqlite.Config{Path: filepath.Join(t.TempDir(), "sessions.db")}
+		st, err := c.Open(context.Background(), sessions.Deps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close(context.Background()) })
+		p, ok := st.(lockout.Provider)
+		if !ok {
+			t.Fatal("the sqlite store keeps no lockout state")
+		}
+		return p.LockoutStore()
+	})
+}
+
+// A database at schema 1 (the release before the lockout) is migrated at Open: its sessions
+// stay, and the lockout table is there.
+func TestUpgradeFromSchema1(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sessions.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sqlite.MigrateSteps(ctx, db, sqlite.Migrations[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO sessions VALUES ('ses_old', zeroblob(32), 'alice', 'htpasswd', 'registry.local', 'docker', 1, 1, '', 9000000000000000, 9000000000000000)`); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+	st, err := (&sqlite.Config{Path: path}).Open(ctx, sessions.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(ctx)
+	if s, err := st.Get(ctx, "ses_old"); err != nil || s.Subject != "alice" {
+		t.Fatalf("Get(ses_old) = %+v, %v; want alice's session", s, err)
+	}
+	ls := st.(lockout.Provider).LockoutStore()
+	if _, err := ls.RecordFailure(ctx, "addr:192.0.2.1", time.Now(), lockout.Policy{MaxFailures: 1, BaseDelay: time.Second, MaxDelay: time.Second, Window: time.Minute}); err != nil {
+		t.Fatalf("lockout after upgrade: %v", err)
+	}
 }
 
 func TestValidate(t *testing.T) {
@@ -75,8 +126,8 @@ func TestMigrations(t *testing.T) {
 	}
 	var v int
 	var mode string
-	if err := db.QueryRow(`SELECT version FROM schema_version`).Scan(&v); err != nil || v != 1 {
-		t.Fatalf("schema_version = %d, %v; want 1", v, err)
+	if err := db.QueryRow(`SELECT version FROM schema_version`).Scan(&v); err != nil || v != len(sqlite.Migrations) {
+		t.Fatalf("schema_version = %d, %v; want %d", v, err, len(sqlite.Migrations))
 	}
 	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
 		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
@@ -88,8 +139,8 @@ func TestMigrations(t *testing.T) {
 
 	_, err = c.Open(ctx, sessions.Deps{})
 	var tooNew *sessions.SchemaTooNewError
-	if !errors.As(err, &tooNew) || tooNew.Have != 99 || tooNew.Known != 1 || !strings.Contains(err.Error(), "newer than this binary") {
-		t.Fatalf("Open(newer schema) = %v, want SchemaTooNewError{99, 1}", err)
+	if !errors.As(err, &tooNew) || tooNew.Have != 99 || tooNew.Known != len(sqlite.Migrations) || !strings.Contains(err.Error(), "newer than this binary") {
+		t.Fatalf("Open(newer schema) = %v, want SchemaTooNewError{99, %d}", err, len(sqlite.Migrations))
 	}
 }
 
