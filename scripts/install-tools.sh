@@ -65,6 +65,10 @@ install_debian() {
   # The session store's PostgreSQL runs (storetest, e2e) start their own server from the
   # package's binaries (pkg/pgtest) on their own port and data dir.
   compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
+  # The LDAP backend's suites start their own OpenLDAP (pkg/ldaptest) from the package's slapd,
+  # seeded with ldapadd from ldap-utils.
+  [ -x /usr/sbin/slapd ] || need+=(slapd)
+  command -v ldapadd >/dev/null || need+=(ldap-utils)
   if [ ${#need[@]} -gt 0 ]; then
     echo "install-tools: apt-get install ${need[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

@@ -8,6 +8,7 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/config"
 	"github.com/portcullis-dev/portcullis/services/authn"
 	"github.com/portcullis-dev/portcullis/services/authn/htpasswd"
+	"github.com/portcullis-dev/portcullis/services/authn/ldap"
 	"github.com/portcullis-dev/portcullis/services/authn/oidc"
 	"github.com/portcullis-dev/portcullis/services/authn/static"
 )
@@ -16,6 +17,7 @@ import (
 func Types() map[string]func() authn.BackendConfig {
 	return map[string]func() authn.BackendConfig{
 		"htpasswd": func() authn.BackendConfig { return &htpasswd.Config{} },
+		"ldap":     func() authn.BackendConfig { return &ldap.Config{} },
 		"oidc":     func() authn.BackendConfig { return &oidc.Config{} },
 		"static":   func() authn.BackendConfig { return &static.Config{} },
 	}
