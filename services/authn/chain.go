@@ -63,15 +63,20 @@ func (c *Chain) Authenticate(ctx context.Context, cr Credentials) (identity.Iden
 	}
 	cost := c.maxCost(ctx)
 	ctx = context.WithValue(ctx, equaliserKey{}, &equaliser{chain: c, floor: cost})
-	if id, decided, err := try(ctx, c.unclaiming, cr); decided {
-		return id, err
+	id, by, err := tryFrom(ctx, c.unclaiming, cr)
+	if by != nil {
+		if _, bcryptBacked := by.Authenticator.(BcryptCoster); bcryptBacked || !errors.Is(err, ErrInvalidCredentials) {
+			return id, err
+		}
+		// A directory refused the password after a bind of a millisecond or so; an unknown
+		// user pays a bcrypt comparison. Pay it here too, or the time of a wrong password
+		// would tell which names the directory holds.
 	}
 	// Unknown user: what a known user's wrong password costs. Under load it waits (or is
 	// turned away) like a known user's check, which keeps the two indistinguishable there too.
-	err := c.lim.Do(ctx, func() {
+	if err := c.lim.Do(ctx, func() {
 		_ = c.lim.comparer()(c.dummyHash(cost), []byte(cr.Password))
-	})
-	if err != nil {
+	}); err != nil {
 		return identity.Identity{}, err
 	}
 	return identity.Identity{}, ErrInvalidCredentials
@@ -79,21 +84,28 @@ func (c *Chain) Authenticate(ctx context.Context, cr Credentials) (identity.Iden
 
 // try asks backends in order; decided is false when every one of them said ErrNoMatch.
 func try(ctx context.Context, backends []Backend, cr Credentials) (_ identity.Identity, decided bool, _ error) {
-	for _, b := range backends {
+	id, by, err := tryFrom(ctx, backends, cr)
+	return id, by != nil, err
+}
+
+// tryFrom asks backends in order and returns the one that decided (nil when every one of them
+// said ErrNoMatch).
+func tryFrom(ctx context.Context, backends []Backend, cr Credentials) (identity.Identity, *Backend, error) {
+	for i, b := range backends {
 		id, err := b.Authenticate(ctx, cr)
 		switch {
 		case err == nil:
 			if id.Backend == "" {
 				id.Backend = b.Name
 			}
-			return id, true, nil
+			return id, &backends[i], nil
 		case errors.Is(err, ErrNoMatch):
 			continue
 		default:
-			return identity.Identity{}, true, fmt.Errorf("backend %q: %w", b.Name, err)
+			return identity.Identity{}, &backends[i], fmt.Errorf("backend %q: %w", b.Name, err)
 		}
 	}
-	return identity.Identity{}, false, nil
+	return identity.Identity{}, nil, nil
 }
 
 // claimers are the backends that claim cr, in chain order.

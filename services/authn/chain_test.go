@@ -335,3 +335,34 @@ func TestClaimedCredentialDeniedWithoutWaitingForBcrypt(t *testing.T) {
 		t.Fatalf("err = %v, want ErrInvalidCredentials (not ErrBusy: no bcrypt for a claimed credential)", err)
 	}
 }
+
+// A backend that checks passwords without bcrypt (a directory bind) refuses a wrong password
+// in about a millisecond, while an unknown user pays a bcrypt comparison: the chain pays one
+// for the directory's refusal too, so the time of a wrong password does not tell who exists.
+func TestDirectoryRefusalCostsWhatAnUnknownUserCosts(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, user, pass string
+		wantErr          error
+		wantCompares     int32
+	}{
+		{"unknown user", "mallory", "x", authn.ErrInvalidCredentials, 1},
+		{"directory user, wrong password", "dora", "x", authn.ErrInvalidCredentials, 1},
+		{"directory user, right password", "dora", "dora-pw", nil, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			lim, compares := countingLimiter()
+			dir := &fake{user: "dora", pass: "dora-pw"} // no BcryptCoster: like the LDAP backend
+			ch := authn.NewChain([]authn.Backend{{Name: "dir", Authenticator: dir}}, lim)
+			_, err := ch.Authenticate(context.Background(), authn.Credentials{Username: tc.user, Password: authn.Password(tc.pass)})
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if got := compares.Load(); got != tc.wantCompares {
+				t.Fatalf("bcrypt comparisons = %d, want %d", got, tc.wantCompares)
+			}
+		})
+	}
+}
