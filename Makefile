@@ -40,7 +40,8 @@ check-generate: generate
 	@test -z "$$(git status --porcelain -- proto)" || { git status --porcelain -- proto; echo "untracked generated files: run 'make generate' and commit" >&2; exit 1; }
 
 ## bench: tokens/s, p50/p99 and server CPU per token on loopback, printed, never asserted: Basic
-## (warm, cold; all-in-one, split), the refresh grant with SQLite and PostgreSQL sessions, Vault
+## (warm, cold; all-in-one, split), the refresh grant with SQLite and PostgreSQL sessions, workload
+## identity (a JWT as the password, login cache on and off), Vault
 ## transit. Needs Debian's postgresql and the vault binary (scripts/install-tools.sh debian vault).
 bench: build
 	$(GO) run ./cmd/portcullis-bench -bin=bin/portcullis

@@ -1,8 +1,8 @@
 // Command portcullis-bench measures token throughput, latency and server CPU per token on
 // loopback: it starts bin/portcullis (all-in-one, then split into four processes) and drives
 // GET /token with HTTP Basic credentials, then the refresh grant a logged-in docker client
-// uses, with SQLite and with PostgreSQL session stores. `make bench` runs it; figures are
-// printed, never asserted.
+// uses, with SQLite and with PostgreSQL session stores, then a CI job's workload token (a JWT)
+// as the password. `make bench` runs it; figures are printed, never asserted.
 package main
 
 import (
@@ -31,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/portcullis-dev/portcullis/pkg/oidctest"
 	"github.com/portcullis-dev/portcullis/pkg/pgtest"
 	"github.com/portcullis-dev/portcullis/pkg/vaulttest"
 )
@@ -43,13 +44,14 @@ func main() {
 	vaultRate := flag.Int("vault-rate", 750, "request rate of the Vault fixed-rate run (half the 1,500 tokens/s target)")
 	refreshRate := flag.Int("refresh-rate", 1000, "request rate of the PostgreSQL refresh-grant fixed-rate run (the issue 7 target's rate)")
 	refreshTokens := flag.Int("refresh-tokens", 64, "refresh tokens (offline logins) the refresh-grant runs share out, so no one session row is hot")
+	workloadTokens := flag.Int("workload-tokens", 16, "distinct workload JWTs the workload identity runs share out (few enough for the login cache to hold, like a CI fleet's running jobs)")
 	profile := flag.Bool("profile", true, "CPU-profile the all-in-one warm and refresh-grant runs and print the top functions")
 	profileOut := flag.String("profile-out", ".cache/bench-cpu.pprof", "where to keep the warm run's CPU profile (go tool pprof); the refresh runs' go beside it")
 	withVault := flag.Bool("vault", true, "also compare Vault transit signing (needs the vault binary: scripts/install-tools.sh vault)")
 	flag.Parse()
 	o := options{
 		bin: *bin, dur: *dur, conc: *conc, rate: *rate, vaultRate: *vaultRate, refreshRate: *refreshRate,
-		refreshTokens: *refreshTokens, profile: *profile, profileOut: *profileOut, vault: *withVault,
+		refreshTokens: *refreshTokens, workloadTokens: *workloadTokens, profile: *profile, profileOut: *profileOut, vault: *withVault,
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "portcullis-bench:", err)
@@ -61,7 +63,7 @@ type options struct {
 	bin                                string
 	dur                                time.Duration
 	conc, rate, vaultRate, refreshRate int
-	refreshTokens                      int
+	refreshTokens, workloadTokens      int
 	profile                            bool
 	profileOut                         string
 	vault                              bool
@@ -76,6 +78,10 @@ type scenario struct {
 	noBatch bool
 	// pgDSN keeps sessions in this PostgreSQL database; empty: a fresh SQLite file.
 	pgDSN string
+	// oidcIssuer adds a workload identity backend trusting this issuer (workloadBackend).
+	oidcIssuer string
+	// noLockout turns the brute-force lockout off, for runs made of failed logins.
+	noLockout bool
 }
 
 type vaultKey struct{ addr, tokenFile string }
@@ -162,13 +168,20 @@ func run(o options) error {
 		return fmt.Errorf("refresh grant: %w", err)
 	}
 	profiles = append(profiles, ps...)
+	ps, err = benchWorkload(bin, dir, o)
+	if err != nil {
+		return fmt.Errorf("workload identity: %w", err)
+	}
+	profiles = append(profiles, ps...)
 	if o.vault {
 		if err := benchVault(bin, dir, dur, conc, o.vaultRate); err != nil {
 			return fmt.Errorf("vault: %w", err)
 		}
 	}
 	fmt.Println()
-	if _, err := withServer(bin, dir, scenario{scopes: 1}, "", func(url string) (result, error) {
+	// The lockout would answer the enumeration's wrong passwords with 429 before long, without
+	// checking them: what is compared is the password check.
+	if _, err := withServer(bin, dir, scenario{scopes: 1, noLockout: true}, "", func(url string) (result, error) {
 		return result{}, enumeration(url)
 	}); err != nil {
 		return err
@@ -229,8 +242,9 @@ gateway:
 authn:
   listen: %s
   cache: {disabled: %t}
+  lockout: {enabled: %t}
   backends:
-    - {name: users, type: htpasswd, config: {path: %s, groups: {admins: [bench]}}}
+    - {name: users, type: htpasswd, config: {path: %s, groups: {admins: [bench]}}}%s
 authz:
   listen: %s
 signer:
@@ -240,7 +254,7 @@ signer:
 sessions:
   store: %s
 `, ports[portGateway], ports[portGatewayMetrics], ports[portAuthn], ports[portAuthz], ports[portSigner],
-		ports[portAuthn], sc.cold, filepath.Join(dir, "htpasswd"), ports[portAuthz], ports[portSigner], ports[portSignerMetrics], key, store)
+		ports[portAuthn], sc.cold, !sc.noLockout, filepath.Join(dir, "htpasswd"), workloadBackend(sc.oidcIssuer), ports[portAuthz], ports[portSigner], ports[portSignerMetrics], key, store)
 }
 
 func sessionsDB(dir string) string { return filepath.Join(dir, "sessions.db") }
@@ -893,6 +907,115 @@ func refreshRun(s server, n int, onPG bool, pg *pgtest.Server, load func(grant) 
 		res.dbCPU = serverCPU(pg.PID()) - db0
 	}
 	return res, err
+}
+
+// benchWorkload measures workload identity logins all-in-one: GET /token with a CI job's JWT
+// as the password, verified by an oidc backend (after htpasswd in the chain, which never sees
+// a JWT) trusting an issuer this process runs (pkg/oidctest, RS256). With the login cache on,
+// each of the n tokens is verified once and then answered from the cache; with it off, every
+// request checks a signature and the claims: the raw cost of a workload login. The issuer's
+// keys are fetched by the first request and cached, as in production. The cache-off run is
+// CPU-profiled when profiling is on.
+func benchWorkload(bin, dir string, o options) ([]cpuProfile, error) {
+	idp, err := oidctest.New()
+	if err != nil {
+		return nil, err
+	}
+	defer idp.Close()
+	tokens, err := signWorkloadTokens(idp, o.workloadTokens, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("\nWorkload identity (a CI job's JWT as the password: oidc backend after htpasswd in the chain, RS256, issuer keys cached),\n")
+	fmt.Printf("all-in-one, %d tokens shared out, 1 scope; target >= 3,000 tokens/s\n", len(tokens))
+	var profiles []cpuProfile
+	for _, cold := range []bool{false, true} {
+		sc := scenario{scopes: 1, cold: cold, oidcIssuer: idp.URL}
+		name := "all-in-one workload JWT, login cache"
+		prof := ""
+		if cold {
+			name = "all-in-one workload JWT, no cache: verify each"
+			if o.profile {
+				prof = filepath.Join(dir, "cpu-workload.pprof")
+				name += " (CPU-profiled)"
+				keep := ""
+				if o.profileOut != "" {
+					keep = strings.TrimSuffix(o.profileOut, ".pprof") + "-workload.pprof"
+				}
+				profiles = append(profiles, cpuProfile{"the all-in-one workload JWT run, login cache off", prof, keep})
+			}
+		}
+		res, err := withServer(bin, dir, sc, prof, func(url string) (result, error) {
+			return closedLoop(jwtGrant(url, tokens), o.conc, o.dur)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		res.print(name)
+	}
+	return profiles, nil
+}
+
+// Workload tokens are GitHub Actions job tokens in shape: the registered claims for the
+// bench's service, the repository they come from, and sub "bench" so the default policy
+// grants bench/... as it does the Basic user.
+const (
+	workloadRepo   = "myorg/app"
+	workloadMaxAge = 2 * time.Hour
+)
+
+// workloadBackend is the authn backend entry trusting issuer, or "" without one.
+func workloadBackend(issuer string) string {
+	if issuer == "" {
+		return ""
+	}
+	return fmt.Sprintf(`
+    - name: ci
+      type: oidc
+      config:
+        issuers:
+          - {issuer: %q, audiences: [registry.local], algorithms: [RS256], max_token_age: %s,
+             claims: {repository: "myorg/*"}, subject: sub, groups: [repository_owner],
+             labels: {project: repository, ref: ref}}`, issuer, workloadMaxAge)
+}
+
+// signWorkloadTokens signs n distinct tokens issued at now, valid for an hour (far longer than
+// a run). Each has its own jti: equal claims would sign to equal tokens (RS256 is
+// deterministic), one entry for the login cache.
+func signWorkloadTokens(idp *oidctest.Issuer, n int, now time.Time) ([]string, error) {
+	if n < 1 {
+		return nil, errors.New("at least one workload token is needed")
+	}
+	tokens := make([]string, n)
+	for i := range tokens {
+		c := idp.Claims("registry.local", now, time.Hour)
+		c["sub"] = "bench"
+		c["repository"] = workloadRepo
+		c["repository_owner"] = "myorg"
+		c["ref"] = "refs/heads/main"
+		c["jti"] = fmt.Sprintf("bench-%d-%d", now.UnixNano(), i)
+		tok, err := idp.Sign(c)
+		if err != nil {
+			return nil, err
+		}
+		tokens[i] = tok
+	}
+	return tokens, nil
+}
+
+// jwtGrant is `docker login -u ci -p "$JWT"` followed by a pull or push: GET /token with the
+// job's token as the Basic password. Request i uses tokens[i%len(tokens)].
+func jwtGrant(base string, tokens []string) grant {
+	url := tokenURL(base, 1)
+	headers := make([]string, len(tokens))
+	for i, tok := range tokens {
+		headers[i] = "Basic " + base64.StdEncoding.EncodeToString([]byte("ci:"+tok))
+	}
+	return func(c *http.Client, i int) (time.Duration, error) {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("Authorization", headers[i%len(headers)])
+		return timed(c, req, []byte(`"token"`))
+	}
 }
 
 func pgVersion(dsn string) (string, error) {

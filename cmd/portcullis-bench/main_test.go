@@ -1,15 +1,21 @@
 package main
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/portcullis-dev/portcullis/pkg/oidctest"
+	"github.com/portcullis-dev/portcullis/services/authn"
+	"github.com/portcullis-dev/portcullis/services/authn/backends"
 )
 
 func TestStatCPU(t *testing.T) {
@@ -206,4 +212,120 @@ func TestWithBenchT(t *testing.T) {
 		}
 	}()
 	_ = withBenchT(t.TempDir(), func(*benchT) error { panic("boom") })
+}
+
+// The workload runs' config has an oidc backend after htpasswd only when they ask for one, and
+// the tokens the bench signs are what that backend accepts: distinct, subject bench (whom the
+// default policy grants bench/...), labels mapped.
+func TestWorkloadBackendAcceptsBenchTokens(t *testing.T) {
+	t.Parallel()
+	idp := oidctest.Start(t)
+	decode := func(sc scenario) []backends.Spec {
+		t.Helper()
+		var cfg struct {
+			Authn struct {
+				Backends []backends.Spec `yaml:"backends"`
+			} `yaml:"authn"`
+		}
+		if err := yaml.Unmarshal([]byte(config(t.TempDir(), sc, make([]string, numPorts))), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Authn.Backends
+	}
+	if specs := decode(scenario{scopes: 1}); len(specs) != 1 || specs[0].Type != "htpasswd" {
+		t.Fatalf("backends without a workload issuer: %+v, want htpasswd alone", specs)
+	}
+	specs := decode(scenario{scopes: 1, oidcIssuer: idp.URL})
+	if len(specs) != 2 || specs[0].Type != "htpasswd" || specs[1].Type != "oidc" {
+		t.Fatalf("backends: %+v, want htpasswd then oidc", specs)
+	}
+	bc, err := backends.Decode(specs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := bc.Validate(); len(errs) > 0 {
+		t.Fatalf("oidc backend config: %v", errs)
+	}
+	a, err := bc.Open(context.Background(), authn.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.(authn.Closer).Close(context.Background()) })
+
+	tokens, err := signWorkloadTokens(idp, 4, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for i, tok := range tokens {
+		if seen[tok] {
+			t.Fatalf("token %d repeats an earlier one", i)
+		}
+		seen[tok] = true
+		id, err := a.Authenticate(context.Background(), authn.Credentials{Username: "ci", Password: authn.Password(tok), Service: "registry.local"})
+		if err != nil {
+			t.Fatalf("token %d: %v", i, err)
+		}
+		if id.Subject != "bench" || id.Labels["project"] != workloadRepo {
+			t.Fatalf("token %d: identity %+v, want subject bench, project %s", i, id, workloadRepo)
+		}
+	}
+	if _, err := signWorkloadTokens(idp, 0, time.Now()); err == nil {
+		t.Fatal("no tokens asked for: want an error")
+	}
+}
+
+// The workload load is GET /token with Basic ci:<JWT>, cycling through the tokens; an answer
+// without a token is an error.
+func TestJWTGrant(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		if r.Method != "GET" || r.URL.Path != "/token" || !ok || user != "ci" ||
+			r.URL.Query().Get("service") != "registry.local" || len(r.URL.Query()["scope"]) != 1 {
+			t.Errorf("%s %s, Basic %q (%t)", r.Method, r.URL, user, ok)
+		}
+		mu.Lock()
+		got = append(got, pass)
+		mu.Unlock()
+		if pass == "refused.jwt.x" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_, _ = w.Write([]byte(`{"token":"a","access_token":"a"}`))
+	}))
+	defer srv.Close()
+
+	send := jwtGrant(srv.URL, []string{"a.jwt.x", "b.jwt.x", "refused.jwt.x"})
+	for i, wantErr := range []bool{false, false, true, false} {
+		if _, err := send(srv.Client(), i); (err != nil) != wantErr {
+			t.Errorf("request %d: error %v, want error %t", i, err, wantErr)
+		}
+	}
+	if want := "a.jwt.x b.jwt.x refused.jwt.x a.jwt.x"; strings.Join(got, " ") != want {
+		t.Errorf("passwords sent %q, want %q", got, want)
+	}
+}
+
+// The lockout stays on (the default) in the measured runs; only the enumeration run, made of
+// wrong passwords, turns it off.
+func TestConfigLockout(t *testing.T) {
+	t.Parallel()
+	for _, off := range []bool{false, true} {
+		var cfg struct {
+			Authn struct {
+				Lockout struct {
+					Enabled *bool `yaml:"enabled"`
+				} `yaml:"lockout"`
+			} `yaml:"authn"`
+		}
+		if err := yaml.Unmarshal([]byte(config(t.TempDir(), scenario{scopes: 1, noLockout: off}, make([]string, numPorts))), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if e := cfg.Authn.Lockout.Enabled; e == nil || *e == off {
+			t.Errorf("noLockout %t: authn.lockout.enabled = %v", off, e)
+		}
+	}
 }
