@@ -70,6 +70,7 @@ func (s *Server) Authenticate(ctx context.Context, req *authnv1.AuthenticateRequ
 		Username: req.GetUsername(), Password: Password(req.GetPassword()),
 		Service: req.GetService(), ClientID: req.GetClientId(), RemoteAddr: req.GetRemoteAddr(),
 	})
+	s.auditLogin(ctx, req, id, err)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
@@ -87,6 +88,33 @@ func (s *Server) Authenticate(ctx context.Context, req *authnv1.AuthenticateRequ
 	s.audit.InfoContext(ctx, "session created", sessionAttrs(ses, req.GetRemoteAddr())...)
 	resp.RefreshToken = tok
 	return resp, nil
+}
+
+// auditLogin writes the one audit event of a login: who, through which backend, from where,
+// and the outcome with a reason code. Never the password; the username is the one the client
+// sent, the subject the one a backend vouched for.
+func (s *Server) auditLogin(ctx context.Context, req *authnv1.AuthenticateRequest, id identity.Identity, err error) {
+	result, reason := "success", "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrLocked):
+		result, reason = "refused", "locked"
+	case errors.Is(err, ErrInvalidCredentials), errors.Is(err, ErrNoMatch):
+		result, reason = "failure", "invalid_credentials"
+	case errors.Is(err, ErrBusy):
+		result, reason = "refused", "busy"
+	case errors.Is(err, ErrUnavailable):
+		result, reason = "error", "backend_unavailable"
+	case errors.Is(err, context.DeadlineExceeded):
+		result, reason = "error", "timeout"
+	case errors.Is(err, context.Canceled):
+		result, reason = "error", "canceled"
+	default:
+		result, reason = "error", "internal"
+	}
+	s.audit.InfoContext(ctx, "authentication", "result", result, "reason", reason, "username", req.GetUsername(),
+		"subject", id.Subject, "backend", id.Backend, "service", req.GetService(), "client_id", req.GetClientId(),
+		"remote_addr", req.GetRemoteAddr(), "offline", req.GetOffline())
 }
 
 // Refresh implements authnv1.AuthnServiceServer: the token's session, then its user re-read

@@ -2,6 +2,7 @@ package authn_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,6 +136,70 @@ func TestServerAnswersLocked(t *testing.T) {
 			}
 			if retry == nil || retry.GetRetryDelay().AsDuration() != tc.wantDelay {
 				t.Fatalf("RetryInfo %v, want %s", retry, tc.wantDelay)
+			}
+		})
+	}
+}
+
+// okAuth vouches for alice through backend "people" when the password is right.
+type okAuth struct{}
+
+func (okAuth) Authenticate(_ context.Context, c authn.Credentials) (identity.Identity, error) {
+	if c.Username == "alice" && c.Password == "right-pw" {
+		return identity.Identity{Subject: "alice", Backend: "people"}, nil
+	}
+	return identity.Identity{}, authn.ErrInvalidCredentials
+}
+
+// TestEveryLoginIsOneAuditEvent: each outcome of Authenticate is one structured audit event
+// with a reason code, and the password is in none of them.
+func TestEveryLoginIsOneAuditEvent(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name               string
+		auth               authn.Authenticator
+		pass               string
+		result, reason     string
+		subject, backendID string
+	}{
+		{"success", okAuth{}, "right-pw", "success", "ok", "alice", "people"},
+		{"wrong password", okAuth{}, "wrong-pw-123", "failure", "invalid_credentials", "", ""},
+		{"unknown user", failing{authn.ErrNoMatch}, "wrong-pw-123", "failure", "invalid_credentials", "", ""},
+		{"locked", failing{fmt.Errorf("x: %w", &authn.LockedError{RetryAfter: time.Second})}, "wrong-pw-123", "refused", "locked", "", ""},
+		{"bcrypt busy", failing{authn.ErrBusy}, "wrong-pw-123", "refused", "busy", "", ""},
+		{"directory down", failing{fmt.Errorf("ldap: %w", authn.ErrUnavailable)}, "wrong-pw-123", "error", "backend_unavailable", "", ""},
+		{"bug", failing{errors.New("boom")}, "wrong-pw-123", "error", "internal", "", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var buf strings.Builder
+			srv := authn.NewServer(tc.auth, slog.New(slog.NewJSONHandler(&buf, nil)), authn.ServerOptions{})
+			_, _ = srv.Authenticate(context.Background(), &authnv1.AuthenticateRequest{Username: "alice", Password: tc.pass,
+				Service: "registry", ClientId: "docker", RemoteAddr: "192.0.2.7"})
+			var events []map[string]any
+			for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+				if strings.Contains(line, tc.pass) {
+					t.Fatalf("a log line holds the password: %s", line)
+				}
+				var m map[string]any
+				if err := json.Unmarshal([]byte(line), &m); err != nil {
+					t.Fatalf("log line %q: %v", line, err)
+				}
+				if m["msg"] == "authentication" {
+					events = append(events, m)
+				}
+			}
+			if len(events) != 1 {
+				t.Fatalf("%d authentication events, want 1:\n%s", len(events), buf.String())
+			}
+			e := events[0]
+			want := map[string]any{"log_type": "audit", "result": tc.result, "reason": tc.reason, "username": "alice",
+				"subject": tc.subject, "backend": tc.backendID, "client_id": "docker", "remote_addr": "192.0.2.7", "service": "registry"}
+			for k, v := range want {
+				if e[k] != v {
+					t.Errorf("%s = %v, want %v", k, e[k], v)
+				}
 			}
 		})
 	}
