@@ -2,7 +2,8 @@
 // loopback: it starts bin/portcullis (all-in-one, then split into four processes) and drives
 // GET /token with HTTP Basic credentials, then the refresh grant a logged-in docker client
 // uses, with SQLite and with PostgreSQL session stores, then a CI job's workload token (a JWT)
-// as the password. `make bench` runs it; figures are printed, never asserted.
+// as the password, then users of an OpenLDAP directory (slapd on this machine), with the login
+// cache and binding each time. `make bench` runs it; figures are printed, never asserted.
 package main
 
 import (
@@ -31,6 +32,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/portcullis-dev/portcullis/pkg/ldaptest"
 	"github.com/portcullis-dev/portcullis/pkg/oidctest"
 	"github.com/portcullis-dev/portcullis/pkg/pgtest"
 	"github.com/portcullis-dev/portcullis/pkg/vaulttest"
@@ -45,13 +47,16 @@ func main() {
 	refreshRate := flag.Int("refresh-rate", 1000, "request rate of the PostgreSQL refresh-grant fixed-rate run (the issue 7 target's rate)")
 	refreshTokens := flag.Int("refresh-tokens", 64, "refresh tokens (offline logins) the refresh-grant runs share out, so no one session row is hot")
 	workloadTokens := flag.Int("workload-tokens", 16, "distinct workload JWTs the workload identity runs share out (few enough for the login cache to hold, like a CI fleet's running jobs)")
+	ldapUsers := flag.Int("ldap-users", 8, "directory users the LDAP runs share out")
+	ldapPool := flag.Int("ldap-pool", 4, "the ldap backend's pool_size (connections to slapd; 4 is the default)")
 	profile := flag.Bool("profile", true, "CPU-profile the all-in-one warm and refresh-grant runs and print the top functions")
 	profileOut := flag.String("profile-out", ".cache/bench-cpu.pprof", "where to keep the warm run's CPU profile (go tool pprof); the refresh runs' go beside it")
 	withVault := flag.Bool("vault", true, "also compare Vault transit signing (needs the vault binary: scripts/install-tools.sh vault)")
 	flag.Parse()
 	o := options{
 		bin: *bin, dur: *dur, conc: *conc, rate: *rate, vaultRate: *vaultRate, refreshRate: *refreshRate,
-		refreshTokens: *refreshTokens, workloadTokens: *workloadTokens, profile: *profile, profileOut: *profileOut, vault: *withVault,
+		refreshTokens: *refreshTokens, workloadTokens: *workloadTokens, ldapUsers: *ldapUsers, ldapPool: *ldapPool,
+		profile: *profile, profileOut: *profileOut, vault: *withVault,
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "portcullis-bench:", err)
@@ -64,6 +69,7 @@ type options struct {
 	dur                                time.Duration
 	conc, rate, vaultRate, refreshRate int
 	refreshTokens, workloadTokens      int
+	ldapUsers, ldapPool                int
 	profile                            bool
 	profileOut                         string
 	vault                              bool
@@ -82,6 +88,8 @@ type scenario struct {
 	oidcIssuer string
 	// noLockout turns the brute-force lockout off, for runs made of failed logins.
 	noLockout bool
+	// ldap adds an ldap backend on this directory (ldapBackend).
+	ldap *ldapDir
 }
 
 type vaultKey struct{ addr, tokenFile string }
@@ -173,6 +181,9 @@ func run(o options) error {
 		return fmt.Errorf("workload identity: %w", err)
 	}
 	profiles = append(profiles, ps...)
+	if err := benchLDAP(bin, dir, o); err != nil {
+		return fmt.Errorf("ldap: %w", err)
+	}
 	if o.vault {
 		if err := benchVault(bin, dir, dur, conc, o.vaultRate); err != nil {
 			return fmt.Errorf("vault: %w", err)
@@ -244,7 +255,7 @@ authn:
   cache: {disabled: %t}
   lockout: {enabled: %t}
   backends:
-    - {name: users, type: htpasswd, config: {path: %s, groups: {admins: [bench]}}}%s
+    - {name: users, type: htpasswd, config: {path: %s, groups: {admins: [bench]}}}%s%s
 authz:
   listen: %s
 signer:
@@ -254,7 +265,7 @@ signer:
 sessions:
   store: %s
 `, ports[portGateway], ports[portGatewayMetrics], ports[portAuthn], ports[portAuthz], ports[portSigner],
-		ports[portAuthn], sc.cold, !sc.noLockout, filepath.Join(dir, "htpasswd"), workloadBackend(sc.oidcIssuer), ports[portAuthz], ports[portSigner], ports[portSignerMetrics], key, store)
+		ports[portAuthn], sc.cold, !sc.noLockout, filepath.Join(dir, "htpasswd"), workloadBackend(sc.oidcIssuer), ldapBackend(sc.ldap), ports[portAuthz], ports[portSigner], ports[portSignerMetrics], key, store)
 }
 
 func sessionsDB(dir string) string { return filepath.Join(dir, "sessions.db") }
@@ -472,7 +483,10 @@ type result struct {
 	elapsed time.Duration
 	lat     []time.Duration
 	cpu     time.Duration // the server's CPU time during the run
-	dbCPU   time.Duration // the PostgreSQL server's, when sessions are kept there
+	// peerCPU is the CPU time of the peer named peer during the run: the PostgreSQL server
+	// keeping the sessions, the directory checking the passwords.
+	peer    string
+	peerCPU time.Duration
 }
 
 // lateBy is when a fixed-rate request counts as having missed its schedule: the load
@@ -500,8 +514,8 @@ func (r result) print(name string, notes ...string) {
 		perToken = fmt.Sprintf("%.0fµs", float64(r.cpu.Microseconds())/float64(r.n))
 	}
 	var extra []string
-	if r.dbCPU > 0 && r.n > 0 {
-		extra = append(extra, fmt.Sprintf("+ PostgreSQL %.0fµs/token", float64(r.dbCPU.Microseconds())/float64(r.n)))
+	if r.peer != "" && r.n > 0 {
+		extra = append(extra, fmt.Sprintf("+ %s %.0fµs/token", r.peer, float64(r.peerCPU.Microseconds())/float64(r.n)))
 	}
 	extra = append(extra, notes...)
 	if r.errs > 0 {
@@ -904,7 +918,7 @@ func refreshRun(s server, n int, onPG bool, pg *pgtest.Server, load func(grant) 
 	}
 	res, err := s.measure(func() (result, error) { return load(refreshGrant(s.url, tokens)) })
 	if onPG {
-		res.dbCPU = serverCPU(pg.PID()) - db0
+		res.peer, res.peerCPU = "PostgreSQL", serverCPU(pg.PID())-db0
 	}
 	return res, err
 }
@@ -1018,6 +1032,206 @@ func jwtGrant(base string, tokens []string) grant {
 	}
 }
 
+// benchLDAP measures logins of directory users all-in-one: GET /token with Basic for users of
+// an OpenLDAP directory on this machine (pkg/ldaptest: Debian's slapd, StartTLS, a test CA),
+// found by an ldap backend after htpasswd in the chain (htpasswd does not know them and says so
+// without bcrypt; a directory's success pays none either). With the login cache on, each user's
+// password is checked once and then answered from the cache; with it off, every request
+// searches the user as the service account, binds as the user, binds back and searches the
+// user's groups, over the backend's pooled StartTLS connections: the raw cost of a directory
+// login. slapd's own CPU time is counted beside Portcullis's.
+func benchLDAP(bin, dir string, o options) error {
+	users, err := ldapUsers(o.ldapUsers)
+	if err != nil {
+		return err
+	}
+	return withBenchT(dir, func(bt *benchT) error {
+		s := ldaptest.Start(bt, ldapSeed(users))
+		pwFile := filepath.Join(dir, "ldap-bind")
+		if err := os.WriteFile(pwFile, []byte(ldapServicePassword+"\n"), 0o600); err != nil {
+			return err
+		}
+		d := &ldapDir{url: s.URL, caFile: s.CAFile, bindPasswordFile: pwFile, poolSize: o.ldapPool}
+		// ldaptest runs slapd in the foreground as a child of this process.
+		slapd, found := childProcess(os.Getpid(), "slapd")
+		fmt.Printf("\nLDAP (%s on this machine, StartTLS, SSHA passwords; ldap backend after htpasswd in the chain, pool_size %d,\n",
+			slapdVersion(slapd, found), o.ldapPool)
+		fmt.Printf("search + user bind + service re-bind + group search per password check), all-in-one, %d users shared out, 1 scope\n", len(users))
+		for _, cold := range []bool{false, true} {
+			sc := scenario{scopes: 1, cold: cold, ldap: d}
+			name := "LDAP warm (login cache)"
+			if cold {
+				name = "LDAP cold (bind each time)"
+			}
+			res, err := withServerAt(bin, dir, sc, "", func(srv server) (result, error) {
+				var cpu0 time.Duration
+				if found {
+					cpu0 = procCPU(slapd)
+				}
+				res, err := srv.measure(func() (result, error) { return closedLoop(ldapGrant(srv.url, users), o.conc, o.dur) })
+				if found {
+					res.peer, res.peerCPU = "slapd", procCPU(slapd)-cpu0
+				}
+				return res, err
+			})
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			res.print(name)
+		}
+		return nil
+	})
+}
+
+// The bench directory: users under ldapPeople, all members of the group admins (whom the
+// default policy grants everything, as it does the htpasswd user), and the service account
+// the backend searches as.
+const (
+	ldapPeople          = "ou=people," + ldaptest.Suffix
+	ldapGroups          = "ou=groups," + ldaptest.Suffix
+	ldapServiceDN       = "cn=portcullis,ou=services," + ldaptest.Suffix
+	ldapServicePassword = "bench-service-password"
+	ldapUserPassword    = "bench-password"
+)
+
+// ldapDir is the directory an ldap backend in the config authenticates against.
+type ldapDir struct {
+	url, caFile, bindPasswordFile string
+	poolSize                      int
+}
+
+// ldapUsers names n directory users; none is the htpasswd user, who would end the chain there.
+func ldapUsers(n int) ([]string, error) {
+	if n < 1 {
+		return nil, errors.New("at least one LDAP user is needed")
+	}
+	users := make([]string, n)
+	for i := range users {
+		users[i] = fmt.Sprintf("ldap-bench%d", i)
+	}
+	return users, nil
+}
+
+// ldapSeed is the LDIF of the bench directory's entries, parents first.
+func ldapSeed(users []string) string {
+	var b strings.Builder
+	entry := func(dn string, attrs ...string) {
+		b.WriteString(ldaptest.Line("dn", dn))
+		for i := 0; i+1 < len(attrs); i += 2 {
+			b.WriteString(ldaptest.Line(attrs[i], attrs[i+1]))
+		}
+		b.WriteString("\n")
+	}
+	for _, ou := range []string{"people", "groups", "services"} {
+		entry("ou="+ou+","+ldaptest.Suffix, "objectClass", "organizationalUnit", "ou", ou)
+	}
+	entry(ldapServiceDN, "objectClass", "organizationalRole", "objectClass", "simpleSecurityObject",
+		"cn", "portcullis", "userPassword", ldaptest.SSHA(ldapServicePassword))
+	group := []string{"objectClass", "groupOfNames", "cn", "admins"}
+	for _, u := range users {
+		entry(ldapUserDN(u), "objectClass", "inetOrgPerson", "uid", u, "sn", u, "cn", u,
+			"userPassword", ldaptest.SSHA(ldapUserPassword))
+		group = append(group, "member", ldapUserDN(u))
+	}
+	entry("cn=admins,"+ldapGroups, group...)
+	return b.String()
+}
+
+func ldapUserDN(uid string) string { return "uid=" + uid + "," + ldapPeople }
+
+// ldapBackend is the authn backend entry for d, or "" without one.
+func ldapBackend(d *ldapDir) string {
+	if d == nil {
+		return ""
+	}
+	return fmt.Sprintf(`
+    - name: corp
+      type: ldap
+      config:
+        url: %q
+        start_tls: true
+        ca_file: %q
+        bind_dn: %q
+        bind_password_file: %q
+        user_search: {base_dn: %q, filter: "(objectClass=inetOrgPerson)", username_attr: uid}
+        group_search: {base_dn: %q, filter: "(objectClass=groupOfNames)", user_attr: DN, group_attr: member, name_attr: cn}
+        pool_size: %d`, d.url, d.caFile, ldapServiceDN, d.bindPasswordFile, ldapPeople, ldapGroups, d.poolSize)
+}
+
+// ldapGrant is `docker login` as a directory user followed by a pull or push: GET /token with
+// Basic. Request i logs in as users[i%len(users)].
+func ldapGrant(base string, users []string) grant {
+	url := tokenURL(base, 1)
+	headers := make([]string, len(users))
+	for i, u := range users {
+		headers[i] = "Basic " + base64.StdEncoding.EncodeToString([]byte(u+":"+ldapUserPassword))
+	}
+	return func(c *http.Client, i int) (time.Duration, error) {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("Authorization", headers[i%len(headers)])
+		return timed(c, req, []byte(`"token"`))
+	}
+}
+
+// childProcess finds the child of parent whose command name is name, from /proc; found is
+// false when there is not exactly one.
+func childProcess(parent int, name string) (pid int, found bool) {
+	paths, _ := filepath.Glob("/proc/[0-9]*/stat")
+	n := 0
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // exited since the glob
+		}
+		stat := string(b)
+		ppid, ok := statPPid(stat)
+		if !ok || ppid != parent || statComm(stat) != name {
+			continue
+		}
+		pid, _ = strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		n++
+	}
+	return pid, n == 1
+}
+
+// statComm reads the command name (field 2, in parentheses) from a /proc/<pid>/stat line.
+func statComm(stat string) string {
+	i, j := strings.IndexByte(stat, '('), strings.LastIndexByte(stat, ')')
+	if i < 0 || j < i {
+		return ""
+	}
+	return stat[i+1 : j]
+}
+
+// procCPU is the CPU time process pid (all its threads) has used so far, or 0 when /proc
+// cannot tell.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	t, _ := statCPU(string(b))
+	return t
+}
+
+// slapdVersion is "slapd 2.5.13+dfsg-5" from `slapd -VV` of the running slapd's program.
+func slapdVersion(pid int, found bool) string {
+	if !found {
+		return "slapd"
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return "slapd"
+	}
+	out, _ := exec.Command(exe, "-VV").CombinedOutput()
+	if _, rest, ok := strings.Cut(string(out), "slapd "); ok {
+		if v, _, _ := strings.Cut(rest, " "); v != "" {
+			return "slapd " + v
+		}
+	}
+	return "slapd"
+}
+
 func pgVersion(dsn string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -1031,7 +1245,7 @@ func pgVersion(dsn string) (string, error) {
 	return v, err
 }
 
-// benchT lets the test harnesses that start Vault and PostgreSQL run outside go test.
+// benchT lets the test harnesses that start Vault, PostgreSQL and slapd run outside go test.
 type benchT struct {
 	dir      string
 	n        int

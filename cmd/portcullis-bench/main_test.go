@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +17,7 @@ import (
 
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/portcullis-dev/portcullis/pkg/ldaptest"
 	"github.com/portcullis-dev/portcullis/pkg/oidctest"
 	"github.com/portcullis-dev/portcullis/services/authn"
 	"github.com/portcullis-dev/portcullis/services/authn/backends"
@@ -326,6 +331,145 @@ func TestConfigLockout(t *testing.T) {
 		}
 		if e := cfg.Authn.Lockout.Enabled; e == nil || *e == off {
 			t.Errorf("noLockout %t: authn.lockout.enabled = %v", off, e)
+		}
+	}
+}
+
+// The LDAP runs' config adds an ldap backend after htpasswd on the bench directory, with the
+// login cache off in the cold run only, and that backend logs every bench user in on a real
+// slapd (pkg/ldaptest), as a member of admins (whom the default policy grants bench/... as it
+// does the htpasswd user); a wrong password is refused. The bench finds that slapd among this
+// process's children to count its CPU time. Not parallel: no other test may start a slapd
+// meanwhile.
+func TestLDAPBackendAcceptsBenchUsersOnSlapd(t *testing.T) {
+	users, err := ldapUsers(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ldaptest.Start(t, ldapSeed(users))
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "ldap-bind")
+	if err := os.WriteFile(pwFile, []byte(ldapServicePassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &ldapDir{url: s.URL, caFile: s.CAFile, bindPasswordFile: pwFile, poolSize: 2}
+
+	var spec backends.Spec
+	for _, cold := range []bool{false, true} {
+		var cfg struct {
+			Authn struct {
+				Cache struct {
+					Disabled bool `yaml:"disabled"`
+				} `yaml:"cache"`
+				Backends []backends.Spec `yaml:"backends"`
+			} `yaml:"authn"`
+		}
+		if err := yaml.Unmarshal([]byte(config(dir, scenario{scopes: 1, cold: cold, ldap: d}, make([]string, numPorts))), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Authn.Cache.Disabled != cold {
+			t.Errorf("cold %t: authn.cache.disabled = %t", cold, cfg.Authn.Cache.Disabled)
+		}
+		specs := cfg.Authn.Backends
+		if len(specs) != 2 || specs[0].Type != "htpasswd" || specs[1].Type != "ldap" {
+			t.Fatalf("backends: %+v, want htpasswd then ldap", specs)
+		}
+		spec = specs[1]
+	}
+	bc, err := backends.Decode(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := bc.Validate(); len(errs) > 0 {
+		t.Fatalf("ldap backend config: %v", errs)
+	}
+	ctx := context.Background()
+	a, err := bc.Open(ctx, authn.Deps{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.(authn.Closer).Close(ctx) })
+	for _, u := range users {
+		id, err := a.Authenticate(ctx, authn.Credentials{Username: u, Password: ldapUserPassword, Service: "registry.local"})
+		if err != nil {
+			t.Fatalf("%s: %v", u, err)
+		}
+		if id.Subject != u || !slices.Contains(id.Groups, "admins") {
+			t.Errorf("%s: identity %+v, want subject %s in admins", u, id, u)
+		}
+	}
+	if _, err := a.Authenticate(ctx, authn.Credentials{Username: users[0], Password: "wrong", Service: "registry.local"}); !errors.Is(err, authn.ErrInvalidCredentials) {
+		t.Errorf("wrong password: %v, want ErrInvalidCredentials", err)
+	}
+
+	pid, found := childProcess(os.Getpid(), "slapd")
+	if !found {
+		t.Fatal("the slapd ldaptest started is not found among this process's children")
+	}
+	if v := slapdVersion(pid, found); !strings.HasPrefix(v, "slapd 2.") {
+		t.Errorf("slapdVersion = %q, want slapd 2.x", v)
+	}
+	if procCPU(pid) <= 0 {
+		t.Error("slapd has used no CPU time after TLS handshakes and binds")
+	}
+}
+
+func TestLDAPUsers(t *testing.T) {
+	t.Parallel()
+	users, err := ldapUsers(3)
+	if err != nil || strings.Join(users, " ") != "ldap-bench0 ldap-bench1 ldap-bench2" {
+		t.Errorf("ldapUsers(3) = %q, %v", users, err)
+	}
+	if _, err := ldapUsers(0); err == nil {
+		t.Error("no users asked for: want an error")
+	}
+}
+
+// The LDAP load is GET /token with Basic <user>:<password>, cycling through the users; an
+// answer without a token is an error.
+func TestLDAPGrant(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		if r.Method != "GET" || r.URL.Path != "/token" || !ok || pass != ldapUserPassword ||
+			r.URL.Query().Get("service") != "registry.local" || len(r.URL.Query()["scope"]) != 1 {
+			t.Errorf("%s %s, Basic %q (%t)", r.Method, r.URL, user, ok)
+		}
+		mu.Lock()
+		got = append(got, user)
+		mu.Unlock()
+		if user == "refused" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_, _ = w.Write([]byte(`{"token":"a","access_token":"a"}`))
+	}))
+	defer srv.Close()
+
+	send := ldapGrant(srv.URL, []string{"a", "b", "refused"})
+	for i, wantErr := range []bool{false, false, true, false} {
+		if _, err := send(srv.Client(), i); (err != nil) != wantErr {
+			t.Errorf("request %d: error %v, want error %t", i, err, wantErr)
+		}
+	}
+	if want := "a b refused a"; strings.Join(got, " ") != want {
+		t.Errorf("users sent %q, want %q", got, want)
+	}
+}
+
+func TestStatComm(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ stat, want string }{
+		{"4242 (slapd) S 1 4242 4242 0 -1", "slapd"},
+		{"7 (a b) (c)) R 1 7 7", "a b) (c)"},
+		{"garbage", ""},
+		{"7 ) (x", ""},
+	}
+	for _, tt := range tests {
+		if got := statComm(tt.stat); got != tt.want {
+			t.Errorf("statComm(%q) = %q, want %q", tt.stat, got, tt.want)
 		}
 	}
 }
