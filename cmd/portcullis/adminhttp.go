@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/portcullis-dev/portcullis/pkg/grpctls"
@@ -53,7 +54,7 @@ func (a *App) startAdminHTTP(ctx context.Context, s *grpc.Server, log *slog.Logg
 		return err
 	}
 	a.conns = append(a.conns, conn)
-	h, err := newAdminHTTPHandler(ctx, conn, a.km != nil, a.sessions != nil, log)
+	h, err := newAdminHTTPHandler(ctx, conn, a.km != nil, a.sessions != nil, a.robots != nil, log)
 	if err != nil {
 		return err
 	}
@@ -119,9 +120,15 @@ func requireAdminCert(next http.Handler, trustDomain string, log *slog.Logger) h
 
 // newAdminHTTPHandler routes the admin REST API to conn. grpc-gateway forwards the
 // Authorization header as gRPC metadata by default, which is all the admin server needs.
-func newAdminHTTPHandler(ctx context.Context, conn *grpc.ClientConn, keys, sessions bool, log *slog.Logger) (http.Handler, error) {
+func newAdminHTTPHandler(ctx context.Context, conn *grpc.ClientConn, keys, sessions, robotAccounts bool, log *slog.Logger) (http.Handler, error) {
 	mux := runtime.NewServeMux(runtime.WithErrorHandler(adminHTTPError(log)),
 		runtime.SetQueryParameterParser(strictQueryParser{}),
+		// grpc-gateway's default JSON settings, except that an unknown field in a body is an
+		// error: a typo such as "group" for "groups" would otherwise be dropped in silence.
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}}),
 		// grpc-gateway's default answers a wrong method 501 (Unimplemented); say 405.
 		runtime.WithRoutingErrorHandler(func(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, httpStatus int) {
 			code := codes.NotFound
@@ -140,6 +147,11 @@ func newAdminHTTPHandler(ctx context.Context, conn *grpc.ClientConn, keys, sessi
 	}
 	if sessions {
 		if err := authnv1.RegisterSessionAdminServiceHandlerClient(ctx, mux, authnv1.NewSessionAdminServiceClient(conn)); err != nil {
+			return nil, err
+		}
+	}
+	if robotAccounts {
+		if err := authnv1.RegisterRobotAdminServiceHandlerClient(ctx, mux, authnv1.NewRobotAdminServiceClient(conn)); err != nil {
 			return nil, err
 		}
 	}

@@ -85,6 +85,7 @@ func TestAdminHTTP(t *testing.T) {
 		{"huge body", "POST", "/v1/keys:rotate", good, "{\"x\":\"" + strings.Repeat("a", 1<<20) + "\"}", 413},
 		{"malformed JSON body", "POST", "/v1/keys:rotate", good, "{", 400},
 		{"body of the wrong type", "POST", "/v1/keys:rotate", good, "[1,2]", 400},
+		{"unknown field in the body", "POST", "/v1/keys:rotate", good, `{"nosuch":1}`, 400},
 		{"page_size not a number", "GET", "/v1/sessions?page_size=many", good, "", 400},
 		{"negative page_size", "GET", "/v1/sessions?page_size=-1", good, "", 400},
 		{"forged page_token", "GET", "/v1/sessions?page_token=AAAA", good, "", 400},

@@ -32,6 +32,7 @@ import (
 	"github.com/portcullis-dev/portcullis/services/authn"
 	"github.com/portcullis-dev/portcullis/services/authn/backends"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
+	"github.com/portcullis-dev/portcullis/services/authn/robots"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/stores"
 	"github.com/portcullis-dev/portcullis/services/authz"
@@ -104,6 +105,7 @@ func adminRules() grpctls.Rules {
 	return grpctls.Rules{
 		methodsOf(signerv1.KeyAdminService_ServiceDesc):    {grpctls.RoleAdmin},
 		methodsOf(authnv1.SessionAdminService_ServiceDesc): {grpctls.RoleAdmin},
+		methodsOf(authnv1.RobotAdminService_ServiceDesc):   {grpctls.RoleAdmin},
 		methodsOf(grpc_health_v1.Health_ServiceDesc):       {grpctls.AnyPeer},
 	}
 }
@@ -120,6 +122,7 @@ type App struct {
 	// Set by the modules that own them, read by the modules that depend on them.
 	km       signer.KeyManager // keys
 	sessions *sessions.Manager // authn, when sessions are enabled
+	robots   *robots.Manager   // authn, when a robot backend is configured
 	// sessionEvent counts session events (authn and the admin API's revocations).
 	sessionEvent func(event string)
 	grpcServer   *grpc.Server      // server: the services' server
@@ -311,6 +314,21 @@ func (a *App) startAuthn(ctx context.Context) error {
 			cache.Purge()
 		}
 	}}
+	// The state store first: the robot backend reads its robots there.
+	var st sessions.Store
+	if a.cfg.storeUsed() {
+		var err error
+		if st, err = a.openStore(ctx); err != nil {
+			return fmt.Errorf("session store: %w", err)
+		}
+		// Closed last, after the session manager, the robots and the lockout that use it.
+		defer func() { a.closers = append(a.closers, st.Close) }()
+		if a.cfg.robotsUsed() {
+			if deps.Robots, err = a.newRobots(st); err != nil {
+				return err
+			}
+		}
+	}
 	var chain []authn.Backend
 	for _, spec := range c.Backends {
 		bc, err := backends.Decode(spec)
@@ -327,17 +345,12 @@ func (a *App) startAuthn(ctx context.Context) error {
 	a.closers = append(a.closers, ch.Close)
 	opts := authn.ServerOptions{Resolver: ch}
 	var lk *lockout.Lockout
-	if a.cfg.storeUsed() {
-		st, err := a.openStore(ctx)
-		if err != nil {
-			return fmt.Errorf("session store: %w", err)
-		}
-		// Closed last, after the session manager and the lockout that use it.
-		defer func() { a.closers = append(a.closers, st.Close) }()
+	if st != nil {
 		if a.cfg.Sessions.On() {
 			opts.Sessions, opts.SessionEvent = a.newSessions(st), a.sessionEvent
 		}
 		if c.Lockout.On() {
+			var err error
 			if lk, err = a.newLockout(st); err != nil {
 				return err
 			}
@@ -408,6 +421,29 @@ func (a *App) newSessions(st sessions.Store) *sessions.Manager {
 	a.closers = append(a.closers, m.Close)
 	a.sessions = m
 	return m
+}
+
+// newRobots makes the robot accounts' manager over st's database, with its metrics; the robot
+// backend and the admin API share it. Shutdown closes it (writing the last-use times it holds)
+// before the store.
+func (a *App) newRobots(st sessions.Store) (*robots.Manager, error) {
+	p, ok := st.(robots.Provider)
+	if !ok {
+		return nil, fmt.Errorf("authn: the session store (%T) keeps no robot accounts, which the robot backend needs", st)
+	}
+	events := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_authn_robot_events_total",
+		Help: "Robot account events: created, revoked, or refused (a robot key that did not log in).",
+	}, []string{"event"})
+	a.reg.MustRegister(events)
+	for _, e := range []string{robots.EventCreated, robots.EventRevoked, robots.EventRefused} {
+		events.WithLabelValues(e) // every series from the start, at 0
+	}
+	m := robots.NewManager(p.RobotStore(), robots.Options{Now: a.now, Logger: a.log.With("component", "authn"),
+		Event: func(e string) { events.WithLabelValues(e).Inc() }})
+	a.closers = append(a.closers, m.Close)
+	a.robots = m
+	return m, nil
 }
 
 // newLockout makes the lockout over st's database, with its metrics; shutdown stops its GC
@@ -488,15 +524,16 @@ func (a *App) startSigner(ctx context.Context) error {
 }
 
 // startAdmin serves the admin API on admin.listen: KeyAdminService where this process runs
-// the signer, SessionAdminService where it runs authn with sessions, and health, nothing
-// else. Every call needs the admin bearer secret and, with internal_tls, an admin certificate.
+// the signer, SessionAdminService where it runs authn with sessions, RobotAdminService where
+// it runs authn with a robot backend, and health, nothing else. Every call needs the admin
+// bearer secret and, with internal_tls, an admin certificate.
 // The REST API on admin.http_listen reaches the same services in process (startAdminHTTP).
 func (a *App) startAdmin(ctx context.Context) error {
 	addr := a.cfg.Admin.Listen
 	if addr == "" && a.cfg.Admin.HTTPListen == "" {
 		return nil
 	}
-	if a.km == nil && a.sessions == nil {
+	if a.km == nil && a.sessions == nil && a.robots == nil {
 		a.log.Info("admin.listen is set but this process runs nothing the admin API manages: not listening", "addr", addr)
 		return nil
 	}
@@ -556,6 +593,10 @@ func (a *App) newAdminServer(auth *signer.AdminAuth, useTLS bool, log *slog.Logg
 		sa.SessionEvent = a.sessionEvent
 		authnv1.RegisterSessionAdminServiceServer(s, sa)
 		hs.SetServingStatus(authnv1.SessionAdminService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+	}
+	if a.robots != nil {
+		authnv1.RegisterRobotAdminServiceServer(s, robots.NewAdminServer(a.robots, log))
+		hs.SetServingStatus(authnv1.RobotAdminService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
 	}
 	grpc_health_v1.RegisterHealthServer(s, hs)
 	return s, nil

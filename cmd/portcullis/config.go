@@ -60,7 +60,8 @@ type SessionsConfig struct {
 	// MaxTTL ends a session this long after login however often it is used (default 2160h).
 	MaxTTL config.Duration `yaml:"max_ttl"`
 	// Store is {type: sqlite|postgres, config: {...}}; default: sqlite, <-data-dir>/sessions.db.
-	// It also keeps authn.lockout's counts, and is opened for them with sessions disabled.
+	// It also keeps authn.lockout's counts and the robot accounts (type: robot), and is opened
+	// for them with sessions disabled.
 	Store stores.Spec `yaml:"store"`
 }
 
@@ -409,9 +410,15 @@ func (c *Config) validateLockout(p *config.Problems) {
 	}
 }
 
-// storeUsed says whether authn opens the session store: for sessions, or for the lockout's
-// counts.
-func (c *Config) storeUsed() bool { return c.Sessions.On() || c.Authn.Lockout.On() }
+// storeUsed says whether authn opens the session store: for sessions, for the lockout's
+// counts, or for the robot accounts.
+func (c *Config) storeUsed() bool { return c.Sessions.On() || c.Authn.Lockout.On() || c.robotsUsed() }
+
+// robotsUsed says whether a robot backend is configured, whose robots live in the session
+// store and are managed through the admin API.
+func (c *Config) robotsUsed() bool {
+	return slices.ContainsFunc(c.Authn.Backends, func(b backends.Spec) bool { return b.Type == "robot" })
+}
 
 func (c *Config) validateSessions(p *config.Problems) {
 	s := c.Sessions

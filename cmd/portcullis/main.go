@@ -37,6 +37,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runKeys(ctx, args[1:], stdout, stderr)
 		case "sessions":
 			return runSessions(ctx, args[1:], stdout, stderr)
+		case "robots":
+			return runRobots(ctx, args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("portcullis", flag.ContinueOnError)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/portcullis-dev/portcullis/pkg/identity"
+	"github.com/portcullis-dev/portcullis/services/authn/robots"
 )
 
 // Sentinel errors. The gRPC boundary maps them to codes in toStatus.
@@ -88,6 +89,10 @@ type Deps struct {
 	// Bcrypt bounds the backend's bcrypt comparisons (nil: unlimited); one limiter is shared
 	// by every backend and the chain, so together they never take more than its slots.
 	Bcrypt *BcryptLimiter
+	// Robots are the robot accounts kept in the shared state store (the session store's
+	// database), for the robot backend; nil when this process opened none. Package robots
+	// does not import authn, so the field costs no import cycle.
+	Robots *robots.Manager
 }
 
 // BackendConfig is one backend type's configuration; see package backends for the list.

@@ -10,6 +10,7 @@ import (
 	"github.com/portcullis-dev/portcullis/services/authn/htpasswd"
 	"github.com/portcullis-dev/portcullis/services/authn/ldap"
 	"github.com/portcullis-dev/portcullis/services/authn/oidc"
+	"github.com/portcullis-dev/portcullis/services/authn/robot"
 	"github.com/portcullis-dev/portcullis/services/authn/static"
 )
 
@@ -19,6 +20,7 @@ func Types() map[string]func() authn.BackendConfig {
 		"htpasswd": func() authn.BackendConfig { return &htpasswd.Config{} },
 		"ldap":     func() authn.BackendConfig { return &ldap.Config{} },
 		"oidc":     func() authn.BackendConfig { return &oidc.Config{} },
+		"robot":    func() authn.BackendConfig { return &robot.Config{} },
 		"static":   func() authn.BackendConfig { return &static.Config{} },
 	}
 }

@@ -10,6 +10,7 @@ import (
 	v1 "github.com/portcullis-dev/portcullis/proto/portcullis/common/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -22,6 +23,62 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// RobotState is a robot's state when the answer was made.
+type RobotState int32
+
+const (
+	RobotState_ROBOT_STATE_UNSPECIFIED RobotState = 0
+	// Active: its key logs in.
+	RobotState_ROBOT_STATE_ACTIVE RobotState = 1
+	// Expired: past its expires_at; its key is refused.
+	RobotState_ROBOT_STATE_EXPIRED RobotState = 2
+	// Revoked: an administrator revoked it; its key is refused.
+	RobotState_ROBOT_STATE_REVOKED RobotState = 3
+)
+
+// Enum value maps for RobotState.
+var (
+	RobotState_name = map[int32]string{
+		0: "ROBOT_STATE_UNSPECIFIED",
+		1: "ROBOT_STATE_ACTIVE",
+		2: "ROBOT_STATE_EXPIRED",
+		3: "ROBOT_STATE_REVOKED",
+	}
+	RobotState_value = map[string]int32{
+		"ROBOT_STATE_UNSPECIFIED": 0,
+		"ROBOT_STATE_ACTIVE":      1,
+		"ROBOT_STATE_EXPIRED":     2,
+		"ROBOT_STATE_REVOKED":     3,
+	}
+)
+
+func (x RobotState) Enum() *RobotState {
+	p := new(RobotState)
+	*p = x
+	return p
+}
+
+func (x RobotState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RobotState) Descriptor() protoreflect.EnumDescriptor {
+	return file_portcullis_authn_v1_authn_proto_enumTypes[0].Descriptor()
+}
+
+func (RobotState) Type() protoreflect.EnumType {
+	return &file_portcullis_authn_v1_authn_proto_enumTypes[0]
+}
+
+func (x RobotState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RobotState.Descriptor instead.
+func (RobotState) EnumDescriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{0}
+}
 
 type AuthenticateRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -852,11 +909,535 @@ func (x *RevokeUserSessionsResponse) GetRevoked() int32 {
 	return 0
 }
 
+// Robot is what an administrator sees of a robot account; never its key.
+type Robot struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id names this robot, not a later one created under the same name after a revocation.
+	Id   string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Subject is the identity's subject in tokens and policies: "robot:" + name.
+	Subject   string                 `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
+	Groups    []string               `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
+	Labels    map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// ExpiresAt is unset for a robot that does not expire.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// LastUsedAt is when its key last logged in (written about once a second); unset: never.
+	LastUsedAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_used_at,json=lastUsedAt,proto3" json:"last_used_at,omitempty"`
+	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	State         RobotState             `protobuf:"varint,10,opt,name=state,proto3,enum=portcullis.authn.v1.RobotState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Robot) Reset() {
+	*x = Robot{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Robot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Robot) ProtoMessage() {}
+
+func (x *Robot) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Robot.ProtoReflect.Descriptor instead.
+func (*Robot) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Robot) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Robot) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Robot) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *Robot) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *Robot) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Robot) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Robot) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *Robot) GetLastUsedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUsedAt
+	}
+	return nil
+}
+
+func (x *Robot) GetRevokedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return nil
+}
+
+func (x *Robot) GetState() RobotState {
+	if x != nil {
+		return x.State
+	}
+	return RobotState_ROBOT_STATE_UNSPECIFIED
+}
+
+type CreateRobotRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name: 1 to 64 of a-z, 0-9, ".", "_" and "-", starting and ending with a letter or digit.
+	Name   string            `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Groups []string          `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
+	Labels map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// ExpiresIn ends the key this long after creation; unset: the key does not expire.
+	ExpiresIn     *durationpb.Duration `protobuf:"bytes,4,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRobotRequest) Reset() {
+	*x = CreateRobotRequest{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRobotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRobotRequest) ProtoMessage() {}
+
+func (x *CreateRobotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRobotRequest.ProtoReflect.Descriptor instead.
+func (*CreateRobotRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CreateRobotRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateRobotRequest) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *CreateRobotRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *CreateRobotRequest) GetExpiresIn() *durationpb.Duration {
+	if x != nil {
+		return x.ExpiresIn
+	}
+	return nil
+}
+
+type CreateRobotResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Robot *Robot                 `protobuf:"bytes,1,opt,name=robot,proto3" json:"robot,omitempty"`
+	// Key is the robot's API key ("pcp_..."), shown this once. A secret: never logged.
+	Key           string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRobotResponse) Reset() {
+	*x = CreateRobotResponse{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRobotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRobotResponse) ProtoMessage() {}
+
+func (x *CreateRobotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRobotResponse.ProtoReflect.Descriptor instead.
+func (*CreateRobotResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CreateRobotResponse) GetRobot() *Robot {
+	if x != nil {
+		return x.Robot
+	}
+	return nil
+}
+
+func (x *CreateRobotResponse) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type ListRobotsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRobotsRequest) Reset() {
+	*x = ListRobotsRequest{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRobotsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRobotsRequest) ProtoMessage() {}
+
+func (x *ListRobotsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRobotsRequest.ProtoReflect.Descriptor instead.
+func (*ListRobotsRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListRobotsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRobotsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListRobotsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Robots        []*Robot               `protobuf:"bytes,1,rep,name=robots,proto3" json:"robots,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRobotsResponse) Reset() {
+	*x = ListRobotsResponse{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRobotsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRobotsResponse) ProtoMessage() {}
+
+func (x *ListRobotsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRobotsResponse.ProtoReflect.Descriptor instead.
+func (*ListRobotsResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListRobotsResponse) GetRobots() []*Robot {
+	if x != nil {
+		return x.Robots
+	}
+	return nil
+}
+
+func (x *ListRobotsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type GetRobotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRobotRequest) Reset() {
+	*x = GetRobotRequest{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRobotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRobotRequest) ProtoMessage() {}
+
+func (x *GetRobotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRobotRequest.ProtoReflect.Descriptor instead.
+func (*GetRobotRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetRobotRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetRobotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Robot         *Robot                 `protobuf:"bytes,1,opt,name=robot,proto3" json:"robot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRobotResponse) Reset() {
+	*x = GetRobotResponse{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRobotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRobotResponse) ProtoMessage() {}
+
+func (x *GetRobotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRobotResponse.ProtoReflect.Descriptor instead.
+func (*GetRobotResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GetRobotResponse) GetRobot() *Robot {
+	if x != nil {
+		return x.Robot
+	}
+	return nil
+}
+
+type RevokeRobotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeRobotRequest) Reset() {
+	*x = RevokeRobotRequest{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRobotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRobotRequest) ProtoMessage() {}
+
+func (x *RevokeRobotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRobotRequest.ProtoReflect.Descriptor instead.
+func (*RevokeRobotRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RevokeRobotRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type RevokeRobotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Robot         *Robot                 `protobuf:"bytes,1,opt,name=robot,proto3" json:"robot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeRobotResponse) Reset() {
+	*x = RevokeRobotResponse{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRobotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRobotResponse) ProtoMessage() {}
+
+func (x *RevokeRobotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRobotResponse.ProtoReflect.Descriptor instead.
+func (*RevokeRobotResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RevokeRobotResponse) GetRobot() *Robot {
+	if x != nil {
+		return x.Robot
+	}
+	return nil
+}
+
 var File_portcullis_authn_v1_authn_proto protoreflect.FileDescriptor
 
 const file_portcullis_authn_v1_authn_proto_rawDesc = "" +
 	"\n" +
-	"\x1fportcullis/authn/v1/authn.proto\x12\x13portcullis.authn.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!portcullis/common/v1/common.proto\"\xbf\x01\n" +
+	"\x1fportcullis/authn/v1/authn.proto\x12\x13portcullis.authn.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!portcullis/common/v1/common.proto\"\xbf\x01\n" +
 	"\x13AuthenticateRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x18\n" +
@@ -914,7 +1495,59 @@ const file_portcullis_authn_v1_authn_proto_rawDesc = "" +
 	"\x19RevokeUserSessionsRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\"6\n" +
 	"\x1aRevokeUserSessionsResponse\x12\x18\n" +
-	"\arevoked\x18\x01 \x01(\x05R\arevoked2\xa8\x02\n" +
+	"\arevoked\x18\x01 \x01(\x05R\arevoked\"\xfe\x03\n" +
+	"\x05Robot\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\asubject\x18\x03 \x01(\tR\asubject\x12\x16\n" +
+	"\x06groups\x18\x04 \x03(\tR\x06groups\x12>\n" +
+	"\x06labels\x18\x05 \x03(\v2&.portcullis.authn.v1.Robot.LabelsEntryR\x06labels\x129\n" +
+	"\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12<\n" +
+	"\flast_used_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"lastUsedAt\x129\n" +
+	"\n" +
+	"revoked_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x125\n" +
+	"\x05state\x18\n" +
+	" \x01(\x0e2\x1f.portcullis.authn.v1.RobotStateR\x05state\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x82\x02\n" +
+	"\x12CreateRobotRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06groups\x18\x02 \x03(\tR\x06groups\x12K\n" +
+	"\x06labels\x18\x03 \x03(\v23.portcullis.authn.v1.CreateRobotRequest.LabelsEntryR\x06labels\x128\n" +
+	"\n" +
+	"expires_in\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\texpiresIn\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Y\n" +
+	"\x13CreateRobotResponse\x120\n" +
+	"\x05robot\x18\x01 \x01(\v2\x1a.portcullis.authn.v1.RobotR\x05robot\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"O\n" +
+	"\x11ListRobotsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"p\n" +
+	"\x12ListRobotsResponse\x122\n" +
+	"\x06robots\x18\x01 \x03(\v2\x1a.portcullis.authn.v1.RobotR\x06robots\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"%\n" +
+	"\x0fGetRobotRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"D\n" +
+	"\x10GetRobotResponse\x120\n" +
+	"\x05robot\x18\x01 \x01(\v2\x1a.portcullis.authn.v1.RobotR\x05robot\"(\n" +
+	"\x12RevokeRobotRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"G\n" +
+	"\x13RevokeRobotResponse\x120\n" +
+	"\x05robot\x18\x01 \x01(\v2\x1a.portcullis.authn.v1.RobotR\x05robot*s\n" +
+	"\n" +
+	"RobotState\x12\x1b\n" +
+	"\x17ROBOT_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12ROBOT_STATE_ACTIVE\x10\x01\x12\x17\n" +
+	"\x13ROBOT_STATE_EXPIRED\x10\x02\x12\x17\n" +
+	"\x13ROBOT_STATE_REVOKED\x10\x032\xa8\x02\n" +
 	"\fAuthnService\x12c\n" +
 	"\fAuthenticate\x12(.portcullis.authn.v1.AuthenticateRequest\x1a).portcullis.authn.v1.AuthenticateResponse\x12T\n" +
 	"\aRefresh\x12#.portcullis.authn.v1.RefreshRequest\x1a$.portcullis.authn.v1.RefreshResponse\x12]\n" +
@@ -925,7 +1558,13 @@ const file_portcullis_authn_v1_authn_proto_rawDesc = "" +
 	"\n" +
 	"GetSession\x12&.portcullis.authn.v1.GetSessionRequest\x1a'.portcullis.authn.v1.GetSessionResponse\x12f\n" +
 	"\rRevokeSession\x12).portcullis.authn.v1.RevokeSessionRequest\x1a*.portcullis.authn.v1.RevokeSessionResponse\x12u\n" +
-	"\x12RevokeUserSessions\x12..portcullis.authn.v1.RevokeUserSessionsRequest\x1a/.portcullis.authn.v1.RevokeUserSessionsResponseBHZFgithub.com/portcullis-dev/portcullis/proto/portcullis/authn/v1;authnv1b\x06proto3"
+	"\x12RevokeUserSessions\x12..portcullis.authn.v1.RevokeUserSessionsRequest\x1a/.portcullis.authn.v1.RevokeUserSessionsResponse2\x8f\x03\n" +
+	"\x11RobotAdminService\x12`\n" +
+	"\vCreateRobot\x12'.portcullis.authn.v1.CreateRobotRequest\x1a(.portcullis.authn.v1.CreateRobotResponse\x12]\n" +
+	"\n" +
+	"ListRobots\x12&.portcullis.authn.v1.ListRobotsRequest\x1a'.portcullis.authn.v1.ListRobotsResponse\x12W\n" +
+	"\bGetRobot\x12$.portcullis.authn.v1.GetRobotRequest\x1a%.portcullis.authn.v1.GetRobotResponse\x12`\n" +
+	"\vRevokeRobot\x12'.portcullis.authn.v1.RevokeRobotRequest\x1a(.portcullis.authn.v1.RevokeRobotResponseBHZFgithub.com/portcullis-dev/portcullis/proto/portcullis/authn/v1;authnv1b\x06proto3"
 
 var (
 	file_portcullis_authn_v1_authn_proto_rawDescOnce sync.Once
@@ -939,54 +1578,88 @@ func file_portcullis_authn_v1_authn_proto_rawDescGZIP() []byte {
 	return file_portcullis_authn_v1_authn_proto_rawDescData
 }
 
-var file_portcullis_authn_v1_authn_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_portcullis_authn_v1_authn_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_portcullis_authn_v1_authn_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_portcullis_authn_v1_authn_proto_goTypes = []any{
-	(*AuthenticateRequest)(nil),        // 0: portcullis.authn.v1.AuthenticateRequest
-	(*AuthenticateResponse)(nil),       // 1: portcullis.authn.v1.AuthenticateResponse
-	(*RefreshRequest)(nil),             // 2: portcullis.authn.v1.RefreshRequest
-	(*RefreshResponse)(nil),            // 3: portcullis.authn.v1.RefreshResponse
-	(*EndSessionRequest)(nil),          // 4: portcullis.authn.v1.EndSessionRequest
-	(*EndSessionResponse)(nil),         // 5: portcullis.authn.v1.EndSessionResponse
-	(*Session)(nil),                    // 6: portcullis.authn.v1.Session
-	(*ListSessionsRequest)(nil),        // 7: portcullis.authn.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),       // 8: portcullis.authn.v1.ListSessionsResponse
-	(*GetSessionRequest)(nil),          // 9: portcullis.authn.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),         // 10: portcullis.authn.v1.GetSessionResponse
-	(*RevokeSessionRequest)(nil),       // 11: portcullis.authn.v1.RevokeSessionRequest
-	(*RevokeSessionResponse)(nil),      // 12: portcullis.authn.v1.RevokeSessionResponse
-	(*RevokeUserSessionsRequest)(nil),  // 13: portcullis.authn.v1.RevokeUserSessionsRequest
-	(*RevokeUserSessionsResponse)(nil), // 14: portcullis.authn.v1.RevokeUserSessionsResponse
-	(*v1.Identity)(nil),                // 15: portcullis.common.v1.Identity
-	(*timestamppb.Timestamp)(nil),      // 16: google.protobuf.Timestamp
+	(RobotState)(0),                    // 0: portcullis.authn.v1.RobotState
+	(*AuthenticateRequest)(nil),        // 1: portcullis.authn.v1.AuthenticateRequest
+	(*AuthenticateResponse)(nil),       // 2: portcullis.authn.v1.AuthenticateResponse
+	(*RefreshRequest)(nil),             // 3: portcullis.authn.v1.RefreshRequest
+	(*RefreshResponse)(nil),            // 4: portcullis.authn.v1.RefreshResponse
+	(*EndSessionRequest)(nil),          // 5: portcullis.authn.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),         // 6: portcullis.authn.v1.EndSessionResponse
+	(*Session)(nil),                    // 7: portcullis.authn.v1.Session
+	(*ListSessionsRequest)(nil),        // 8: portcullis.authn.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),       // 9: portcullis.authn.v1.ListSessionsResponse
+	(*GetSessionRequest)(nil),          // 10: portcullis.authn.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),         // 11: portcullis.authn.v1.GetSessionResponse
+	(*RevokeSessionRequest)(nil),       // 12: portcullis.authn.v1.RevokeSessionRequest
+	(*RevokeSessionResponse)(nil),      // 13: portcullis.authn.v1.RevokeSessionResponse
+	(*RevokeUserSessionsRequest)(nil),  // 14: portcullis.authn.v1.RevokeUserSessionsRequest
+	(*RevokeUserSessionsResponse)(nil), // 15: portcullis.authn.v1.RevokeUserSessionsResponse
+	(*Robot)(nil),                      // 16: portcullis.authn.v1.Robot
+	(*CreateRobotRequest)(nil),         // 17: portcullis.authn.v1.CreateRobotRequest
+	(*CreateRobotResponse)(nil),        // 18: portcullis.authn.v1.CreateRobotResponse
+	(*ListRobotsRequest)(nil),          // 19: portcullis.authn.v1.ListRobotsRequest
+	(*ListRobotsResponse)(nil),         // 20: portcullis.authn.v1.ListRobotsResponse
+	(*GetRobotRequest)(nil),            // 21: portcullis.authn.v1.GetRobotRequest
+	(*GetRobotResponse)(nil),           // 22: portcullis.authn.v1.GetRobotResponse
+	(*RevokeRobotRequest)(nil),         // 23: portcullis.authn.v1.RevokeRobotRequest
+	(*RevokeRobotResponse)(nil),        // 24: portcullis.authn.v1.RevokeRobotResponse
+	nil,                                // 25: portcullis.authn.v1.Robot.LabelsEntry
+	nil,                                // 26: portcullis.authn.v1.CreateRobotRequest.LabelsEntry
+	(*v1.Identity)(nil),                // 27: portcullis.common.v1.Identity
+	(*timestamppb.Timestamp)(nil),      // 28: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 29: google.protobuf.Duration
 }
 var file_portcullis_authn_v1_authn_proto_depIdxs = []int32{
-	15, // 0: portcullis.authn.v1.AuthenticateResponse.identity:type_name -> portcullis.common.v1.Identity
-	15, // 1: portcullis.authn.v1.RefreshResponse.identity:type_name -> portcullis.common.v1.Identity
-	16, // 2: portcullis.authn.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	16, // 3: portcullis.authn.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
-	16, // 4: portcullis.authn.v1.Session.idle_expires_at:type_name -> google.protobuf.Timestamp
-	16, // 5: portcullis.authn.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 6: portcullis.authn.v1.ListSessionsResponse.sessions:type_name -> portcullis.authn.v1.Session
-	6,  // 7: portcullis.authn.v1.GetSessionResponse.session:type_name -> portcullis.authn.v1.Session
-	0,  // 8: portcullis.authn.v1.AuthnService.Authenticate:input_type -> portcullis.authn.v1.AuthenticateRequest
-	2,  // 9: portcullis.authn.v1.AuthnService.Refresh:input_type -> portcullis.authn.v1.RefreshRequest
-	4,  // 10: portcullis.authn.v1.AuthnService.EndSession:input_type -> portcullis.authn.v1.EndSessionRequest
-	7,  // 11: portcullis.authn.v1.SessionAdminService.ListSessions:input_type -> portcullis.authn.v1.ListSessionsRequest
-	9,  // 12: portcullis.authn.v1.SessionAdminService.GetSession:input_type -> portcullis.authn.v1.GetSessionRequest
-	11, // 13: portcullis.authn.v1.SessionAdminService.RevokeSession:input_type -> portcullis.authn.v1.RevokeSessionRequest
-	13, // 14: portcullis.authn.v1.SessionAdminService.RevokeUserSessions:input_type -> portcullis.authn.v1.RevokeUserSessionsRequest
-	1,  // 15: portcullis.authn.v1.AuthnService.Authenticate:output_type -> portcullis.authn.v1.AuthenticateResponse
-	3,  // 16: portcullis.authn.v1.AuthnService.Refresh:output_type -> portcullis.authn.v1.RefreshResponse
-	5,  // 17: portcullis.authn.v1.AuthnService.EndSession:output_type -> portcullis.authn.v1.EndSessionResponse
-	8,  // 18: portcullis.authn.v1.SessionAdminService.ListSessions:output_type -> portcullis.authn.v1.ListSessionsResponse
-	10, // 19: portcullis.authn.v1.SessionAdminService.GetSession:output_type -> portcullis.authn.v1.GetSessionResponse
-	12, // 20: portcullis.authn.v1.SessionAdminService.RevokeSession:output_type -> portcullis.authn.v1.RevokeSessionResponse
-	14, // 21: portcullis.authn.v1.SessionAdminService.RevokeUserSessions:output_type -> portcullis.authn.v1.RevokeUserSessionsResponse
-	15, // [15:22] is the sub-list for method output_type
-	8,  // [8:15] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	27, // 0: portcullis.authn.v1.AuthenticateResponse.identity:type_name -> portcullis.common.v1.Identity
+	27, // 1: portcullis.authn.v1.RefreshResponse.identity:type_name -> portcullis.common.v1.Identity
+	28, // 2: portcullis.authn.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	28, // 3: portcullis.authn.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
+	28, // 4: portcullis.authn.v1.Session.idle_expires_at:type_name -> google.protobuf.Timestamp
+	28, // 5: portcullis.authn.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
+	7,  // 6: portcullis.authn.v1.ListSessionsResponse.sessions:type_name -> portcullis.authn.v1.Session
+	7,  // 7: portcullis.authn.v1.GetSessionResponse.session:type_name -> portcullis.authn.v1.Session
+	25, // 8: portcullis.authn.v1.Robot.labels:type_name -> portcullis.authn.v1.Robot.LabelsEntry
+	28, // 9: portcullis.authn.v1.Robot.created_at:type_name -> google.protobuf.Timestamp
+	28, // 10: portcullis.authn.v1.Robot.expires_at:type_name -> google.protobuf.Timestamp
+	28, // 11: portcullis.authn.v1.Robot.last_used_at:type_name -> google.protobuf.Timestamp
+	28, // 12: portcullis.authn.v1.Robot.revoked_at:type_name -> google.protobuf.Timestamp
+	0,  // 13: portcullis.authn.v1.Robot.state:type_name -> portcullis.authn.v1.RobotState
+	26, // 14: portcullis.authn.v1.CreateRobotRequest.labels:type_name -> portcullis.authn.v1.CreateRobotRequest.LabelsEntry
+	29, // 15: portcullis.authn.v1.CreateRobotRequest.expires_in:type_name -> google.protobuf.Duration
+	16, // 16: portcullis.authn.v1.CreateRobotResponse.robot:type_name -> portcullis.authn.v1.Robot
+	16, // 17: portcullis.authn.v1.ListRobotsResponse.robots:type_name -> portcullis.authn.v1.Robot
+	16, // 18: portcullis.authn.v1.GetRobotResponse.robot:type_name -> portcullis.authn.v1.Robot
+	16, // 19: portcullis.authn.v1.RevokeRobotResponse.robot:type_name -> portcullis.authn.v1.Robot
+	1,  // 20: portcullis.authn.v1.AuthnService.Authenticate:input_type -> portcullis.authn.v1.AuthenticateRequest
+	3,  // 21: portcullis.authn.v1.AuthnService.Refresh:input_type -> portcullis.authn.v1.RefreshRequest
+	5,  // 22: portcullis.authn.v1.AuthnService.EndSession:input_type -> portcullis.authn.v1.EndSessionRequest
+	8,  // 23: portcullis.authn.v1.SessionAdminService.ListSessions:input_type -> portcullis.authn.v1.ListSessionsRequest
+	10, // 24: portcullis.authn.v1.SessionAdminService.GetSession:input_type -> portcullis.authn.v1.GetSessionRequest
+	12, // 25: portcullis.authn.v1.SessionAdminService.RevokeSession:input_type -> portcullis.authn.v1.RevokeSessionRequest
+	14, // 26: portcullis.authn.v1.SessionAdminService.RevokeUserSessions:input_type -> portcullis.authn.v1.RevokeUserSessionsRequest
+	17, // 27: portcullis.authn.v1.RobotAdminService.CreateRobot:input_type -> portcullis.authn.v1.CreateRobotRequest
+	19, // 28: portcullis.authn.v1.RobotAdminService.ListRobots:input_type -> portcullis.authn.v1.ListRobotsRequest
+	21, // 29: portcullis.authn.v1.RobotAdminService.GetRobot:input_type -> portcullis.authn.v1.GetRobotRequest
+	23, // 30: portcullis.authn.v1.RobotAdminService.RevokeRobot:input_type -> portcullis.authn.v1.RevokeRobotRequest
+	2,  // 31: portcullis.authn.v1.AuthnService.Authenticate:output_type -> portcullis.authn.v1.AuthenticateResponse
+	4,  // 32: portcullis.authn.v1.AuthnService.Refresh:output_type -> portcullis.authn.v1.RefreshResponse
+	6,  // 33: portcullis.authn.v1.AuthnService.EndSession:output_type -> portcullis.authn.v1.EndSessionResponse
+	9,  // 34: portcullis.authn.v1.SessionAdminService.ListSessions:output_type -> portcullis.authn.v1.ListSessionsResponse
+	11, // 35: portcullis.authn.v1.SessionAdminService.GetSession:output_type -> portcullis.authn.v1.GetSessionResponse
+	13, // 36: portcullis.authn.v1.SessionAdminService.RevokeSession:output_type -> portcullis.authn.v1.RevokeSessionResponse
+	15, // 37: portcullis.authn.v1.SessionAdminService.RevokeUserSessions:output_type -> portcullis.authn.v1.RevokeUserSessionsResponse
+	18, // 38: portcullis.authn.v1.RobotAdminService.CreateRobot:output_type -> portcullis.authn.v1.CreateRobotResponse
+	20, // 39: portcullis.authn.v1.RobotAdminService.ListRobots:output_type -> portcullis.authn.v1.ListRobotsResponse
+	22, // 40: portcullis.authn.v1.RobotAdminService.GetRobot:output_type -> portcullis.authn.v1.GetRobotResponse
+	24, // 41: portcullis.authn.v1.RobotAdminService.RevokeRobot:output_type -> portcullis.authn.v1.RevokeRobotResponse
+	31, // [31:42] is the sub-list for method output_type
+	20, // [20:31] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_authn_v1_authn_proto_init() }
@@ -999,13 +1672,14 @@ func file_portcullis_authn_v1_authn_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_authn_v1_authn_proto_rawDesc), len(file_portcullis_authn_v1_authn_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   15,
+			NumEnums:      1,
+			NumMessages:   26,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_portcullis_authn_v1_authn_proto_goTypes,
 		DependencyIndexes: file_portcullis_authn_v1_authn_proto_depIdxs,
+		EnumInfos:         file_portcullis_authn_v1_authn_proto_enumTypes,
 		MessageInfos:      file_portcullis_authn_v1_authn_proto_msgTypes,
 	}.Build()
 	File_portcullis_authn_v1_authn_proto = out.File

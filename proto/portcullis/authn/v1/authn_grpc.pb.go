@@ -435,3 +435,237 @@ var SessionAdminService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "portcullis/authn/v1/authn.proto",
 }
+
+const (
+	RobotAdminService_CreateRobot_FullMethodName = "/portcullis.authn.v1.RobotAdminService/CreateRobot"
+	RobotAdminService_ListRobots_FullMethodName  = "/portcullis.authn.v1.RobotAdminService/ListRobots"
+	RobotAdminService_GetRobot_FullMethodName    = "/portcullis.authn.v1.RobotAdminService/GetRobot"
+	RobotAdminService_RevokeRobot_FullMethodName = "/portcullis.authn.v1.RobotAdminService/RevokeRobot"
+)
+
+// RobotAdminServiceClient is the client API for RobotAdminService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// RobotAdminService manages robot accounts: named machine identities that log in with an API
+// key (docker login -u <name> -p pcp_...). Admin callers only.
+type RobotAdminServiceClient interface {
+	// CreateRobot creates a robot and returns its key, the only time the key is ever shown:
+	// Portcullis keeps its SHA-256 only. A name held by a live or expired robot answers
+	// ALREADY_EXISTS; the name of a revoked robot may be used again.
+	CreateRobot(ctx context.Context, in *CreateRobotRequest, opts ...grpc.CallOption) (*CreateRobotResponse, error)
+	// ListRobots lists robots by name, revoked ones included.
+	ListRobots(ctx context.Context, in *ListRobotsRequest, opts ...grpc.CallOption) (*ListRobotsResponse, error)
+	GetRobot(ctx context.Context, in *GetRobotRequest, opts ...grpc.CallOption) (*GetRobotResponse, error)
+	// RevokeRobot ends a robot's key at once, on every replica within a second. Revoking a
+	// revoked robot changes nothing and is not an error.
+	RevokeRobot(ctx context.Context, in *RevokeRobotRequest, opts ...grpc.CallOption) (*RevokeRobotResponse, error)
+}
+
+type robotAdminServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewRobotAdminServiceClient(cc grpc.ClientConnInterface) RobotAdminServiceClient {
+	return &robotAdminServiceClient{cc}
+}
+
+func (c *robotAdminServiceClient) CreateRobot(ctx context.Context, in *CreateRobotRequest, opts ...grpc.CallOption) (*CreateRobotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateRobotResponse)
+	err := c.cc.Invoke(ctx, RobotAdminService_CreateRobot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *robotAdminServiceClient) ListRobots(ctx context.Context, in *ListRobotsRequest, opts ...grpc.CallOption) (*ListRobotsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRobotsResponse)
+	err := c.cc.Invoke(ctx, RobotAdminService_ListRobots_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *robotAdminServiceClient) GetRobot(ctx context.Context, in *GetRobotRequest, opts ...grpc.CallOption) (*GetRobotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetRobotResponse)
+	err := c.cc.Invoke(ctx, RobotAdminService_GetRobot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *robotAdminServiceClient) RevokeRobot(ctx context.Context, in *RevokeRobotRequest, opts ...grpc.CallOption) (*RevokeRobotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeRobotResponse)
+	err := c.cc.Invoke(ctx, RobotAdminService_RevokeRobot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RobotAdminServiceServer is the server API for RobotAdminService service.
+// All implementations must embed UnimplementedRobotAdminServiceServer
+// for forward compatibility.
+//
+// RobotAdminService manages robot accounts: named machine identities that log in with an API
+// key (docker login -u <name> -p pcp_...). Admin callers only.
+type RobotAdminServiceServer interface {
+	// CreateRobot creates a robot and returns its key, the only time the key is ever shown:
+	// Portcullis keeps its SHA-256 only. A name held by a live or expired robot answers
+	// ALREADY_EXISTS; the name of a revoked robot may be used again.
+	CreateRobot(context.Context, *CreateRobotRequest) (*CreateRobotResponse, error)
+	// ListRobots lists robots by name, revoked ones included.
+	ListRobots(context.Context, *ListRobotsRequest) (*ListRobotsResponse, error)
+	GetRobot(context.Context, *GetRobotRequest) (*GetRobotResponse, error)
+	// RevokeRobot ends a robot's key at once, on every replica within a second. Revoking a
+	// revoked robot changes nothing and is not an error.
+	RevokeRobot(context.Context, *RevokeRobotRequest) (*RevokeRobotResponse, error)
+	mustEmbedUnimplementedRobotAdminServiceServer()
+}
+
+// UnimplementedRobotAdminServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedRobotAdminServiceServer struct{}
+
+func (UnimplementedRobotAdminServiceServer) CreateRobot(context.Context, *CreateRobotRequest) (*CreateRobotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateRobot not implemented")
+}
+func (UnimplementedRobotAdminServiceServer) ListRobots(context.Context, *ListRobotsRequest) (*ListRobotsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRobots not implemented")
+}
+func (UnimplementedRobotAdminServiceServer) GetRobot(context.Context, *GetRobotRequest) (*GetRobotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRobot not implemented")
+}
+func (UnimplementedRobotAdminServiceServer) RevokeRobot(context.Context, *RevokeRobotRequest) (*RevokeRobotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeRobot not implemented")
+}
+func (UnimplementedRobotAdminServiceServer) mustEmbedUnimplementedRobotAdminServiceServer() {}
+func (UnimplementedRobotAdminServiceServer) testEmbeddedByValue()                           {}
+
+// UnsafeRobotAdminServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to RobotAdminServiceServer will
+// result in compilation errors.
+type UnsafeRobotAdminServiceServer interface {
+	mustEmbedUnimplementedRobotAdminServiceServer()
+}
+
+func RegisterRobotAdminServiceServer(s grpc.ServiceRegistrar, srv RobotAdminServiceServer) {
+	// If the following call panics, it indicates UnimplementedRobotAdminServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&RobotAdminService_ServiceDesc, srv)
+}
+
+func _RobotAdminService_CreateRobot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateRobotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RobotAdminServiceServer).CreateRobot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RobotAdminService_CreateRobot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RobotAdminServiceServer).CreateRobot(ctx, req.(*CreateRobotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RobotAdminService_ListRobots_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRobotsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RobotAdminServiceServer).ListRobots(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RobotAdminService_ListRobots_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RobotAdminServiceServer).ListRobots(ctx, req.(*ListRobotsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RobotAdminService_GetRobot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRobotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RobotAdminServiceServer).GetRobot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RobotAdminService_GetRobot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RobotAdminServiceServer).GetRobot(ctx, req.(*GetRobotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RobotAdminService_RevokeRobot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeRobotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RobotAdminServiceServer).RevokeRobot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RobotAdminService_RevokeRobot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RobotAdminServiceServer).RevokeRobot(ctx, req.(*RevokeRobotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// RobotAdminService_ServiceDesc is the grpc.ServiceDesc for RobotAdminService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var RobotAdminService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "portcullis.authn.v1.RobotAdminService",
+	HandlerType: (*RobotAdminServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "CreateRobot",
+			Handler:    _RobotAdminService_CreateRobot_Handler,
+		},
+		{
+			MethodName: "ListRobots",
+			Handler:    _RobotAdminService_ListRobots_Handler,
+		},
+		{
+			MethodName: "GetRobot",
+			Handler:    _RobotAdminService_GetRobot_Handler,
+		},
+		{
+			MethodName: "RevokeRobot",
+			Handler:    _RobotAdminService_RevokeRobot_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "portcullis/authn/v1/authn.proto",
+}

@@ -41,6 +41,20 @@ var migrations = []string{
 		updated_at   timestamptz NOT NULL
 	);
 	CREATE INDEX login_failures_expires ON login_failures (expires_at);`,
+	// 3: robot accounts (services/authn/robots): looked up by key hash, listed by name (in
+	// byte order, which page tokens continue in whatever the database's collation); a NULL
+	// time is "never".
+	`CREATE TABLE robots (
+		id           text        NOT NULL PRIMARY KEY,
+		name         text        COLLATE "C" NOT NULL UNIQUE,
+		key_hash     bytea       NOT NULL UNIQUE,
+		group_names  jsonb       NOT NULL,
+		labels       jsonb       NOT NULL,
+		created_at   timestamptz NOT NULL,
+		expires_at   timestamptz,
+		last_used_at timestamptz,
+		revoked_at   timestamptz
+	);`,
 }
 
 // migrateLock is the advisory lock key that serializes replicas migrating at the same time.

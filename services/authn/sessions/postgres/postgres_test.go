@@ -16,6 +16,8 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/pgtest"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout/lockouttest"
+	"github.com/portcullis-dev/portcullis/services/authn/robots"
+	"github.com/portcullis-dev/portcullis/services/authn/robots/robotstest"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/postgres"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/storetest"
@@ -48,6 +50,25 @@ func TestStore(t *testing.T) {
 			}
 			return p.LockoutStore()
 		})
+	})
+	t.Run("Robots", func(t *testing.T) {
+		t.Parallel()
+		robotstest.Run(t, func(t *testing.T) robots.Store {
+			st, err := (&postgres.Config{DSN: srv.NewDatabase(t), MaxConns: 4}).Open(context.Background(), sessions.Deps{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = st.Close(context.Background()) })
+			p, ok := st.(robots.Provider)
+			if !ok {
+				t.Fatal("the postgres store keeps no robots")
+			}
+			return p.RobotStore()
+		})
+	})
+	t.Run("UpgradeFromSchema2", func(t *testing.T) {
+		t.Parallel()
+		testUpgradeFromSchema2(t, srv)
 	})
 	t.Run("UpgradeFromSchema1", func(t *testing.T) {
 		t.Parallel()
@@ -143,6 +164,46 @@ func testUpgradeFromSchema1(t *testing.T, srv *pgtest.Server) {
 	ls := st.(lockout.Provider).LockoutStore()
 	if _, err := ls.RecordFailure(ctx, "addr:192.0.2.1", time.Now(), lockout.Policy{MaxFailures: 1, BaseDelay: time.Second, MaxDelay: time.Second, Window: time.Minute}); err != nil {
 		t.Fatalf("lockout after upgrade: %v", err)
+	}
+}
+
+// A database at schema 2 (the release before robots) is migrated at Open: its sessions and
+// lockout counts stay, and robots can be created.
+func testUpgradeFromSchema2(t *testing.T, srv *pgtest.Server) {
+	ctx := context.Background()
+	dsn := srv.NewDatabase(t)
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := postgres.MigrateSteps(ctx, pool, postgres.Migrations[:2]); err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{
+		`INSERT INTO sessions VALUES ('ses_old', decode(repeat('00', 32), 'hex'), 'alice', 'htpasswd',
+			'registry.local', 'docker', now(), now(), '', now() + interval '1 day', now() + interval '1 day')`,
+		`INSERT INTO login_failures VALUES ('addr:192.0.2.1', 3, now(), now(), now() + interval '1 day', now())`,
+	} {
+		if _, err := pool.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool.Close()
+	st, err := (&postgres.Config{DSN: dsn}).Open(ctx, sessions.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(ctx)
+	if s, err := st.Get(ctx, "ses_old"); err != nil || s.Subject != "alice" {
+		t.Fatalf("Get(ses_old) = %+v, %v; want alice's session", s, err)
+	}
+	if es, err := st.(lockout.Provider).LockoutStore().Get(ctx, []string{"addr:192.0.2.1"}); err != nil || len(es) != 1 || es[0].Failures != 3 {
+		t.Fatalf("lockout entry after upgrade = %+v, %v", es, err)
+	}
+	rs := st.(robots.Provider).RobotStore()
+	r := robots.Robot{ID: "rob_1", Name: "ci", KeyHash: robots.HashKey("pcp_x"), CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
+	if err := rs.Create(ctx, r); err != nil {
+		t.Fatalf("robots after upgrade: %v", err)
 	}
 }
 

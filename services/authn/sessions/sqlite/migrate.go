@@ -39,6 +39,19 @@ var migrations = []string{
 		updated_at   INTEGER NOT NULL
 	) WITHOUT ROWID;
 	CREATE INDEX login_failures_expires ON login_failures (expires_at);`,
+	// 3: robot accounts (services/authn/robots): looked up by key hash, listed by name; a
+	// NULL time is "never". Groups and labels are JSON. Times in µs.
+	`CREATE TABLE robots (
+		id           TEXT    NOT NULL PRIMARY KEY,
+		name         TEXT    NOT NULL UNIQUE,
+		key_hash     BLOB    NOT NULL UNIQUE,
+		group_names  TEXT    NOT NULL,
+		labels       TEXT    NOT NULL,
+		created_at   INTEGER NOT NULL,
+		expires_at   INTEGER,
+		last_used_at INTEGER,
+		revoked_at   INTEGER
+	);`,
 }
 
 // migrate brings the schema to len(steps) in one transaction: all steps or none.
