@@ -90,6 +90,8 @@ type scenario struct {
 	noLockout bool
 	// ldap adds an ldap backend on this directory (ldapBackend).
 	ldap *ldapDir
+	// robots adds a robot backend and an admin listener to create robots through.
+	robots bool
 }
 
 type vaultKey struct{ addr, tokenFile string }
@@ -184,6 +186,9 @@ func run(o options) error {
 	if err := benchLDAP(bin, dir, o); err != nil {
 		return fmt.Errorf("ldap: %w", err)
 	}
+	if err := benchRobots(bin, dir, o); err != nil {
+		return fmt.Errorf("robot keys: %w", err)
+	}
 	if o.vault {
 		if err := benchVault(bin, dir, dur, conc, o.vaultRate); err != nil {
 			return fmt.Errorf("vault: %w", err)
@@ -255,7 +260,7 @@ authn:
   cache: {disabled: %t}
   lockout: {enabled: %t}
   backends:
-    - {name: users, type: htpasswd, config: {path: %s, groups: {admins: [bench]}}}%s%s
+    - {name: users, type: htpasswd, config: {path: %s, groups: {admins: [bench]}}}%s
 authz:
   listen: %s
 signer:
@@ -264,8 +269,9 @@ signer:
   key: %s
 sessions:
   store: %s
-`, ports[portGateway], ports[portGatewayMetrics], ports[portAuthn], ports[portAuthz], ports[portSigner],
-		ports[portAuthn], sc.cold, !sc.noLockout, filepath.Join(dir, "htpasswd"), workloadBackend(sc.oidcIssuer), ldapBackend(sc.ldap), ports[portAuthz], ports[portSigner], ports[portSignerMetrics], key, store)
+%s`, ports[portGateway], ports[portGatewayMetrics], ports[portAuthn], ports[portAuthz], ports[portSigner],
+		ports[portAuthn], sc.cold, !sc.noLockout, filepath.Join(dir, "htpasswd"), workloadBackend(sc.oidcIssuer)+ldapBackend(sc.ldap)+robotBackend(sc.robots),
+		ports[portAuthz], ports[portSigner], ports[portSignerMetrics], key, store, robotAdmin(sc.robots, dir, ports[portAdmin]))
 }
 
 func sessionsDB(dir string) string { return filepath.Join(dir, "sessions.db") }
@@ -274,6 +280,7 @@ func sessionsDB(dir string) string { return filepath.Join(dir, "sessions.db") }
 // time its processes have used so far.
 type server struct {
 	url, signerMetrics string
+	adminAddr          string // admin.listen, when the scenario has one
 	cpu                func() time.Duration
 }
 
@@ -293,6 +300,7 @@ const (
 	portSigner
 	portSignerMetrics
 	portGatewayMetrics // the gateway's, and in all-in-one mode every service's, /metrics
+	portAdmin          // admin.listen, with scenario.robots
 	numPorts
 )
 
@@ -359,7 +367,7 @@ func withServerAt(bin, dir string, sc scenario, cpuprofile string, f func(s serv
 	if sc.split {
 		metrics = "http://" + ports[portSignerMetrics] + "/metrics"
 	}
-	return f(server{url: url, signerMetrics: metrics, cpu: func() time.Duration { return cpuTime(procs) }})
+	return f(server{url: url, signerMetrics: metrics, adminAddr: ports[portAdmin], cpu: func() time.Duration { return cpuTime(procs) }})
 }
 
 // clockTick is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on every Linux port Go
@@ -1296,4 +1304,88 @@ func (b *benchT) cleanup() {
 		b.cleanups[i]()
 	}
 	b.cleanups = nil
+}
+
+// robotBackend is the robot backend's entry when on.
+func robotBackend(on bool) string {
+	if !on {
+		return ""
+	}
+	return "\n    - {name: robots, type: robot}"
+}
+
+// robotAdmin is the admin section the robots are created through, when on.
+func robotAdmin(on bool, dir, addr string) string {
+	if !on {
+		return ""
+	}
+	return fmt.Sprintf("admin: {listen: %s, token_file: %s}\n", addr, filepath.Join(dir, "admin-token"))
+}
+
+// benchRobots measures robot-key logins all-in-one: GET /token with Basic <robot>:<pcp_ key>
+// for robots created through the admin API (portcullis robots create). A robot key is routed to
+// the robot backend by its prefix (no bcrypt); the backend hashes it and reads the robot from
+// the state store (SQLite here), and the login cache keeps a robot at most a second, so that a
+// revoke is seen within one. With the cache off, every request reads the store.
+func benchRobots(bin, dir string, o options) error {
+	if err := os.WriteFile(filepath.Join(dir, "admin-token"), []byte("bench-admin-secret-0123456789abcdef\n"), 0o600); err != nil {
+		return err
+	}
+	fmt.Printf("\nRobot keys (pcp_ API keys; robot backend after htpasswd in the chain, SQLite state store), all-in-one, %d robots shared out, 1 scope; target >= 3,000 tokens/s\n", o.ldapUsers)
+	for _, cold := range []bool{false, true} {
+		sc := scenario{scopes: 1, robots: true, cold: cold}
+		name := "all-in-one robot key, login cache (<= 1 s)"
+		if cold {
+			name = "all-in-one robot key, no cache: store read each"
+		}
+		var adminAddr string
+		res, err := withServerAt(bin, dir, sc, "", func(s server) (result, error) {
+			adminAddr = strings.TrimPrefix(s.adminAddr, "http://")
+			creds, err := createRobots(bin, dir, adminAddr, o.ldapUsers)
+			if err != nil {
+				return result{}, err
+			}
+			return s.measure(func() (result, error) { return closedLoop(robotGrant(s.url, creds), o.conc, o.dur) })
+		})
+		if err != nil {
+			return err
+		}
+		res.print(name)
+	}
+	return nil
+}
+
+// createRobots creates n robots in group admins (what the bench user's scopes need) through
+// the admin API and returns their Basic credentials.
+func createRobots(bin, dir, adminAddr string, n int) ([]string, error) {
+	var creds []string
+	for i := range n {
+		name := fmt.Sprintf("bench-robot%d", i)
+		out, err := exec.Command(bin, "robots", "create", "-addr", adminAddr, "-admin-token-file", filepath.Join(dir, "admin-token"),
+			"-name", name, "-group", "admins", "-o", "json").Output()
+		if err != nil {
+			return nil, fmt.Errorf("robots create %s: %w", name, err)
+		}
+		var resp struct {
+			Key string `json:"key"`
+		}
+		if err := json.Unmarshal(out, &resp); err != nil || !strings.HasPrefix(resp.Key, "pcp_") {
+			return nil, fmt.Errorf("robots create %s: no key in %q (%v)", name, out, err)
+		}
+		creds = append(creds, name+":"+resp.Key)
+	}
+	return creds, nil
+}
+
+func robotGrant(base string, creds []string) grant {
+	url := tokenURL(base, 1)
+	headers := make([]string, len(creds))
+	for i, c := range creds {
+		headers[i] = "Basic " + base64.StdEncoding.EncodeToString([]byte(c))
+	}
+	return func(c *http.Client, i int) (time.Duration, error) {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("Authorization", headers[i%len(headers)])
+		return timed(c, req, []byte(`"token"`))
+	}
 }
