@@ -228,7 +228,7 @@ func (a *App) serveGRPC(s *grpc.Server, lis net.Listener) {
 // stream interceptors given run after authorisation.
 func (a *App) grpcServerOptions(rules grpctls.Rules, useTLS bool, plainRole string,
 	unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor, log *slog.Logger) ([]grpc.ServerOption, error) {
-	var opts []grpc.ServerOption
+	opts := serverKeepalive()
 	identify := grpctls.Fixed(plainRole)
 	if useTLS {
 		creds, err := a.cfg.InternalTLS.Server()
@@ -612,7 +612,7 @@ func openKeyManager(ctx context.Context, cfg *Config, log *slog.Logger, now func
 
 // dial connects to a service: in-process in -target=all, else at addr, presenting this
 // process's certificate when internal_tls is set.
-func (a *App) dial(addr string) (*grpc.ClientConn, error) {
+func (a *App) dial(addr, healthService string) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if a.inproc == nil && a.cfg.InternalTLS.Enabled() {
 		var err error
@@ -630,6 +630,16 @@ func (a *App) dial(addr string) (*grpc.ClientConn, error) {
 		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 			return inproc.DialContext(ctx)
 		}))
+	} else {
+		target, r, err := backendTarget(addr)
+		if err != nil {
+			return nil, err
+		}
+		addr = target
+		opts = append(opts, grpc.WithDefaultServiceConfig(backendServiceConfig(healthService)), clientKeepalive())
+		if r != nil {
+			opts = append(opts, grpc.WithResolvers(r))
+		}
 	}
 	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {
@@ -655,7 +665,7 @@ func (a *App) startGateway(context.Context) error {
 			conns[b.name] = conns["authn"]
 			continue
 		}
-		cc, err := a.dial(b.addr)
+		cc, err := a.dial(b.addr, healthNames()[b.name])
 		if err != nil {
 			return fmt.Errorf("dial %s at %s: %w", b.name, b.addr, err)
 		}
@@ -741,6 +751,7 @@ func httpServeErr(err error) error {
 }
 
 func (a *App) shutdown() {
+	a.drain()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, s := range a.httpSrvs {
@@ -766,6 +777,22 @@ func (a *App) shutdown() {
 			a.log.Warn("close failed", "error", err)
 		}
 	}
+}
+
+// drainFor is how long a stopping service reports NOT_SERVING before it stops accepting
+// calls: long enough for gateways watching its health to move new calls to other replicas.
+// In-flight calls then finish (GracefulStop), so a rolling restart loses no token request.
+const drainFor = 500 * time.Millisecond
+
+// drain tells health watchers this process is going away. Only a split service has watchers;
+// the all-in-one process's gateway stops with it.
+func (a *App) drain() {
+	if a.health == nil || a.inproc != nil {
+		return
+	}
+	a.health.Shutdown()
+	a.log.Info("draining: health NOT_SERVING, in-flight calls finish", "for", drainFor)
+	time.Sleep(drainFor)
 }
 
 func (a *App) adminSecret() (string, error) {

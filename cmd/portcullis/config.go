@@ -122,7 +122,9 @@ type GatewayConfig struct {
 	TokenTTL       config.Duration `yaml:"token_ttl"`
 	MaxQueryBytes  int             `yaml:"max_query_bytes"`
 	BackendTimeout config.Duration `yaml:"backend_timeout"`
-	// Backends are the gRPC addresses of the services in the split deployment.
+	// Backends are the gRPC addresses of the services in the split deployment: host:port,
+	// a comma-separated list of replicas, or dns:///name:port (every address DNS returns).
+	// Calls are balanced over the replicas that report healthy (balance.go).
 	Backends struct {
 		Authn  string `yaml:"authn"`
 		Authz  string `yaml:"authz"`
@@ -461,13 +463,19 @@ func (c *Config) validateGRPCAddrs(p *config.Problems) {
 		if a.addr == "" {
 			continue
 		}
-		host, _, err := net.SplitHostPort(a.addr)
-		if err != nil {
-			p.Addf(a.path, "%q is not host:port", a.addr)
-			continue
+		each := []string{a.addr}
+		if strings.HasPrefix(a.path, "gateway.backends.") { // several replicas: a list or dns:///
+			each = backendAddrs(a.addr)
 		}
-		if !isLoopback(host) && !c.InternalTLS.Enabled() && !c.InsecurePlaintextGRPC {
-			p.Addf(a.path, "%s is not a loopback address: configure internal_tls (mutual TLS), or set insecure_plaintext_grpc: true to accept unauthenticated plaintext gRPC", a.addr)
+		for _, addr := range each {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				p.Addf(a.path, "%q is not host:port", addr)
+				continue
+			}
+			if !isLoopback(host) && !c.InternalTLS.Enabled() && !c.InsecurePlaintextGRPC {
+				p.Addf(a.path, "%s is not a loopback address: configure internal_tls (mutual TLS), or set insecure_plaintext_grpc: true to accept unauthenticated plaintext gRPC", addr)
+			}
 		}
 	}
 }
