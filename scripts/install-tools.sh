@@ -18,6 +18,7 @@ PROTOC_GEN_GO_VERSION=v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION=v1.6.0
 GRPC_GATEWAY_VERSION=v2.33.0
 HELM_VERSION=v3.22.0
+PROMETHEUS_VERSION=v0.316.0
 
 VAULT_VERSION=v1.15.0
 VAULT_SDK_VERSION=v0.10.2
@@ -44,6 +45,8 @@ install_go() {
   gotool oras "oras.land/oras/cmd/oras@$ORAS_VERSION"
   # deploy/helm/portcullis is rendered and checked against the Kubernetes API types in CI.
   gotool helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  # deploy/monitoring's alert rules are checked and unit-tested with promtool.
+  gotool promtool "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
   # distribution 3.x is the registry the e2e suite runs as "registry3" (Debian's 2.8 is "docker-registry").
   if [ ! -x "$BIN/registry3" ] || [ "$(cat "$BIN/.registry3.version" 2>/dev/null)" != "$REGISTRY_VERSION" ]; then
     echo "install-tools: building distribution $REGISTRY_VERSION" >&2
