@@ -92,6 +92,11 @@ type scenario struct {
 	ldap *ldapDir
 	// robots adds a robot backend and an admin listener to create robots through.
 	robots bool
+	// signers is how many signer replicas the split deployment runs (0: one); the gateway
+	// balances over them (gateway.backends.signer lists them all).
+	signers int
+	// extraSigners are the listen addresses of the replicas beyond the first (set by withServerAt).
+	extraSigners []string
 }
 
 type vaultKey struct{ addr, tokenFile string }
@@ -189,6 +194,9 @@ func run(o options) error {
 	if err := benchRobots(bin, dir, o); err != nil {
 		return fmt.Errorf("robot keys: %w", err)
 	}
+	if err := benchSignerReplicas(bin, dir, o); err != nil {
+		return fmt.Errorf("signer replicas: %w", err)
+	}
 	if o.vault {
 		if err := benchVault(bin, dir, dur, conc, o.vaultRate); err != nil {
 			return fmt.Errorf("vault: %w", err)
@@ -254,7 +262,7 @@ gateway:
   public_url: http://%[1]s
   metrics_listen: %s
   services: [registry.local]
-  backends: {authn: %s, authz: %s, signer: %s}
+  backends: {authn: %s, authz: %s, signer: "%s"}
 authn:
   listen: %s
   cache: {disabled: %t}
@@ -269,7 +277,7 @@ signer:
   key: %s
 sessions:
   store: %s
-%s`, ports[portGateway], ports[portGatewayMetrics], ports[portAuthn], ports[portAuthz], ports[portSigner],
+%s`, ports[portGateway], ports[portGatewayMetrics], ports[portAuthn], ports[portAuthz], strings.Join(append([]string{ports[portSigner]}, sc.extraSigners...), ","),
 		ports[portAuthn], sc.cold, !sc.noLockout, filepath.Join(dir, "htpasswd"), workloadBackend(sc.oidcIssuer)+ldapBackend(sc.ldap)+robotBackend(sc.robots),
 		ports[portAuthz], ports[portSigner], ports[portSignerMetrics], key, store, robotAdmin(sc.robots, dir, ports[portAdmin]))
 }
@@ -326,13 +334,35 @@ func withServerAt(bin, dir string, sc scenario, cpuprofile string, f func(s serv
 			}
 		}
 	}
+	type proc struct{ target, config string }
+	var extra []proc
+	for i := 1; i < sc.signers; i++ {
+		// Each further replica has a config of its own: another signer listen and metrics address.
+		addr, err := freePort()
+		if err != nil {
+			return result{}, err
+		}
+		metrics, err := freePort()
+		if err != nil {
+			return result{}, err
+		}
+		sc.extraSigners = append(sc.extraSigners, addr)
+		own := slices.Clone(ports)
+		own[portSigner], own[portSignerMetrics] = addr, metrics
+		path := filepath.Join(dir, fmt.Sprintf("config-signer%d.yaml", i+1))
+		extra = append(extra, proc{"signer", path})
+		if err := os.WriteFile(path, []byte(config(dir, sc, own)), 0o600); err != nil {
+			return result{}, err
+		}
+	}
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(config(dir, sc, ports)), 0o600); err != nil {
 		return result{}, err
 	}
-	targets := []string{"all"}
+	targets := []proc{{"all", cfgPath}}
 	if sc.split {
-		targets = []string{"authn", "authz", "signer", "gateway"}
+		targets = append([]proc{{"authn", cfgPath}, {"authz", cfgPath}, {"signer", cfgPath}}, extra...)
+		targets = append(targets, proc{"gateway", cfgPath})
 	}
 	var procs []*exec.Cmd
 	defer func() {
@@ -341,13 +371,13 @@ func withServerAt(bin, dir string, sc scenario, cpuprofile string, f func(s serv
 			_ = p.Wait()
 		}
 	}()
-	for _, t := range targets {
-		args := []string{"-target=" + t, "-config=" + cfgPath}
+	for i, t := range targets {
+		args := []string{"-target=" + t.target, "-config=" + t.config}
 		if cpuprofile != "" {
 			args = append(args, "-cpuprofile="+cpuprofile)
 		}
 		cmd := exec.Command(bin, args...)
-		logf, err := os.Create(filepath.Join(dir, t+".log"))
+		logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.log", t.target, i)))
 		if err != nil {
 			return result{}, err
 		}
@@ -360,7 +390,8 @@ func withServerAt(bin, dir string, sc scenario, cpuprofile string, f func(s serv
 	}
 	url := "http://" + ports[portGateway]
 	if err := waitReady(url, 15*time.Second); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, targets[len(targets)-1]+".log"))
+		last := len(targets) - 1
+		log, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("%s-%d.log", targets[last].target, last)))
 		return result{}, fmt.Errorf("%w\n%s", err, log)
 	}
 	metrics := "http://" + ports[portGatewayMetrics] + "/metrics"
@@ -1388,4 +1419,31 @@ func robotGrant(base string, creds []string) grant {
 		req.Header.Set("Authorization", headers[i%len(headers)])
 		return timed(c, req, []byte(`"token"`))
 	}
+}
+
+// benchSignerReplicas measures the split deployment with 1, 2 and 3 signer replicas behind one
+// gateway (gateway.backends.signer lists them; round robin over the healthy ones). On one
+// 2-core machine the replicas share the CPUs with everything else, so the ratio shows the
+// balancing's overhead more than any gain; on separate machines it is the signing tier's scaling.
+func benchSignerReplicas(bin, dir string, o options) error {
+	fmt.Printf("\nSigner replicas (split, warm creds, 1 scope; all processes and the load generator on this machine's %d CPUs)\n", numCPU())
+	var base float64
+	for n := 1; n <= 3; n++ {
+		sc := scenario{split: true, scopes: 1, signers: n}
+		res, err := withServer(bin, dir, sc, "", func(url string) (result, error) {
+			return closedLoop(basicGrant(url, sc.scopes), o.conc, o.dur)
+		})
+		if err != nil {
+			return err
+		}
+		if n == 1 {
+			base = res.rate()
+		}
+		note := ""
+		if base > 0 {
+			note = fmt.Sprintf("x%.2f of 1 replica", res.rate()/base)
+		}
+		res.print(fmt.Sprintf("split, %d signer replica(s)", n), note)
+	}
+	return nil
 }
