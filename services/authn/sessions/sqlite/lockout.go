@@ -15,9 +15,37 @@ var (
 )
 
 // LockoutStore is the lockout's state in the same database (migration step 2).
-func (st *store) LockoutStore() lockout.Store { return lockoutStore{st.db} }
+func (st *store) LockoutStore() lockout.Store { return lockoutStore{st.db, st.lockoutGet} }
 
-type lockoutStore struct{ db *sql.DB }
+type lockoutStore struct {
+	db *sql.DB
+	// get holds prepared reads for one and two keys: every password check the login cache
+	// does not answer reads (account, address) and (address), and parsing that query each
+	// time was most of the lockout's cost.
+	get map[int]*sql.Stmt
+}
+
+// lockoutGetQuery reads the entries of n keys.
+func lockoutGetQuery(n int) string {
+	return `SELECT key, failures, window_start, locked_until, expires_at FROM login_failures
+		WHERE key IN (?` + strings.Repeat(`, ?`, n-1) + `)`
+}
+
+// prepareLockout prepares the reads lockoutStore.get holds.
+func prepareLockout(ctx context.Context, db *sql.DB) (map[int]*sql.Stmt, error) {
+	out := map[int]*sql.Stmt{}
+	for _, n := range []int{1, 2} {
+		st, err := db.PrepareContext(ctx, lockoutGetQuery(n))
+		if err != nil {
+			for _, s := range out {
+				_ = s.Close()
+			}
+			return nil, err
+		}
+		out[n] = st
+	}
+	return out, nil
+}
 
 // recordFailure is lockout.Policy.Next as one statement, so concurrent failures each count.
 // Parameters (times and durations in µs): ?1 key, ?2 now, ?3 max failures, ?4 base delay,
@@ -64,8 +92,13 @@ func (s lockoutStore) Get(ctx context.Context, keys []string) ([]lockout.Entry, 
 	for i, k := range keys {
 		args[i] = k
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT key, failures, window_start, locked_until, expires_at FROM login_failures
-		WHERE key IN (?`+strings.Repeat(`, ?`, len(keys)-1)+`)`, args...)
+	var rows *sql.Rows
+	var err error
+	if st, ok := s.get[len(keys)]; ok {
+		rows, err = st.QueryContext(ctx, args...)
+	} else {
+		rows, err = s.db.QueryContext(ctx, lockoutGetQuery(len(keys)), args...)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -86,14 +86,21 @@ func (c *Config) Open(ctx context.Context, deps sessions.Deps) (sessions.Store, 
 		_ = db.Close()
 		return nil, fmt.Errorf("sqlite session store %s: %w", c.Path, err)
 	}
-	return &store{db: db, byHash: byHash}, nil
+	lockoutGet, err := prepareLockout(ctx, db)
+	if err != nil {
+		_ = byHash.Close()
+		_ = db.Close()
+		return nil, fmt.Errorf("sqlite session store %s: %w", c.Path, err)
+	}
+	return &store{db: db, byHash: byHash, lockoutGet: lockoutGet}, nil
 }
 
 var _ sessions.Store = (*store)(nil)
 
 type store struct {
-	db     *sql.DB
-	byHash *sql.Stmt
+	db         *sql.DB
+	byHash     *sql.Stmt
+	lockoutGet map[int]*sql.Stmt
 }
 
 // Times are stored as unix microseconds (INTEGER), the precision the PostgreSQL store keeps too.
@@ -205,5 +212,9 @@ func (st *store) exec(ctx context.Context, q string, args ...any) (int, error) {
 }
 
 func (st *store) Close(context.Context) error {
-	return errors.Join(st.byHash.Close(), st.db.Close())
+	errs := []error{st.byHash.Close()}
+	for _, s := range st.lockoutGet {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(append(errs, st.db.Close())...)
 }
