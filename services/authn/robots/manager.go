@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/pkg/lastuse"
 )
 
 // Robot events, as passed to Options.Event; metrics hook in there.
@@ -51,15 +52,10 @@ type Options struct {
 // Only "last used" is kept in memory and written in batches, at most one write per robot per
 // FlushInterval, so a login costs one indexed read and no write.
 type Manager struct {
-	st    Store
-	o     Options
-	audit *slog.Logger
-	stop  chan struct{}
-	done  chan struct{}
-	once  sync.Once
-
-	mu      sync.Mutex
-	pending map[string]time.Time // last use per robot id not yet written
+	st      Store
+	o       Options
+	audit   *slog.Logger
+	lastUse *lastuse.Writer[Touch] // last use per robot id not yet written
 }
 
 // NewManager starts the loop that writes last uses; Close stops it.
@@ -79,10 +75,8 @@ func NewManager(st Store, o Options) *Manager {
 	if o.FlushInterval <= 0 {
 		o.FlushInterval = DefaultFlushInterval
 	}
-	m := &Manager{st: st, o: o, audit: o.Logger.With("log_type", "audit"), stop: make(chan struct{}),
-		done: make(chan struct{}), pending: map[string]time.Time{}}
-	go m.loop()
-	return m
+	return &Manager{st: st, o: o, audit: o.Logger.With("log_type", "audit"),
+		lastUse: lastuse.New(lastuse.Options[Touch]{Write: st.Touch, Interval: o.FlushInterval, What: "robot", Logger: o.Logger})}
 }
 
 // Now is the manager's clock, truncated to the stores' precision.
@@ -198,11 +192,12 @@ func (m *Manager) Check(ctx context.Context, user, key, remoteAddr string) (r Ro
 	if !r.ExpiresAt.IsZero() && r.ExpiresAt.Before(validUntil) {
 		validUntil = r.ExpiresAt
 	}
-	m.mu.Lock()
-	if !m.pending[r.ID].After(now) {
-		m.pending[r.ID] = now
-	}
-	m.mu.Unlock()
+	m.lastUse.Update(r.ID, func(p Touch, ok bool) (Touch, bool) {
+		if ok && p.LastUsedAt.After(now) {
+			return p, false
+		}
+		return Touch{ID: r.ID, LastUsedAt: now}, true
+	})
 	if r.LastUsedAt.Before(now) {
 		r.LastUsedAt = now
 	}
@@ -210,55 +205,4 @@ func (m *Manager) Check(ctx context.Context, user, key, remoteAddr string) (r Ro
 }
 
 // Close stops the flush loop and writes the last uses still held. Safe to call more than once.
-func (m *Manager) Close(ctx context.Context) error {
-	m.once.Do(func() { close(m.stop) })
-	<-m.done
-	return m.flush(ctx)
-}
-
-func (m *Manager) loop() {
-	defer close(m.done)
-	tk := time.NewTicker(m.o.FlushInterval)
-	defer tk.Stop()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-tk.C:
-			ctx, cancel := context.WithTimeout(context.Background(), 10*m.o.FlushInterval+5*time.Second)
-			if err := m.flush(ctx); err != nil {
-				m.o.Logger.Warn("writing robot last-use times failed; will retry", "err", err)
-			}
-			cancel()
-		}
-	}
-}
-
-// flush writes the pending last uses in one batch. On failure they are put back (unless a
-// newer use of the same robot arrived meanwhile) for the next flush.
-func (m *Manager) flush(ctx context.Context) error {
-	m.mu.Lock()
-	if len(m.pending) == 0 {
-		m.mu.Unlock()
-		return nil
-	}
-	batch := make([]Touch, 0, len(m.pending))
-	for id, at := range m.pending {
-		batch = append(batch, Touch{ID: id, LastUsedAt: at})
-	}
-	m.pending = map[string]time.Time{}
-	m.mu.Unlock()
-
-	err := m.st.Touch(ctx, batch)
-	if err == nil {
-		return nil
-	}
-	m.mu.Lock()
-	for _, t := range batch {
-		if _, newer := m.pending[t.ID]; !newer {
-			m.pending[t.ID] = t.LastUsedAt
-		}
-	}
-	m.mu.Unlock()
-	return fmt.Errorf("robots: touch: %w", err)
-}
+func (m *Manager) Close(ctx context.Context) error { return m.lastUse.Close(ctx) }

@@ -3,4 +3,4 @@ package sessions
 import "context"
 
 // Flush writes the pending last uses now, as the background loop does on its tick.
-func (m *Manager) Flush(ctx context.Context) error { return m.flush(ctx) }
+func (m *Manager) Flush(ctx context.Context) error { return m.lastUse.Flush(ctx) }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/pkg/lastuse"
 )
 
 // TokenPrefix starts every refresh token so secret scanners can recognize a leaked one.
@@ -43,15 +45,12 @@ type Options struct {
 // effect at the next request. Only "last used" is kept in memory, and written in batches, so a
 // token request costs one indexed read and no write.
 type Manager struct {
-	st   Store
-	o    Options
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	st      Store
+	o       Options
+	lastUse *lastuse.Writer[Touch] // last use per session id not yet written
 
-	mu      sync.Mutex
-	pending map[string]Touch // last use per session id not yet written
-	lastGC  time.Time
+	mu     sync.Mutex
+	lastGC time.Time
 }
 
 // NewManager starts the background loop that flushes last uses; Close stops it.
@@ -71,8 +70,8 @@ func NewManager(st Store, o Options) *Manager {
 	if o.FlushInterval <= 0 {
 		o.FlushInterval = DefaultFlushInterval
 	}
-	m := &Manager{st: st, o: o, stop: make(chan struct{}), done: make(chan struct{}), pending: map[string]Touch{}, lastGC: o.Now()}
-	go m.loop()
+	m := &Manager{st: st, o: o, lastGC: o.Now()}
+	m.lastUse = lastuse.New(lastuse.Options[Touch]{Write: st.Touch, Interval: o.FlushInterval, OnTick: m.gc, What: "session", Logger: o.Logger})
 	return m
 }
 
@@ -135,77 +134,28 @@ func (m *Manager) Lookup(ctx context.Context, token, service, clientID, remoteAd
 	}
 	now := m.o.Now().UTC().Truncate(time.Microsecond)
 
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if p, ok := m.pending[s.ID]; ok && p.IdleExpiresAt.After(s.IdleExpiresAt) {
-		// A use not yet flushed already extended the idle expiry.
-		s.IdleExpiresAt, s.LastUsedAt, s.LastRemoteAddr = p.IdleExpiresAt, p.LastUsedAt, p.RemoteAddr
-	}
-	if !now.Before(s.ExpiresAt) || !now.Before(s.IdleExpiresAt) || s.Service != service {
+	valid := false
+	m.lastUse.Update(s.ID, func(p Touch, ok bool) (Touch, bool) {
+		if ok && p.IdleExpiresAt.After(s.IdleExpiresAt) {
+			// A use not yet flushed already extended the idle expiry.
+			s.IdleExpiresAt, s.LastUsedAt, s.LastRemoteAddr = p.IdleExpiresAt, p.LastUsedAt, p.RemoteAddr
+		}
+		if !now.Before(s.ExpiresAt) || !now.Before(s.IdleExpiresAt) || s.Service != service {
+			return p, false
+		}
+		valid = true
+		t := Touch{ID: s.ID, LastUsedAt: now, RemoteAddr: remoteAddr, IdleExpiresAt: minTime(now.Add(m.o.IdleTTL), s.ExpiresAt)}
+		s.LastUsedAt, s.LastRemoteAddr, s.IdleExpiresAt = t.LastUsedAt, t.RemoteAddr, t.IdleExpiresAt
+		return t, !ok || !p.LastUsedAt.After(now)
+	})
+	if !valid {
 		return Session{}, ErrInvalidToken
 	}
-	t := Touch{ID: s.ID, LastUsedAt: now, RemoteAddr: remoteAddr, IdleExpiresAt: minTime(now.Add(m.o.IdleTTL), s.ExpiresAt)}
-	if p, ok := m.pending[s.ID]; !ok || !p.LastUsedAt.After(now) {
-		m.pending[s.ID] = t
-	}
-	s.LastUsedAt, s.LastRemoteAddr, s.IdleExpiresAt = t.LastUsedAt, t.RemoteAddr, t.IdleExpiresAt
 	return s, nil
 }
 
 // Close stops the flush loop and writes the last uses still held. Safe to call more than once.
-func (m *Manager) Close(ctx context.Context) error {
-	m.once.Do(func() { close(m.stop) })
-	<-m.done
-	return m.flush(ctx)
-}
-
-func (m *Manager) loop() {
-	defer close(m.done)
-	tk := time.NewTicker(m.o.FlushInterval)
-	defer tk.Stop()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-tk.C:
-			ctx, cancel := context.WithTimeout(context.Background(), 10*m.o.FlushInterval+5*time.Second)
-			if err := m.flush(ctx); err != nil {
-				m.o.Logger.Warn("writing session last-use times failed; will retry", "err", err)
-			}
-			m.gc(ctx)
-			cancel()
-		}
-	}
-}
-
-// flush writes the pending last uses in one batch. On failure they are put back (unless a newer
-// use of the same session arrived meanwhile) for the next flush.
-func (m *Manager) flush(ctx context.Context) error {
-	m.mu.Lock()
-	if len(m.pending) == 0 {
-		m.mu.Unlock()
-		return nil
-	}
-	batch := make([]Touch, 0, len(m.pending))
-	for _, t := range m.pending {
-		batch = append(batch, t)
-	}
-	m.pending = map[string]Touch{}
-	m.mu.Unlock()
-
-	err := m.st.Touch(ctx, batch)
-	if err == nil {
-		return nil
-	}
-	m.mu.Lock()
-	for _, t := range batch {
-		if _, newer := m.pending[t.ID]; !newer {
-			m.pending[t.ID] = t
-		}
-	}
-	m.mu.Unlock()
-	return fmt.Errorf("sessions: touch: %w", err)
-}
+func (m *Manager) Close(ctx context.Context) error { return m.lastUse.Close(ctx) }
 
 // gc deletes expired sessions once per gcInterval (of the injected clock).
 func (m *Manager) gc(ctx context.Context) {
