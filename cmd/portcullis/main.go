@@ -39,6 +39,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runSessions(ctx, args[1:], stdout, stderr)
 		case "robots":
 			return runRobots(ctx, args[1:], stdout, stderr)
+		case "token":
+			return runToken(ctx, args[1:], os.Stdin, stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("portcullis", flag.ContinueOnError)
