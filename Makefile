@@ -49,6 +49,7 @@ bench: build
 
 fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=30s ./pkg/scope
+	$(GO) test -run=NONE -fuzz=FuzzParseChallenges -fuzztime=30s ./pkg/regclient
 
 clean:
 	rm -rf bin .cache/run

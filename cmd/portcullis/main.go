@@ -40,7 +40,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		case "robots":
 			return runRobots(ctx, args[1:], stdout, stderr)
 		case "token":
-			return runToken(ctx, args[1:], os.Stdin, stdout, stderr)
+			return tokenCmdExit(runTokenCmd(ctx, args[1:], os.Stdin, stdout, stderr))
 		}
 	}
 	fs := flag.NewFlagSet("portcullis", flag.ContinueOnError)

@@ -11,130 +11,106 @@ import (
 	"strings"
 )
 
-// Credentials are what the caller logs in with; all empty means anonymous.
+// maxBody bounds what is read of any answer: a token answer is a few kilobytes.
+const maxBody = 1 << 20
+
+// ErrNoCredentials: the registry answers Basic, so there is no token to fetch and only
+// credentials could be checked, but none were given.
+var ErrNoCredentials = errors.New("the registry takes Basic credentials and none were given")
+
+// Credentials are what a caller logs in with; all empty means anonymous.
 type Credentials struct {
-	Username, Password string
-	// IdentityToken is a refresh token (docker's identitytoken): the OAuth2 refresh grant.
+	Username string
+	Password string
+	// IdentityToken is a refresh token (docker's identitytoken): used with the OAuth2
+	// refresh grant instead of a password.
 	IdentityToken string
 }
 
-// Result is what following the challenge gave.
+// Empty says whether there is nothing to log in with.
+func (c Credentials) Empty() bool {
+	return c.Username == "" && c.Password == "" && c.IdentityToken == ""
+}
+
+// String never shows a secret, so credentials can be logged or printed by mistake safely.
+func (c Credentials) String() string {
+	switch {
+	case c.IdentityToken != "" && c.Username == "":
+		return "(identity token ***)"
+	case c.IdentityToken != "":
+		return fmt.Sprintf("%s (identity token ***)", c.Username)
+	case c.Empty():
+		return "(anonymous)"
+	}
+	return fmt.Sprintf("%s (password ***)", c.Username)
+}
+
+// Request is what to ask the token endpoint for.
+type Request struct {
+	// Scopes are the scopes asked for (repository:team/app:pull,push); when empty, the
+	// challenge's own scope parameter, if any.
+	Scopes      []string
+	Credentials Credentials
+	// Offline asks for a refresh token with the password: offline_token=true on GET,
+	// access_type=offline on POST.
+	Offline bool
+	// OAuth sends the password grant by POST (containerd's way) instead of GET with Basic
+	// (docker's way). The refresh grant always goes by POST first.
+	OAuth bool
+}
+
+// Result is the token the realm gave and how it was fetched.
 type Result struct {
-	// Scheme is the registry's challenge: "bearer", "basic" or "" (no authentication).
-	Scheme  string
 	Realm   string
 	Service string
-	// Token is the access token (Bearer only); RefreshToken when one was asked for and given.
-	Token, RefreshToken string
-	ExpiresIn           int
-	// Method is how the token was fetched: "GET" or "POST".
+	Scopes  []string
+	// Token is the access token; RefreshToken is set when the endpoint returned one.
+	Token        string
+	RefreshToken string
+	// ExpiresIn is the endpoint's expires_in in seconds; 0 when it gave none (the protocol's
+	// default is 60).
+	ExpiresIn int64
+	IssuedAt  string
+	// Method is how the token came: "GET" or "POST".
 	Method string
+	// Grant is "password", "refresh_token" or "anonymous".
+	Grant string
+	// FellBack is the POST answer that sent the client to GET (containerd's fallback for
+	// endpoints without the OAuth2 form); nil when there was none.
+	FellBack *StatusError
 }
 
-// Client follows registry challenges.
+// StatusError is an HTTP answer other than the one awaited, with the server's own message.
+type StatusError struct {
+	// Request names what was asked: "GET http://auth.example.com/token as alice".
+	Request    string
+	StatusCode int
+	Status     string // "401 Unauthorized"
+	// Code and Message come from the answer's body (OAuth2 error and error_description, a
+	// registry's errors[0].code and message, or a line of text), cleaned for a terminal.
+	Code    string
+	Message string
+}
+
+func (e *StatusError) Error() string {
+	s := e.Request + ": " + e.Status
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	if e.Code != "" && !strings.EqualFold(e.Code, e.Message) {
+		s += " (" + e.Code + ")"
+	}
+	return s
+}
+
+// Client follows registry challenges. The zero value is not usable: HTTP is required.
 type Client struct {
-	HTTP     *http.Client
-	ClientID string // sent as client_id (default "portcullis-token")
+	HTTP *http.Client
+	// ClientID is sent as client_id; default "portcullis-token".
+	ClientID string
+	// UserAgent is sent as User-Agent; default "portcullis-regclient".
+	UserAgent string
 }
-
-// Ping asks registry/v2/ and returns the challenge it answers with; nil when no
-// authentication is needed.
-func (c *Client) Ping(ctx context.Context, registry string) (*Challenge, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(registry, "/")+"/v2/", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("ping %s: %w", registry, err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	if resp.StatusCode == http.StatusOK {
-		return nil, nil
-	}
-	if resp.StatusCode != http.StatusUnauthorized {
-		return nil, fmt.Errorf("ping %s: %s (want 200 or 401)", registry, resp.Status)
-	}
-	chs, err := ParseChallenges(resp.Header.Get("WWW-Authenticate"))
-	if err != nil {
-		return nil, fmt.Errorf("ping %s: WWW-Authenticate: %w", registry, err)
-	}
-	for _, ch := range chs { // Bearer when offered, else the first
-		if ch.Scheme == "bearer" {
-			return &ch, nil
-		}
-	}
-	return &chs[0], nil
-}
-
-// Token follows the registry's challenge for scopes. offline asks for a refresh token.
-func (c *Client) Token(ctx context.Context, registry string, scopes []string, cr Credentials, offline bool) (*Result, error) {
-	ch, err := c.Ping(ctx, registry)
-	if err != nil {
-		return nil, err
-	}
-	if ch == nil {
-		return &Result{}, nil
-	}
-	r := &Result{Scheme: ch.Scheme, Realm: ch.Params["realm"], Service: ch.Params["service"]}
-	switch ch.Scheme {
-	case "basic":
-		return r, c.checkBasic(ctx, registry, cr)
-	case "bearer":
-	default:
-		return nil, fmt.Errorf("registry asks for %q authentication, which this client does not speak", ch.Scheme)
-	}
-	if r.Realm == "" {
-		return nil, errors.New("Bearer challenge without a realm")
-	}
-	if len(scopes) == 0 && ch.Params["scope"] != "" {
-		scopes = strings.Fields(ch.Params["scope"])
-	}
-	var tr tokenResponse
-	if cr.IdentityToken != "" {
-		r.Method = "POST"
-		tr, err = c.post(ctx, r, scopes, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {cr.IdentityToken}})
-		var se *statusError
-		if errors.As(err, &se) && (se.code == 400 || se.code == 404 || se.code == 405) {
-			// containerd's fallback: GET with Basic, no user, the refresh token as password.
-			r.Method = "GET"
-			tr, err = c.get(ctx, r, scopes, "", cr.IdentityToken, false)
-		}
-	} else {
-		r.Method = "GET"
-		tr, err = c.get(ctx, r, scopes, cr.Username, cr.Password, offline)
-	}
-	if err != nil {
-		return nil, err
-	}
-	r.Token, r.RefreshToken, r.ExpiresIn = tr.token(), tr.RefreshToken, tr.ExpiresIn
-	if r.Token == "" {
-		return nil, errors.New("the token endpoint answered without a token")
-	}
-	return r, nil
-}
-
-type tokenResponse struct {
-	Token        string `json:"token"`
-	AccessToken  string `json:"access_token"`
-	RefreshToken string `json:"refresh_token"`
-	ExpiresIn    int    `json:"expires_in"`
-}
-
-func (t tokenResponse) token() string {
-	if t.AccessToken != "" {
-		return t.AccessToken
-	}
-	return t.Token
-}
-
-type statusError struct {
-	code int
-	msg  string
-}
-
-func (e *statusError) Error() string { return fmt.Sprintf("token endpoint: %d %s", e.code, e.msg) }
 
 func (c *Client) clientID() string {
 	if c.ClientID != "" {
@@ -143,99 +119,333 @@ func (c *Client) clientID() string {
 	return "portcullis-token"
 }
 
-func (c *Client) get(ctx context.Context, r *Result, scopes []string, user, pass string, offline bool) (tokenResponse, error) {
-	u, err := url.Parse(r.Realm)
+// Ping asks registry/v2/ without credentials and returns the challenges it answers with;
+// none (nil) when the registry answers 200: it needs no authentication.
+func (c *Client) Ping(ctx context.Context, registry string) ([]Challenge, error) {
+	target := v2URL(registry)
+	resp, err := c.send(ctx, http.MethodGet, target, nil, nil)
 	if err != nil {
-		return tokenResponse{}, fmt.Errorf("realm %q: %w", r.Realm, err)
+		return nil, err
 	}
+	defer drain(resp)
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return nil, nil
+	case http.StatusUnauthorized:
+	default:
+		se := statusError("GET "+target, resp)
+		if resp.StatusCode == http.StatusNotFound {
+			se.Message = "no registry API here (want 200 or 401 from /v2/)"
+		}
+		return nil, se
+	}
+	values := resp.Header.Values("WWW-Authenticate")
+	if len(values) == 0 {
+		return nil, fmt.Errorf("GET %s: 401 without a WWW-Authenticate challenge", target)
+	}
+	var chs []Challenge
+	for _, v := range values { // several header lines are one list (RFC 7230 §3.2.2)
+		cs, err := ParseChallenges(v)
+		if err != nil {
+			return nil, fmt.Errorf("GET %s: %w", target, err)
+		}
+		chs = append(chs, cs...)
+	}
+	return chs, nil
+}
+
+// FetchToken follows a Bearer challenge to its realm:
+//   - with an identity token: the OAuth2 refresh grant by POST;
+//   - with a user and password: GET with Basic credentials (offline_token=true when
+//     req.Offline), or with req.OAuth the OAuth2 password grant by POST;
+//   - with nothing: GET anonymously.
+//
+// A POST answered 404, 405, or 400 with an error other than invalid_grant (an endpoint that
+// does not speak the OAuth2 form or this grant) is retried by GET with Basic credentials, as
+// containerd does: the user (or none) and the password or the refresh token. invalid_grant
+// is a refusal of the credentials themselves and is not retried. A refused request is a
+// *StatusError.
+func (c *Client) FetchToken(ctx context.Context, ch Challenge, req Request) (*Result, error) {
+	if ch.Scheme != "bearer" {
+		return nil, fmt.Errorf("a %q challenge has no token endpoint", ch.Scheme)
+	}
+	realm := ch.Realm()
+	if realm == "" {
+		return nil, errors.New("the Bearer challenge names no realm")
+	}
+	u, err := url.Parse(realm)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("the Bearer challenge's realm %q is not an http(s) URL", printable(realm))
+	}
+	res := &Result{Realm: realm, Service: ch.Service(), Scopes: req.Scopes}
+	if len(res.Scopes) == 0 {
+		res.Scopes = strings.Fields(ch.Scope())
+	}
+	cr := req.Credentials
+	var tr tokenAnswer
+	switch {
+	case cr.IdentityToken != "":
+		res.Grant = "refresh_token"
+		tr, err = c.postThenGet(ctx, res, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {cr.IdentityToken}},
+			cr.Username, cr.IdentityToken)
+	case cr.Username != "" || cr.Password != "":
+		res.Grant = "password"
+		if req.OAuth {
+			form := url.Values{"grant_type": {"password"}, "username": {cr.Username}, "password": {cr.Password}}
+			if req.Offline {
+				form.Set("access_type", "offline")
+			}
+			tr, err = c.postThenGet(ctx, res, form, cr.Username, cr.Password)
+		} else {
+			tr, err = c.get(ctx, res, cr.Username, cr.Password, req.Offline)
+		}
+	default:
+		res.Grant = "anonymous"
+		tr, err = c.get(ctx, res, "", "", false)
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.Token = tr.AccessToken
+	if res.Token == "" {
+		res.Token = tr.Token
+	}
+	if res.Token == "" {
+		return nil, fmt.Errorf("%s %s answered 200 without a token", res.Method, realm)
+	}
+	res.RefreshToken, res.ExpiresIn, res.IssuedAt = tr.RefreshToken, tr.ExpiresIn, tr.IssuedAt
+	return res, nil
+}
+
+// CheckBasic tries credentials on registry/v2/ with Basic: a registry that answers a Basic
+// challenge takes them on every request, so there is no token, only a yes or a no.
+func (c *Client) CheckBasic(ctx context.Context, registry string, cr Credentials) error {
+	if cr.IdentityToken != "" && cr.Password == "" {
+		return errors.New("the registry takes Basic credentials: a user name and password, not an identity token")
+	}
+	if cr.Username == "" && cr.Password == "" {
+		return ErrNoCredentials
+	}
+	target := v2URL(registry)
+	resp, err := c.send(ctx, http.MethodGet, target, func(r *http.Request) { r.SetBasicAuth(cr.Username, cr.Password) }, nil)
+	if err != nil {
+		return err
+	}
+	defer drain(resp)
+	if resp.StatusCode != http.StatusOK {
+		return statusError("GET "+target+" with Basic credentials as "+printable(cr.Username), resp)
+	}
+	return nil
+}
+
+type tokenAnswer struct {
+	Token        string `json:"token"`
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	ExpiresIn    int64  `json:"expires_in"`
+	IssuedAt     string `json:"issued_at"`
+}
+
+// postThenGet posts the OAuth2 form and falls back to GET with Basic user:secret when the
+// endpoint does not take it.
+func (c *Client) postThenGet(ctx context.Context, res *Result, form url.Values, user, secret string) (tokenAnswer, error) {
+	tr, err := c.post(ctx, res, form)
+	var se *StatusError
+	if err == nil || !errors.As(err, &se) || !postUnsupported(se) {
+		return tr, err
+	}
+	res.FellBack = se
+	return c.get(ctx, res, user, secret, false)
+}
+
+// postUnsupported says whether a POST answer means "not this way" rather than "not you".
+func postUnsupported(e *StatusError) bool {
+	switch e.StatusCode {
+	case http.StatusNotFound, http.StatusMethodNotAllowed:
+		return true
+	case http.StatusBadRequest:
+		return e.Code != "invalid_grant"
+	}
+	return false
+}
+
+func (c *Client) get(ctx context.Context, res *Result, user, secret string, offline bool) (tokenAnswer, error) {
+	res.Method = http.MethodGet
+	u, _ := url.Parse(res.Realm) // checked by FetchToken
 	q := u.Query()
-	if r.Service != "" {
-		q.Set("service", r.Service)
+	if res.Service != "" {
+		q.Set("service", res.Service)
 	}
-	for _, s := range scopes {
+	for _, s := range res.Scopes {
 		q.Add("scope", s)
 	}
 	q.Set("client_id", c.clientID())
 	if offline {
 		q.Set("offline_token", "true")
 	}
-	if user != "" {
-		q.Set("account", user)
+	if user != "" && res.Grant == "password" {
+		q.Set("account", user) // docker sends it; a refresh token speaks for its own user
 	}
 	u.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return tokenResponse{}, err
+	var auth func(*http.Request)
+	if user != "" || secret != "" {
+		auth = func(r *http.Request) { r.SetBasicAuth(user, secret) }
 	}
-	if user != "" || pass != "" {
-		req.SetBasicAuth(user, pass)
-	}
-	return c.do(req)
+	return c.tokenRequest(ctx, http.MethodGet, u.String(), describe("GET", res.Realm, user, res.Grant), auth, nil)
 }
 
-func (c *Client) post(ctx context.Context, r *Result, scopes []string, form url.Values) (tokenResponse, error) {
+func (c *Client) post(ctx context.Context, res *Result, form url.Values) (tokenAnswer, error) {
+	res.Method = http.MethodPost
 	form.Set("client_id", c.clientID())
-	if r.Service != "" {
-		form.Set("service", r.Service)
+	if res.Service != "" {
+		form.Set("service", res.Service)
 	}
-	if len(scopes) > 0 {
-		form.Set("scope", strings.Join(scopes, " "))
+	if len(res.Scopes) > 0 {
+		form.Set("scope", strings.Join(res.Scopes, " ")) // RFC 6749 §3.3: one space-separated list
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.Realm, strings.NewReader(form.Encode()))
-	if err != nil {
-		return tokenResponse{}, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return c.do(req)
+	body := form.Encode()
+	setForm := func(r *http.Request) { r.Header.Set("Content-Type", "application/x-www-form-urlencoded") }
+	return c.tokenRequest(ctx, http.MethodPost, res.Realm, describe("POST", res.Realm, form.Get("username"), res.Grant), setForm, strings.NewReader(body))
 }
 
-func (c *Client) do(req *http.Request) (tokenResponse, error) {
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return tokenResponse{}, fmt.Errorf("token endpoint: %w", err)
+func describe(method, realm, user, grant string) string {
+	s := method + " " + realm
+	switch {
+	case grant == "refresh_token":
+		s += " with the refresh token"
+	case user != "":
+		s += " as " + printable(user)
+	case grant == "anonymous":
+		s += " anonymously"
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return s
+}
+
+func (c *Client) tokenRequest(ctx context.Context, method, target, what string, prepare func(*http.Request), body io.Reader) (tokenAnswer, error) {
+	resp, err := c.send(ctx, method, target, prepare, body)
 	if err != nil {
-		return tokenResponse{}, fmt.Errorf("token endpoint: %w", err)
+		return tokenAnswer{}, err
 	}
+	defer drain(resp)
 	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error       string `json:"error"`
-			Description string `json:"error_description"`
-			Details     string `json:"details"`
-		}
-		_ = json.Unmarshal(body, &e)
-		msg := strings.TrimSpace(strings.Join([]string{e.Error, e.Description}, ": "))
-		if msg == ":" || msg == "" {
-			msg = http.StatusText(resp.StatusCode)
-		}
-		return tokenResponse{}, &statusError{code: resp.StatusCode, msg: msg}
+		return tokenAnswer{}, statusError(what, resp)
 	}
-	var tr tokenResponse
-	if err := json.Unmarshal(body, &tr); err != nil {
-		return tokenResponse{}, fmt.Errorf("token endpoint: answer is not JSON: %w", err)
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return tokenAnswer{}, fmt.Errorf("%s: reading the answer: %w", what, err)
+	}
+	var tr tokenAnswer
+	if err := json.Unmarshal(data, &tr); err != nil {
+		return tokenAnswer{}, fmt.Errorf("%s: the answer is not a token answer (JSON): %v", what, err)
 	}
 	return tr, nil
 }
 
-// checkBasic tries the credentials on /v2/ with Basic: the registry takes them directly.
-func (c *Client) checkBasic(ctx context.Context, registry string, cr Credentials) error {
-	if cr.Username == "" && cr.Password == "" {
-		return errors.New("the registry asks for Basic credentials: give -u and -p")
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(registry, "/")+"/v2/", nil)
+func (c *Client) send(ctx context.Context, method, target string, prepare func(*http.Request), body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("%s %s: %w", method, target, err)
 	}
-	req.SetBasicAuth(cr.Username, cr.Password)
+	ua := c.UserAgent
+	if ua == "" {
+		ua = "portcullis-regclient"
+	}
+	req.Header.Set("User-Agent", ua)
+	if prepare != nil {
+		prepare(req)
+	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return err
+		if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+			return nil, fmt.Errorf("%s %s: the server speaks plain HTTP: use an http:// URL", method, target)
+		}
+		return nil, fmt.Errorf("%s %s: %w", method, target, err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("the registry refused the Basic credentials: %s", resp.Status)
+	return resp, nil
+}
+
+func v2URL(registry string) string { return strings.TrimSuffix(registry, "/") + "/v2/" }
+
+func drain(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
+	_ = resp.Body.Close()
+}
+
+// statusError reads the server's reason from the body: an OAuth2 error (error,
+// error_description), a registry error list (errors[].code, message), docker's details, or
+// the first line of a text answer.
+func statusError(what string, resp *http.Response) *StatusError {
+	e := &StatusError{Request: what, StatusCode: resp.StatusCode, Status: resp.Status}
+	if e.Status == "" {
+		e.Status = fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
-	return nil
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	e.Code, e.Message = reasonFromBody(data)
+	return e
+}
+
+func reasonFromBody(data []byte) (code, message string) {
+	var b struct {
+		Error       json.RawMessage `json:"error"`
+		Description string          `json:"error_description"`
+		Details     string          `json:"details"`
+		Message     string          `json:"message"`
+		Errors      []struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"errors"`
+	}
+	if json.Unmarshal(data, &b) == nil {
+		var errStr string
+		_ = json.Unmarshal(b.Error, &errStr) // some servers put an object here: ignore it
+		switch {
+		case errStr != "" || b.Description != "":
+			return printable(errStr), printable(firstNonEmpty(b.Description, b.Details, b.Message))
+		case len(b.Errors) > 0:
+			msgs := make([]string, 0, len(b.Errors))
+			for _, x := range b.Errors {
+				msgs = append(msgs, x.Message)
+			}
+			return printable(b.Errors[0].Code), printable(strings.Join(msgs, "; "))
+		case b.Details != "" || b.Message != "":
+			return "", printable(firstNonEmpty(b.Details, b.Message))
+		}
+		return "", ""
+	}
+	text := strings.TrimSpace(string(data))
+	if text == "" || strings.HasPrefix(text, "<") { // an HTML error page says nothing useful on one line
+		return "", ""
+	}
+	line, _, _ := strings.Cut(text, "\n")
+	return "", printable(strings.TrimSpace(line))
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// printable makes server-chosen text safe for a terminal and one line: control characters
+// become "?" and anything past 300 bytes is cut.
+func printable(s string) string {
+	const limit = 300
+	cut := len(s) > limit
+	if cut {
+		s = s[:limit]
+	}
+	s = strings.ToValidUTF8(s, "?")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, s)
+	if cut {
+		s += "…"
+	}
+	return s
 }

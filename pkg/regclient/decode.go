@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,81 +14,206 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
-var anyAlg = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.ES512, jose.RS256, jose.RS384, jose.RS512,
-	jose.PS256, jose.PS384, jose.PS512, jose.EdDSA, jose.HS256, jose.HS384, jose.HS512}
+// anyAlgorithm lets Decode read whatever a token says it is signed with: it describes a
+// token and never trusts it, so no algorithm needs refusing here.
+var anyAlgorithm = []jose.SignatureAlgorithm{
+	jose.ES256, jose.ES384, jose.ES512, jose.RS256, jose.RS384, jose.RS512,
+	jose.PS256, jose.PS384, jose.PS512, jose.EdDSA, jose.HS256, jose.HS384, jose.HS512,
+}
 
-// Describe writes a token's header and claims for a person, without verifying the signature
-// (it says so): alg, kid, the x5c chain's certificates, iss, sub, aud, expiry and time left,
-// and the access list.
-func Describe(w io.Writer, raw string, now time.Time) error {
-	tok, err := jwt.ParseSigned(raw, anyAlg)
+// Access is one entry of a distribution token's access claim.
+type Access struct {
+	Type    string   `json:"type"`
+	Name    string   `json:"name"`
+	Actions []string `json:"actions"`
+}
+
+func (a Access) String() string { return a.Type + ":" + a.Name + ":" + strings.Join(a.Actions, ",") }
+
+// Cert summarises one certificate of a token's x5c chain.
+type Cert struct {
+	Subject, Issuer     string
+	NotBefore, NotAfter time.Time
+}
+
+// TokenInfo is what a token says about itself. None of it is verified.
+type TokenInfo struct {
+	Algorithm string
+	KeyID     string
+	Type      string
+	X5C       []Cert
+
+	Issuer   string
+	Subject  string
+	Audience []string
+	ID       string
+	// IssuedAt, NotBefore and Expiry are zero when the claim is absent.
+	IssuedAt, NotBefore, Expiry time.Time
+	// Access is nil when the token has no access claim, empty when it grants nothing.
+	Access []Access
+	// Other holds the remaining claims, JSON-encoded.
+	Other map[string]string
+}
+
+// Decode reads a compact JWS token's header and claims with go-jose, WITHOUT verifying its
+// signature: it is for looking at a token, never for trusting one.
+func Decode(raw string) (*TokenInfo, error) {
+	raw = strings.TrimSpace(raw)
+	tok, err := jwt.ParseSigned(raw, anyAlgorithm)
 	if err != nil {
-		return fmt.Errorf("not a JWT: %w", err)
+		return nil, fmt.Errorf("not a signed JWT: %w", err)
 	}
-	var claims map[string]any
-	if err := tok.UnsafeClaimsWithoutVerification(&claims); err != nil {
-		return fmt.Errorf("claims: %w", err)
+	if len(tok.Headers) != 1 {
+		return nil, fmt.Errorf("token has %d signatures, want 1", len(tok.Headers))
 	}
 	h := tok.Headers[0]
-	fmt.Fprintln(w, "(decoded without verifying the signature)")
-	fmt.Fprintf(w, "alg: %s\nkid: %s\n", h.Algorithm, h.KeyID)
+	ti := &TokenInfo{Algorithm: h.Algorithm, KeyID: h.KeyID}
+	if typ, ok := h.ExtraHeaders[jose.HeaderType].(string); ok {
+		ti.Type = typ
+	}
+	// go-jose keeps the x5c chain it parsed to itself unless asked to verify it, so the
+	// summary reads the header segment, which go-jose has already checked parses.
+	if ti.X5C, err = x5cChain(raw); err != nil {
+		return nil, err
+	}
+
+	var std jwt.Claims
+	var extra struct {
+		Access *[]Access `json:"access"`
+	}
+	var all map[string]json.RawMessage
+	if err := tok.UnsafeClaimsWithoutVerification(&std, &extra, &all); err != nil {
+		return nil, fmt.Errorf("token claims: %w", err)
+	}
+	ti.Issuer, ti.Subject, ti.Audience, ti.ID = std.Issuer, std.Subject, std.Audience, std.ID
+	ti.IssuedAt, ti.NotBefore, ti.Expiry = numericTime(std.IssuedAt), numericTime(std.NotBefore), numericTime(std.Expiry)
+	if extra.Access != nil {
+		ti.Access = append([]Access{}, *extra.Access...)
+	}
+	for k, v := range all {
+		switch k {
+		case "iss", "sub", "aud", "jti", "iat", "nbf", "exp", "access":
+			continue
+		}
+		if ti.Other == nil {
+			ti.Other = map[string]string{}
+		}
+		ti.Other[k] = string(v)
+	}
+	return ti, nil
+}
+
+func numericTime(d *jwt.NumericDate) time.Time {
+	if d == nil {
+		return time.Time{}
+	}
+	return d.Time().UTC()
+}
+
+func x5cChain(raw string) ([]Cert, error) {
+	seg, _, _ := strings.Cut(raw, ".")
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return nil, fmt.Errorf("token header: %w", err)
+	}
 	var hdr struct {
 		X5C []string `json:"x5c"`
 	}
-	if seg, _, ok := strings.Cut(raw, "."); ok {
-		if b, err := base64.RawURLEncoding.DecodeString(seg); err == nil {
-			_ = json.Unmarshal(b, &hdr)
+	if err := json.Unmarshal(b, &hdr); err != nil {
+		return nil, fmt.Errorf("token header: %w", err)
+	}
+	var out []Cert
+	for i, s := range hdr.X5C {
+		der, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, fmt.Errorf("token header x5c[%d]: %w", i, err)
 		}
-	}
-	{
-		for i, s := range hdr.X5C {
-			if der, err := decodeB64(s); err == nil {
-				if cert, err := x509.ParseCertificate(der); err == nil {
-					fmt.Fprintf(w, "x5c[%d]: subject %q, issuer %q, valid %s to %s\n", i, cert.Subject.String(), cert.Issuer.String(),
-						cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339))
-				}
-			}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("token header x5c[%d]: %w", i, err)
 		}
+		out = append(out, Cert{Subject: c.Subject.String(), Issuer: c.Issuer.String(),
+			NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC()})
 	}
-	keys := make([]string, 0, len(claims))
-	for k := range claims {
-		if k != "access" {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		v := claims[k]
-		if f, ok := v.(float64); ok && (k == "exp" || k == "iat" || k == "nbf") {
-			t := time.Unix(int64(f), 0).UTC()
-			extra := ""
-			if k == "exp" {
-				if left := t.Sub(now); left > 0 {
-					extra = fmt.Sprintf(" (in %s)", left.Round(time.Second))
-				} else {
-					extra = fmt.Sprintf(" (EXPIRED %s ago)", (-left).Round(time.Second))
-				}
-			}
-			fmt.Fprintf(w, "%s: %s%s\n", k, t.Format(time.RFC3339), extra)
-			continue
-		}
-		fmt.Fprintf(w, "%s: %v\n", k, v)
-	}
-	access, _ := claims["access"].([]any)
-	if len(access) == 0 {
-		fmt.Fprintln(w, "access: (none)")
-	}
-	for _, a := range access {
-		m, _ := a.(map[string]any)
-		var acts []string
-		if l, ok := m["actions"].([]any); ok {
-			for _, x := range l {
-				acts = append(acts, fmt.Sprint(x))
-			}
-		}
-		fmt.Fprintf(w, "access: %v:%v:%s\n", m["type"], m["name"], strings.Join(acts, ","))
-	}
-	return nil
+	return out, nil
 }
 
-func decodeB64(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }
+// Write describes the token for a person, with expiry and validity relative to now.
+func (ti *TokenInfo) Write(w io.Writer, now time.Time) error {
+	var b strings.Builder
+	line := func(k, v string) { fmt.Fprintf(&b, "  %-5s %s\n", k+":", v) }
+	b.WriteString("token header and claims (decoded WITHOUT verifying the signature):\n")
+	line("alg", orNone(ti.Algorithm))
+	line("kid", orNone(ti.KeyID))
+	if ti.Type != "" {
+		line("typ", printable(ti.Type))
+	}
+	if len(ti.X5C) == 0 {
+		line("x5c", "(none)")
+	} else {
+		line("x5c", fmt.Sprintf("%d certificate(s), leaf first", len(ti.X5C)))
+		for i, c := range ti.X5C {
+			state := ""
+			switch {
+			case now.After(c.NotAfter):
+				state = " EXPIRED"
+			case now.Before(c.NotBefore):
+				state = " NOT YET VALID"
+			}
+			fmt.Fprintf(&b, "    [%d] subject %q, issuer %q, valid %s to %s%s\n", i, printable(c.Subject), printable(c.Issuer),
+				c.NotBefore.Format(time.RFC3339), c.NotAfter.Format(time.RFC3339), state)
+		}
+	}
+	line("iss", orNone(ti.Issuer))
+	line("sub", orNone(ti.Subject))
+	line("aud", orNone(strings.Join(ti.Audience, ", ")))
+	if ti.ID != "" {
+		line("jti", printable(ti.ID))
+	}
+	if !ti.IssuedAt.IsZero() {
+		line("iat", ti.IssuedAt.Format(time.RFC3339))
+	}
+	if !ti.NotBefore.IsZero() {
+		nbf := ti.NotBefore.Format(time.RFC3339)
+		if ti.NotBefore.After(now) {
+			nbf += fmt.Sprintf(" (NOT YET VALID: %s from now)", ti.NotBefore.Sub(now).Round(time.Second))
+		}
+		line("nbf", nbf)
+	}
+	switch {
+	case ti.Expiry.IsZero():
+		line("exp", "(none: the token never expires)")
+	case ti.Expiry.After(now):
+		line("exp", fmt.Sprintf("%s (%s left)", ti.Expiry.Format(time.RFC3339), ti.Expiry.Sub(now).Round(time.Second)))
+	default:
+		line("exp", fmt.Sprintf("%s (EXPIRED %s ago)", ti.Expiry.Format(time.RFC3339), now.Sub(ti.Expiry).Round(time.Second)))
+	}
+	switch {
+	case ti.Access == nil:
+		line("access", "(no access claim)")
+	case len(ti.Access) == 0:
+		line("access", "(empty: grants nothing)")
+	default:
+		b.WriteString("  access:\n")
+		for _, a := range ti.Access {
+			fmt.Fprintf(&b, "    %s\n", printable(a.String()))
+		}
+	}
+	keys := make([]string, 0, len(ti.Other))
+	for k := range ti.Other {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		line(printable(k), printable(ti.Other[k]))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return printable(s)
+}
