@@ -20,6 +20,10 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "doctor" {
+		// The doctor's exit status tells "found a problem" (1) from "could not run" (2).
+		os.Exit(runDoctorCmd(context.Background(), os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "portcullis:", err)

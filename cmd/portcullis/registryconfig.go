@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/pkg/regtrust"
 	"github.com/portcullis-dev/portcullis/services/signer"
 )
 
@@ -50,7 +51,9 @@ func runRegistryConfig(ctx context.Context, args []string, stdout, stderr io.Wri
 		defer c.Close(ctx)
 	}
 	var certPEM []byte
+	x5c := false
 	if r, ok := km.(signer.RootCertifier); ok && len(r.RootCertificates(ctx)) > 0 {
+		x5c = true
 		// x5c mode: the registry trusts the root only, so key rotation never changes its config.
 		for _, c := range r.RootCertificates(ctx) {
 			certPEM = append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
@@ -83,6 +86,36 @@ func runRegistryConfig(ctx context.Context, args []string, stdout, stderr io.Wri
 		}
 	}
 	fmt.Fprintf(stdout, "wrote %s, %s and %s\n", filepath.Join(dir, "auth-token.yml"), bundle, jwksPath)
+	if x5c {
+		return nil // tokens carry a chain to the bundle's root: no kid to check
+	}
+	key, err := km.SigningKey(ctx)
+	if err != nil {
+		return err
+	}
+	return checkWrittenTrust(filepath.Join(dir, "auth-token.yml"), regtrust.Header{Algorithm: string(key.Algorithm()), KeyID: key.ID()}, stderr)
+}
+
+// checkWrittenTrust runs the doctor's key checks on the files just written: a 3.x registry
+// given them must trust the signing key (else it is a bug here), and what a registry given
+// only part of them would do is said before a user finds out from a 401.
+func checkWrittenTrust(authFile string, h regtrust.Header, stderr io.Writer) error {
+	s, err := regtrust.Load(authFile)
+	if err != nil {
+		return fmt.Errorf("checking what was written: %w", err)
+	}
+	full := s.Check(h)
+	if !full[1].Trusted {
+		return fmt.Errorf("a 3.x registry given these files would refuse the signing key: %s", full[1].Why)
+	}
+	if !full[0].Trusted {
+		fmt.Fprintf(stderr, "note: a distribution 2.x registry given these files will refuse the tokens: %s\n  fix: %s\n", full[0].Why, full[0].Fix)
+	}
+	bundleOnly := *s
+	bundleOnly.KeySet = nil
+	if v := bundleOnly.Check(h)[1]; !v.Trusted {
+		fmt.Fprintf(stderr, "warning: keep the jwks line: a distribution 3.x registry given only the rootcertbundle would refuse the tokens: %s\n", v.Why)
+	}
 	return nil
 }
 

@@ -42,6 +42,8 @@ type TokenInfo struct {
 	KeyID     string
 	Type      string
 	X5C       []Cert
+	// X5CCerts is the x5c chain itself, leaf first, for checking it against a trust root.
+	X5CCerts []*x509.Certificate
 
 	Issuer   string
 	Subject  string
@@ -73,7 +75,7 @@ func Decode(raw string) (*TokenInfo, error) {
 	}
 	// go-jose keeps the x5c chain it parsed to itself unless asked to verify it, so the
 	// summary reads the header segment, which go-jose has already checked parses.
-	if ti.X5C, err = x5cChain(raw); err != nil {
+	if ti.X5C, ti.X5CCerts, err = x5cChain(raw); err != nil {
 		return nil, err
 	}
 
@@ -110,32 +112,34 @@ func numericTime(d *jwt.NumericDate) time.Time {
 	return d.Time().UTC()
 }
 
-func x5cChain(raw string) ([]Cert, error) {
+func x5cChain(raw string) ([]Cert, []*x509.Certificate, error) {
 	seg, _, _ := strings.Cut(raw, ".")
 	b, err := base64.RawURLEncoding.DecodeString(seg)
 	if err != nil {
-		return nil, fmt.Errorf("token header: %w", err)
+		return nil, nil, fmt.Errorf("token header: %w", err)
 	}
 	var hdr struct {
 		X5C []string `json:"x5c"`
 	}
 	if err := json.Unmarshal(b, &hdr); err != nil {
-		return nil, fmt.Errorf("token header: %w", err)
+		return nil, nil, fmt.Errorf("token header: %w", err)
 	}
 	var out []Cert
+	var certs []*x509.Certificate
 	for i, s := range hdr.X5C {
 		der, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
-			return nil, fmt.Errorf("token header x5c[%d]: %w", i, err)
+			return nil, nil, fmt.Errorf("token header x5c[%d]: %w", i, err)
 		}
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
-			return nil, fmt.Errorf("token header x5c[%d]: %w", i, err)
+			return nil, nil, fmt.Errorf("token header x5c[%d]: %w", i, err)
 		}
+		certs = append(certs, c)
 		out = append(out, Cert{Subject: c.Subject.String(), Issuer: c.Issuer.String(),
 			NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC()})
 	}
-	return out, nil
+	return out, certs, nil
 }
 
 // Write describes the token for a person, with expiry and validity relative to now.

@@ -87,6 +87,10 @@ func TestDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(ti.X5CCerts) != 2 || !ti.X5CCerts[0].Equal(leaf) || !ti.X5CCerts[1].Equal(root) {
+		t.Errorf("X5CCerts = %v, want the leaf and the root", ti.X5CCerts)
+	}
+	ti.X5CCerts = nil
 	want := &TokenInfo{Algorithm: "ES256", KeyID: "ABCD:EFGH", Type: "JWT",
 		X5C: []Cert{{Subject: "CN=signer-1", Issuer: "CN=Portcullis root", NotBefore: leaf.NotBefore.UTC(), NotAfter: leaf.NotAfter.UTC()},
 			{Subject: "CN=Portcullis root", Issuer: "CN=Portcullis root", NotBefore: root.NotBefore.UTC(), NotAfter: root.NotAfter.UTC()}},
