@@ -193,7 +193,8 @@ func checkRetiresAt(t testing.TB, kt keyTable, upTo int, late time.Duration) {
 // procedure: rotate, which publishes the new version at once (gateway JWKS and a re-run
 // registry-config); restart the registry with the new jwks.json before the version signs;
 // then the version activates. skopeo works before and after activation, twice; a registry
-// left on the first jwks.json refuses the new version's tokens.
+// left on the first jwks.json refuses the new version's tokens. Meanwhile a pkg/verify
+// client verifies a stream of tokens and must see no failure.
 func TestVaultRotation_Registry3_JWKS(t *testing.T) {
 	t.Parallel()
 	// Long enough that the pre-activation steps (registry-config, a registry restart, a
@@ -213,6 +214,9 @@ func TestVaultRotation_Registry3_JWKS(t *testing.T) {
 	stale := startTrustedRegistry(t, registry3, vp.portcullis, trust)
 	c := newClients(t)
 	skopeoPushPull(t, c, reg.registry, "jwks0")
+	// An internal service verifying tokens with pkg/verify all along: no verification may
+	// fail while versions are published, activated and left retiring.
+	load := startVerifyLoad(t, vp.portcullis)
 
 	for i := 1; i <= 2; i++ {
 		oldKID := vp.tokenKID(t)
@@ -276,6 +280,7 @@ func TestVaultRotation_Registry3_JWKS(t *testing.T) {
 	if got := c.skopeoDigest(t, reg.Host+"/alice/jwks0:v1", "alice:alice"); got == "" {
 		t.Fatal("skopeo inspect of the image pushed before the rotations reported no digest")
 	}
+	load.stop(t, 3)
 }
 
 func sameSet(a, b []string) bool {

@@ -8,6 +8,7 @@ package verify
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +34,8 @@ var (
 	ErrNotYetValid = errors.New("verify: token not yet valid")
 	ErrIssuer      = errors.New("verify: wrong issuer")
 	ErrAudience    = errors.New("verify: wrong audience")
+	// ErrChain: the token's x5c chain does not lead to a configured root.
+	ErrChain = errors.New("verify: x5c chain not trusted")
 	// ErrUnavailable: the keys could not be fetched and none are cached.
 	ErrUnavailable = errors.New("verify: signing keys unavailable")
 )
@@ -53,6 +56,10 @@ type Options struct {
 	Algorithms []jose.SignatureAlgorithm
 	// Leeway for exp, nbf and iat (default 30s).
 	Leeway time.Duration
+	// Roots, when set, verify tokens that carry an x5c certificate chain (Portcullis's x5c
+	// mode): the chain must lead to one of them and the leaf's key signs. Tokens without x5c
+	// are still verified against the JWKS.
+	Roots *x509.CertPool
 	// MinRefreshInterval bounds fetches caused by unknown key ids (default 10s).
 	MinRefreshInterval time.Duration
 	HTTPClient         *http.Client
@@ -151,7 +158,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if len(tok.Headers) != 1 {
 		return nil, ErrMalformed
 	}
-	key, issuer, err := v.key(ctx, tok.Headers[0].KeyID)
+	key, issuer, err := v.signingKey(ctx, tok.Headers[0])
 	if err != nil {
 		return nil, err
 	}
@@ -187,6 +194,33 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 		c.IssuedAt = reg.IssuedAt.Time()
 	}
 	return c, nil
+}
+
+// signingKey picks the key that must have signed: the x5c leaf's when roots are configured
+// and the token carries a chain, else the JWKS key named by kid.
+func (v *Verifier) signingKey(ctx context.Context, h jose.Header) (jose.JSONWebKey, string, error) {
+	if v.o.Roots == nil {
+		return v.key(ctx, h.KeyID)
+	}
+	chains, err := h.Certificates(x509.VerifyOptions{Roots: v.o.Roots, CurrentTime: v.o.Now(),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if errors.Is(err, jose.ErrMissingX5cHeader) {
+		return v.key(ctx, h.KeyID)
+	}
+	if err != nil {
+		return jose.JSONWebKey{}, "", fmt.Errorf("%w: %v", ErrChain, err)
+	}
+	issuer := v.o.Issuer
+	if issuer == "" {
+		// The issuer still comes from the discovery document; any cached copy will do.
+		if _, issuer, err = v.key(ctx, ""); err != nil && !errors.Is(err, ErrUnknownKey) {
+			return jose.JSONWebKey{}, "", err
+		}
+		v.mu.Lock()
+		issuer = v.issuer
+		v.mu.Unlock()
+	}
+	return jose.JSONWebKey{Key: chains[0][0].PublicKey}, issuer, nil
 }
 
 // key finds kid in the cached keys, fetching them when the cache is stale or lacks kid (the
@@ -240,7 +274,9 @@ func (v *Verifier) key(ctx context.Context, kid string) (jose.JSONWebKey, string
 }
 
 // fetch reads the discovery document, then the JWKS it names; maxAge is the JWKS's
-// Cache-Control max-age, kept between 1 minute and 1 day (5 minutes without one).
+// Cache-Control max-age, kept between 1 second and 1 day (5 minutes without one). A short
+// max-age is honoured: Portcullis in Vault mode sets it below the key propagation delay, so
+// a verifier holds a new key before any token is signed with it.
 func (v *Verifier) fetch(ctx context.Context) (jose.JSONWebKeySet, string, time.Duration, error) {
 	var disc struct {
 		Issuer  string `json:"issuer"`
@@ -283,7 +319,7 @@ func maxAge(cc string) time.Duration {
 	for _, d := range strings.Split(cc, ",") {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(strings.ToLower(d)), "max-age="); ok {
 			if n, err := strconv.Atoi(v); err == nil {
-				return min(max(time.Duration(n)*time.Second, time.Minute), 24*time.Hour)
+				return min(max(time.Duration(n)*time.Second, time.Second), 24*time.Hour)
 			}
 		}
 	}

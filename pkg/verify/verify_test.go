@@ -6,8 +6,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -250,5 +253,112 @@ func TestMiddleware(t *testing.T) {
 		if tc.want == 401 && rec.Header().Get("WWW-Authenticate") == "" {
 			t.Errorf("%s: 401 without a challenge", tc.name)
 		}
+	}
+}
+
+// ca makes a CA (or, with parent, a leaf certified by it) valid from notBefore to notAfter.
+func ca(t *testing.T, cn string, isCA bool, notBefore, notAfter time.Time, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: notBefore, NotAfter: notAfter, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		BasicConstraintsValid: true, IsCA: isCA}
+	if parent == nil {
+		parent, parentKey = tmpl, k
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, k.Public(), parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, k
+}
+
+func TestX5CChains(t *testing.T) {
+	is := newIssuer(t)
+	now := time.Now()
+	root, rootKey := ca(t, "portcullis root", true, now.Add(-time.Hour), now.Add(24*time.Hour), nil, nil)
+	otherRoot, otherKey := ca(t, "attacker root", true, now.Add(-time.Hour), now.Add(24*time.Hour), nil, nil)
+	leaf, leafKey := ca(t, "leaf", false, now.Add(-time.Hour), now.Add(time.Hour), root, rootKey)
+	oldLeaf, oldKey := ca(t, "old leaf", false, now.Add(-3*time.Hour), now.Add(-2*time.Hour), root, rootKey)
+	forged, forgedKey := ca(t, "forged leaf", false, now.Add(-time.Hour), now.Add(time.Hour), otherRoot, otherKey)
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+
+	x5c := func(certs ...*x509.Certificate) map[jose.HeaderKey]any {
+		var chain []string
+		for _, c := range certs {
+			chain = append(chain, base64.StdEncoding.EncodeToString(c.Raw))
+		}
+		return map[jose.HeaderKey]any{"x5c": chain}
+	}
+	// The kid names no JWKS key: only the chain can make these tokens good.
+	unknown := jose.JSONWebKey{KeyID: "not-in-jwks"}
+	cases := []struct {
+		name  string
+		roots *x509.CertPool
+		raw   string
+		want  error
+	}{
+		{"chain to the root", roots, sign(t, unknown, jose.ES256, leafKey, good(now), x5c(leaf)), nil},
+		{"chain with the root included", roots, sign(t, unknown, jose.ES256, leafKey, good(now), x5c(leaf, root)), nil},
+		{"chain to another root", roots, sign(t, unknown, jose.ES256, forgedKey, good(now), x5c(forged, otherRoot)), verify.ErrChain},
+		{"expired leaf", roots, sign(t, unknown, jose.ES256, oldKey, good(now), x5c(oldLeaf)), verify.ErrChain},
+		{"good chain, signed by another key", roots, sign(t, unknown, jose.ES256, forgedKey, good(now), x5c(leaf)), verify.ErrSignature},
+		{"no roots configured: the chain is ignored, the kid decides", nil, sign(t, unknown, jose.ES256, leafKey, good(now), x5c(leaf)), verify.ErrUnknownKey},
+		{"roots configured, no x5c: the JWKS decides", roots, sign(t, is.newest(), jose.ES256, is.newest().Key, good(now), nil), nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := verify.New(verify.Options{URL: is.srv.URL, Audience: "registry.local", Roots: tc.roots})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := v.Verify(context.Background(), tc.raw)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if err == nil && (c.Issuer != "portcullis" || !c.Allows("repository", "alice/app", "push")) {
+				t.Errorf("claims %+v", c)
+			}
+		})
+	}
+}
+
+// Portcullis in Vault mode publishes a key propagation_delay before it signs and sets the
+// JWKS max-age below that delay: a verifier that honours a short max-age holds the key when
+// its first token comes, even inside MinRefreshInterval of its last fetch.
+func TestShortMaxAgeIsHonoured(t *testing.T) {
+	t.Parallel()
+	is := newIssuer(t)
+	is.maxAge = "public, max-age=2"
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	v, err := verify.New(verify.Options{URL: is.srv.URL, Audience: "registry.local", Now: now, MinRefreshInterval: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, sign(t, is.newest(), jose.ES256, is.newest().Key, good(now()), nil)); err != nil {
+		t.Fatal(err)
+	}
+	is.rotate(t) // published; signs 6 s later
+	clock.Add(int64(3 * time.Second))
+	if _, err := v.Verify(ctx, sign(t, is.keys[0], jose.ES256, is.keys[0].Key, good(now()), nil)); err != nil {
+		t.Fatalf("old key after the cache went stale: %v", err)
+	}
+	clock.Add(int64(3 * time.Second))
+	if _, err := v.Verify(ctx, sign(t, is.newest(), jose.ES256, is.newest().Key, good(now()), nil)); err != nil {
+		t.Fatalf("first token of the new key, 6 s after it was published: %v", err)
+	}
+	if n := is.fetches.Load(); n != 3 {
+		t.Errorf("%d JWKS fetches, want 3 (the first, and one each time the 2 s max-age had run out)", n)
 	}
 }
