@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"crypto"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -75,6 +76,10 @@ func testVaultRotationX5C(t *testing.T, kind registryKind, kidMode string) {
 	}
 	checkX5CToken(t, vp, tok, root)
 	skopeoPushPull(t, c, reg.registry, "rotation0")
+	// An internal service verifying by the x5c chain against the root alone, all along.
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	load := startVerifyLoad(t, vp.portcullis, roots)
 
 	t.Run("AdminRefused", func(t *testing.T) {
 		dir := t.TempDir()
@@ -167,6 +172,7 @@ func testVaultRotationX5C(t *testing.T, kind registryKind, kidMode string) {
 	if got := c.skopeoDigest(t, reg.Host+"/alice/rotation0:v1", "alice:alice"); got == "" {
 		t.Fatal("skopeo inspect of the image pushed before the rotations reported no digest")
 	}
+	load.stop(t, 3)
 }
 
 // checkRetiresAt checks that each retiring version leaves the JWKS max_ttl + 60s after the
@@ -216,7 +222,7 @@ func TestVaultRotation_Registry3_JWKS(t *testing.T) {
 	skopeoPushPull(t, c, reg.registry, "jwks0")
 	// An internal service verifying tokens with pkg/verify all along: no verification may
 	// fail while versions are published, activated and left retiring.
-	load := startVerifyLoad(t, vp.portcullis)
+	load := startVerifyLoad(t, vp.portcullis, nil)
 
 	for i := 1; i <= 2; i++ {
 		oldKID := vp.tokenKID(t)

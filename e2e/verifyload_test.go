@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -30,9 +31,10 @@ type verifyLoad struct {
 	kids     map[string]int
 }
 
-func startVerifyLoad(t *testing.T, pc *portcullis) *verifyLoad {
+// With roots, tokens carrying an x5c chain are verified by the chain (x5c mode).
+func startVerifyLoad(t *testing.T, pc *portcullis, roots *x509.CertPool) *verifyLoad {
 	t.Helper()
-	v, err := verify.New(verify.Options{URL: pc.URL, Audience: service, HTTPClient: httpClient})
+	v, err := verify.New(verify.Options{URL: pc.URL, Audience: service, HTTPClient: httpClient, Roots: roots})
 	if err != nil {
 		t.Fatal(err)
 	}
