@@ -393,6 +393,8 @@ type portcullisConfig struct {
 	// Sessions is the body of the sessions section, indented by two spaces; default: the
 	// SQLite store in the test's directory.
 	Sessions string
+	// OPA is the body of authz.opa, indented by four spaces; default: the shipped policy.
+	OPA string
 }
 
 // startAllInOneConfig runs `portcullis -config FILE` as one process.
@@ -492,6 +494,10 @@ func writePortcullisConfig(t testing.TB, c portcullisConfig) (*portcullis, map[s
 	if sessions == "" {
 		sessions = fmt.Sprintf("  store: {type: sqlite, config: {path: %s}}", filepath.Join(dir, "sessions.db"))
 	}
+	opaSection := c.OPA
+	if opaSection == "" {
+		opaSection = `    dir: ""`
+	}
 	key := c.Key
 	if key == "" {
 		key = fmt.Sprintf("    type: local\n    config:\n      path: %s\n      kid_mode: %s", filepath.Join(dir, "signing-key.pem"), kid)
@@ -514,7 +520,7 @@ authn:%s
           admins: [admin]
 authz:%s
   opa:
-    dir: ""
+%s
 signer:%s
   issuer: %s
   key:
@@ -522,7 +528,7 @@ signer:%s
 sessions:
 %s
 %s`, ports["gateway"], ports["gateway"], ports["metrics"], service, grpc, listen("authn"), filepath.Join(dir, "htpasswd"), listen("authz"),
-		listen("signer"), issuer, key, sessions, c.Extra)
+		opaSection, listen("signer"), issuer, key, sessions, c.Extra)
 	var pki *internalPKI
 	if c.Split {
 		// The split deployment runs as in production: mutual TLS between the services,

@@ -25,6 +25,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/pkg/grpctls"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
+	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
 	"github.com/portcullis-dev/portcullis/proto/portcullis/openapi"
 	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
 )
@@ -54,7 +55,7 @@ func (a *App) startAdminHTTP(ctx context.Context, s *grpc.Server, log *slog.Logg
 		return err
 	}
 	a.conns = append(a.conns, conn)
-	h, err := newAdminHTTPHandler(ctx, conn, a.km != nil, a.sessions != nil, a.robots != nil, log)
+	h, err := newAdminHTTPHandler(ctx, conn, a.km != nil, a.sessions != nil, a.robots != nil, a.policy != nil, log)
 	if err != nil {
 		return err
 	}
@@ -120,7 +121,7 @@ func requireAdminCert(next http.Handler, trustDomain string, log *slog.Logger) h
 
 // newAdminHTTPHandler routes the admin REST API to conn. grpc-gateway forwards the
 // Authorization header as gRPC metadata by default, which is all the admin server needs.
-func newAdminHTTPHandler(ctx context.Context, conn *grpc.ClientConn, keys, sessions, robotAccounts bool, log *slog.Logger) (http.Handler, error) {
+func newAdminHTTPHandler(ctx context.Context, conn *grpc.ClientConn, keys, sessions, robotAccounts, policy bool, log *slog.Logger) (http.Handler, error) {
 	mux := runtime.NewServeMux(runtime.WithErrorHandler(adminHTTPError(log)),
 		runtime.SetQueryParameterParser(strictQueryParser{}),
 		// grpc-gateway's default JSON settings, except that an unknown field in a body is an
@@ -152,6 +153,11 @@ func newAdminHTTPHandler(ctx context.Context, conn *grpc.ClientConn, keys, sessi
 	}
 	if robotAccounts {
 		if err := authnv1.RegisterRobotAdminServiceHandlerClient(ctx, mux, authnv1.NewRobotAdminServiceClient(conn)); err != nil {
+			return nil, err
+		}
+	}
+	if policy {
+		if err := authzv1.RegisterPolicyAdminServiceHandlerClient(ctx, mux, authzv1.NewPolicyAdminServiceClient(conn)); err != nil {
 			return nil, err
 		}
 	}

@@ -73,7 +73,7 @@ func targets() map[string][]string {
 		"all":     {"authn", "authz", "signer", "admin", "gateway"},
 		"gateway": {"gateway"},
 		"authn":   {"authn", "admin"},
-		"authz":   {"authz"},
+		"authz":   {"authz", "admin"},
 		"signer":  {"signer", "admin"},
 	}
 }
@@ -106,6 +106,7 @@ func adminRules() grpctls.Rules {
 		methodsOf(signerv1.KeyAdminService_ServiceDesc):    {grpctls.RoleAdmin},
 		methodsOf(authnv1.SessionAdminService_ServiceDesc): {grpctls.RoleAdmin},
 		methodsOf(authnv1.RobotAdminService_ServiceDesc):   {grpctls.RoleAdmin},
+		methodsOf(authzv1.PolicyAdminService_ServiceDesc):  {grpctls.RoleAdmin},
 		methodsOf(grpc_health_v1.Health_ServiceDesc):       {grpctls.AnyPeer},
 	}
 }
@@ -120,9 +121,10 @@ type App struct {
 	target      string
 
 	// Set by the modules that own them, read by the modules that depend on them.
-	km       signer.KeyManager // keys
-	sessions *sessions.Manager // authn, when sessions are enabled
-	robots   *robots.Manager   // authn, when a robot backend is configured
+	km       signer.KeyManager    // keys
+	sessions *sessions.Manager    // authn, when sessions are enabled
+	robots   *robots.Manager      // authn, when a robot backend is configured
+	policy   authz.PolicyReporter // authz
 	// sessionEvent counts session events (authn and the admin API's revocations).
 	sessionEvent func(event string)
 	grpcServer   *grpc.Server      // server: the services' server
@@ -485,12 +487,32 @@ func (a *App) newLockout(st sessions.Store) (*lockout.Lockout, error) {
 }
 
 func (a *App) startAuthz(ctx context.Context) error {
-	az, err := a.cfg.Authz.OPA.Open(ctx, authz.Deps{Logger: a.log.With("component", "authz"), Now: a.now})
+	log := a.log.With("component", "authz")
+	az, err := a.cfg.Authz.OPA.Open(ctx, authz.Deps{Logger: log, Now: a.now, Metrics: a.reg})
 	if err != nil {
 		return err
 	}
-	srv := authz.NewServer(az, a.log.With("component", "authz"))
+	if c, ok := az.(interface{ Close(context.Context) error }); ok {
+		a.closers = append(a.closers, c.Close)
+	}
+	srv := authz.NewServer(az, log)
 	a.register("authz", func(s *grpc.Server) { authzv1.RegisterAuthzServiceServer(s, srv) })
+	if p, ok := az.(authz.PolicyReporter); ok {
+		a.policy = p
+		select {
+		case <-p.Loaded():
+		default:
+			// A policy fetched from a bundle server may come later: until it does, the
+			// service is not ready (gRPC health, and so the gateway's /readyz).
+			name := healthNames()["authz"]
+			a.health.SetServingStatus(name, grpc_health_v1.HealthCheckResponse_NOT_SERVING)
+			log.Warn("authz not ready: waiting for the first policy", "source", p.PolicyStatus(ctx).Source)
+			go func() {
+				<-p.Loaded()
+				a.health.SetServingStatus(name, grpc_health_v1.HealthCheckResponse_SERVING)
+			}()
+		}
+	}
 	return nil
 }
 
@@ -597,6 +619,10 @@ func (a *App) newAdminServer(auth *signer.AdminAuth, useTLS bool, log *slog.Logg
 	if a.robots != nil {
 		authnv1.RegisterRobotAdminServiceServer(s, robots.NewAdminServer(a.robots, log))
 		hs.SetServingStatus(authnv1.RobotAdminService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+	}
+	if a.policy != nil {
+		authzv1.RegisterPolicyAdminServiceServer(s, authz.NewPolicyAdminServer(a.policy))
+		hs.SetServingStatus(authzv1.PolicyAdminService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
 	}
 	grpc_health_v1.RegisterHealthServer(s, hs)
 	return s, nil

@@ -16,6 +16,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/portcullis-dev/portcullis/pkg/identity"
 	"github.com/portcullis-dev/portcullis/pkg/scope"
 )
@@ -54,12 +56,40 @@ type Authorizer interface {
 	Authorize(ctx context.Context, req Request) (Decision, error)
 }
 
+// PolicyStatus is what an Authorizer says about the policy it evaluates.
+type PolicyStatus struct {
+	// Source is where the policy comes from: "embedded default", "dir /etc/…",
+	// "bundle file …" or "bundle https://…".
+	Source string
+	// Revision of the active policy; empty before the first load.
+	Revision string
+	// Ready is true once a policy is active.
+	Ready    bool
+	LoadedAt time.Time
+	// LastError is the latest refused load, kept until a load succeeds; the active policy
+	// is then still the one before it.
+	LastError   string
+	LastErrorAt time.Time
+	// LastCheck is when a bundle server was last asked (a 304 counts).
+	LastCheck time.Time
+}
+
+// PolicyReporter is an optional ability of an Authorizer whose policy can change while it
+// runs.
+type PolicyReporter interface {
+	PolicyStatus(ctx context.Context) PolicyStatus
+	// Loaded is closed once a policy is active; until then decisions are ErrUnavailable.
+	Loaded() <-chan struct{}
+}
+
 // Deps are the runtime dependencies an Authorizer is opened with.
 type Deps struct {
 	// Logger receives the engine's logs; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics registers the engine's metrics; nil registers none.
+	Metrics prometheus.Registerer
 }
 
 // Validate reports why req can never be decided, wrapping ErrInvalidRequest,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -50,4 +51,27 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		s.log.ErrorContext(ctx, "policy evaluation failed", "error", err)
 		return status.Error(codes.Internal, "internal error")
 	}
+}
+
+// PolicyAdminServer is the admin API's view of the policy (PolicyAdminService).
+type PolicyAdminServer struct {
+	authzv1.UnimplementedPolicyAdminServiceServer
+	p PolicyReporter
+}
+
+// NewPolicyAdminServer serves p's status.
+func NewPolicyAdminServer(p PolicyReporter) *PolicyAdminServer { return &PolicyAdminServer{p: p} }
+
+// GetPolicyStatus implements authzv1.PolicyAdminServiceServer.
+func (s *PolicyAdminServer) GetPolicyStatus(ctx context.Context, _ *authzv1.GetPolicyStatusRequest) (*authzv1.GetPolicyStatusResponse, error) {
+	st := s.p.PolicyStatus(ctx)
+	return &authzv1.GetPolicyStatusResponse{Source: st.Source, Revision: st.Revision, Ready: st.Ready,
+		LoadedAt: rfc3339(st.LoadedAt), LastError: st.LastError, LastErrorAt: rfc3339(st.LastErrorAt), LastCheck: rfc3339(st.LastCheck)}, nil
+}
+
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }

@@ -27,6 +27,11 @@ type source struct {
 	shown   string // the directory, as shown in errors
 	modules []*ast.Module
 	data    map[string]any // nil when the policy has no data file
+	// raw holds each module's name and text, in load order: what modulesDigest hashes.
+	raw []string
+	// rev is the revision the source names itself (a bundle manifest's); empty for a
+	// directory, whose revision is a digest of its content.
+	rev string
 }
 
 // policyFS returns the file system holding the policy and how its file names
@@ -73,12 +78,13 @@ func (c Config) load() (source, []error) {
 		case strings.HasSuffix(name, "_test.rego"):
 			continue
 		case strings.HasSuffix(name, ".rego"):
-			m, perrs := parseModule(fsys, name, display(name))
+			m, raw, perrs := parseModule(fsys, name, display(name))
 			if len(perrs) > 0 {
 				errs = append(errs, perrs...)
 				continue
 			}
 			src.modules = append(src.modules, m)
+			src.raw = append(src.raw, name, raw)
 		case slices.Contains(dataFiles, name):
 			if dataName != "" {
 				errs = append(errs, fmt.Errorf("%s and %s: only one data file is allowed", display(dataName), display(name)))
@@ -99,20 +105,20 @@ func (c Config) load() (source, []error) {
 	return src, errs
 }
 
-func parseModule(fsys fs.FS, name, shown string) (*ast.Module, []error) {
+func parseModule(fsys fs.FS, name, shown string) (*ast.Module, string, []error) {
 	bs, err := fs.ReadFile(fsys, name)
 	if err != nil {
-		return nil, []error{fmt.Errorf("read policy %s: %w", shown, err)}
+		return nil, "", []error{fmt.Errorf("read policy %s: %w", shown, err)}
 	}
 	// The parser puts shown into every error location, so errors name the file.
 	m, err := ast.ParseModuleWithOpts(shown, string(bs), ast.ParserOptions{RegoVersion: ast.RegoV1})
 	if err != nil {
-		return nil, astErrors("parse policy", shown, err)
+		return nil, "", astErrors("parse policy", shown, err)
 	}
 	if m == nil {
-		return nil, []error{fmt.Errorf("parse policy %s: empty module", shown)}
+		return nil, "", []error{fmt.Errorf("parse policy %s: empty module", shown)}
 	}
-	return m, nil
+	return m, string(bs), nil
 }
 
 func readData(fsys fs.FS, name, shown string) (map[string]any, error) {

@@ -29,51 +29,119 @@ import (
 // (deploy/policies/README.md).
 const query = "data.portcullis.authz.allowed"
 
-// Config selects the policy.
+// Config selects the policy: a directory (Dir), a bundle (Bundle), or, with neither, the
+// shipped default. A directory and a local bundle are watched and reloaded when they
+// change; an HTTP bundle is polled. A policy that fails to load never replaces the one
+// serving.
 type Config struct {
 	// Dir holds the policy: every *.rego file in it except *_test.rego, and at
 	// most one of data.json, data.yaml or data.yml, which becomes the data
-	// document. Subdirectories are ignored. Empty means the shipped default
-	// policy (deploy/policies/default).
+	// document. Subdirectories are ignored.
 	Dir string `yaml:"dir"`
+	// Bundle is an OPA bundle (.tar.gz), from a file or an HTTP bundle server.
+	Bundle *BundleConfig `yaml:"bundle"`
 }
 
-// Validate loads and compiles the policy and returns every problem found. It
-// only reads files.
+// Validate checks the settings and, for a directory or a local bundle, loads and compiles
+// the policy; it returns every problem found. It only reads files.
 func (c Config) Validate() []error {
-	_, errs := c.prepare(context.Background(), slog.New(slog.DiscardHandler))
+	if errs := c.validateSettings(); len(errs) > 0 {
+		return errs
+	}
+	if c.Bundle != nil && c.Bundle.URL != "" {
+		return nil // fetched at run time; the authz service is not ready until it is
+	}
+	src, errs := c.loadStatic()
+	if len(errs) > 0 {
+		return errs
+	}
+	_, errs = compile(context.Background(), src, slog.New(slog.DiscardHandler))
 	return errs
 }
 
-// Open loads and compiles the policy.
+func (c Config) validateSettings() []error {
+	var errs []error
+	if c.Bundle != nil {
+		if c.Dir != "" {
+			errs = append(errs, errors.New("dir and bundle exclude each other: give one"))
+		}
+		errs = append(errs, c.Bundle.validate()...)
+	}
+	return errs
+}
+
+// loadStatic reads the policy from the directory, the local bundle or the embedded
+// default.
+func (c Config) loadStatic() (source, []error) {
+	if c.Bundle != nil && c.Bundle.Path != "" {
+		src, err := c.Bundle.readFile()
+		if err != nil {
+			return source{}, []error{err}
+		}
+		return src, nil
+	}
+	return c.load()
+}
+
+// Open loads and compiles the policy and starts watching (or polling) for new versions.
+// With an HTTP bundle it returns at once: until the first bundle is active, Authorize
+// answers authz.ErrUnavailable and Loaded stays open.
 func (c Config) Open(ctx context.Context, deps authz.Deps) (authz.Authorizer, error) {
-	logger := deps.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	if errs := c.validateSettings(); len(errs) > 0 {
+		return nil, fmt.Errorf("opa: %w", errors.Join(errs...))
 	}
-	now := deps.Now
-	if now == nil {
-		now = time.Now
+	e := newEngine(c, deps)
+	if c.Bundle != nil && c.Bundle.URL != "" {
+		if err := e.startDownloader(); err != nil {
+			return nil, fmt.Errorf("opa: %w", err)
+		}
+		return e, nil
 	}
-	pq, errs := c.prepare(ctx, logger)
+	src, errs := c.loadStatic()
+	if len(errs) == 0 {
+		errs = e.apply(ctx, src)
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("opa: %w", errors.Join(errs...))
 	}
-	return &engine{query: pq, logger: logger, now: now}, nil
+	if watched := c.watchPath(); watched != "" {
+		if err := e.startWatcher(watched); err != nil {
+			return nil, fmt.Errorf("opa: %w", err)
+		}
+	}
+	return e, nil
 }
 
-// prepare loads, compiles and prepares the policy for evaluation.
-func (c Config) prepare(ctx context.Context, logger *slog.Logger) (rego.PreparedEvalQuery, []error) {
-	src, errs := c.load()
-	if len(errs) > 0 {
-		return rego.PreparedEvalQuery{}, errs
+// watchPath is the directory or file whose changes trigger a reload; "" for the embedded
+// default and an HTTP bundle.
+func (c Config) watchPath() string {
+	switch {
+	case c.Bundle != nil && c.Bundle.Path != "":
+		return c.Bundle.Path
+	default:
+		return c.Dir
 	}
+}
 
+// compiled is one loaded policy, ready to evaluate.
+type compiled struct {
+	query rego.PreparedEvalQuery
+	// store holds the data document; a change of data alone is written into it in a
+	// transaction, without preparing the policy again.
+	store storage.Store
+	// modules is a digest of the policy's modules: equal digests, same policy.
+	modules  string
+	revision string
+	loadedAt time.Time
+}
+
+// compile prepares src for evaluation.
+func compile(ctx context.Context, src source, logger *slog.Logger) (*compiled, []error) {
 	// Reads return AST values, so evaluation does not convert data per call.
 	store := inmem.NewWithOpts(inmem.OptReturnASTValuesOnRead(true))
 	if src.data != nil {
 		if err := storage.WriteOne(ctx, store, storage.AddOp, storage.RootPath, src.data); err != nil {
-			return rego.PreparedEvalQuery{}, []error{fmt.Errorf("load data: %w", err)}
+			return nil, []error{fmt.Errorf("load data: %w", err)}
 		}
 	}
 
@@ -96,23 +164,13 @@ func (c Config) prepare(ctx context.Context, logger *slog.Logger) (rego.Prepared
 	}
 	pq, err := rego.New(opts...).PrepareForEval(ctx)
 	if err != nil {
-		return rego.PreparedEvalQuery{}, astErrors("compile policy", src.shown, err)
+		return nil, astErrors("compile policy", src.shown, err)
 	}
 	if len(compiler.GetRulesExact(ast.MustParseRef(query))) == 0 {
-		return rego.PreparedEvalQuery{}, []error{fmt.Errorf("policy defines no rule %s", query)}
+		return nil, []error{fmt.Errorf("policy %s defines no rule %s", src.shown, query)}
 	}
-	return pq, nil
+	return &compiled{query: pq, store: store, modules: src.modulesDigest(), revision: src.revision()}, nil
 }
-
-// engine evaluates a prepared policy. PreparedEvalQuery is safe for
-// concurrent use.
-type engine struct {
-	query  rego.PreparedEvalQuery
-	logger *slog.Logger
-	now    func() time.Time
-}
-
-var _ authz.Authorizer = (*engine)(nil)
 
 // Authorize evaluates the policy once for all requested scopes.
 func (e *engine) Authorize(ctx context.Context, req authz.Request) (authz.Decision, error) {
@@ -124,12 +182,16 @@ func (e *engine) Authorize(ctx context.Context, req authz.Request) (authz.Decisi
 	if err := ctx.Err(); err != nil {
 		return authz.Decision{}, fmt.Errorf("opa: %w", err)
 	}
+	p := e.cur.Load()
+	if p == nil {
+		return authz.Decision{}, fmt.Errorf("%w: no policy loaded yet", authz.ErrUnavailable)
+	}
 	id := randid.Hex(16)
 	if len(req.Requested) == 0 {
 		return authz.Decision{DecisionID: id}, nil
 	}
 
-	rs, err := e.query.Eval(ctx,
+	rs, err := p.query.Eval(ctx,
 		rego.EvalParsedInput(inputValue(req)),
 		rego.EvalTime(e.now()),
 	)
@@ -137,12 +199,12 @@ func (e *engine) Authorize(ctx context.Context, req authz.Request) (authz.Decisi
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			err = ctxErr
 		}
-		e.logger.WarnContext(ctx, "authz policy evaluation failed", "decision_id", id, "error", err)
+		e.logger.WarnContext(ctx, "authz policy evaluation failed", "decision_id", id, "revision", p.revision, "error", err)
 		return authz.Decision{}, fmt.Errorf("opa: evaluate policy: %w", err)
 	}
 	allowed, err := allowedSet(rs)
 	if err != nil {
-		e.logger.WarnContext(ctx, "authz policy returned a malformed result", "decision_id", id, "error", err)
+		e.logger.WarnContext(ctx, "authz policy returned a malformed result", "decision_id", id, "revision", p.revision, "error", err)
 		return authz.Decision{}, fmt.Errorf("opa: %w", err)
 	}
 
@@ -152,6 +214,7 @@ func (e *engine) Authorize(ctx context.Context, req authz.Request) (authz.Decisi
 	})
 	e.logger.DebugContext(ctx, "authz decision",
 		"decision_id", id,
+		"revision", p.revision,
 		"subject", req.Identity.Subject,
 		"anonymous", req.Identity.Anonymous,
 		"requested", len(req.Requested),

@@ -37,6 +37,9 @@ func open(t testing.TB, cfg opa.Config) authz.Authorizer {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
+	if c, ok := a.(interface{ Close(context.Context) error }); ok {
+		t.Cleanup(func() { _ = c.Close(context.Background()) })
+	}
 	return a
 }
 

@@ -151,6 +151,145 @@ func (x *AuthorizeResponse) GetDecisionId() string {
 	return ""
 }
 
+type GetPolicyStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPolicyStatusRequest) Reset() {
+	*x = GetPolicyStatusRequest{}
+	mi := &file_portcullis_authz_v1_authz_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPolicyStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPolicyStatusRequest) ProtoMessage() {}
+
+func (x *GetPolicyStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authz_v1_authz_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPolicyStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetPolicyStatusRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_authz_v1_authz_proto_rawDescGZIP(), []int{2}
+}
+
+// GetPolicyStatusResponse is the policy this authz process evaluates, and its latest
+// failed load.
+type GetPolicyStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Source: "embedded default", "dir /etc/...", "bundle file ..." or "bundle https://...".
+	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	// Revision of the active policy: the bundle's manifest revision (else its ETag), or a
+	// digest of a directory's files. Empty until a policy is loaded.
+	Revision string `protobuf:"bytes,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Ready is false until the first policy is active; the authz service refuses decisions
+	// (UNAVAILABLE) and its gRPC health is NOT_SERVING until then.
+	Ready bool `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
+	// RFC 3339 times; empty when never.
+	LoadedAt string `protobuf:"bytes,4,opt,name=loaded_at,json=loadedAt,proto3" json:"loaded_at,omitempty"`
+	// LastError is why the latest load was refused (the active policy is the one before
+	// it); empty once a load succeeds.
+	LastError   string `protobuf:"bytes,5,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastErrorAt string `protobuf:"bytes,6,opt,name=last_error_at,json=lastErrorAt,proto3" json:"last_error_at,omitempty"`
+	// LastCheck is when the bundle server was last asked (a 304 counts).
+	LastCheck     string `protobuf:"bytes,7,opt,name=last_check,json=lastCheck,proto3" json:"last_check,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPolicyStatusResponse) Reset() {
+	*x = GetPolicyStatusResponse{}
+	mi := &file_portcullis_authz_v1_authz_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPolicyStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPolicyStatusResponse) ProtoMessage() {}
+
+func (x *GetPolicyStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authz_v1_authz_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPolicyStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetPolicyStatusResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_authz_v1_authz_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetPolicyStatusResponse) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *GetPolicyStatusResponse) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *GetPolicyStatusResponse) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *GetPolicyStatusResponse) GetLoadedAt() string {
+	if x != nil {
+		return x.LoadedAt
+	}
+	return ""
+}
+
+func (x *GetPolicyStatusResponse) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *GetPolicyStatusResponse) GetLastErrorAt() string {
+	if x != nil {
+		return x.LastErrorAt
+	}
+	return ""
+}
+
+func (x *GetPolicyStatusResponse) GetLastCheck() string {
+	if x != nil {
+		return x.LastCheck
+	}
+	return ""
+}
+
 var File_portcullis_authz_v1_authz_proto protoreflect.FileDescriptor
 
 const file_portcullis_authz_v1_authz_proto_rawDesc = "" +
@@ -166,9 +305,22 @@ const file_portcullis_authz_v1_authz_proto_rawDesc = "" +
 	"\x11AuthorizeResponse\x125\n" +
 	"\agranted\x18\x01 \x03(\v2\x1b.portcullis.common.v1.ScopeR\agranted\x12\x1f\n" +
 	"\vdecision_id\x18\x02 \x01(\tR\n" +
-	"decisionId2j\n" +
+	"decisionId\"\x18\n" +
+	"\x16GetPolicyStatusRequest\"\xe2\x01\n" +
+	"\x17GetPolicyStatusResponse\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\tR\brevision\x12\x14\n" +
+	"\x05ready\x18\x03 \x01(\bR\x05ready\x12\x1b\n" +
+	"\tloaded_at\x18\x04 \x01(\tR\bloadedAt\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x05 \x01(\tR\tlastError\x12\"\n" +
+	"\rlast_error_at\x18\x06 \x01(\tR\vlastErrorAt\x12\x1d\n" +
+	"\n" +
+	"last_check\x18\a \x01(\tR\tlastCheck2j\n" +
 	"\fAuthzService\x12Z\n" +
-	"\tAuthorize\x12%.portcullis.authz.v1.AuthorizeRequest\x1a&.portcullis.authz.v1.AuthorizeResponseBHZFgithub.com/portcullis-dev/portcullis/proto/portcullis/authz/v1;authzv1b\x06proto3"
+	"\tAuthorize\x12%.portcullis.authz.v1.AuthorizeRequest\x1a&.portcullis.authz.v1.AuthorizeResponse2\x82\x01\n" +
+	"\x12PolicyAdminService\x12l\n" +
+	"\x0fGetPolicyStatus\x12+.portcullis.authz.v1.GetPolicyStatusRequest\x1a,.portcullis.authz.v1.GetPolicyStatusResponseBHZFgithub.com/portcullis-dev/portcullis/proto/portcullis/authz/v1;authzv1b\x06proto3"
 
 var (
 	file_portcullis_authz_v1_authz_proto_rawDescOnce sync.Once
@@ -182,21 +334,25 @@ func file_portcullis_authz_v1_authz_proto_rawDescGZIP() []byte {
 	return file_portcullis_authz_v1_authz_proto_rawDescData
 }
 
-var file_portcullis_authz_v1_authz_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_portcullis_authz_v1_authz_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_portcullis_authz_v1_authz_proto_goTypes = []any{
-	(*AuthorizeRequest)(nil),  // 0: portcullis.authz.v1.AuthorizeRequest
-	(*AuthorizeResponse)(nil), // 1: portcullis.authz.v1.AuthorizeResponse
-	(*v1.Identity)(nil),       // 2: portcullis.common.v1.Identity
-	(*v1.Scope)(nil),          // 3: portcullis.common.v1.Scope
+	(*AuthorizeRequest)(nil),        // 0: portcullis.authz.v1.AuthorizeRequest
+	(*AuthorizeResponse)(nil),       // 1: portcullis.authz.v1.AuthorizeResponse
+	(*GetPolicyStatusRequest)(nil),  // 2: portcullis.authz.v1.GetPolicyStatusRequest
+	(*GetPolicyStatusResponse)(nil), // 3: portcullis.authz.v1.GetPolicyStatusResponse
+	(*v1.Identity)(nil),             // 4: portcullis.common.v1.Identity
+	(*v1.Scope)(nil),                // 5: portcullis.common.v1.Scope
 }
 var file_portcullis_authz_v1_authz_proto_depIdxs = []int32{
-	2, // 0: portcullis.authz.v1.AuthorizeRequest.identity:type_name -> portcullis.common.v1.Identity
-	3, // 1: portcullis.authz.v1.AuthorizeRequest.requested:type_name -> portcullis.common.v1.Scope
-	3, // 2: portcullis.authz.v1.AuthorizeResponse.granted:type_name -> portcullis.common.v1.Scope
+	4, // 0: portcullis.authz.v1.AuthorizeRequest.identity:type_name -> portcullis.common.v1.Identity
+	5, // 1: portcullis.authz.v1.AuthorizeRequest.requested:type_name -> portcullis.common.v1.Scope
+	5, // 2: portcullis.authz.v1.AuthorizeResponse.granted:type_name -> portcullis.common.v1.Scope
 	0, // 3: portcullis.authz.v1.AuthzService.Authorize:input_type -> portcullis.authz.v1.AuthorizeRequest
-	1, // 4: portcullis.authz.v1.AuthzService.Authorize:output_type -> portcullis.authz.v1.AuthorizeResponse
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
+	2, // 4: portcullis.authz.v1.PolicyAdminService.GetPolicyStatus:input_type -> portcullis.authz.v1.GetPolicyStatusRequest
+	1, // 5: portcullis.authz.v1.AuthzService.Authorize:output_type -> portcullis.authz.v1.AuthorizeResponse
+	3, // 6: portcullis.authz.v1.PolicyAdminService.GetPolicyStatus:output_type -> portcullis.authz.v1.GetPolicyStatusResponse
+	5, // [5:7] is the sub-list for method output_type
+	3, // [3:5] is the sub-list for method input_type
 	3, // [3:3] is the sub-list for extension type_name
 	3, // [3:3] is the sub-list for extension extendee
 	0, // [0:3] is the sub-list for field type_name
@@ -213,9 +369,9 @@ func file_portcullis_authz_v1_authz_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_authz_v1_authz_proto_rawDesc), len(file_portcullis_authz_v1_authz_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_portcullis_authz_v1_authz_proto_goTypes,
 		DependencyIndexes: file_portcullis_authz_v1_authz_proto_depIdxs,

@@ -127,3 +127,109 @@ var AuthzService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "portcullis/authz/v1/authz.proto",
 }
+
+const (
+	PolicyAdminService_GetPolicyStatus_FullMethodName = "/portcullis.authz.v1.PolicyAdminService/GetPolicyStatus"
+)
+
+// PolicyAdminServiceClient is the client API for PolicyAdminService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// PolicyAdminService reports the policy the authz service is running. Admin callers only.
+type PolicyAdminServiceClient interface {
+	GetPolicyStatus(ctx context.Context, in *GetPolicyStatusRequest, opts ...grpc.CallOption) (*GetPolicyStatusResponse, error)
+}
+
+type policyAdminServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewPolicyAdminServiceClient(cc grpc.ClientConnInterface) PolicyAdminServiceClient {
+	return &policyAdminServiceClient{cc}
+}
+
+func (c *policyAdminServiceClient) GetPolicyStatus(ctx context.Context, in *GetPolicyStatusRequest, opts ...grpc.CallOption) (*GetPolicyStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPolicyStatusResponse)
+	err := c.cc.Invoke(ctx, PolicyAdminService_GetPolicyStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PolicyAdminServiceServer is the server API for PolicyAdminService service.
+// All implementations must embed UnimplementedPolicyAdminServiceServer
+// for forward compatibility.
+//
+// PolicyAdminService reports the policy the authz service is running. Admin callers only.
+type PolicyAdminServiceServer interface {
+	GetPolicyStatus(context.Context, *GetPolicyStatusRequest) (*GetPolicyStatusResponse, error)
+	mustEmbedUnimplementedPolicyAdminServiceServer()
+}
+
+// UnimplementedPolicyAdminServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedPolicyAdminServiceServer struct{}
+
+func (UnimplementedPolicyAdminServiceServer) GetPolicyStatus(context.Context, *GetPolicyStatusRequest) (*GetPolicyStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPolicyStatus not implemented")
+}
+func (UnimplementedPolicyAdminServiceServer) mustEmbedUnimplementedPolicyAdminServiceServer() {}
+func (UnimplementedPolicyAdminServiceServer) testEmbeddedByValue()                            {}
+
+// UnsafePolicyAdminServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to PolicyAdminServiceServer will
+// result in compilation errors.
+type UnsafePolicyAdminServiceServer interface {
+	mustEmbedUnimplementedPolicyAdminServiceServer()
+}
+
+func RegisterPolicyAdminServiceServer(s grpc.ServiceRegistrar, srv PolicyAdminServiceServer) {
+	// If the following call panics, it indicates UnimplementedPolicyAdminServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&PolicyAdminService_ServiceDesc, srv)
+}
+
+func _PolicyAdminService_GetPolicyStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPolicyStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyAdminServiceServer).GetPolicyStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyAdminService_GetPolicyStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyAdminServiceServer).GetPolicyStatus(ctx, req.(*GetPolicyStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// PolicyAdminService_ServiceDesc is the grpc.ServiceDesc for PolicyAdminService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var PolicyAdminService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "portcullis.authz.v1.PolicyAdminService",
+	HandlerType: (*PolicyAdminServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "GetPolicyStatus",
+			Handler:    _PolicyAdminService_GetPolicyStatus_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "portcullis/authz/v1/authz.proto",
+}
