@@ -203,9 +203,6 @@ func TestDirReloadUnderLoad(t *testing.T) {
 	}
 }
 
-
-
-
 func TestBundleFile(t *testing.T) {
 	key := opatest.Key(t)
 	path := filepath.Join(t.TempDir(), "policy.tar.gz")
