@@ -120,7 +120,11 @@ func (e *engine) apply(ctx context.Context, src source) []error {
 		if data == nil {
 			data = map[string]any{}
 		}
-		err := storage.Txn(ctx, cur.store, storage.WriteParams, func(txn storage.Transaction) error {
+		data, err := withACLIndex(data)
+		if err != nil {
+			return e.rejected(src, []error{err})
+		}
+		err = storage.Txn(ctx, cur.store, storage.WriteParams, func(txn storage.Transaction) error {
 			return cur.store.Write(ctx, txn, storage.AddOp, storage.RootPath, data)
 		})
 		if err != nil {

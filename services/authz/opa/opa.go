@@ -137,10 +137,20 @@ type compiled struct {
 
 // compile prepares src for evaluation.
 func compile(ctx context.Context, src source, logger *slog.Logger) (*compiled, []error) {
+	return compileData(ctx, src, logger, withACLIndex)
+}
+
+// compileData is compile with the data preparation given (tests compare with and without
+// the ACL index).
+func compileData(ctx context.Context, src source, logger *slog.Logger, prepData func(map[string]any) (map[string]any, error)) (*compiled, []error) {
 	// Reads return AST values, so evaluation does not convert data per call.
 	store := inmem.NewWithOpts(inmem.OptReturnASTValuesOnRead(true))
 	if src.data != nil {
-		if err := storage.WriteOne(ctx, store, storage.AddOp, storage.RootPath, src.data); err != nil {
+		data, err := prepData(src.data)
+		if err != nil {
+			return nil, []error{err}
+		}
+		if err := storage.WriteOne(ctx, store, storage.AddOp, storage.RootPath, data); err != nil {
 			return nil, []error{fmt.Errorf("load data: %w", err)}
 		}
 	}

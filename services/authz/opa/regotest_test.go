@@ -4,109 +4,80 @@ import (
 	"context"
 	"flag"
 	"io/fs"
-	"os"
 	"path"
-	"strings"
 	"testing"
 
-	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/storage"
-	"github.com/open-policy-agent/opa/v1/storage/inmem"
-	"github.com/open-policy-agent/opa/v1/tester"
-	"github.com/open-policy-agent/opa/v1/util"
-
 	"github.com/portcullis-dev/portcullis/deploy"
+	"github.com/portcullis-dev/portcullis/services/authz/opa"
 )
 
 var policyDir = flag.String("policy.dir", "",
 	"run the Rego tests (test_* rules in *.rego) of this policy directory instead of the shipped default")
 
-// TestRegoPolicyTests runs the policy's own Rego unit tests, as `opa test`
-// would. It fails if any test fails or errors, or if there are none.
+// TestRegoPolicyTests runs the policy's own Rego unit tests, as `opa test` (and `portcullis
+// policy test`) would. It fails if any test fails or errors, or if there are none.
 //
 //	go test ./services/authz/opa -run TestRegoPolicyTests -v
 //	go test ./services/authz/opa -run TestRegoPolicyTests -v -args -policy.dir=/etc/portcullis/policy
 func TestRegoPolicyTests(t *testing.T) {
-	fsys, err := fs.Sub(deploy.Policies, "policies/default")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if *policyDir != "" {
-		fsys = os.DirFS(*policyDir)
-	}
-
-	modules := map[string]*ast.Module{}
-	store := inmem.New()
-	entries, err := fs.ReadDir(fsys, ".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() {
-			continue
-		}
-		bs, err := fs.ReadFile(fsys, name)
+		results, err := opa.RunTests(context.Background(), *policyDir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		switch {
-		case strings.HasSuffix(name, ".rego"):
-			m, err := ast.ParseModuleWithOpts(name, string(bs), ast.ParserOptions{RegoVersion: ast.RegoV1})
-			if err != nil {
-				t.Fatalf("parse: %v", err)
-			}
-			modules[name] = m
-		case name == "data.json" || name == "data.yaml" || name == "data.yml":
-			var data map[string]any
-			if path.Ext(name) == ".json" {
-				err = util.UnmarshalJSON(bs, &data)
-			} else {
-				err = util.Unmarshal(bs, &data)
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			if err := storage.WriteOne(context.Background(), store, storage.AddOp, storage.RootPath, data); err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-		}
+		CheckRegoResults(t, results)
+		return
 	}
-
-	ch, err := tester.NewRunner().
-		SetDefaultRegoVersion(ast.RegoV1).
-		SetStore(store).
-		SetModules(modules).
-		CapturePrintOutput(true).
-		RunTests(context.Background(), nil)
+	// Every shipped policy (deploy/policies/*) with its own tests and example data.
+	dirs, err := fs.ReadDir(deploy.Policies, "policies")
 	if err != nil {
-		t.Fatalf("compile: %v", err)
+		t.Fatal(err)
 	}
-	var ran int
-	for r := range ch {
+	ran := 0
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		ran++
+		t.Run(d.Name(), func(t *testing.T) {
+			dir := path.Join("policies", d.Name())
+			fsys, err := fs.Sub(deploy.Policies, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			results, err := opa.RunTestsFS(context.Background(), fsys, func(n string) string { return path.Join(dir, n) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			CheckRegoResults(t, results)
+		})
+	}
+	if ran < 2 {
+		t.Fatalf("%d shipped policies found", ran)
+	}
+}
+
+// CheckRegoResults fails t for every failed or erroring Rego test, and when none ran.
+func CheckRegoResults(t *testing.T, results []opa.TestResult) {
+	t.Helper()
+	ran := 0
+	for _, r := range results {
 		if r.Skip {
-			t.Logf("SKIP %s.%s", r.Package, r.Name)
+			t.Logf("SKIP %s", r.Name)
 			continue
 		}
 		ran++
 		switch {
-		case r.Error != nil:
-			t.Errorf("ERROR %s.%s (%s): %v", r.Package, r.Name, r.Location, r.Error)
+		case r.Err != nil:
+			t.Errorf("ERROR %s (%s): %v", r.Name, r.Location, r.Err)
 		case r.Fail:
-			t.Errorf("FAIL %s.%s (%s)%s", r.Package, r.Name, r.Location, output(r.Output))
+			t.Errorf("FAIL %s (%s)\n%s", r.Name, r.Location, r.Output)
 		default:
-			t.Logf("PASS %s.%s", r.Package, r.Name)
+			t.Logf("PASS %s", r.Name)
 		}
 	}
 	if ran == 0 {
 		t.Fatal("no Rego tests ran (test_* rules)")
 	}
 	t.Logf("%d Rego tests ran", ran)
-}
-
-func output(bs []byte) string {
-	if len(bs) == 0 {
-		return ""
-	}
-	return "\n" + string(bs)
 }
