@@ -1,0 +1,120 @@
+# Team namespaces: the shape a large organisation keeps in a reviewed repository.
+#
+#   teams:
+#     namespaces:                 # a repository "payments/api" is in namespace "payments"
+#       payments:
+#         owners: {payments-devs: writer, payments-leads: admin, sre: reader}   # group: role
+#     mirrors: [dockerhub, quay]  # pull-only for every authenticated user; nobody pushes
+#     grants:                     # extra, time-bound grants to a group or a user
+#       - {group: auditors, namespace: payments, role: reader, expires: "2026-12-31T00:00:00Z"}
+#       - {user: alice, namespace: payments, role: writer, expires: "2026-12-01T00:00:00Z"}
+#
+# Roles: reader pulls; writer pulls and pushes; admin also deletes. A grant without expires
+# does not expire; an expired grant gives nothing (the request time decides: the service's
+# clock). Anonymous callers get nothing; nobody gets the catalog.
+package portcullis.authz
+
+role_actions := {
+	"reader": {"pull"},
+	"writer": {"pull", "push"},
+	"admin": {"pull", "push", "delete"},
+}
+
+authenticated if {
+	not input.identity.anonymous
+	input.identity.subject != ""
+}
+
+namespace(name) := split(name, "/")[0] if contains(name, "/")
+
+# roles(ns) are the caller's roles in namespace ns: from their groups, and from grants.
+roles(ns) := group_roles(ns) | grant_roles(ns) if authenticated
+
+roles(_) := set() if not authenticated
+
+group_roles(ns) := {role |
+	some group in input.identity.groups
+	role := data.teams.namespaces[ns].owners[group]
+}
+
+grant_roles(ns) := {g.role |
+	some g in data.teams.grants
+	g.namespace == ns
+	grantee(g)
+	not expired(g)
+}
+
+grantee(g) if g.group in input.identity.groups
+
+grantee(g) if g.user == input.identity.subject
+
+expired(g) if time.now_ns() >= time.parse_rfc3339_ns(g.expires)
+
+allowed contains [s.type, s.class, s.name, a] if {
+	some s in input.scopes
+	s.type == "repository"
+	some role in roles(namespace(s.name))
+	some a in s.actions
+	a in role_actions[role]
+}
+
+allowed contains [s.type, s.class, s.name, "pull"] if {
+	authenticated
+	some s in input.scopes
+	s.type == "repository"
+	namespace(s.name) in data.teams.mirrors
+	"pull" in s.actions
+}
+
+granted(s, a) if [s.type, s.class, s.name, a] in allowed
+
+reasons contains {"type": s.type, "class": s.class, "name": s.name, "action": a, "reason": why} if {
+	some s in input.scopes
+	some a in s.actions
+	not granted(s, a)
+	why := reason(s, a)
+}
+
+reason(_, _) := "anonymous callers get nothing" if not authenticated
+
+reason(s, _) := "only repositories are granted (the catalog is not)" if {
+	authenticated
+	s.type != "repository"
+}
+
+reason(s, a) := sprintf("%s is a pull-only mirror namespace", [namespace(s.name)]) if {
+	authenticated
+	s.type == "repository"
+	namespace(s.name) in data.teams.mirrors
+	a != "pull"
+}
+
+reason(s, a) := sprintf("your roles in %s (%s) do not include %s", [namespace(s.name), concat(", ", sort(roles(namespace(s.name)))), a]) if {
+	authenticated
+	s.type == "repository"
+	not namespace(s.name) in data.teams.mirrors
+	count(roles(namespace(s.name))) > 0
+}
+
+reason(s, _) := sprintf("you have no role in namespace %s%s", [namespace(s.name), expired_note(namespace(s.name))]) if {
+	authenticated
+	s.type == "repository"
+	not namespace(s.name) in data.teams.mirrors
+	count(roles(namespace(s.name))) == 0
+}
+
+reason(s, _) := "a repository name outside any namespace (no \"/\")" if {
+	authenticated
+	s.type == "repository"
+	not contains(s.name, "/")
+}
+
+expired_note(ns) := sprintf(" (your grant expired at %s)", [max(ends)]) if {
+	ends := {g.expires |
+		some g in data.teams.grants
+		g.namespace == ns
+		grantee(g)
+		expired(g)
+	}
+	count(ends) > 0
+} else := ""
