@@ -45,6 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runRobots(ctx, args[1:], stdout, stderr)
 		case "token":
 			return tokenCmdExit(runTokenCmd(ctx, args[1:], os.Stdin, stdout, stderr))
+		case "policy":
+			return runPolicy(ctx, args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("portcullis", flag.ContinueOnError)

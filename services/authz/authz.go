@@ -56,6 +56,18 @@ type Authorizer interface {
 	Authorize(ctx context.Context, req Request) (Decision, error)
 }
 
+// Reason is why the policy denied one action.
+type Reason struct {
+	Type, Class, Name, Action string
+	Reason                    string
+}
+
+// Explainer is an optional ability of an Authorizer: a decision with the policy's reasons
+// for each denied action.
+type Explainer interface {
+	Explain(ctx context.Context, req Request) (Decision, []Reason, error)
+}
+
 // PolicyStatus is what an Authorizer says about the policy it evaluates.
 type PolicyStatus struct {
 	// Source is where the policy comes from: "embedded default", "dir /etc/…",

@@ -29,6 +29,10 @@ import (
 // (deploy/policies/README.md).
 const query = "data.portcullis.authz.allowed"
 
+// reasonsQuery is optional: a set of {type, class, name, action, reason} saying why an
+// action was denied (deploy/policies/README.md).
+const reasonsQuery = "data.portcullis.authz.reasons"
+
 // Config selects the policy: a directory (Dir), a bundle (Bundle), or, with neither, the
 // shipped default. A directory and a local bundle are watched and reloaded when they
 // change; an HTTP bundle is polled. A policy that fails to load never replaces the one
@@ -126,6 +130,9 @@ func (c Config) watchPath() string {
 // compiled is one loaded policy, ready to evaluate.
 type compiled struct {
 	query rego.PreparedEvalQuery
+	// explain asks for allowed and reasons together, when the policy gives reasons.
+	explain    rego.PreparedEvalQuery
+	hasReasons bool
 	// store holds the data document; a change of data alone is written into it in a
 	// transaction, without preparing the policy again.
 	store storage.Store
@@ -179,7 +186,17 @@ func compileData(ctx context.Context, src source, logger *slog.Logger, prepData 
 	if len(compiler.GetRulesExact(ast.MustParseRef(query))) == 0 {
 		return nil, []error{fmt.Errorf("policy %s defines no rule %s", src.shown, query)}
 	}
-	return &compiled{query: pq, store: store, modules: src.modulesDigest(), revision: src.revision()}, nil
+	c := &compiled{query: pq, store: store, modules: src.modulesDigest(), revision: src.revision()}
+	if len(compiler.GetRulesExact(ast.MustParseRef(reasonsQuery))) > 0 {
+		// The same compiler and store: one more query over the policy already compiled.
+		eq, err := rego.New(rego.Query("allowed = "+query+"; reasons = "+reasonsQuery), rego.Compiler(compiler), rego.Store(store),
+			rego.SetRegoVersion(ast.RegoV1), rego.PrintHook(printHook{logger: logger}), rego.EnablePrintStatements(true)).PrepareForEval(ctx)
+		if err != nil {
+			return nil, astErrors("compile policy", src.shown, err)
+		}
+		c.explain, c.hasReasons = eq, true
+	}
+	return c, nil
 }
 
 // Authorize evaluates the policy once for all requested scopes.
