@@ -140,6 +140,27 @@ func TestPolicyDirReloadUnderLoad(t *testing.T) {
 	}
 	waitGranted(t, pc, "repository:team/a:pull", "pull")
 
+	// The token's jti is the decision's id, and the decision log (on standard output by
+	// default) has the entry: who asked for what, what was granted.
+	raw, err := fetchTokenQuiet(context.Background(), pc.URL+"/token?"+url.Values{"service": {service}, "scope": {"repository:team/a:pull,push"}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := regclient.Decode(raw)
+	if err != nil || len(info.ID) != 32 {
+		t.Fatalf("token jti %q, %v", info.ID, err)
+	}
+	logContains(t, pc.Procs["all"], `"decision_id":"`+info.ID+`"`)
+	entry := grepLines(readLog(t, pc.Procs["all"]), `"decision_id":"`+info.ID+`"`)
+	for _, want := range []string{`"msg":"Decision Log"`, `"subject":"alice"`, `"granted":["repository:team/a:pull"]`, `"path":"portcullis/authz/allowed"`} {
+		if !strings.Contains(entry, want) {
+			t.Errorf("decision log entry lacks %s:\n%s", want, entry)
+		}
+	}
+	if strings.Contains(entry, `alice","password`) || strings.Contains(strings.ToLower(entry), "authorization") {
+		t.Errorf("decision log entry carries a credential:\n%s", entry)
+	}
+
 	// Token requests from four clients all along: none may fail while the policy changes.
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -203,6 +224,15 @@ func TestPolicyDirReloadUnderLoad(t *testing.T) {
 	if failN.Load() != 0 || okN.Load() == 0 {
 		t.Errorf("%d token requests failed during policy reloads: %v", failN.Load(), failures[:min(len(failures), 5)])
 	}
+}
+
+func readLog(t *testing.T, p *proc) string {
+	t.Helper()
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func scrape(t *testing.T, url string) string {

@@ -112,8 +112,11 @@ func (f *fakeAuthz) Authorize(_ context.Context, in *authzv1.AuthorizeRequest, _
 			}
 		}
 	}
-	return &authzv1.AuthorizeResponse{Granted: out}, nil
+	return &authzv1.AuthorizeResponse{Granted: out, DecisionId: fakeDecisionID}, nil
 }
+
+// fakeDecisionID is what fakeAuthz names its decisions: the token's jti must be it.
+const fakeDecisionID = "0123456789abcdef0123456789abcdef"
 
 type fakeSigner struct {
 	last  *signerv1.SignTokenRequest
@@ -340,8 +343,8 @@ func TestDeniedScopesAreDroppedNotErrors(t *testing.T) {
 	if acc := e.signer.last.GetAccess(); len(acc) != 1 || acc[0].GetName() != "c/d" {
 		t.Fatalf("signed access %v, want only c/d pull", acc)
 	}
-	if e.signer.last.GetAudience() != "registry.local" || e.signer.last.GetSubject() != "alice" || len(e.signer.last.GetJti()) != 32 {
-		t.Fatalf("sign request %v", e.signer.last)
+	if e.signer.last.GetAudience() != "registry.local" || e.signer.last.GetSubject() != "alice" || e.signer.last.GetJti() != fakeDecisionID {
+		t.Fatalf("sign request %v, want the authz decision id %s as jti", e.signer.last, fakeDecisionID)
 	}
 }
 

@@ -298,7 +298,13 @@ func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (out *issued, _ 
 		}
 		granted, decisionID = pbconv.ScopesFromPB(resp.GetGranted()), resp.GetDecisionId()
 	}
-	jti := randid.Hex(16)
+	// The token's jti is the policy decision's id, so a token found in a registry's log
+	// leads to the decision log entry that granted it. A request without scopes has no
+	// decision; an id of another shape is not trusted to be unique.
+	jti := decisionID
+	if !isDecisionID(jti) {
+		jti = randid.Hex(16)
+	}
 	subject := id.Subject
 	if id.Anonymous {
 		// The signer refuses access without a subject; a policy may still grant anonymous
@@ -387,4 +393,17 @@ func quoteShort(s string) string {
 		s = s[:64] + "…"
 	}
 	return `"` + strings.ToValidUTF8(s, "?") + `"`
+}
+
+// isDecisionID accepts what the authz service issues: 32 lowercase hex digits.
+func isDecisionID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -224,6 +224,12 @@ func (c *Config) Defaults() {
 	def(&c.Gateway.Backends.Authz, c.Authz.Listen)
 	def(&c.Gateway.Backends.Signer, c.Signer.Listen)
 	def(&c.Signer.Issuer, "portcullis")
+	if c.Authz.OPA.DecisionLogs.Console == nil {
+		// Every decision is logged unless the file says otherwise: the jti of a token in
+		// a registry's log leads to the decision that granted it.
+		on := true
+		c.Authz.OPA.DecisionLogs.Console = &on
+	}
 	if c.Gateway.TokenTTL == 0 {
 		c.Gateway.TokenTTL = config.Duration(5 * time.Minute)
 	}

@@ -186,6 +186,7 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		oc = cfg.Authz.OPA
 	}
+	oc.DecisionLogs = opa.DecisionLogConfig{} // eval prints its one decision itself
 	if oc.Bundle != nil && oc.Bundle.URL != "" {
 		return errors.New("policy eval: the config's policy comes from a bundle server; download the bundle and give -bundle FILE")
 	}

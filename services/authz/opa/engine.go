@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/download"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,7 @@ type engine struct {
 	lastLoaded prometheus.Gauge
 
 	stop func(context.Context) // stops the watcher or downloader; nil when none runs
+	dlog *decisionLog          // nil when decisions are not logged
 }
 
 var (
@@ -95,12 +97,38 @@ func (e *engine) PolicyStatus(context.Context) authz.PolicyStatus {
 // Loaded is closed once a policy is active.
 func (e *engine) Loaded() <-chan struct{} { return e.loaded }
 
-// Close stops watching or polling.
+// Close stops watching or polling, and flushes the decision log.
 func (e *engine) Close(ctx context.Context) error {
 	if e.stop != nil {
 		e.stop(ctx)
 	}
+	if e.dlog != nil {
+		e.dlog.close(ctx)
+	}
 	return nil
+}
+
+// logDecision writes d to the decision log, with the policy's reasons when it denied
+// something and gives reasons (one more evaluation, for denials only).
+func (e *engine) logDecision(ctx context.Context, p *compiled, id string, in ast.Value, req authz.Request, d authz.Decision) {
+	var reasons []authz.Reason
+	if p.hasReasons && deniedSome(req, d) {
+		if _, rs, err := e.explainWith(ctx, p, req); err == nil {
+			reasons = rs
+		}
+	}
+	e.dlog.log(ctx, id, p.revision, e.now(), in, d, reasons)
+}
+
+func deniedSome(req authz.Request, d authz.Decision) bool {
+	asked, got := 0, 0
+	for _, s := range req.Requested {
+		asked += len(s.Actions)
+	}
+	for _, s := range d.Granted {
+		got += len(s.Actions)
+	}
+	return got < asked
 }
 
 // apply makes src the active policy, or leaves the active one when src does not compile.

@@ -26,6 +26,10 @@ func (e *engine) Explain(ctx context.Context, req authz.Request) (authz.Decision
 	if err := req.Validate(); err != nil {
 		return authz.Decision{}, nil, err
 	}
+	return e.explainWith(ctx, p, req)
+}
+
+func (e *engine) explainWith(ctx context.Context, p *compiled, req authz.Request) (authz.Decision, []authz.Reason, error) {
 	rs, err := p.explain.Eval(ctx, rego.EvalParsedInput(inputValue(req)), rego.EvalTime(e.now()))
 	if err != nil {
 		return authz.Decision{}, nil, fmt.Errorf("opa: evaluate policy: %w", err)

@@ -44,6 +44,8 @@ type Config struct {
 	Dir string `yaml:"dir"`
 	// Bundle is an OPA bundle (.tar.gz), from a file or an HTTP bundle server.
 	Bundle *BundleConfig `yaml:"bundle"`
+	// DecisionLogs is where every decision is logged.
+	DecisionLogs DecisionLogConfig `yaml:"decision_logs"`
 }
 
 // Validate checks the settings and, for a directory or a local bundle, loads and compiles
@@ -64,7 +66,7 @@ func (c Config) Validate() []error {
 }
 
 func (c Config) validateSettings() []error {
-	var errs []error
+	errs := c.DecisionLogs.validate()
 	if c.Bundle != nil {
 		if c.Dir != "" {
 			errs = append(errs, errors.New("dir and bundle exclude each other: give one"))
@@ -95,6 +97,11 @@ func (c Config) Open(ctx context.Context, deps authz.Deps) (authz.Authorizer, er
 		return nil, fmt.Errorf("opa: %w", errors.Join(errs...))
 	}
 	e := newEngine(c, deps)
+	dl, err := openDecisionLog(ctx, c.DecisionLogs, e.logger)
+	if err != nil {
+		return nil, fmt.Errorf("opa: %w", err)
+	}
+	e.dlog = dl
 	if c.Bundle != nil && c.Bundle.URL != "" {
 		if err := e.startDownloader(); err != nil {
 			return nil, fmt.Errorf("opa: %w", err)
@@ -218,8 +225,9 @@ func (e *engine) Authorize(ctx context.Context, req authz.Request) (authz.Decisi
 		return authz.Decision{DecisionID: id}, nil
 	}
 
+	in := inputValue(req)
 	rs, err := p.query.Eval(ctx,
-		rego.EvalParsedInput(inputValue(req)),
+		rego.EvalParsedInput(in),
 		rego.EvalTime(e.now()),
 	)
 	if err != nil {
@@ -239,6 +247,9 @@ func (e *engine) Authorize(ctx context.Context, req authz.Request) (authz.Decisi
 		_, ok := allowed[grant{s.Type, s.Class, s.Name, action}]
 		return ok
 	})
+	if e.dlog != nil {
+		e.logDecision(ctx, p, id, in, req, authz.Decision{Granted: granted, DecisionID: id})
+	}
 	e.logger.DebugContext(ctx, "authz decision",
 		"decision_id", id,
 		"revision", p.revision,
