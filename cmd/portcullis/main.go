@@ -47,6 +47,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return tokenCmdExit(runTokenCmd(ctx, args[1:], os.Stdin, stdout, stderr))
 		case "policy":
 			return runPolicy(ctx, args[1:], stdout, stderr)
+		case "migrate":
+			return runMigrate(ctx, args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("portcullis", flag.ContinueOnError)
