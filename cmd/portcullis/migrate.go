@@ -65,21 +65,21 @@ type dockerAuthConfig struct {
 // unconvertible names docker_auth's sections Portcullis has no counterpart for, with what
 // to do instead.
 var unconvertible = map[string]string{
-	"casbin_authz":  "Casbin policies: write the rules as Rego (deploy/policies/README.md) or as acl rules",
-	"ext_authz":     "an external authorizer program: express its decisions in Rego",
-	"plugin_authz":  "a Go plugin authorizer: express its decisions in Rego",
-	"acl_mongo":     "an ACL kept in MongoDB: export it into the acl data (it has the same rule shape)",
-	"acl_xorm":      "an ACL kept in SQL (XORM): export it into the acl data (it has the same rule shape)",
-	"ext_auth":      "an external authenticator program: use htpasswd, LDAP, OIDC workload tokens or robot accounts",
-	"plugin_authn":  "a Go plugin authenticator: use htpasswd, LDAP, OIDC workload tokens or robot accounts",
-	"mongo_auth":    "users kept in MongoDB: export them to htpasswd or move them to LDAP",
-	"xorm_auth":     "users kept in SQL (XORM): export them to htpasswd or move them to LDAP",
-	"google_auth":   "Google sign-in for docker login: use robot accounts or OIDC workload tokens",
-	"github_auth":   "GitHub sign-in for docker login: use robot accounts or OIDC workload tokens",
-	"gitlab_auth":   "GitLab sign-in for docker login: use robot accounts or OIDC workload tokens (GitLab CI's id_tokens)",
-	"oidc_auth":     "interactive OIDC sign-in for docker login: use OIDC workload tokens for machines, LDAP for people",
-	"lua_authz":     "Lua authorization: express its decisions in Rego",
-	"lua_authn":     "Lua authentication: use htpasswd, LDAP, OIDC workload tokens or robot accounts",
+	"casbin_authz": "Casbin policies: write the rules as Rego (deploy/policies/README.md) or as acl rules",
+	"ext_authz":    "an external authorizer program: express its decisions in Rego",
+	"plugin_authz": "a Go plugin authorizer: express its decisions in Rego",
+	"acl_mongo":    "an ACL kept in MongoDB: export it into the acl data (it has the same rule shape)",
+	"acl_xorm":     "an ACL kept in SQL (XORM): export it into the acl data (it has the same rule shape)",
+	"ext_auth":     "an external authenticator program: use htpasswd, LDAP, OIDC workload tokens or robot accounts",
+	"plugin_authn": "a Go plugin authenticator: use htpasswd, LDAP, OIDC workload tokens or robot accounts",
+	"mongo_auth":   "users kept in MongoDB: export them to htpasswd or move them to LDAP",
+	"xorm_auth":    "users kept in SQL (XORM): export them to htpasswd or move them to LDAP",
+	"google_auth":  "Google sign-in for docker login: use robot accounts or OIDC workload tokens",
+	"github_auth":  "GitHub sign-in for docker login: use robot accounts or OIDC workload tokens",
+	"gitlab_auth":  "GitLab sign-in for docker login: use robot accounts or OIDC workload tokens (GitLab CI's id_tokens)",
+	"oidc_auth":    "interactive OIDC sign-in for docker login: use OIDC workload tokens for machines, LDAP for people",
+	"lua_authz":    "Lua authorization: express its decisions in Rego",
+	"lua_authn":    "Lua authentication: use htpasswd, LDAP, OIDC workload tokens or robot accounts",
 }
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -113,8 +113,12 @@ type migrateReport struct {
 	converted, notConverted []string
 }
 
-func (r *migrateReport) ok(format string, a ...any)  { r.converted = append(r.converted, fmt.Sprintf(format, a...)) }
-func (r *migrateReport) not(format string, a ...any) { r.notConverted = append(r.notConverted, fmt.Sprintf(format, a...)) }
+func (r *migrateReport) ok(format string, a ...any) {
+	r.converted = append(r.converted, fmt.Sprintf(format, a...))
+}
+func (r *migrateReport) not(format string, a ...any) {
+	r.notConverted = append(r.notConverted, fmt.Sprintf(format, a...))
+}
 
 func (r *migrateReport) write(w io.Writer, out string) {
 	fmt.Fprintf(w, "wrote %s\n\nconverted:\n", out)
