@@ -52,11 +52,12 @@ func main() {
 	profile := flag.Bool("profile", true, "CPU-profile the all-in-one warm and refresh-grant runs and print the top functions")
 	profileOut := flag.String("profile-out", ".cache/bench-cpu.pprof", "where to keep the warm run's CPU profile (go tool pprof); the refresh runs' go beside it")
 	withVault := flag.Bool("vault", true, "also compare Vault transit signing (needs the vault binary: scripts/install-tools.sh vault)")
+	only := flag.String("only", "", "run one group of rows only: authz")
 	flag.Parse()
 	o := options{
 		bin: *bin, dur: *dur, conc: *conc, rate: *rate, vaultRate: *vaultRate, refreshRate: *refreshRate,
 		refreshTokens: *refreshTokens, workloadTokens: *workloadTokens, ldapUsers: *ldapUsers, ldapPool: *ldapPool,
-		profile: *profile, profileOut: *profileOut, vault: *withVault,
+		profile: *profile, profileOut: *profileOut, vault: *withVault, only: *only,
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "portcullis-bench:", err)
@@ -73,6 +74,7 @@ type options struct {
 	profile                            bool
 	profileOut                         string
 	vault                              bool
+	only                               string
 }
 
 type scenario struct {
@@ -97,6 +99,8 @@ type scenario struct {
 	signers int
 	// extraSigners are the listen addresses of the replicas beyond the first (set by withServerAt).
 	extraSigners []string
+	// opaDir is the authz policy directory; empty: the shipped default.
+	opaDir string
 }
 
 type vaultKey struct{ addr, tokenFile string }
@@ -139,6 +143,13 @@ func run(o options) error {
 		conc, dur, rate, numCPU())
 	fmt.Printf("CPU/token: CPU time of the Portcullis process(es) during the run (user+system, /proc/<pid>/stat) per token issued\n\n")
 	printHeader()
+	switch o.only {
+	case "":
+	case "authz":
+		return benchAuthz(bin, dir, o)
+	default:
+		return fmt.Errorf("-only %q: the one group is authz", o.only)
+	}
 	var profiles []cpuProfile
 	var warmBasic float64 // tokens/s of the all-in-one warm 1-scope run: what the refresh grant is compared with
 	for _, split := range []bool{false, true} {
@@ -196,6 +207,9 @@ func run(o options) error {
 	}
 	if err := benchSignerReplicas(bin, dir, o); err != nil {
 		return fmt.Errorf("signer replicas: %w", err)
+	}
+	if err := benchAuthz(bin, dir, o); err != nil {
+		return fmt.Errorf("authz: %w", err)
 	}
 	if o.vault {
 		if err := benchVault(bin, dir, dur, conc, o.vaultRate); err != nil {
@@ -270,7 +284,7 @@ authn:
   backends:
     - {name: users, type: htpasswd, config: {path: %s, groups: {admins: [bench]}}}%s
 authz:
-  listen: %s
+  listen: %s%s
 signer:
   listen: %s
   metrics_listen: %s
@@ -279,7 +293,7 @@ sessions:
   store: %s
 %s`, ports[portGateway], ports[portGatewayMetrics], ports[portAuthn], ports[portAuthz], strings.Join(append([]string{ports[portSigner]}, sc.extraSigners...), ","),
 		ports[portAuthn], sc.cold, !sc.noLockout, filepath.Join(dir, "htpasswd"), workloadBackend(sc.oidcIssuer)+ldapBackend(sc.ldap)+robotBackend(sc.robots),
-		ports[portAuthz], ports[portSigner], ports[portSignerMetrics], key, store, robotAdmin(sc.robots, dir, ports[portAdmin]))
+		ports[portAuthz], opaDir(sc.opaDir), ports[portSigner], ports[portSignerMetrics], key, store, robotAdmin(sc.robots, dir, ports[portAdmin]))
 }
 
 func sessionsDB(dir string) string { return filepath.Join(dir, "sessions.db") }
@@ -289,6 +303,7 @@ func sessionsDB(dir string) string { return filepath.Join(dir, "sessions.db") }
 type server struct {
 	url, signerMetrics string
 	adminAddr          string // admin.listen, when the scenario has one
+	authzAddr          string // the authz service's gRPC address (split)
 	cpu                func() time.Duration
 }
 
@@ -398,7 +413,7 @@ func withServerAt(bin, dir string, sc scenario, cpuprofile string, f func(s serv
 	if sc.split {
 		metrics = "http://" + ports[portSignerMetrics] + "/metrics"
 	}
-	return f(server{url: url, signerMetrics: metrics, adminAddr: ports[portAdmin], cpu: func() time.Duration { return cpuTime(procs) }})
+	return f(server{url: url, signerMetrics: metrics, adminAddr: ports[portAdmin], authzAddr: ports[portAuthz], cpu: func() time.Duration { return cpuTime(procs) }})
 }
 
 // clockTick is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on every Linux port Go
