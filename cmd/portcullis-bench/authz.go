@@ -16,14 +16,23 @@ import (
 	"github.com/portcullis-dev/portcullis/deploy"
 	"github.com/portcullis-dev/portcullis/pkg/pbconv"
 	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
+	"github.com/portcullis-dev/portcullis/services/authz"
+	"github.com/portcullis-dev/portcullis/services/authz/opa"
 	"github.com/portcullis-dev/portcullis/services/authz/opa/opatest"
 )
 
-func opaDir(dir string) string {
+func opaDir(dir string, noLogs bool) string {
+	logs := ""
+	if noLogs {
+		logs = ", decision_logs: {console: false}"
+	}
 	if dir == "" {
+		if noLogs {
+			return "\n  opa: {decision_logs: {console: false}}"
+		}
 		return ""
 	}
-	return fmt.Sprintf("\n  opa: {dir: %q, decision_logs: {console: false}}", dir)
+	return fmt.Sprintf("\n  opa: {dir: %q%s}", dir, logs)
 }
 
 // benchAuthz measures the authz service alone (split, its gRPC port, decision logs on as by
@@ -32,14 +41,17 @@ func opaDir(dir string) string {
 func benchAuthz(bin, dir string, o options) error {
 	fmt.Printf("\nAuthz decisions (split; gRPC straight to the authz service; 5 scopes per decision; closed loop, then %d/s fixed rate)\n", o.rate)
 	type policyCase struct {
-		name  string
-		rules int // acl rules; 0 for the others
-		dir   string
+		name   string
+		rules  int // acl rules; 0 for the others
+		dir    string
+		noLogs bool
 	}
 	cases := []policyCase{{name: "default policy"}, {name: "teams policy (shipped example data)", dir: "teams"}}
 	for _, n := range []int{10, 1000, 10000} {
 		cases = append(cases, policyCase{name: fmt.Sprintf("acl policy, %d rules", n), rules: n, dir: "acl"})
 	}
+	// What the decision log (with the policy's reasons for denials) costs.
+	cases = append(cases, policyCase{name: "acl policy, 1000 rules, decision logs off", rules: 1000, dir: "acl", noLogs: true})
 	for _, pc := range cases {
 		policy := ""
 		if pc.dir != "" {
@@ -54,7 +66,16 @@ func benchAuthz(bin, dir string, o options) error {
 			pbReqs = append(pbReqs, &authzv1.AuthorizeRequest{Identity: pbconv.IdentityToPB(r.Identity), Service: r.Service,
 				Requested: pbconv.ScopesToPB(r.Requested), RemoteAddr: r.RemoteAddr})
 		}
-		sc := scenario{split: true, scopes: 5, opaDir: policy}
+		if pc.dir != "" && !pc.noLogs {
+			// The policy engine alone, in this process, one decision at a time: what a
+			// decision costs without gRPC and without the decision log.
+			inproc, err := engineOnly(policy, reqs, o.dur)
+			if err != nil {
+				return fmt.Errorf("%s: %w", pc.name, err)
+			}
+			inproc.print(pc.name + ", engine in-process")
+		}
+		sc := scenario{split: true, scopes: 5, opaDir: policy, noDecisionLogs: pc.noLogs}
 		var closed, fixed result
 		_, err := withServerAt(bin, dir, sc, "", func(s server) (result, error) {
 			cc, err := grpc.NewClient(s.authzAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -119,4 +140,28 @@ func writePolicy(dir, name string, rules int) (string, error) {
 		}
 	}
 	return out, nil
+}
+
+// engineOnly decides reqs in turn with the opa engine in this process for dur.
+func engineOnly(policy string, reqs []authz.Request, dur time.Duration) (result, error) {
+	a, err := opa.Config{Dir: policy}.Open(context.Background(), authz.Deps{})
+	if err != nil {
+		return result{}, err
+	}
+	if c, ok := a.(interface{ Close(context.Context) error }); ok {
+		defer c.Close(context.Background())
+	}
+	var res result
+	start := time.Now()
+	for i := 0; time.Since(start) < dur; i++ {
+		t := time.Now()
+		if _, err := a.Authorize(context.Background(), reqs[i%len(reqs)]); err != nil {
+			res.errs++
+			continue
+		}
+		res.lat = append(res.lat, time.Since(t))
+	}
+	res.elapsed = time.Since(start)
+	res.n = len(res.lat)
+	return res, nil
 }

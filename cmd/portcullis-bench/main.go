@@ -101,6 +101,8 @@ type scenario struct {
 	extraSigners []string
 	// opaDir is the authz policy directory; empty: the shipped default.
 	opaDir string
+	// noDecisionLogs turns the authz decision log off (it is on by default).
+	noDecisionLogs bool
 }
 
 type vaultKey struct{ addr, tokenFile string }
@@ -293,7 +295,7 @@ sessions:
   store: %s
 %s`, ports[portGateway], ports[portGatewayMetrics], ports[portAuthn], ports[portAuthz], strings.Join(append([]string{ports[portSigner]}, sc.extraSigners...), ","),
 		ports[portAuthn], sc.cold, !sc.noLockout, filepath.Join(dir, "htpasswd"), workloadBackend(sc.oidcIssuer)+ldapBackend(sc.ldap)+robotBackend(sc.robots),
-		ports[portAuthz], opaDir(sc.opaDir), ports[portSigner], ports[portSignerMetrics], key, store, robotAdmin(sc.robots, dir, ports[portAdmin]))
+		ports[portAuthz], opaDir(sc.opaDir, sc.noDecisionLogs), ports[portSigner], ports[portSignerMetrics], key, store, robotAdmin(sc.robots, dir, ports[portAdmin]))
 }
 
 func sessionsDB(dir string) string { return filepath.Join(dir, "sessions.db") }

@@ -23,8 +23,9 @@
 #     registry:catalog:* asks for the action "*", so only a rule listing "*" grants it.
 #
 # When the engine loads this data it checks every rule (a bad regexp, IP or missing actions
-# rejects the load, naming the rule) and indexes the rules by their literal account and
-# first name segment (data.acl_index), so a request looks only at the rules that can match.
+# rejects the load, naming the rule) and compiles the rules, indexed by their literal
+# account and first name segment, so a request looks only at the rules that can match.
+# Run this policy's tests with `portcullis policy test` (it declares portcullis.acl_first_match).
 package portcullis.authz
 
 # allowed is the contract's output: [type, class, name, action].
@@ -61,11 +62,22 @@ grant(ruled, requested) := requested if ruled == ["*"]
 
 grant(ruled, requested) := [a | some a in requested; a in ruled] if ruled != ["*"]
 
-# first_match[i] is the index of the first rule matching scope i.
+# first_match[i] is the index of the first rule matching scope i. When the engine loaded
+# the data it compiled the rules (data.acl_index marks it), and portcullis.acl_first_match
+# matches them in Go with an index; otherwise (this policy's tests, other OPA hosts) the
+# rules below match them in Rego. Both follow docker_auth, and services/authz/opa checks on
+# random ACLs that they agree.
+first_match[i] := j if {
+	data.acl_index
+	some i, s in input.scopes
+	j := portcullis.acl_first_match(object.union(request(s), {"ip": client_ip, "labels": input.identity.labels}))
+}
+
 first_match[i] := min(matching) if {
+	not data.acl_index
 	some i, s in input.scopes
 	r := request(s)
-	matching := {j | some j in candidates(r); rule_matches(j, r)}
+	matching := {j | some j in numbers.range(0, count(data.acl) - 1); matches(data.acl[j].match, r)}
 	count(matching) > 0
 }
 
@@ -75,104 +87,6 @@ request(s) := {"account": account, "type": s.type, "name": s.name, "service": in
 account := "" if input.identity.anonymous
 
 account := input.identity.subject if not input.identity.anonymous
-
-# candidates are the rules that can match: from the index the engine builds, or all of them
-# (as in unit tests, which give data.acl alone).
-candidates(r) := {j |
-	some k1 in [r.account, "*"]
-	some k2 in [first_segment(r.name), "*"]
-	some j in object.get(data.acl_index, [k1, k2], [])
-} if data.acl_index
-
-candidates(_) := numbers.range(0, count(data.acl) - 1) if {
-	not data.acl_index
-	count(data.acl) > 0
-}
-
-first_segment(name) := split(name, "/")[0]
-
-# rule_matches uses the rules as the engine compiled them when it loaded the data (patterns
-# already in matcher form; placeholders filled in only where a rule has them), else the
-# rules as written. Both give the same answers (services/authz/opa checks that on random ACLs).
-rule_matches(j, r) if {
-	data.acl_index
-	c := data.acl_index["*rules"][j]
-	every f, spec in c.fields {
-		compiled_field_matches(spec, j, f, r)
-	}
-	compiled_ip_matches(c)
-	compiled_labels_match(c, j, r)
-}
-
-rule_matches(j, r) if {
-	not data.acl_index
-	matches(data.acl[j].match, r)
-}
-
-compiled_field_matches(spec, _, f, r) if {
-	spec.kind == "glob"
-	glob.match(spec.pattern, ["/"], r[f])
-}
-
-compiled_field_matches(spec, _, f, r) if {
-	spec.kind == "regex"
-	regex.match(spec.pattern, r[f])
-}
-
-compiled_field_matches(spec, _, f, r) if {
-	spec.kind == "template"
-	vars := object.union(
-		{v: regex_quote(r[k]) | some [v, k] in spec.std},
-		{c.ref: g | some c in spec.captures; g := capture(c, r)},
-	)
-	template_matches(spec, r[f], vars)
-}
-
-template_matches(spec, value, vars) if filled_matches(spec, value, vars)
-
-template_matches(spec, value, vars) if {
-	count(spec.labels) > 0
-	not filled_matches(spec, value, vars)
-	some choice in compiled_label_choices(spec.labels)
-	filled_matches(spec, value, object.union(vars, choice))
-}
-
-filled_matches(spec, value, vars) if {
-	spec.regexp
-	regex.match(strings.replace_n(vars, spec.pattern), value)
-}
-
-filled_matches(spec, value, vars) if {
-	not spec.regexp
-	glob.match(strings.replace_n(vars, spec.pattern), ["/"], value)
-}
-
-capture(c, r) := found[0][c.n] if {
-	found := regex.find_all_string_submatch_n(c.re, r[c.field], 1)
-	count(found) > 0
-	c.n < count(found[0])
-}
-
-compiled_label_choices(keys) := [{keys[0]: v1} |
-	some v1 in label_values(substring(keys[0], 9, count(keys[0]) - 10))
-] if count(keys) == 1
-
-compiled_label_choices(keys) := [{keys[0]: v1, keys[1]: v2} |
-	some v1 in label_values(substring(keys[0], 9, count(keys[0]) - 10))
-	some v2 in label_values(substring(keys[1], 9, count(keys[1]) - 10))
-] if count(keys) == 2
-
-compiled_ip_matches(c) if not c.cidr
-
-compiled_ip_matches(c) if net.cidr_contains(c.cidr, client_ip)
-
-compiled_labels_match(c, _, _) if not c.labels
-
-compiled_labels_match(c, j, r) if {
-	c.labels
-	m := data.acl[j].match
-	labels_match(m, placeholders(m, r))
-}
 
 matches(m, r) if {
 	vars := placeholders(m, r)

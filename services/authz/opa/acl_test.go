@@ -19,7 +19,7 @@ import (
 
 const aclPolicyDir = "../../../deploy/policies/acl"
 
-func aclEngine(t testing.TB, data map[string]any, prep func(map[string]any) (map[string]any, error)) *engine {
+func aclEngine(t testing.TB, data map[string]any, prep func(map[string]any) (map[string]any, *aclMatcher, error)) *engine {
 	t.Helper()
 	src, errs := Config{Dir: aclPolicyDir}.load()
 	if len(errs) > 0 {
@@ -37,11 +37,11 @@ func aclEngine(t testing.TB, data map[string]any, prep func(map[string]any) (map
 	return e
 }
 
-func noIndex(d map[string]any) (map[string]any, error) { return d, nil }
+func noIndex(d map[string]any) (map[string]any, *aclMatcher, error) { return d, nil, nil }
 
 // The shipped example ACL (deploy/policies/acl/data.yaml) as the engine loads it, indexed.
 func TestACLExampleData(t *testing.T) {
-	e := aclEngine(t, nil, withACLIndex)
+	e := aclEngine(t, nil, prepareACL)
 	id := func(sub string, labels map[string]string) identity.Identity {
 		return identity.Identity{Subject: sub, Labels: labels}
 	}
@@ -149,7 +149,7 @@ func TestACLIndexEquivalence(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for round := range 12 {
 		acl := randomACL(r, 5+r.IntN(60))
-		indexed := aclEngine(t, map[string]any{"acl": acl}, withACLIndex)
+		indexed := aclEngine(t, map[string]any{"acl": acl}, prepareACL)
 		plain := aclEngine(t, map[string]any{"acl": acl}, noIndex)
 		for range 50 {
 			req := randomRequest(r)
@@ -254,13 +254,13 @@ func TestACLDataRejected(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := withACLIndex(map[string]any{"acl": tc.acl})
+			_, _, err := prepareACL(map[string]any{"acl": tc.acl})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want it to mention %s", err, tc.want)
 			}
 		})
 	}
-	if _, err := withACLIndex(map[string]any{"acl": []any{}, "acl_index": map[string]any{}}); err == nil {
+	if _, _, err := prepareACL(map[string]any{"acl": []any{}, "acl_index": map[string]any{}}); err == nil {
 		t.Error("a hand-written acl_index was accepted")
 	}
 }
@@ -270,7 +270,7 @@ func TestACLDataRejected(t *testing.T) {
 func BenchmarkACL(b *testing.B) {
 	for _, n := range []int{10, 1000, 10000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			e := aclEngine(b, map[string]any{"acl": opatest.OrgACL(n)}, withACLIndex)
+			e := aclEngine(b, map[string]any{"acl": opatest.OrgACL(n)}, prepareACL)
 			reqs := opatest.OrgRequests(n, 64)
 			b.ResetTimer()
 			for i := range b.N {

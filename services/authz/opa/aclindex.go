@@ -7,17 +7,16 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 )
 
 // A data document with a top-level "acl" list is a docker_auth ACL for the shipped acl
 // policy (deploy/policies/acl). When it loads, every rule is checked — a bad regexp, IP
 // pattern or a missing actions list rejects the load, naming the rule, as docker_auth refuses
-// to start — and the rules are indexed by the two parts that are most often literal: the
-// account and the first segment of the name. The policy then tests only the rules filed
-// under the request's account and segment and those filed under "*" (not literal), so the
-// cost of a decision follows the rules that can match, not the length of the list.
+// to start — and compiled (aclmatch.go): rules are indexed by the two parts that are most
+// often literal, the account and the first segment of the name, so a decision tests only
+// the rules filed under the request's account and segment and those filed under "*" (not
+// literal): its cost follows the rules that can match, not the length of the list.
 
 const (
 	aclKey      = "acl"
@@ -29,163 +28,36 @@ var (
 	aclMatchKeys = []string{"account", "type", "name", "service", "ip", "labels"}
 )
 
-// withACLIndex returns data with data.acl_index computed from data.acl, or data unchanged
-// when it has no acl.
-func withACLIndex(data map[string]any) (map[string]any, error) {
+
+var labelRef = regexp.MustCompile(`\$\{labels:[^}]+\}`)
+
+// prepareACL checks data.acl when there is one, compiles it (aclMatcher), and marks the
+// data as compiled (data.acl_index), which makes the policy match through the compiled
+// rules. Without an acl it returns data unchanged and no matcher.
+func prepareACL(data map[string]any) (map[string]any, *aclMatcher, error) {
 	raw, ok := data[aclKey]
 	if !ok {
-		return data, nil
+		return data, nil, nil
 	}
 	if _, taken := data[aclIndexKey]; taken {
-		return nil, fmt.Errorf("data: %q is computed from %q when the data loads; remove it", aclIndexKey, aclKey)
+		return nil, nil, fmt.Errorf("data: %q is set when the data loads, from %q; remove it", aclIndexKey, aclKey)
 	}
 	rules, ok := raw.([]any)
 	if !ok {
-		return nil, fmt.Errorf("data: %q must be a list of rules, got %T", aclKey, raw)
+		return nil, nil, fmt.Errorf("data: %q must be a list of rules, got %T", aclKey, raw)
 	}
-	index := map[string]map[string][]any{}
-	compiled := make([]any, 0, len(rules))
 	var errs []error
 	for j, r := range rules {
-		account, name, err := checkACLRule(r)
-		if err != nil {
+		if _, _, err := checkACLRule(r); err != nil {
 			errs = append(errs, fmt.Errorf("data: acl[%d]: %w", j, err))
-			continue
 		}
-		k1, k2 := literalOrAny(account), literalSegmentOrAny(name)
-		if index[k1] == nil {
-			index[k1] = map[string][]any{}
-		}
-		index[k1][k2] = append(index[k1][k2], j)
-		compiled = append(compiled, compileACLRule(r.(map[string]any)))
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, nil, errors.Join(errs...)
 	}
 	out := maps.Clone(data)
-	idx := make(map[string]any, len(index)+1)
-	for k1, m := range index {
-		inner := make(map[string]any, len(m))
-		for k2, js := range m {
-			inner[k2] = js
-		}
-		idx[k1] = inner
-	}
-	// The compiled rules sit beside the account buckets under a key no literal account can
-	// be: "*" is a glob character.
-	idx["*rules"] = compiled
-	out[aclIndexKey] = idx
-	return out, nil
-}
-
-// compileACLRule is the rule as the policy's fast path reads it: each present field's
-// pattern already in the form the matcher takes (a glob in OPA's syntax, or a regexp's
-// body), or "template" when it holds placeholders and must be filled in per request; the IP
-// pattern as a CIDR.
-func compileACLRule(rule map[string]any) map[string]any {
-	match := rule["match"].(map[string]any)
-	fields := map[string]any{}
-	for _, f := range []string{"account", "type", "name", "service"} {
-		p, ok := match[f].(string)
-		if !ok {
-			continue
-		}
-		switch {
-		case strings.Contains(p, "${"):
-			fields[f] = compileTemplate(p, match)
-		case isRegexpPattern(p):
-			fields[f] = map[string]any{"kind": "regex", "pattern": p[1 : len(p)-1]}
-		default:
-			fields[f] = map[string]any{"kind": "glob", "pattern": opaGlob(p)}
-		}
-	}
-	c := map[string]any{"fields": fields}
-	if ip, ok := match["ip"].(string); ok {
-		if !strings.Contains(ip, "/") {
-			if strings.Contains(ip, ":") {
-				ip += "/128"
-			} else {
-				ip += "/32"
-			}
-		}
-		c["cidr"] = ip
-	}
-	if _, ok := match["labels"]; ok {
-		c["labels"] = true
-	}
-	return c
-}
-
-var (
-	stdPlaceholders = []string{"account", "type", "name", "service"}
-	captureRef      = regexp.MustCompile(`\$\{(.+?):(\d+)\}`)
-	labelRef        = regexp.MustCompile(`\$\{labels:[^}]+\}`)
-)
-
-// compileTemplate lists what a pattern with placeholders needs filled in: the request
-// fields (regex-quoted), the capture groups (with the regexp they come from) and the label
-// placeholders. pattern is the pattern in matcher form (a glob in OPA's syntax; the
-// placeholders pass through opaGlob unchanged) and regexp says which matcher applies.
-func compileTemplate(p string, match map[string]any) map[string]any {
-	var std []any
-	for _, f := range stdPlaceholders {
-		if v := "${" + f + "}"; strings.Contains(p, v) {
-			std = append(std, []any{v, f})
-		}
-	}
-	var captures []any
-	for _, ref := range captureRef.FindAllStringSubmatch(p, -1) {
-		src, _ := match[ref[1]].(string)
-		n, err := strconv.Atoi(ref[2])
-		if !isRegexpPattern(src) || err != nil || n < 1 {
-			continue // docker_auth leaves such a placeholder as it is
-		}
-		captures = append(captures, map[string]any{"ref": ref[0], "field": ref[1], "re": src[1 : len(src)-1], "n": n})
-	}
-	var labels []any
-	for _, l := range labelRef.FindAllString(p, -1) {
-		if !slices.Contains(labels, any(l)) {
-			labels = append(labels, l)
-		}
-	}
-	t := map[string]any{"kind": "template", "std": nonNil(std), "captures": nonNil(captures), "labels": nonNil(labels)}
-	if isRegexpPattern(p) {
-		t["regexp"], t["pattern"] = true, p[1:len(p)-1]
-	} else {
-		t["regexp"], t["pattern"] = false, opaGlobKeepingPlaceholders(p)
-	}
-	return t
-}
-
-var anyPlaceholder = regexp.MustCompile(`\$\{[^}]*\}`)
-
-// opaGlobKeepingPlaceholders is opaGlob on the text between placeholders, which stay as
-// they are so the policy can fill them in.
-func opaGlobKeepingPlaceholders(p string) string {
-	var b strings.Builder
-	last := 0
-	for _, loc := range anyPlaceholder.FindAllStringIndex(p, -1) {
-		b.WriteString(opaGlob(p[last:loc[0]]))
-		b.WriteString(p[loc[0]:loc[1]])
-		last = loc[1]
-	}
-	b.WriteString(opaGlob(p[last:]))
-	return b.String()
-}
-
-func nonNil(s []any) []any {
-	if s == nil {
-		return []any{}
-	}
-	return s
-}
-
-var starRun = regexp.MustCompile(`\*+`)
-
-// opaGlob maps docker_auth's glob (Go's path.Match) onto OPA's glob.match, as the policy's
-// as_glob does: braces are literal in path.Match, and a run of stars is one star.
-func opaGlob(p string) string {
-	return starRun.ReplaceAllString(strings.NewReplacer("{", `\{`, "}", `\}`).Replace(p), "*")
+	out[aclIndexKey] = map[string]any{"rules": len(rules)}
+	return out, newACLMatcher(rules), nil
 }
 
 // checkACLRule validates one rule as docker_auth does (and a little more: unknown keys are

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/download"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,29 +107,6 @@ func (e *engine) Close(ctx context.Context) error {
 	return nil
 }
 
-// logDecision writes d to the decision log, with the policy's reasons when it denied
-// something and gives reasons (one more evaluation, for denials only).
-func (e *engine) logDecision(ctx context.Context, p *compiled, id string, in ast.Value, req authz.Request, d authz.Decision) {
-	var reasons []authz.Reason
-	if p.hasReasons && deniedSome(req, d) {
-		if _, rs, err := e.explainWith(ctx, p, req); err == nil {
-			reasons = rs
-		}
-	}
-	e.dlog.log(ctx, id, p.revision, e.now(), in, d, reasons)
-}
-
-func deniedSome(req authz.Request, d authz.Decision) bool {
-	asked, got := 0, 0
-	for _, s := range req.Requested {
-		asked += len(s.Actions)
-	}
-	for _, s := range d.Granted {
-		got += len(s.Actions)
-	}
-	return got < asked
-}
-
 // apply makes src the active policy, or leaves the active one when src does not compile.
 // A change of data alone is written into the active policy's store in one transaction:
 // evaluations see the old or the new data, never a mix, and nothing is prepared again.
@@ -148,7 +124,7 @@ func (e *engine) apply(ctx context.Context, src source) []error {
 		if data == nil {
 			data = map[string]any{}
 		}
-		data, err := withACLIndex(data)
+		data, m, err := prepareACL(data)
 		if err != nil {
 			return e.rejected(src, []error{err})
 		}
@@ -158,6 +134,7 @@ func (e *engine) apply(ctx context.Context, src source) []error {
 		if err != nil {
 			return e.rejected(src, []error{fmt.Errorf("load data: %w", err)})
 		}
+		cur.acl.m.Store(m)
 		next := *cur
 		next.revision, next.loadedAt = rev, e.now()
 		e.activate(&next, "data")

@@ -143,6 +143,9 @@ type compiled struct {
 	// store holds the data document; a change of data alone is written into it in a
 	// transaction, without preparing the policy again.
 	store storage.Store
+	// acl is the compiled ACL the policy's portcullis.acl_first_match reads; a data-only
+	// change swaps its matcher.
+	acl *aclHolder
 	// modules is a digest of the policy's modules: equal digests, same policy.
 	modules  string
 	revision string
@@ -151,25 +154,28 @@ type compiled struct {
 
 // compile prepares src for evaluation.
 func compile(ctx context.Context, src source, logger *slog.Logger) (*compiled, []error) {
-	return compileData(ctx, src, logger, withACLIndex)
+	return compileData(ctx, src, logger, prepareACL)
 }
 
 // compileData is compile with the data preparation given (tests compare with and without
 // the ACL index).
-func compileData(ctx context.Context, src source, logger *slog.Logger, prepData func(map[string]any) (map[string]any, error)) (*compiled, []error) {
+func compileData(ctx context.Context, src source, logger *slog.Logger, prepData func(map[string]any) (map[string]any, *aclMatcher, error)) (*compiled, []error) {
+	acl := &aclHolder{}
 	// Reads return AST values, so evaluation does not convert data per call.
 	store := inmem.NewWithOpts(inmem.OptReturnASTValuesOnRead(true))
 	if src.data != nil {
-		data, err := prepData(src.data)
+		data, m, err := prepData(src.data)
 		if err != nil {
 			return nil, []error{err}
 		}
+		acl.m.Store(m)
 		if err := storage.WriteOne(ctx, store, storage.AddOp, storage.RootPath, data); err != nil {
 			return nil, []error{fmt.Errorf("load data: %w", err)}
 		}
 	}
 
 	compiler := ast.NewCompiler().
+		WithBuiltins(map[string]*ast.Builtin{aclBuiltinName: {Name: aclBuiltinName, Decl: aclBuiltinDecl}}).
 		WithDefaultRegoVersion(ast.RegoV1).
 		WithEnablePrintStatements(true).
 		WithUseTypeCheckAnnotations(true)
@@ -182,6 +188,7 @@ func compileData(ctx context.Context, src source, logger *slog.Logger, prepData 
 		rego.PrintHook(printHook{logger: logger}),
 		// Keep results as AST terms: no JSON conversion per call.
 		rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }),
+		acl.builtin(),
 	}
 	for _, m := range src.modules {
 		opts = append(opts, rego.ParsedModule(m))
@@ -193,10 +200,10 @@ func compileData(ctx context.Context, src source, logger *slog.Logger, prepData 
 	if len(compiler.GetRulesExact(ast.MustParseRef(query))) == 0 {
 		return nil, []error{fmt.Errorf("policy %s defines no rule %s", src.shown, query)}
 	}
-	c := &compiled{query: pq, store: store, modules: src.modulesDigest(), revision: src.revision()}
+	c := &compiled{query: pq, store: store, acl: acl, modules: src.modulesDigest(), revision: src.revision()}
 	if len(compiler.GetRulesExact(ast.MustParseRef(reasonsQuery))) > 0 {
 		// The same compiler and store: one more query over the policy already compiled.
-		eq, err := rego.New(rego.Query("allowed = "+query+"; reasons = "+reasonsQuery), rego.Compiler(compiler), rego.Store(store),
+		eq, err := rego.New(rego.Query("allowed = "+query+"; reasons = "+reasonsQuery), rego.Compiler(compiler), rego.Store(store), acl.builtin(),
 			rego.SetRegoVersion(ast.RegoV1), rego.PrintHook(printHook{logger: logger}), rego.EnablePrintStatements(true)).PrepareForEval(ctx)
 		if err != nil {
 			return nil, astErrors("compile policy", src.shown, err)
@@ -226,6 +233,17 @@ func (e *engine) Authorize(ctx context.Context, req authz.Request) (authz.Decisi
 	}
 
 	in := inputValue(req)
+	if e.dlog != nil && p.hasReasons {
+		// Logged with the policy's reasons: one evaluation gives allowed and reasons.
+		d, reasons, err := e.explainWith(ctx, p, req)
+		if err != nil {
+			e.logger.WarnContext(ctx, "authz policy evaluation failed", "decision_id", id, "revision", p.revision, "error", err)
+			return authz.Decision{}, err
+		}
+		d.DecisionID = id
+		e.dlog.log(ctx, id, p.revision, e.now(), in, d, reasons)
+		return d, nil
+	}
 	rs, err := p.query.Eval(ctx,
 		rego.EvalParsedInput(in),
 		rego.EvalTime(e.now()),
@@ -248,7 +266,7 @@ func (e *engine) Authorize(ctx context.Context, req authz.Request) (authz.Decisi
 		return ok
 	})
 	if e.dlog != nil {
-		e.logDecision(ctx, p, id, in, req, authz.Decision{Granted: granted, DecisionID: id})
+		e.dlog.log(ctx, id, p.revision, e.now(), in, authz.Decision{Granted: granted, DecisionID: id}, nil)
 	}
 	e.logger.DebugContext(ctx, "authz decision",
 		"decision_id", id,
