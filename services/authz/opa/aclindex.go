@@ -28,7 +28,6 @@ var (
 	aclMatchKeys = []string{"account", "type", "name", "service", "ip", "labels"}
 )
 
-
 var labelRef = regexp.MustCompile(`\$\{labels:[^}]+\}`)
 
 // prepareACL checks data.acl when there is one, compiles it (aclMatcher), and marks the
