@@ -117,6 +117,7 @@ type App struct {
 	log         *slog.Logger
 	reg         *prometheus.Registry
 	grpcMetrics *telemetry.GRPCMetrics
+	tracing     *telemetry.Tracing // set by Run; off unless tracing.otlp_endpoint is set
 	now         func() time.Time
 	target      string
 
@@ -165,6 +166,11 @@ func (a *App) Run(ctx context.Context, target string) error {
 		return fmt.Errorf("unknown target %q (want all, gateway, authn, authz or signer)", target)
 	}
 	a.target = target
+	tr, err := telemetry.NewTracing(ctx, a.cfg.Tracing, "portcullis-"+target)
+	if err != nil {
+		return err
+	}
+	a.tracing = tr
 	defer a.shutdown()
 	if a.cfg.InsecurePlaintextGRPC {
 		a.log.Warn("INSECURE: insecure_plaintext_grpc is set. gRPC on non-loopback addresses may be plaintext and " +
@@ -241,6 +247,7 @@ func (a *App) grpcServerOptions(rules grpctls.Rules, useTLS bool, plainRole stri
 		identify = grpctls.FromCertificate(a.cfg.InternalTLS.Domain())
 	}
 	az := grpctls.NewAuthorizer(rules, identify, log)
+	opts = append(opts, a.tracing.ServerOptions()...)
 	opts = append(opts,
 		grpc.ChainUnaryInterceptor(append([]grpc.UnaryServerInterceptor{telemetry.UnaryServerInterceptor(a.log, a.grpcMetrics), az.Unary()}, unary...)...),
 		grpc.ChainStreamInterceptor(append([]grpc.StreamServerInterceptor{az.Stream()}, stream...)...))
@@ -518,7 +525,7 @@ func (a *App) startAuthz(ctx context.Context) error {
 
 // startKeys opens the key manager the signer signs with and the admin API rotates.
 func (a *App) startKeys(ctx context.Context) error {
-	km, err := openKeyManager(ctx, a.cfg, a.log, a.now, a.reg)
+	km, err := openKeyManager(ctx, a.cfg, a.log, a.now, a.reg, a.tracing.HTTPTransport)
 	if err != nil {
 		return err
 	}
@@ -628,12 +635,14 @@ func (a *App) newAdminServer(auth *signer.AdminAuth, useTLS bool, log *slog.Logg
 	return s, nil
 }
 
-func openKeyManager(ctx context.Context, cfg *Config, log *slog.Logger, now func() time.Time, reg prometheus.Registerer) (signer.KeyManager, error) {
+func openKeyManager(ctx context.Context, cfg *Config, log *slog.Logger, now func() time.Time, reg prometheus.Registerer,
+	wrapHTTP func(http.RoundTripper) http.RoundTripper) (signer.KeyManager, error) {
 	kc, err := keys.Decode(cfg.Signer.Key)
 	if err != nil {
 		return nil, err
 	}
-	return kc.Open(ctx, signer.Deps{Logger: log.With("component", "signer"), Now: now, Registerer: reg, TokenLifetime: cfg.Signer.MaxTTL.D()})
+	return kc.Open(ctx, signer.Deps{Logger: log.With("component", "signer"), Now: now, Registerer: reg, TokenLifetime: cfg.Signer.MaxTTL.D(),
+		WrapHTTP: wrapHTTP})
 }
 
 // dial connects to a service: in-process in -target=all, else at addr, presenting this
@@ -646,10 +655,10 @@ func (a *App) dial(addr, healthService string) (*grpc.ClientConn, error) {
 			return nil, err
 		}
 	}
-	opts := []grpc.DialOption{
+	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithUnaryInterceptor(telemetry.UnaryClientInterceptor()),
-	}
+	}, a.tracing.DialOptions()...)
 	if a.inproc != nil {
 		addr = "passthrough:///in-process"
 		inproc := a.inproc
@@ -733,7 +742,7 @@ func (a *App) startGateway(context.Context) error {
 		Signer: signerv1.NewSignerServiceClient(conns["signer"]),
 		Health: health,
 	}, a.log.With("component", "gateway"), a.reg)
-	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	srv := &http.Server{Handler: a.tracing.HTTPHandler(gw, "gateway"), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, TLSConfig: tlsConfig}
 	a.httpSrvs = append(a.httpSrvs, srv)
 	a.serve = append(a.serve, func() error {
@@ -802,6 +811,9 @@ func (a *App) shutdown() {
 		if err := c(ctx); err != nil {
 			a.log.Warn("close failed", "error", err)
 		}
+	}
+	if err := a.tracing.Shutdown(ctx); err != nil {
+		a.log.Warn("flushing traces failed", "error", err)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/config"
 	"github.com/portcullis-dev/portcullis/pkg/grpctls"
 	"github.com/portcullis-dev/portcullis/pkg/keyid"
+	"github.com/portcullis-dev/portcullis/pkg/telemetry"
 	"github.com/portcullis-dev/portcullis/services/authn/backends"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/stores"
@@ -43,6 +44,8 @@ type Config struct {
 	// InsecurePlaintextGRPC allows gRPC on non-loopback addresses without internal_tls:
 	// anyone who reaches such a port may send passwords to authn or mint tokens.
 	InsecurePlaintextGRPC bool `yaml:"insecure_plaintext_grpc"`
+	// Tracing exports OpenTelemetry spans over OTLP (off by default).
+	Tracing telemetry.TracingConfig `yaml:"tracing"`
 
 	// dataDir is -data-dir: where the default session store lives. A file cannot set it.
 	dataDir string
@@ -361,6 +364,7 @@ func (c *Config) Validate() error {
 		p.AddErrs(path+".config", bc.Validate())
 	}
 	p.AddErrs("authz.opa", c.Authz.OPA.Validate())
+	p.AddErrs("tracing", c.Tracing.Validate())
 	if c.Signer.Issuer == "" {
 		p.Addf("signer.issuer", "is required")
 	}

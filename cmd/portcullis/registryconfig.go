@@ -43,7 +43,7 @@ func runRegistryConfig(ctx context.Context, args []string, stdout, stderr io.Wri
 	if *service == "" {
 		*service = cfg.Gateway.Services[0]
 	}
-	km, err := openKeyManager(ctx, cfg, slog.New(slog.DiscardHandler), time.Now, nil)
+	km, err := openKeyManager(ctx, cfg, slog.New(slog.DiscardHandler), time.Now, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -43,7 +43,8 @@ func ValidRequestID(s string) bool {
 	return true
 }
 
-// NewLogger returns a JSON logger that adds the context's request id to every record.
+// NewLogger returns a JSON logger that adds the context's request id, and trace and span
+// ids when tracing is on, to every record.
 func NewLogger(w io.Writer, level slog.Leveler) *slog.Logger {
 	return slog.New(requestIDHandler{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})})
 }
@@ -54,6 +55,7 @@ func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
 	if id := RequestID(ctx); id != "" {
 		r.AddAttrs(slog.String("request_id", id))
 	}
+	r.AddAttrs(traceAttrs(ctx)...)
 	return h.Handler.Handle(ctx, r)
 }
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -96,6 +97,9 @@ type Deps struct {
 	// TokenLifetime is the longest a token lives: a retired key stays published that long
 	// plus the registry's leeway.
 	TokenLifetime time.Duration
+	// WrapHTTP wraps the transport of a key manager's HTTP client (Vault's), for tracing;
+	// nil leaves it as it is.
+	WrapHTTP func(http.RoundTripper) http.RoundTripper
 }
 
 // KeyManagerConfig is one key manager type's configuration; see package keys for the list.

@@ -19,6 +19,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/plugins/logs"
 	"github.com/open-policy-agent/opa/v1/server"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/portcullis-dev/portcullis/pkg/config"
 	"github.com/portcullis-dev/portcullis/services/authz"
@@ -152,6 +153,9 @@ func (dl *decisionLog) log(ctx context.Context, id, revision string, at time.Tim
 	}
 	var result any = map[string]any{"granted": granted}
 	info := &server.Info{DecisionID: id, Revision: revision, Path: "portcullis/authz/allowed", Timestamp: at, Input: &in, Results: &result}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		info.TraceID, info.SpanID = sc.TraceID().String(), sc.SpanID().String()
+	}
 	if len(reasons) > 0 {
 		rs := make([]any, 0, len(reasons))
 		for _, r := range reasons {

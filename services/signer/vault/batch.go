@@ -3,6 +3,8 @@ package vault
 import (
 	"context"
 	"fmt"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // batcher coalesces concurrent sign requests into transit batch_input calls. A worker takes
@@ -70,7 +72,10 @@ func (b *batcher) flush(ctx context.Context, batch []*pending) {
 		for i, p := range group {
 			inputs[i] = p.input
 		}
-		sigs, errs, err := b.call(ctx, v, inputs)
+		// The round trip joins the trace of the first request it serves (tracing is a no-op
+		// when off): one Vault span under one token request, not a trace of its own.
+		callCtx := trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(group[0].ctx))
+		sigs, errs, err := b.call(callCtx, v, inputs)
 		b.observe(len(group))
 		for i, p := range group {
 			switch {

@@ -96,7 +96,7 @@ func (c *Config) OpenCertifier(ctx context.Context, deps CertifierDeps) (*Certif
 	if sameIdentity(cfg.Auth, auth) {
 		return nil, errors.New("vault certifier: its Vault credentials are the serving signer's (signer.key.config.auth); the certifier needs its own identity, the only one allowed to sign with the root key")
 	}
-	client, err := newClient(cfg)
+	client, err := newClient(cfg, nil)
 	if err != nil {
 		return nil, fmt.Errorf("vault: %w", err)
 	}

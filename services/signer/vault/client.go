@@ -41,7 +41,8 @@ type keyVersion struct {
 	Public crypto.PublicKey
 }
 
-func newClient(c Config) (*api.Client, error) {
+// newClient is the Vault client; wrap (may be nil) wraps its transport, for tracing.
+func newClient(c Config, wrap func(http.RoundTripper) http.RoundTripper) (*api.Client, error) {
 	vc := api.DefaultConfig() // reads VAULT_ADDR and friends
 	if vc.Error != nil {
 		return nil, vc.Error
@@ -59,6 +60,9 @@ func newClient(c Config) (*api.Client, error) {
 	vc.MaxRetries = 0
 	if t, ok := vc.HttpClient.Transport.(*http.Transport); ok {
 		t.MaxIdleConnsPerHost = 64
+	}
+	if wrap != nil {
+		vc.HttpClient.Transport = wrap(vc.HttpClient.Transport)
 	}
 	return api.NewClient(vc)
 }

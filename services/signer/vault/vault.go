@@ -95,7 +95,7 @@ func (c *Config) Open(ctx context.Context, deps signer.Deps) (signer.KeyManager,
 		return nil, fmt.Errorf("vault key: %w", errors.Join(errs...))
 	}
 	cfg := c.withDefaults()
-	client, err := newClient(cfg)
+	client, err := newClient(cfg, deps.WrapHTTP)
 	if err != nil {
 		return nil, fmt.Errorf("vault: %w", err)
 	}

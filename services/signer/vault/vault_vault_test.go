@@ -29,6 +29,10 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/hashicorp/vault/api"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/portcullis-dev/portcullis/pkg/config"
 	"github.com/portcullis-dev/portcullis/pkg/keyid"
@@ -877,5 +881,38 @@ func TestVault_HealthFollowsVaultWithoutTraffic(t *testing.T) {
 			t.Fatal("still unhealthy 15s after Vault was unsealed, with no traffic")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// With tracing, a sign goes to Vault inside the caller's trace: the HTTP client span of the
+// transit call is a child of the span the signing request carried, batched or not.
+func TestVault_TracedSignJoinsTheCallersTrace(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.CreateKey(t, "tr", "ecdsa-p256")
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	wrap := func(rt http.RoundTripper) http.RoundTripper {
+		return otelhttp.NewTransport(rt, otelhttp.WithTracerProvider(tp))
+	}
+	km := open(t, &vault.Config{Address: v.Addr, Key: "tr", Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}, signer.Deps{WrapHTTP: wrap})
+	s := signer.New(signer.Options{Issuer: "t", Audiences: []string{"a"}}, km)
+	exp.Reset() // startup calls
+	ctx, parent := tp.Tracer("test").Start(context.Background(), "token request")
+	if _, err := s.Sign(ctx, signer.Claims{Audience: "a", JTI: "j", TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	parent.End()
+	var vaultSpans int
+	for _, sp := range exp.GetSpans() {
+		if sp.SpanKind != oteltrace.SpanKindClient {
+			continue
+		}
+		vaultSpans++
+		if sp.Parent.SpanID() != parent.SpanContext().SpanID() || sp.SpanContext.TraceID() != parent.SpanContext().TraceID() {
+			t.Errorf("Vault span %q is not under the request's span (parent %s)", sp.Name, sp.Parent.SpanID())
+		}
+	}
+	if vaultSpans == 0 {
+		t.Fatalf("no Vault client span; spans: %v", exp.GetSpans())
 	}
 }
