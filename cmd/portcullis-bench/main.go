@@ -52,12 +52,13 @@ func main() {
 	profile := flag.Bool("profile", true, "CPU-profile the all-in-one warm and refresh-grant runs and print the top functions")
 	profileOut := flag.String("profile-out", ".cache/bench-cpu.pprof", "where to keep the warm run's CPU profile (go tool pprof); the refresh runs' go beside it")
 	withVault := flag.Bool("vault", true, "also compare Vault transit signing (needs the vault binary: scripts/install-tools.sh vault)")
-	only := flag.String("only", "", "run one group of rows only: authz")
+	only := flag.String("only", "", "run one group of rows only: authz or soak")
+	soak := flag.Duration("soak", 10*time.Minute, "length of the soak run (half of peak, a signer replica restarted half-way); 0 skips it")
 	flag.Parse()
 	o := options{
 		bin: *bin, dur: *dur, conc: *conc, rate: *rate, vaultRate: *vaultRate, refreshRate: *refreshRate,
 		refreshTokens: *refreshTokens, workloadTokens: *workloadTokens, ldapUsers: *ldapUsers, ldapPool: *ldapPool,
-		profile: *profile, profileOut: *profileOut, vault: *withVault, only: *only,
+		profile: *profile, profileOut: *profileOut, vault: *withVault, only: *only, soak: *soak,
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "portcullis-bench:", err)
@@ -75,6 +76,7 @@ type options struct {
 	profileOut                         string
 	vault                              bool
 	only                               string
+	soak                               time.Duration
 }
 
 type scenario struct {
@@ -149,8 +151,10 @@ func run(o options) error {
 	case "":
 	case "authz":
 		return benchAuthz(bin, dir, o)
+	case "soak":
+		return benchSoak(bin, dir, o)
 	default:
-		return fmt.Errorf("-only %q: the one group is authz", o.only)
+		return fmt.Errorf("-only %q: the groups are authz and soak", o.only)
 	}
 	var profiles []cpuProfile
 	var warmBasic float64 // tokens/s of the all-in-one warm 1-scope run: what the refresh grant is compared with
@@ -212,6 +216,9 @@ func run(o options) error {
 	}
 	if err := benchAuthz(bin, dir, o); err != nil {
 		return fmt.Errorf("authz: %w", err)
+	}
+	if err := benchSoak(bin, dir, o); err != nil {
+		return fmt.Errorf("soak: %w", err)
 	}
 	if o.vault {
 		if err := benchVault(bin, dir, dur, conc, o.vaultRate); err != nil {
@@ -307,6 +314,11 @@ type server struct {
 	adminAddr          string // admin.listen, when the scenario has one
 	authzAddr          string // the authz service's gRPC address (split)
 	cpu                func() time.Duration
+	// rss is each process's resident set (VmRSS), by process name (target-index).
+	rss func() map[string]int64
+	// restart stops the i-th process (SIGTERM, so it drains) and starts it again.
+	restart func(i int) error
+	names   []string
 }
 
 // measure runs load and sets the result's CPU time to what the server used meanwhile.
@@ -382,28 +394,41 @@ func withServerAt(bin, dir string, sc scenario, cpuprofile string, f func(s serv
 		targets = append(targets, proc{"gateway", cfgPath})
 	}
 	var procs []*exec.Cmd
+	var exited []chan struct{} // closed when procs[i] has exited
 	defer func() {
-		for _, p := range procs {
+		for i, p := range procs {
 			_ = p.Process.Signal(os.Interrupt)
-			_ = p.Wait()
+			<-exited[i]
 		}
 	}()
-	for i, t := range targets {
+	startProc := func(i int, t proc) (*exec.Cmd, chan struct{}, error) {
 		args := []string{"-target=" + t.target, "-config=" + t.config}
 		if cpuprofile != "" {
 			args = append(args, "-cpuprofile="+cpuprofile)
 		}
 		cmd := exec.Command(bin, args...)
-		logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.log", t.target, i)))
+		logf, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("%s-%d.log", t.target, i)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, nil, err
+		}
+		cmd.Stdout, cmd.Stderr = io.Discard, logf
+		if err := cmd.Start(); err != nil {
+			logf.Close()
+			return nil, nil, err
+		}
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+		return cmd, done, nil
+	}
+	var names []string
+	for i, t := range targets {
+		cmd, done, err := startProc(i, t)
 		if err != nil {
 			return result{}, err
 		}
-		defer logf.Close()
-		cmd.Stdout, cmd.Stderr = io.Discard, logf
-		if err := cmd.Start(); err != nil {
-			return result{}, err
-		}
 		procs = append(procs, cmd)
+		exited = append(exited, done)
+		names = append(names, fmt.Sprintf("%s-%d", t.target, i))
 	}
 	url := "http://" + ports[portGateway]
 	if err := waitReady(url, 15*time.Second); err != nil {
@@ -415,7 +440,41 @@ func withServerAt(bin, dir string, sc scenario, cpuprofile string, f func(s serv
 	if sc.split {
 		metrics = "http://" + ports[portSignerMetrics] + "/metrics"
 	}
-	return f(server{url: url, signerMetrics: metrics, adminAddr: ports[portAdmin], authzAddr: ports[portAuthz], cpu: func() time.Duration { return cpuTime(procs) }})
+	restart := func(i int) error {
+		_ = procs[i].Process.Signal(os.Interrupt)
+		<-exited[i]
+		cmd, done, err := startProc(i, targets[i])
+		if err != nil {
+			return err
+		}
+		procs[i], exited[i] = cmd, done
+		return nil
+	}
+	rss := func() map[string]int64 {
+		out := map[string]int64{}
+		for i, p := range procs {
+			out[names[i]] = vmRSS(p.Process.Pid)
+		}
+		return out
+	}
+	return f(server{url: url, signerMetrics: metrics, adminAddr: ports[portAdmin], authzAddr: ports[portAuthz],
+		cpu: func() time.Duration { return cpuTime(procs) }, rss: rss, restart: restart, names: names})
+}
+
+// vmRSS is a process's resident set in bytes (0 when /proc cannot tell).
+func vmRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // clockTick is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on every Linux port Go
