@@ -36,9 +36,16 @@ func dockerRoundTrip(t *testing.T, kind registryKind, pc *portcullis) {
 		t.Fatalf("the docker engine is not reachable: %v\n%s", err, out)
 	}
 	reg := startRegistry(t, kind, pc)
+	dockerPushPull(t, c, reg.Host)
+}
 
-	alice := reg.Host + "/alice/hello:v1"
-	bob := reg.Host + "/bob/hello:v1"
+// dockerPushPull logs the docker CLI in to host as alice (a wrong password refused first),
+// builds a FROM-scratch image, pushes it, removes it, pulls it back, is refused a push to
+// bob's namespace, and after logout a pull.
+func dockerPushPull(t *testing.T, c *clients, host string) {
+	t.Helper()
+	alice := host + "/alice/hello:v1"
+	bob := host + "/bob/hello:v1"
 	t.Cleanup(func() {
 		// Remove what the test created, whatever state it stopped in.
 		ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
@@ -48,7 +55,7 @@ func dockerRoundTrip(t *testing.T, kind registryKind, pc *portcullis) {
 		_ = cmd.Run()
 	})
 
-	loginArgs := []string{"login", reg.Host, "-u", "alice", "--password-stdin"}
+	loginArgs := []string{"login", host, "-u", "alice", "--password-stdin"}
 	out, err := c.run(t, "wrong\n", "docker", loginArgs...)
 	if err == nil || !refusedRE.MatchString(out) {
 		t.Fatalf("docker login with a wrong password: %v, want it refused\n%s", err, out)
@@ -88,7 +95,7 @@ func dockerRoundTrip(t *testing.T, kind registryKind, pc *portcullis) {
 	c.ok(t, "docker", "tag", alice, bob)
 	c.refused(t, "docker", "push", bob)
 
-	c.ok(t, "docker", "logout", reg.Host)
+	c.ok(t, "docker", "logout", host)
 	c.ok(t, "docker", "image", "rm", alice)
 	c.refused(t, "docker", "pull", alice)
 }

@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# Brings docker-compose.yml up (image portcullis:dev and deploy/compose/certs must exist:
-# make image compose-certs), gets a token through the gateway, and checks the admin API on
-# 127.0.0.1:7004: served to the admin certificate with the bearer secret, refused to a
-# plaintext client and to the gateway's certificate; then a refresh token from an offline
-# login works until `portcullis sessions revoke` on authn's admin API (127.0.0.1:7005) ends it.
-# Tears everything down.
+# Brings docker-compose.yml up (scripts/compose-up.sh: images, certificates, Vault, PostgreSQL),
+# gets a token through the gateway, and checks the signer's admin API (its published port):
+# served to the admin certificate with the bearer secret, refused to a plaintext client and to
+# the gateway's certificate; then a refresh token from an offline login works until
+# `portcullis sessions revoke` on authn's admin API ends it. Tears everything down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +15,7 @@ else
   echo "compose-smoke: neither 'docker compose' nor docker-compose is installed" >&2
   exit 1
 fi
-compose+=(--project-name portcullis-smoke)
+export COMPOSE_PROJECT_NAME=portcullis-smoke
 certs=deploy/compose/certs
 bin=bin/portcullis
 
@@ -27,11 +26,9 @@ fail() {
 }
 trap '"${compose[@]}" down --volumes --remove-orphans >/dev/null 2>&1 || true' EXIT
 
-"${compose[@]}" up -d
-for _ in $(seq 1 60); do
-  if [ "$(curl -s -o /dev/null -w '%{http_code}' http://localhost:5001/readyz)" = 200 ]; then break; fi
-  sleep 1
-done
+scripts/compose-up.sh || fail "compose-up"
+signer_admin=$("${compose[@]}" port signer 7004)
+authn_admin=$("${compose[@]}" port authn 7004)
 ready=$(curl -s http://localhost:5001/readyz) || fail "gateway not reachable"
 echo "readyz: $ready"
 [ "$(jq -r .ready <<<"$ready")" = true ] || fail "gateway not ready"
@@ -48,14 +45,14 @@ admin() { # cert-role, then extra flags
   local role=$1; shift
   local tls=()
   if [ "$role" != plaintext ]; then tls=(-tls-ca "$certs/ca.pem" -tls-cert "$certs/$role.pem" -tls-key "$certs/$role-key.pem"); fi
-  "$bin" keys list -addr 127.0.0.1:7004 -admin-token-file "$certs/admin-token" "${tls[@]}" "$@"
+  "$bin" keys list -addr "$signer_admin" -admin-token-file "$certs/admin-token" "${tls[@]}" "$@"
 }
 admin admin || fail "keys list with the admin certificate"
 if admin gateway 2>/dev/null; then fail "the admin API served the gateway's certificate"; fi
 if admin plaintext 2>/dev/null; then fail "the admin API served a plaintext client"; fi
 
 # Sessions: an offline login's refresh token works until the session admin API (authn's admin
-# listener, published on 127.0.0.1:7005) revokes it.
+# listener, on its published port) revokes it.
 login=$(curl -s -u alice:alice 'http://localhost:5001/token?service=registry.local&offline_token=true&client_id=docker')
 refresh=$(jq -r .refresh_token <<<"$login")
 [[ "$refresh" == pcr_* ]] || fail "offline login gave no refresh token: $(jq -c 'del(.token, .access_token, .refresh_token)' <<<"$login")"
@@ -66,7 +63,7 @@ refresh_status() {
     --data-urlencode 'scope=repository:alice/app:pull' http://localhost:5001/token
 }
 [ "$(refresh_status)" = 200 ] || fail "the refresh grant was refused"
-sessions=(-addr 127.0.0.1:7005 -admin-token-file "$certs/admin-token" -tls-ca "$certs/ca.pem" -tls-cert "$certs/admin.pem" -tls-key "$certs/admin-key.pem")
+sessions=(-addr "$authn_admin" -admin-token-file "$certs/admin-token" -tls-ca "$certs/ca.pem" -tls-cert "$certs/admin.pem" -tls-key "$certs/admin-key.pem")
 "$bin" sessions list "${sessions[@]}" -user alice | grep -q alice || fail "sessions list does not show alice's session"
 "$bin" sessions revoke "${sessions[@]}" -user alice || fail "sessions revoke"
 [ "$(refresh_status)" = 400 ] || fail "a revoked refresh token still works"

@@ -671,7 +671,7 @@ func (a *App) dial(addr, healthService string) (*grpc.ClientConn, error) {
 			return nil, err
 		}
 		addr = target
-		opts = append(opts, grpc.WithDefaultServiceConfig(backendServiceConfig(healthService)), clientKeepalive())
+		opts = append(opts, grpc.WithDefaultServiceConfig(backendServiceConfig(healthService)), clientKeepalive(), clientReconnect())
 		if r != nil {
 			opts = append(opts, grpc.WithResolvers(r))
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/grpc/resolver"
 )
 
 func TestBackendTarget(t *testing.T) {
@@ -20,7 +22,7 @@ func TestBackendTarget(t *testing.T) {
 		static, wantErr  bool
 	}{
 		{"127.0.0.1:7003", "127.0.0.1:7003", false, false},
-		{"dns:///signer:7003", "dns:///signer:7003", false, false},
+		{"dns:///signer:7003", "portcullis-dns:///signer:7003", true, false},
 		{"127.0.0.1:7003,127.0.0.1:7013", "portcullis-static:///replicas", true, false},
 		{"127.0.0.1:7003, 127.0.0.1:7013", "portcullis-static:///replicas", true, false},
 		{"127.0.0.1:7003,nope", "", false, true},
@@ -30,6 +32,66 @@ func TestBackendTarget(t *testing.T) {
 		if (err != nil) != tc.wantErr || target != tc.wantTarget || (r != nil) != tc.static {
 			t.Errorf("backendTarget(%q) = %q, %v, %v", tc.addr, target, r != nil, err)
 		}
+	}
+}
+
+// fakeCC records what a resolver reports.
+type fakeCC struct {
+	resolver.ClientConn
+	mu     sync.Mutex
+	states []resolver.State
+}
+
+func (f *fakeCC) UpdateState(s resolver.State) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.states = append(f.states, s)
+	return nil
+}
+
+func (f *fakeCC) ReportError(error) {}
+
+func (f *fakeCC) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.states)
+}
+
+// The dns:/// resolver looks the name up at once, again on ResolveNow (no sooner than its
+// minimum interval), and every refresh.
+func TestDNSResolver(t *testing.T) {
+	t.Parallel()
+	cc := &fakeCC{}
+	b := &dnsBuilder{refresh: time.Hour, minInterval: 50 * time.Millisecond}
+	r, err := b.Build(resolver.Target{URL: url.URL{Scheme: "portcullis-dns", Path: "/localhost:7003"}}, cc, resolver.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	waitFor := func(n int) {
+		deadline := time.Now().Add(5 * time.Second)
+		for cc.count() < n && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if cc.count() < n {
+			t.Fatalf("%d lookups, want %d", cc.count(), n)
+		}
+	}
+	waitFor(1)
+	cc.mu.Lock()
+	first := cc.states[0]
+	cc.mu.Unlock()
+	found := false
+	for _, e := range first.Endpoints {
+		found = found || e.Addresses[0].Addr == "127.0.0.1:7003"
+	}
+	if !found {
+		t.Fatalf("localhost resolved to %+v", first.Endpoints)
+	}
+	r.ResolveNow(resolver.ResolveNowOptions{})
+	waitFor(2)
+	if _, err := b.Build(resolver.Target{URL: url.URL{Path: "/no-port"}}, cc, resolver.BuildOptions{}); err == nil {
+		t.Error("a name without a port was accepted")
 	}
 }
 

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Brings docker-compose.yml up from nothing: images (scripts/compose-images.sh), certificates
+# and secrets (scripts/compose-certs.sh, plus the PostgreSQL password), Vault first and
+# bootstrapped (deploy/vault/bootstrap.sh: transit key, the signer's least-privilege token),
+# the registry's trust files for the Vault key (portcullis registry-config), then the rest,
+# SIGNERS signer and AUTHN authn replicas (default 1 each). Waits until the gateway is ready.
+#   COMPOSE_PROJECT_NAME=NAME SIGNERS=3 AUTHN=2 scripts/compose-up.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.cache/bin:$PATH"
+certs=deploy/compose/certs
+signers=${SIGNERS:-1}
+authn=${AUTHN:-1}
+compose=(docker-compose)
+command -v docker-compose >/dev/null || compose=(docker compose)
+
+scripts/compose-images.sh
+scripts/compose-certs.sh
+umask 077
+if [ ! -s "$certs/pg-password" ]; then
+  openssl rand -hex 24 >"$certs/pg-password"
+  chmod 644 "$certs/pg-password" # read by the postgres container's user
+fi
+printf 'postgres://portcullis:%s@postgres:5432/postgres?sslmode=disable\n' "$(cat "$certs/pg-password")" >"$certs/pg-dsn"
+chmod 644 "$certs/pg-dsn" # the containers run as a user of their own
+
+"${compose[@]}" up -d vault postgres
+export VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=root
+for _ in $(seq 60); do vault status >/dev/null 2>&1 && break; sleep 0.5; done
+vault status >/dev/null || { echo "compose-up: Vault did not come up" >&2; "${compose[@]}" logs vault >&2; exit 1; }
+deploy/vault/bootstrap.sh "$certs/vault" >/dev/null
+chmod 644 "$certs/vault/signer-token"
+
+# The registry trusts the Vault key: registry-config reads it through the published port.
+hostcfg=$(mktemp)
+trap 'rm -f "$hostcfg"' EXIT
+sed -e 's#address: "http://vault:8200"#address: "http://127.0.0.1:8200"#' \
+    -e "s#token_file: /etc/portcullis/secrets/vault-token#token_file: $PWD/$certs/vault/signer-token#" \
+    -e "s#dsn_file: /etc/portcullis/secrets/pg-dsn#dsn_file: $PWD/$certs/pg-dsn#" \
+    -e "s#/etc/portcullis/htpasswd#$PWD/deploy/compose/htpasswd#" \
+    -e "s#/etc/portcullis/tls/tls.pem#$PWD/$certs/gateway.pem#; s#/etc/portcullis/tls/tls-key.pem#$PWD/$certs/gateway-key.pem#; s#/etc/portcullis/tls/ca.pem#$PWD/$certs/ca.pem#" \
+    -e "s#/etc/portcullis/secrets/admin-token#$PWD/$certs/admin-token#" \
+    deploy/compose/portcullis.yaml >"$hostcfg"
+rm -rf "$certs/registry"
+bin/portcullis registry-config -config "$hostcfg" -service registry.local -realm http://localhost:5001/token -out "$certs/registry" >/dev/null
+chmod 755 "$certs/registry"
+chmod 644 "$certs/registry"/*
+
+"${compose[@]}" up -d --scale signer="$signers" --scale authn="$authn"
+for _ in $(seq 90); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' http://localhost:5001/readyz)" = 200 ] && break
+  sleep 1
+done
+if [ "$(curl -s -o /dev/null -w '%{http_code}' http://localhost:5001/readyz)" != 200 ]; then
+  echo "compose-up: the gateway is not ready" >&2
+  "${compose[@]}" ps >&2
+  "${compose[@]}" logs --no-color --tail=30 >&2
+  exit 1
+fi
+echo "compose-up: ready — http://localhost:5001/token, registry localhost:5000 ($signers signer(s), $authn authn)"
