@@ -184,6 +184,21 @@ func run(o options) error {
 			}
 		}
 	}
+	// What the decision log (on by default: a JSON line per decision) costs a token.
+	{
+		sc := scenario{scopes: 1, noDecisionLogs: true}
+		res, err := withServer(bin, dir, sc, "", func(url string) (result, error) {
+			return closedLoop(basicGrant(url, sc.scopes), conc, dur)
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", sc, err)
+		}
+		note := ""
+		if warmBasic > 0 {
+			note = fmt.Sprintf("x%.2f of the run with decision logs", res.rate()/warmBasic)
+		}
+		res.print(sc.String()+", decision logs off", note)
+	}
 	fmt.Println()
 	for _, split := range []bool{false, true} {
 		sc := scenario{split: split, scopes: 1}
