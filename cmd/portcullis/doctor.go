@@ -24,12 +24,14 @@ import (
 
 const doctorUsage = `usage: portcullis doctor -registry URL [-scope SCOPE]...
          [-u USER (-p PASS | --password-stdin) | -identity-token TOKEN | -docker-config]
-         [-registry-config FILE] [-token FILE] [-timeout D]
+         [-registry-config FILE] [-token FILE] [-insecure-realm] [-timeout D]
 
 Walks the chain a client walks — the registry's challenge, the token endpoint, the token, the
 registry's verdict on it — and says in plain words what is wrong and how to fix it. With
 -registry-config (the registry's config file) it also checks the registry's trust files
-against the token's key, for distribution 2.x and 3.x. Exit status: 0 when nothing is wrong,
+against the token's key, for distribution 2.x and 3.x. Credentials are never sent to a
+plain-http realm of an https registry (-insecure-realm overrides) nor through a redirect that
+leaves https or goes to another host. Exit status: 0 when nothing is wrong,
 1 when a problem was found, 2 when the doctor could not run.
 `
 
@@ -47,6 +49,8 @@ type doctorCmd struct {
 	// tokenProblems counts problems found in the token itself (issuer, audience, time),
 	// which explain a refusal by the registry without its trust files.
 	tokenProblems int
+	// insecureRealm is -insecure-realm: follow a plain-http realm of an https registry.
+	insecureRealm bool
 }
 
 func runDoctorCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -101,6 +105,7 @@ func (d *doctorCmd) exec(ctx context.Context, args []string) error {
 	regConfig := fs.String("registry-config", "", "the registry's config file: check its auth.token settings and trust files against the token")
 	tokenFile := fs.String("token", "", "check this token (a file, or - for standard input) instead of fetching one")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long the whole check may take")
+	fs.BoolVar(&d.insecureRealm, "insecure-realm", false, "send the credentials to a plain-http realm named by an https registry anyway (in clear; for a lab only)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(d.tok.stderr, doctorUsage+"\nflags:\n")
@@ -190,12 +195,20 @@ func (d *doctorCmd) loadSettings(path string) *regtrust.Settings {
 // check walks the chain; each step reports what it found and returns when the next step
 // cannot run.
 func (d *doctorCmd) check(ctx context.Context, base string, settings *regtrust.Settings, scopes []string, cr regclient.Credentials, given string) {
-	client := &regclient.Client{HTTP: d.http, UserAgent: "portcullis-doctor", ClientID: "portcullis-doctor"}
+	client := &regclient.Client{HTTP: d.http, UserAgent: "portcullis-doctor", ClientID: "portcullis-doctor", InsecureRealm: d.insecureRealm}
 	ch, ok := d.ping(ctx, client, base, cr)
 	if !ok {
 		return
 	}
 	d.checkRealm(base, ch, settings)
+	if given == "" && regclient.CheckRealm(ch) != nil {
+		// Reported by checkRealm; asking the realm would hand it the password in clear.
+		if !d.insecureRealm {
+			d.note("nothing was sent to it: the doctor does not hand credentials to a plain-http realm of an https registry (-insecure-realm does, for a lab)")
+			return
+		}
+		d.note("-insecure-realm: asking the plain-http realm anyway; the credentials cross the network in clear")
+	}
 
 	raw := given
 	fetched := given == ""
@@ -270,6 +283,7 @@ func (d *doctorCmd) ping(ctx context.Context, client *regclient.Client, base str
 		return regclient.Challenge{}, false
 	}
 	ch := regclient.PreferredChallenge(chs)
+	ch.Registry = base
 	switch ch.Scheme {
 	case "bearer":
 		d.ok("the registry answers with a Bearer challenge: %s", ch.String())
@@ -540,7 +554,7 @@ func (d *doctorCmd) bearerGET(ctx context.Context, target, raw string) (int, str
 		return 0, "", err
 	}
 	req.Header.Set("Authorization", "Bearer "+raw)
-	resp, err := d.http.Do(req)
+	resp, err := regclient.KeepCredentials(d.http).Do(req)
 	if err != nil {
 		return 0, "", err
 	}

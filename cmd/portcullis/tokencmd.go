@@ -19,10 +19,14 @@ import (
 
 const tokenUsage = `usage: portcullis token -registry URL [-scope SCOPE]...
          [-u USER (-p PASS | --password-stdin) [-offline] [-oauth] | -identity-token TOKEN [-u USER] | -docker-config]
-         [-decode] [-timeout D]
+         [-decode] [-insecure-realm] [-timeout D]
 
 Pings URL/v2/ and follows the registry's WWW-Authenticate challenge. Standard output gets the
 token and nothing else; what happened (and -decode's header and claims) goes to standard error.
+
+Credentials go only where they are safe: an https registry whose realm is plain http is
+refused (-insecure-realm overrides, for a lab), and a request carrying credentials is not
+followed through a redirect that leaves https or goes to another host.
 `
 
 // errTokenCmdReported makes main exit 1 without printing anything more: runTokenCmd has
@@ -43,6 +47,9 @@ type tokenCmd struct {
 	stdout, stderr io.Writer
 	keychain       authn.Keychain
 	now            func() time.Time
+	// http, when set, replaces the client built from -timeout (tests trust their own TLS
+	// servers with it).
+	http *http.Client
 }
 
 // runTokenCmd runs `portcullis token`: exit code 0 on success, 1 on any error (a one-line
@@ -81,6 +88,7 @@ func (c *tokenCmd) exec(ctx context.Context, args []string) error {
 	oauth := fs.Bool("oauth", false, "send the password grant by OAuth2 POST, as containerd does (default: GET with Basic, as docker does)")
 	decode := fs.Bool("decode", false, "also print the token's header and claims on stderr (not verified)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long the whole exchange may take")
+	insecureRealm := fs.Bool("insecure-realm", false, "follow a plain-http realm named by an https registry (sends the credentials in clear; for a lab only)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(c.stderr, tokenUsage+"\nflags:\n")
@@ -106,7 +114,11 @@ func (c *tokenCmd) exec(ctx context.Context, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	client := &regclient.Client{HTTP: &http.Client{Timeout: *timeout}, UserAgent: "portcullis-token"}
+	hc := c.http
+	if hc == nil {
+		hc = &http.Client{Timeout: *timeout}
+	}
+	client := &regclient.Client{HTTP: hc, UserAgent: "portcullis-token", InsecureRealm: *insecureRealm}
 
 	chs, err := client.Ping(ctx, base)
 	if err != nil {
@@ -134,6 +146,12 @@ func (c *tokenCmd) exec(ctx context.Context, args []string) error {
 		return fmt.Errorf("the registry asks for %q authentication; this client speaks Bearer and Basic", ch.Scheme)
 	}
 
+	if err := regclient.CheckRealm(ch); err != nil {
+		if !*insecureRealm {
+			return fmt.Errorf("%w (-insecure-realm sends them anyway)", err)
+		}
+		fmt.Fprintf(c.stderr, "WARNING: -insecure-realm: following the plain-http realm %s of an https registry; credentials cross the network in clear\n", terminalSafe(ch.Realm()))
+	}
 	res, err := client.FetchToken(ctx, ch, regclient.Request{Scopes: scopes, Credentials: cr, Offline: *offline, OAuth: *oauth})
 	if err != nil {
 		var se *regclient.StatusError

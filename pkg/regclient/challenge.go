@@ -22,6 +22,9 @@ type Challenge struct {
 	Params map[string]string
 	// Token68 is the challenge's token68 form (e.g. Negotiate's blob) instead of Params.
 	Token68 string
+	// Registry is the base URL of the registry that answered with this challenge (Ping sets
+	// it). FetchToken refuses a plain-http realm unless Registry is plain http too.
+	Registry string
 }
 
 // Realm, Service and Scope are the Bearer parameters of the token protocol.

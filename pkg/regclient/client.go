@@ -18,6 +18,17 @@ const maxBody = 1 << 20
 // credentials could be checked, but none were given.
 var ErrNoCredentials = errors.New("the registry takes Basic credentials and none were given")
 
+// ErrInsecureRealm: an https registry names a plain-http token endpoint. Following it would
+// send the password (or refresh token) across the network in clear to whoever the registry,
+// or anyone on the path to it, names; Client.InsecureRealm allows it.
+var ErrInsecureRealm = errors.New("the registry is https but its realm is plain http")
+
+// ErrUnsafeRedirect: a request carrying credentials was redirected off https or to another
+// host (name or port). Go drops the Authorization header on a redirect to another domain but
+// keeps it on another port or scheme, and a 307 or 308 sends the OAuth2 form, password
+// included, to the new place: such redirects are not followed.
+var ErrUnsafeRedirect = errors.New("refused to follow a redirect with credentials")
+
 // Credentials are what a caller logs in with; all empty means anonymous.
 type Credentials struct {
 	Username string
@@ -110,6 +121,9 @@ type Client struct {
 	ClientID string
 	// UserAgent is sent as User-Agent; default "portcullis-regclient".
 	UserAgent string
+	// InsecureRealm lets FetchToken follow a plain-http realm named by an https registry
+	// (ErrInsecureRealm otherwise). For a lab; never for credentials that matter.
+	InsecureRealm bool
 }
 
 func (c *Client) clientID() string {
@@ -123,7 +137,7 @@ func (c *Client) clientID() string {
 // none (nil) when the registry answers 200: it needs no authentication.
 func (c *Client) Ping(ctx context.Context, registry string) ([]Challenge, error) {
 	target := v2URL(registry)
-	resp, err := c.send(ctx, http.MethodGet, target, nil, nil)
+	resp, err := c.send(ctx, http.MethodGet, target, nil, nil, false)
 	if err != nil {
 		return nil, err
 	}
@@ -151,6 +165,9 @@ func (c *Client) Ping(ctx context.Context, registry string) ([]Challenge, error)
 		}
 		chs = append(chs, cs...)
 	}
+	for i := range chs {
+		chs[i].Registry = registry
+	}
 	return chs, nil
 }
 
@@ -176,6 +193,9 @@ func (c *Client) FetchToken(ctx context.Context, ch Challenge, req Request) (*Re
 	u, err := url.Parse(realm)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("the Bearer challenge's realm %q is not an http(s) URL", printable(realm))
+	}
+	if err := CheckRealm(ch); err != nil && !c.InsecureRealm {
+		return nil, err
 	}
 	res := &Result{Realm: realm, Service: ch.Service(), Scopes: req.Scopes}
 	if len(res.Scopes) == 0 {
@@ -227,7 +247,7 @@ func (c *Client) CheckBasic(ctx context.Context, registry string, cr Credentials
 		return ErrNoCredentials
 	}
 	target := v2URL(registry)
-	resp, err := c.send(ctx, http.MethodGet, target, func(r *http.Request) { r.SetBasicAuth(cr.Username, cr.Password) }, nil)
+	resp, err := c.send(ctx, http.MethodGet, target, func(r *http.Request) { r.SetBasicAuth(cr.Username, cr.Password) }, nil, true)
 	if err != nil {
 		return err
 	}
@@ -291,7 +311,7 @@ func (c *Client) get(ctx context.Context, res *Result, user, secret string, offl
 	if user != "" || secret != "" {
 		auth = func(r *http.Request) { r.SetBasicAuth(user, secret) }
 	}
-	return c.tokenRequest(ctx, http.MethodGet, u.String(), describe("GET", res.Realm, user, res.Grant), auth, nil)
+	return c.tokenRequest(ctx, http.MethodGet, u.String(), describe("GET", res.Realm, user, res.Grant), auth, nil, auth != nil)
 }
 
 func (c *Client) post(ctx context.Context, res *Result, form url.Values) (tokenAnswer, error) {
@@ -305,7 +325,7 @@ func (c *Client) post(ctx context.Context, res *Result, form url.Values) (tokenA
 	}
 	body := form.Encode()
 	setForm := func(r *http.Request) { r.Header.Set("Content-Type", "application/x-www-form-urlencoded") }
-	return c.tokenRequest(ctx, http.MethodPost, res.Realm, describe("POST", res.Realm, form.Get("username"), res.Grant), setForm, strings.NewReader(body))
+	return c.tokenRequest(ctx, http.MethodPost, res.Realm, describe("POST", res.Realm, form.Get("username"), res.Grant), setForm, strings.NewReader(body), true)
 }
 
 func describe(method, realm, user, grant string) string {
@@ -321,8 +341,11 @@ func describe(method, realm, user, grant string) string {
 	return s
 }
 
-func (c *Client) tokenRequest(ctx context.Context, method, target, what string, prepare func(*http.Request), body io.Reader) (tokenAnswer, error) {
-	resp, err := c.send(ctx, method, target, prepare, body)
+// tokenRequest asks the token endpoint; secret says whether the request carries credentials
+// (Basic, or a form with a password or refresh token), which keeps it from being redirected
+// off https or to another host.
+func (c *Client) tokenRequest(ctx context.Context, method, target, what string, prepare func(*http.Request), body io.Reader, secret bool) (tokenAnswer, error) {
+	resp, err := c.send(ctx, method, target, prepare, body, secret)
 	if err != nil {
 		return tokenAnswer{}, err
 	}
@@ -341,7 +364,9 @@ func (c *Client) tokenRequest(ctx context.Context, method, target, what string, 
 	return tr, nil
 }
 
-func (c *Client) send(ctx context.Context, method, target string, prepare func(*http.Request), body io.Reader) (*http.Response, error) {
+// send makes one request; with secret, redirects off https or to another host are refused
+// (ErrUnsafeRedirect).
+func (c *Client) send(ctx context.Context, method, target string, prepare func(*http.Request), body io.Reader, secret bool) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, target, err)
@@ -354,14 +379,89 @@ func (c *Client) send(ctx context.Context, method, target string, prepare func(*
 	if prepare != nil {
 		prepare(req)
 	}
-	resp, err := c.HTTP.Do(req)
+	hc := c.HTTP
+	if secret {
+		hc = KeepCredentials(hc)
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
+		if errors.Is(err, ErrUnsafeRedirect) {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err // the redirect's own message names both places
+			}
+			return nil, fmt.Errorf("%s %s: %w", method, target, err)
+		}
 		if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
 			return nil, fmt.Errorf("%s %s: the server speaks plain HTTP: use an http:// URL", method, target)
 		}
 		return nil, fmt.Errorf("%s %s: %w", method, target, err)
 	}
 	return resp, nil
+}
+
+// CheckRealm refuses (ErrInsecureRealm) a Bearer challenge from an https registry whose
+// realm is plain http. The registry is the challenge's Registry (set by Ping); a challenge
+// that does not say where it came from is held to https. Crane and oras refuse such realms
+// too; docker and skopeo follow them.
+func CheckRealm(ch Challenge) error {
+	realm, err := url.Parse(ch.Realm())
+	if err != nil || !strings.EqualFold(realm.Scheme, "http") {
+		return nil
+	}
+	if reg, err := url.Parse(ch.Registry); err == nil && ch.Registry != "" && strings.EqualFold(reg.Scheme, "http") {
+		return nil // a plain-http registry: its realm gets what the registry would
+	}
+	from := "an https registry"
+	if ch.Registry != "" {
+		from = printable(ch.Registry)
+	}
+	return fmt.Errorf("%w: %s names the token endpoint %s; the password would cross the network in clear, so nothing was sent",
+		ErrInsecureRealm, from, printable(ch.Realm()))
+}
+
+// KeepCredentials returns a copy of hc that refuses (ErrUnsafeRedirect) a redirect leaving
+// https or going to another host or port: for requests that carry credentials. The copy
+// keeps hc's transport, timeout and any redirect policy of its own, which runs after this
+// one.
+func KeepCredentials(hc *http.Client) *http.Client {
+	cp := *hc
+	prev := hc.CheckRedirect
+	cp.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if err := SameOrigin(via[0].URL, req.URL); err != nil {
+			return err
+		}
+		if prev != nil {
+			return prev(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &cp
+}
+
+// SameOrigin returns ErrUnsafeRedirect, saying why, when a redirect from from to to leaves
+// https or changes the host or port.
+func SameOrigin(from, to *url.URL) error {
+	switch {
+	case strings.EqualFold(from.Scheme, "https") && !strings.EqualFold(to.Scheme, "https"):
+		return fmt.Errorf("%w: %s redirects to %s, off https", ErrUnsafeRedirect, printable(from.Redacted()), printable(to.Redacted()))
+	case !strings.EqualFold(from.Hostname(), to.Hostname()) || effectivePort(from) != effectivePort(to):
+		return fmt.Errorf("%w: %s redirects to %s, another host", ErrUnsafeRedirect, printable(from.Redacted()), printable(to.Redacted()))
+	}
+	return nil
+}
+
+func effectivePort(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if strings.EqualFold(u.Scheme, "https") {
+		return "443"
+	}
+	return "80"
 }
 
 func v2URL(registry string) string { return strings.TrimSuffix(registry, "/") + "/v2/" }

@@ -121,7 +121,7 @@ func (f *fakeRealm) serve(w http.ResponseWriter, r *http.Request) {
 
 // bearer is the challenge a registry trusting f sends.
 func (f *fakeRealm) bearer() Challenge {
-	return Challenge{Scheme: "bearer", Params: map[string]string{"realm": f.srv.URL + "/token", "service": "reg.test"}}
+	return Challenge{Scheme: "bearer", Params: map[string]string{"realm": f.srv.URL + "/token", "service": "reg.test"}, Registry: "http://reg.test"}
 }
 
 func newClient() *Client { return &Client{HTTP: &http.Client{}} }
