@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,9 +63,12 @@ type Options struct {
 	Roots *x509.CertPool
 	// MinRefreshInterval bounds fetches caused by unknown key ids (default 10s).
 	MinRefreshInterval time.Duration
-	HTTPClient         *http.Client
-	Now                func() time.Time
-	Logger             *slog.Logger
+	// HTTPClient fetches the discovery document and the JWKS. The Verifier uses a copy that
+	// refuses redirects leaving https or going to another host or port: whoever answers
+	// the redirect would choose the keys (the client's own redirect policy runs after).
+	HTTPClient *http.Client
+	Now        func() time.Time
+	Logger     *slog.Logger
 }
 
 // Claims are a verified token's claims.
@@ -108,6 +112,9 @@ type Verifier struct {
 	fetchedAt time.Time
 	expiresAt time.Time
 	fetching  chan struct{} // closed when the fetch in flight ends
+	// fetchErr is why the last fetch failed, for ErrUnavailable's message; nil after one
+	// that worked.
+	fetchErr error
 }
 
 // New returns a Verifier; it fetches the keys when first needed.
@@ -124,6 +131,7 @@ func New(o Options) (*Verifier, error) {
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
+	o.HTTPClient = sameOriginRedirects(o.HTTPClient)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -239,9 +247,12 @@ func (v *Verifier) key(ctx context.Context, kid string) (jose.JSONWebKey, string
 			return k, iss, nil
 		}
 		if attempt > 0 || (!mayFetch && !stale) {
-			noKeys := len(v.keys.Keys) == 0
+			noKeys, why := len(v.keys.Keys) == 0, v.fetchErr
 			v.mu.Unlock()
 			if noKeys {
+				if why != nil {
+					return jose.JSONWebKey{}, "", fmt.Errorf("%w: %v", ErrUnavailable, why)
+				}
 				return jose.JSONWebKey{}, "", ErrUnavailable
 			}
 			return jose.JSONWebKey{}, "", fmt.Errorf("%w: kid %q", ErrUnknownKey, kid)
@@ -263,6 +274,7 @@ func (v *Verifier) key(ctx context.Context, kid string) (jose.JSONWebKey, string
 		v.mu.Lock()
 		v.fetching = nil
 		v.fetchedAt = v.o.Now()
+		v.fetchErr = err
 		if err == nil {
 			v.keys, v.issuer, v.expiresAt = keys, iss, v.fetchedAt.Add(maxAge)
 		} else {
@@ -313,6 +325,39 @@ func (v *Verifier) getJSON(ctx context.Context, url string, out any) (http.Heade
 		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}
 	return resp.Header, nil
+}
+
+// sameOriginRedirects returns a copy of hc that follows a redirect only on the same host and
+// port, and never from https to http. The rule is pkg/regclient's KeepCredentials, kept here
+// so that this package stays free of the registry client's dependencies.
+func sameOriginRedirects(hc *http.Client) *http.Client {
+	cp := *hc
+	prev := hc.CheckRedirect
+	cp.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		from, to := via[0].URL, req.URL
+		switch {
+		case strings.EqualFold(from.Scheme, "https") && !strings.EqualFold(to.Scheme, "https"):
+			return fmt.Errorf("refused the redirect from %s to %s: it leaves https", from.Redacted(), to.Redacted())
+		case !strings.EqualFold(from.Hostname(), to.Hostname()) || port(from) != port(to):
+			return fmt.Errorf("refused the redirect from %s to %s: another host", from.Redacted(), to.Redacted())
+		case prev != nil:
+			return prev(req, via)
+		case len(via) >= 10:
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &cp
+}
+
+func port(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if strings.EqualFold(u.Scheme, "https") {
+		return "443"
+	}
+	return "80"
 }
 
 func maxAge(cc string) time.Duration {
