@@ -13,7 +13,6 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/open-policy-agent/opa/v1/download"
-	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/portcullis-dev/portcullis/services/authz"
@@ -108,8 +107,11 @@ func (e *engine) Close(ctx context.Context) error {
 }
 
 // apply makes src the active policy, or leaves the active one when src does not compile.
-// A change of data alone is written into the active policy's store in one transaction:
-// evaluations see the old or the new data, never a mix, and nothing is prepared again.
+// A change of data alone is loaded into a new store with its own compiled ACL, and the
+// queries are prepared again over them with the policy already compiled: the new data and
+// its index are published together, in one pointer swap, so an evaluation sees the old pair
+// or the new pair — never new data read through the old index, which would give another
+// rule's actions.
 func (e *engine) apply(ctx context.Context, src source) []error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -120,24 +122,12 @@ func (e *engine) apply(ctx context.Context, src source) []error {
 		e.loads.WithLabelValues("unchanged").Inc()
 		return nil
 	case cur != nil && cur.modules == src.modulesDigest():
-		data := src.data
-		if data == nil {
-			data = map[string]any{}
+		next, errs := cur.withData(ctx, src.data, src.shown, e.logger)
+		if len(errs) > 0 {
+			return e.rejected(src, errs)
 		}
-		data, m, err := prepareACL(data)
-		if err != nil {
-			return e.rejected(src, []error{err})
-		}
-		err = storage.Txn(ctx, cur.store, storage.WriteParams, func(txn storage.Transaction) error {
-			return cur.store.Write(ctx, txn, storage.AddOp, storage.RootPath, data)
-		})
-		if err != nil {
-			return e.rejected(src, []error{fmt.Errorf("load data: %w", err)})
-		}
-		cur.acl.m.Store(m)
-		next := *cur
 		next.revision, next.loadedAt = rev, e.now()
-		e.activate(&next, "data")
+		e.activate(next, "data")
 		return nil
 	}
 	p, errs := compile(ctx, src, e.logger)

@@ -134,17 +134,22 @@ func (c Config) watchPath() string {
 	}
 }
 
-// compiled is one loaded policy, ready to evaluate.
+// compiled is one loaded policy, ready to evaluate. Everything an evaluation reads — the
+// prepared queries, the store holding the data and the compiled ACL — belongs to one value
+// that is published whole (engine.cur): an evaluation sees one version's data with that
+// same version's ACL index, never one with the other.
 type compiled struct {
 	query rego.PreparedEvalQuery
 	// explain asks for allowed and reasons together, when the policy gives reasons.
 	explain    rego.PreparedEvalQuery
 	hasReasons bool
-	// store holds the data document; a change of data alone is written into it in a
-	// transaction, without preparing the policy again.
+	// compiler holds the compiled modules; a change of data alone prepares the queries
+	// again over a new store with it, without compiling the policy again.
+	compiler *ast.Compiler
+	// store holds the data document; never written after the value is published.
 	store storage.Store
-	// acl is the compiled ACL the policy's portcullis.acl_first_match reads; a data-only
-	// change swaps its matcher.
+	// acl is the compiled ACL the policy's portcullis.acl_first_match reads, made from the
+	// data in store.
 	acl *aclHolder
 	// modules is a digest of the policy's modules: equal digests, same policy.
 	modules  string
@@ -160,11 +165,43 @@ func compile(ctx context.Context, src source, logger *slog.Logger) (*compiled, [
 // compileData is compile with the data preparation given (tests compare with and without
 // the ACL index).
 func compileData(ctx context.Context, src source, logger *slog.Logger, prepData func(map[string]any) (map[string]any, *aclMatcher, error)) (*compiled, []error) {
+	compiler := ast.NewCompiler().
+		WithBuiltins(map[string]*ast.Builtin{aclBuiltinName: {Name: aclBuiltinName, Decl: aclBuiltinDecl}}).
+		WithDefaultRegoVersion(ast.RegoV1).
+		WithEnablePrintStatements(true).
+		WithUseTypeCheckAnnotations(true)
+	c, errs := prepareWith(ctx, compiler, src.modules, src.shown, src.data, logger, prepData)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	c.modules, c.revision = src.modulesDigest(), src.revision()
+	return c, nil
+}
+
+// withData is p's policy over other data: a new store and ACL holder, the queries prepared
+// again with p's compiler (nothing is compiled again). The result is a new value, so the one
+// serving keeps its own data and index until the new one replaces it.
+func (p *compiled) withData(ctx context.Context, data map[string]any, shown string, logger *slog.Logger) (*compiled, []error) {
+	if data == nil {
+		data = map[string]any{}
+	}
+	next, errs := prepareWith(ctx, p.compiler, nil, shown, data, logger, prepareACL)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	next.modules = p.modules
+	return next, nil
+}
+
+// prepareWith loads data into a new store, compiles its ACL, and prepares the queries over
+// them with compiler; modules are compiled into compiler when given (the first time).
+func prepareWith(ctx context.Context, compiler *ast.Compiler, modules []*ast.Module, shown string, data map[string]any, logger *slog.Logger,
+	prepData func(map[string]any) (map[string]any, *aclMatcher, error)) (*compiled, []error) {
 	acl := &aclHolder{}
 	// Reads return AST values, so evaluation does not convert data per call.
 	store := inmem.NewWithOpts(inmem.OptReturnASTValuesOnRead(true))
-	if src.data != nil {
-		data, m, err := prepData(src.data)
+	if data != nil {
+		data, m, err := prepData(data)
 		if err != nil {
 			return nil, []error{err}
 		}
@@ -173,12 +210,6 @@ func compileData(ctx context.Context, src source, logger *slog.Logger, prepData 
 			return nil, []error{fmt.Errorf("load data: %w", err)}
 		}
 	}
-
-	compiler := ast.NewCompiler().
-		WithBuiltins(map[string]*ast.Builtin{aclBuiltinName: {Name: aclBuiltinName, Decl: aclBuiltinDecl}}).
-		WithDefaultRegoVersion(ast.RegoV1).
-		WithEnablePrintStatements(true).
-		WithUseTypeCheckAnnotations(true)
 	opts := []func(*rego.Rego){
 		rego.Query(query),
 		rego.Compiler(compiler),
@@ -190,23 +221,23 @@ func compileData(ctx context.Context, src source, logger *slog.Logger, prepData 
 		rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }),
 		acl.builtin(),
 	}
-	for _, m := range src.modules {
+	for _, m := range modules {
 		opts = append(opts, rego.ParsedModule(m))
 	}
 	pq, err := rego.New(opts...).PrepareForEval(ctx)
 	if err != nil {
-		return nil, astErrors("compile policy", src.shown, err)
+		return nil, astErrors("compile policy", shown, err)
 	}
 	if len(compiler.GetRulesExact(ast.MustParseRef(query))) == 0 {
-		return nil, []error{fmt.Errorf("policy %s defines no rule %s", src.shown, query)}
+		return nil, []error{fmt.Errorf("policy %s defines no rule %s", shown, query)}
 	}
-	c := &compiled{query: pq, store: store, acl: acl, modules: src.modulesDigest(), revision: src.revision()}
+	c := &compiled{query: pq, compiler: compiler, store: store, acl: acl}
 	if len(compiler.GetRulesExact(ast.MustParseRef(reasonsQuery))) > 0 {
 		// The same compiler and store: one more query over the policy already compiled.
 		eq, err := rego.New(rego.Query("allowed = "+query+"; reasons = "+reasonsQuery), rego.Compiler(compiler), rego.Store(store), acl.builtin(),
 			rego.SetRegoVersion(ast.RegoV1), rego.PrintHook(printHook{logger: logger}), rego.EnablePrintStatements(true)).PrepareForEval(ctx)
 		if err != nil {
-			return nil, astErrors("compile policy", src.shown, err)
+			return nil, astErrors("compile policy", shown, err)
 		}
 		c.explain, c.hasReasons = eq, true
 	}

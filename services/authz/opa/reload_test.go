@@ -149,13 +149,13 @@ func TestDirReloadUnderLoad(t *testing.T) {
 	}
 	stop := load(t, e)
 
-	// Data alone changes: written into the active policy's store, not prepared again.
-	store := e.cur.Load().store
+	// Data alone changes: the policy is not compiled again.
+	compiler := e.cur.Load().compiler
 	writeFile(t, filepath.Join(dir, "data.yaml"), "actions: [pull, push]\n")
 	took := eventually(t, "new data in decisions", func() bool { return granted(t, e) == "pull,push" })
 	t.Logf("data change in decisions after %s", took)
-	if e.cur.Load().store != store {
-		t.Error("a data-only change prepared the policy again (new store)")
+	if e.cur.Load().compiler != compiler {
+		t.Error("a data-only change compiled the policy again (new compiler)")
 	}
 
 	// The policy changes.
