@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -32,11 +33,16 @@ type BundleConfig struct {
 		MinDelay config.Duration `yaml:"min_delay"`
 		MaxDelay config.Duration `yaml:"max_delay"`
 	} `yaml:"polling"`
-	// BearerTokenFile holds a token sent to the bundle server as Authorization: Bearer.
+	// BearerTokenFile holds a token sent to the bundle server as Authorization: Bearer. It
+	// is read for every request (a rotated token is picked up) and sent over https only: an
+	// http:// url with a token file is refused.
 	BearerTokenFile string `yaml:"bearer_token_file"`
 	// Verification, when set, makes signed bundles mandatory: a bundle without a valid
 	// .signatures.json from this key is refused.
 	Verification *VerificationConfig `yaml:"verification"`
+	// Insecure allows an http:// url without verification: anyone on the path to the bundle
+	// server could then serve the policy. Refused without it; logged as a WARN with it.
+	Insecure bool `yaml:"insecure"`
 }
 
 // VerificationConfig is the key bundles must be signed with (`opa build --signing-key`).
@@ -64,6 +70,14 @@ func (b *BundleConfig) validate() []error {
 	if b.URL != "" {
 		if u, err := url.Parse(b.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("bundle.url %q is not an http(s) URL", b.URL))
+		} else if u.Scheme == "http" {
+			if b.Verification == nil && !b.Insecure {
+				errs = append(errs, fmt.Errorf("bundle.url %s is plain http without verification: anyone on the path could serve the policy; "+
+					"use https, sign the bundles (verification), or set insecure: true on this bundle", b.URL))
+			}
+			if b.BearerTokenFile != "" {
+				errs = append(errs, fmt.Errorf("bundle.bearer_token_file is never sent over plain http (bundle.url %s): use https", b.URL))
+			}
 		}
 	}
 	minD, maxD := b.Polling.MinDelay.D(), b.Polling.MaxDelay.D()
@@ -143,19 +157,23 @@ func (b *BundleConfig) downloader(cb func(context.Context, download.Update) erro
 	if err != nil {
 		return nil, err
 	}
-	restCfg := map[string]any{"url": u.Scheme + "://" + u.Host}
-	if b.BearerTokenFile != "" {
-		tok, err := os.ReadFile(b.BearerTokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("bundle.bearer_token_file: %w", err)
-		}
-		restCfg["credentials"] = map[string]any{"bearer": map[string]any{"token": strings.TrimSpace(string(tok))}}
+	if b.BearerTokenFile != "" && u.Scheme != "https" {
+		return nil, fmt.Errorf("bundle.bearer_token_file is never sent over plain http (bundle.url %s)", b.URL)
 	}
+	// Our own auth plugin makes the client: OPA's bearer plugin lets Go carry the token
+	// through a redirect to the same host on plain http.
+	restCfg := map[string]any{"url": u.Scheme + "://" + u.Host, "credentials": map[string]any{"plugin": bundleAuthPluginName}}
 	raw, err := json.Marshal(restCfg)
 	if err != nil {
 		return nil, err
 	}
-	client, err := rest.New(raw, nil, rest.Logger(logging.NewNoOpLogger()))
+	auth := &bundleAuth{tokenFile: b.BearerTokenFile}
+	client, err := rest.New(raw, nil, rest.Logger(logging.NewNoOpLogger()), rest.AuthPluginLookup(func(name string) rest.HTTPAuthPlugin {
+		if name == bundleAuthPluginName {
+			return auth
+		}
+		return nil
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("bundle server client: %w", err)
 	}
@@ -182,6 +200,55 @@ func (b *BundleConfig) downloader(cb func(context.Context, download.Update) erro
 		d = d.WithBundleVerificationConfig(vc)
 	}
 	return d, nil
+}
+
+const bundleAuthPluginName = "portcullis"
+
+// bundleAuth is the bundle server client's auth plugin: a bearer token read from its file
+// for every request and attached over https only, and a client that follows a redirect only
+// on the same host and port and never from https to plain http — the bundle is the policy,
+// and the token opens the bundle server.
+type bundleAuth struct {
+	tokenFile string
+}
+
+var _ rest.HTTPAuthPlugin = (*bundleAuth)(nil)
+
+func (a *bundleAuth) NewClient(c rest.Config) (*http.Client, error) {
+	tlsCfg, err := rest.DefaultTLSConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	var timeout int64
+	if c.ResponseHeaderTimeoutSeconds != nil {
+		timeout = *c.ResponseHeaderTimeoutSeconds
+	}
+	hc := rest.DefaultRoundTripperClient(tlsCfg, timeout)
+	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		from, to := via[0].URL, req.URL
+		switch {
+		case strings.EqualFold(from.Scheme, "https") && !strings.EqualFold(to.Scheme, "https"):
+			return fmt.Errorf("refused the redirect from %s to %s: it leaves https", from.Redacted(), to.Redacted())
+		case !strings.EqualFold(from.Host, to.Host):
+			return fmt.Errorf("refused the redirect from %s to %s: another host", from.Redacted(), to.Redacted())
+		case len(via) >= 10:
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return hc, nil
+}
+
+func (a *bundleAuth) Prepare(req *http.Request) error {
+	if a.tokenFile == "" || !strings.EqualFold(req.URL.Scheme, "https") {
+		return nil
+	}
+	tok, err := os.ReadFile(a.tokenFile)
+	if err != nil {
+		return fmt.Errorf("bundle.bearer_token_file: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	return nil
 }
 
 // bundleSource turns a read bundle into a source: its modules (not its tests) and data.

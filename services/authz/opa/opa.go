@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -103,6 +104,10 @@ func (c Config) Open(ctx context.Context, deps authz.Deps) (authz.Authorizer, er
 	}
 	e.dlog = dl
 	if c.Bundle != nil && c.Bundle.URL != "" {
+		if c.Bundle.Insecure && c.Bundle.Verification == nil && strings.HasPrefix(strings.ToLower(c.Bundle.URL), "http:") {
+			e.logger.Warn("the authz policy bundle comes over plain http unsigned (bundle.insecure: true): anyone on the path to the bundle server can serve the policy",
+				"url", c.Bundle.URL)
+		}
 		if err := e.startDownloader(); err != nil {
 			return nil, fmt.Errorf("opa: %w", err)
 		}
