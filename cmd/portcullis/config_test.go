@@ -391,3 +391,31 @@ func TestLockoutConfig(t *testing.T) {
 		t.Fatalf("policies %+v %+v", acct, addr)
 	}
 }
+
+// TestVerifyConfigPlainHTTPBundle: -verify-config refuses an unsigned bundle over plain
+// http unless that bundle says insecure: true, and a bearer token for a plain-http bundle
+// server always.
+func TestVerifyConfigPlainHTTPBundle(t *testing.T) {
+	t.Parallel()
+	token := writeFile(t, "token", "s3cret\n")
+	cases := []struct {
+		bundle string
+		want   string // "" when valid
+	}{
+		{"{url: http://bundles.example/b.tar.gz}", "plain http without verification"},
+		{"{url: http://bundles.example/b.tar.gz, insecure: true}", ""},
+		{"{url: https://bundles.example/b.tar.gz}", ""},
+		{"{url: http://bundles.example/b.tar.gz, insecure: true, bearer_token_file: " + token + "}", "never sent over plain http"},
+	}
+	for _, tc := range cases {
+		doc := validDoc + "authz:\n  opa:\n    bundle: " + tc.bundle + "\n"
+		var out, errb strings.Builder
+		err := run(t.Context(), []string{"-verify-config", "-config", writeFile(t, "c.yaml", doc)}, &out, &errb)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.bundle, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want an error containing %q", tc.bundle, err, tc.want)
+		}
+	}
+}
