@@ -12,6 +12,9 @@ import (
 	"time"
 )
 
+// These tests do not run in parallel: closing an httptest server closes the idle connections
+// of http.DefaultTransport, which the parallel token tests use.
+
 // catcher is a token endpoint that must never be reached with credentials: it records every
 // request it gets (and answers with a token, so a client that trusts it would go on).
 type catcher struct {
@@ -104,7 +107,6 @@ var credentialArgs = []struct {
 // TestTokenCmdRefusesPlainHTTPRealm: an https registry naming an http realm gets nothing
 // sent there, unless -insecure-realm says to.
 func TestTokenCmdRefusesPlainHTTPRealm(t *testing.T) {
-	t.Parallel()
 	for _, ca := range credentialArgs {
 		t.Run(ca.name, func(t *testing.T) {
 			realm := newCatcher(t, false)
@@ -129,7 +131,6 @@ func TestTokenCmdRefusesPlainHTTPRealm(t *testing.T) {
 // TestTokenCmdRefusesUnsafeRedirects: a realm that redirects a request carrying credentials
 // off https or to another host gets the request refused; nothing reaches the target.
 func TestTokenCmdRefusesUnsafeRedirects(t *testing.T) {
-	t.Parallel()
 	for _, status := range []int{http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
 		for _, target := range []string{"to http", "to another host"} {
 			for _, ca := range credentialArgs {
@@ -152,7 +153,6 @@ func TestTokenCmdRefusesUnsafeRedirects(t *testing.T) {
 // TestDoctorSendsNothingToPlainHTTPRealm: the doctor reports an http realm behind an https
 // registry, exits 1 and does not send the credentials there to see what happens.
 func TestDoctorSendsNothingToPlainHTTPRealm(t *testing.T) {
-	t.Parallel()
 	for _, ca := range credentialArgs {
 		if slices.Contains(ca.args, "-oauth") {
 			continue // the doctor speaks docker's GET and the refresh grant
@@ -185,7 +185,6 @@ func TestDoctorSendsNothingToPlainHTTPRealm(t *testing.T) {
 // TestDoctorRefusesUnsafeRedirects: the doctor hands its credentials to the same client
 // rules: a realm redirecting to http gets nothing.
 func TestDoctorRefusesUnsafeRedirects(t *testing.T) {
-	t.Parallel()
 	dest := newCatcher(t, false)
 	realm := redirector(t, http.StatusTemporaryRedirect, dest.srv.URL+"/token")
 	reg := tlsRegistry(t, realm.URL+"/token")

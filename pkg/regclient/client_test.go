@@ -124,7 +124,11 @@ func (f *fakeRealm) bearer() Challenge {
 	return Challenge{Scheme: "bearer", Params: map[string]string{"realm": f.srv.URL + "/token", "service": "reg.test"}, Registry: "http://reg.test"}
 }
 
-func newClient() *Client { return &Client{HTTP: &http.Client{}} }
+// newClient has a transport of its own: httptest.Server.Close closes the idle connections of
+// http.DefaultTransport, which breaks requests of parallel tests sharing it.
+func newClient() *Client {
+	return &Client{HTTP: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}}
+}
 
 func TestFetchToken(t *testing.T) {
 	t.Parallel()

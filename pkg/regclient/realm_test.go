@@ -97,7 +97,7 @@ func TestKeepCredentials(t *testing.T) {
 		}
 	}))
 	defer same.Close()
-	base := &http.Client{}
+	base := newClient().HTTP
 	hc := KeepCredentials(base)
 	if base.CheckRedirect != nil {
 		t.Fatal("KeepCredentials changed the caller's client")
