@@ -416,7 +416,7 @@ func CheckRealm(ch Challenge) error {
 	if ch.Registry != "" {
 		from = printable(ch.Registry)
 	}
-	return fmt.Errorf("%w: %s names the token endpoint %s; the password would cross the network in clear, so nothing was sent",
+	return fmt.Errorf("%w: %s names the token endpoint %s; the credentials, and the token that comes back, would cross the network in clear, so nothing was sent",
 		ErrInsecureRealm, from, printable(ch.Realm()))
 }
 

@@ -287,8 +287,9 @@ const aclBuiltinName = "portcullis.acl_first_match"
 
 var aclBuiltinDecl = types.NewFunction(types.Args(types.A), types.N)
 
-// aclHolder is the compiled ACL of the data an engine's policy runs with; a data-only
-// update swaps it.
+// aclHolder is the compiled ACL of the data an engine's policy runs with. It is set before
+// the policy it belongs to is published and never changed after: a data-only update makes a
+// new holder with its new store (compiled.withData), so data and index go live together.
 type aclHolder struct{ m atomic.Pointer[aclMatcher] }
 
 // builtin is portcullis.acl_first_match(request): the index of the first matching rule,
