@@ -104,7 +104,7 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) issue(t *testing.T, subject string) (string, sessions.Session) {
 	t.Helper()
-	tok, s, err := e.m.Issue(context.Background(), subject, "htpasswd", svc, "docker", "192.0.2.1:1000")
+	tok, s, err := e.m.Issue(context.Background(), subject, "htpasswd", "h1:fp", svc, "docker", "192.0.2.1:1000")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +373,7 @@ func TestBackgroundFlush(t *testing.T) {
 	st := &counting{Store: raw, touched: make(chan struct{}, 100)}
 	m := sessions.NewManager(st, sessions.Options{FlushInterval: time.Millisecond})
 	defer m.Close(context.Background())
-	tok, _, err := m.Issue(context.Background(), "alice", "static", svc, "docker", "")
+	tok, _, err := m.Issue(context.Background(), "alice", "static", "h1:fp", svc, "docker", "")
 	if err != nil {
 		t.Fatal(err)
 	}
