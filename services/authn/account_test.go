@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/portcullis-dev/portcullis/pkg/config"
+	"github.com/portcullis-dev/portcullis/pkg/identity"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	"github.com/portcullis-dev/portcullis/services/authn"
 	"github.com/portcullis-dev/portcullis/services/authn/htpasswd"
@@ -273,4 +274,33 @@ func TestSessionFromBeforeFingerprintsRecordsOne(t *testing.T) {
 	writeFile(t, path, "alice:"+bcryptHash(t, "new-pw", bcrypt.MinCost)+"\n")
 	<-changed
 	e.assertEnded(t, tok, "alice", authn.EndedAccountChanged)
+}
+
+// disabledBackend knows alice, whose account may not log in.
+type disabledBackend struct{}
+
+func (disabledBackend) Authenticate(_ context.Context, c authn.Credentials) (identity.Identity, error) {
+	if c.Username != "alice" {
+		return identity.Identity{}, authn.ErrNoMatch
+	}
+	return identity.Identity{}, authn.ErrAccountDisabled
+}
+
+func (disabledBackend) Resolve(context.Context, string) (identity.Identity, error) {
+	return identity.Identity{}, authn.ErrAccountDisabled
+}
+
+// TestDisabledAccountLogin: a disabled account's login looks like a wrong password to the
+// caller (401 "invalid credentials") and the audit event says account_disabled.
+func TestDisabledAccountLogin(t *testing.T) {
+	t.Parallel()
+	e := newAccountEnv(t, disabledBackend{}, nil)
+	_, err := e.srv.Authenticate(context.Background(), &authnv1.AuthenticateRequest{Username: "alice", Password: "pw", Service: "registry", Offline: true})
+	if st := status.Convert(err); st.Code() != codes.Unauthenticated || st.Message() != "invalid credentials" {
+		t.Fatalf("login of a disabled account: %v, want Unauthenticated \"invalid credentials\"", err)
+	}
+	evs := e.logs.audit(t)
+	if len(evs) != 1 || evs[0]["msg"] != "authentication" || evs[0]["reason"] != "account_disabled" || evs[0]["result"] != "failure" {
+		t.Fatalf("audit events = %v, want one failed authentication with reason account_disabled", evs)
+	}
 }
