@@ -9,6 +9,7 @@
 // except StartTLS on a connection without TLS, so a client that forgets StartTLS fails
 // instead of sending passwords in the clear unnoticed. Passwords are readable by nobody:
 // anonymous may bind with them, bound users may read everything else.
+//
 // StartWith(t, Options{PasswordPolicy: true}, seed) also runs the ppolicy overlay with a
 // default policy (DefaultPolicyDN), for tests of password changes and locked accounts.
 package ldaptest
