@@ -36,7 +36,10 @@ type replica struct {
 // section and the signer key given, its own admin.listen (and admin.http_listen when
 // withHTTP). The htpasswd file and the policy are the suite's usual ones, so every replica
 // knows the same users under the same backend name.
-func startReplica(t *testing.T, name, sessions, key string, withHTTP bool) *replica {
+// users is the htpasswd file the replica serves instead of its own ("": its own): replicas
+// serve the same file, hashes included, since a session records a fingerprint of its user's
+// hash and a refresh at a replica holding another hash would end it.
+func startReplica(t *testing.T, name, sessions, key, users string, withHTTP bool) *replica {
 	t.Helper()
 	tokenFile := filepath.Join(t.TempDir(), "admin-secret")
 	if err := os.WriteFile(tokenFile, []byte(sessionsAdminSecret+"\n"), 0o600); err != nil {
@@ -50,6 +53,15 @@ func startReplica(t *testing.T, name, sessions, key string, withHTTP bool) *repl
 		admin += fmt.Sprintf("  http_listen: %s\n", httpAddr)
 	}
 	pc, _ := writePortcullisConfig(t, portcullisConfig{Sessions: sessions, Key: key, Extra: admin})
+	if users != "" {
+		data, err := os.ReadFile(users)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(pc.Dir, "htpasswd"), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	pc.Procs["all"] = startProc(t, name, portcullisBin(t), "-config", pc.Config, "-target=all")
 	pc.waitReady(t)
 	waitUntil(t, name+" admin API listening on "+addr, pc.allProcs(), tcpListening(addr))
@@ -162,7 +174,7 @@ func (r *replica) awaitRevoked(t *testing.T, revokedAt time.Time, rts ...string)
 
 // TestSessionsReplicas_PostgreSQL_TwoGateways runs two all-in-one Portcullis processes (A
 // and B, real `bin/portcullis` processes) on one real PostgreSQL database (Debian's server,
-// started by pkg/pgtest): the same htpasswd users, policy and signing key file, each with
+// started by pkg/pgtest): the same htpasswd file, policy and signing key file, each with
 // its own admin listener, A also with the admin REST API (admin.http_listen). A refresh
 // token from a login at A is refreshed at B, and B's use shows up in A's `sessions list`
 // once B flushes its last uses. A session revoked through A's REST API, and all of a user's
@@ -175,8 +187,8 @@ func TestSessionsReplicas_PostgreSQL_TwoGateways(t *testing.T) {
 	// One key file for both, as replicas share their key: A generates it (with O_EXCL), B,
 	// started once A is ready, reads it. A token either signs verifies with the other's JWKS.
 	key := fmt.Sprintf("    type: local\n    config:\n      path: %s\n      kid_mode: thumbprint", filepath.Join(t.TempDir(), "signing-key.pem"))
-	a := startReplica(t, "portcullis-A", sessions, key, true)
-	b := startReplica(t, "portcullis-B", sessions, key, false)
+	a := startReplica(t, "portcullis-A", sessions, key, "", true)
+	b := startReplica(t, "portcullis-B", sessions, key, filepath.Join(a.Dir, "htpasswd"), false)
 
 	// Log in at A, refresh at B: the session lives in the shared store.
 	rt := a.offlineLogin(t)

@@ -128,6 +128,8 @@ type App struct {
 	policy   authz.PolicyReporter // authz
 	// sessionEvent counts session events (authn and the admin API's revocations).
 	sessionEvent func(event string)
+	// sessionEnded counts sessions a refresh ended because their account changed, by reason.
+	sessionEnded func(reason string)
 	grpcServer   *grpc.Server      // server: the services' server
 	health       *health.Server    // server
 	inproc       *bufconn.Listener // server, in -target=all
@@ -357,6 +359,7 @@ func (a *App) startAuthn(ctx context.Context) error {
 	if st != nil {
 		if a.cfg.Sessions.On() {
 			opts.Sessions, opts.SessionEvent = a.newSessions(st), a.sessionEvent
+			opts.SessionEnded = a.sessionEnded
 		}
 		if c.Lockout.On() {
 			var err error
@@ -425,6 +428,15 @@ func (a *App) newSessions(st sessions.Store) *sessions.Manager {
 		events.WithLabelValues(e) // every series from the start, at 0
 	}
 	a.sessionEvent = func(e string) { events.WithLabelValues(e).Inc() }
+	ended := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_authn_sessions_ended_total",
+		Help: "Sessions a refresh ended because the account changed since login, by reason: account_changed (new password), account_disabled or account_removed.",
+	}, []string{"reason"})
+	a.reg.MustRegister(ended)
+	for _, r := range []string{authn.EndedAccountChanged, authn.EndedAccountDisabled, authn.EndedAccountRemoved} {
+		ended.WithLabelValues(r) // every series from the start, at 0
+	}
+	a.sessionEnded = func(r string) { ended.WithLabelValues(r).Inc() }
 	m := sessions.NewManager(st, sessions.Options{IdleTTL: c.IdleTTL.D(), MaxTTL: c.MaxTTL.D(), Now: a.now,
 		Logger: a.log.With("component", "sessions")})
 	a.closers = append(a.closers, m.Close)

@@ -9,6 +9,9 @@
 // except StartTLS on a connection without TLS, so a client that forgets StartTLS fails
 // instead of sending passwords in the clear unnoticed. Passwords are readable by nobody:
 // anonymous may bind with them, bound users may read everything else.
+//
+// StartWith(t, Options{PasswordPolicy: true}, seed) also runs the ppolicy overlay with a
+// default policy (DefaultPolicyDN), for tests of password changes and locked accounts.
 package ldaptest
 
 import (
@@ -71,6 +74,7 @@ type Server struct {
 
 	dir, conf string
 	ports     [2]int
+	opts      Options
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -78,9 +82,29 @@ type Server struct {
 	paused bool
 }
 
+// DefaultPolicyDN is the password policy entry the ppolicy overlay applies to every entry that
+// names no other in pwdPolicySubentry, when Options.PasswordPolicy is set.
+const DefaultPolicyDN = "cn=default,ou=policies," + Suffix
+
+// Options change what Start sets up.
+type Options struct {
+	// PasswordPolicy loads the ppolicy overlay with DefaultPolicyDN as its default policy:
+	// pwdChangedTime is kept on every password change, and pwdMaxFailure wrong binds lock an
+	// entry (pwdAccountLockedTime) for LockoutDuration (0: until an administrator unlocks it).
+	PasswordPolicy  bool
+	MaxFailure      int // default 3
+	LockoutDuration time.Duration
+}
+
 // Start starts slapd, creates the Suffix entry, adds seed (LDIF of entries to add; "" for
 // none) and registers the server's shutdown with t.Cleanup.
 func Start(t T, seed string) *Server {
+	t.Helper()
+	return StartWith(t, Options{}, seed)
+}
+
+// StartWith is Start with options.
+func StartWith(t T, o Options, seed string) *Server {
 	t.Helper()
 	if _, err := os.Stat(slapdBin); err != nil {
 		t.Fatalf("ldaptest: no OpenLDAP server at %s (%v); %s", slapdBin, err, installHint)
@@ -91,7 +115,7 @@ func Start(t T, seed string) *Server {
 	dir := t.TempDir()
 	pki := testpki.Write(t, dir)
 	s := &Server{CAFile: pki.CA, RootDN: "cn=admin," + Suffix, RootPassword: randomString(t), dir: dir,
-		conf: filepath.Join(dir, "slapd.conf")}
+		conf: filepath.Join(dir, "slapd.conf"), opts: o}
 	if err := os.Mkdir(filepath.Join(dir, "data"), 0o700); err != nil {
 		t.Fatalf("ldaptest: %v", err)
 	}
@@ -119,6 +143,25 @@ func Start(t T, seed string) *Server {
 		t.Fatalf("ldaptest: slapd did not start: %v", lastErr)
 	}
 	s.Add(t, fmt.Sprintf("dn: %s\nobjectClass: dcObject\nobjectClass: organization\no: example\ndc: example\n", Suffix))
+	if o.PasswordPolicy {
+		maxFailure := o.MaxFailure
+		if maxFailure == 0 {
+			maxFailure = 3
+		}
+		s.Add(t, fmt.Sprintf(`dn: ou=policies,%s
+objectClass: organizationalUnit
+ou: policies
+
+dn: %s
+objectClass: pwdPolicy
+objectClass: device
+cn: default
+pwdAttribute: userPassword
+pwdLockout: TRUE
+pwdMaxFailure: %d
+pwdLockoutDuration: %d
+`, Suffix, DefaultPolicyDN, maxFailure, int(o.LockoutDuration.Seconds())))
+	}
 	if strings.TrimSpace(seed) != "" {
 		s.Add(t, seed)
 	}
@@ -130,9 +173,15 @@ func (s *Server) config(pki testpki.Files) string {
 	for _, sc := range []string{"core", "cosine", "inetorgperson", "nis"} {
 		fmt.Fprintf(&b, "include %s/%s.schema\n", schemaDir, sc)
 	}
+	policy := ""
+	if s.opts.PasswordPolicy {
+		// OpenLDAP 2.5 builds the ppolicy schema into the overlay.
+		policy = fmt.Sprintf("overlay ppolicy\nppolicy_default %q\n", DefaultPolicyDN)
+	}
 	fmt.Fprintf(&b, `modulepath %s
 moduleload back_mdb
 moduleload memberof
+moduleload ppolicy
 pidfile %s
 argsfile %s
 TLSCACertificateFile %s
@@ -149,7 +198,7 @@ directory %s
 maxsize 33554432
 dbnosync
 overlay memberof
-
+%s
 access to attrs=userPassword
 	by anonymous auth
 	by * none
@@ -157,7 +206,7 @@ access to *
 	by users read
 	by * none
 `, modulePath, filepath.Join(s.dir, "slapd.pid"), filepath.Join(s.dir, "slapd.args"),
-		pki.CA, pki.Cert, pki.Key, Suffix, s.RootDN, s.RootPassword, filepath.Join(s.dir, "data"))
+		pki.CA, pki.Cert, pki.Key, Suffix, s.RootDN, s.RootPassword, filepath.Join(s.dir, "data"), policy)
 	return b.String()
 }
 

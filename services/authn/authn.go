@@ -5,6 +5,7 @@ package authn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -20,6 +21,10 @@ var (
 	ErrNoMatch = errors.New("authn: no backend knows this user")
 	// ErrUnavailable means a backend could not be asked (LDAP down, file unreadable).
 	ErrUnavailable = errors.New("authn: backend unavailable")
+	// ErrAccountDisabled means the backend knows the user and their account may not log in
+	// (disabled, locked by the directory's password policy). It is an ErrInvalidCredentials, so
+	// callers see a wrong password; the audit log and a refresh grant tell it apart.
+	ErrAccountDisabled = fmt.Errorf("%w: account disabled", ErrInvalidCredentials)
 	// ErrBusy means too many callers already wait for bcrypt work; the caller should retry later.
 	ErrBusy = errors.New("authn: too many password checks in progress")
 )
@@ -56,8 +61,10 @@ type BcryptCoster interface {
 
 // Resolver is an optional ability: it re-reads a user the backend vouched for earlier, without
 // a password, so a refresh grant sees the user's current groups and labels. It answers
-// ErrNoMatch when the user is gone and ErrUnavailable when it cannot tell. Sessions are only
-// issued for backends that have it.
+// ErrNoMatch when the user is gone, ErrAccountDisabled when the account may no longer log in,
+// and ErrUnavailable when it cannot tell; the identity's Fingerprint must be the one
+// Authenticate gives while the credential is unchanged. Sessions are only issued for backends
+// that have it.
 type Resolver interface {
 	Resolve(ctx context.Context, subject string) (identity.Identity, error)
 }

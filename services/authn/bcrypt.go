@@ -2,6 +2,8 @@ package authn
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"strings"
 
@@ -73,5 +75,14 @@ func Resolve(u User, found bool) (identity.Identity, error) {
 }
 
 func (u User) identity() identity.Identity {
-	return identity.Identity{Subject: u.Name, Groups: append([]string(nil), u.Groups...)}
+	return identity.Identity{Subject: u.Name, Groups: append([]string(nil), u.Groups...), Fingerprint: HashFingerprint(u.Hash)}
+}
+
+// HashFingerprint is what a session records of a password backend's user: a SHA-256 of the
+// stored hash under a domain prefix, truncated to 128 bits. It changes whenever the hash does
+// (a new password, or the same one re-hashed with a new salt) and tells a reader of the
+// session database nothing: without the hash's salt it cannot be tried against passwords.
+func HashFingerprint(hash string) string {
+	sum := sha256.Sum256([]byte("portcullis session fingerprint v1\x00" + hash))
+	return "h1:" + base64.RawURLEncoding.EncodeToString(sum[:16])
 }

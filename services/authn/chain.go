@@ -79,6 +79,11 @@ func (c *Chain) Authenticate(ctx context.Context, cr Credentials) (identity.Iden
 	}); err != nil {
 		return identity.Identity{}, err
 	}
+	if by != nil {
+		// The directory's own refusal, so the audit event can tell a disabled account
+		// (ErrAccountDisabled) from a wrong password; callers see the same answer.
+		return identity.Identity{}, err
+	}
 	return identity.Identity{}, ErrInvalidCredentials
 }
 

@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,7 +38,24 @@ type ServerOptions struct {
 	// SessionEvent is called once per session event (EventCreated, EventRefreshed,
 	// EventRefused); metrics hook in here. nil: nothing.
 	SessionEvent func(event string)
+	// SessionEnded is called once per session a refresh ended because its account changed
+	// (EndedAccountChanged, EndedAccountDisabled, EndedAccountRemoved); that refresh also
+	// counts as EventRefused. nil: nothing.
+	SessionEnded func(reason string)
 }
+
+// Why a refresh ended its session, as passed to ServerOptions.SessionEnded and written in the
+// "session ended" audit event.
+const (
+	// EndedAccountChanged: the credential the session was issued against changed (a new
+	// password hash, a new directory password-change time).
+	EndedAccountChanged = "account_changed"
+	// EndedAccountDisabled: the backend says the account may not log in (AD disabled,
+	// ppolicy locked).
+	EndedAccountDisabled = "account_disabled"
+	// EndedAccountRemoved: the backend no longer knows the user (or the backend is gone).
+	EndedAccountRemoved = "account_removed"
+)
 
 // Server exposes an Authenticator, and the sessions behind refresh tokens, over gRPC.
 type Server struct {
@@ -48,6 +66,7 @@ type Server struct {
 	sessions *sessions.Manager
 	resolver *Chain
 	event    func(string)
+	ended    func(string)
 }
 
 // NewServer returns the gRPC server for a.
@@ -56,8 +75,12 @@ func NewServer(a Authenticator, log *slog.Logger, opts ServerOptions) *Server {
 	if ev == nil {
 		ev = func(string) {}
 	}
+	ended := opts.SessionEnded
+	if ended == nil {
+		ended = func(string) {}
+	}
 	return &Server{auth: a, log: log, audit: log.With("log_type", "audit"),
-		sessions: opts.Sessions, resolver: opts.Resolver, event: ev}
+		sessions: opts.Sessions, resolver: opts.Resolver, event: ev, ended: ended}
 }
 
 // Authenticate implements authnv1.AuthnServiceServer. An offline login also gets a refresh
@@ -78,7 +101,7 @@ func (s *Server) Authenticate(ctx context.Context, req *authnv1.AuthenticateRequ
 	if !req.GetOffline() || s.sessions == nil || s.resolver == nil || !s.resolver.CanResolve(id.Backend) {
 		return resp, nil
 	}
-	tok, ses, err := s.sessions.Issue(ctx, id.Subject, id.Backend, req.GetService(), req.GetClientId(), req.GetRemoteAddr())
+	tok, ses, err := s.sessions.Issue(ctx, id.Subject, id.Backend, id.Fingerprint, req.GetService(), req.GetClientId(), req.GetRemoteAddr())
 	if err != nil {
 		// Failing the login beats answering without a token: a client that gets none keeps the
 		// password instead (docker stores it in config.json), and nobody would notice.
@@ -99,6 +122,8 @@ func (s *Server) auditLogin(ctx context.Context, req *authnv1.AuthenticateReques
 	case err == nil:
 	case errors.Is(err, ErrLocked):
 		result, reason = "refused", "locked"
+	case errors.Is(err, ErrAccountDisabled):
+		result, reason = "failure", "account_disabled"
 	case errors.Is(err, ErrInvalidCredentials), errors.Is(err, ErrNoMatch):
 		result, reason = "failure", "invalid_credentials"
 	case errors.Is(err, ErrBusy):
@@ -180,12 +205,39 @@ func (s *Server) refresh(ctx context.Context, req *authnv1.RefreshRequest) (iden
 	id, err := s.resolver.Resolve(ctx, ses.Backend, ses.Subject)
 	switch {
 	case errors.Is(err, ErrNoMatch):
-		return refuse("user no longer known to its backend", "session_id", ses.ID, "subject", ses.Subject, "backend", ses.Backend)
+		return s.endSession(ctx, req, ses, EndedAccountRemoved)
+	case errors.Is(err, ErrAccountDisabled):
+		return s.endSession(ctx, req, ses, EndedAccountDisabled)
 	case err != nil:
 		return identity.Identity{}, err
 	}
+	switch {
+	case !ses.FingerprintSet:
+		// Issued before sessions recorded fingerprints: adopt the current one, so an upgrade
+		// does not log every client out; from now on a change ends the session.
+		if err := s.sessions.Store().RecordFingerprint(ctx, ses.ID, id.Fingerprint); err != nil {
+			return identity.Identity{}, storeErr(err)
+		}
+		s.log.DebugContext(ctx, "session fingerprint recorded at its first refresh", "session_id", ses.ID)
+	case subtle.ConstantTimeCompare([]byte(ses.Fingerprint), []byte(id.Fingerprint)) != 1:
+		return s.endSession(ctx, req, ses, EndedAccountChanged)
+	}
 	s.audit.InfoContext(ctx, "session refreshed", sessionAttrs(ses, req.GetRemoteAddr())...)
 	return id, nil
+}
+
+// endSession refuses a refresh whose account changed, was disabled or removed since the
+// session was issued, and deletes the session: no later refresh with its token can succeed,
+// even if the account comes back, and it leaves `sessions list`. A failed delete is logged;
+// the refusal stands, and the next refresh checks again.
+func (s *Server) endSession(ctx context.Context, req *authnv1.RefreshRequest, ses sessions.Session, reason string) (identity.Identity, error) {
+	if err := s.sessions.Store().Revoke(ctx, ses.ID); err != nil && !errors.Is(err, sessions.ErrNotFound) {
+		s.log.WarnContext(ctx, "ending a session failed; its refreshes are still refused", "session_id", ses.ID, "error", err)
+	}
+	s.ended(reason)
+	s.audit.InfoContext(ctx, "session ended", append(sessionAttrs(ses, req.GetRemoteAddr()), "reason", reason,
+		"refresh_client_id", req.GetClientId())...)
+	return identity.Identity{}, fmt.Errorf("%w: %s", errRefused, reason)
 }
 
 // errRefused is any refresh token that does not lead to a current user.

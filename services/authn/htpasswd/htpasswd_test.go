@@ -3,9 +3,11 @@ package htpasswd_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -102,8 +104,9 @@ func TestReloadsOnChangeAndKeepsLastGoodFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "htpasswd")
 	write(t, path, "alice:"+hash(t, "one"))
 	var changed atomic.Int32
+	logs := &syncBuf{}
 	a := open(t, &htpasswd.Config{Path: path, ReloadInterval: config.Duration(10 * time.Millisecond)},
-		authn.Deps{Changed: func() { changed.Add(1) }})
+		authn.Deps{Changed: func() { changed.Add(1) }, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	ctx := context.Background()
 	try := func(pw string) error {
 		_, err := a.Authenticate(ctx, authn.Credentials{Username: "alice", Password: authn.Password(pw)})
@@ -120,13 +123,27 @@ func TestReloadsOnChangeAndKeepsLastGoodFile(t *testing.T) {
 	if err := try("one"); !errors.Is(err, authn.ErrInvalidCredentials) {
 		t.Fatalf("old password still works: %v", err)
 	}
-	// A broken edit is ignored; the previous users keep working.
+	// A broken edit is ignored; the previous users keep working. Wait until the watcher has
+	// read the broken file (it logs the failure), or the check below could run before it.
 	write(t, path, "alice:$apr1$x$y")
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "htpasswd reload failed") })
 	if err := try("two"); err != nil {
 		t.Fatalf("broken file replaced the good one: %v", err)
 	}
+	if n := changed.Load(); n != 1 {
+		t.Fatalf("Changed called %d times, want once (the broken file is no change)", n)
+	}
 }
+
+// syncBuf is a log sink the watcher goroutine writes while the test reads.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+
+func (s *syncBuf) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()

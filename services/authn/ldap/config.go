@@ -47,6 +47,12 @@ type Config struct {
 	// there are several; a label whose attribute the entry lacks is not set). "DN" is the
 	// entry's DN.
 	Labels map[string]string `yaml:"labels"`
+	// PasswordPolicyDN is the entry of the directory's default password policy (OpenLDAP
+	// ppolicy's olcPPolicyDefault), read for its pwdLockoutDuration: a user locked by
+	// pwdAccountLockedTime whose entry names no policy of its own (pwdPolicySubentry) is
+	// under this one. Unset, such a lock holds until it is lifted in the directory, as a
+	// policy without a duration says.
+	PasswordPolicyDN string `yaml:"password_policy_dn"`
 	// Timeout bounds each dial, bind and search (default 5s).
 	Timeout config.Duration `yaml:"timeout"`
 	// PoolSize is how many connections to the directory are kept and used at once (default 4).
@@ -173,6 +179,9 @@ func (c *Config) Validate() []error {
 		checkAttr(&p, "labels."+name, c.Labels[name], true)
 	}
 
+	if c.PasswordPolicyDN != "" {
+		checkDN(&p, "password_policy_dn", c.PasswordPolicyDN)
+	}
 	if c.Timeout < 0 {
 		p.Addf("timeout", "must not be negative")
 	}

@@ -64,6 +64,8 @@ func TestValidate(t *testing.T) {
 			c.BindDN, c.UserSearch.BaseDN = "portcullis", "ou=people,,"
 			c.GroupSearch = GroupSearch{BaseDN: "=x", UserAttr: "DN", GroupAttr: "member"}
 		}, want: []string{"bind_dn: \"portcullis\" is not a valid DN", "user_search.base_dn:", "group_search.base_dn:"}},
+		{name: "bad password_policy_dn", edit: func(c *Config) { c.PasswordPolicyDN = "default policy" },
+			want: []string{"password_policy_dn: \"default policy\" is not a valid DN"}},
 		{name: "bad filters", edit: func(c *Config) {
 			c.UserSearch.Filter = "objectClass=person"
 			c.GroupSearch = GroupSearch{BaseDN: "ou=groups,dc=x", Filter: "(&(objectClass=group)", UserAttr: "DN", GroupAttr: "member"}

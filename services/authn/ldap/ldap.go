@@ -69,6 +69,12 @@ type backend struct {
 	labels  map[string]string
 	timeout time.Duration
 	dialer  *dialer
+
+	// Account checks (account.go): the default password policy's DN, the policies'
+	// lockout durations as last read, and the clock locks are judged by.
+	passwordPolicyDN string
+	policies         policyDurations
+	now              func() time.Time
 }
 
 var (
@@ -126,18 +132,20 @@ func (c *Config) Open(ctx context.Context, deps authn.Deps) (authn.Authenticator
 	}
 	timeout := orDefault(c.Timeout.D(), defaultTimeout)
 	b := &backend{
-		log:          log,
-		userBase:     c.UserSearch.BaseDN,
-		userFilter:   c.UserSearch.Filter,
-		usernameAttr: c.UserSearch.UsernameAttr,
-		subjectAttr:  orDefault(c.UserSearch.SubjectAttr, c.UserSearch.UsernameAttr),
-		groupBase:    c.GroupSearch.BaseDN,
-		groupFilter:  c.GroupSearch.Filter,
-		groupAttr:    c.GroupSearch.GroupAttr,
-		nameAttr:     orDefault(c.GroupSearch.NameAttr, "cn"),
-		fromMemberOf: c.GroupsFrom == memberOf,
-		nested:       c.NestedGroups,
-		timeout:      timeout,
+		log:              log,
+		userBase:         c.UserSearch.BaseDN,
+		userFilter:       c.UserSearch.Filter,
+		usernameAttr:     c.UserSearch.UsernameAttr,
+		subjectAttr:      orDefault(c.UserSearch.SubjectAttr, c.UserSearch.UsernameAttr),
+		groupBase:        c.GroupSearch.BaseDN,
+		groupFilter:      c.GroupSearch.Filter,
+		groupAttr:        c.GroupSearch.GroupAttr,
+		nameAttr:         orDefault(c.GroupSearch.NameAttr, "cn"),
+		fromMemberOf:     c.GroupsFrom == memberOf,
+		nested:           c.NestedGroups,
+		timeout:          timeout,
+		passwordPolicyDN: c.PasswordPolicyDN,
+		now:              now,
 		dialer: &dialer{network: "tcp", addr: net.JoinHostPort(u.Hostname(), port), ldaps: u.Scheme == "ldaps",
 			startTLS: c.StartTLS, tls: tc, timeout: timeout, bindDN: c.BindDN, bindPassword: password},
 	}
@@ -181,6 +189,7 @@ func (b *backend) wantedAttrs() []string {
 			attrs = append(attrs, a)
 		}
 	}
+	attrs = append(attrs, accountAttrs...)
 	slices.Sort(attrs)
 	return slices.Compact(attrs)
 }
@@ -235,10 +244,15 @@ func (b *backend) Authenticate(ctx context.Context, cr authn.Credentials) (ident
 		if cr.Password == "" {
 			return authn.ErrInvalidCredentials
 		}
+		// Before the bind: a disabled account's bind would only add to its failure count.
+		if err := b.checkActive(c, e); err != nil {
+			return err
+		}
 		if err := b.bindUser(c, e.DN, string(cr.Password)); err != nil {
 			return err
 		}
 		id, err = b.identity(c, e, b.usernameAttr, cr.Username)
+		id.Fingerprint = passwordFingerprint(e)
 		return err
 	})
 	return id, err
@@ -258,7 +272,13 @@ func (b *backend) Resolve(ctx context.Context, subject string) (identity.Identit
 			}
 			return err
 		}
+		// A refresh grant has no password for the directory to refuse: whether the account
+		// may still log in is decided here.
+		if err := b.checkActive(c, e); err != nil {
+			return err
+		}
 		id, err = b.identity(c, e, b.subjectAttr, subject)
+		id.Fingerprint = passwordFingerprint(e)
 		return err
 	})
 	return id, err

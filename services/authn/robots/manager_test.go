@@ -375,3 +375,32 @@ func TestRevoke(t *testing.T) {
 		t.Fatalf("re-created ci = %+v, old %+v", r2, r)
 	}
 }
+
+// lyingStore answers every ByKeyHash with the robot of one fixed key hash, as a store whose
+// index or query were broken would: Check must not take its word for the match.
+type lyingStore struct {
+	*touchCounter
+	always [32]byte
+}
+
+func (l lyingStore) ByKeyHash(ctx context.Context, _ [32]byte) (robots.Robot, error) {
+	return l.touchCounter.ByKeyHash(ctx, l.always)
+}
+
+// TestCheckRechecksTheStoredHash: the constant-time re-compare after the store's lookup is
+// what refuses a key the store matched to another robot.
+func TestCheckRechecksTheStoredHash(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	key, r := f.create(t, robots.Spec{Name: "ci"})
+	m := robots.NewManager(lyingStore{touchCounter: f.st, always: r.KeyHash}, robots.Options{Now: f.clk.Now, FlushInterval: time.Hour})
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	ctx := context.Background()
+	if _, _, err := m.Check(ctx, "ci", key, ""); err != nil {
+		t.Fatalf("Check with the robot's own key: %v", err)
+	}
+	other, _ := robots.NewKey()
+	if got, _, err := m.Check(ctx, "ci", other, ""); !errors.Is(err, robots.ErrRefused) || !strings.Contains(err.Error(), "unknown key") {
+		t.Fatalf("Check with another key that the store matched to ci = %+v, %v; want refused (unknown key)", got, err)
+	}
+}

@@ -79,8 +79,9 @@ func NewManager(st Store, o Options) *Manager {
 func (m *Manager) Store() Store { return m.st }
 
 // Issue creates a session and returns its refresh token: "pcr_" + base64url(32 random bytes).
-// The token is returned once; only its hash is stored.
-func (m *Manager) Issue(ctx context.Context, subject, backend, service, clientID, remoteAddr string) (string, Session, error) {
+// The token is returned once; only its hash is stored. fingerprint is the account's credential
+// fingerprint at login (identity.Fingerprint), which every refresh compares.
+func (m *Manager) Issue(ctx context.Context, subject, backend, fingerprint, service, clientID, remoteAddr string) (string, Session, error) {
 	var raw [tokenBytes]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return "", Session{}, fmt.Errorf("sessions: random token: %w", err)
@@ -102,6 +103,8 @@ func (m *Manager) Issue(ctx context.Context, subject, backend, service, clientID
 		LastUsedAt:     now,
 		LastRemoteAddr: remoteAddr,
 		ExpiresAt:      now.Add(m.o.MaxTTL),
+		Fingerprint:    fingerprint,
+		FingerprintSet: true,
 	}
 	s.IdleExpiresAt = minTime(now.Add(m.o.IdleTTL), s.ExpiresAt)
 	if err := m.st.Create(ctx, s); err != nil {

@@ -104,7 +104,7 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) issue(t *testing.T, subject string) (string, sessions.Session) {
 	t.Helper()
-	tok, s, err := e.m.Issue(context.Background(), subject, "htpasswd", svc, "docker", "192.0.2.1:1000")
+	tok, s, err := e.m.Issue(context.Background(), subject, "htpasswd", "h1:fp", svc, "docker", "192.0.2.1:1000")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +373,7 @@ func TestBackgroundFlush(t *testing.T) {
 	st := &counting{Store: raw, touched: make(chan struct{}, 100)}
 	m := sessions.NewManager(st, sessions.Options{FlushInterval: time.Millisecond})
 	defer m.Close(context.Background())
-	tok, _, err := m.Issue(context.Background(), "alice", "static", svc, "docker", "")
+	tok, _, err := m.Issue(context.Background(), "alice", "static", "h1:fp", svc, "docker", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,5 +384,33 @@ func TestBackgroundFlush(t *testing.T) {
 	case <-st.touched:
 	case <-time.After(time.Minute):
 		t.Fatal("the background loop never flushed")
+	}
+}
+
+// lyingStore answers every ByTokenHash with the session of one fixed hash, as a store whose
+// index or query were broken would: the manager must not take its word for the match.
+type lyingStore struct {
+	sessions.Store
+	always [32]byte
+}
+
+func (l lyingStore) ByTokenHash(ctx context.Context, _ [32]byte) (sessions.Session, error) {
+	return l.Store.ByTokenHash(ctx, l.always)
+}
+
+// TestLookupRechecksTheStoredHash: the constant-time re-compare after the store's lookup is
+// what refuses a token the store matched to another token's session.
+func TestLookupRechecksTheStoredHash(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tok, s := e.issue(t, "alice")
+	m := sessions.NewManager(lyingStore{Store: e.st, always: s.TokenHash}, sessions.Options{Now: e.clock.Now, FlushInterval: time.Hour})
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	if got, err := m.Lookup(context.Background(), tok, svc, "docker", ""); err != nil || got.ID != s.ID {
+		t.Fatalf("Lookup of the session's own token = %+v, %v", got, err)
+	}
+	other := "pcr_" + base64.RawURLEncoding.EncodeToString(make([]byte, 32))
+	if got, err := m.Lookup(context.Background(), other, svc, "docker", ""); !errors.Is(err, sessions.ErrInvalidToken) {
+		t.Fatalf("Lookup of another token that the store matched to alice's session = %+v, %v; want ErrInvalidToken", got, err)
 	}
 }

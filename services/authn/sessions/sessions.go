@@ -23,6 +23,12 @@ type Session struct {
 	CreatedAt, LastUsedAt               time.Time
 	LastRemoteAddr                      string
 	IdleExpiresAt, ExpiresAt            time.Time
+	// Fingerprint is the account's credential fingerprint at login (identity.Fingerprint):
+	// a refresh whose user's fingerprint differs ends the session. FingerprintSet is false
+	// for sessions issued before Portcullis recorded fingerprints; their first refresh
+	// records the current one. A set Fingerprint may be "" (the backend has none to give).
+	Fingerprint    string
+	FingerprintSet bool
 }
 
 var (
@@ -77,6 +83,9 @@ type Store interface {
 	Revoke(ctx context.Context, id string) error
 	// RevokeSubject deletes every session of a subject and says how many there were.
 	RevokeSubject(ctx context.Context, subject string) (int, error)
+	// RecordFingerprint sets the fingerprint of a session that has none (FingerprintSet
+	// false); a session that has one, or no session with that id, is left as it is.
+	RecordFingerprint(ctx context.Context, id, fingerprint string) error
 	// DeleteExpired deletes sessions past their idle or absolute expiry at now.
 	DeleteExpired(ctx context.Context, now time.Time) (int, error)
 	Close(ctx context.Context) error

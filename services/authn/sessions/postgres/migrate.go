@@ -55,6 +55,10 @@ var migrations = []string{
 		last_used_at timestamptz,
 		revoked_at   timestamptz
 	);`,
+	// 4: what a session was issued against (the account's credential fingerprint); NULL for
+	// sessions issued before, recorded at their first refresh. Adding a nullable column
+	// without a default rewrites no rows.
+	`ALTER TABLE sessions ADD COLUMN account_fingerprint text;`,
 }
 
 // migrateLock is the advisory lock key that serializes replicas migrating at the same time.

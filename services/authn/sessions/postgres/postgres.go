@@ -98,15 +98,16 @@ type store struct {
 // ts keeps the microsecond precision timestamptz has, in UTC, so values read back are equal.
 func ts(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
-const cols = `id, token_hash, subject, backend, service, client_id, created_at, last_used_at, last_remote_addr, idle_expires_at, expires_at`
+const cols = `id, token_hash, subject, backend, service, client_id, created_at, last_used_at, last_remote_addr, idle_expires_at, expires_at, account_fingerprint`
 
 func scan(r sessions.Row) (sessions.Session, error) {
 	var (
 		s    sessions.Session
 		hash []byte
+		fp   *string
 	)
 	if err := r.Scan(&s.ID, &hash, &s.Subject, &s.Backend, &s.Service, &s.ClientID, &s.CreatedAt, &s.LastUsedAt,
-		&s.LastRemoteAddr, &s.IdleExpiresAt, &s.ExpiresAt); err != nil {
+		&s.LastRemoteAddr, &s.IdleExpiresAt, &s.ExpiresAt, &fp); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return sessions.Session{}, sessions.ErrNotFound
 		}
@@ -117,13 +118,25 @@ func scan(r sessions.Row) (sessions.Session, error) {
 	}
 	copy(s.TokenHash[:], hash)
 	s.CreatedAt, s.LastUsedAt, s.IdleExpiresAt, s.ExpiresAt = s.CreatedAt.UTC(), s.LastUsedAt.UTC(), s.IdleExpiresAt.UTC(), s.ExpiresAt.UTC()
+	if fp != nil {
+		s.Fingerprint, s.FingerprintSet = *fp, true
+	}
 	return s, nil
 }
 
 func (st *store) Create(ctx context.Context, s sessions.Session) error {
-	_, err := st.pool.Exec(ctx, `INSERT INTO sessions (`+cols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+	var fp *string
+	if s.FingerprintSet {
+		fp = &s.Fingerprint
+	}
+	_, err := st.pool.Exec(ctx, `INSERT INTO sessions (`+cols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		s.ID, s.TokenHash[:], s.Subject, s.Backend, s.Service, s.ClientID,
-		ts(s.CreatedAt), ts(s.LastUsedAt), s.LastRemoteAddr, ts(s.IdleExpiresAt), ts(s.ExpiresAt))
+		ts(s.CreatedAt), ts(s.LastUsedAt), s.LastRemoteAddr, ts(s.IdleExpiresAt), ts(s.ExpiresAt), fp)
+	return err
+}
+
+func (st *store) RecordFingerprint(ctx context.Context, id, fingerprint string) error {
+	_, err := st.pool.Exec(ctx, `UPDATE sessions SET account_fingerprint = $1 WHERE id = $2 AND account_fingerprint IS NULL`, fingerprint, id)
 	return err
 }
 

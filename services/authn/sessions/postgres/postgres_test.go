@@ -158,8 +158,8 @@ func testUpgradeFromSchema1(t *testing.T, srv *pgtest.Server) {
 		t.Fatal(err)
 	}
 	defer st.Close(ctx)
-	if s, err := st.Get(ctx, "ses_old"); err != nil || s.Subject != "alice" {
-		t.Fatalf("Get(ses_old) = %+v, %v; want alice's session", s, err)
+	if s, err := st.Get(ctx, "ses_old"); err != nil || s.Subject != "alice" || s.FingerprintSet {
+		t.Fatalf("Get(ses_old) = %+v, %v; want alice's session, without a fingerprint", s, err)
 	}
 	ls := st.(lockout.Provider).LockoutStore()
 	if _, err := ls.RecordFailure(ctx, "addr:192.0.2.1", time.Now(), lockout.Policy{MaxFailures: 1, BaseDelay: time.Second, MaxDelay: time.Second, Window: time.Minute}); err != nil {
@@ -194,8 +194,8 @@ func testUpgradeFromSchema2(t *testing.T, srv *pgtest.Server) {
 		t.Fatal(err)
 	}
 	defer st.Close(ctx)
-	if s, err := st.Get(ctx, "ses_old"); err != nil || s.Subject != "alice" {
-		t.Fatalf("Get(ses_old) = %+v, %v; want alice's session", s, err)
+	if s, err := st.Get(ctx, "ses_old"); err != nil || s.Subject != "alice" || s.FingerprintSet {
+		t.Fatalf("Get(ses_old) = %+v, %v; want alice's session, without a fingerprint", s, err)
 	}
 	if es, err := st.(lockout.Provider).LockoutStore().Get(ctx, []string{"addr:192.0.2.1"}); err != nil || len(es) != 1 || es[0].Failures != 3 {
 		t.Fatalf("lockout entry after upgrade = %+v, %v", es, err)

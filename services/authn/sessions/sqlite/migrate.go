@@ -52,6 +52,9 @@ var migrations = []string{
 		last_used_at INTEGER,
 		revoked_at   INTEGER
 	);`,
+	// 4: what a session was issued against (the account's credential fingerprint); NULL for
+	// sessions issued before, recorded at their first refresh.
+	`ALTER TABLE sessions ADD COLUMN account_fingerprint TEXT;`,
 }
 
 // migrate brings the schema to len(steps) in one transaction: all steps or none.

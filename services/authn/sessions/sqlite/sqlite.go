@@ -108,15 +108,16 @@ func us(t time.Time) int64 { return t.UnixMicro() }
 
 func fromUS(v int64) time.Time { return time.UnixMicro(v).UTC() }
 
-const cols = `id, token_hash, subject, backend, service, client_id, created_at, last_used_at, last_remote_addr, idle_expires_at, expires_at`
+const cols = `id, token_hash, subject, backend, service, client_id, created_at, last_used_at, last_remote_addr, idle_expires_at, expires_at, account_fingerprint`
 
 func scan(r sessions.Row) (sessions.Session, error) {
 	var (
 		s                            sessions.Session
 		hash                         []byte
 		created, used, idle, expires int64
+		fp                           sql.NullString
 	)
-	if err := r.Scan(&s.ID, &hash, &s.Subject, &s.Backend, &s.Service, &s.ClientID, &created, &used, &s.LastRemoteAddr, &idle, &expires); err != nil {
+	if err := r.Scan(&s.ID, &hash, &s.Subject, &s.Backend, &s.Service, &s.ClientID, &created, &used, &s.LastRemoteAddr, &idle, &expires, &fp); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return sessions.Session{}, sessions.ErrNotFound
 		}
@@ -127,13 +128,20 @@ func scan(r sessions.Row) (sessions.Session, error) {
 	}
 	copy(s.TokenHash[:], hash)
 	s.CreatedAt, s.LastUsedAt, s.IdleExpiresAt, s.ExpiresAt = fromUS(created), fromUS(used), fromUS(idle), fromUS(expires)
+	s.Fingerprint, s.FingerprintSet = fp.String, fp.Valid
 	return s, nil
 }
 
 func (st *store) Create(ctx context.Context, s sessions.Session) error {
-	_, err := st.db.ExecContext(ctx, `INSERT INTO sessions (`+cols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := st.db.ExecContext(ctx, `INSERT INTO sessions (`+cols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		s.ID, s.TokenHash[:], s.Subject, s.Backend, s.Service, s.ClientID,
-		us(s.CreatedAt), us(s.LastUsedAt), s.LastRemoteAddr, us(s.IdleExpiresAt), us(s.ExpiresAt))
+		us(s.CreatedAt), us(s.LastUsedAt), s.LastRemoteAddr, us(s.IdleExpiresAt), us(s.ExpiresAt),
+		sql.NullString{String: s.Fingerprint, Valid: s.FingerprintSet})
+	return err
+}
+
+func (st *store) RecordFingerprint(ctx context.Context, id, fingerprint string) error {
+	_, err := st.db.ExecContext(ctx, `UPDATE sessions SET account_fingerprint = ? WHERE id = ? AND account_fingerprint IS NULL`, fingerprint, id)
 	return err
 }
 

@@ -68,8 +68,8 @@ func TestUpgradeFromSchema1(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close(ctx)
-	if s, err := st.Get(ctx, "ses_old"); err != nil || s.Subject != "alice" {
-		t.Fatalf("Get(ses_old) = %+v, %v; want alice's session", s, err)
+	if s, err := st.Get(ctx, "ses_old"); err != nil || s.Subject != "alice" || s.FingerprintSet {
+		t.Fatalf("Get(ses_old) = %+v, %v; want alice's session, without a fingerprint", s, err)
 	}
 	ls := st.(lockout.Provider).LockoutStore()
 	if _, err := ls.RecordFailure(ctx, "addr:192.0.2.1", time.Now(), lockout.Policy{MaxFailures: 1, BaseDelay: time.Second, MaxDelay: time.Second, Window: time.Minute}); err != nil {

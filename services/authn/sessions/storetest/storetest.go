@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) sessions.Store) {
 		{"Revoke", testRevoke},
 		{"RevokeSubject", testRevokeSubject},
 		{"DeleteExpired", testDeleteExpired},
+		{"Fingerprint", testFingerprint},
 		{"Concurrency", testConcurrency},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,6 +68,8 @@ func session(i int, subject string, created time.Time) sessions.Session {
 		LastRemoteAddr: "192.0.2.1:4242",
 		IdleExpiresAt:  created.Add(24 * time.Hour),
 		ExpiresAt:      created.Add(72 * time.Hour),
+		Fingerprint:    fmt.Sprintf("h1:fingerprint-%d", i),
+		FingerprintSet: true,
 	}
 }
 
@@ -84,7 +87,8 @@ func equal(t *testing.T, what string, got, want sessions.Session) {
 	same := got.ID == want.ID && got.TokenHash == want.TokenHash && got.Subject == want.Subject &&
 		got.Backend == want.Backend && got.Service == want.Service && got.ClientID == want.ClientID &&
 		got.LastRemoteAddr == want.LastRemoteAddr && got.CreatedAt.Equal(want.CreatedAt) &&
-		got.LastUsedAt.Equal(want.LastUsedAt) && got.IdleExpiresAt.Equal(want.IdleExpiresAt) && got.ExpiresAt.Equal(want.ExpiresAt)
+		got.LastUsedAt.Equal(want.LastUsedAt) && got.IdleExpiresAt.Equal(want.IdleExpiresAt) && got.ExpiresAt.Equal(want.ExpiresAt) &&
+		got.Fingerprint == want.Fingerprint && got.FingerprintSet == want.FingerprintSet
 	if !same {
 		t.Fatalf("%s:\n got %+v\nwant %+v", what, got, want)
 	}
@@ -387,5 +391,62 @@ func testConcurrency(t *testing.T, st sessions.Store) {
 	}
 	if n, err := st.RevokeSubject(ctx, "user0"); err != nil || n != workers*each/2 {
 		t.Errorf("RevokeSubject = %d, %v; want %d", n, err, workers*each/2)
+	}
+}
+
+// testFingerprint: a session keeps the fingerprint it was created with, an empty one
+// included, and tells "recorded as empty" from "never recorded" (a session from before
+// fingerprints). RecordFingerprint fills in only the latter, once.
+func testFingerprint(t *testing.T, st sessions.Store) {
+	ctx := context.Background()
+	set, empty, unset := session(1, "alice", base), session(2, "alice", base), session(3, "alice", base)
+	empty.Fingerprint = ""
+	unset.Fingerprint, unset.FingerprintSet = "", false
+	create(t, st, set, empty, unset)
+	for _, want := range []sessions.Session{set, empty, unset} {
+		got, err := st.Get(ctx, want.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "Get", got, want)
+		got, err = st.ByTokenHash(ctx, want.TokenHash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "ByTokenHash", got, want)
+	}
+	ids, _ := listAll(t, st, "alice", 10)
+	if len(ids) != 3 {
+		t.Fatalf("List = %v", ids)
+	}
+	ss, _, err := st.List(ctx, sessions.ListOptions{Subject: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []sessions.Session{set, empty, unset} {
+		equal(t, "List", ss[i], want)
+	}
+
+	for _, s := range []sessions.Session{set, empty, unset} {
+		if err := st.RecordFingerprint(ctx, s.ID, "h1:recorded"); err != nil {
+			t.Fatalf("RecordFingerprint(%s): %v", s.ID, err)
+		}
+	}
+	unset.Fingerprint, unset.FingerprintSet = "h1:recorded", true
+	for _, want := range []sessions.Session{set, empty, unset} {
+		got, err := st.Get(ctx, want.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "Get after RecordFingerprint", got, want)
+	}
+	if err := st.RecordFingerprint(ctx, unset.ID, "h1:again"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := st.Get(ctx, unset.ID); got.Fingerprint != "h1:recorded" {
+		t.Fatalf("a second RecordFingerprint replaced the recorded fingerprint: %q", got.Fingerprint)
+	}
+	if err := st.RecordFingerprint(ctx, "ses_missing", "h1:x"); err != nil {
+		t.Fatalf("RecordFingerprint of a missing session: %v, want nil", err)
 	}
 }
