@@ -86,7 +86,7 @@ func TestMigrateDockerAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	user := func(name string, labels map[string]string) identity.Identity {
+	user := func(name string, labels map[string][]string) identity.Identity {
 		return identity.Identity{Subject: name, Labels: labels}
 	}
 	cases := []struct {
@@ -103,7 +103,7 @@ func TestMigrateDockerAuth(t *testing.T) {
 		{"own namespace", user("alice", nil), "10.0.0.1", []string{"repository:alice/app:pull,push,delete"}, []string{"repository:alice/app:pull,push,delete"}},
 		{"logged-in users: catalog and pull", user("alice", nil), "10.0.0.1", []string{"registry:catalog:*", "repository:bob/app:pull,push"}, []string{"registry:catalog:*", "repository:bob/app:pull"}},
 		{"anonymous hello-world", identity.Identity{Anonymous: true}, "10.0.0.1", []string{"repository:hello-world:pull,push", "repository:x:pull"}, []string{"repository:hello-world:pull"}},
-		{"the pull-all rule comes before the VIP rule", user("vip", map[string]string{"group": "VIP"}), "10.0.0.1", []string{"repository:z/app:push"}, nil},
+		{"the pull-all rule comes before the VIP rule", user("vip", map[string][]string{"group": {"VIP"}}), "10.0.0.1", []string{"repository:z/app:push"}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
