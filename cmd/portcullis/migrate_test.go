@@ -140,23 +140,38 @@ func TestMigrateDockerAuth(t *testing.T) {
 	if err := runMigrate(context.Background(), []string{"casbin"}, &stdout, &stdout); err == nil {
 		t.Error("an unknown migration was accepted")
 	}
-	t.Run(`users without ""`, testMigrateWithoutAnonymous)
+	t.Run(`users without "", run over HTTP`, func(t *testing.T) { testMigrateLabels(t, false) })
+	t.Run(`users with "", run over HTTP`, func(t *testing.T) { testMigrateLabels(t, true) })
 }
 
-// testMigrateWithoutAnonymous migrates a docker_auth config whose users lack "" and carry
+// testMigrateLabels migrates a docker_auth config whose users lack "" and carry
 // multi-valued labels, runs what it made, and sends it token requests over HTTP: each
 // answer must be the one docker_auth gives (written down from its server.go and acl.go),
-// so the migration never grants more than docker_auth did.
-func testMigrateWithoutAnonymous(t *testing.T) {
+// so the migration never grants more than docker_auth did. The same config with "" added
+// (withAnon) must keep anonymous requests, and grant them what docker_auth grants "".
+func testMigrateLabels(t *testing.T, withAnon bool) {
+	src := "testdata/docker_auth_labels.yml"
+	anonReport := `users has no "": docker_auth refuses callers without credentials → authn.allow_anonymous: false`
+	if withAnon {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src = filepath.Join(t.TempDir(), "docker_auth.yml")
+		if err := os.WriteFile(src, []byte(strings.Replace(string(data), "\nusers:\n", "\nusers:\n  \"\": {}\n", 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		anonReport = `users."" (anonymous access): kept: authn.allow_anonymous: true`
+	}
 	out := filepath.Join(t.TempDir(), "migrated")
 	var stdout bytes.Buffer
-	if err := runMigrate(context.Background(), []string{"docker-auth", "-out", out, "testdata/docker_auth_labels.yml"}, &stdout, &stdout); err != nil {
+	if err := runMigrate(context.Background(), []string{"docker-auth", "-out", out, src}, &stdout, &stdout); err != nil {
 		t.Fatalf("migrate: %v\n%s", err, stdout.String())
 	}
 	report := stdout.String()
 	t.Logf("%s", report)
 	for _, want := range []string{
-		`users has no "": docker_auth refuses callers without credentials → authn.allow_anonymous: false`,
+		anonReport,
 		"users with labels → the static backend (2 users: ci, dev",
 		"users → htpasswd (2 users",
 	} {
@@ -180,8 +195,8 @@ func testMigrateWithoutAnonymous(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Authn.anonymousAllowed() {
-		t.Fatal("the migrated config lets callers without credentials ask")
+	if cfg.Authn.anonymousAllowed() != withAnon {
+		t.Fatalf("allow_anonymous = %v; docker_auth's users hold \"\": %v", cfg.Authn.anonymousAllowed(), withAnon)
 	}
 	cfg.Gateway.Listen = "127.0.0.1:0"
 	cfg.Gateway.BackendTimeout = config.Duration(time.Minute) // bcrypt beside the other tests
@@ -190,15 +205,27 @@ func testMigrateWithoutAnonymous(t *testing.T) {
 	}
 	a := start(t, cfg, "all")
 
-	cases := []struct {
+	type row struct {
 		name       string
 		user, pass string // "": no credentials
 		scopes     []string
 		wantStatus int
 		want       []string // docker_auth's grants
-	}{
+	}
+	// docker_auth authenticates a caller without credentials as "" only when its users hold
+	// it; else it denies by default: 401.
+	anon := []row{
 		{`anonymous without "": 401`, "", "", []string{"repository:hello-world:pull"}, 401, nil},
 		{`anonymous without "", no scope: 401`, "", "", nil, 401, nil},
+	}
+	if withAnon {
+		anon = []row{
+			{`anonymous with "": the rule without an account`, "", "", []string{"repository:hello-world:pull,push"}, 200, []string{"repository:hello-world:pull"}},
+			{`anonymous with "": no account "/.+/" rules, no labels`, "", "", []string{"repository:p1/app:pull", "repository:dev-p1/app:pull"}, 200, nil},
+			{`anonymous with "", no scope`, "", "", nil, 200, nil},
+		}
+	}
+	cases := append(anon, []row{
 		{"a user gets the everyone rule", "dev", "123", []string{"repository:hello-world:pull"}, 200, []string{"repository:hello-world:pull"}},
 		{"admin", "admin", "badmin", []string{"repository:x/y:pull,push"}, 200, []string{"repository:x/y:pull,push"}},
 		// dev's group [dev ops] × project [p1 p2]: every permutation, in both label orders.
@@ -219,7 +246,7 @@ func testMigrateWithoutAnonymous(t *testing.T) {
 		// bob@example.com/x is a name docker_auth matches and the distribution grammar refuses.
 		{"a name the grammar refuses: 400", "bob@example.com", "123", []string{"repository:bob@example.com/app:pull"}, 400, nil},
 		{"wrong password", "dev", "nope", []string{"repository:p1/app:pull"}, 401, nil},
-	}
+	}...)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			q := url.Values{"service": {"registry.example.com"}, "scope": tc.scopes}
