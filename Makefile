@@ -4,7 +4,7 @@ export PATH := $(CURDIR)/.cache/bin:$(PATH)
 GO ?= go
 ADDR ?= 127.0.0.1:5001
 
-.PHONY: run test unit e2e generate check-generate tools tools-go build bench fuzz clean image compose-certs compose-smoke compose-up compose-test
+.PHONY: run test unit e2e generate check-generate check-breaking tools tools-go build bench fuzz clean image compose-certs compose-smoke compose-up compose-test
 
 build:
 	$(GO) build -o bin/portcullis ./cmd/portcullis
@@ -16,7 +16,7 @@ run: build
 ## test: everything — unit tests, policy tests, generated-code drift, the e2e suites against real
 ## registries (distribution 3.1.2, Debian's 2.8), skopeo, crane, oras, docker and Vault, and
 ## docker-compose.yml brought up with mutual TLS on the machine's Docker engine, and its fault test.
-test: tools check-generate unit e2e compose-smoke compose-test
+test: tools check-generate check-breaking unit e2e compose-smoke compose-test
 
 unit:
 	$(GO) vet ./...
@@ -38,6 +38,11 @@ generate: tools-go
 check-generate: generate
 	@git diff --exit-code --stat -- proto || { echo "generated code drifted: run 'make generate' and commit" >&2; exit 1; }
 	@test -z "$$(git status --porcelain -- proto)" || { git status --porcelain -- proto; echo "untracked generated files: run 'make generate' and commit" >&2; exit 1; }
+
+## check-breaking: the protos stay wire-compatible with main's (buf breaking, offline, against
+## this repository's git history: scripts/buf-breaking.sh says which commit).
+check-breaking: tools-go
+	scripts/buf-breaking.sh
 
 ## bench: tokens/s, p50/p99 and server CPU per token on loopback, printed, never asserted: Basic
 ## (warm, cold; all-in-one, split), the refresh grant with SQLite and PostgreSQL sessions, workload

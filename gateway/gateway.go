@@ -40,6 +40,10 @@ type Options struct {
 	// from any other peer those headers are ignored. List proxies only: a host in these
 	// prefixes may name any client it likes.
 	TrustedProxies []netip.Prefix
+	// RefuseAnonymous answers a token request without credentials 401 with the Basic
+	// challenge, as docker_auth does when its users lack "" (authn.allow_anonymous: false).
+	// The zero value lets anonymous callers ask and the policy decide what they get.
+	RefuseAnonymous bool
 }
 
 // Clients are the gRPC clients of the services; the same in one process and split.

@@ -607,3 +607,35 @@ func TestAnonymousTokensHaveASubject(t *testing.T) {
 		t.Fatal("an anonymous request reached authn")
 	}
 }
+
+// TestRefuseAnonymous: with authn.allow_anonymous false a request without credentials gets
+// what docker_auth answers when its users lack "": 401 with the Basic challenge, and no
+// backend is asked. Requests with credentials are unaffected.
+func TestRefuseAnonymous(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, envConfig{health: grpc_health_v1.HealthCheckResponse_SERVING, opt: func(o *gateway.Options) { o.RefuseAnonymous = true }})
+	for _, q := range []string{"service=registry.local&scope=repository:library/x:pull", "service=registry.local"} {
+		resp, err := http.Get(e.srv.URL + "/token?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != `Basic realm="Test"` {
+			t.Fatalf("%s: status %d, WWW-Authenticate %q, want 401 with the Basic challenge; body %s", q, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
+		}
+	}
+	if n := e.backendCalls(); n != 0 {
+		t.Fatalf("an anonymous request reached the backends (%d calls)", n)
+	}
+	req, _ := http.NewRequest("GET", e.srv.URL+"/token?service=registry.local&scope=repository:alice/app:pull", nil)
+	req.SetBasicAuth("alice", "pw")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("with credentials: status %d", resp.StatusCode)
+	}
+}

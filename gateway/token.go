@@ -101,6 +101,12 @@ func (g *Gateway) handleToken(w http.ResponseWriter, r *http.Request) {
 			req.username, req.password = user, pass
 		}
 	}
+	if !req.hasCreds && g.opt.RefuseAnonymous {
+		// docker_auth's answer to a caller without credentials when its users lack "": the
+		// client should ask for credentials (docker login). Nothing is asked of a backend.
+		g.finish(w, r, start, req, unauthorized("credentials required: anonymous requests are not allowed"), nil)
+		return
+	}
 	// A refresh grant names no user (the session does), so account cannot be compared.
 	if acct := q.Get("account"); acct != "" && req.grantType != grantRefresh && (!req.hasCreds || acct != req.username) {
 		g.finish(w, r, start, req, badRequest("invalid_request", "account does not match the authenticated user"), nil)

@@ -271,7 +271,7 @@ func TestWorkloadBackendAcceptsBenchTokens(t *testing.T) {
 		if err != nil {
 			t.Fatalf("token %d: %v", i, err)
 		}
-		if id.Subject != "bench" || id.Labels["project"] != workloadRepo {
+		if id.Subject != "bench" || !slices.Equal(id.Labels["project"], []string{workloadRepo}) {
 			t.Fatalf("token %d: identity %+v, want subject bench, project %s", i, id, workloadRepo)
 		}
 	}

@@ -747,7 +747,7 @@ func (a *App) startGateway(context.Context) error {
 	gw := gateway.New(gateway.Options{
 		Realm: g.Realm, Services: slices.Clone(g.Services), TokenTTL: g.TokenTTL.D(),
 		MaxQueryBytes: g.MaxQueryBytes, BackendTimeout: g.BackendTimeout.D(), PublicURL: a.PublicURL,
-		TrustedProxies: proxies,
+		TrustedProxies: proxies, RefuseAnonymous: !a.cfg.Authn.anonymousAllowed(),
 	}, gateway.Clients{
 		Authn:  authnv1.NewAuthnServiceClient(conns["authn"]),
 		Authz:  authzv1.NewAuthzServiceClient(conns["authz"]),

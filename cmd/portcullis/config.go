@@ -165,7 +165,16 @@ type AuthnConfig struct {
 	// even with sessions off), so replicas sharing it agree.
 	Lockout  LockoutConfig   `yaml:"lockout"`
 	Backends []backends.Spec `yaml:"backends"`
+	// AllowAnonymous lets callers without credentials ask for tokens (default true); the
+	// policy decides what they get (the shipped policies: nothing, or public pulls). False:
+	// such a request gets 401 with the Basic challenge before any policy runs, as docker_auth
+	// answers when its users lack "". The gateway enforces it, so in the split deployment the
+	// gateway's config must say it.
+	AllowAnonymous *bool `yaml:"allow_anonymous"`
 }
+
+// anonymousAllowed is authn.allow_anonymous with its default.
+func (c *AuthnConfig) anonymousAllowed() bool { return c.AllowAnonymous == nil || *c.AllowAnonymous }
 
 // LockoutConfig is authn.lockout. After a key's max failures it is locked for base_delay, each
 // further failure doubling the lock up to max_delay; its failures are forgotten once window

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -10,10 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 
@@ -22,10 +25,11 @@ import (
 
 const migrateUsage = `usage: portcullis migrate docker-auth -out DIR CONFIG
 
-Converts a cesanta/docker_auth config: its static users (to an htpasswd file), its LDAP
-settings (to the ldap backend), its ACL (to the shipped acl policy's data), its token issuer
-and lifetime. Writes DIR/portcullis.yaml, DIR/htpasswd and DIR/policy/, and reports every
-setting it could not convert (Casbin, ext_authz, plugins, Mongo/XORM ACLs and users, the
+Converts a cesanta/docker_auth config: its static users (to an htpasswd file; users with
+labels to a static backend in portcullis.yaml), anonymous access (authn.allow_anonymous:
+false unless its users hold ""), its LDAP settings (to the ldap backend), its ACL (to the
+shipped acl policy's data), its token issuer and lifetime. Writes DIR/portcullis.yaml,
+DIR/htpasswd and DIR/policy/, and reports every setting it could not convert (Casbin, ext_authz, plugins, Mongo/XORM ACLs and users, the
 OAuth logins). Check the result with: portcullis -config DIR/portcullis.yaml -verify-config
 and portcullis policy eval -dir DIR/policy ...
 `
@@ -184,7 +188,7 @@ func migrateDockerAuth(data []byte, dir string, now func() time.Time) (*migrateR
 		}
 	}
 
-	y.WriteString("authn:\n  backends:\n")
+	y.WriteString("authn:\n")
 	if err := migrateUsers(&cfg, abs, &y, rep); err != nil {
 		return nil, err
 	}
@@ -223,6 +227,18 @@ func migrateDockerAuth(data []byte, dir string, now func() time.Time) (*migrateR
 }
 
 func migrateUsers(cfg *dockerAuthConfig, dir string, y *strings.Builder, rep *migrateReport) error {
+	// docker_auth authenticates a caller without credentials as the user "" and, when its
+	// users lack "", denies by default (401 with a Basic challenge; its LDAP backend never
+	// matches an empty name). Every ACL rule without an account would otherwise grant such
+	// callers what it grants users.
+	if _, ok := cfg.Users[""]; ok {
+		y.WriteString("  allow_anonymous: true  # docker_auth's users had \"\": callers without credentials may ask\n")
+		rep.ok(`users."" (anonymous access): kept: authn.allow_anonymous: true, and the ACL's account: "" rules decide what such callers get`)
+	} else {
+		y.WriteString("  allow_anonymous: false  # docker_auth's users had no \"\": it answered callers without credentials 401\n")
+		rep.ok(`users has no "": docker_auth refuses callers without credentials → authn.allow_anonymous: false (401 with the Basic challenge, as docker_auth answers)`)
+	}
+	y.WriteString("  backends:\n")
 	if len(cfg.Users) == 0 {
 		return nil
 	}
@@ -232,11 +248,18 @@ func migrateUsers(cfg *dockerAuthConfig, dir string, y *strings.Builder, rep *mi
 	}
 	sort.Strings(names)
 	var lines []string
+	// Users with labels go to the static backend, which carries them (several values each);
+	// the others keep an htpasswd file an operator can edit with htpasswd -B.
+	type staticUser struct { // static.User as the static backend reads it
+		Name         string              `yaml:"name"`
+		PasswordHash string              `yaml:"password_hash"`
+		Labels       map[string][]string `yaml:"labels"`
+	}
+	var labelled []staticUser
 	for _, n := range names {
 		u := cfg.Users[n]
 		switch {
 		case n == "":
-			rep.ok(`users."" (anonymous access): Portcullis always lets anonymous callers ask; the ACL's account: "" rules decide what they get`)
 			continue
 		case !strings.HasPrefix(u.Password, "$2"):
 			rep.not("users.%s: the password is not a bcrypt hash; set one with htpasswd -B", n)
@@ -245,19 +268,42 @@ func migrateUsers(cfg *dockerAuthConfig, dir string, y *strings.Builder, rep *mi
 			rep.not("users.%q: a name htpasswd cannot hold", n)
 			continue
 		}
-		lines = append(lines, n+":"+u.Password)
-		if len(u.Labels) > 0 {
-			rep.not("users.%s.labels: htpasswd users have groups, not labels; rewrite the ACL rules that match these labels against groups (or keep such users in LDAP)", n)
+		labels := map[string][]string{}
+		for k, vs := range u.Labels {
+			if k != "" && len(vs) > 0 {
+				labels[k] = vs
+			}
 		}
+		if len(labels) > 0 {
+			labelled = append(labelled, staticUser{Name: n, PasswordHash: u.Password, Labels: labels})
+			continue
+		}
+		lines = append(lines, n+":"+u.Password)
 	}
-	if len(lines) == 0 {
-		return nil
+	if len(lines) > 0 {
+		if err := os.WriteFile(filepath.Join(dir, "htpasswd"), []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(y, "    - name: users\n      type: htpasswd\n      config:\n        path: %q\n", filepath.Join(dir, "htpasswd"))
+		rep.ok("users → htpasswd (%s; the bcrypt hashes as they were)", plural(len(lines), "user"))
 	}
-	if err := os.WriteFile(filepath.Join(dir, "htpasswd"), []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		return err
+	if len(labelled) > 0 {
+		var out bytes.Buffer
+		enc := yaml.NewEncoder(&out)
+		enc.SetIndent(2)
+		if err := enc.Encode(map[string]any{"users": labelled}); err != nil {
+			return err
+		}
+		y.WriteString("    - name: labelled-users\n      type: static\n      config:\n")
+		for _, l := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
+			y.WriteString("        " + l + "\n")
+		}
+		ns := make([]string, len(labelled))
+		for i, u := range labelled {
+			ns[i] = u.Name
+		}
+		rep.ok("users with labels → the static backend (%s: %s; labels with all their values, the bcrypt hashes as they were)", plural(len(labelled), "user"), strings.Join(ns, ", "))
 	}
-	fmt.Fprintf(y, "    - name: users\n      type: htpasswd\n      config:\n        path: %q\n", filepath.Join(dir, "htpasswd"))
-	rep.ok("users → htpasswd (%d users; the bcrypt hashes as they were)", len(lines))
 	return nil
 }
 
@@ -323,7 +369,7 @@ func migrateLDAP(cfg *dockerAuthConfig, y *strings.Builder, rep *migrateReport) 
 			lab := l.Labels[n]
 			fmt.Fprintf(y, "          %s: %s\n", n, lab.Attribute)
 			if lab.ParseCN || lab.LowerCase {
-				rep.not("ldap_auth.labels.%s: parse_cn/lower_case are not applied (the label gets the attribute's first value as it is); for group membership use groups_from: memberOf or group_search", n)
+				rep.not("ldap_auth.labels.%s: parse_cn/lower_case are not applied (the label gets the attribute's values as they are); for group membership use groups_from: memberOf or group_search", n)
 			}
 		}
 		rep.ok("ldap_auth.labels → the ldap backend's labels (%s)", strings.Join(names, ", "))
@@ -342,6 +388,17 @@ func migrateACL(cfg *dockerAuthConfig, dir string, rep *migrateReport) error {
 		rep.not("acl: none in the config (the written policy denies everything until policy/data.yaml has rules)")
 		cfg.ACL = []any{}
 	}
+	for i, r := range cfg.ACL {
+		rule, _ := r.(map[string]any)
+		m, _ := rule["match"].(map[string]any)
+		if c := refusedNameChar(m); c != "" {
+			comment, _ := rule["comment"].(string)
+			if comment == "" {
+				comment = "no comment"
+			}
+			rep.not("acl[%d] (%s): it can only match repository names the distribution grammar refuses (every name it matches holds %q, which no repository name may, e.g. bob@test.com/x), which registries and Portcullis answer 400 before any rule runs, so the rule never grants: rename those repositories, or have the rule build valid names (a capture group such as ${account:1} can take the valid part)", i, comment, c)
+		}
+	}
 	out, err := yaml.Marshal(map[string]any{"acl": cfg.ACL})
 	if err != nil {
 		return err
@@ -352,4 +409,105 @@ func migrateACL(cfg *dockerAuthConfig, dir string, rep *migrateReport) error {
 	}
 	rep.ok("acl → policy/data.yaml (%d rules, same order and meaning) with the shipped acl policy", len(cfg.ACL))
 	return nil
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+var placeholderRef = regexp.MustCompile(`\$\{[^}]*\}`)
+
+// refusedNameChar says which character every repository name an ACL rule's match can match
+// holds that the distribution grammar (pkg/scope) never allows anywhere in a name, or ""
+// when some name it matches may be valid. docker_auth matches any name a client sends, so
+// a rule written for names such as bob@test.com/x worked there; here such a request is a 400.
+// It looks at the name pattern's required literal characters and, through ${account}, at
+// the account pattern's; other placeholders (labels, capture groups) may take any value.
+func refusedNameChar(m map[string]any) string {
+	name, ok := m["name"].(string)
+	if !ok {
+		return ""
+	}
+	if t, ok := m["type"].(string); ok && t != "repository" {
+		return ""
+	}
+	if c := requiredRefusedChar(placeholderRef.ReplaceAllString(name, "")); c != "" {
+		return c
+	}
+	if acct, ok := m["account"].(string); ok && strings.Contains(name, "${account}") && !strings.Contains(acct, "${") {
+		return requiredRefusedChar(acct)
+	}
+	return ""
+}
+
+// nameChar: the characters a repository name may hold somewhere (a registry host with a
+// port first: upper case letters and ":" too).
+func nameChar(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-/:", r)
+}
+
+// requiredRefusedChar is a character outside nameChar that every string matching the
+// docker_auth pattern p (a "/…/" regexp or a path.Match glob) contains, or "".
+func requiredRefusedChar(p string) string {
+	if len(p) > 2 && strings.HasPrefix(p, "/") && strings.HasSuffix(p, "/") {
+		re, err := syntax.Parse(p[1:len(p)-1], syntax.Perl)
+		if err != nil {
+			return ""
+		}
+		return regexpRefusedChar(re.Simplify())
+	}
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; c {
+		case '*', '?':
+		case '[':
+			// A class matches one of several characters: none of them is required.
+			end := strings.IndexByte(p[i+1:], ']')
+			if end < 0 {
+				return ""
+			}
+			i += end + 1
+		case '\\':
+			i++
+			if i < len(p) && !nameChar(rune(p[i])) {
+				return string(p[i])
+			}
+		default:
+			if r := rune(c); !nameChar(r) {
+				return string(r)
+			}
+		}
+	}
+	return ""
+}
+
+func regexpRefusedChar(re *syntax.Regexp) string {
+	switch re.Op {
+	case syntax.OpLiteral:
+		for _, r := range re.Rune {
+			refused := !nameChar(r)
+			// (?i): the rune or any of its case folds may stand there.
+			for f := unicode.SimpleFold(r); refused && re.Flags&syntax.FoldCase != 0 && f != r; f = unicode.SimpleFold(f) {
+				refused = !nameChar(f)
+			}
+			if refused {
+				return string(r)
+			}
+		}
+	case syntax.OpConcat, syntax.OpCapture:
+		for _, sub := range re.Sub {
+			if c := regexpRefusedChar(sub); c != "" {
+				return c
+			}
+		}
+	case syntax.OpPlus:
+		return regexpRefusedChar(re.Sub[0])
+	case syntax.OpRepeat:
+		if re.Min > 0 {
+			return regexpRefusedChar(re.Sub[0])
+		}
+	}
+	return ""
 }

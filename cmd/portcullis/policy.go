@@ -197,11 +197,10 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if c, ok := az.(interface{ Close(context.Context) error }); ok {
 		defer c.Close(ctx)
 	}
-	// Labels are single-valued in the identity; repeated keys are joined as the policy
-	// input would carry one value per key.
-	lbl := map[string]string{}
-	for k, vs := range labels {
-		lbl[k] = strings.Join(vs, ",")
+	// A repeated key gives the label several values, as an LDAP attribute or an array claim.
+	var lbl map[string][]string
+	if len(labels) > 0 {
+		lbl = labels
 	}
 	id := identity.Identity{Subject: *user, Anonymous: *anonymous, Groups: groups, Labels: lbl, Backend: *backend}
 	req := authz.Request{Identity: id, Service: *service, Requested: requested, RemoteAddr: *ip}

@@ -67,6 +67,29 @@ func TestPolicyEvalCommand(t *testing.T) {
 	if !strings.Contains(out.String(), "embedded default") || !strings.Contains(out.String(), "pull     denied (the policy gives no reason)") {
 		t.Errorf("default policy eval:\n%s", out.String())
 	}
+	// A repeated -label gives the label several values, as an LDAP attribute would: the acl
+	// policy's permutations see both.
+	out.Reset()
+	acl := t.TempDir()
+	for _, f := range []string{"policy.rego"} {
+		b, err := os.ReadFile(filepath.Join("../../deploy/policies/acl", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(acl, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(acl, "data.yaml"), []byte("acl:\n  - match: {name: \"${labels:team}-${labels:env}/*\"}\n    actions: [pull]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := runPolicy(context.Background(), []string{"eval", "-dir", acl, "-user", "ann", "-label", "team=web", "-label", "team=pay", "-label", "env=prod",
+		"-scope", "repository:pay-prod/api:pull", "-scope", "repository:web-prod/api:pull"}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), "pull     granted"); n != 2 {
+		t.Errorf("repeated -label: %d grants, want 2:\n%s", n, out.String())
+	}
 	err = runPolicy(context.Background(), []string{"eval", "-dir", "x", "-bundle", "y", "-scope", "repository:A:pull", "-time", "yesterday"}, &out, &out)
 	for _, want := range []string{"-user NAME or -anonymous", "exclude each other", "repository:A:pull", "-time"} {
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -161,3 +161,24 @@ func numbered(s string) string {
 	}
 	return b.String()
 }
+
+// TestChartAllowAnonymous: authn.allowAnonymous reaches the config every target reads (the
+// gateway enforces it), true unless set false.
+func TestChartAllowAnonymous(t *testing.T) {
+	helm := helmBin(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "allow_anonymous: true"},
+		{[]string{"--set", "authn.allowAnonymous=false"}, "allow_anonymous: false"},
+	} {
+		out, err := exec.Command(helm, append([]string{"template", "rel", "portcullis"}, tc.args...)...).Output()
+		if err != nil {
+			t.Fatalf("helm template %v: %v", tc.args, err)
+		}
+		if !strings.Contains(string(out), tc.want) {
+			t.Errorf("helm template %v: no %q in the config", tc.args, tc.want)
+		}
+	}
+}

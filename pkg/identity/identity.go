@@ -8,7 +8,9 @@ type Identity struct {
 	Subject   string
 	Anonymous bool
 	Groups    []string
-	Labels    map[string]string
+	// Labels are attributes a backend vouches for, each with one or more values (an LDAP
+	// attribute or an OIDC claim may hold several); a label is never present without a value.
+	Labels map[string][]string
 	// Backend names the authn backend that vouched for Subject.
 	Backend string
 	// ValidUntil is when the credential behind this identity stops proving it (a workload
@@ -25,3 +27,30 @@ type Identity struct {
 
 // Anon returns the identity of a caller who sent no credentials.
 func Anon() Identity { return Identity{Anonymous: true} }
+
+// FirstLabels is each label's first value: what a reader of single-valued labels (the
+// proto's old labels field, a replica from before multi-valued labels) sees.
+func FirstLabels(labels map[string][]string) map[string]string {
+	if len(labels) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(labels))
+	for k, vs := range labels {
+		if len(vs) > 0 {
+			out[k] = vs[0]
+		}
+	}
+	return out
+}
+
+// SingleLabels makes one-valued labels (a robot's, kept single-valued by its API) multi-valued.
+func SingleLabels(labels map[string]string) map[string][]string {
+	if len(labels) == 0 {
+		return nil
+	}
+	out := make(map[string][]string, len(labels))
+	for k, v := range labels {
+		out[k] = []string{v}
+	}
+	return out
+}

@@ -9,17 +9,38 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/scope"
 )
 
-// IdentityToPB converts an identity to its message.
+// IdentityToPB converts an identity to its message. Labels go into label_values and, first
+// value only, into the old labels map that replicas from before label_values read.
 func IdentityToPB(id identity.Identity) *commonv1.Identity {
-	return &commonv1.Identity{Subject: id.Subject, Anonymous: id.Anonymous, Groups: id.Groups, Labels: id.Labels, Backend: id.Backend}
+	var values map[string]*commonv1.LabelValues
+	if len(id.Labels) > 0 {
+		values = make(map[string]*commonv1.LabelValues, len(id.Labels))
+		for k, vs := range id.Labels {
+			values[k] = &commonv1.LabelValues{Values: vs}
+		}
+	}
+	return &commonv1.Identity{Subject: id.Subject, Anonymous: id.Anonymous, Groups: id.Groups,
+		Labels: identity.FirstLabels(id.Labels), LabelValues: values, Backend: id.Backend}
 }
 
-// IdentityFromPB converts a message to an identity; nil is anonymous.
+// IdentityFromPB converts a message to an identity; nil is anonymous. A message from a
+// replica that predates label_values carries the old labels map only: each becomes one value.
 func IdentityFromPB(p *commonv1.Identity) identity.Identity {
 	if p == nil {
 		return identity.Anon()
 	}
-	return identity.Identity{Subject: p.GetSubject(), Anonymous: p.GetAnonymous(), Groups: p.GetGroups(), Labels: p.GetLabels(), Backend: p.GetBackend()}
+	id := identity.Identity{Subject: p.GetSubject(), Anonymous: p.GetAnonymous(), Groups: p.GetGroups(), Backend: p.GetBackend()}
+	if lv := p.GetLabelValues(); len(lv) > 0 {
+		id.Labels = make(map[string][]string, len(lv))
+		for k, v := range lv {
+			if vs := v.GetValues(); len(vs) > 0 {
+				id.Labels[k] = vs
+			}
+		}
+	} else {
+		id.Labels = identity.SingleLabels(p.GetLabels())
+	}
+	return id
 }
 
 // ScopesToPB converts scopes to messages.

@@ -46,6 +46,8 @@ type User struct {
 	Name   string
 	Hash   string
 	Groups []string
+	// Labels are the user's labels, several values each (static users carry them).
+	Labels map[string][]string
 }
 
 // Verify checks cr against u, where found says whether the backend knows the user; the
@@ -75,7 +77,14 @@ func Resolve(u User, found bool) (identity.Identity, error) {
 }
 
 func (u User) identity() identity.Identity {
-	return identity.Identity{Subject: u.Name, Groups: append([]string(nil), u.Groups...), Fingerprint: HashFingerprint(u.Hash)}
+	id := identity.Identity{Subject: u.Name, Groups: append([]string(nil), u.Groups...), Fingerprint: HashFingerprint(u.Hash)}
+	if len(u.Labels) > 0 {
+		id.Labels = make(map[string][]string, len(u.Labels))
+		for k, vs := range u.Labels {
+			id.Labels[k] = append([]string(nil), vs...)
+		}
+	}
+	return id
 }
 
 // HashFingerprint is what a session records of a password backend's user: a SHA-256 of the

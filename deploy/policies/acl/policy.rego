@@ -13,11 +13,13 @@
 #     the user's values for KEY); a missing field matches anything;
 #   - a pattern "/…/" is an UNANCHORED Go regexp ("/admin/" matches "badminton"); anything
 #     else is a glob in which * and ? do not cross "/";
-#   - placeholders ${account} ${type} ${name} ${service} are replaced by the request's value,
-#     regex-quoted; ${labels:KEY} by each of the user's values for KEY (unquoted; a rule
-#     matches if any choice does; at most two distinct label placeholders per pattern);
-#     ${account:N} (also type, name, service) by the N-th capture group of that field's
-#     regexp applied to the request's value;
+#   - placeholders ${account} ${type} ${name} ${service} are replaced by the request's value;
+#     ${labels:KEY} by each of the user's values for KEY (a rule matches if any choice does;
+#     at most two distinct label placeholders per pattern); ${account:N} (also type, name,
+#     service) by the N-th capture group of that field's regexp applied to the request's
+#     value. EVERY substituted value is regex-quoted, which makes it a literal in a glob too:
+#     a label value "*" (an OIDC claim a CI user chose) matches the name "*" only. docker_auth
+#     quotes the first four only; quoting labels and capture groups can only narrow a rule;
 #   - actions ["*"] grants every requested action; any other list grants what the request
 #     and the list share; [] denies explicitly (and, being a match, stops the search).
 #     registry:catalog:* asks for the action "*", so only a rule listing "*" grants it.
@@ -117,7 +119,7 @@ capture_groups(m, r) := {ref[0]: groups[n] |
 	re := regexp_of(object.get(m, ref[1], ""))
 	found := regex.find_all_string_submatch_n(re, object.get(r, ref[1], ""), 1)
 	count(found) > 0
-	groups := found[0]
+	groups := [regex_quote(g) | some g in found[0]]
 	n := to_number(ref[2])
 	n >= 1
 	n < count(groups)
@@ -155,8 +157,18 @@ pattern_matches(p, value, vars) if {
 }
 
 # as_glob maps docker_auth's glob (Go's path.Match) onto OPA's: braces are literal there,
-# and "**" is two stars that do not cross "/" either.
-as_glob(p) := regex.replace(strings.replace_n({"{": `\{`, "}": `\}`}, p), `\*+`, "*")
+# and "**" is two stars that do not cross "/" either. An escaped character (a quoted
+# placeholder value: `\*`, `\{`) stays escaped as it is.
+as_glob(p) := concat("", [glob_token(t) | some t in regex.find_n(`\\.|\\$|\*+|[{}]|[^\\*{}]+`, p, -1)])
+
+glob_token(t) := "*" if startswith(t, "*")
+
+glob_token(t) := concat("", [`\`, t]) if t in {"{", "}"}
+
+glob_token(t) := t if {
+	not startswith(t, "*")
+	not t in {"{", "}"}
+}
 
 # label_choices: each way to replace the pattern's ${labels:KEY} placeholders with one of the
 # user's values for KEY.
@@ -164,20 +176,24 @@ label_choices(p) := [{k1: v1} |
 	keys := label_keys(p)
 	count(keys) == 1
 	k1 := keys[0]
-	some v1 in label_values(substring(k1, 9, count(k1) - 10))
+	some u1 in label_values(substring(k1, 9, count(k1) - 10))
+	v1 := regex_quote(u1)
 ] if count(label_keys(p)) == 1
 
 label_choices(p) := [{k1: v1, k2: v2} |
 	keys := label_keys(p)
 	k1 := keys[0]
 	k2 := keys[1]
-	some v1 in label_values(substring(k1, 9, count(k1) - 10))
-	some v2 in label_values(substring(k2, 9, count(k2) - 10))
+	some u1 in label_values(substring(k1, 9, count(k1) - 10))
+	some u2 in label_values(substring(k2, 9, count(k2) - 10))
+	v1 := regex_quote(u1)
+	v2 := regex_quote(u2)
 ] if count(label_keys(p)) == 2
 
 label_keys(p) := sort({k | some k in regex.find_n(`\$\{labels:[^}]+\}`, p, -1)})
 
-# label_values: the user's values for a label; a single string is one value.
+# label_values: the user's values for a label (an array); a string, as inputs from before
+# labels had several values carried, is one value.
 label_values(k) := v if {
 	v := input.identity.labels[k]
 	is_array(v)

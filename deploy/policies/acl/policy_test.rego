@@ -175,6 +175,31 @@ test_two_label_placeholders if {
 	granted(req(id, [repo("beta-test/x", ["pull"])]), acl, "beta-test/x") == []
 }
 
+# Every substituted value is regex-quoted: a label value "*" (an OIDC claim a CI user chose)
+# or ".+" matches itself only, in a glob and in a regexp; so does a capture group.
+test_substituted_values_are_quoted if {
+	acl := [
+		{"match": {"name": "${labels:workflow}/*"}, "actions": ["pull"]},
+		{"match": {"name": "/^${labels:team}\\/x$/"}, "actions": ["pull"]},
+		{"match": {"account": "/^ci-(.+)$/", "name": "${account:1}/*"}, "actions": ["pull"]},
+	]
+	granted(req(labelled("a", {"workflow": ["*"]}), [repo("pay/app", ["pull"])]), acl, "pay/app") == []
+	granted(req(labelled("a", {"team": [".+"]}), [repo("pay/x", ["pull"])]), acl, "pay/x") == []
+	granted(req(labelled("a", {"team": ["p.y"]}), [repo("pay/x", ["pull"])]), acl, "pay/x") == []
+	granted(req(labelled("a", {"team": ["p.y"]}), [repo("p.y/x", ["pull"])]), acl, "p.y/x") == ["pull"]
+	granted(req(user("ci-*"), [repo("pay/app", ["pull"])]), acl, "pay/app") == []
+	granted(req(user("ci-pay"), [repo("pay/app", ["pull"])]), acl, "pay/app") == ["pull"]
+}
+
+# Permutations of two multi-valued labels, one value of each a wildcard.
+test_two_label_placeholders_with_a_wildcard_value if {
+	acl := [{"match": {"name": "${labels:project}-${labels:tier}/*"}, "actions": ["pull"]}]
+	id := labelled("a", {"project": ["alpha", "*"], "tier": ["*", "prod"]})
+	granted(req(id, [repo("alpha-prod/x", ["pull"])]), acl, "alpha-prod/x") == ["pull"]
+	granted(req(id, [repo("alpha-dev/x", ["pull"])]), acl, "alpha-dev/x") == []
+	granted(req(id, [repo("beta-prod/x", ["pull"])]), acl, "beta-prod/x") == []
+}
+
 test_anonymous_account_is_empty if {
 	acl := [
 		{"match": {"account": "", "name": "hello-world"}, "actions": ["pull"]},

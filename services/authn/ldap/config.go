@@ -43,9 +43,9 @@ type Config struct {
 	// level, at most maxNestingDepth levels and maxGroups groups. Needs group_search.user_attr
 	// DN when group_search is used: groups list their member groups by DN.
 	NestedGroups bool `yaml:"nested_groups"`
-	// Labels maps a label name to the user attribute holding its value (the first value when
-	// there are several; a label whose attribute the entry lacks is not set). "DN" is the
-	// entry's DN.
+	// Labels maps a label name to the user attribute holding its values (every value of a
+	// multi-valued attribute, in the directory's order; a label whose attribute the entry
+	// lacks is not set). "DN" is the entry's DN.
 	Labels map[string]string `yaml:"labels"`
 	// PasswordPolicyDN is the entry of the directory's default password policy (OpenLDAP
 	// ppolicy's olcPPolicyDefault), read for its pwdLockoutDuration: a user locked by

@@ -412,17 +412,18 @@ func (b *backend) identity(c *conn, e *goldap.Entry, attr, value string) (identi
 	}
 	id := identity.Identity{Subject: subject, Groups: groups}
 	for label, a := range b.labels {
-		v := e.DN
+		vs := []string{e.DN}
 		if a != dnAttr {
-			v = e.GetEqualFoldAttributeValue(a)
+			vs = e.GetEqualFoldAttributeValues(a) // every value: a multi-valued attribute gives several
 		}
-		if v == "" {
+		vs = slices.DeleteFunc(slices.Clone(vs), func(v string) bool { return v == "" })
+		if len(vs) == 0 {
 			continue
 		}
 		if id.Labels == nil {
-			id.Labels = map[string]string{}
+			id.Labels = map[string][]string{}
 		}
-		id.Labels[label] = v
+		id.Labels[label] = vs
 	}
 	return id, nil
 }

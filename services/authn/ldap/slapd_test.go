@@ -83,7 +83,7 @@ func directory() string {
 		person(uidDN("alice"), "alice", "alice-pw", "cn", "Alice Liddell", "mail", "alice@example.org",
 			"departmentNumber", "eng", "employeeNumber", "1001") +
 		person(uidDN("bob"), "bob", "bob pw", "employeeNumber", "1002") +
-		person(uidDN("carol"), "carol", "carol-pw", "employeeNumber", "1003") +
+		person(uidDN("carol"), "carol", "carol-pw", "employeeNumber", "1003", "departmentNumber", "eng", "departmentNumber", "platform") +
 		entry(obrienDN, "objectClass", "inetOrgPerson", "cn", "O'Brien, Jr.", "uid", "obrien", "sn", "O'Brien",
 			"userPassword", ldaptest.SSHA("obrien-pw"), "employeeNumber", "1004") +
 		person(uidDN(weirdUID), weirdUID, "weird-pw", "employeeNumber", "1005") +
@@ -194,7 +194,7 @@ func TestSlapdAuthenticate(t *testing.T) {
 		wantErr    error
 		wantSub    string // "": user
 		wantGroups []string
-		wantLabels map[string]string
+		wantLabels map[string][]string
 		wantLog    string
 	}{
 		{name: "right password", user: "alice", pw: "alice-pw", wantGroups: []string{"developers"}},
@@ -248,13 +248,17 @@ func TestSlapdAuthenticate(t *testing.T) {
 			}},
 
 		{name: "labels", user: "alice", pw: "alice-pw", wantGroups: []string{"developers"},
-			wantLabels: map[string]string{"email": "alice@example.org", "team": "eng", "dn": uidDN("alice")},
+			wantLabels: map[string][]string{"email": {"alice@example.org"}, "team": {"eng"}, "dn": {uidDN("alice")}},
 			cfg: func(c *Config) {
 				c.Labels = map[string]string{"email": "mail", "team": "departmentNumber", "dn": "DN", "phone": "telephoneNumber"}
 			}},
 		{name: "labels, attribute name in another case", user: "alice", pw: "alice-pw", wantGroups: []string{"developers"},
-			wantLabels: map[string]string{"team": "eng"},
+			wantLabels: map[string][]string{"team": {"eng"}},
 			cfg:        func(c *Config) { c.Labels = map[string]string{"team": "DEPARTMENTNUMBER"} }},
+		// A multi-valued attribute gives the label every value, in the directory's order.
+		{name: "labels, several values", user: "carol", pw: "carol-pw", wantGroups: []string{"developers"},
+			wantLabels: map[string][]string{"team": {"eng", "platform"}},
+			cfg:        func(c *Config) { c.Labels = map[string]string{"team": "departmentNumber"} }},
 		{name: "labels, none set", user: "bob", pw: "bob pw", wantGroups: []string{"loop-b"},
 			cfg: func(c *Config) { c.Labels = map[string]string{"email": "mail"} }},
 		{name: "subject from another attribute", user: "carol", pw: "carol-pw", wantSub: "1003", wantGroups: []string{"developers"},
@@ -349,7 +353,7 @@ func TestSlapdResolve(t *testing.T) {
 
 	id, err := a.Resolve(ctx, "alice")
 	want := identity.Identity{Subject: "alice", Groups: []string{"developers", "engineering", "staff"},
-		Labels: map[string]string{"team": "eng"}}
+		Labels: map[string][]string{"team": {"eng"}}}
 	if err != nil || !reflect.DeepEqual(id, want) {
 		t.Fatalf("Resolve = %+v, %v; want %+v", id, err, want)
 	}
@@ -370,7 +374,7 @@ changetype: modify
 replace: departmentNumber
 departmentNumber: ops
 `, groups, uidDN("alice")))
-	want = identity.Identity{Subject: "alice", Groups: []string{"ops"}, Labels: map[string]string{"team": "ops"}}
+	want = identity.Identity{Subject: "alice", Groups: []string{"ops"}, Labels: map[string][]string{"team": {"ops"}}}
 	if id, err := a.Resolve(ctx, "alice"); err != nil || !reflect.DeepEqual(id, want) {
 		t.Fatalf("after the change: Resolve = %+v, %v; want %+v", id, err, want)
 	}

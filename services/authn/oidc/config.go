@@ -64,8 +64,9 @@ type Issuer struct {
 	Subject string `yaml:"subject"`
 	// Groups are claim paths whose values (a string or an array of them) become groups.
 	Groups Strings `yaml:"groups"`
-	// Labels maps a label name to the claim path of its value (a string, number or boolean;
-	// a label whose claim is missing or is an array or object is not set).
+	// Labels maps a label name to the claim path of its values: a string, number or boolean
+	// gives one value, an array of them every non-empty element (once, in claim order); a
+	// label whose claim is missing, an object or an empty array is not set.
 	Labels map[string]string `yaml:"labels"`
 }
 

@@ -346,12 +346,19 @@ func (is *issuer) identity(payload []byte, now time.Time) (identity.Identity, st
 		if !ok {
 			continue
 		}
+		var vs []string
 		if s, ok := scalar(v); ok {
-			if id.Labels == nil {
-				id.Labels = map[string]string{}
-			}
-			id.Labels[l.name] = s
+			vs = []string{s}
+		} else if _, ok := v.([]any); ok {
+			vs = appendValues(nil, v) // an array claim: every non-empty scalar element, once
 		}
+		if len(vs) == 0 {
+			continue
+		}
+		if id.Labels == nil {
+			id.Labels = map[string][]string{}
+		}
+		id.Labels[l.name] = vs
 	}
 	return id, ""
 }

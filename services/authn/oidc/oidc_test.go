@@ -59,7 +59,7 @@ func githubIssuer(iss *oidctest.Issuer) oidc.Issuer {
 		},
 		Subject: "sub",
 		Groups:  oidc.Strings{"repository_owner", "teams"},
-		Labels:  map[string]string{"repository": "repository", "ref": "ref", "workflow": "workflow", "run": "run_number"},
+		Labels:  map[string]string{"repository": "repository", "ref": "ref", "workflow": "workflow", "run": "run_number", "teams": "teams"},
 	}
 }
 
@@ -137,7 +137,8 @@ func TestValidTokenMapsSubjectGroupsAndLabels(t *testing.T) {
 	if want := []string{"myorg", "builders"}; !slices.Equal(id.Groups, want) {
 		t.Fatalf("groups = %v, want %v (deduplicated, in claim order)", id.Groups, want)
 	}
-	wantLabels := map[string]string{"repository": "myorg/app", "ref": "refs/heads/main", "workflow": "release", "run": "42"}
+	// An array claim gives the label every element, in claim order.
+	wantLabels := map[string][]string{"repository": {"myorg/app"}, "ref": {"refs/heads/main"}, "workflow": {"release"}, "run": {"42"}, "teams": {"builders", "myorg"}}
 	if !reflect.DeepEqual(id.Labels, wantLabels) {
 		t.Fatalf("labels = %v, want %v", id.Labels, wantLabels)
 	}
@@ -348,7 +349,7 @@ func TestGitLabStringBooleans(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		want := map[string]string{"project": "mygroup/app", "protected": "true", "environment_protected": tc.wantLabel, "pipeline": "1234567"}
+		want := map[string][]string{"project": {"mygroup/app"}, "protected": {"true"}, "environment_protected": {tc.wantLabel}, "pipeline": {"1234567"}}
 		if !reflect.DeepEqual(id.Labels, want) {
 			t.Fatalf("%s: labels = %v, want %v", tc.name, id.Labels, want)
 		}
@@ -383,7 +384,7 @@ func TestKubernetesNestedClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"namespace": "ci-team-a", "serviceaccount": "builder", "pod": "build-7f9c"}
+	want := map[string][]string{"namespace": {"ci-team-a"}, "serviceaccount": {"builder"}, "pod": {"build-7f9c"}}
 	if !reflect.DeepEqual(id.Labels, want) || !slices.Equal(id.Groups, []string{"ci-team-a"}) || id.Subject != "system:serviceaccount:ci-team-a:builder" {
 		t.Fatalf("identity = %+v", id)
 	}

@@ -70,5 +70,5 @@ func (b *backend) Authenticate(ctx context.Context, c authn.Credentials) (identi
 	case err != nil:
 		return identity.Identity{}, fmt.Errorf("robot store: %w: %w", authn.ErrUnavailable, err)
 	}
-	return identity.Identity{Subject: r.Subject(), Groups: r.Groups, Labels: r.Labels, ValidUntil: validUntil}, nil
+	return identity.Identity{Subject: r.Subject(), Groups: r.Groups, Labels: identity.SingleLabels(r.Labels), ValidUntil: validUntil}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -91,7 +92,7 @@ func TestAuthenticate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("good key: %v", err)
 	}
-	if id.Subject != "robot:ci" || id.Anonymous || len(id.Groups) != 2 || id.Groups[1] != "pushers" || id.Labels["team"] != "platform" ||
+	if id.Subject != "robot:ci" || id.Anonymous || len(id.Groups) != 2 || id.Groups[1] != "pushers" || !slices.Equal(id.Labels["team"], []string{"platform"}) ||
 		!id.ValidUntil.Equal(clk.Now().Add(time.Second)) {
 		t.Fatalf("identity = %+v", id)
 	}

@@ -4,6 +4,8 @@ package static
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/portcullis-dev/portcullis/pkg/config"
 	"github.com/portcullis-dev/portcullis/pkg/identity"
@@ -15,6 +17,9 @@ type User struct {
 	Name         string   `yaml:"name"`
 	PasswordHash string   `yaml:"password_hash"`
 	Groups       []string `yaml:"groups"`
+	// Labels are attributes policies match, each with one or more values
+	// (`labels: {group: [dev, ops]}`), as docker_auth's static users carry them.
+	Labels map[string][]string `yaml:"labels"`
 }
 
 // Config lists the users.
@@ -37,6 +42,14 @@ func (c *Config) Validate() []error {
 		seen[u.Name] = true
 		if err := authn.CheckHash(u.PasswordHash); err != nil {
 			p.Addf(path+".password_hash", "%v", err)
+		}
+		for _, k := range slices.Sorted(maps.Keys(u.Labels)) {
+			switch vs := u.Labels[k]; {
+			case k == "":
+				p.Addf(path+".labels", "a label needs a name")
+			case len(vs) == 0:
+				p.Addf(path+".labels."+k, "give at least one value (a label is never present without one)")
+			}
 		}
 	}
 	return p.Errs()
@@ -61,7 +74,7 @@ func (c *Config) Open(_ context.Context, deps authn.Deps) (authn.Authenticator, 
 	}
 	b := &backend{users: map[string]authn.User{}, bcrypt: deps.Bcrypt}
 	for _, u := range c.Users {
-		b.users[u.Name] = authn.User{Name: u.Name, Hash: u.PasswordHash, Groups: u.Groups}
+		b.users[u.Name] = authn.User{Name: u.Name, Hash: u.PasswordHash, Groups: u.Groups, Labels: u.Labels}
 		b.maxCost = max(b.maxCost, authn.HashCost(u.PasswordHash))
 	}
 	return b, nil

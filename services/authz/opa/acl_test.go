@@ -42,7 +42,7 @@ func noIndex(d map[string]any) (map[string]any, *aclMatcher, error) { return d, 
 // The shipped example ACL (deploy/policies/acl/data.yaml) as the engine loads it, indexed.
 func TestACLExampleData(t *testing.T) {
 	e := aclEngine(t, nil, prepareACL)
-	id := func(sub string, labels map[string]string) identity.Identity {
+	id := func(sub string, labels map[string][]string) identity.Identity {
 		return identity.Identity{Subject: sub, Labels: labels}
 	}
 	cases := []struct {
@@ -56,7 +56,7 @@ func TestACLExampleData(t *testing.T) {
 			[]string{"repository:x/y:pull,push,delete", "registry:catalog:*"}},
 		{"own namespace", id("alice", nil), "", []string{"repository:alice/app:pull,push", "repository:bob/app:pull"}, []string{"repository:alice/app:pull,push"}},
 		{"ci robot by capture group", id("ci-payments", nil), "", []string{"repository:payments/api:pull,push,delete"}, []string{"repository:payments/api:pull,push"}},
-		{"team label", id("carol", map[string]string{"team": "payments"}), "", []string{"repository:payments/api:push"}, []string{"repository:payments/api:push"}},
+		{"team label", id("carol", map[string][]string{"team": {"payments"}}), "", []string{"repository:payments/api:push"}, []string{"repository:payments/api:push"}},
 		{"library pull only", id("alice", nil), "", []string{"repository:library/nginx:pull,push"}, []string{"repository:library/nginx:pull"}},
 		{"mirror from the build network", id("anyone", nil), "10.20.3.4", []string{"repository:mirror/x:push"}, []string{"repository:mirror/x:push"}},
 		{"mirror from elsewhere", id("anyone", nil), "10.21.3.4", []string{"repository:mirror/x:push"}, nil},
@@ -93,7 +93,7 @@ func randomACL(r *rand.Rand, n int) []any {
 	rules := make([]any, 0, n)
 	for i := range n {
 		m := map[string]any{}
-		switch r.IntN(9) {
+		switch r.IntN(11) {
 		case 0:
 			m["account"] = users[r.IntN(len(users))]
 		case 1:
@@ -112,6 +112,10 @@ func randomACL(r *rand.Rand, n int) []any {
 			m["name"], m["account"] = "${labels:team}/*", "/.+/"
 		case 8:
 			m["account"], m["type"] = users[r.IntN(len(users))], "registry"
+		case 9:
+			m["name"] = "${labels:team}/${labels:proj}-*"
+		case 10:
+			m["name"], m["labels"] = "/^${labels:team}\\/app-[0-9]$/", map[string]any{"proj": "app-?"}
 		}
 		rules = append(rules, map[string]any{"match": m, "actions": acts[r.IntN(len(acts))], "comment": fmt.Sprint("rule ", i)})
 	}
@@ -125,7 +129,17 @@ func randomRequest(r *rand.Rand) authz.Request {
 	if r.IntN(5) == 0 {
 		req.Identity = identity.Identity{Anonymous: true}
 	} else {
-		req.Identity = identity.Identity{Subject: users[r.IntN(len(users))], Labels: map[string]string{"team": teams[r.IntN(len(teams))]}}
+		// Two labels of up to three values each: the placeholders' permutations. "*" and "."
+		// are values a CI user can choose (an OIDC claim): quoted, they match only themselves.
+		pick := func(from []string) []string {
+			var vs []string
+			for range 1 + r.IntN(3) {
+				vs = append(vs, from[r.IntN(len(from))])
+			}
+			return vs
+		}
+		req.Identity = identity.Identity{Subject: users[r.IntN(len(users))], Labels: map[string][]string{
+			"team": pick(append(teams, "*", "p.y")), "proj": pick([]string{"app", "app-1", "*", "app-?"})}}
 	}
 	for range 1 + r.IntN(5) {
 		if r.IntN(10) == 0 {
@@ -279,5 +293,61 @@ func BenchmarkACL(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestACLPlaceholderValuesQuoted: every value substituted into a pattern is regex-quoted,
+// in the compiled matcher and in the policy's Rego alike. A label may come from an OIDC
+// claim a CI user controls: a workflow named "*" must not turn "${labels:workflow}/*" into
+// "*/*", nor ".+" a regexp into one matching everything; the capture group of a caller's
+// own name neither.
+func TestACLPlaceholderValuesQuoted(t *testing.T) {
+	acl := []any{
+		map[string]any{"match": map[string]any{"name": "${labels:workflow}/*"}, "actions": []any{"pull"}, "comment": "glob"},
+		map[string]any{"match": map[string]any{"name": "/^${labels:team}\\/x$/"}, "actions": []any{"pull"}, "comment": "regexp"},
+		map[string]any{"match": map[string]any{"name": "${labels:team}-${labels:workflow}/*"}, "actions": []any{"pull"}, "comment": "two labels"},
+		map[string]any{"match": map[string]any{"account": "/^ci-(.+)$/", "name": "${account:1}/*"}, "actions": []any{"pull"}, "comment": "capture group"},
+		map[string]any{"match": map[string]any{"labels": map[string]any{"team": "${account}"}}, "actions": []any{"pull"}, "comment": "label pattern"},
+	}
+	for _, engine := range []struct {
+		name string
+		prep func(map[string]any) (map[string]any, *aclMatcher, error)
+	}{{"compiled", prepareACL}, {"rego", noIndex}} {
+		e := aclEngine(t, map[string]any{"acl": acl}, engine.prep)
+		for _, tc := range []struct {
+			name   string
+			id     identity.Identity
+			scopes []string
+			want   []string
+		}{
+			{"label value *", identity.Identity{Subject: "eve", Labels: map[string][]string{"workflow": {"*"}}}, []string{"repository:pay/app:pull"}, nil},
+			{"label value .+ in a regexp", identity.Identity{Subject: "eve", Labels: map[string][]string{"team": {".+"}}}, []string{"repository:pay/x:pull"}, nil},
+			{"two labels, one of them *", identity.Identity{Subject: "eve", Labels: map[string][]string{"team": {"pay", "*"}, "workflow": {"*", "web"}}},
+				[]string{"repository:pay-app/x:pull", "repository:ops-web/x:pull", "repository:pay-web/x:pull"}, []string{"repository:pay-web/x:pull"}},
+			{"capture group *", identity.Identity{Subject: "ci-*"}, []string{"repository:pay/app:pull"}, nil},
+			{"account quoted in a label pattern", identity.Identity{Subject: "a.c", Labels: map[string][]string{"team": {"abc"}}}, []string{"repository:z:pull"}, nil},
+			// Quoting keeps what the values say literally.
+			{"label value matches itself", identity.Identity{Subject: "eve", Labels: map[string][]string{"workflow": {"nightly", "release"}}}, []string{"repository:release/app:pull"}, []string{"repository:release/app:pull"}},
+			{"dotted label value in a regexp", identity.Identity{Subject: "eve", Labels: map[string][]string{"team": {"p.y"}}}, []string{"repository:p.y/x:pull", "repository:pay/x:pull"}, []string{"repository:p.y/x:pull"}},
+			{"capture group matches itself", identity.Identity{Subject: "ci-pay"}, []string{"repository:pay/app:pull"}, []string{"repository:pay/app:pull"}},
+		} {
+			t.Run(engine.name+"/"+tc.name, func(t *testing.T) {
+				scopes, err := scope.ParseList(tc.scopes)
+				if err != nil {
+					t.Fatal(err)
+				}
+				d, err := e.Authorize(context.Background(), authz.Request{Identity: tc.id, Service: "registry.example.com", Requested: scopes})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for _, s := range d.Granted {
+					got = append(got, s.String())
+				}
+				if !reflect.DeepEqual(got, tc.want) {
+					t.Errorf("granted %v, want %v", got, tc.want)
+				}
+			})
+		}
 	}
 }

@@ -159,8 +159,11 @@ func (r *aclRule) matches(req *aclRequest) bool {
 
 var aclCaptureRef = regexp.MustCompile(`\$\{(.+?):(\d+)\}`)
 
-// vars are docker_auth's placeholder values: the request's fields regex-quoted, and the
-// capture groups of the rule's regexps named as ${field:N}.
+// vars are docker_auth's placeholder values: the request's fields and the capture groups of
+// the rule's regexps (named ${field:N}), every one regex-quoted. QuoteMeta's output is also
+// a literal for path.Match, whose backslash escapes any character, so one quoting serves
+// globs and regexps: a value "*" matches "*" only. (docker_auth leaves capture groups and
+// label values unquoted; labels may come from claims a CI user controls.)
 func (r *aclRule) vars(req *aclRequest) *strings.Replacer {
 	pairs := make([]string, 0, 8)
 	for i, f := range aclFields {
@@ -182,7 +185,7 @@ func (r *aclRule) vars(req *aclRequest) *strings.Replacer {
 			groups := re.FindStringSubmatch(req.fields[i])
 			n, _ := strconv.Atoi(ref[2])
 			if n >= 1 && n < len(groups) {
-				pairs = append(pairs, ref[0], groups[n])
+				pairs = append(pairs, ref[0], regexp.QuoteMeta(groups[n]))
 			}
 		}
 	}
@@ -199,7 +202,8 @@ func fieldIndex(f string) int {
 }
 
 // matches tries the pattern with the placeholders filled in and, as docker_auth does when
-// that fails, with each choice of the user's values for its ${labels:…} placeholders.
+// that fails, with each choice of the user's values for its ${labels:…} placeholders, each
+// value regex-quoted like every substituted value.
 func (p *aclPattern) matches(value string, vars *strings.Replacer, labels map[string][]string) bool {
 	if p.matchesPlain(value, vars) {
 		return true
@@ -223,7 +227,7 @@ func (p *aclPattern) matches(value string, vars *strings.Replacer, labels map[st
 			return matchPattern(vars.Replace(filled), value)
 		}
 		for _, v := range labels[uniq[i][len("${labels:"):len(uniq[i])-1]] {
-			if try(i+1, append(pairs, uniq[i], v)) {
+			if try(i+1, append(pairs, uniq[i], regexp.QuoteMeta(v))) {
 				return true
 			}
 		}

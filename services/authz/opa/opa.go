@@ -371,8 +371,14 @@ func inputValue(req authz.Request) ast.Value {
 		groups[i] = ast.StringTerm(g)
 	}
 	labels := make([][2]*ast.Term, 0, len(id.Labels))
-	for k, v := range id.Labels {
-		labels = append(labels, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
+	for k, vs := range id.Labels {
+		// Every label is an array of its values, even a label with one: a policy reads them
+		// all the same way (`some v in input.identity.labels.team`).
+		values := make([]*ast.Term, len(vs))
+		for i, v := range vs {
+			values[i] = ast.StringTerm(v)
+		}
+		labels = append(labels, [2]*ast.Term{ast.StringTerm(k), ast.ArrayTerm(values...)})
 	}
 	scopes := make([]*ast.Term, len(req.Requested))
 	for i, s := range req.Requested {

@@ -229,7 +229,7 @@ want := {
 		"subject": "alice",
 		"anonymous": false,
 		"groups": ["devs", "ops"],
-		"labels": {"team": "blue"},
+		"labels": {"team": ["blue"], "project": ["p1", "p2"]},
 		"backend": "ldap",
 	},
 	"service": "registry.example.com",
@@ -256,7 +256,7 @@ allowed contains [s.type, s.class, s.name, a] if {
 		Identity: identity.Identity{
 			Subject: "alice",
 			Groups:  []string{"devs", "ops"},
-			Labels:  map[string]string{"team": "blue"},
+			Labels:  map[string][]string{"team": {"blue"}, "project": {"p1", "p2"}},
 			Backend: "ldap",
 		},
 		Service:    "registry.example.com",

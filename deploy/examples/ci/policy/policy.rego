@@ -8,6 +8,10 @@
 #   - nothing else, and nothing at all for identities from other backends, whatever labels
 #     they carry.
 #
+# Labels are arrays of values (input.identity.labels.project == ["myorg/app"]). These rules
+# read a label only when it holds exactly one value (ci_label): the claims they map are
+# strings, and a label that arrived with several values is not trusted to name one project.
+#
 # The helpers are prefixed ci_ so this file can sit next to a copy of the default policy
 # (same package: the allowed sets are unioned).
 package portcullis.authz
@@ -15,36 +19,39 @@ package portcullis.authz
 # The backends whose labels this policy trusts, by the names portcullis.yaml gives them.
 ci_backends := {"github-actions", "gitlab-ci", "kubernetes"}
 
+# ci_label(k) is label k's value when it has exactly one; undefined otherwise.
+ci_label(k) := v if [v] := input.identity.labels[k]
+
 ci_workload if {
 	not input.identity.anonymous
 	input.identity.subject != ""
 	input.identity.backend in ci_backends
-	input.identity.labels.project != ""
+	ci_label("project") != ""
 }
 
 # The project's own namespace; the "/" keeps myorg/app from matching myorg/app2.
-ci_own(name) if name == input.identity.labels.project
+ci_own(name) if name == ci_label("project")
 
-ci_own(name) if startswith(name, concat("", [input.identity.labels.project, "/"]))
+ci_own(name) if startswith(name, concat("", [ci_label("project"), "/"]))
 
 ci_release if {
 	input.identity.backend == "github-actions"
-	input.identity.labels.ref == "refs/heads/main"
+	ci_label("ref") == "refs/heads/main"
 }
 
 ci_release if {
 	input.identity.backend == "github-actions"
-	startswith(input.identity.labels.ref, "refs/tags/")
+	startswith(ci_label("ref"), "refs/tags/")
 }
 
 ci_release if {
 	input.identity.backend == "gitlab-ci"
-	input.identity.labels.protected == "true"
+	ci_label("protected") == "true"
 }
 
 ci_release if {
 	input.identity.backend == "kubernetes"
-	input.identity.labels.serviceaccount == "builder"
+	ci_label("serviceaccount") == "builder"
 }
 
 allowed contains ["repository", s.class, s.name, "pull"] if {

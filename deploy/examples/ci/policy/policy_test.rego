@@ -8,26 +8,26 @@ import data.portcullis.authz
 # Identities as the oidc backends of portcullis.yaml map them.
 github_main := {
 	"subject": "repo:myorg/app:ref:refs/heads/main", "anonymous": false, "groups": ["myorg"],
-	"labels": {"project": "myorg/app", "ref": "refs/heads/main", "workflow": "image"},
+	"labels": {"project": ["myorg/app"], "ref": ["refs/heads/main"], "workflow": ["image"]},
 	"backend": "github-actions",
 }
 
 github_pr := object.union(github_main, {
 	"subject": "repo:myorg/app:pull_request",
-	"labels": {"project": "myorg/app", "ref": "refs/pull/7/merge", "workflow": "image"},
+	"labels": {"project": ["myorg/app"], "ref": ["refs/pull/7/merge"], "workflow": ["image"]},
 })
 
-github_tag := object.union(github_main, {"labels": {"project": "myorg/app", "ref": "refs/tags/v1.2.0"}})
+github_tag := object.union(github_main, {"labels": {"project": ["myorg/app"], "ref": ["refs/tags/v1.2.0"]}})
 
 gitlab(protected) := {
 	"subject": "project_path:mygroup/app:ref_type:branch:ref:main", "anonymous": false,
-	"groups": ["mygroup"], "labels": {"project": "mygroup/app", "ref": "main", "protected": protected},
+	"groups": ["mygroup"], "labels": {"project": ["mygroup/app"], "ref": ["main"], "protected": [protected]},
 	"backend": "gitlab-ci",
 }
 
 k8s(sa) := {
 	"subject": concat("", ["system:serviceaccount:build-web:", sa]), "anonymous": false, "groups": [],
-	"labels": {"project": "build-web", "serviceaccount": sa}, "backend": "kubernetes",
+	"labels": {"project": ["build-web"], "serviceaccount": [sa]}, "backend": "kubernetes",
 }
 
 req(identity, scopes) := {
@@ -95,10 +95,19 @@ test_labels_from_other_backends_ignored if {
 test_missing_or_empty_project_gets_nothing if {
 	# object.union merges nested objects, so the labels are replaced with object.remove first.
 	unlabelled := object.remove(gitlab("true"), ["labels"])
-	no_project := object.union(unlabelled, {"labels": {"protected": "true"}})
-	empty_project := object.union(unlabelled, {"labels": {"project": "", "protected": "true"}})
+	no_project := object.union(unlabelled, {"labels": {"protected": ["true"]}})
+	empty_project := object.union(unlabelled, {"labels": {"project": [""], "protected": ["true"]}})
 	count(allowed_for(no_project, [repo("mygroup/app", ["pull", "push"]), repo("library/alpine", ["pull"])])) == 0
 	count(allowed_for(empty_project, [repo("/x", ["pull", "push"]), repo("library/alpine", ["pull"])])) == 0
+}
+
+# A label with several values (an array claim) names no one project: nothing is granted on it.
+test_multi_valued_project_gets_nothing if {
+	unlabelled := object.remove(github_main, ["labels"])
+	two := object.union(unlabelled, {"labels": {"project": ["myorg/app", "other/app"], "ref": ["refs/heads/main"]}})
+	count(allowed_for(two, [repo("myorg/app", ["pull", "push"]), repo("other/app", ["pull"]), repo("library/alpine", ["pull"])])) == 0
+	one := object.union(unlabelled, {"labels": {"project": ["myorg/app"], "ref": ["refs/heads/main", "refs/tags/v1"]}})
+	allowed_for(one, [repo("myorg/app", ["pull", "push"])]) == {["repository", "", "myorg/app", "pull"]}
 }
 
 test_anonymous_gets_nothing if {

@@ -96,12 +96,17 @@ func (x *Scope) GetActions() []string {
 type Identity struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Subject is the user or robot name; empty for anonymous callers.
-	Subject   string            `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	Anonymous bool              `protobuf:"varint,2,opt,name=anonymous,proto3" json:"anonymous,omitempty"`
-	Groups    []string          `protobuf:"bytes,3,rep,name=groups,proto3" json:"groups,omitempty"`
-	Labels    map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Subject   string   `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	Anonymous bool     `protobuf:"varint,2,opt,name=anonymous,proto3" json:"anonymous,omitempty"`
+	Groups    []string `protobuf:"bytes,3,rep,name=groups,proto3" json:"groups,omitempty"`
+	// Labels holds the first value of each label, for replicas older than label_values (a
+	// rolling upgrade): writers fill it beside label_values, readers prefer label_values.
+	Labels map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Backend is the name of the authn backend that vouched for the subject.
-	Backend       string `protobuf:"bytes,5,opt,name=backend,proto3" json:"backend,omitempty"`
+	Backend string `protobuf:"bytes,5,opt,name=backend,proto3" json:"backend,omitempty"`
+	// LabelValues holds every value of each label (LDAP attributes and OIDC claims may hold
+	// several; docker_auth's static users list them).
+	LabelValues   map[string]*LabelValues `protobuf:"bytes,6,rep,name=label_values,json=labelValues,proto3" json:"label_values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -171,6 +176,58 @@ func (x *Identity) GetBackend() string {
 	return ""
 }
 
+func (x *Identity) GetLabelValues() map[string]*LabelValues {
+	if x != nil {
+		return x.LabelValues
+	}
+	return nil
+}
+
+// LabelValues are the values of one identity label, in the order the backend gave them.
+type LabelValues struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Values        []string               `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LabelValues) Reset() {
+	*x = LabelValues{}
+	mi := &file_portcullis_common_v1_common_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LabelValues) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LabelValues) ProtoMessage() {}
+
+func (x *LabelValues) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_common_v1_common_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LabelValues.ProtoReflect.Descriptor instead.
+func (*LabelValues) Descriptor() ([]byte, []int) {
+	return file_portcullis_common_v1_common_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *LabelValues) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 var File_portcullis_common_v1_common_proto protoreflect.FileDescriptor
 
 const file_portcullis_common_v1_common_proto_rawDesc = "" +
@@ -180,16 +237,22 @@ const file_portcullis_common_v1_common_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x14\n" +
 	"\x05class\x18\x02 \x01(\tR\x05class\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x18\n" +
-	"\aactions\x18\x04 \x03(\tR\aactions\"\xf3\x01\n" +
+	"\aactions\x18\x04 \x03(\tR\aactions\"\xaa\x03\n" +
 	"\bIdentity\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1c\n" +
 	"\tanonymous\x18\x02 \x01(\bR\tanonymous\x12\x16\n" +
 	"\x06groups\x18\x03 \x03(\tR\x06groups\x12B\n" +
 	"\x06labels\x18\x04 \x03(\v2*.portcullis.common.v1.Identity.LabelsEntryR\x06labels\x12\x18\n" +
-	"\abackend\x18\x05 \x01(\tR\abackend\x1a9\n" +
+	"\abackend\x18\x05 \x01(\tR\abackend\x12R\n" +
+	"\flabel_values\x18\x06 \x03(\v2/.portcullis.common.v1.Identity.LabelValuesEntryR\vlabelValues\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01BJZHgithub.com/portcullis-dev/portcullis/proto/portcullis/common/v1;commonv1b\x06proto3"
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aa\n" +
+	"\x10LabelValuesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x127\n" +
+	"\x05value\x18\x02 \x01(\v2!.portcullis.common.v1.LabelValuesR\x05value:\x028\x01\"%\n" +
+	"\vLabelValues\x12\x16\n" +
+	"\x06values\x18\x01 \x03(\tR\x06valuesBJZHgithub.com/portcullis-dev/portcullis/proto/portcullis/common/v1;commonv1b\x06proto3"
 
 var (
 	file_portcullis_common_v1_common_proto_rawDescOnce sync.Once
@@ -203,19 +266,23 @@ func file_portcullis_common_v1_common_proto_rawDescGZIP() []byte {
 	return file_portcullis_common_v1_common_proto_rawDescData
 }
 
-var file_portcullis_common_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_portcullis_common_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_portcullis_common_v1_common_proto_goTypes = []any{
-	(*Scope)(nil),    // 0: portcullis.common.v1.Scope
-	(*Identity)(nil), // 1: portcullis.common.v1.Identity
-	nil,              // 2: portcullis.common.v1.Identity.LabelsEntry
+	(*Scope)(nil),       // 0: portcullis.common.v1.Scope
+	(*Identity)(nil),    // 1: portcullis.common.v1.Identity
+	(*LabelValues)(nil), // 2: portcullis.common.v1.LabelValues
+	nil,                 // 3: portcullis.common.v1.Identity.LabelsEntry
+	nil,                 // 4: portcullis.common.v1.Identity.LabelValuesEntry
 }
 var file_portcullis_common_v1_common_proto_depIdxs = []int32{
-	2, // 0: portcullis.common.v1.Identity.labels:type_name -> portcullis.common.v1.Identity.LabelsEntry
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	3, // 0: portcullis.common.v1.Identity.labels:type_name -> portcullis.common.v1.Identity.LabelsEntry
+	4, // 1: portcullis.common.v1.Identity.label_values:type_name -> portcullis.common.v1.Identity.LabelValuesEntry
+	2, // 2: portcullis.common.v1.Identity.LabelValuesEntry.value:type_name -> portcullis.common.v1.LabelValues
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_common_v1_common_proto_init() }
@@ -229,7 +296,7 @@ func file_portcullis_common_v1_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_common_v1_common_proto_rawDesc), len(file_portcullis_common_v1_common_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

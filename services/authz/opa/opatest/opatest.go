@@ -126,7 +126,7 @@ func OrgRequests(n, count int) []authz.Request {
 	for i := range reqs {
 		u := r.IntN(max(1, n-7))
 		req := authz.Request{Service: "registry.example.com", RemoteAddr: "192.0.2.1",
-			Identity: identity.Identity{Subject: fmt.Sprintf("user%d", u), Labels: map[string]string{"team": fmt.Sprintf("team%d", r.IntN(teams))}}}
+			Identity: identity.Identity{Subject: fmt.Sprintf("user%d", u), Labels: map[string][]string{"team": {fmt.Sprintf("team%d", r.IntN(teams))}}}}
 		for range 5 {
 			ns := []string{fmt.Sprintf("team%d", u%teams), fmt.Sprintf("team%d", r.IntN(teams)), "library", fmt.Sprintf("user%d", u)}[r.IntN(4)]
 			req.Requested = append(req.Requested, scope.Scope{Type: "repository", Name: fmt.Sprintf("%s/app%d", ns, r.IntN(5)), Actions: []string{"pull", "push"}})
