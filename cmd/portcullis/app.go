@@ -348,7 +348,7 @@ func (a *App) startAuthn(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("backend %q: %w", spec.Name, err)
 		}
-		chain = append(chain, authn.Backend{Name: spec.Name, Authenticator: b})
+		chain = append(chain, authn.Backend{Name: spec.Name, SubjectPrefix: spec.SubjectPrefix, Authenticator: b})
 	}
 	ch := authn.NewChain(chain, lim)
 	a.closers = append(a.closers, ch.Close)

@@ -22,6 +22,10 @@ var (
 	ErrUnavailable = errors.New("authn: backend unavailable")
 	// ErrBusy means too many callers already wait for bcrypt work; the caller should retry later.
 	ErrBusy = errors.New("authn: too many password checks in progress")
+	// ErrSubjectRefused: a backend vouched for a subject that could pass for another
+	// namespace's ("robot:ci", "system:anonymous"); the chain wraps it in
+	// ErrInvalidCredentials, so the login is refused and the audit event says why.
+	ErrSubjectRefused = errors.New(`authn: subject holds ":" outside a subject_prefix`)
 )
 
 // Password is a secret that never prints.
@@ -72,6 +76,15 @@ type Resolver interface {
 // must not fail.
 type CredentialClaimer interface {
 	ClaimsCredential(ctx context.Context, c Credentials) bool
+}
+
+// SubjectNamespacer is an optional ability of a backend whose subjects carry a namespace of
+// their own (the robot backend's "robot:"). The chain accepts from it only subjects in that
+// namespace, and from every other backend only subjects without ':' (identity.CheckBareName)
+// unless the backend has a subject_prefix; so no user, directory entry or token claim can
+// produce a robot's or the anonymous caller's subject. Such a backend takes no subject_prefix.
+type SubjectNamespacer interface {
+	SubjectNamespace() string
 }
 
 // Closer is an optional ability for backends holding goroutines or connections.

@@ -66,6 +66,11 @@ func (s *Server) Authenticate(ctx context.Context, req *authnv1.AuthenticateRequ
 	if req.GetUsername() == "" {
 		return nil, status.Error(codes.InvalidArgument, "username is required")
 	}
+	// A name with ':' could pass for a namespaced subject (robot:ci, system:anonymous); no
+	// backend holds one (HTTP Basic cannot carry it either).
+	if identity.CheckBareName(req.GetUsername()) != nil {
+		return nil, status.Error(codes.InvalidArgument, `username must not contain ":"`)
+	}
 	id, err := s.auth.Authenticate(ctx, Credentials{
 		Username: req.GetUsername(), Password: Password(req.GetPassword()),
 		Service: req.GetService(), ClientID: req.GetClientId(), RemoteAddr: req.GetRemoteAddr(),
@@ -99,6 +104,10 @@ func (s *Server) auditLogin(ctx context.Context, req *authnv1.AuthenticateReques
 	case err == nil:
 	case errors.Is(err, ErrLocked):
 		result, reason = "refused", "locked"
+	case errors.Is(err, ErrSubjectRefused):
+		// The password was right, but the backend mapped a subject that could pass for a
+		// robot's or another namespace's: set its subject_prefix (README, "Subjects").
+		result, reason = "failure", "subject_refused"
 	case errors.Is(err, ErrInvalidCredentials), errors.Is(err, ErrNoMatch):
 		result, reason = "failure", "invalid_credentials"
 	case errors.Is(err, ErrBusy):
