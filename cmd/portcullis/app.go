@@ -552,9 +552,8 @@ func (a *App) startSigner(ctx context.Context) error {
 	return nil
 }
 
-// startAdmin serves the admin API on admin.listen: KeyAdminService where this process runs
-// the signer, SessionAdminService where it runs authn with sessions, RobotAdminService where
-// it runs authn with a robot backend, and health, nothing else. Every call needs the admin
+// startAdmin serves the admin API on admin.listen: the admin services of what this process
+// runs (adminServices) and health, nothing else. Every call needs the admin
 // bearer secret and, with internal_tls, an admin certificate.
 // The REST API on admin.http_listen reaches the same services in process (startAdminHTTP).
 func (a *App) startAdmin(ctx context.Context) error {
@@ -562,7 +561,8 @@ func (a *App) startAdmin(ctx context.Context) error {
 	if addr == "" && a.cfg.Admin.HTTPListen == "" {
 		return nil
 	}
-	if a.km == nil && a.sessions == nil && a.robots == nil {
+	log := a.log.With("component", "admin")
+	if len(a.adminServices(log)) == 0 {
 		a.log.Info("admin.listen is set but this process runs nothing the admin API manages: not listening", "addr", addr)
 		return nil
 	}
@@ -570,7 +570,6 @@ func (a *App) startAdmin(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	log := a.log.With("component", "admin")
 	auth := signer.NewAdminAuth(secret, log)
 	useTLS := a.cfg.InternalTLS.Enabled()
 	var s *grpc.Server
@@ -613,26 +612,42 @@ func (a *App) newAdminServer(auth *signer.AdminAuth, useTLS bool, log *slog.Logg
 	}
 	s := grpc.NewServer(opts...)
 	hs := health.NewServer()
+	for _, as := range a.adminServices(log) {
+		s.RegisterService(as.desc, as.impl)
+		hs.SetServingStatus(as.desc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+	}
+	grpc_health_v1.RegisterHealthServer(s, hs)
+	return s, nil
+}
+
+// adminService is one admin API service and its implementation.
+type adminService struct {
+	desc *grpc.ServiceDesc
+	impl any
+}
+
+// adminServices are the admin services of what this process runs: KeyAdminService with the
+// signer, SessionAdminService with authn's sessions, RobotAdminService with a robot backend,
+// PolicyAdminService with authz. It is the one list startAdmin (whether to listen at all) and
+// newAdminServer (what to register) read, so a target never holds a service its admin
+// listener does not serve.
+func (a *App) adminServices(log *slog.Logger) []adminService {
+	var out []adminService
 	if a.km != nil {
-		signerv1.RegisterKeyAdminServiceServer(s, signer.NewAdminServer(a.km, log))
-		hs.SetServingStatus(signerv1.KeyAdminService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+		out = append(out, adminService{&signerv1.KeyAdminService_ServiceDesc, signer.NewAdminServer(a.km, log)})
 	}
 	if a.sessions != nil {
 		sa := authn.NewSessionAdminServer(a.sessions, log)
 		sa.SessionEvent = a.sessionEvent
-		authnv1.RegisterSessionAdminServiceServer(s, sa)
-		hs.SetServingStatus(authnv1.SessionAdminService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+		out = append(out, adminService{&authnv1.SessionAdminService_ServiceDesc, sa})
 	}
 	if a.robots != nil {
-		authnv1.RegisterRobotAdminServiceServer(s, robots.NewAdminServer(a.robots, log))
-		hs.SetServingStatus(authnv1.RobotAdminService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+		out = append(out, adminService{&authnv1.RobotAdminService_ServiceDesc, robots.NewAdminServer(a.robots, log)})
 	}
 	if a.policy != nil {
-		authzv1.RegisterPolicyAdminServiceServer(s, authz.NewPolicyAdminServer(a.policy))
-		hs.SetServingStatus(authzv1.PolicyAdminService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+		out = append(out, adminService{&authzv1.PolicyAdminService_ServiceDesc, authz.NewPolicyAdminServer(a.policy)})
 	}
-	grpc_health_v1.RegisterHealthServer(s, hs)
-	return s, nil
+	return out
 }
 
 func openKeyManager(ctx context.Context, cfg *Config, log *slog.Logger, now func() time.Time, reg prometheus.Registerer,
