@@ -661,12 +661,13 @@ func openKeyManager(ctx context.Context, cfg *Config, log *slog.Logger, now func
 }
 
 // dial connects to a service: in-process in -target=all, else at addr, presenting this
-// process's certificate when internal_tls is set.
-func (a *App) dial(addr, healthService string) (*grpc.ClientConn, error) {
+// process's certificate when internal_tls is set and accepting only a server whose
+// certificate names role (the host name alone does not tell authn from authz).
+func (a *App) dial(addr, role, healthService string) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if a.inproc == nil && a.cfg.InternalTLS.Enabled() {
 		var err error
-		if creds, err = a.cfg.InternalTLS.Client(); err != nil {
+		if creds, err = a.cfg.InternalTLS.Client(role); err != nil {
 			return nil, err
 		}
 	}
@@ -715,7 +716,7 @@ func (a *App) startGateway(context.Context) error {
 			conns[b.name] = conns["authn"]
 			continue
 		}
-		cc, err := a.dial(b.addr, healthNames()[b.name])
+		cc, err := a.dial(b.addr, b.name, healthNames()[b.name]) // module name = role
 		if err != nil {
 			return fmt.Errorf("dial %s at %s: %w", b.name, b.addr, err)
 		}
