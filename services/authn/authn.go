@@ -5,6 +5,8 @@ package authn
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -35,6 +37,10 @@ func (Password) String() string                 { return "***" }
 func (Password) GoString() string               { return "***" }
 func (Password) LogValue() slog.Value           { return slog.StringValue("***") }
 func (p Password) MarshalText() ([]byte, error) { return []byte("***"), nil }
+
+// Format makes every verb print "***": fmt prints a value it cannot format with the verb
+// given (%d of a string) raw, without calling String.
+func (Password) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, "***") }
 
 // Credentials is what a caller presented.
 type Credentials struct {
