@@ -121,9 +121,14 @@ func (s *Server) auditLogin(ctx context.Context, req *authnv1.AuthenticateReques
 	default:
 		result, reason = "error", "internal"
 	}
-	s.audit.InfoContext(ctx, "authentication", "result", result, "reason", reason, "username", req.GetUsername(),
+	attrs := []any{"result", result, "reason", reason, "username", req.GetUsername(),
 		"subject", id.Subject, "backend", id.Backend, "service", req.GetService(), "client_id", req.GetClientId(),
-		"remote_addr", req.GetRemoteAddr(), "offline", req.GetOffline())
+		"remote_addr", req.GetRemoteAddr(), "offline", req.GetOffline()}
+	if reason == "subject_refused" {
+		// Which backend needs a subject_prefix; the chain's message holds no secret.
+		attrs = append(attrs, "detail", err.Error())
+	}
+	s.audit.InfoContext(ctx, "authentication", attrs...)
 }
 
 // Refresh implements authnv1.AuthnServiceServer: the token's session, then its user re-read

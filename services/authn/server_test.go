@@ -196,6 +196,9 @@ func TestEveryLoginIsOneAuditEvent(t *testing.T) {
 				t.Fatalf("%d authentication events, want 1:\n%s", len(events), buf.String())
 			}
 			e := events[0]
+			if tc.reason == "subject_refused" && !strings.Contains(fmt.Sprint(e["detail"]), `backend "corp"`) {
+				t.Errorf("detail = %v, want the backend to fix named", e["detail"])
+			}
 			want := map[string]any{"log_type": "audit", "result": tc.result, "reason": tc.reason, "username": "alice",
 				"subject": tc.subject, "backend": tc.backendID, "client_id": "docker", "remote_addr": "192.0.2.7", "service": "registry"}
 			for k, v := range want {
