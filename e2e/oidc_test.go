@@ -81,8 +81,8 @@ func TestOIDC_WorkloadIdentity_DockerCLI_Crane_Skopeo_Registry3(t *testing.T) {
 	tok := mustToken(t, pc, "ci", release, "repository:myorg/app:pull,push", "repository:myorg/app/cache:pull,push",
 		"repository:myorg/app2:pull,push", "repository:myorg/other:pull")
 	checkStandardClaims(t, tok)
-	if want := "repo:myorg/app:ref:refs/heads/main"; tok.claims.Subject != want {
-		t.Fatalf("sub = %q, want the workload token's sub %q", tok.claims.Subject, want)
+	if want := "github:repo:myorg/app:ref:refs/heads/main"; tok.claims.Subject != want {
+		t.Fatalf("sub = %q, want the workload token's sub under the backend's subject_prefix %q", tok.claims.Subject, want)
 	}
 	checkAccess(t, tok, map[string][]string{
 		"repository:myorg/app":       {"pull", "push"},
@@ -260,6 +260,7 @@ func startOIDCAllInOne(t *testing.T, idp *oidctest.Issuer) *portcullis {
 	// the issuer does not depend on how long ago the last fetch was.
 	backend := fmt.Sprintf(`    - name: github-actions
       type: oidc
+      subject_prefix: "github:"
       config:
         jwks_min_refresh_interval: 1ms
         issuers:

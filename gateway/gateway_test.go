@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -33,6 +34,7 @@ import (
 // Fakes of the generated clients: the gateway only translates, so its tests need no services.
 // Each counts its calls, so a test can say a request never reached a backend.
 type fakeAuthn struct {
+	pass        string // alice's password; "" means "pw"
 	err         error
 	calls       atomic.Int32
 	last        atomic.Pointer[authnv1.AuthenticateRequest]
@@ -58,7 +60,11 @@ func (f *fakeAuthn) Authenticate(_ context.Context, in *authnv1.AuthenticateRequ
 	if in.GetUsername() == "" { // as services/authn.Server answers
 		return nil, status.Error(codes.InvalidArgument, "username is required")
 	}
-	if in.GetUsername() != "alice" || in.GetPassword() != "pw" {
+	pass := f.pass
+	if pass == "" {
+		pass = "pw"
+	}
+	if in.GetUsername() != "alice" || in.GetPassword() != pass {
 		return nil, status.Error(codes.Unauthenticated, "invalid credentials")
 	}
 	resp := &authnv1.AuthenticateResponse{Identity: &commonv1.Identity{Subject: "alice"}}
@@ -414,24 +420,44 @@ func TestJWKSDiscoveryAndHealth(t *testing.T) {
 	}
 }
 
+// One audit event per decision, and no secret in any log line at any level: not the password
+// of a failed login, nor of a successful one (the path that goes on to authz and the signer),
+// nor its Basic header, nor the access token, nor a refresh token issued or presented.
 func TestAuditEventPerDecisionWithoutSecrets(t *testing.T) {
 	t.Parallel()
+	const rightPassword, wrongPassword = "correct-horse-battery-staple", "hunter2-wrong"
 	var buf strings.Builder
 	g := gateway.New(gateway.Options{Realm: "Test", Services: []string{"registry.local"}, TokenTTL: 5 * time.Minute,
 		MaxQueryBytes: 2048, BackendTimeout: time.Second},
-		gateway.Clients{Authn: &fakeAuthn{}, Authz: &fakeAuthz{}, Signer: &fakeSigner{}},
-		slog.New(slog.NewJSONHandler(&syncWriter{w: &buf}, nil)), prometheus.NewRegistry())
+		gateway.Clients{Authn: &fakeAuthn{pass: rightPassword}, Authz: &fakeAuthz{}, Signer: &fakeSigner{}},
+		slog.New(slog.NewJSONHandler(&syncWriter{w: &buf}, &slog.HandlerOptions{Level: slog.LevelDebug})), prometheus.NewRegistry())
 	srv := httptest.NewServer(g)
 	defer srv.Close()
-	for _, pass := range []string{"pw", "hunter2-wrong"} {
-		req, _ := http.NewRequest("GET", srv.URL+"/token?service=registry.local&client_id=cli&scope=repository:a/b:pull,push", nil)
-		req.SetBasicAuth("alice", pass)
+	var bodies []string
+	do := func(req *http.Request) {
+		t.Helper()
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
+		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		bodies = append(bodies, string(b))
 	}
+	for _, pass := range []string{rightPassword, wrongPassword} {
+		req, _ := http.NewRequest("GET", srv.URL+"/token?service=registry.local&client_id=cli&offline_token=true&scope=repository:a/b:pull,push", nil)
+		req.SetBasicAuth("alice", pass)
+		do(req)
+	}
+	form := func(v url.Values) *http.Request {
+		req, _ := http.NewRequest("POST", srv.URL+"/token", strings.NewReader(v.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		return req
+	}
+	do(form(url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {rightPassword}, "access_type": {"offline"},
+		"service": {"registry.local"}, "client_id": {"cli"}, "scope": {"repository:a/b:pull"}}))
+	do(form(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {fakeRefreshToken},
+		"service": {"registry.local"}, "client_id": {"cli"}, "scope": {"repository:a/b:pull"}}))
 	var events []map[string]any
 	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
 		var m map[string]any
@@ -442,11 +468,12 @@ func TestAuditEventPerDecisionWithoutSecrets(t *testing.T) {
 			events = append(events, m)
 		}
 	}
-	if len(events) != 2 {
+	if len(events) != 4 {
 		t.Fatalf("%d audit events, want one per request:\n%s", len(events), buf.String())
 	}
-	ok, denied := events[0], events[1]
-	if ok["outcome"] != "issued" || ok["subject"] != "alice" || ok["client_id"] != "cli" || ok["jti"] == "" || ok["remote_addr"] == "" {
+	ok, denied, posted, refreshed := events[0], events[1], events[2], events[3]
+	if ok["outcome"] != "issued" || ok["subject"] != "alice" || ok["client_id"] != "cli" || ok["jti"] == "" || ok["remote_addr"] == "" ||
+		ok["session_issued"] != true {
 		t.Fatalf("issued event %v", ok)
 	}
 	if g, _ := json.Marshal(ok["granted"]); string(g) != `["repository:a/b:pull"]` {
@@ -455,7 +482,15 @@ func TestAuditEventPerDecisionWithoutSecrets(t *testing.T) {
 	if denied["outcome"] != "unauthorized" || denied["username"] != "alice" {
 		t.Fatalf("denied event %v", denied)
 	}
-	for _, secret := range []string{"hunter2-wrong", "signed.alice"} {
+	if posted["outcome"] != "issued" || posted["grant_type"] != "password" || refreshed["outcome"] != "issued" || refreshed["grant_type"] != "refresh_token" {
+		t.Fatalf("OAuth2 events %v / %v", posted, refreshed)
+	}
+	// The answers did carry the tokens, so their absence from the log means something.
+	if !strings.Contains(bodies[0], "signed.alice") || !strings.Contains(bodies[0], fakeIssuedToken) {
+		t.Fatalf("the successful answer lacks the tokens the log is checked for: %s", bodies[0])
+	}
+	basic := base64.StdEncoding.EncodeToString([]byte("alice:" + rightPassword))
+	for _, secret := range []string{rightPassword, wrongPassword, basic, "signed.alice", fakeIssuedToken, fakeRefreshToken} {
 		if strings.Contains(buf.String(), secret) {
 			t.Fatalf("log holds a secret (%q):\n%s", secret, buf.String())
 		}

@@ -23,7 +23,7 @@ import (
 )
 
 // AnonymousSubject is the sub claim of tokens issued to callers who sent no credentials.
-const AnonymousSubject = "system:anonymous"
+const AnonymousSubject = identity.AnonymousSubject
 
 // refreshTokenPrefix starts every refresh token authn issues (services/authn/sessions). The
 // gateway only uses it to tell a refresh token sent as a Basic password from a password, and
@@ -178,6 +178,12 @@ func (g *Gateway) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 			g.finish(w, r, start, req, badRequest("invalid_request", "username is required for the password grant"), nil)
 			return
 		}
+		// Basic cannot carry a ':' in the user name; the form can. Such a name could pass for
+		// a namespaced subject (robot:ci, system:anonymous) and no backend holds one.
+		if identity.CheckBareName(req.username) != nil {
+			g.finish(w, r, start, req, badRequest("invalid_request", `username must not contain ":"`), nil)
+			return
+		}
 		switch at := f.Get("access_type"); at {
 		case "offline":
 			req.offline = true
@@ -314,7 +320,8 @@ func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (out *issued, _ 
 	subject := id.Subject
 	if id.Anonymous {
 		// The signer refuses access without a subject; a policy may still grant anonymous
-		// pulls. No htpasswd or directory login can contain ':', so this is no user's name.
+		// pulls. No bare subject contains ':' and no backend may take the prefix system:
+		// (identity.CheckSubjectPrefix), so this is no user's name.
 		subject = AnonymousSubject
 	}
 	resp, err := g.c.Signer.SignToken(ctx, &signerv1.SignTokenRequest{

@@ -73,7 +73,9 @@ func (c *adminCLI) dial(ctx context.Context) (*grpc.ClientConn, context.Context,
 		if errs := c.tls.Validate(); len(errs) > 0 {
 			return nil, nil, nil, fmt.Errorf("%s: %w", c.cmd, errors.Join(errs...))
 		}
-		if creds, err = c.tls.Client(); err != nil {
+		// The admin API runs in the service processes, each presenting its own certificate;
+		// a gateway's (or any other) certificate is not an admin server's.
+		if creds, err = c.tls.Client(grpctls.RoleAuthn, grpctls.RoleAuthz, grpctls.RoleSigner); err != nil {
 			return nil, nil, nil, err
 		}
 	}

@@ -350,7 +350,7 @@ func (a *App) startAuthn(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("backend %q: %w", spec.Name, err)
 		}
-		chain = append(chain, authn.Backend{Name: spec.Name, Authenticator: b})
+		chain = append(chain, authn.Backend{Name: spec.Name, SubjectPrefix: spec.SubjectPrefix, Authenticator: b})
 	}
 	ch := authn.NewChain(chain, lim)
 	a.closers = append(a.closers, ch.Close)
@@ -564,9 +564,8 @@ func (a *App) startSigner(ctx context.Context) error {
 	return nil
 }
 
-// startAdmin serves the admin API on admin.listen: KeyAdminService where this process runs
-// the signer, SessionAdminService where it runs authn with sessions, RobotAdminService where
-// it runs authn with a robot backend, and health, nothing else. Every call needs the admin
+// startAdmin serves the admin API on admin.listen: the admin services of what this process
+// runs (adminServices) and health, nothing else. Every call needs the admin
 // bearer secret and, with internal_tls, an admin certificate.
 // The REST API on admin.http_listen reaches the same services in process (startAdminHTTP).
 func (a *App) startAdmin(ctx context.Context) error {
@@ -574,7 +573,8 @@ func (a *App) startAdmin(ctx context.Context) error {
 	if addr == "" && a.cfg.Admin.HTTPListen == "" {
 		return nil
 	}
-	if a.km == nil && a.sessions == nil && a.robots == nil {
+	log := a.log.With("component", "admin")
+	if len(a.adminServices(log)) == 0 {
 		a.log.Info("admin.listen is set but this process runs nothing the admin API manages: not listening", "addr", addr)
 		return nil
 	}
@@ -582,7 +582,6 @@ func (a *App) startAdmin(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	log := a.log.With("component", "admin")
 	auth := signer.NewAdminAuth(secret, log)
 	useTLS := a.cfg.InternalTLS.Enabled()
 	var s *grpc.Server
@@ -625,26 +624,42 @@ func (a *App) newAdminServer(auth *signer.AdminAuth, useTLS bool, log *slog.Logg
 	}
 	s := grpc.NewServer(opts...)
 	hs := health.NewServer()
+	for _, as := range a.adminServices(log) {
+		s.RegisterService(as.desc, as.impl)
+		hs.SetServingStatus(as.desc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+	}
+	grpc_health_v1.RegisterHealthServer(s, hs)
+	return s, nil
+}
+
+// adminService is one admin API service and its implementation.
+type adminService struct {
+	desc *grpc.ServiceDesc
+	impl any
+}
+
+// adminServices are the admin services of what this process runs: KeyAdminService with the
+// signer, SessionAdminService with authn's sessions, RobotAdminService with a robot backend,
+// PolicyAdminService with authz. It is the one list startAdmin (whether to listen at all) and
+// newAdminServer (what to register) read, so a target never holds a service its admin
+// listener does not serve.
+func (a *App) adminServices(log *slog.Logger) []adminService {
+	var out []adminService
 	if a.km != nil {
-		signerv1.RegisterKeyAdminServiceServer(s, signer.NewAdminServer(a.km, log))
-		hs.SetServingStatus(signerv1.KeyAdminService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+		out = append(out, adminService{&signerv1.KeyAdminService_ServiceDesc, signer.NewAdminServer(a.km, log)})
 	}
 	if a.sessions != nil {
 		sa := authn.NewSessionAdminServer(a.sessions, log)
 		sa.SessionEvent = a.sessionEvent
-		authnv1.RegisterSessionAdminServiceServer(s, sa)
-		hs.SetServingStatus(authnv1.SessionAdminService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+		out = append(out, adminService{&authnv1.SessionAdminService_ServiceDesc, sa})
 	}
 	if a.robots != nil {
-		authnv1.RegisterRobotAdminServiceServer(s, robots.NewAdminServer(a.robots, log))
-		hs.SetServingStatus(authnv1.RobotAdminService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+		out = append(out, adminService{&authnv1.RobotAdminService_ServiceDesc, robots.NewAdminServer(a.robots, log)})
 	}
 	if a.policy != nil {
-		authzv1.RegisterPolicyAdminServiceServer(s, authz.NewPolicyAdminServer(a.policy))
-		hs.SetServingStatus(authzv1.PolicyAdminService_ServiceDesc.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+		out = append(out, adminService{&authzv1.PolicyAdminService_ServiceDesc, authz.NewPolicyAdminServer(a.policy)})
 	}
-	grpc_health_v1.RegisterHealthServer(s, hs)
-	return s, nil
+	return out
 }
 
 func openKeyManager(ctx context.Context, cfg *Config, log *slog.Logger, now func() time.Time, reg prometheus.Registerer,
@@ -658,12 +673,13 @@ func openKeyManager(ctx context.Context, cfg *Config, log *slog.Logger, now func
 }
 
 // dial connects to a service: in-process in -target=all, else at addr, presenting this
-// process's certificate when internal_tls is set.
-func (a *App) dial(addr, healthService string) (*grpc.ClientConn, error) {
+// process's certificate when internal_tls is set and accepting only a server whose
+// certificate names role (the host name alone does not tell authn from authz).
+func (a *App) dial(addr, role, healthService string) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if a.inproc == nil && a.cfg.InternalTLS.Enabled() {
 		var err error
-		if creds, err = a.cfg.InternalTLS.Client(); err != nil {
+		if creds, err = a.cfg.InternalTLS.Client(role); err != nil {
 			return nil, err
 		}
 	}
@@ -712,7 +728,7 @@ func (a *App) startGateway(context.Context) error {
 			conns[b.name] = conns["authn"]
 			continue
 		}
-		cc, err := a.dial(b.addr, healthNames()[b.name])
+		cc, err := a.dial(b.addr, b.name, healthNames()[b.name]) // module name = role
 		if err != nil {
 			return fmt.Errorf("dial %s at %s: %w", b.name, b.addr, err)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/pkg/config"
 	"github.com/portcullis-dev/portcullis/pkg/grpctls"
+	"github.com/portcullis-dev/portcullis/pkg/identity"
 	"github.com/portcullis-dev/portcullis/pkg/keyid"
 	"github.com/portcullis-dev/portcullis/pkg/telemetry"
 	"github.com/portcullis-dev/portcullis/services/authn/backends"
@@ -365,6 +366,13 @@ func (c *Config) Validate() error {
 			p.Addf(path+".name", "%q is used twice", b.Name)
 		}
 		names[b.Name] = true
+		if b.SubjectPrefix != "" {
+			if b.Type == "robot" {
+				p.Addf(path+".subject_prefix", "the robot backend's subjects are robot:<name> already; it takes no prefix")
+			} else if err := identity.CheckSubjectPrefix(b.SubjectPrefix); err != nil {
+				p.Addf(path+".subject_prefix", "%v", err)
+			}
+		}
 		bc, err := backends.Decode(b)
 		if err != nil {
 			p.Addf(path, "%v", err)

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
+	"strings"
 
 	"google.golang.org/grpc/credentials"
 )
@@ -100,12 +102,43 @@ func (c Config) Server() (credentials.TransportCredentials, error) {
 	return credentials.NewTLS(tc), nil
 }
 
-// Client returns credentials that present the certificate and verify the server's.
-func (c Config) Client() (credentials.TransportCredentials, error) {
+// Client returns credentials that present the certificate, verify the server's, and accept
+// it only when it names one of serverRoles (spiffe://<trust domain>/<role>, read as
+// PeerFromTLS reads a caller's). Every internal certificate is valid for the same host names
+// (localhost, 127.0.0.1, a shared service name), so the host name alone proves only where a
+// server is: without the role, an authz that was broken into could present its own genuine
+// certificate where authn is expected and receive the passwords meant for authn.
+func (c Config) Client(serverRoles ...string) (credentials.TransportCredentials, error) {
+	if len(serverRoles) == 0 {
+		return nil, errors.New("internal TLS client: no server role to accept")
+	}
 	cert, pool, err := c.load()
 	if err != nil {
 		return nil, err
 	}
+	domain := c.Domain()
 	return credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool,
-		ServerName: c.ServerName, MinVersion: tls.VersionTLS13}), nil
+		ServerName: c.ServerName, MinVersion: tls.VersionTLS13,
+		// Runs after the chain and host name are verified, so VerifiedChains is set.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			p := PeerFromTLS(&cs, domain)
+			if !p.Verified || !slices.Contains(serverRoles, p.Role) {
+				return &WrongRoleError{Want: serverRoles, Got: p.ID}
+			}
+			return nil
+		}}), nil
+}
+
+// WrongRoleError: the server's certificate is valid but names another role (or none).
+type WrongRoleError struct {
+	Want []string
+	Got  string // the certificate's spiffe:// identities, "" for none
+}
+
+func (e *WrongRoleError) Error() string {
+	got := e.Got
+	if got == "" {
+		got = "no spiffe:// identity"
+	}
+	return fmt.Sprintf("internal TLS: the server's certificate names %s, not the role %s", got, strings.Join(e.Want, " or "))
 }

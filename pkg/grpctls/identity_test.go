@@ -41,7 +41,7 @@ func serve(t *testing.T, srvFiles testpki.Files, trustDomain string) string {
 
 func call(t *testing.T, addr string, f testpki.Files) (check, watch codes.Code) {
 	t.Helper()
-	creds, err := grpctls.Config{CertFile: f.Cert, KeyFile: f.Key, CAFile: f.CA}.Client()
+	creds, err := grpctls.Config{CertFile: f.Cert, KeyFile: f.Key, CAFile: f.CA, TrustDomain: "example.org"}.Client(grpctls.RoleAuthn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,5 +172,47 @@ func TestPeerFromTLS(t *testing.T) {
 		if got := grpctls.PeerFromTLS(tc.cs, "example.org"); got != tc.want {
 			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// A client accepts a server only when the server's certificate names a role it asked for:
+// every internal certificate is valid for localhost, so the host name tells nothing.
+func TestClientChecksTheServersRole(t *testing.T) {
+	t.Parallel()
+	ca := testpki.NewCA(t, t.TempDir())
+	gw := ca.Issue(t, "gateway", "spiffe://portcullis/gateway")
+	client := grpctls.Config{CertFile: gw.Cert, KeyFile: gw.Key, CAFile: gw.CA}
+	cases := []struct {
+		name string
+		uris []string
+		want codes.Code
+	}{
+		{"authn", []string{"spiffe://portcullis/authn"}, codes.OK},
+		{"authz holding a localhost certificate", []string{"spiffe://portcullis/authz"}, codes.Unavailable},
+		{"no identity", nil, codes.Unavailable},
+		{"other trust domain", []string{"spiffe://example.org/authn"}, codes.Unavailable},
+		{"two identities", []string{"spiffe://portcullis/authn", "spiffe://portcullis/authz"}, codes.Unavailable},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			addr := serve(t, ca.Issue(t, "server"+string(rune('a'+i)), tc.uris...), grpctls.DefaultTrustDomain)
+			creds, err := client.Client(grpctls.RoleAuthn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			_, err = grpc_health_v1.NewHealthClient(cc).Check(t.Context(), &grpc_health_v1.HealthCheckRequest{})
+			if status.Code(err) != tc.want {
+				t.Fatalf("Check against a %s server: %v, want %v", tc.name, err, tc.want)
+			}
+		})
+	}
+	if _, err := client.Client(); err == nil {
+		t.Fatal("a client accepting no server role was built")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -27,6 +28,10 @@ var (
 	ErrAccountDisabled = fmt.Errorf("%w: account disabled", ErrInvalidCredentials)
 	// ErrBusy means too many callers already wait for bcrypt work; the caller should retry later.
 	ErrBusy = errors.New("authn: too many password checks in progress")
+	// ErrSubjectRefused: a backend vouched for a subject that could pass for another
+	// namespace's ("robot:ci", "system:anonymous"); the chain wraps it in
+	// ErrInvalidCredentials, so the login is refused and the audit event says why.
+	ErrSubjectRefused = errors.New(`authn: subject holds ":" outside a subject_prefix`)
 )
 
 // Password is a secret that never prints.
@@ -36,6 +41,10 @@ func (Password) String() string                 { return "***" }
 func (Password) GoString() string               { return "***" }
 func (Password) LogValue() slog.Value           { return slog.StringValue("***") }
 func (p Password) MarshalText() ([]byte, error) { return []byte("***"), nil }
+
+// Format makes every verb print "***": fmt prints a value it cannot format with the verb
+// given (%d of a string) raw, without calling String.
+func (Password) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, "***") }
 
 // Credentials is what a caller presented.
 type Credentials struct {
@@ -79,6 +88,15 @@ type Resolver interface {
 // must not fail.
 type CredentialClaimer interface {
 	ClaimsCredential(ctx context.Context, c Credentials) bool
+}
+
+// SubjectNamespacer is an optional ability of a backend whose subjects carry a namespace of
+// their own (the robot backend's "robot:"). The chain accepts from it only subjects in that
+// namespace, and from every other backend only subjects without ':' (identity.CheckBareName)
+// unless the backend has a subject_prefix; so no user, directory entry or token claim can
+// produce a robot's or the anonymous caller's subject. Such a backend takes no subject_prefix.
+type SubjectNamespacer interface {
+	SubjectNamespace() string
 }
 
 // Closer is an optional ability for backends holding goroutines or connections.

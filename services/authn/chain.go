@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"golang.org/x/crypto/bcrypt"
@@ -14,6 +15,10 @@ import (
 // Backend is a named member of the chain.
 type Backend struct {
 	Name string
+	// SubjectPrefix (config subject_prefix, e.g. "corp:"; identity.CheckSubjectPrefix) is put
+	// before every subject the backend vouches for, so its users have a namespace of their
+	// own; the policy sees the prefixed subject. Empty: subjects stay bare and must not hold ':'.
+	SubjectPrefix string
 	Authenticator
 }
 
@@ -65,7 +70,8 @@ func (c *Chain) Authenticate(ctx context.Context, cr Credentials) (identity.Iden
 	ctx = context.WithValue(ctx, equaliserKey{}, &equaliser{chain: c, floor: cost})
 	id, by, err := tryFrom(ctx, c.unclaiming, cr)
 	if by != nil {
-		if _, bcryptBacked := by.Authenticator.(BcryptCoster); bcryptBacked || !errors.Is(err, ErrInvalidCredentials) {
+		if _, bcryptBacked := by.Authenticator.(BcryptCoster); bcryptBacked || !errors.Is(err, ErrInvalidCredentials) ||
+			errors.Is(err, ErrSubjectRefused) { // the password was right: nothing to hide
 			return id, err
 		}
 		// A directory refused the password after a bind of a millisecond or so; an unknown
@@ -100,6 +106,9 @@ func tryFrom(ctx context.Context, backends []Backend, cr Credentials) (identity.
 		id, err := b.Authenticate(ctx, cr)
 		switch {
 		case err == nil:
+			if id, err = b.qualify(id); err != nil {
+				return identity.Identity{}, &backends[i], err
+			}
 			if id.Backend == "" {
 				id.Backend = b.Name
 			}
@@ -177,14 +186,23 @@ func (c *Chain) Resolve(ctx context.Context, backend, subject string) (identity.
 	if !ok {
 		return identity.Identity{}, ErrNoMatch
 	}
-	id, err := r.Resolve(ctx, subject)
+	// The backend knows its users by their names without the prefix. A subject without it
+	// is not this backend's (a session from before the prefix was configured ends).
+	bare, ok := strings.CutPrefix(subject, b.SubjectPrefix)
+	if !ok || bare == "" {
+		return identity.Identity{}, ErrNoMatch
+	}
+	id, err := r.Resolve(ctx, bare)
 	switch {
 	case errors.Is(err, ErrNoMatch):
 		return identity.Identity{}, ErrNoMatch
 	case err != nil:
 		return identity.Identity{}, fmt.Errorf("backend %q: %w", b.Name, err)
 	}
-	if id.Subject != subject { // a backend must not turn one session's user into another
+	if id.Subject != bare { // a backend must not turn one session's user into another
+		return identity.Identity{}, ErrNoMatch
+	}
+	if id, err = b.qualify(id); err != nil {
 		return identity.Identity{}, ErrNoMatch
 	}
 	if id.Backend == "" {
@@ -202,6 +220,36 @@ func (c *Chain) CanResolve(backend string) bool {
 	}
 	_, ok = b.Authenticator.(Resolver)
 	return ok
+}
+
+// qualify puts the subject id a backend vouched for into the backend's namespace, or refuses
+// it (ErrSubjectRefused, as a wrong password): a backend with its own namespace (robots) must
+// stay in it; a backend with a subject_prefix gets it put in front (after it ':' may appear,
+// as in GitHub's "repo:org/app:ref:…"); any other subject must be bare, so that no user,
+// directory attribute or token claim can name a robot, the anonymous caller or another
+// backend's prefixed user.
+func (b Backend) qualify(id identity.Identity) (identity.Identity, error) {
+	refuse := func() (identity.Identity, error) {
+		return identity.Identity{}, fmt.Errorf("backend %q: %w: %w", b.Name, ErrInvalidCredentials, ErrSubjectRefused)
+	}
+	if id.Subject == "" {
+		return refuse()
+	}
+	if ns, ok := b.Authenticator.(SubjectNamespacer); ok {
+		rest, in := strings.CutPrefix(id.Subject, ns.SubjectNamespace())
+		if !in || rest == "" || identity.CheckBareName(rest) != nil {
+			return refuse()
+		}
+		return id, nil
+	}
+	if b.SubjectPrefix != "" {
+		id.Subject = b.SubjectPrefix + id.Subject
+		return id, nil
+	}
+	if identity.CheckBareName(id.Subject) != nil {
+		return refuse()
+	}
+	return id, nil
 }
 
 func (c *Chain) backend(name string) (Backend, bool) {

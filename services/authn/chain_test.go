@@ -2,7 +2,10 @@ package authn_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -128,12 +131,37 @@ func TestCacheBounded(t *testing.T) {
 	}
 }
 
+// A password must not print however it reaches a formatter: alone, inside Credentials (by
+// value or pointer), in a slice, with any verb (a wrong verb makes fmt print the raw value
+// unless the type formats itself), as JSON, or through slog's text and JSON handlers.
+// %p is left out: fmt prints a non-pointer's value for it without asking the type.
 func TestPasswordNeverPrints(t *testing.T) {
 	t.Parallel()
-	p := authn.Password("hunter2")
-	for _, s := range []string{p.String(), p.GoString(), p.LogValue().String()} {
-		if s != "***" {
-			t.Fatalf("password printed as %q", s)
+	const secret = "hunter2"
+	p := authn.Password(secret)
+	c := authn.Credentials{Username: "alice", Password: p}
+	var out []string
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%U", "%c", "%t", "%e", "%g", "%b", "%o", "%T", "%10s", "%-8v", "%.3s"} {
+		for _, arg := range []any{p, c, &c, []authn.Password{p}, struct{ P authn.Password }{p}} {
+			out = append(out, verb+" "+fmt.Sprintf(verb, arg))
+		}
+	}
+	out = append(out, p.String(), p.GoString(), p.LogValue().String(), fmt.Sprint(p), fmt.Sprintln(c), fmt.Errorf("login %v: %w", c, errors.New("x")).Error())
+	for _, v := range []any{p, c, &c} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, string(b))
+	}
+	var logs strings.Builder
+	for _, h := range []slog.Handler{slog.NewTextHandler(&logs, nil), slog.NewJSONHandler(&logs, nil)} {
+		slog.New(h).Info("login", "password", p, "credentials", c, "ptr", &c, "any", slog.AnyValue(c))
+	}
+	out = append(out, logs.String())
+	for _, s := range out {
+		if strings.Contains(s, secret) {
+			t.Errorf("password printed: %s", s)
 		}
 	}
 }

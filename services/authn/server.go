@@ -89,6 +89,11 @@ func (s *Server) Authenticate(ctx context.Context, req *authnv1.AuthenticateRequ
 	if req.GetUsername() == "" {
 		return nil, status.Error(codes.InvalidArgument, "username is required")
 	}
+	// A name with ':' could pass for a namespaced subject (robot:ci, system:anonymous); no
+	// backend holds one (HTTP Basic cannot carry it either).
+	if identity.CheckBareName(req.GetUsername()) != nil {
+		return nil, status.Error(codes.InvalidArgument, `username must not contain ":"`)
+	}
 	id, err := s.auth.Authenticate(ctx, Credentials{
 		Username: req.GetUsername(), Password: Password(req.GetPassword()),
 		Service: req.GetService(), ClientID: req.GetClientId(), RemoteAddr: req.GetRemoteAddr(),
@@ -124,6 +129,10 @@ func (s *Server) auditLogin(ctx context.Context, req *authnv1.AuthenticateReques
 		result, reason = "refused", "locked"
 	case errors.Is(err, ErrAccountDisabled):
 		result, reason = "failure", "account_disabled"
+	case errors.Is(err, ErrSubjectRefused):
+		// The password was right, but the backend mapped a subject that could pass for a
+		// robot's or another namespace's: set its subject_prefix (README, "Subjects").
+		result, reason = "failure", "subject_refused"
 	case errors.Is(err, ErrInvalidCredentials), errors.Is(err, ErrNoMatch):
 		result, reason = "failure", "invalid_credentials"
 	case errors.Is(err, ErrBusy):
@@ -137,9 +146,14 @@ func (s *Server) auditLogin(ctx context.Context, req *authnv1.AuthenticateReques
 	default:
 		result, reason = "error", "internal"
 	}
-	s.audit.InfoContext(ctx, "authentication", "result", result, "reason", reason, "username", req.GetUsername(),
+	attrs := []any{"result", result, "reason", reason, "username", req.GetUsername(),
 		"subject", id.Subject, "backend", id.Backend, "service", req.GetService(), "client_id", req.GetClientId(),
-		"remote_addr", req.GetRemoteAddr(), "offline", req.GetOffline())
+		"remote_addr", req.GetRemoteAddr(), "offline", req.GetOffline()}
+	if reason == "subject_refused" {
+		// Which backend needs a subject_prefix; the chain's message holds no secret.
+		attrs = append(attrs, "detail", err.Error())
+	}
+	s.audit.InfoContext(ctx, "authentication", attrs...)
 }
 
 // Refresh implements authnv1.AuthnServiceServer: the token's session, then its user re-read

@@ -169,6 +169,8 @@ func TestEveryLoginIsOneAuditEvent(t *testing.T) {
 		{"bcrypt busy", failing{authn.ErrBusy}, "wrong-pw-123", "refused", "busy", "", ""},
 		{"directory down", failing{fmt.Errorf("ldap: %w", authn.ErrUnavailable)}, "wrong-pw-123", "error", "backend_unavailable", "", ""},
 		{"bug", failing{errors.New("boom")}, "wrong-pw-123", "error", "internal", "", ""},
+		{"subject refused", failing{fmt.Errorf("backend %q: %w: %w", "corp", authn.ErrInvalidCredentials, authn.ErrSubjectRefused)},
+			"right-pw-123", "failure", "subject_refused", "", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -194,6 +196,9 @@ func TestEveryLoginIsOneAuditEvent(t *testing.T) {
 				t.Fatalf("%d authentication events, want 1:\n%s", len(events), buf.String())
 			}
 			e := events[0]
+			if tc.reason == "subject_refused" && !strings.Contains(fmt.Sprint(e["detail"]), `backend "corp"`) {
+				t.Errorf("detail = %v, want the backend to fix named", e["detail"])
+			}
 			want := map[string]any{"log_type": "audit", "result": tc.result, "reason": tc.reason, "username": "alice",
 				"subject": tc.subject, "backend": tc.backendID, "client_id": "docker", "remote_addr": "192.0.2.7", "service": "registry"}
 			for k, v := range want {
@@ -203,4 +208,27 @@ func TestEveryLoginIsOneAuditEvent(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A login name holding ':' could pass for a namespaced subject (robot:ci): it is refused
+// before any backend is asked. docker and the OAuth2 form both send it as typed.
+func TestServerRefusesNamespacedUsernames(t *testing.T) {
+	t.Parallel()
+	for _, user := range []string{"robot:ci", "system:anonymous", "a:b"} {
+		called := false
+		s := authn.NewServer(authFunc(func(context.Context, authn.Credentials) (identity.Identity, error) {
+			called = true
+			return identity.Identity{Subject: user}, nil
+		}), slog.New(slog.DiscardHandler), authn.ServerOptions{})
+		_, err := s.Authenticate(context.Background(), &authnv1.AuthenticateRequest{Username: user, Password: "p"})
+		if status.Code(err) != codes.InvalidArgument || called {
+			t.Errorf("%q: %v (backend asked: %v), want InvalidArgument without asking", user, err, called)
+		}
+	}
+}
+
+type authFunc func(context.Context, authn.Credentials) (identity.Identity, error)
+
+func (f authFunc) Authenticate(ctx context.Context, c authn.Credentials) (identity.Identity, error) {
+	return f(ctx, c)
 }

@@ -67,9 +67,10 @@ func TestPolicyRegoTests(t *testing.T) {
 type exampleConfig struct {
 	Authn struct {
 		Backends []struct {
-			Name   string    `yaml:"name"`
-			Type   string    `yaml:"type"`
-			Config yaml.Node `yaml:"config"`
+			Name          string    `yaml:"name"`
+			Type          string    `yaml:"type"`
+			SubjectPrefix string    `yaml:"subject_prefix"`
+			Config        yaml.Node `yaml:"config"`
 		} `yaml:"backends"`
 	} `yaml:"authn"`
 	Authz struct {
@@ -116,7 +117,7 @@ func workloads(t *testing.T, now func() time.Time) (*authn.Chain, map[string]*oi
 		}
 		t.Cleanup(func() { _ = a.(authn.Closer).Close(context.Background()) })
 		issuers[b.Name] = iss
-		chain = append(chain, authn.Backend{Name: b.Name, Authenticator: a})
+		chain = append(chain, authn.Backend{Name: b.Name, SubjectPrefix: b.SubjectPrefix, Authenticator: a})
 	}
 	if len(issuers) != 3 {
 		t.Fatalf("the example has %d oidc backends, want github-actions, gitlab-ci and kubernetes", len(issuers))

@@ -14,13 +14,17 @@ authenticated if {
 	input.identity.subject != ""
 }
 
+# Groups carry no namespace: "admins" counts from every authn backend. If a backend maps
+# groups from token claims, add a test of input.identity.backend here (policies README,
+# "Matching on identity.backend").
 admin if {
 	authenticated
 	"admins" in input.identity.groups
 }
 
 # The user's own namespace. The "/" is part of the prefix, so "alice" does
-# not match "alice2/x" or "alicex/y". "library" is nobody's namespace.
+# not match "alice2/x" or "alicex/y". "library" is nobody's namespace. Prefixed
+# subjects (corp:alice) and robots (robot:ci) have none: ":" is no repository character.
 own_namespace(name) if {
 	input.identity.subject != "library"
 	startswith(name, concat("", [input.identity.subject, "/"]))

@@ -8,6 +8,8 @@
 #     grants:                     # extra, time-bound grants to a group or a user
 #       - {group: auditors, namespace: payments, role: reader, expires: "2026-12-31T00:00:00Z"}
 #       - {user: alice, namespace: payments, role: writer, expires: "2026-12-01T00:00:00Z"}
+#       - {user: bob, backend: corp, namespace: payments, role: reader}  # corp's bob only
+#     group_backends: [corp, people]  # optional: groups count only from these authn backends
 #
 # Roles: reader pulls; writer pulls and pushes; admin also deletes. A grant without expires
 # does not expire; an expired grant gives nothing (the request time decides: the service's
@@ -33,9 +35,22 @@ roles(ns) := group_roles(ns) | grant_roles(ns) if authenticated
 roles(_) := set() if not authenticated
 
 group_roles(ns) := {role |
+	groups_trusted
 	some group in input.identity.groups
 	role := data.teams.namespaces[ns].owners[group]
 }
+
+# The same name from two backends is two callers (an LDAP group "payments-devs" and a CI
+# token's claim mapped to the group "payments-devs" are not the same people): group_backends,
+# when set, lists the backends (identity.backend, their names in authn.backends) whose groups
+# count, and a grant's backend restricts it to the identities that backend vouched for.
+groups_trusted if not data.teams.group_backends
+
+groups_trusted if input.identity.backend in data.teams.group_backends
+
+from_backend(g) if not g.backend
+
+from_backend(g) if g.backend == input.identity.backend
 
 grant_roles(ns) := {g.role |
 	some g in data.teams.grants
@@ -44,9 +59,16 @@ grant_roles(ns) := {g.role |
 	not expired(g)
 }
 
-grantee(g) if g.group in input.identity.groups
+grantee(g) if {
+	groups_trusted
+	g.group in input.identity.groups
+	from_backend(g)
+}
 
-grantee(g) if g.user == input.identity.subject
+grantee(g) if {
+	g.user == input.identity.subject
+	from_backend(g)
+}
 
 expired(g) if time.now_ns() >= time.parse_rfc3339_ns(g.expires)
 

@@ -100,3 +100,26 @@ test_shipped_example_data if {
 	r := req(member("x", ["payments-devs"]), [repo("payments/api", ["pull", "push"])])
 	["repository", "", "payments/api", "push"] in authz.allowed with input as r with time.now_ns as march
 }
+
+# The same name or group from two backends is two different callers: a grant or a group
+# list may say which backend it trusts (identity.backend, the name in authn.backends).
+teams_by_backend := object.union(teams, {
+	"group_backends": ["ldap"],
+	"grants": [{"user": "ann", "backend": "ldap", "namespace": "web", "role": "writer"}],
+})
+
+from(id, backend) := object.union(id, {"backend": backend})
+
+granted_by_backend(id, name) := [a |
+	some a in all
+	["repository", "", name, a] in authz.allowed with input as req(id, [repo(name, all)]) with data.teams as teams_by_backend with time.now_ns as march
+]
+
+test_backend_scoped_grants_and_groups if {
+	granted_by_backend(member("ann", []), "web/site") == ["pull", "push"]
+	granted_by_backend(from(member("ann", []), "htpasswd"), "web/site") == []
+	granted_by_backend(member("w", ["payments-devs"]), "payments/api") == ["pull", "push"]
+
+	# A CI token whose claims map to the group payments-devs gets no team role.
+	granted_by_backend(from(member("github:repo:x", ["payments-devs"]), "github-actions"), "payments/api") == []
+}

@@ -28,9 +28,12 @@ func Types() map[string]func() authn.BackendConfig {
 // Spec is one backend as written in the config file; Config is decoded in a second step
 // once Type is known.
 type Spec struct {
-	Name   string    `yaml:"name"`
-	Type   string    `yaml:"type"`
-	Config yaml.Node `yaml:"config"`
+	Name string `yaml:"name"`
+	Type string `yaml:"type"`
+	// SubjectPrefix namespaces the backend's users ("corp:" makes alice corp:alice); see
+	// authn.Backend.SubjectPrefix. Empty: bare subjects, which must not hold ':'.
+	SubjectPrefix string    `yaml:"subject_prefix"`
+	Config        yaml.Node `yaml:"config"`
 }
 
 // Decode turns a Spec into its typed config.

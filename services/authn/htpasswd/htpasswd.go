@@ -46,6 +46,8 @@ func (c *Config) Validate() []error {
 		for _, u := range users {
 			if u == "" {
 				p.Addf("groups."+g, "member name must not be empty")
+			} else if err := identity.CheckBareName(u); err != nil {
+				p.Addf("groups."+g, "member %q %v", u, err)
 			}
 		}
 	}
@@ -182,6 +184,12 @@ func parse(data []byte, groups map[string][]string) (*table, error) {
 		name, hash, ok := strings.Cut(line, ":")
 		if !ok || name == "" {
 			problems = append(problems, fmt.Sprintf("line %d: expected user:hash", n))
+			continue
+		}
+		// The name ends at the first ':', so "robot:ci:$2y$…" reads as user "robot" with the
+		// hash "ci:$2y$…". No bcrypt hash holds ':': say what is wrong instead of blaming it.
+		if strings.Contains(hash, ":") {
+			problems = append(problems, fmt.Sprintf(`line %d: a user name must not contain ":" (it separates subject namespaces such as robot:)`, n))
 			continue
 		}
 		// Never echo the hash: it is a secret too.

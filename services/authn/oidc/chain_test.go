@@ -41,7 +41,7 @@ func TestChainSendsTokensPastBcrypt(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = workloads.(authn.Closer).Close(context.Background()) })
 	// The password backend first: a JWT must not reach it even so.
-	ch := authn.NewChain([]authn.Backend{{Name: "people", Authenticator: people}, {Name: "ci", Authenticator: workloads}}, lim)
+	ch := authn.NewChain([]authn.Backend{{Name: "people", Authenticator: people}, {Name: "ci", SubjectPrefix: "github:", Authenticator: workloads}}, lim)
 	auth := func(user, pw string) error {
 		_, err := ch.Authenticate(context.Background(), authn.Credentials{Username: user, Password: authn.Password(pw)})
 		return err
@@ -53,7 +53,7 @@ func TestChainSendsTokensPastBcrypt(t *testing.T) {
 	if err != nil {
 		t.Fatalf("valid token while bcrypt is saturated: %v", err)
 	}
-	if id.Backend != "ci" || id.Subject != "repo:myorg/app:ref:refs/heads/main" {
+	if id.Backend != "ci" || id.Subject != "github:repo:myorg/app:ref:refs/heads/main" {
 		t.Fatalf("identity = %+v, want subject from the token and backend ci", id)
 	}
 	stranger := oidctest.Start(t)
@@ -90,7 +90,7 @@ func TestCacheEndsWithTheToken(t *testing.T) {
 	clk := newClock()
 	iss := oidctest.Start(t)
 	a := open(t, clk, githubIssuer(iss))
-	ch := authn.NewChain([]authn.Backend{{Name: "ci", Authenticator: a}}, nil)
+	ch := authn.NewChain([]authn.Backend{{Name: "ci", SubjectPrefix: "github:", Authenticator: a}}, nil)
 	c := authn.NewCache(ch, time.Hour, 100, clk.Now)
 	var misses atomic.Int32
 	c.Miss = func() { misses.Add(1) }

@@ -46,7 +46,11 @@ type backend struct {
 var (
 	_ authn.Authenticator     = (*backend)(nil)
 	_ authn.CredentialClaimer = (*backend)(nil)
+	_ authn.SubjectNamespacer = (*backend)(nil)
 )
+
+// SubjectNamespace implements authn.SubjectNamespacer: robots alone have "robot:" subjects.
+func (b *backend) SubjectNamespace() string { return identity.RobotPrefix }
 
 // ClaimsCredential implements authn.CredentialClaimer: every password with the key prefix is
 // a robot's, malformed or not, so none reaches a password backend.

@@ -23,14 +23,17 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/portcullis-dev/portcullis/pkg/identity"
 )
 
 const (
 	// KeyPrefix starts every robot key, so the authn chain routes it to the robot backend
 	// without a password check and secret scanners can recognize a leaked one.
 	KeyPrefix = "pcp_"
-	// SubjectPrefix starts every robot's identity subject.
-	SubjectPrefix = "robot:"
+	// SubjectPrefix starts every robot's identity subject; no other backend may give one
+	// (authn.SubjectNamespacer).
+	SubjectPrefix = identity.RobotPrefix
 	// keyBytes is the key's entropy: 256 bits.
 	keyBytes = 32
 	// idPrefix starts a robot's public id.

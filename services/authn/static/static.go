@@ -35,6 +35,9 @@ func (c *Config) Validate() []error {
 		path := fmt.Sprintf("users[%d]", i)
 		if u.Name == "" {
 			p.Addf(path+".name", "is required")
+		} else if err := identity.CheckBareName(u.Name); err != nil {
+			// robot:ci would pass for the robot "ci" (see identity.CheckBareName).
+			p.Addf(path+".name", "%q %v", u.Name, err)
 		}
 		if seen[u.Name] {
 			p.Addf(path+".name", "user %q is listed twice", u.Name)

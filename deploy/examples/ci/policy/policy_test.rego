@@ -7,26 +7,26 @@ import data.portcullis.authz
 
 # Identities as the oidc backends of portcullis.yaml map them.
 github_main := {
-	"subject": "repo:myorg/app:ref:refs/heads/main", "anonymous": false, "groups": ["myorg"],
+	"subject": "github:repo:myorg/app:ref:refs/heads/main", "anonymous": false, "groups": ["myorg"],
 	"labels": {"project": ["myorg/app"], "ref": ["refs/heads/main"], "workflow": ["image"]},
 	"backend": "github-actions",
 }
 
 github_pr := object.union(github_main, {
-	"subject": "repo:myorg/app:pull_request",
+	"subject": "github:repo:myorg/app:pull_request",
 	"labels": {"project": ["myorg/app"], "ref": ["refs/pull/7/merge"], "workflow": ["image"]},
 })
 
 github_tag := object.union(github_main, {"labels": {"project": ["myorg/app"], "ref": ["refs/tags/v1.2.0"]}})
 
 gitlab(protected) := {
-	"subject": "project_path:mygroup/app:ref_type:branch:ref:main", "anonymous": false,
+	"subject": "gitlab:project_path:mygroup/app:ref_type:branch:ref:main", "anonymous": false,
 	"groups": ["mygroup"], "labels": {"project": ["mygroup/app"], "ref": ["main"], "protected": [protected]},
 	"backend": "gitlab-ci",
 }
 
 k8s(sa) := {
-	"subject": concat("", ["system:serviceaccount:build-web:", sa]), "anonymous": false, "groups": [],
+	"subject": concat("", ["k8s:system:serviceaccount:build-web:", sa]), "anonymous": false, "groups": [],
 	"labels": {"project": ["build-web"], "serviceaccount": [sa]}, "backend": "kubernetes",
 }
 

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
+	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
+	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
+	"github.com/portcullis-dev/portcullis/services/authn/backends"
+)
+
+// adminCalls call one method of each admin service.
+var adminCalls = map[string]func(context.Context, *grpc.ClientConn, ...grpc.CallOption) error{
+	"KeyAdminService": func(ctx context.Context, cc *grpc.ClientConn, o ...grpc.CallOption) error {
+		_, err := signerv1.NewKeyAdminServiceClient(cc).ListKeyVersions(ctx, &signerv1.ListKeyVersionsRequest{}, o...)
+		return err
+	},
+	"SessionAdminService": func(ctx context.Context, cc *grpc.ClientConn, o ...grpc.CallOption) error {
+		_, err := authnv1.NewSessionAdminServiceClient(cc).ListSessions(ctx, &authnv1.ListSessionsRequest{}, o...)
+		return err
+	},
+	"RobotAdminService": func(ctx context.Context, cc *grpc.ClientConn, o ...grpc.CallOption) error {
+		_, err := authnv1.NewRobotAdminServiceClient(cc).ListRobots(ctx, &authnv1.ListRobotsRequest{}, o...)
+		return err
+	},
+	"PolicyAdminService": func(ctx context.Context, cc *grpc.ClientConn, o ...grpc.CallOption) error {
+		_, err := authzv1.NewPolicyAdminServiceClient(cc).GetPolicyStatus(ctx, &authzv1.GetPolicyStatusRequest{}, o...)
+		return err
+	},
+}
+
+// Every admin service a target holds answers on its admin listener, and no other: the
+// authz target used to open no admin listener at all, though compose publishes its port.
+func TestAdminServicesPerTarget(t *testing.T) {
+	t.Parallel()
+	want := map[string][]string{
+		"all":    {"KeyAdminService", "SessionAdminService", "RobotAdminService", "PolicyAdminService"},
+		"authn":  {"SessionAdminService", "RobotAdminService"},
+		"authz":  {"PolicyAdminService"},
+		"signer": {"KeyAdminService"},
+	}
+	for target, services := range want {
+		t.Run(target, func(t *testing.T) {
+			t.Parallel()
+			cfg := withAdmin(t, splitConfig(t))
+			cfg.Authn.Backends = append(cfg.Authn.Backends, backends.Spec{Name: "robots", Type: "robot"})
+			start(t, cfg, target)
+			cc := dialWith(t, cfg.Admin.Listen, insecure.NewCredentials())
+			var got []string
+			for name, call := range adminCalls {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err := call(ctx, cc, grpc.PerRPCCredentials(bearer(testAdminSecret)))
+				cancel()
+				switch status.Code(err) {
+				case codes.OK:
+					got = append(got, name)
+				case codes.Unimplemented:
+				default:
+					t.Errorf("%s on the %s admin listener: %v", name, target, err)
+				}
+			}
+			for _, s := range services {
+				if !contains(got, s) {
+					t.Errorf("-target=%s: admin listener does not serve %s (serves %v)", target, s, got)
+				}
+			}
+			if len(got) != len(services) {
+				t.Errorf("-target=%s serves %v, want %v", target, got, services)
+			}
+		})
+	}
+}
+
+func contains(l []string, s string) bool {
+	for _, e := range l {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
