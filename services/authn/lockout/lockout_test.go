@@ -494,3 +494,60 @@ func TestFullMemoStillRefuses(t *testing.T) {
 		t.Fatalf("%d store reads; want one (for the lock the memo had no room for)", n)
 	}
 }
+
+// slow is a backend that takes a while for every check, as bcrypt under load does, so that
+// concurrent guesses are all in flight at once.
+type slow struct {
+	users
+	d time.Duration
+}
+
+func (s *slow) Authenticate(ctx context.Context, c authn.Credentials) (identity.Identity, error) {
+	time.Sleep(s.d)
+	return s.users.Authenticate(ctx, c)
+}
+
+// 200 wrong passwords for one account from one address, all at once, against a slow backend,
+// through two replicas sharing the store: no more than the threshold reach the backend (a
+// check-then-count guard let every one of them through), and every other one is refused as
+// locked with a time to retry, never busy.
+func TestConcurrentGuessesBounded(t *testing.T) {
+	t.Parallel()
+	st := lockouttest.NewMemory()
+	a, b := newEnv(t, st), newEnv(t, st)
+	b.clk = a.clk
+	inner := &slow{d: 20 * time.Millisecond}
+	guards := []authn.Authenticator{a.l.Guard(inner), b.l.Guard(inner)}
+	const n = 200
+	var wg sync.WaitGroup
+	var wrongs, locks atomic.Int32
+	others := make(chan string, n)
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			_, err := guards[i%2].Authenticate(context.Background(), cred("alice", fmt.Sprintf("guess%d", i), addrA))
+			var le *authn.LockedError
+			switch {
+			case errors.Is(err, authn.ErrInvalidCredentials):
+				wrongs.Add(1)
+			case errors.As(err, &le) && le.RetryAfter > 0:
+				locks.Add(1)
+			default:
+				others <- fmt.Sprint(err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(others)
+	for o := range others {
+		t.Errorf("answer %s, want invalid credentials or locked", o)
+	}
+	if got := inner.calls.Load(); got > int32(acctPolicy.MaxFailures) {
+		t.Errorf("%d guesses reached the backend, want at most %d", got, acctPolicy.MaxFailures)
+	}
+	if wrongs.Load()+locks.Load() != n || locks.Load() < n-int32(acctPolicy.MaxFailures) {
+		t.Errorf("%d wrong, %d locked", wrongs.Load(), locks.Load())
+	}
+}
