@@ -61,15 +61,6 @@ const (
 	DefaultMemoSize   = 100000
 )
 
-// DefaultPrefixes count IPv6 clients by /56 and /48 beside their /64 (the address key): a
-// customer is commonly given a /56 or a /48, so an attacker holding one has 256 or 65,536 /64s
-// to rotate through. Their thresholds are 4 and 16 times the /64's default.
-func DefaultPrefixes(p Policy) []PrefixPolicy {
-	p56, p48 := p, p
-	p56.MaxFailures, p48.MaxFailures = 400, 1600
-	return []PrefixPolicy{{Bits: 56, Policy: p56}, {Bits: 48, Policy: p48}}
-}
-
 // PrefixPolicy locks an IPv6 network of Bits (below 64) whatever address in it tries.
 type PrefixPolicy struct {
 	Bits   int
@@ -93,7 +84,8 @@ type Options struct {
 	// AccountAddress locks one account from one client address; Address locks a client
 	// address whatever account it tries, which catches spraying one password over many.
 	AccountAddress, Address Policy
-	// Prefixes are the wider IPv6 networks counted too (nil: none; see DefaultPrefixes).
+	// Prefixes are the wider IPv6 networks counted too, beside the /64 (nil: none). A
+	// customer is commonly given a /56 or a /48: 256 or 65,536 /64s to rotate through.
 	Prefixes []PrefixPolicy
 	// Unguessable says whether a credential cannot be guessed (a backend claims it by its
 	// shape: a robot key, a workload JWT). Such a credential is never refused by a lock; a

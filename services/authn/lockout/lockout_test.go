@@ -654,7 +654,9 @@ func TestNewRefusesBadPrefixes(t *testing.T) {
 }
 
 // robotKey is an unguessable credential, as the chain's claiming backends tell them apart.
-func robotKey(_ context.Context, cr authn.Credentials) bool { return strings.HasPrefix(string(cr.Password), "pcp_") }
+func robotKey(_ context.Context, cr authn.Credentials) bool {
+	return strings.HasPrefix(string(cr.Password), "pcp_")
+}
 
 type keys struct{ users }
 
