@@ -363,6 +363,7 @@ func (a *App) startAuthn(ctx context.Context) error {
 			if lk, err = a.newLockout(st, ch); err != nil {
 				return err
 			}
+			opts.InvalidRefreshToken = lk.InvalidUnguessable
 		}
 	}
 	// Gate → Cache → Guard → Chain: a locked caller is refused before bcrypt or a directory

@@ -459,3 +459,30 @@ func TestRobotKeyNotHeldOffByAddressLock(t *testing.T) {
 		t.Fatalf("the robot key from the locked address: %d, want 200", code)
 	}
 }
+
+// A refresh token cannot be guessed either: a valid one refreshes from a locked address, and
+// wrong ones count toward their address like wrong passwords.
+func TestRefreshTokensAndTheAddressLock(t *testing.T) {
+	t.Parallel()
+	cfg, err := DevConfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Gateway.Listen = "127.0.0.1:0"
+	cfg.Authn.Lockout.MaxFailuresPerAddress = 5
+	cfg.Authn.Lockout.BaseDelay = config.Duration(30 * time.Second)
+	cfg.Gateway.BackendTimeout = config.Duration(time.Minute)
+	a := start(t, cfg, "all")
+	rt := offlineLogin(t, a.GatewayAddr, "alice", "alice")
+	for i := range 5 {
+		if code, ans := refresh(t, a.GatewayAddr, "pcr_"+strings.Repeat(fmt.Sprint(i), 43)); code != http.StatusBadRequest || ans["error"] != "invalid_grant" {
+			t.Fatalf("wrong refresh token %d: %d %v, want 400 invalid_grant", i, code, ans)
+		}
+	}
+	if code, _ := robotToken(t, a.GatewayAddr, "alice", "alice", "repository:alice/app:pull"); code != http.StatusTooManyRequests {
+		t.Fatalf("a password after 5 wrong refresh tokens from its address: %d, want 429", code)
+	}
+	if code, ans := refresh(t, a.GatewayAddr, rt); code != http.StatusOK {
+		t.Fatalf("a valid refresh token from the locked address: %d %v, want 200", code, ans)
+	}
+}

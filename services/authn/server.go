@@ -37,6 +37,10 @@ type ServerOptions struct {
 	// SessionEvent is called once per session event (EventCreated, EventRefreshed,
 	// EventRefused); metrics hook in here. nil: nothing.
 	SessionEvent func(event string)
+	// InvalidRefreshToken is called with the client's address when a refresh token is not
+	// one of a live session: the lockout counts it toward that address, as a wrong password.
+	// nil: nothing.
+	InvalidRefreshToken func(ctx context.Context, remoteAddr string)
 }
 
 // Server exposes an Authenticator, and the sessions behind refresh tokens, over gRPC.
@@ -48,6 +52,7 @@ type Server struct {
 	sessions *sessions.Manager
 	resolver *Chain
 	event    func(string)
+	badToken func(context.Context, string)
 }
 
 // NewServer returns the gRPC server for a.
@@ -56,8 +61,12 @@ func NewServer(a Authenticator, log *slog.Logger, opts ServerOptions) *Server {
 	if ev == nil {
 		ev = func(string) {}
 	}
+	bad := opts.InvalidRefreshToken
+	if bad == nil {
+		bad = func(context.Context, string) {}
+	}
 	return &Server{auth: a, log: log, audit: log.With("log_type", "audit"),
-		sessions: opts.Sessions, resolver: opts.Resolver, event: ev}
+		sessions: opts.Sessions, resolver: opts.Resolver, event: ev, badToken: bad}
 }
 
 // Authenticate implements authnv1.AuthnServiceServer. An offline login also gets a refresh
@@ -173,6 +182,7 @@ func (s *Server) refresh(ctx context.Context, req *authnv1.RefreshRequest) (iden
 	case errors.Is(err, sessions.ErrInvalidToken):
 		// Unknown, expired, revoked or for another service: the manager does not say which,
 		// and the token itself is never logged.
+		s.badToken(ctx, req.GetRemoteAddr())
 		return refuse("invalid refresh token")
 	case err != nil:
 		return identity.Identity{}, storeErr(err)

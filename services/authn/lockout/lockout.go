@@ -400,6 +400,14 @@ func (l *Lockout) lockedNow(ctx context.Context, ks []key) (k key, until time.Ti
 	return k, until, ok
 }
 
+// InvalidUnguessable counts a wrong unguessable credential checked elsewhere (a refresh token
+// that leads to no live session) toward the address keys of remoteAddr; it is never refused.
+func (l *Lockout) InvalidUnguessable(ctx context.Context, remoteAddr string) {
+	cr := authn.Credentials{RemoteAddr: remoteAddr}
+	l.noteShared(ctx, cr)
+	l.recordFailures(ctx, cr, l.keysOf(cr)[1:])
+}
+
 // failed finishes the attempts of a wrong guess: they are counted already; a lock one of them
 // set is announced; a key the store could not count at the attempt is counted now.
 func (l *Lockout) failed(ctx context.Context, cr authn.Credentials, hs []held, at time.Time) {
