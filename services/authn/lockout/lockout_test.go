@@ -393,7 +393,8 @@ func TestAuditEvents(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("%q: %v", line, err)
 		}
-		if m["log_type"] != "audit" || m["username"] != "alice" || m["remote_addr"] != addrA || m["client_id"] != "docker" {
+		if m["log_type"] != "audit" || m["username"] != "alice" || m["remote_addr"] != addrA || m["client_id"] != "docker" ||
+			m["key_address"] != addrA {
 			t.Fatalf("event lacks its fields: %v", m)
 		}
 		got = append(got, fmt.Sprintf("%s/%s/%s", m["msg"], m["result"], m["key"]))
