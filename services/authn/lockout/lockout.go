@@ -23,8 +23,8 @@
 //
 //	Gate → Cache → Guard → Chain
 //
-// Guard reads the store on every credential check the cache does not answer and counts the
-// failures. Gate, in front of the cache, refuses callers this process knows to be locked from
+// Guard counts every credential check the cache does not answer in the store, before it
+// runs. Gate, in front of the cache, refuses callers this process knows to be locked from
 // memory, so a warm cache hit costs no store read and still cannot be used by a locked caller.
 package lockout
 
@@ -236,9 +236,11 @@ func (l *Lockout) GC(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Guard returns next behind the lockout: a locked caller is refused without calling next;
-// a wrong password (or unknown user) is counted against both keys; a success clears the
-// (account, address) count. Place it right before the chain, behind the cache.
+// Guard returns next behind the lockout: each attempt is counted against every key before
+// next runs, and a locked caller is refused without calling next; a wrong password (or unknown
+// user) stays counted; a success clears the (account, address) count and takes back the
+// address keys' one; any other outcome takes back them all. Place it right before the chain,
+// behind the cache.
 func (l *Lockout) Guard(next authn.Authenticator) authn.Authenticator { return guard{l, next} }
 
 // Gate returns next behind a check of the locks this process has seen, from memory only. Place
