@@ -363,9 +363,10 @@ func (a *App) startAuthn(ctx context.Context) error {
 		}
 		if c.Lockout.On() {
 			var err error
-			if lk, err = a.newLockout(st); err != nil {
+			if lk, err = a.newLockout(st, ch); err != nil {
 				return err
 			}
+			opts.InvalidRefreshToken = lk.InvalidUnguessable
 		}
 	}
 	// Gate → Cache → Guard → Chain: a locked caller is refused before bcrypt or a directory
@@ -469,14 +470,14 @@ func (a *App) newRobots(st sessions.Store) (*robots.Manager, error) {
 
 // newLockout makes the lockout over st's database, with its metrics; shutdown stops its GC
 // loop before the store closes.
-func (a *App) newLockout(st sessions.Store) (*lockout.Lockout, error) {
+func (a *App) newLockout(st sessions.Store, ch *authn.Chain) (*lockout.Lockout, error) {
 	p, ok := st.(lockout.Provider)
 	if !ok {
 		return nil, fmt.Errorf("authn.lockout: the session store (%T) keeps no lockout state", st)
 	}
 	locked := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portcullis_authn_lockouts_total",
-		Help: "Locks set (or lengthened) after too many failed logins, by key: account_address or address.",
+		Help: "Locks set (or lengthened) after too many failed logins, by key: account_address, address (IPv4, IPv6 /64) or prefix (a wider IPv6 network).",
 	}, []string{"key"})
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portcullis_authn_lockout_refused_total",
@@ -487,18 +488,25 @@ func (a *App) newLockout(st sessions.Store) (*lockout.Lockout, error) {
 		Help: "Lockout store reads and writes that failed; meanwhile logins go on without the lockout.",
 	})
 	acct, addr := a.cfg.Authn.Lockout.policies()
-	lk, err := lockout.New(lockout.Options{Store: p.LockoutStore(), AccountAddress: acct, Address: addr, Now: a.now,
-		Logger:     a.log.With("component", "authn"),
-		Locked:     func(k string) { locked.WithLabelValues(k).Inc() },
-		Refused:    func(k string) { refused.WithLabelValues(k).Inc() },
-		StoreError: storeErrors.Inc,
+	lk, err := lockout.New(lockout.Options{Store: p.LockoutStore(), AccountAddress: acct, Address: addr,
+		Prefixes: a.cfg.Authn.Lockout.prefixes(), Now: a.now,
+		// Robot keys and workload JWTs cannot be guessed: a lock on their address (every
+		// client's, behind a proxy the gateway does not trust) must not keep them out.
+		Unguessable: ch.Claimed,
+		// The gateway reads this config too (one file for every target): with no trusted
+		// proxy, a proxy in front makes one address of every client; say so when it shows.
+		WarnSharedAddress: len(a.cfg.Gateway.TrustedProxies) == 0,
+		Logger:            a.log.With("component", "authn"),
+		Locked:            func(k string) { locked.WithLabelValues(k).Inc() },
+		Refused:           func(k string) { refused.WithLabelValues(k).Inc() },
+		StoreError:        storeErrors.Inc,
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, lk.Close)
 	a.reg.MustRegister(locked, refused, storeErrors)
-	for _, k := range []string{lockout.KindAccountAddress, lockout.KindAddress} {
+	for _, k := range lockout.Kinds {
 		locked.WithLabelValues(k) // every series from the start, at 0
 		refused.WithLabelValues(k)
 	}

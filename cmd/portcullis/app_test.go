@@ -470,3 +470,52 @@ func TestLockoutWithoutSessions(t *testing.T) {
 		}
 	}
 }
+
+// The check-then-count race seen against `make run`: 200 wrong passwords for alice from one
+// address, all at once, through the gateway, real bcrypt and the SQLite store. At most the
+// threshold are checked (401); every other one is 429 with Retry-After, none 503.
+func TestConcurrentWrongPasswordsEndToEnd(t *testing.T) {
+	t.Parallel()
+	cfg, err := DevConfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Gateway.Listen = "127.0.0.1:0"
+	cfg.Gateway.TrustedProxies = []string{"127.0.0.1"}
+	cfg.Gateway.BackendTimeout = config.Duration(time.Minute)
+	cfg.Authn.Bcrypt.MaxQueue = 1000 // the queue is not what is tested here
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a := start(t, cfg, "all")
+	const n = 200
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		codes = map[int]int{}
+	)
+	for i := range n {
+		wg.Go(func() {
+			req, _ := http.NewRequest("GET", "http://"+a.GatewayAddr+"/token?service=registry.local&scope=repository:alice/app:pull", nil)
+			req.SetBasicAuth("alice", fmt.Sprintf("guess%d", i))
+			req.Header.Set("X-Forwarded-For", "203.0.113.7")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "" {
+				t.Error("429 without Retry-After")
+			}
+			mu.Lock()
+			codes[resp.StatusCode]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if codes[http.StatusUnauthorized] > cfg.Authn.Lockout.MaxFailuresPerAccountAddress ||
+		codes[http.StatusUnauthorized]+codes[http.StatusTooManyRequests] != n {
+		t.Fatalf("answers %v: want at most %d × 401, the rest 429", codes, cfg.Authn.Lockout.MaxFailuresPerAccountAddress)
+	}
+}

@@ -186,12 +186,22 @@ type LockoutConfig struct {
 	// MaxFailuresPerAccountAddress locks one account from one client address (default 20).
 	// The account is never locked from everywhere: that would lock its real user out.
 	MaxFailuresPerAccountAddress int `yaml:"max_failures_per_account_address"`
-	// MaxFailuresPerAddress locks a client address whatever account it tries (default 100);
-	// many users behind one NAT share it.
-	MaxFailuresPerAddress int             `yaml:"max_failures_per_address"`
-	BaseDelay             config.Duration `yaml:"base_delay"` // default 1s
-	MaxDelay              config.Duration `yaml:"max_delay"`  // default 15m
-	Window                config.Duration `yaml:"window"`     // default 15m
+	// MaxFailuresPerAddress locks a client address (an IPv6 client's /64) whatever account
+	// it tries (default 100); many users behind one NAT share it.
+	MaxFailuresPerAddress int `yaml:"max_failures_per_address"`
+	// IPv6Prefixes count IPv6 clients by wider networks too, each locked after its own max
+	// failures (default /56 after 400, /48 after 1600): an attacker given a /56 or a /48 has
+	// 256 or 65,536 /64s to rotate through. [] counts the /64 only.
+	IPv6Prefixes []IPv6PrefixConfig `yaml:"ipv6_prefixes"`
+	BaseDelay    config.Duration    `yaml:"base_delay"` // default 1s
+	MaxDelay     config.Duration    `yaml:"max_delay"`  // default 15m
+	Window       config.Duration    `yaml:"window"`     // default 15m
+}
+
+// IPv6PrefixConfig is one entry of authn.lockout.ipv6_prefixes.
+type IPv6PrefixConfig struct {
+	Bits        int `yaml:"bits"`
+	MaxFailures int `yaml:"max_failures"`
 }
 
 // On says whether the lockout is enabled.
@@ -203,6 +213,18 @@ func (l LockoutConfig) policies() (acct, addr lockout.Policy) {
 	acct, addr = p, p
 	acct.MaxFailures, addr.MaxFailures = l.MaxFailuresPerAccountAddress, l.MaxFailuresPerAddress
 	return acct, addr
+}
+
+// prefixes are the lockout's policies for wider IPv6 networks.
+func (l LockoutConfig) prefixes() []lockout.PrefixPolicy {
+	p := lockout.Policy{BaseDelay: l.BaseDelay.D(), MaxDelay: l.MaxDelay.D(), Window: l.Window.D()}
+	out := make([]lockout.PrefixPolicy, 0, len(l.IPv6Prefixes))
+	for _, c := range l.IPv6Prefixes {
+		pp := lockout.PrefixPolicy{Bits: c.Bits, Policy: p}
+		pp.Policy.MaxFailures = c.MaxFailures
+		out = append(out, pp)
+	}
+	return out
 }
 
 type AuthzConfig struct {
@@ -285,6 +307,9 @@ func (c *Config) Defaults() {
 		}
 		if l.Window == 0 {
 			l.Window = config.Duration(15 * time.Minute)
+		}
+		if l.IPv6Prefixes == nil { // an explicit [] keeps the /64 only
+			l.IPv6Prefixes = []IPv6PrefixConfig{{Bits: 56, MaxFailures: 400}, {Bits: 48, MaxFailures: 1600}}
 		}
 	}
 	if c.Sessions.IdleTTL == 0 {
@@ -436,6 +461,14 @@ func (c *Config) validateLockout(p *config.Problems) {
 	}
 	if l.Window <= 0 {
 		p.Addf("authn.lockout.window", "must be positive")
+	}
+	for i, c := range l.IPv6Prefixes {
+		if c.Bits < 1 || c.Bits >= 64 {
+			p.Addf(fmt.Sprintf("authn.lockout.ipv6_prefixes[%d].bits", i), "%d: must be 1 to 63 (the /64 is max_failures_per_address)", c.Bits)
+		}
+		if c.MaxFailures < 1 {
+			p.Addf(fmt.Sprintf("authn.lockout.ipv6_prefixes[%d].max_failures", i), "must be at least 1")
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -350,6 +351,9 @@ func TestLockoutConfig(t *testing.T) {
 		l.MaxDelay.D() != 15*time.Minute || l.Window.D() != 15*time.Minute {
 		t.Fatalf("defaults: %+v", l)
 	}
+	if got := fmt.Sprint(l.prefixes()); !strings.Contains(got, "{56 {400 ") || !strings.Contains(got, "{48 {1600 ") || len(l.IPv6Prefixes) != 2 {
+		t.Fatalf("IPv6 prefix defaults: %s, want /56 after 400 and /48 after 1600", got)
+	}
 	withLockout := func(block string) string {
 		return strings.Replace(validDoc, "authn:\n", "authn:\n  lockout: "+block+"\n", 1)
 	}
@@ -364,6 +368,9 @@ func TestLockoutConfig(t *testing.T) {
 		{"explicit values", withLockout(`{max_failures_per_account_address: 5, max_failures_per_address: 50, base_delay: 2s, max_delay: 1h, window: 30m}`), nil},
 		{"disabled is not checked", withLockout(`{enabled: false, max_failures_per_address: -1}`), nil},
 		{"unknown field", withLockout(`{max_failures: 3}`), []string{"max_failures"}},
+		{"IPv6 prefixes", withLockout(`{ipv6_prefixes: [{bits: 60, max_failures: 200}, {bits: 64, max_failures: 1}, {bits: 40, max_failures: 0}]}`),
+			[]string{"authn.lockout.ipv6_prefixes[1].bits: 64: must be 1 to 63", "authn.lockout.ipv6_prefixes[2].max_failures: must be at least 1"}},
+		{"no IPv6 prefixes", withLockout(`{ipv6_prefixes: []}`), nil},
 		{"the store is checked for the lockout with sessions off", validDoc + "sessions: {enabled: false, store: {type: mongodb}}\n",
 			[]string{`sessions.store: unknown session store type "mongodb"`}},
 		{"with both off it is not", withLockout(`{enabled: false}`) + "sessions: {enabled: false, store: {type: mongodb}}\n", nil},
@@ -382,9 +389,12 @@ func TestLockoutConfig(t *testing.T) {
 			}
 		}
 	}
-	c, err := Load(writeFile(t, "c.yaml", withLockout(`{max_failures_per_account_address: 5, max_failures_per_address: 50, base_delay: 2s, max_delay: 1h, window: 30m}`)), false)
+	c, err := Load(writeFile(t, "c.yaml", withLockout(`{max_failures_per_account_address: 5, max_failures_per_address: 50, base_delay: 2s, max_delay: 1h, window: 30m, ipv6_prefixes: []}`)), false)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.Authn.Lockout.IPv6Prefixes == nil {
+		t.Fatal("ipv6_prefixes: [] became the defaults")
 	}
 	acct, addr := c.Authn.Lockout.policies()
 	if acct.MaxFailures != 5 || addr.MaxFailures != 50 || acct.BaseDelay != 2*time.Second || addr.MaxDelay != time.Hour || acct.Window != 30*time.Minute {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/portcullis-dev/portcullis/pkg/config"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	"github.com/portcullis-dev/portcullis/services/authn/backends"
 )
@@ -427,5 +429,60 @@ func TestRobotsConfig(t *testing.T) {
 	err := loadValidate(t, strings.Replace(validDoc, "  backends:\n", "  backends:\n    - {name: robots, type: robot, config: {cache: 1s}}\n", 1))
 	if err == nil || !strings.Contains(err.Error(), "cache") {
 		t.Errorf("an unknown robot config key: %v", err)
+	}
+}
+
+// Behind a proxy the gateway does not trust, every client has the proxy's address: wrong
+// passwords for many names lock that address, yet a robot key (which nobody can guess) still
+// logs in from it, while a password stays refused.
+func TestRobotKeyNotHeldOffByAddressLock(t *testing.T) {
+	t.Parallel()
+	cfg := robotsDev(t)
+	cfg.Authn.Lockout.MaxFailuresPerAddress = 5
+	cfg.Authn.Lockout.BaseDelay = config.Duration(30 * time.Second)
+	cfg.Gateway.BackendTimeout = config.Duration(time.Minute) // bcrypt is slow under -race
+	a := start(t, cfg, "all")
+	out, err := cli(t, "robots", "create", "-name", "ci", "-o", "json", "-addr", a.AdminAddr, "-admin-token-file", cfg.Admin.TokenFile)
+	var ci createdRobot
+	if err != nil || json.Unmarshal([]byte(out), &ci) != nil {
+		t.Fatalf("robots create: %v\n%s", err, out)
+	}
+	for i := range 5 {
+		if code, _ := robotToken(t, a.GatewayAddr, fmt.Sprintf("user%d", i), "guess", "repository:team/app:pull"); code != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d: %d, want 401", i, code)
+		}
+	}
+	if code, _ := robotToken(t, a.GatewayAddr, "alice", "alice", "repository:alice/app:pull"); code != http.StatusTooManyRequests {
+		t.Fatalf("a password from the locked address: %d, want 429", code)
+	}
+	if code, claims := robotToken(t, a.GatewayAddr, "ci", ci.Key, "repository:team/app:pull"); code != http.StatusOK || claims["sub"] != "robot:ci" {
+		t.Fatalf("the robot key from the locked address: %d, want 200", code)
+	}
+}
+
+// A refresh token cannot be guessed either: a valid one refreshes from a locked address, and
+// wrong ones count toward their address like wrong passwords.
+func TestRefreshTokensAndTheAddressLock(t *testing.T) {
+	t.Parallel()
+	cfg, err := DevConfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Gateway.Listen = "127.0.0.1:0"
+	cfg.Authn.Lockout.MaxFailuresPerAddress = 5
+	cfg.Authn.Lockout.BaseDelay = config.Duration(30 * time.Second)
+	cfg.Gateway.BackendTimeout = config.Duration(time.Minute)
+	a := start(t, cfg, "all")
+	rt := offlineLogin(t, a.GatewayAddr, "alice", "alice")
+	for i := range 5 {
+		if code, ans := refresh(t, a.GatewayAddr, "pcr_"+strings.Repeat(fmt.Sprint(i), 43)); code != http.StatusBadRequest || ans["error"] != "invalid_grant" {
+			t.Fatalf("wrong refresh token %d: %d %v, want 400 invalid_grant", i, code, ans)
+		}
+	}
+	if code, _ := robotToken(t, a.GatewayAddr, "alice", "alice", "repository:alice/app:pull"); code != http.StatusTooManyRequests {
+		t.Fatalf("a password after 5 wrong refresh tokens from its address: %d, want 429", code)
+	}
+	if code, ans := refresh(t, a.GatewayAddr, rt); code != http.StatusOK {
+		t.Fatalf("a valid refresh token from the locked address: %d %v, want 200", code, ans)
 	}
 }

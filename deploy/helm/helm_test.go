@@ -63,6 +63,7 @@ func TestChartRendersValidObjects(t *testing.T) {
 			}
 			kinds := map[string]int{}
 			var deployments []appsv1.Deployment
+			var policies []networkingv1.NetworkPolicy
 			for _, doc := range bytes.Split(out, []byte("\n---")) {
 				if len(bytes.TrimSpace(stripComments(doc))) == 0 {
 					continue
@@ -93,7 +94,12 @@ func TestChartRendersValidObjects(t *testing.T) {
 				case "PodDisruptionBudget":
 					obj = &policyv1.PodDisruptionBudget{}
 				case "NetworkPolicy":
-					obj = &networkingv1.NetworkPolicy{}
+					var np networkingv1.NetworkPolicy
+					strict(t, doc, &np)
+					policies = append(policies, np)
+					continue
+				case "Ingress":
+					obj = &networkingv1.Ingress{}
 				default:
 					t.Fatalf("unexpected kind %q", meta.Kind)
 				}
@@ -102,6 +108,8 @@ func TestChartRendersValidObjects(t *testing.T) {
 			if kinds["Deployment"] != 4 || kinds["Service"] != 4 || kinds["PodDisruptionBudget"] != 4 || kinds["ConfigMap"] != 1 {
 				t.Fatalf("rendered %v, want 4 Deployments, Services and PDBs and one ConfigMap", kinds)
 			}
+			checkServiceAccounts(t, deployments, kinds["ServiceAccount"])
+			checkNetworkPolicies(t, policies)
 			for _, d := range deployments {
 				c := d.Spec.Template.Spec.Containers[0]
 				if c.ReadinessProbe == nil || c.LivenessProbe == nil {
@@ -112,6 +120,114 @@ func TestChartRendersValidObjects(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// render runs helm template with the value set file and --set pairs; it returns the output,
+// or helm's error output when it refuses.
+func render(t *testing.T, helm, file string, set ...string) (string, error) {
+	t.Helper()
+	args := []string{"template", "rel", "portcullis"}
+	if file != "" {
+		args = append(args, "-f", file)
+	}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	out, err := exec.Command(helm, args...).Output()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return "", fmt.Errorf("%v: %s", err, ee.Stderr)
+	}
+	return string(out), err
+}
+
+// Each target runs under its own ServiceAccount, and only the signer's (the one Vault's
+// Kubernetes auth role binds) mounts its token.
+func checkServiceAccounts(t *testing.T, deployments []appsv1.Deployment, accounts int) {
+	t.Helper()
+	if accounts != 4 {
+		t.Errorf("%d ServiceAccounts, want one per target", accounts)
+	}
+	seen := map[string]bool{}
+	for _, d := range deployments {
+		spec := d.Spec.Template.Spec
+		target := d.Labels["app.kubernetes.io/component"]
+		if want := "rel-portcullis-" + target; spec.ServiceAccountName != want {
+			t.Errorf("%s runs as %q, want %q", d.Name, spec.ServiceAccountName, want)
+		}
+		seen[spec.ServiceAccountName] = true
+		mounts := spec.AutomountServiceAccountToken != nil && *spec.AutomountServiceAccountToken
+		if mounts != (target == "signer") {
+			t.Errorf("%s mounts its ServiceAccount token: %v", d.Name, mounts)
+		}
+	}
+	if len(seen) != len(deployments) {
+		t.Errorf("targets share ServiceAccounts: %v", seen)
+	}
+}
+
+// When NetworkPolicies are on, every target's egress is limited too, the gateway may call
+// the three services, and the metrics port admits labelled scrapers only.
+func checkNetworkPolicies(t *testing.T, policies []networkingv1.NetworkPolicy) {
+	t.Helper()
+	for _, np := range policies {
+		target := np.Labels["app.kubernetes.io/component"]
+		hasEgress := false
+		for _, pt := range np.Spec.PolicyTypes {
+			hasEgress = hasEgress || pt == networkingv1.PolicyTypeEgress
+		}
+		if !hasEgress {
+			t.Errorf("%s: egress is not limited", np.Name)
+		}
+		if target == "gateway" {
+			calls := map[string]bool{}
+			for _, r := range np.Spec.Egress {
+				for _, to := range r.To {
+					if to.PodSelector != nil {
+						calls[to.PodSelector.MatchLabels["app.kubernetes.io/component"]] = true
+					}
+				}
+			}
+			for _, svc := range []string{"authn", "authz", "signer"} {
+				if !calls[svc] {
+					t.Errorf("%s: the gateway may not call %s", np.Name, svc)
+				}
+			}
+		}
+		for _, r := range np.Spec.Ingress {
+			for _, p := range r.Ports {
+				if p.Port != nil && p.Port.IntValue() == 9090 &&
+					(len(r.From) == 0 || r.From[0].PodSelector == nil || len(r.From[0].PodSelector.MatchLabels) == 0) {
+					t.Errorf("%s: the metrics port is open to every pod", np.Name)
+				}
+			}
+		}
+	}
+}
+
+// An Ingress in front of the gateway gives every client the ingress controller's address: the
+// chart refuses to render one unless gateway.trustedProxies names the controller, and says why.
+func TestIngressNeedsTrustedProxies(t *testing.T) {
+	helm := helmBin(t)
+	_, err := render(t, helm, "", "ingress.enabled=true", "ingress.host=auth.example.com")
+	if err == nil || !strings.Contains(err.Error(), "gateway.trustedProxies") || !strings.Contains(err.Error(), "lock") {
+		t.Fatalf("an Ingress without trustedProxies: %v, want a refusal that says why", err)
+	}
+	out, err := render(t, helm, "", "ingress.enabled=true", "ingress.host=auth.example.com", "gateway.trustedProxies={10.42.0.0/16}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ing networkingv1.Ingress
+	for _, doc := range strings.Split(out, "\n---") {
+		if strings.Contains(doc, "kind: Ingress") {
+			strict(t, []byte(doc), &ing)
+		}
+	}
+	if len(ing.Spec.Rules) != 1 || ing.Spec.Rules[0].Host != "auth.example.com" {
+		t.Fatalf("Ingress: %+v", ing.Spec)
+	}
+	if b := ing.Spec.Rules[0].HTTP.Paths[0].Backend.Service; b == nil || b.Name != "rel-portcullis-gateway" || b.Port.Number != 5001 {
+		t.Fatalf("Ingress backend: %+v", ing.Spec.Rules[0].HTTP.Paths[0].Backend)
 	}
 }
 

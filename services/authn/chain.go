@@ -122,6 +122,12 @@ func tryFrom(ctx context.Context, backends []Backend, cr Credentials) (identity.
 	return identity.Identity{}, nil, nil
 }
 
+// Claimed says whether a backend claims cr by its shape (a robot key, a workload JWT): a
+// credential nobody can guess, which the lockout never holds off (see package lockout).
+func (c *Chain) Claimed(ctx context.Context, cr Credentials) bool {
+	return len(c.claimers(ctx, cr)) > 0
+}
+
 // claimers are the backends that claim cr, in chain order.
 func (c *Chain) claimers(ctx context.Context, cr Credentials) []Backend {
 	var out []Backend

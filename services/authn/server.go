@@ -42,6 +42,10 @@ type ServerOptions struct {
 	// (EndedAccountChanged, EndedAccountDisabled, EndedAccountRemoved); that refresh also
 	// counts as EventRefused. nil: nothing.
 	SessionEnded func(reason string)
+	// InvalidRefreshToken is called with the client's address when a refresh token is not
+	// one of a live session: the lockout counts it toward that address, as a wrong password.
+	// nil: nothing.
+	InvalidRefreshToken func(ctx context.Context, remoteAddr string)
 }
 
 // Why a refresh ended its session, as passed to ServerOptions.SessionEnded and written in the
@@ -67,6 +71,7 @@ type Server struct {
 	resolver *Chain
 	event    func(string)
 	ended    func(string)
+	badToken func(context.Context, string)
 }
 
 // NewServer returns the gRPC server for a.
@@ -79,8 +84,12 @@ func NewServer(a Authenticator, log *slog.Logger, opts ServerOptions) *Server {
 	if ended == nil {
 		ended = func(string) {}
 	}
+	bad := opts.InvalidRefreshToken
+	if bad == nil {
+		bad = func(context.Context, string) {}
+	}
 	return &Server{auth: a, log: log, audit: log.With("log_type", "audit"),
-		sessions: opts.Sessions, resolver: opts.Resolver, event: ev, ended: ended}
+		sessions: opts.Sessions, resolver: opts.Resolver, event: ev, ended: ended, badToken: bad}
 }
 
 // Authenticate implements authnv1.AuthnServiceServer. An offline login also gets a refresh
@@ -212,6 +221,7 @@ func (s *Server) refresh(ctx context.Context, req *authnv1.RefreshRequest) (iden
 	case errors.Is(err, sessions.ErrInvalidToken):
 		// Unknown, expired, revoked or for another service: the manager does not say which,
 		// and the token itself is never logged.
+		s.badToken(ctx, req.GetRemoteAddr())
 		return refuse("invalid refresh token")
 	case err != nil:
 		return identity.Identity{}, storeErr(err)

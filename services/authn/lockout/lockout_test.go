@@ -393,7 +393,8 @@ func TestAuditEvents(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("%q: %v", line, err)
 		}
-		if m["log_type"] != "audit" || m["username"] != "alice" || m["remote_addr"] != addrA || m["client_id"] != "docker" {
+		if m["log_type"] != "audit" || m["username"] != "alice" || m["remote_addr"] != addrA || m["client_id"] != "docker" ||
+			m["key_address"] != addrA {
 			t.Fatalf("event lacks its fields: %v", m)
 		}
 		got = append(got, fmt.Sprintf("%s/%s/%s", m["msg"], m["result"], m["key"]))
@@ -493,4 +494,306 @@ func TestFullMemoStillRefuses(t *testing.T) {
 	if n := st.Calls() - reads; n != 1 {
 		t.Fatalf("%d store reads; want one (for the lock the memo had no room for)", n)
 	}
+}
+
+// slow is a backend that takes a while for every check, as bcrypt under load does, so that
+// concurrent guesses are all in flight at once.
+type slow struct {
+	users
+	d time.Duration
+}
+
+func (s *slow) Authenticate(ctx context.Context, c authn.Credentials) (identity.Identity, error) {
+	time.Sleep(s.d)
+	return s.users.Authenticate(ctx, c)
+}
+
+// 200 wrong passwords for one account from one address, all at once, against a slow backend,
+// through two replicas sharing the store: no more than the threshold reach the backend (a
+// check-then-count guard let every one of them through), and every other one is refused as
+// locked with a time to retry, never busy.
+func TestConcurrentGuessesBounded(t *testing.T) {
+	t.Parallel()
+	st := lockouttest.NewMemory()
+	a, b := newEnv(t, st), newEnv(t, st)
+	b.clk = a.clk
+	inner := &slow{d: 20 * time.Millisecond}
+	guards := []authn.Authenticator{a.l.Guard(inner), b.l.Guard(inner)}
+	const n = 200
+	var wg sync.WaitGroup
+	var wrongs, locks atomic.Int32
+	others := make(chan string, n)
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			_, err := guards[i%2].Authenticate(context.Background(), cred("alice", fmt.Sprintf("guess%d", i), addrA))
+			var le *authn.LockedError
+			switch {
+			case errors.Is(err, authn.ErrInvalidCredentials):
+				wrongs.Add(1)
+			case errors.As(err, &le) && le.RetryAfter > 0:
+				locks.Add(1)
+			default:
+				others <- fmt.Sprint(err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(others)
+	for o := range others {
+		t.Errorf("answer %s, want invalid credentials or locked", o)
+	}
+	if got := inner.calls.Load(); got > int32(acctPolicy.MaxFailures) {
+		t.Errorf("%d guesses reached the backend, want at most %d", got, acctPolicy.MaxFailures)
+	}
+	if wrongs.Load()+locks.Load() != n || locks.Load() < n-int32(acctPolicy.MaxFailures) {
+		t.Errorf("%d wrong, %d locked", wrongs.Load(), locks.Load())
+	}
+}
+
+// newEnvWith is newEnv with options changed by opt.
+func newEnvWith(t *testing.T, opt func(*lockout.Options)) *env {
+	t.Helper()
+	st := lockouttest.NewMemory()
+	e := &env{clk: newClock(), st: st, inner: &users{}, log: &bytes.Buffer{}, logMu: &sync.Mutex{},
+		locked: map[string]int{}, refused: map[string]int{}}
+	o := lockout.Options{Store: st, AccountAddress: acctPolicy, Address: addrPolicy, Now: e.clk.Now,
+		Logger:     slog.New(slog.NewJSONHandler(lockedBuf{e.logMu, e.log}, nil)),
+		Locked:     func(k string) { e.mu.Lock(); e.locked[k]++; e.mu.Unlock() },
+		Refused:    func(k string) { e.mu.Lock(); e.refused[k]++; e.mu.Unlock() },
+		StoreError: func() { e.mu.Lock(); e.storeEr++; e.mu.Unlock() },
+	}
+	opt(&o)
+	l, err := lockout.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close(context.Background()) })
+	e.l, e.auth = l, l.Guard(e.inner)
+	return e
+}
+
+func (e *env) events(t *testing.T) []map[string]any {
+	t.Helper()
+	e.logMu.Lock()
+	defer e.logMu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(e.log.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// An IPv6 attacker rotating through the /64s of its /56 (or /48) is caught by the wider
+// prefix's count, and the audit event names the prefix that locked.
+func TestIPv6Prefixes(t *testing.T) {
+	t.Parallel()
+	p56 := lockout.Policy{MaxFailures: 20, BaseDelay: time.Second, MaxDelay: 8 * time.Second, Window: time.Minute}
+	p48 := p56
+	p48.MaxFailures = 40
+	e := newEnvWith(t, func(o *lockout.Options) {
+		o.Prefixes = []lockout.PrefixPolicy{{Bits: 56, Policy: p56}, {Bits: 48, Policy: p48}}
+	})
+	// 20 failures, two from each of ten /64s of 2001:db8:0:100::/56, each a new account:
+	// no (account, address) key and no /64 reaches its threshold.
+	for i := range 20 {
+		addr := fmt.Sprintf("2001:db8:0:1%02x::%d", i/2, i%2+1)
+		if got := e.try(t, e.auth, cred(fmt.Sprintf("user%d", i), "guess", addr)); got != "wrong" {
+			t.Fatalf("attempt %d from %s: %s", i, addr, got)
+		}
+	}
+	run(t, e, e.auth, []step{
+		{user: "alice", pass: "right", addr: "2001:db8:0:1ff::1", want: lockedFor(time.Second)}, // same /56
+		right("2001:db8:0:200::1"), // another /56 of the /48
+	})
+	var locked []string
+	for _, m := range e.events(t) {
+		if m["msg"] == "login locked" {
+			locked = append(locked, fmt.Sprintf("%s %s", m["key"], m["key_address"]))
+		}
+	}
+	if strings.Join(locked, ",") != "prefix 2001:db8:0:100::/56" {
+		t.Fatalf("locks %q, want the /56", locked)
+	}
+	// Twenty more from other /56s of the /48 lock the /48.
+	for i := range 20 {
+		addr := fmt.Sprintf("2001:db8:0:%x00::1", i+2)
+		if got := e.try(t, e.auth, cred(fmt.Sprintf("other%d", i), "guess", addr)); got != "wrong" {
+			t.Fatalf("attempt %d from %s: %s", i, addr, got)
+		}
+	}
+	run(t, e, e.auth, []step{
+		{user: "alice", pass: "right", addr: "2001:db8:0:ff00::1", want: lockedFor(time.Second)},
+		right("2001:db8:1::1"), // another /48
+		right(addrA),           // IPv4 has no prefixes
+	})
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.locked[lockout.KindPrefix] != 2 || e.locked[lockout.KindAddress] != 0 || e.refused[lockout.KindPrefix] != 2 {
+		t.Fatalf("locked %v refused %v", e.locked, e.refused)
+	}
+}
+
+func TestNewRefusesBadPrefixes(t *testing.T) {
+	t.Parallel()
+	_, err := lockout.New(lockout.Options{Store: lockouttest.NewMemory(), AccountAddress: acctPolicy, Address: addrPolicy,
+		Prefixes: []lockout.PrefixPolicy{{Bits: 64, Policy: addrPolicy}, {Bits: 48}}})
+	for _, want := range []string{"prefix /64: an IPv6 prefix must be shorter", "prefix /48: max failures"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("New = %v, want %q", err, want)
+		}
+	}
+}
+
+// robotKey is an unguessable credential, as the chain's claiming backends tell them apart.
+func robotKey(_ context.Context, cr authn.Credentials) bool {
+	return strings.HasPrefix(string(cr.Password), "pcp_")
+}
+
+type keys struct{ users }
+
+func (k *keys) Authenticate(ctx context.Context, c authn.Credentials) (identity.Identity, error) {
+	if c.Password == "pcp_right" {
+		k.calls.Add(1)
+		return identity.Identity{Subject: "robot:" + c.Username}, nil
+	}
+	return k.users.Authenticate(ctx, c)
+}
+
+// Behind a proxy the gateway does not trust every client has one address. Wrong passwords
+// lock it, but a robot key (unguessable) still logs in; wrong keys count toward the address
+// (they lock it for passwords) and are never refused themselves.
+func TestUnguessableNeverHeldOffByALock(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, func(o *lockout.Options) { o.Unguessable = robotKey })
+	inner := &keys{}
+	g := e.l.Guard(inner)
+	auth := e.l.Gate(authn.NewCache(g, time.Hour, 100, e.clk.Now))
+	for i := range addrPolicy.MaxFailures {
+		if got := e.try(t, auth, cred(fmt.Sprintf("user%d", i), "guess", addrA)); got != "wrong" {
+			t.Fatalf("attempt %d: %s", i, got)
+		}
+	}
+	run(t, e, auth, []step{
+		{user: "alice", pass: "right", addr: addrA, want: lockedFor(time.Second)},
+		{user: "ci", pass: "pcp_right", addr: addrA, want: "ok"},
+		{user: "ci", pass: "pcp_right", addr: addrA, want: "ok"}, // cached, through the gate
+		{user: "ci", pass: "pcp_wrong", addr: addrA, want: "wrong"},
+	})
+	// Wrong keys from a fresh address count toward it: they lock it for passwords.
+	for i := range addrPolicy.MaxFailures {
+		if got := e.try(t, auth, cred("ci", fmt.Sprintf("pcp_guess%d", i), addrB)); got != "wrong" {
+			t.Fatalf("key %d: %s", i, got)
+		}
+	}
+	run(t, e, auth, []step{
+		{user: "bob", pass: "x", addr: addrB, want: lockedFor(time.Second)},
+		{user: "ci", pass: "pcp_right", addr: addrB, want: "ok"},
+	})
+}
+
+// A check that comes back busy (the bcrypt queue was full) after its key locked, through
+// failures elsewhere while it waited, is answered as locked, with when to retry.
+func TestBusyWhileLockedIsLocked(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	proceed, entered := make(chan struct{}), make(chan struct{})
+	busy := authFunc(func(ctx context.Context, cr authn.Credentials) (identity.Identity, error) {
+		close(entered)
+		<-proceed
+		return identity.Identity{}, authn.ErrBusy
+	})
+	g := e.l.Guard(busy)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := g.Authenticate(context.Background(), cred("alice", "nope", addrA))
+		errc <- err
+	}()
+	<-entered
+	for range addrPolicy.MaxFailures { // another replica's failures on the address
+		if _, err := e.st.RecordFailure(context.Background(), "addr:"+addrA, e.clk.Now(), addrPolicy); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(proceed)
+	err := <-errc
+	// Its own attempt is taken back; the others' ten failures after it had lengthened the lock
+	// to 2s (the eleventh count), which stays.
+	var le *authn.LockedError
+	if !errors.As(err, &le) || le.RetryAfter != 2*time.Second {
+		t.Fatalf("busy while locked: %v, want locked for 2s", err)
+	}
+	// Not locked: busy stays busy, and the attempt is taken back.
+	e2 := newEnv(t, nil)
+	e2.inner.err = authn.ErrBusy
+	for range acctPolicy.MaxFailures + 1 {
+		if _, err := e2.auth.Authenticate(context.Background(), cred("alice", "nope", addrA)); !errors.Is(err, authn.ErrBusy) {
+			t.Fatalf("busy: %v", err)
+		}
+	}
+}
+
+// With trusted_proxies empty, most failures from one private address log a warning, once a
+// minute at most; public addresses, few failures, or the option off, none.
+func TestWarnSharedAddress(t *testing.T) {
+	t.Parallel()
+	warnings := func(e *env) int {
+		n := 0
+		for _, m := range e.events(t) {
+			if m["level"] == "WARN" && strings.Contains(fmt.Sprint(m["msg"]), "trusted_proxies") {
+				n++
+			}
+		}
+		return n
+	}
+	fail := func(e *env, n int, addr string) {
+		for i := range n {
+			e.try(t, e.auth, cred(fmt.Sprintf("u%d", i), "x", addr))
+		}
+	}
+	e := newEnvWith(t, func(o *lockout.Options) {
+		o.WarnSharedAddress = true
+		o.Address.MaxFailures = 1000
+	})
+	fail(e, 10, "10.1.2.3:5000")
+	fail(e, 9, addrB)
+	if n := warnings(e); n != 0 {
+		t.Fatalf("%d warnings after 19 failures", n)
+	}
+	fail(e, 30, "10.1.2.3")
+	if n := warnings(e); n != 1 {
+		t.Fatalf("%d warnings, want 1 (at most once a minute)", n)
+	}
+	e.clk.Add(time.Minute)
+	fail(e, 25, "10.1.2.3")
+	if n := warnings(e); n != 2 {
+		t.Fatalf("%d warnings a minute later, want 2", n)
+	}
+	for _, m := range e.events(t) {
+		if m["level"] == "WARN" && m["address"] != "10.1.2.3" {
+			t.Fatalf("warning names %v", m["address"])
+		}
+	}
+	pub := newEnvWith(t, func(o *lockout.Options) { o.WarnSharedAddress = true; o.Address.MaxFailures = 1000 })
+	fail(pub, 50, addrB)
+	off := newEnvWith(t, func(o *lockout.Options) { o.Address.MaxFailures = 1000 })
+	fail(off, 50, "10.1.2.3")
+	if warnings(pub)+warnings(off) != 0 {
+		t.Fatal("warned for a public address, or with the option off")
+	}
+}
+
+type authFunc func(ctx context.Context, cr authn.Credentials) (identity.Identity, error)
+
+func (f authFunc) Authenticate(ctx context.Context, cr authn.Credentials) (identity.Identity, error) {
+	return f(ctx, cr)
 }

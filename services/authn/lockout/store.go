@@ -61,8 +61,14 @@ type Entry struct {
 	Key         string
 	Failures    int
 	WindowStart time.Time // the first failure counted
-	LockedUntil time.Time // not after WindowStart's time when never locked
-	ExpiresAt   time.Time // max(WindowStart, LockedUntil) + Window
+	LockedUntil time.Time // WindowStart when never locked (or a lock was taken back)
+	ExpiresAt   time.Time // max(WindowStart, LockedUntil) + Window, or later after a Release
+}
+
+// LockedAt says whether e is locked at now. An entry never locked has LockedUntil at its
+// WindowStart, which may lie ahead of a replica whose clock is behind: that is no lock.
+func (e Entry) LockedAt(now time.Time) bool {
+	return e.LockedUntil.After(now) && e.LockedUntil.After(e.WindowStart)
 }
 
 // Next is the entry after one more failure of key at now, given the stored entry (ok: there
@@ -87,6 +93,39 @@ func (p Policy) Next(key string, prev Entry, ok bool, now time.Time) Entry {
 	return e
 }
 
+// Attempt is the entry after one more attempt at key at now, and whether the attempt may go
+// on to a credential check (granted). A locked key is left as it is and refuses; any other
+// counts the attempt as a failure in advance (p.Next), so a lock the attempt reaches starts
+// at once and concurrent attempts past the threshold, on any replica, are refused before their
+// credentials are checked. An attempt that turns out not to be a wrong guess is taken back
+// with Release. It is the reference every Store's Attempt must match in one atomic step.
+func (p Policy) Attempt(key string, prev Entry, ok bool, now time.Time) (Entry, bool) {
+	if ok && prev.LockedAt(now) {
+		return prev, false
+	}
+	return p.Next(key, prev, ok, now), true
+}
+
+// Release is the entry after taking back one attempt that Attempt counted and granted (mine is
+// the entry it returned), given the stored entry; changed is false when there is nothing to
+// take back because the count started afresh since (another window) or is gone. The count
+// drops by one, and a lock still running ends (LockedUntil back to WindowStart) when the count
+// falls below the threshold (only attempts still in flight had reached it) or when it is the
+// very lock mine set (nobody failed since). ExpiresAt stays: releasing never shortens how long
+// failures are remembered.
+// It is the reference every Store's Release must match in one atomic step.
+func (p Policy) Release(prev Entry, ok bool, mine Entry, now time.Time) (e Entry, changed bool) {
+	if !ok || !prev.WindowStart.Equal(mine.WindowStart) || !now.Before(prev.ExpiresAt) || prev.Failures < 1 {
+		return prev, false
+	}
+	e = prev
+	e.Failures--
+	if e.LockedAt(now) && (e.Failures < p.MaxFailures || e.LockedUntil.Equal(mine.LockedUntil)) {
+		e.LockedUntil = e.WindowStart
+	}
+	return e, true
+}
+
 // Store keeps failure counts where every replica of authn sees them (the session store's
 // database). Implementations must be safe for concurrent use, by several processes too.
 type Store interface {
@@ -96,6 +135,12 @@ type Store interface {
 	// callers, on any replica, each count), and returns the key's new entry: p.Next of the
 	// stored one, at the store's microsecond precision.
 	RecordFailure(ctx context.Context, key string, now time.Time, p Policy) (Entry, error)
+	// Attempt is p.Attempt of the stored entry, atomically: of any number of concurrent
+	// callers, on any replica, no more are granted than the policy allows. A refused attempt
+	// returns the stored entry (its lock) and changes nothing.
+	Attempt(ctx context.Context, key string, now time.Time, p Policy) (e Entry, granted bool, err error)
+	// Release is p.Release of the stored entry, atomically; nothing to release is no error.
+	Release(ctx context.Context, key string, mine Entry, now time.Time, p Policy) error
 	// Reset forgets key's failures; a key without an entry is no error.
 	Reset(ctx context.Context, key string) error
 	// DeleteExpired deletes the entries whose ExpiresAt is not after now and says how many.

@@ -74,6 +74,33 @@ func (m *Memory) RecordFailure(_ context.Context, key string, now time.Time, p l
 	return e, nil
 }
 
+func (m *Memory) Attempt(_ context.Context, key string, now time.Time, p lockout.Policy) (lockout.Entry, bool, error) {
+	err := m.enter()
+	defer m.mu.Unlock()
+	if err != nil {
+		return lockout.Entry{}, false, err
+	}
+	prev, ok := m.entries[key]
+	e, granted := p.Attempt(key, prev, ok, now)
+	if granted {
+		m.entries[key] = e
+	}
+	return e, granted, nil
+}
+
+func (m *Memory) Release(_ context.Context, key string, mine lockout.Entry, now time.Time, p lockout.Policy) error {
+	err := m.enter()
+	defer m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	prev, ok := m.entries[key]
+	if e, changed := p.Release(prev, ok, mine, now); changed {
+		m.entries[key] = e
+	}
+	return nil
+}
+
 func (m *Memory) Reset(_ context.Context, key string) error {
 	err := m.enter()
 	defer m.mu.Unlock()
@@ -112,12 +139,25 @@ func Run(t *testing.T, open func(t *testing.T) lockout.Store) {
 		{"GetResetDelete", testGetResetDelete},
 		{"LargeCounts", testLargeCounts},
 		{"Concurrent", testConcurrent},
+		{"AttemptMatchesPolicy", testAttemptMatchesPolicy},
+		{"ConcurrentAttempts", func(t *testing.T, st lockout.Store) { testConcurrentAttempts(t, st, st) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, open(t))
 		})
 	}
+}
+
+// RunShared runs the part of the suite about concurrency over two stores on one database, as
+// two replicas of authn have them: open returns both, over a new, empty database.
+func RunShared(t *testing.T, open func(t *testing.T) (a, b lockout.Store)) {
+	t.Helper()
+	t.Run("ConcurrentAttempts", func(t *testing.T) {
+		t.Parallel()
+		a, b := open(t)
+		testConcurrentAttempts(t, a, b)
+	})
 }
 
 // base is a fixed instant with sub-microsecond noise stripped: stores keep microseconds.
@@ -305,5 +345,151 @@ func testConcurrent(t *testing.T, st lockout.Store) {
 	}
 	if got := get(t, st, "addr:203.0.113.9")["addr:203.0.113.9"]; got.Failures != workers*each {
 		t.Fatalf("%d failures counted, want %d", got.Failures, workers*each)
+	}
+}
+
+// Attempts and releases, mixed with failures recorded after a check and the clock moving,
+// give what Policy.Attempt and Policy.Release say at each step.
+func testAttemptMatchesPolicy(t *testing.T, st lockout.Store) {
+	ctx := context.Background()
+	p := lockout.Policy{MaxFailures: 3, BaseDelay: time.Second, MaxDelay: 10 * time.Second, Window: time.Minute}
+	const key = "addr:2001:db8::/56"
+	type op struct {
+		after   time.Duration // since the previous step
+		do      string        // attempt, release (the attempt of step mine), record
+		mine    int
+		granted bool // for attempt
+	}
+	ops := []op{
+		{0, "attempt", 0, true},                  // 0: 1
+		{time.Millisecond, "attempt", 0, true},   // 1: 2
+		{time.Millisecond, "attempt", 0, true},   // 2: 3, locked 1s
+		{time.Millisecond, "attempt", 0, false},  // 3: refused, nothing changes
+		{time.Millisecond, "release", 2, false},  // 4: 2, the lock ends (below the threshold)
+		{time.Millisecond, "attempt", 0, true},   // 5: 3, locked again
+		{time.Millisecond, "release", 0, false},  // 6: 2 (another attempt's): the lock ends too
+		{time.Millisecond, "attempt", 0, true},   // 7: 3, locked 1s
+		{time.Second, "attempt", 0, true},        // 8: 4 after the lock: 2s
+		{time.Millisecond, "record", 0, false},   // 9: 5: a failure counted after its check: 4s
+		{time.Millisecond, "release", 8, false},  // 10: 4; the lock is not 8's own: it stays
+		{4 * time.Second, "attempt", 0, true},    // 11: 5 after the lock: 4s
+		{time.Millisecond, "release", 11, false}, // 12: its own lock: ends now
+		{time.Millisecond, "attempt", 0, true},   // 13: 5 again: 4s
+		{10 * time.Minute, "release", 13, false}, // 14: the window passed: nothing
+		{0, "attempt", 0, true},                  // 15: a fresh count, 1
+		{time.Millisecond, "release", 13, false}, // 16: an attempt of the old window: nothing
+		{time.Millisecond, "release", 15, false}, // 17: 0
+		{time.Millisecond, "release", 15, false}, // 18: nothing below 0
+	}
+	now := base
+	var model lockout.Entry
+	have := false
+	mine := map[int]lockout.Entry{}
+	for i, o := range ops {
+		now = now.Add(o.after).Truncate(time.Microsecond)
+		what := fmt.Sprintf("step %d (%s)", i, o.do)
+		switch o.do {
+		case "attempt":
+			got, granted, err := st.Attempt(ctx, key, now, p)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			want, wantGranted := p.Attempt(key, model, have, now)
+			if granted != wantGranted || granted != o.granted {
+				t.Fatalf("%s: granted %v, reference %v, script %v", what, granted, wantGranted, o.granted)
+			}
+			equal(t, what, got, want)
+			if granted {
+				model, have = want, true
+			}
+			mine[i] = got
+		case "release":
+			if err := st.Release(ctx, key, mine[o.mine], now, p); err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			if e, changed := p.Release(model, have, mine[o.mine], now); changed {
+				model = e
+			}
+		case "record":
+			e, err := st.RecordFailure(ctx, key, now, p)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			model = p.Next(key, model, have, now)
+			equal(t, what, e, model)
+		}
+		equal(t, what+" (Get)", get(t, st, key)[key], model)
+	}
+	if model.Failures != 0 {
+		t.Fatalf("the script ends at %d failures, want 0", model.Failures)
+	}
+	// Releasing a key that has no entry is no error and makes none.
+	if err := st.Release(ctx, "acct:none", lockout.Entry{Key: "acct:none", WindowStart: now}, now, p); err != nil {
+		t.Fatal(err)
+	}
+	if es := get(t, st, "acct:none"); len(es) != 0 {
+		t.Fatalf("Release made %v", es)
+	}
+}
+
+// Many attempts at once, through one store or two on one database: exactly the threshold are
+// granted, every other one sees the lock; releasing some lets as many more through.
+func testConcurrentAttempts(t *testing.T, a, b lockout.Store) {
+	ctx := context.Background()
+	p := lockout.Policy{MaxFailures: 20, BaseDelay: time.Hour, MaxDelay: time.Hour, Window: time.Hour}
+	const key, n = "acct:alice", 200
+	attempt := func(n int) []lockout.Entry {
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			granted []lockout.Entry
+		)
+		for i := range n {
+			wg.Go(func() {
+				st := a
+				if i%2 == 1 {
+					st = b
+				}
+				e, ok, err := st.Attempt(ctx, key, base.Add(time.Duration(i)*time.Microsecond), p)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !ok && !e.LockedUntil.After(base.Add(time.Duration(i)*time.Microsecond)) {
+					t.Errorf("refused without a lock: %+v", e)
+				}
+				if ok {
+					mu.Lock()
+					granted = append(granted, e)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		return granted
+	}
+	granted := attempt(n)
+	if len(granted) != p.MaxFailures {
+		t.Fatalf("%d of %d concurrent attempts granted, want %d", len(granted), n, p.MaxFailures)
+	}
+	var wg sync.WaitGroup
+	for i, e := range granted[:5] {
+		wg.Go(func() {
+			st := a
+			if i%2 == 1 {
+				st = b
+			}
+			if err := st.Release(ctx, key, e, base.Add(time.Second), p); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := get(t, a, key)[key]; got.Failures != p.MaxFailures-5 || got.LockedUntil.After(base.Add(time.Second)) {
+		t.Fatalf("after 5 releases: %+v, want %d failures and no lock", got, p.MaxFailures-5)
+	}
+	// The clock of these attempts is before the releases'; what matters is the count.
+	if more := attempt(n); len(more) != 5 {
+		t.Fatalf("%d more granted after 5 releases, want 5", len(more))
 	}
 }

@@ -2,8 +2,10 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
@@ -20,12 +22,12 @@ func (st *store) LockoutStore() lockout.Store { return lockoutStore{st.pool} }
 
 type lockoutStore struct{ pool *pgxpool.Pool }
 
-// recordFailure is lockout.Policy.Next as one statement: the row lock of INSERT … ON CONFLICT
+// upsertFailure is lockout.Policy.Next as one statement: the row lock of INSERT … ON CONFLICT
 // makes concurrent failures, from any replica, each count. Parameters: $1 key, $2 now,
 // $3 max failures, $4 base delay, $5 max delay, $6 window (durations in µs), $7 the policy's
 // MaxShift (caps the doubling's exponent). In the update every expression reads the row as it
 // was, so the new count is spelled out where it is used.
-var recordFailure = func() string {
+var upsertFailure = func() string {
 	const (
 		now         = `$2::timestamptz`
 		us          = ` * interval '1 microsecond'`
@@ -44,13 +46,64 @@ var recordFailure = func() string {
 			window_start = ` + windowStart + `,
 			locked_until = ` + lockedUntil + `,
 			expires_at = GREATEST(` + windowStart + `, ` + lockedUntil + `) + $6::bigint` + us + `,
-			updated_at = ` + now + `
-		RETURNING failures, window_start, locked_until, expires_at`
+			updated_at = ` + now
 }()
 
+const lockoutReturning = ` RETURNING failures, window_start, locked_until, expires_at`
+
+// recordFailure counts whatever the row holds; attemptFailure counts only a row that is not
+// locked (lockout.Entry.LockedAt), and returns no row for a locked one. Under READ COMMITTED
+// the WHERE of ON CONFLICT DO UPDATE sees the row as the last concurrent writer left it.
+var (
+	recordFailure  = upsertFailure + lockoutReturning
+	attemptFailure = upsertFailure + `
+		WHERE NOT (login_failures.locked_until > $2::timestamptz AND login_failures.locked_until > login_failures.window_start)` +
+		lockoutReturning
+)
+
+// releaseAttempt is lockout.Policy.Release as one statement: $1 key, $2 now, $3 max failures,
+// $4 the attempt's window start, $5 the attempt's lock end.
+const releaseAttempt = `UPDATE login_failures SET
+		failures = failures - 1,
+		locked_until = CASE WHEN locked_until > $2::timestamptz AND locked_until > window_start
+			AND (failures - 1 < $3::integer OR locked_until = $5::timestamptz) THEN window_start ELSE locked_until END,
+		updated_at = $2::timestamptz
+	WHERE key = $1 AND window_start = $4::timestamptz AND expires_at > $2::timestamptz AND failures >= 1`
+
+func (s lockoutStore) Attempt(ctx context.Context, key string, now time.Time, p lockout.Policy) (lockout.Entry, bool, error) {
+	// A refused attempt reads the lock that refused it. The row cannot vanish in between but
+	// through Reset (a success), which makes trying again right; a few tries bound that.
+	for range 3 {
+		e, err := s.record(ctx, attemptFailure, key, now, p)
+		if err == nil {
+			return e, true, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return lockout.Entry{}, false, err
+		}
+		es, err := s.Get(ctx, []string{key})
+		if err != nil {
+			return lockout.Entry{}, false, err
+		}
+		if len(es) == 1 {
+			return es[0], false, nil
+		}
+	}
+	return lockout.Entry{}, false, errors.New("lockout entry changing under every attempt")
+}
+
+func (s lockoutStore) Release(ctx context.Context, key string, mine lockout.Entry, now time.Time, p lockout.Policy) error {
+	_, err := s.pool.Exec(ctx, releaseAttempt, key, ts(now), p.MaxFailures, ts(mine.WindowStart), ts(mine.LockedUntil))
+	return err
+}
+
 func (s lockoutStore) RecordFailure(ctx context.Context, key string, now time.Time, p lockout.Policy) (lockout.Entry, error) {
+	return s.record(ctx, recordFailure, key, now, p)
+}
+
+func (s lockoutStore) record(ctx context.Context, query, key string, now time.Time, p lockout.Policy) (lockout.Entry, error) {
 	e := lockout.Entry{Key: key}
-	err := s.pool.QueryRow(ctx, recordFailure, key, ts(now), p.MaxFailures, p.BaseDelay.Microseconds(),
+	err := s.pool.QueryRow(ctx, query, key, ts(now), p.MaxFailures, p.BaseDelay.Microseconds(),
 		p.MaxDelay.Microseconds(), p.Window.Microseconds(), p.MaxShift()).Scan(&e.Failures, &e.WindowStart, &e.LockedUntil, &e.ExpiresAt)
 	if err != nil {
 		return lockout.Entry{}, err

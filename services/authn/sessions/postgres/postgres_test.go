@@ -51,6 +51,22 @@ func TestStore(t *testing.T) {
 			return p.LockoutStore()
 		})
 	})
+	t.Run("LockoutShared", func(t *testing.T) {
+		t.Parallel()
+		lockouttest.RunShared(t, func(t *testing.T) (lockout.Store, lockout.Store) {
+			dsn := srv.NewDatabase(t)
+			var out [2]lockout.Store
+			for i := range out { // two replicas: a pool each
+				st, err := (&postgres.Config{DSN: dsn, MaxConns: 4}).Open(context.Background(), sessions.Deps{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = st.Close(context.Background()) })
+				out[i] = st.(lockout.Provider).LockoutStore()
+			}
+			return out[0], out[1]
+		})
+	})
 	t.Run("Robots", func(t *testing.T) {
 		t.Parallel()
 		robotstest.Run(t, func(t *testing.T) robots.Store {

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"strings"
 	"time"
 
@@ -47,12 +48,12 @@ func prepareLockout(ctx context.Context, db *sql.DB) (map[int]*sql.Stmt, error) 
 	return out, nil
 }
 
-// recordFailure is lockout.Policy.Next as one statement, so concurrent failures each count.
+// upsertFailure is lockout.Policy.Next as one statement, so concurrent failures each count.
 // Parameters (times and durations in µs): ?1 key, ?2 now, ?3 max failures, ?4 base delay,
 // ?5 max delay, ?6 window, ?7 the policy's MaxShift (caps the doubling's exponent). In the
 // update every expression reads the row as it was, so the new count is spelled out where it
 // is used.
-var recordFailure = func() string {
+var upsertFailure = func() string {
 	const (
 		reset       = `(?2 >= login_failures.expires_at)`
 		failures    = `(CASE WHEN ` + reset + ` THEN 1 ELSE login_failures.failures + 1 END)`
@@ -68,20 +69,70 @@ var recordFailure = func() string {
 			window_start = ` + windowStart + `,
 			locked_until = ` + lockedUntil + `,
 			expires_at = MAX(` + windowStart + `, ` + lockedUntil + `) + ?6,
-			updated_at = ?2
-		RETURNING failures, window_start, locked_until, expires_at`
+			updated_at = ?2`
 }()
 
-func (s lockoutStore) RecordFailure(ctx context.Context, key string, now time.Time, p lockout.Policy) (lockout.Entry, error) {
+const lockoutReturning = ` RETURNING failures, window_start, locked_until, expires_at`
+
+// recordFailure counts whatever the row holds; attemptFailure counts only a row that is not
+// locked (lockout.Entry.LockedAt), and returns no row for a locked one.
+var (
+	recordFailure  = upsertFailure + lockoutReturning
+	attemptFailure = upsertFailure + `
+		WHERE NOT (login_failures.locked_until > ?2 AND login_failures.locked_until > login_failures.window_start)` +
+		lockoutReturning
+)
+
+// releaseAttempt is lockout.Policy.Release as one statement. Parameters (µs): ?1 key, ?2 now,
+// ?3 max failures, ?4 the attempt's window start, ?5 the attempt's lock end.
+const releaseAttempt = `UPDATE login_failures SET
+		failures = failures - 1,
+		locked_until = CASE WHEN locked_until > ?2 AND locked_until > window_start
+			AND (failures - 1 < ?3 OR locked_until = ?5) THEN window_start ELSE locked_until END,
+		updated_at = ?2
+	WHERE key = ?1 AND window_start = ?4 AND expires_at > ?2 AND failures >= 1`
+
+func (s lockoutStore) Attempt(ctx context.Context, key string, now time.Time, p lockout.Policy) (lockout.Entry, bool, error) {
+	// A refused attempt reads the lock that refused it. The row cannot vanish in between but
+	// through Reset (a success), which makes trying again right; a few tries bound that.
+	for range 3 {
+		e, err := s.record(ctx, attemptFailure, key, now, p)
+		if err == nil {
+			return e, true, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return lockout.Entry{}, false, err
+		}
+		es, err := s.Get(ctx, []string{key})
+		if err != nil {
+			return lockout.Entry{}, false, err
+		}
+		if len(es) == 1 {
+			return es[0], false, nil
+		}
+	}
+	return lockout.Entry{}, false, errors.New("lockout entry changing under every attempt")
+}
+
+func (s lockoutStore) Release(ctx context.Context, key string, mine lockout.Entry, now time.Time, p lockout.Policy) error {
+	_, err := s.db.ExecContext(ctx, releaseAttempt, key, us(now), p.MaxFailures, us(mine.WindowStart), us(mine.LockedUntil))
+	return err
+}
+
+func (s lockoutStore) record(ctx context.Context, query, key string, now time.Time, p lockout.Policy) (lockout.Entry, error) {
 	e := lockout.Entry{Key: key}
 	var ws, lu, exp int64
-	err := s.db.QueryRowContext(ctx, recordFailure, key, us(now), p.MaxFailures, p.BaseDelay.Microseconds(),
+	err := s.db.QueryRowContext(ctx, query, key, us(now), p.MaxFailures, p.BaseDelay.Microseconds(),
 		p.MaxDelay.Microseconds(), p.Window.Microseconds(), p.MaxShift()).Scan(&e.Failures, &ws, &lu, &exp)
 	if err != nil {
 		return lockout.Entry{}, err
 	}
 	e.WindowStart, e.LockedUntil, e.ExpiresAt = fromUS(ws), fromUS(lu), fromUS(exp)
 	return e, nil
+}
+
+func (s lockoutStore) RecordFailure(ctx context.Context, key string, now time.Time, p lockout.Policy) (lockout.Entry, error) {
+	return s.record(ctx, recordFailure, key, now, p)
 }
 
 func (s lockoutStore) Get(ctx context.Context, keys []string) ([]lockout.Entry, error) {

@@ -46,6 +46,25 @@ func TestLockoutStore(t *testing.T) {
 	})
 }
 
+// Two replicas opening one SQLite file (each its own pool) never grant more attempts than
+// the threshold between them.
+func TestLockoutStoreShared(t *testing.T) {
+	t.Parallel()
+	lockouttest.RunShared(t, func(t *testing.T) (lockout.Store, lockout.Store) {
+		path := filepath.Join(t.TempDir(), "sessions.db")
+		var out [2]lockout.Store
+		for i := range out {
+			st, err := (&sqlite.Config{Path: path}).Open(context.Background(), sessions.Deps{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = st.Close(context.Background()) })
+			out[i] = st.(lockout.Provider).LockoutStore()
+		}
+		return out[0], out[1]
+	})
+}
+
 // A database at schema 1 (the release before the lockout) is migrated at Open: its sessions
 // stay, and the lockout table is there.
 func TestUpgradeFromSchema1(t *testing.T) {
