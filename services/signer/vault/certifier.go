@@ -100,7 +100,7 @@ func (c *Config) OpenCertifier(ctx context.Context, deps CertifierDeps) (*Certif
 	if err != nil {
 		return nil, fmt.Errorf("vault: %w", err)
 	}
-	ce := &Certifier{cfg: cfg, t: &transit{c: client, mount: cfg.Mount, timeout: cfg.RequestTimeout.D()}, store: newCertStore(client, cfg),
+	ce := &Certifier{cfg: cfg, t: newTransit(client, cfg, certifierPolicy), store: newCertStore(client, cfg, certifierPolicy),
 		log: deps.Logger, now: deps.Now, retireAfter: deps.TokenLifetime + registryLeeway}
 	if ce.log == nil {
 		ce.log = slog.New(slog.DiscardHandler)

@@ -99,7 +99,7 @@ func (c *Config) Open(ctx context.Context, deps signer.Deps) (signer.KeyManager,
 	if err != nil {
 		return nil, fmt.Errorf("vault: %w", err)
 	}
-	m := &manager{cfg: cfg, t: &transit{c: client, mount: cfg.Mount, timeout: cfg.RequestTimeout.D()},
+	m := &manager{cfg: cfg, t: newTransit(client, cfg, signerPolicy),
 		log: deps.Logger, now: deps.Now, retireAfter: deps.TokenLifetime + registryLeeway, refresh: make(chan chan error), wake: make(chan struct{}, 1)}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -121,7 +121,7 @@ func (c *Config) Open(ctx context.Context, deps signer.Deps) (signer.KeyManager,
 		if err := refuseRootSigner(ctx, client, cfg, m.log); err != nil {
 			return nil, err
 		}
-		m.store = newCertStore(client, cfg)
+		m.store = newCertStore(client, cfg, signerPolicy)
 		m.initX5CMetrics(deps.Registerer)
 	}
 	st, err := m.load(ctx, nil)

@@ -50,10 +50,11 @@ type certStore struct {
 	c           *api.Client
 	mount, path string
 	timeout     time.Duration
+	policy      policyHint
 }
 
-func newCertStore(c *api.Client, cfg Config) *certStore {
-	return &certStore{c: c, mount: cfg.X5C.Store.Mount, path: cfg.X5C.Store.Path, timeout: cfg.RequestTimeout.D()}
+func newCertStore(c *api.Client, cfg Config, p policyHint) *certStore {
+	return &certStore{c: c, mount: cfg.X5C.Store.Mount, path: cfg.X5C.Store.Path, timeout: cfg.RequestTimeout.D(), policy: p}
 }
 
 // where is the path an operator sees in policies and in the vault CLI.
@@ -66,7 +67,7 @@ func (s *certStore) read(ctx context.Context) (*certDoc, int, error) {
 	defer cancel()
 	sec, err := s.c.Logical().ReadWithContext(ctx, s.where())
 	if err != nil {
-		return nil, 0, describe(err, "read", s.where())
+		return nil, 0, s.policy.describe(err, "read", s.where())
 	}
 	if sec == nil || sec.Data == nil {
 		return nil, 0, nil
@@ -114,7 +115,7 @@ func (s *certStore) write(ctx context.Context, d *certDoc, cas int) error {
 		return fmt.Errorf("%w: %s", errConflict, s.where())
 	}
 	if err != nil {
-		return describe(err, "write", s.where())
+		return s.policy.describe(err, "write", s.where())
 	}
 	return nil
 }
