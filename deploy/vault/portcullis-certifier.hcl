@@ -16,3 +16,7 @@ path "transit/keys/portcullis" {
 path "secret/data/portcullis/x5c" {
   capabilities = ["create", "read", "update"]
 }
+# Who this token is: compared with the signer's (same token, entity or policies are refused).
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}

@@ -3,14 +3,17 @@ package vault
 import (
 	"context"
 	"crypto"
+	"crypto/subtle"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,7 +97,7 @@ func (c *Config) OpenCertifier(ctx context.Context, deps CertifierDeps) (*Certif
 		return nil, fmt.Errorf("vault certifier: interval %s must be between 0 and a quarter of x5c.leaf_validity %s (%s)", deps.Interval, cfg.X5C.LeafValidity.D(), limit)
 	}
 	if sameIdentity(cfg.Auth, auth) {
-		return nil, errors.New("vault certifier: its Vault credentials are the serving signer's (signer.key.config.auth); the certifier needs its own identity, the only one allowed to sign with the root key")
+		return nil, errors.New("vault certifier: " + certifierIdentityHint)
 	}
 	client, err := newClient(cfg, nil)
 	if err != nil {
@@ -112,6 +115,9 @@ func (c *Config) OpenCertifier(ctx context.Context, deps CertifierDeps) (*Certif
 	if err != nil {
 		return nil, fmt.Errorf("vault %s: certifier %w", client.Address(), err)
 	}
+	if err := ce.refuseSignerIdentity(ctx, client); err != nil {
+		return nil, err
+	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	ce.cancel = cancel
 	if secret != nil { // a sidecar runs for days: keep its token alive
@@ -119,6 +125,98 @@ func (c *Config) OpenCertifier(ctx context.Context, deps CertifierDeps) (*Certif
 		go func() { defer ce.wg.Done(); keepLoggedIn(lctx, client, auth, secret, ce.log) }()
 	}
 	return ce, nil
+}
+
+// certifierIdentityHint is what the certifier says when it was given the signer's identity.
+const certifierIdentityHint = "its Vault identity is the serving signer's (signer.key.config.auth); the certifier needs its own identity, " +
+	"the only one allowed to sign with the x5c root key: a token or AppRole holding deploy/vault/portcullis-certifier.hcl " +
+	"(deploy/vault/bootstrap.sh writes certifier-token, certifier-role-id and certifier-secret-id), given with -vault-token-file " +
+	"or -vault-auth-method approle"
+
+// vaultIdentity is what auth/token/lookup-self says about a token.
+type vaultIdentity struct {
+	Accessor, EntityID string
+	// Policies without "default", which every token has; sorted.
+	Policies []string
+}
+
+// lookupSelf asks Vault who the client's token is (nil when Vault does not tell: a token
+// without the default policy may not look itself up).
+func lookupSelf(ctx context.Context, c *api.Client, timeout time.Duration) *vaultIdentity {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	s, err := c.Auth().Token().LookupSelfWithContext(ctx)
+	if err != nil || s == nil || s.Data == nil {
+		return nil
+	}
+	id := &vaultIdentity{}
+	id.Accessor, _ = s.Data["accessor"].(string)
+	id.EntityID, _ = s.Data["entity_id"].(string)
+	// Identity policies (from the entity's groups) are part of what the token may do.
+	for _, key := range []string{"policies", "identity_policies"} {
+		ps, _ := s.Data[key].([]any)
+		for _, p := range ps {
+			if p, ok := p.(string); ok && p != "default" && !slices.Contains(id.Policies, p) {
+				id.Policies = append(id.Policies, p)
+			}
+		}
+	}
+	slices.Sort(id.Policies)
+	return id
+}
+
+// sameVaultIdentity says how certifier and signer, as Vault sees them, are one identity:
+// the same token (a copy under another file name has the same accessor), the same entity
+// (two logins of one AppRole or Kubernetes role), or the same policies (another token made
+// for the signer). Empty when they differ.
+func sameVaultIdentity(signer, certifier vaultIdentity) string {
+	switch {
+	case signer.Accessor != "" && signer.Accessor == certifier.Accessor:
+		return "the same token (accessor " + signer.Accessor + ")"
+	case signer.EntityID != "" && signer.EntityID == certifier.EntityID:
+		return "the same Vault entity " + signer.EntityID
+	case len(signer.Policies) > 0 && slices.Equal(signer.Policies, certifier.Policies):
+		return "the same policies " + strings.Join(signer.Policies, ",")
+	}
+	return ""
+}
+
+// refuseSignerIdentity compares, through auth/token/lookup-self, the certifier's Vault
+// identity with the serving signer's, where the signer's token file is readable here: file
+// names and role ids alone miss a copy of the signer's token under another name. The
+// signer's AppRole or Kubernetes login is never performed here (it would use up a secret
+// id); those compare by role (sameIdentity).
+func (ce *Certifier) refuseSignerIdentity(ctx context.Context, client *api.Client) error {
+	a := ce.cfg.Auth
+	if a.Method != "token" || a.TokenFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(a.TokenFile)
+	signerToken := strings.TrimSpace(string(b))
+	if err != nil || signerToken == "" {
+		return nil // the signer's secret is not on this machine
+	}
+	if subtle.ConstantTimeCompare([]byte(signerToken), []byte(client.Token())) == 1 {
+		return fmt.Errorf("vault certifier: %s (the certifier's token is the signer's)", certifierIdentityHint)
+	}
+	me := lookupSelf(ctx, client, ce.cfg.RequestTimeout.D())
+	if me == nil {
+		ce.log.Info("x5c certifier: Vault does not say who its token is (auth/token/lookup-self); not compared with the signer's")
+		return nil
+	}
+	sc, err := newClient(ce.cfg, nil)
+	if err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+	sc.SetToken(signerToken)
+	signer := lookupSelf(ctx, sc, ce.cfg.RequestTimeout.D())
+	if signer == nil {
+		return nil
+	}
+	if how := sameVaultIdentity(*signer, *me); how != "" {
+		return fmt.Errorf("vault certifier: %s (Vault says: %s)", certifierIdentityHint, how)
+	}
+	return nil
 }
 
 // sameIdentity: the certifier was given the serving signer's credentials.

@@ -469,6 +469,26 @@ func TestVault_X5CServingIdentityCannotSignWithRoot(t *testing.T) {
 	}
 }
 
+// The certifier compares Vault identities, not file names: a copy of the signer's token
+// under another name (same accessor), and another token made with the signer's policies,
+// are refused with the certifier's own hint; the certifier's own token is taken.
+func TestVault_CertifierRefusesTheSignersVaultIdentity(t *testing.T) {
+	v := vaulttest.Start(t)
+	cfg := x5cKeys(t, v)
+	serving := servingToken(t, v)
+	cfg.Auth = vault.AuthConfig{TokenFile: tokenFile(t, serving)}
+	for name, tok := range map[string]string{
+		"a renamed copy of the signer's token":     serving,
+		"another token with the signer's policies": v.TokenWithPolicy(t, "portcullis-signer", shippedPolicy(t, "portcullis.hcl")),
+	} {
+		_, err := cfg.OpenCertifier(context.Background(), vault.CertifierDeps{Auth: vault.AuthConfig{TokenFile: tokenFile(t, tok)}})
+		if err == nil || !strings.Contains(err.Error(), "own identity") || !strings.Contains(err.Error(), "portcullis-certifier.hcl") {
+			t.Errorf("certifier given %s: %v, want a refusal naming its own policy", name, err)
+		}
+	}
+	certify(t, cfg, certifierToken(t, v), vault.CertifierDeps{})
+}
+
 // Leaves are short-lived and renewed at half their validity, before they expire, with no
 // change to the root; a signer whose leaf is about to expire stops signing with it until a
 // renewed one arrives. Time is injected: nothing sleeps.
