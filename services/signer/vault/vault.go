@@ -348,8 +348,12 @@ func (m *manager) SigningKey(context.Context) (signer.Key, error) {
 	return st.keys[slots[signing].Number], nil
 }
 
+// lastUseGranularity is how often noteFallback records a version's last use: the version
+// may have signed up to that long after the recorded time.
+const lastUseGranularity = time.Second
+
 // noteFallback remembers that version n signed in place of the due version (rarely: only
-// while the certifier is behind), at most once a second.
+// while the certifier is behind), at most once per lastUseGranularity.
 func (m *manager) noteFallback(n int, now time.Time) {
 	for {
 		old := m.fallbacks.Load()
@@ -357,7 +361,7 @@ func (m *manager) noteFallback(n int, now time.Time) {
 		if old != nil {
 			cur = *old
 		}
-		if t, ok := cur[n]; ok && now.Sub(t) < time.Second {
+		if t, ok := cur[n]; ok && now.Sub(t) < lastUseGranularity {
 			return
 		}
 		next := maps.Clone(cur)
@@ -392,14 +396,16 @@ func certified(slots []Slot, signable func(version int) bool) (signing, due int)
 }
 
 // extendRetirement keeps a version that signed as a fallback published for a token
-// lifetime (plus leeway) after it last did.
+// lifetime (plus leeway) after it last did. lastSigned is recorded once per
+// lastUseGranularity, so the last signature may be that much later than recorded: the
+// bound adds it (without, a version was seen leaving the JWKS 59 s after max_ttl).
 func extendRetirement(slots []Slot, lastSigned map[int]time.Time, signing int, now time.Time, retireAfter time.Duration) {
 	for i := range slots {
 		t, ok := lastSigned[slots[i].Number]
 		if !ok || i == signing || (slots[i].State != StateRetiring && slots[i].State != StateRetired) {
 			continue
 		}
-		if r := t.Add(retireAfter); r.After(slots[i].RetiredAt) {
+		if r := t.Add(retireAfter + lastUseGranularity); r.After(slots[i].RetiredAt) {
 			slots[i].RetiredAt = r
 			slots[i].State = StateRetired
 			if now.Before(r) {
