@@ -57,7 +57,9 @@ type Certifier struct {
 // CertifiedLeaf is what a pass did for one key version.
 type CertifiedLeaf struct {
 	Version int
-	State   State
+	// State is the version's state as the signers show it (`portcullis keys list`) once
+	// they have read what this pass wrote: one vocabulary for both commands.
+	State State
 	// Action: "issued" (had none), "renewed" (less than half its validity left), "kept",
 	// or "none" (retired: signs nothing, needs nothing).
 	Action      string
@@ -280,9 +282,12 @@ func (ce *Certifier) certify(ctx context.Context) (CertifyReport, error) {
 	if old.Key != "" && old.Key != cfg.Key {
 		return rep, fmt.Errorf("x5c: %s holds certificates for transit key %q, not %q: give each signing key its own x5c.store.path", ce.store.where(), old.Key, cfg.Key)
 	}
-	doc := &certDoc{Key: cfg.Key, RootKey: cfg.X5C.RootKey, Root: old.Root, Leaves: maps.Clone(old.Leaves)}
+	doc := &certDoc{Key: cfg.Key, RootKey: cfg.X5C.RootKey, Root: old.Root, Leaves: maps.Clone(old.Leaves), Certified: maps.Clone(old.Certified)}
 	if doc.Leaves == nil {
 		doc.Leaves = map[string]string{}
+	}
+	if doc.Certified == nil {
+		doc.Certified = map[string]string{}
 	}
 
 	root, rootVersion := storedRoot(old.Root, rk.Versions)
@@ -310,7 +315,14 @@ func (ce *Certifier) certify(ctx context.Context) (CertifyReport, error) {
 		versions[i], pubs[v.Number] = v.Version, v.Public
 	}
 	validity := cfg.X5C.LeafValidity.D()
-	for _, s := range Schedule(versions, now, cfg.PropagationDelay.D(), ce.retireAfter) {
+	usable := func(d *certDoc) func(int) bool {
+		return func(n int) bool {
+			l, err := parseCertPEM(d.Leaves[strconv.Itoa(n)])
+			return err == nil && pubs[n] != nil && checkLeaf(l, root, pubs[n]) == nil
+		}
+	}
+	// The signers' schedule (ScheduleCertified), from what the store held before this pass.
+	for _, s := range ScheduleCertified(versions, now, cfg.PropagationDelay.D(), ce.retireAfter, certifiedTimes(old, usable(old))) {
 		name := strconv.Itoa(s.Number)
 		var leaf *x509.Certificate
 		if p, ok := doc.Leaves[name]; ok {
@@ -339,6 +351,11 @@ func (ce *Certifier) certify(ctx context.Context) (CertifyReport, error) {
 				return rep, fmt.Errorf("x5c leaf certificate for %q version %d: %w", cfg.Key, s.Number, err)
 			}
 			cl.Certificate, doc.Leaves[name] = leaf, certPEM(leaf)
+			// The version may sign from now on: record when, once. A version certified
+			// before this was recorded keeps no entry (it was signing already).
+			if _, ok := doc.Certified[name]; !ok && cl.Action == "issued" {
+				doc.Certified[name] = now.UTC().Format(time.RFC3339Nano)
+			}
 		}
 		rep.Leaves = append(rep.Leaves, cl)
 	}
@@ -347,7 +364,21 @@ func (ce *Certifier) certify(ctx context.Context) (CertifyReport, error) {
 			delete(doc.Leaves, name)
 		}
 	}
-	if reflect.DeepEqual(doc, &certDoc{Key: old.Key, RootKey: old.RootKey, Root: old.Root, Leaves: nonNil(old.Leaves)}) {
+	for name := range doc.Certified { // versions without a leaf any more: retired or gone
+		if _, ok := doc.Leaves[name]; !ok {
+			delete(doc.Certified, name)
+		}
+	}
+	// States as the signers will show them (`portcullis keys list`) once they read this.
+	after := ScheduleCertified(versions, now, cfg.PropagationDelay.D(), ce.retireAfter, certifiedTimes(doc, usable(doc)))
+	for i := range rep.Leaves {
+		for _, s := range after {
+			if s.Number == rep.Leaves[i].Version {
+				rep.Leaves[i].State = s.State
+			}
+		}
+	}
+	if reflect.DeepEqual(doc, &certDoc{Key: old.Key, RootKey: old.RootKey, Root: old.Root, Leaves: nonNil(old.Leaves), Certified: nonNil(old.Certified)}) {
 		return rep, nil
 	}
 	if err := ce.store.write(ctx, doc, casVersion); err != nil {

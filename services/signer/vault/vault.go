@@ -63,10 +63,11 @@ type manager struct {
 // keyState is what the last successful read of the key said; signing never waits for Vault
 // to say which version to use.
 type keyState struct {
-	versions []Version
-	keys     map[int]*versionKey
-	root     *x509.Certificate // x5c mode
-	problems string            // x5c mode: stored leaves that were ignored, as logged
+	versions  []Version
+	keys      map[int]*versionKey
+	root      *x509.Certificate // x5c mode
+	problems  string            // x5c mode: stored leaves that were ignored, as logged
+	certified map[int]time.Time // x5c mode: when each version was certified
 }
 
 type versionKey struct {
@@ -228,7 +229,7 @@ func (m *manager) load(ctx context.Context, prev *keyState) (*keyState, error) {
 	}
 	st := &keyState{keys: map[int]*versionKey{}}
 	if certs != nil {
-		st.root, st.problems = certs.root, strings.Join(certs.problems, "; ")
+		st.root, st.problems, st.certified = certs.root, strings.Join(certs.problems, "; "), certs.certified
 	}
 	for _, v := range ki.Versions {
 		st.versions = append(st.versions, v.Version)
@@ -315,11 +316,13 @@ func (m *manager) Refresh(ctx context.Context) error {
 // slots is the schedule at now, and the index of the slot that signs (-1: none may). In
 // x5c mode only a version whose leaf outlives a token signed now may sign (see certified).
 func (m *manager) slots(st *keyState, now time.Time) ([]Slot, int, int) {
-	slots := Schedule(st.versions, now, m.cfg.PropagationDelay.D(), m.retireAfter)
 	if m.store == nil {
+		slots := Schedule(st.versions, now, m.cfg.PropagationDelay.D(), m.retireAfter)
 		i := slices.IndexFunc(slots, func(s Slot) bool { return s.State == StateActive })
 		return slots, i, i
 	}
+	// In x5c mode a version activates once certified: ACTIVE FROM is when it really did.
+	slots := ScheduleCertified(st.versions, now, m.cfg.PropagationDelay.D(), m.retireAfter, st.certified)
 	until := now.Add(m.retireAfter)
 	signing, due := certified(slots, func(n int) bool { return coversUntil(st.keys[n].leaf, now, until) })
 	if fb := m.fallbacks.Load(); fb != nil {
@@ -390,7 +393,8 @@ func certified(slots []Slot, signable func(version int) bool) (signing, due int)
 	}
 	if signing >= 0 && signing != due {
 		slots[signing].State, slots[signing].RetiredAt = StateActive, time.Time{}
-		slots[due].State = StatePublished
+		// Not signing (yet, or any more): no ACTIVE FROM until it does.
+		slots[due].State, slots[due].ActiveFrom = StatePublished, time.Time{}
 	}
 	return signing, due
 }
