@@ -20,3 +20,8 @@ path "secret/data/portcullis/x5c" {
 path "auth/token/lookup-self" {
   capabilities = ["read"]
 }
+# The certifier checks at startup that it may sign with the root key: an identity that may
+# not is not the certifier's (Vault's default policy grants this too).
+path "sys/capabilities-self" {
+  capabilities = ["update"]
+}

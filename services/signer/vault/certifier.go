@@ -183,12 +183,32 @@ func sameVaultIdentity(signer, certifier vaultIdentity) string {
 	return ""
 }
 
-// refuseSignerIdentity compares, through auth/token/lookup-self, the certifier's Vault
-// identity with the serving signer's, where the signer's token file is readable here: file
-// names and role ids alone miss a copy of the signer's token under another name. The
-// signer's AppRole or Kubernetes login is never performed here (it would use up a secret
-// id); those compare by role (sameIdentity).
+// refuseSignerIdentity refuses a certifier identity that is the serving signer's (see
+// compareWithSigner) or that may not sign with the root key, which the signer's never may.
 func (ce *Certifier) refuseSignerIdentity(ctx context.Context, client *api.Client) error {
+	if err := ce.compareWithSigner(ctx, client); err != nil {
+		return err
+	}
+	// Whatever the signer logs in with, its identity cannot sign with the root key (the
+	// signer refuses to start otherwise); an identity that cannot is not the certifier's.
+	path := ce.cfg.Mount + "/sign/" + ce.cfg.X5C.RootKey
+	cctx, cancel := context.WithTimeout(ctx, ce.cfg.RequestTimeout.D())
+	caps, err := client.Sys().CapabilitiesSelfWithContext(cctx, path)
+	cancel()
+	if err == nil && !slices.Contains(caps, "update") && !slices.Contains(caps, "root") {
+		return fmt.Errorf("vault certifier: its Vault identity may not sign with the x5c root key (%s: %v), so it is not the certifier's "+
+			"(is it the signer's?); the certifier needs its own identity: a token or AppRole holding deploy/vault/portcullis-certifier.hcl "+
+			"(deploy/vault/bootstrap.sh writes certifier-token, certifier-role-id and certifier-secret-id)", path, caps)
+	}
+	return nil
+}
+
+// compareWithSigner compares, through auth/token/lookup-self, the certifier's Vault identity
+// with the serving signer's, where the signer's token file is readable here: file names and
+// role ids alone miss a copy of the signer's token under another name. The signer's AppRole
+// or Kubernetes login is never performed here (it would use up a secret id); those compare
+// by role (sameIdentity) and by the root-key capability.
+func (ce *Certifier) compareWithSigner(ctx context.Context, client *api.Client) error {
 	a := ce.cfg.Auth
 	if a.Method != "token" || a.TokenFile == "" {
 		return nil
