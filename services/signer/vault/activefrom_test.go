@@ -75,3 +75,51 @@ func TestScheduleCertified(t *testing.T) {
 		})
 	}
 }
+
+// Whatever the clock and the certification times, at most one version signs, never before
+// its certification nor (but the first) before the propagation delay, and a version that
+// stopped signing stays published a token lifetime after its successor started.
+func TestScheduleCertifiedInvariants(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	P, R := 10*time.Minute, 7*time.Minute
+	vs := []Version{{1, t0}, {2, t0.Add(3 * time.Minute)}, {3, t0.Add(5 * time.Minute)}, {4, t0.Add(40 * time.Minute)}}
+	certified := map[int]time.Time{1: t0.Add(time.Minute), 2: t0.Add(30 * time.Minute), 4: t0.Add(41 * time.Minute)} // 3 never
+	for now := t0; now.Before(t0.Add(2 * time.Hour)); now = now.Add(30 * time.Second) {
+		known := map[int]time.Time{}
+		for n, c := range certified {
+			if !c.After(now) { // the store holds only what was certified by now
+				known[n] = c
+			}
+		}
+		slots := ScheduleCertified(vs, now, P, R, known)
+		active := 0
+		for i, s := range slots {
+			switch s.State {
+			case StateActive:
+				active++
+				c, ok := known[s.Number]
+				if !ok || now.Before(c) || (s.Number != 1 && now.Sub(s.Created) < P) || now.Before(s.ActiveFrom) {
+					t.Fatalf("at %s version %d signs (certified %v at %s, active from %s)", now, s.Number, ok, c, s.ActiveFrom)
+				}
+			case StateRetiring, StateRetired:
+				if s.ActiveFrom.IsZero() {
+					if s.State != StateRetired {
+						t.Fatalf("at %s version %d never signed but is %s", now, s.Number, s.State)
+					}
+					continue
+				}
+				next := slots[i+1:]
+				for len(next) > 0 && next[0].ActiveFrom.IsZero() {
+					next = next[1:]
+				}
+				if len(next) == 0 || s.RetiredAt.Before(next[0].ActiveFrom.Add(R)) {
+					t.Fatalf("at %s version %d retires at %s, before its successor's start + R", now, s.Number, s.RetiredAt)
+				}
+			}
+		}
+		if active > 1 || (active == 0 && len(known) > 0) {
+			t.Fatalf("at %s %d active versions (%d certified)", now, active, len(known))
+		}
+	}
+}
