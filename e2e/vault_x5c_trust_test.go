@@ -33,12 +33,6 @@ func TestVaultX5C_TrustIsTheRootAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(auth), "jwks") {
-		t.Fatalf("registry-config in x5c mode wrote a jwks line:\n%s", auth)
-	}
-	if _, err := os.Stat(filepath.Join(trust, "jwks.json")); err == nil {
-		t.Fatal("registry-config in x5c mode wrote jwks.json")
-	}
 	reg := startTrustedRegistry(t, registry3, vp.portcullis, trust)
 	tok := mustToken(t, vp.portcullis, "alice", "alice", "repository:alice/probe:pull")
 	if !reg.acceptsToken(t, tok) {
@@ -47,6 +41,12 @@ func TestVaultX5C_TrustIsTheRootAlone(t *testing.T) {
 	bare := bareTransitToken(t, vp, tok)
 	if reg.acceptsToken(t, bare) {
 		t.Fatalf("registry 3.1.2 set up from registry-config's x5c output accepts a bare token (no x5c) signed with the signer's Vault token: the signing key is pinned")
+	}
+	if strings.Contains(string(auth), "jwks") {
+		t.Fatalf("registry-config in x5c mode wrote a jwks line:\n%s", auth)
+	}
+	if _, err := os.Stat(filepath.Join(trust, "jwks.json")); err == nil {
+		t.Fatal("registry-config in x5c mode wrote jwks.json")
 	}
 
 	// The same registry with the key pinned as well: the bare token goes through.
