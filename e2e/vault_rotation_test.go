@@ -117,23 +117,35 @@ func testVaultRotationX5C(t *testing.T, kind registryKind, kidMode string) {
 		if set, _ := vp.gatewayJWKS(t); !slices.Contains(jwksKIDs(set), next.KeyID) {
 			t.Fatalf("rotation %d: the gateway's JWKS %v lacks the new version's kid %s", i, jwksKIDs(set), next.KeyID)
 		}
+		// Not certified: it has no ACTIVE FROM, since it signs only once it has a leaf.
+		if next.ActiveFrom != "-" {
+			t.Fatalf("rotation %d: uncertified version %d ACTIVE FROM %s, want - (it does not sign before its leaf)", i, i+1, next.ActiveFrom)
+		}
+		certifiedAt := time.Now().Truncate(time.Second)
 		if i == 1 {
 			// Past its activation time (and a refresh), a version without a leaf still does not
 			// sign: the one before it goes on. However late this looks, the answer is the same.
-			due, err := time.Parse(time.RFC3339, next.ActiveFrom)
+			created, err := time.Parse(time.RFC3339, next.Created)
 			if err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(time.Until(due.Add(2 * time.Second)))
+			time.Sleep(time.Until(created.Add(vp.Propagation + 2*time.Second)))
 			if got := vp.tokenKID(t); got != oldKID {
 				t.Fatalf("rotation %d: version %d signs (kid %s) before the certifier gave it a leaf", i, i+1, got)
 			}
-			wantKeyStates(t, vp.keys(t, "list"), want)
-		}
-		if i == 1 {
+			kt := vp.keys(t, "list")
+			wantKeyStates(t, kt, want)
+			if r, _ := kt.version(i + 1); r.ActiveFrom != "-" {
+				t.Fatalf("rotation %d: version %d is due but has no leaf; ACTIVE FROM %s, want -", i, i+1, r.ActiveFrom)
+			}
+			certifiedAt = time.Now().Truncate(time.Second)
 			rows := vp.certify(t)
 			if len(rows) != i+1 || rows[i].Version != i+1 || rows[i].Action != "issued" {
 				t.Fatalf("rotation %d: keys certify %+v, want a leaf issued for version %d", i, rows, i+1)
+			}
+			// One vocabulary: certify reports what keys list will say.
+			if rows[i].State != "active" || rows[i-1].State != "retiring" {
+				t.Fatalf("rotation %d: keys certify says version %d %s and %d %s, want active and retiring (as keys list will)", i, i+1, rows[i].State, i, rows[i-1].State)
 			}
 		} else {
 			// The certifier as a sidecar: it notices the new version by itself.
@@ -153,6 +165,12 @@ func testVaultRotationX5C(t *testing.T, kind registryKind, kidMode string) {
 		wantKeyStates(t, kt, want)
 		// A version that went on signing past its due time stays published that much longer.
 		checkRetiresAt(t, kt, i, time.Since(rotations))
+		// ACTIVE FROM is when the version really started signing: once certified.
+		if r, _ := kt.version(i + 1); i == 1 {
+			if from, err := time.Parse(time.RFC3339, r.ActiveFrom); err != nil || from.Before(certifiedAt) {
+				t.Fatalf("rotation %d: version %d ACTIVE FROM %s, want when it was certified (not before %s)", i, i+1, r.ActiveFrom, certifiedAt.UTC().Format(time.RFC3339))
+			}
+		}
 
 		tok = mustToken(t, vp.portcullis, "alice", "alice", "repository:alice/probe:pull")
 		if tok.kid == oldKID || tok.kid != next.KeyID {

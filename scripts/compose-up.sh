@@ -4,7 +4,9 @@
 # bootstrapped (deploy/vault/bootstrap.sh: transit key, the signer's least-privilege token),
 # the registry's trust files for the Vault key (portcullis registry-config), then the rest,
 # SIGNERS signer and AUTHN authn replicas (default 1 each). Waits until the gateway is ready.
-#   COMPOSE_PROJECT_NAME=NAME SIGNERS=3 AUTHN=2 scripts/compose-up.sh
+# `portcullis keys rotate` works only with PORTCULLIS_VAULT_ROTATE=1, passed on to bootstrap.sh
+# (the signer's token then carries portcullis-rotate; without it no signer identity may rotate).
+#   COMPOSE_PROJECT_NAME=NAME SIGNERS=3 AUTHN=2 [PORTCULLIS_VAULT_ROTATE=1] scripts/compose-up.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.cache/bin:$PATH"

@@ -422,6 +422,14 @@ func (d *doctorCmd) checkToken(ti *regclient.TokenInfo, ch regclient.Challenge, 
 	}
 	if len(ti.X5C) > 0 {
 		d.note("the token carries an x5c chain of %d certificate(s), leaf %s: registries verify it against their rootcertbundle, not by kid", len(ti.X5C), ti.X5C[0].Subject)
+		if settings != nil {
+			for _, k := range settings.PinnedKeys(regtrust.Header{Algorithm: ti.Algorithm, KeyID: ti.KeyID, X5C: ti.X5CCerts}) {
+				d.problem("give the registry the x5c root certificate alone: drop auth.token.jwks and every non-root certificate from rootcertbundle "+
+					"(portcullis registry-config writes just that in x5c mode), then restart the registry",
+					"the registry pins a signing key by kid (%s, kid %s) although tokens carry an x5c chain: a token signed with that key "+
+						"without a chain verifies for as long as the file stays, past every short-lived leaf", k.From, orNone(k.V3KeyID))
+			}
+		}
 	}
 	d.checkGranted(ti, scopes)
 	if settings == nil {

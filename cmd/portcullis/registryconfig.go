@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/pem"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,7 +19,8 @@ import (
 
 // runRegistryConfig writes what a distribution registry needs to trust Portcullis's tokens:
 // the auth.token YAML, a rootcertbundle PEM (a self-signed certificate for the signing key,
-// read by 2.8 and 3.x) and a jwks.json (3.x).
+// read by 2.8 and 3.x) and a jwks.json (3.x). In x5c mode it writes the root certificate as
+// the bundle and nothing else: no jwks, so no signing key is pinned.
 func runRegistryConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("portcullis registry-config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -26,7 +29,7 @@ func runRegistryConfig(ctx context.Context, args []string, stdout, stderr io.Wri
 	dataDir := fs.String("data-dir", ".portcullis", "data directory of the development defaults")
 	service := fs.String("service", "", "registry service name (default: the first of gateway.services)")
 	realm := fs.String("realm", "http://localhost:5001/token", "token endpoint URL the registry sends clients to")
-	out := fs.String("out", "", "directory to write auth-token.yml, rootcertbundle.pem and jwks.json into (required)")
+	out := fs.String("out", "", "directory to write auth-token.yml, rootcertbundle.pem and (not in x5c mode) jwks.json into (required)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,6 +53,11 @@ func runRegistryConfig(ctx context.Context, args []string, stdout, stderr io.Wri
 	if c, ok := km.(signer.Closer); ok {
 		defer c.Close(ctx)
 	}
+	return writeRegistryTrust(ctx, km, *out, *realm, *service, cfg.Signer.Issuer, stdout, stderr)
+}
+
+// writeRegistryTrust writes the trust files for km into out and checks what it wrote.
+func writeRegistryTrust(ctx context.Context, km signer.KeyManager, out, realm, service, issuer string, stdout, stderr io.Writer) error {
 	var certPEM []byte
 	x5c := false
 	if r, ok := km.(signer.RootCertifier); ok && len(r.RootCertificates(ctx)) > 0 {
@@ -67,28 +75,43 @@ func runRegistryConfig(ctx context.Context, args []string, stdout, stderr io.Wri
 			return err
 		}
 	}
-	jwks, err := signer.New(signer.Options{Issuer: cfg.Signer.Issuer}, km).JWKS(ctx)
-	if err != nil {
-		return err
-	}
-	dir, err := filepath.Abs(*out)
+	dir, err := filepath.Abs(out)
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	bundle, jwksPath := filepath.Join(dir, "rootcertbundle.pem"), filepath.Join(dir, "jwks.json")
-	snippet := authSnippet(*realm, *service, cfg.Signer.Issuer, bundle, jwksPath)
-	for name, data := range map[string][]byte{bundle: certPEM, jwksPath: jwks, filepath.Join(dir, "auth-token.yml"): []byte(snippet)} {
+	authFile, bundle, jwksPath := filepath.Join(dir, "auth-token.yml"), filepath.Join(dir, "rootcertbundle.pem"), filepath.Join(dir, "jwks.json")
+	if x5c {
+		// No jwks: a key in it (or in the bundle) is trusted by kid with no expiry, so a
+		// bare token signed through transit with a stolen signer token would verify for as
+		// long as the file stays, past every short-lived leaf. The root alone is the trust.
+		if err := os.WriteFile(bundle, certPEM, 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(authFile, []byte(authSnippet(realm, service, issuer, bundle, "")), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s and %s (the x5c root certificate); no jwks: in x5c mode registries trust the root only, "+
+			"so no signing key outlives its short-lived leaf certificate\n", authFile, bundle)
+		if err := os.Remove(jwksPath); err == nil {
+			fmt.Fprintf(stdout, "removed %s: a registry still naming it would pin a signing key; give it %s\n", jwksPath, authFile)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil // tokens carry a chain to the bundle's root: no kid to check
+	}
+	jwks, err := signer.New(signer.Options{Issuer: issuer}, km).JWKS(ctx)
+	if err != nil {
+		return err
+	}
+	for name, data := range map[string][]byte{bundle: certPEM, jwksPath: jwks, authFile: []byte(authSnippet(realm, service, issuer, bundle, jwksPath))} {
 		if err := os.WriteFile(name, data, 0o644); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "wrote %s, %s and %s\n", filepath.Join(dir, "auth-token.yml"), bundle, jwksPath)
-	if x5c {
-		return nil // tokens carry a chain to the bundle's root: no kid to check
-	}
+	fmt.Fprintf(stdout, "wrote %s, %s and %s\n", authFile, bundle, jwksPath)
 	key, err := km.SigningKey(ctx)
 	if err != nil {
 		return err
@@ -120,14 +143,17 @@ func checkWrittenTrust(authFile string, h regtrust.Header, stderr io.Writer) err
 }
 
 // authSnippet is the registry config's auth section. Registry 2.8 reads rootcertbundle and
-// ignores jwks; 3.x reads both.
+// ignores jwks; 3.x reads both. jwks is empty in x5c mode: no line then.
 func authSnippet(realm, service, issuer, bundle, jwks string) string {
-	return fmt.Sprintf(`auth:
+	s := fmt.Sprintf(`auth:
   token:
     realm: %s
     service: %s
     issuer: %s
     rootcertbundle: %s
-    jwks: %s
-`, realm, service, issuer, bundle, jwks)
+`, realm, service, issuer, bundle)
+	if jwks != "" {
+		s += fmt.Sprintf("    jwks: %s\n", jwks)
+	}
+	return s
 }

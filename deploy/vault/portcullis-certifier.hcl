@@ -16,3 +16,12 @@ path "transit/keys/portcullis" {
 path "secret/data/portcullis/x5c" {
   capabilities = ["create", "read", "update"]
 }
+# Who this token is: compared with the signer's (same token, entity or policies are refused).
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+# The certifier checks at startup that it may sign with the root key: an identity that may
+# not is not the certifier's (Vault's default policy grants this too).
+path "sys/capabilities-self" {
+  capabilities = ["update"]
+}

@@ -18,3 +18,8 @@ path "secret/data/portcullis/x5c" {
 path "sys/capabilities-self" {
   capabilities = ["update"]
 }
+# Who this token is (entity, policies): the certifier compares it with its own to refuse the
+# signer's identity under another name (Vault's default policy grants this too).
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}

@@ -188,6 +188,24 @@ func (s *Settings) Keys() []TrustedKey {
 	return ks
 }
 
+// PinnedKeys lists the keys these settings trust by kid although the token with header h
+// carries an x5c chain: every jwks key, and a bundle certificate for the chain's leaf key.
+// Each is trusted with no expiry, so a bare token (no x5c) signed with it verifies past
+// every leaf; in x5c mode a registry should trust the root alone.
+func (s *Settings) PinnedKeys(h Header) []TrustedKey {
+	if len(h.X5C) == 0 {
+		return nil
+	}
+	leaf, _ := h.X5C[0].PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	var pinned []TrustedKey
+	for _, k := range s.Keys() {
+		if strings.HasPrefix(k.From, "jwks") || (leaf != nil && leaf.Equal(k.Key)) {
+			pinned = append(pinned, k)
+		}
+	}
+	return pinned
+}
+
 // Dist3Thumbprint is the kid distribution 3.x derives from a rootcertbundle key: RFC 7638's
 // thumbprint, except that EC coordinates are encoded without their leading zero bytes.
 // Empty for key types 3.x does not derive one for.

@@ -3,14 +3,17 @@ package vault
 import (
 	"context"
 	"crypto"
+	"crypto/subtle"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,7 +57,9 @@ type Certifier struct {
 // CertifiedLeaf is what a pass did for one key version.
 type CertifiedLeaf struct {
 	Version int
-	State   State
+	// State is the version's state as the signers show it (`portcullis keys list`) once
+	// they have read what this pass wrote: one vocabulary for both commands.
+	State State
 	// Action: "issued" (had none), "renewed" (less than half its validity left), "kept",
 	// or "none" (retired: signs nothing, needs nothing).
 	Action      string
@@ -94,13 +99,13 @@ func (c *Config) OpenCertifier(ctx context.Context, deps CertifierDeps) (*Certif
 		return nil, fmt.Errorf("vault certifier: interval %s must be between 0 and a quarter of x5c.leaf_validity %s (%s)", deps.Interval, cfg.X5C.LeafValidity.D(), limit)
 	}
 	if sameIdentity(cfg.Auth, auth) {
-		return nil, errors.New("vault certifier: its Vault credentials are the serving signer's (signer.key.config.auth); the certifier needs its own identity, the only one allowed to sign with the root key")
+		return nil, errors.New("vault certifier: " + certifierIdentityHint)
 	}
 	client, err := newClient(cfg, nil)
 	if err != nil {
 		return nil, fmt.Errorf("vault: %w", err)
 	}
-	ce := &Certifier{cfg: cfg, t: &transit{c: client, mount: cfg.Mount, timeout: cfg.RequestTimeout.D()}, store: newCertStore(client, cfg),
+	ce := &Certifier{cfg: cfg, t: newTransit(client, cfg, certifierPolicy), store: newCertStore(client, cfg, certifierPolicy),
 		log: deps.Logger, now: deps.Now, retireAfter: deps.TokenLifetime + registryLeeway}
 	if ce.log == nil {
 		ce.log = slog.New(slog.DiscardHandler)
@@ -112,6 +117,9 @@ func (c *Config) OpenCertifier(ctx context.Context, deps CertifierDeps) (*Certif
 	if err != nil {
 		return nil, fmt.Errorf("vault %s: certifier %w", client.Address(), err)
 	}
+	if err := ce.refuseSignerIdentity(ctx, client); err != nil {
+		return nil, err
+	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	ce.cancel = cancel
 	if secret != nil { // a sidecar runs for days: keep its token alive
@@ -119,6 +127,118 @@ func (c *Config) OpenCertifier(ctx context.Context, deps CertifierDeps) (*Certif
 		go func() { defer ce.wg.Done(); keepLoggedIn(lctx, client, auth, secret, ce.log) }()
 	}
 	return ce, nil
+}
+
+// certifierIdentityHint is what the certifier says when it was given the signer's identity.
+const certifierIdentityHint = "its Vault identity is the serving signer's (signer.key.config.auth); the certifier needs its own identity, " +
+	"the only one allowed to sign with the x5c root key: a token or AppRole holding deploy/vault/portcullis-certifier.hcl " +
+	"(deploy/vault/bootstrap.sh writes certifier-token, certifier-role-id and certifier-secret-id), given with -vault-token-file " +
+	"or -vault-auth-method approle"
+
+// vaultIdentity is what auth/token/lookup-self says about a token.
+type vaultIdentity struct {
+	Accessor, EntityID string
+	// Policies without "default", which every token has; sorted.
+	Policies []string
+}
+
+// lookupSelf asks Vault who the client's token is (nil when Vault does not tell: a token
+// without the default policy may not look itself up).
+func lookupSelf(ctx context.Context, c *api.Client, timeout time.Duration) *vaultIdentity {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	s, err := c.Auth().Token().LookupSelfWithContext(ctx)
+	if err != nil || s == nil || s.Data == nil {
+		return nil
+	}
+	id := &vaultIdentity{}
+	id.Accessor, _ = s.Data["accessor"].(string)
+	id.EntityID, _ = s.Data["entity_id"].(string)
+	// Identity policies (from the entity's groups) are part of what the token may do.
+	for _, key := range []string{"policies", "identity_policies"} {
+		ps, _ := s.Data[key].([]any)
+		for _, p := range ps {
+			if p, ok := p.(string); ok && p != "default" && !slices.Contains(id.Policies, p) {
+				id.Policies = append(id.Policies, p)
+			}
+		}
+	}
+	slices.Sort(id.Policies)
+	return id
+}
+
+// sameVaultIdentity says how certifier and signer, as Vault sees them, are one identity:
+// the same token (a copy under another file name has the same accessor), the same entity
+// (two logins of one AppRole or Kubernetes role), or the same policies (another token made
+// for the signer). Empty when they differ.
+func sameVaultIdentity(signer, certifier vaultIdentity) string {
+	switch {
+	case signer.Accessor != "" && signer.Accessor == certifier.Accessor:
+		return "the same token (accessor " + signer.Accessor + ")"
+	case signer.EntityID != "" && signer.EntityID == certifier.EntityID:
+		return "the same Vault entity " + signer.EntityID
+	case len(signer.Policies) > 0 && slices.Equal(signer.Policies, certifier.Policies):
+		return "the same policies " + strings.Join(signer.Policies, ",")
+	}
+	return ""
+}
+
+// refuseSignerIdentity refuses a certifier identity that is the serving signer's (see
+// compareWithSigner) or that may not sign with the root key, which the signer's never may.
+func (ce *Certifier) refuseSignerIdentity(ctx context.Context, client *api.Client) error {
+	if err := ce.compareWithSigner(ctx, client); err != nil {
+		return err
+	}
+	// Whatever the signer logs in with, its identity cannot sign with the root key (the
+	// signer refuses to start otherwise); an identity that cannot is not the certifier's.
+	path := ce.cfg.Mount + "/sign/" + ce.cfg.X5C.RootKey
+	cctx, cancel := context.WithTimeout(ctx, ce.cfg.RequestTimeout.D())
+	caps, err := client.Sys().CapabilitiesSelfWithContext(cctx, path)
+	cancel()
+	if err == nil && !slices.Contains(caps, "update") && !slices.Contains(caps, "root") {
+		return fmt.Errorf("vault certifier: its Vault identity may not sign with the x5c root key (%s: %v), so it is not the certifier's "+
+			"(is it the signer's?); the certifier needs its own identity: a token or AppRole holding deploy/vault/portcullis-certifier.hcl "+
+			"(deploy/vault/bootstrap.sh writes certifier-token, certifier-role-id and certifier-secret-id)", path, caps)
+	}
+	return nil
+}
+
+// compareWithSigner compares, through auth/token/lookup-self, the certifier's Vault identity
+// with the serving signer's, where the signer's token file is readable here: file names and
+// role ids alone miss a copy of the signer's token under another name. The signer's AppRole
+// or Kubernetes login is never performed here (it would use up a secret id); those compare
+// by role (sameIdentity) and by the root-key capability.
+func (ce *Certifier) compareWithSigner(ctx context.Context, client *api.Client) error {
+	a := ce.cfg.Auth
+	if a.Method != "token" || a.TokenFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(a.TokenFile)
+	signerToken := strings.TrimSpace(string(b))
+	if err != nil || signerToken == "" {
+		return nil // the signer's secret is not on this machine
+	}
+	if subtle.ConstantTimeCompare([]byte(signerToken), []byte(client.Token())) == 1 {
+		return fmt.Errorf("vault certifier: %s (the certifier's token is the signer's)", certifierIdentityHint)
+	}
+	me := lookupSelf(ctx, client, ce.cfg.RequestTimeout.D())
+	if me == nil {
+		ce.log.Info("x5c certifier: Vault does not say who its token is (auth/token/lookup-self); not compared with the signer's")
+		return nil
+	}
+	sc, err := newClient(ce.cfg, nil)
+	if err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+	sc.SetToken(signerToken)
+	signer := lookupSelf(ctx, sc, ce.cfg.RequestTimeout.D())
+	if signer == nil {
+		return nil
+	}
+	if how := sameVaultIdentity(*signer, *me); how != "" {
+		return fmt.Errorf("vault certifier: %s (Vault says: %s)", certifierIdentityHint, how)
+	}
+	return nil
 }
 
 // sameIdentity: the certifier was given the serving signer's credentials.
@@ -182,9 +302,12 @@ func (ce *Certifier) certify(ctx context.Context) (CertifyReport, error) {
 	if old.Key != "" && old.Key != cfg.Key {
 		return rep, fmt.Errorf("x5c: %s holds certificates for transit key %q, not %q: give each signing key its own x5c.store.path", ce.store.where(), old.Key, cfg.Key)
 	}
-	doc := &certDoc{Key: cfg.Key, RootKey: cfg.X5C.RootKey, Root: old.Root, Leaves: maps.Clone(old.Leaves)}
+	doc := &certDoc{Key: cfg.Key, RootKey: cfg.X5C.RootKey, Root: old.Root, Leaves: maps.Clone(old.Leaves), Certified: maps.Clone(old.Certified)}
 	if doc.Leaves == nil {
 		doc.Leaves = map[string]string{}
+	}
+	if doc.Certified == nil {
+		doc.Certified = map[string]string{}
 	}
 
 	root, rootVersion := storedRoot(old.Root, rk.Versions)
@@ -212,7 +335,14 @@ func (ce *Certifier) certify(ctx context.Context) (CertifyReport, error) {
 		versions[i], pubs[v.Number] = v.Version, v.Public
 	}
 	validity := cfg.X5C.LeafValidity.D()
-	for _, s := range Schedule(versions, now, cfg.PropagationDelay.D(), ce.retireAfter) {
+	usable := func(d *certDoc) func(int) bool {
+		return func(n int) bool {
+			l, err := parseCertPEM(d.Leaves[strconv.Itoa(n)])
+			return err == nil && pubs[n] != nil && checkLeaf(l, root, pubs[n]) == nil
+		}
+	}
+	// The signers' schedule (ScheduleCertified), from what the store held before this pass.
+	for _, s := range ScheduleCertified(versions, now, cfg.PropagationDelay.D(), ce.retireAfter, certifiedTimes(old, usable(old))) {
 		name := strconv.Itoa(s.Number)
 		var leaf *x509.Certificate
 		if p, ok := doc.Leaves[name]; ok {
@@ -241,6 +371,11 @@ func (ce *Certifier) certify(ctx context.Context) (CertifyReport, error) {
 				return rep, fmt.Errorf("x5c leaf certificate for %q version %d: %w", cfg.Key, s.Number, err)
 			}
 			cl.Certificate, doc.Leaves[name] = leaf, certPEM(leaf)
+			// The version may sign from now on: record when, once. A version certified
+			// before this was recorded keeps no entry (it was signing already).
+			if _, ok := doc.Certified[name]; !ok && cl.Action == "issued" {
+				doc.Certified[name] = now.UTC().Format(time.RFC3339Nano)
+			}
 		}
 		rep.Leaves = append(rep.Leaves, cl)
 	}
@@ -249,7 +384,21 @@ func (ce *Certifier) certify(ctx context.Context) (CertifyReport, error) {
 			delete(doc.Leaves, name)
 		}
 	}
-	if reflect.DeepEqual(doc, &certDoc{Key: old.Key, RootKey: old.RootKey, Root: old.Root, Leaves: nonNil(old.Leaves)}) {
+	for name := range doc.Certified { // versions without a leaf any more: retired or gone
+		if _, ok := doc.Leaves[name]; !ok {
+			delete(doc.Certified, name)
+		}
+	}
+	// States as the signers will show them (`portcullis keys list`) once they read this.
+	after := ScheduleCertified(versions, now, cfg.PropagationDelay.D(), ce.retireAfter, certifiedTimes(doc, usable(doc)))
+	for i := range rep.Leaves {
+		for _, s := range after {
+			if s.Number == rep.Leaves[i].Version {
+				rep.Leaves[i].State = s.State
+			}
+		}
+	}
+	if reflect.DeepEqual(doc, &certDoc{Key: old.Key, RootKey: old.RootKey, Root: old.Root, Leaves: nonNil(old.Leaves), Certified: nonNil(old.Certified)}) {
 		return rep, nil
 	}
 	if err := ce.store.write(ctx, doc, casVersion); err != nil {

@@ -26,6 +26,34 @@ type transit struct {
 	c       *api.Client
 	mount   string
 	timeout time.Duration
+	// policy is whose Vault identity calls: a refusal names the policy file it needs.
+	policy policyHint
+}
+
+func newTransit(c *api.Client, cfg Config, p policyHint) *transit {
+	return &transit{c: c, mount: cfg.Mount, timeout: cfg.RequestTimeout.D(), policy: p}
+}
+
+// policyHint is the identity making Vault calls, for the text of a permission denied.
+type policyHint int
+
+const (
+	signerPolicy policyHint = iota
+	certifierPolicy
+)
+
+// denied says what to check when Vault refuses verb on path.
+func (p policyHint) denied(verb string) string {
+	switch {
+	case verb == "rotate":
+		// portcullis.hcl deliberately lacks rotate: rotation through Portcullis is opt-in.
+		return "rotating through Portcullis needs deploy/vault/portcullis-rotate.hcl attached to the signer's Vault identity, token and AppRole alike " +
+			"(deploy/vault/bootstrap.sh does it with PORTCULLIS_VAULT_ROTATE=1); or rotate in Vault itself"
+	case p == certifierPolicy:
+		return "check the certifier's Vault policy, see deploy/vault/portcullis-certifier.hcl"
+	default:
+		return "check the Vault policy, see deploy/vault/portcullis.hcl"
+	}
 }
 
 // keyInfo is a transit key as read from <mount>/keys/<name>.
@@ -143,7 +171,7 @@ func (t *transit) read(ctx context.Context, name string) (*keyInfo, error) {
 	path := t.mount + "/keys/" + name
 	s, err := t.c.Logical().ReadWithContext(ctx, path)
 	if err != nil {
-		return nil, describe(err, "read", path)
+		return nil, t.policy.describe(err, "read", path)
 	}
 	if s == nil || s.Data == nil {
 		return nil, fmt.Errorf("transit key %q not found at %s (create it: vault write -f %s/keys/%s type=ecdsa-p256)", name, path, t.mount, name)
@@ -223,7 +251,7 @@ func (t *transit) sign(ctx context.Context, r signRequest) ([][]byte, []error, e
 	}
 	s, err := t.c.Logical().WriteWithContext(ctx, path, body)
 	if err != nil {
-		return nil, nil, describe(err, "sign with", path)
+		return nil, nil, t.policy.describe(err, "sign with", path)
 	}
 	if s == nil || s.Data == nil {
 		return nil, nil, fmt.Errorf("%s: empty answer", path)
@@ -267,7 +295,7 @@ func (t *transit) rotate(ctx context.Context, name string) error {
 	defer cancel()
 	path := t.mount + "/keys/" + name + "/rotate"
 	if _, err := t.c.Logical().WriteWithContext(ctx, path, nil); err != nil {
-		return describe(err, "rotate", path)
+		return t.policy.describe(err, "rotate", path)
 	}
 	return nil
 }
@@ -276,12 +304,12 @@ func (t *transit) rotate(ctx context.Context, name string) error {
 var errVaultDown = errors.New("vault unavailable")
 
 // describe names the path and the cause; it never includes the token.
-func describe(err error, verb, path string) error {
+func (p policyHint) describe(err error, verb, path string) error {
 	var re *api.ResponseError
 	if errors.As(err, &re) {
 		switch re.StatusCode {
 		case http.StatusForbidden:
-			return fmt.Errorf("vault denied %s %s: permission denied (check the Vault policy, see deploy/vault/portcullis.hcl)", verb, path)
+			return fmt.Errorf("vault denied %s %s: permission denied (%s)", verb, path, p.denied(verb))
 		case http.StatusNotFound:
 			return fmt.Errorf("vault: %s not found", path)
 		case http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusBadGateway, http.StatusGatewayTimeout:

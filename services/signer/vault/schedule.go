@@ -40,6 +40,27 @@ type Slot struct {
 // When no version has matured yet (a brand-new key) the oldest one signs at once: there is no
 // earlier key any verifier could be relying on.
 func Schedule(versions []Version, now time.Time, propagate, retireAfter time.Duration) []Slot {
+	return schedule(versions, now, propagate, retireAfter, nil)
+}
+
+// ScheduleCertified is Schedule in x5c mode, where a version can sign only once the
+// certifier has given it a leaf: certifiedAt holds when each version's first leaf was
+// issued (the zero time for one certified before that was recorded). A version becomes
+// active at the later of its scheduled time and its certification, so ActiveFrom is when it
+// really started signing and the version it replaces retires a token lifetime after that.
+// A version not in certifiedAt has not started: no ActiveFrom, and it stays published (or,
+// once a later version signs, retired: it never signed anything).
+func ScheduleCertified(versions []Version, now time.Time, propagate, retireAfter time.Duration, certifiedAt map[int]time.Time) []Slot {
+	if certifiedAt == nil {
+		certifiedAt = map[int]time.Time{}
+	}
+	return schedule(versions, now, propagate, retireAfter, certifiedAt)
+}
+
+func schedule(versions []Version, now time.Time, propagate, retireAfter time.Duration, certifiedAt map[int]time.Time) []Slot {
+	if certifiedAt != nil {
+		return scheduleX5C(versions, now, propagate, retireAfter, certifiedAt)
+	}
 	vs := append([]Version(nil), versions...)
 	sort.Slice(vs, func(i, j int) bool { return vs[i].Number < vs[j].Number })
 	slots := make([]Slot, len(vs))
@@ -75,6 +96,57 @@ func Schedule(versions []Version, now time.Time, propagate, retireAfter time.Dur
 			if now.Before(slots[i].RetiredAt) {
 				slots[i].State = StateRetiring
 			} else {
+				slots[i].State = StateRetired
+			}
+		}
+	}
+	return slots
+}
+
+func scheduleX5C(versions []Version, now time.Time, propagate, retireAfter time.Duration, certifiedAt map[int]time.Time) []Slot {
+	slots := Schedule(versions, now, propagate, retireAfter)
+	// Activation times: the scheduled one, not before certification, and in order among the
+	// versions that can activate at all.
+	var prev time.Time
+	for i := range slots {
+		c, ok := certifiedAt[slots[i].Number]
+		if !ok {
+			slots[i].ActiveFrom = time.Time{}
+			continue
+		}
+		af := slots[i].ActiveFrom
+		if c.After(af) {
+			af = c
+		}
+		if af.Before(prev) {
+			af = prev
+		}
+		slots[i].ActiveFrom, prev = af, af
+	}
+	active := -1
+	for i := range slots {
+		if !slots[i].ActiveFrom.IsZero() && !now.Before(slots[i].ActiveFrom) {
+			active = i
+		}
+	}
+	for i := range slots {
+		slots[i].RetiredAt = time.Time{}
+		switch {
+		case i == active:
+			slots[i].State = StateActive
+		case i > active || active < 0:
+			slots[i].State = StatePublished
+		case slots[i].ActiveFrom.IsZero():
+			slots[i].State = StateRetired // skipped: it never signed
+		default:
+			// It stopped signing when the next version that activated did.
+			next := i + 1
+			for slots[next].ActiveFrom.IsZero() {
+				next++
+			}
+			slots[i].RetiredAt = slots[next].ActiveFrom.Add(retireAfter)
+			slots[i].State = StateRetiring
+			if !now.Before(slots[i].RetiredAt) {
 				slots[i].State = StateRetired
 			}
 		}

@@ -63,10 +63,11 @@ type manager struct {
 // keyState is what the last successful read of the key said; signing never waits for Vault
 // to say which version to use.
 type keyState struct {
-	versions []Version
-	keys     map[int]*versionKey
-	root     *x509.Certificate // x5c mode
-	problems string            // x5c mode: stored leaves that were ignored, as logged
+	versions  []Version
+	keys      map[int]*versionKey
+	root      *x509.Certificate // x5c mode
+	problems  string            // x5c mode: stored leaves that were ignored, as logged
+	certified map[int]time.Time // x5c mode: when each version was certified
 }
 
 type versionKey struct {
@@ -99,7 +100,7 @@ func (c *Config) Open(ctx context.Context, deps signer.Deps) (signer.KeyManager,
 	if err != nil {
 		return nil, fmt.Errorf("vault: %w", err)
 	}
-	m := &manager{cfg: cfg, t: &transit{c: client, mount: cfg.Mount, timeout: cfg.RequestTimeout.D()},
+	m := &manager{cfg: cfg, t: newTransit(client, cfg, signerPolicy),
 		log: deps.Logger, now: deps.Now, retireAfter: deps.TokenLifetime + registryLeeway, refresh: make(chan chan error), wake: make(chan struct{}, 1)}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -121,7 +122,7 @@ func (c *Config) Open(ctx context.Context, deps signer.Deps) (signer.KeyManager,
 		if err := refuseRootSigner(ctx, client, cfg, m.log); err != nil {
 			return nil, err
 		}
-		m.store = newCertStore(client, cfg)
+		m.store = newCertStore(client, cfg, signerPolicy)
 		m.initX5CMetrics(deps.Registerer)
 	}
 	st, err := m.load(ctx, nil)
@@ -228,7 +229,7 @@ func (m *manager) load(ctx context.Context, prev *keyState) (*keyState, error) {
 	}
 	st := &keyState{keys: map[int]*versionKey{}}
 	if certs != nil {
-		st.root, st.problems = certs.root, strings.Join(certs.problems, "; ")
+		st.root, st.problems, st.certified = certs.root, strings.Join(certs.problems, "; "), certs.certified
 	}
 	for _, v := range ki.Versions {
 		st.versions = append(st.versions, v.Version)
@@ -315,11 +316,13 @@ func (m *manager) Refresh(ctx context.Context) error {
 // slots is the schedule at now, and the index of the slot that signs (-1: none may). In
 // x5c mode only a version whose leaf outlives a token signed now may sign (see certified).
 func (m *manager) slots(st *keyState, now time.Time) ([]Slot, int, int) {
-	slots := Schedule(st.versions, now, m.cfg.PropagationDelay.D(), m.retireAfter)
 	if m.store == nil {
+		slots := Schedule(st.versions, now, m.cfg.PropagationDelay.D(), m.retireAfter)
 		i := slices.IndexFunc(slots, func(s Slot) bool { return s.State == StateActive })
 		return slots, i, i
 	}
+	// In x5c mode a version activates once certified: ACTIVE FROM is when it really did.
+	slots := ScheduleCertified(st.versions, now, m.cfg.PropagationDelay.D(), m.retireAfter, st.certified)
 	until := now.Add(m.retireAfter)
 	signing, due := certified(slots, func(n int) bool { return coversUntil(st.keys[n].leaf, now, until) })
 	if fb := m.fallbacks.Load(); fb != nil {
@@ -348,8 +351,12 @@ func (m *manager) SigningKey(context.Context) (signer.Key, error) {
 	return st.keys[slots[signing].Number], nil
 }
 
+// lastUseGranularity is how often noteFallback records a version's last use: the version
+// may have signed up to that long after the recorded time.
+const lastUseGranularity = time.Second
+
 // noteFallback remembers that version n signed in place of the due version (rarely: only
-// while the certifier is behind), at most once a second.
+// while the certifier is behind), at most once per lastUseGranularity.
 func (m *manager) noteFallback(n int, now time.Time) {
 	for {
 		old := m.fallbacks.Load()
@@ -357,7 +364,7 @@ func (m *manager) noteFallback(n int, now time.Time) {
 		if old != nil {
 			cur = *old
 		}
-		if t, ok := cur[n]; ok && now.Sub(t) < time.Second {
+		if t, ok := cur[n]; ok && now.Sub(t) < lastUseGranularity {
 			return
 		}
 		next := maps.Clone(cur)
@@ -386,20 +393,23 @@ func certified(slots []Slot, signable func(version int) bool) (signing, due int)
 	}
 	if signing >= 0 && signing != due {
 		slots[signing].State, slots[signing].RetiredAt = StateActive, time.Time{}
-		slots[due].State = StatePublished
+		// Not signing (yet, or any more): no ACTIVE FROM until it does.
+		slots[due].State, slots[due].ActiveFrom = StatePublished, time.Time{}
 	}
 	return signing, due
 }
 
 // extendRetirement keeps a version that signed as a fallback published for a token
-// lifetime (plus leeway) after it last did.
+// lifetime (plus leeway) after it last did. lastSigned is recorded once per
+// lastUseGranularity, so the last signature may be that much later than recorded: the
+// bound adds it (without, a version was seen leaving the JWKS 59 s after max_ttl).
 func extendRetirement(slots []Slot, lastSigned map[int]time.Time, signing int, now time.Time, retireAfter time.Duration) {
 	for i := range slots {
 		t, ok := lastSigned[slots[i].Number]
 		if !ok || i == signing || (slots[i].State != StateRetiring && slots[i].State != StateRetired) {
 			continue
 		}
-		if r := t.Add(retireAfter); r.After(slots[i].RetiredAt) {
+		if r := t.Add(retireAfter + lastUseGranularity); r.After(slots[i].RetiredAt) {
 			slots[i].RetiredAt = r
 			slots[i].State = StateRetired
 			if now.Before(r) {

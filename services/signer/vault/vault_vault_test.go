@@ -469,6 +469,26 @@ func TestVault_X5CServingIdentityCannotSignWithRoot(t *testing.T) {
 	}
 }
 
+// The certifier compares Vault identities, not file names: a copy of the signer's token
+// under another name (same accessor), and another token made with the signer's policies,
+// are refused with the certifier's own hint; the certifier's own token is taken.
+func TestVault_CertifierRefusesTheSignersVaultIdentity(t *testing.T) {
+	v := vaulttest.Start(t)
+	cfg := x5cKeys(t, v)
+	serving := servingToken(t, v)
+	cfg.Auth = vault.AuthConfig{TokenFile: tokenFile(t, serving)}
+	for name, tok := range map[string]string{
+		"a renamed copy of the signer's token":     serving,
+		"another token with the signer's policies": v.TokenWithPolicy(t, "portcullis-signer", shippedPolicy(t, "portcullis.hcl")),
+	} {
+		_, err := cfg.OpenCertifier(context.Background(), vault.CertifierDeps{Auth: vault.AuthConfig{TokenFile: tokenFile(t, tok)}})
+		if err == nil || !strings.Contains(err.Error(), "own identity") || !strings.Contains(err.Error(), "portcullis-certifier.hcl") {
+			t.Errorf("certifier given %s: %v, want a refusal naming its own policy", name, err)
+		}
+	}
+	certify(t, cfg, certifierToken(t, v), vault.CertifierDeps{})
+}
+
 // Leaves are short-lived and renewed at half their validity, before they expire, with no
 // change to the root; a signer whose leaf is about to expire stops signing with it until a
 // renewed one arrives. Time is injected: nothing sleeps.
@@ -718,15 +738,19 @@ func TestVault_KubernetesLogin(t *testing.T) {
 }
 
 // deploy/vault/bootstrap.sh prepares a Vault whose tokens and AppRoles Portcullis can use:
-// the certifier's certify, the signer's sign and rotate, and the signer's cannot certify.
+// the certifier's certify, the signer's sign, and the signer's cannot certify. Rotation
+// through Portcullis is opt-in (PORTCULLIS_VAULT_ROTATE=1) and one model: the signer's token
+// and AppRole can both rotate, or neither can, and the refusal names portcullis-rotate.hcl.
 func TestVault_BootstrapScript(t *testing.T) {
 	v := vaulttest.Start(t)
 	out := t.TempDir()
-	for run := 1; run <= 2; run++ { // a second run finds everything in place
+	bootstrap := func(rotate string) {
+		t.Helper()
 		cmd := exec.Command("bash", "../../../deploy/vault/bootstrap.sh", out)
-		cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+v.RootToken, "PATH="+filepath.Dir(vaulttest.Binary(t))+":"+os.Getenv("PATH"))
+		cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+v.RootToken, "PORTCULLIS_VAULT_ROTATE="+rotate,
+			"PATH="+filepath.Dir(vaulttest.Binary(t))+":"+os.Getenv("PATH"))
 		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("bootstrap.sh (run %d): %v\n%s", run, err, b)
+			t.Fatalf("bootstrap.sh (PORTCULLIS_VAULT_ROTATE=%q): %v\n%s", rotate, err, b)
 		}
 	}
 	read := func(name string) string {
@@ -737,34 +761,50 @@ func TestVault_BootstrapScript(t *testing.T) {
 		return strings.TrimSpace(string(b))
 	}
 	base := vault.Config{Address: v.Addr, Key: "portcullis", X5C: &vault.X5CConfig{RootKey: "portcullis-root"}}
-	certifierRole := vault.CertifierDeps{Auth: vault.AuthConfig{Method: "approle", RoleID: read("certifier-role-id"), SecretIDFile: filepath.Join(out, "certifier-secret-id")}}
-	ce, err := base.OpenCertifier(context.Background(), certifierRole)
-	if err != nil {
-		t.Fatal(err)
+	// The signer logs in with a token or with the AppRole of the README's example.
+	identities := func() map[string]vault.AuthConfig {
+		return map[string]vault.AuthConfig{
+			"token":   {TokenFile: filepath.Join(out, "signer-token")},
+			"AppRole": {Method: "approle", RoleID: read("role-id"), SecretIDFile: filepath.Join(out, "secret-id")},
+		}
 	}
-	if _, err := ce.Certify(context.Background()); err != nil {
-		t.Fatalf("the bootstrap certifier AppRole cannot certify: %v", err)
-	}
-	ce.Close(context.Background())
-	certify(t, base, read("certifier-token"), vault.CertifierDeps{})
-
-	withToken := base
-	withToken.Auth = vault.AuthConfig{TokenFile: filepath.Join(out, "signer-token")}
-	km := open(t, &withToken, signer.Deps{})
-	keystest.Run(t, km)
-	if err := km.(signer.Rotator).Rotate(context.Background()); err != nil {
-		t.Fatalf("the bootstrap token cannot rotate: %v", err)
+	for run, rotate := range []string{"", "", "1"} { // a second run finds everything in place
+		bootstrap(rotate)
+		if run == 0 {
+			certifierRole := vault.CertifierDeps{Auth: vault.AuthConfig{Method: "approle", RoleID: read("certifier-role-id"), SecretIDFile: filepath.Join(out, "certifier-secret-id")}}
+			ce, err := base.OpenCertifier(context.Background(), certifierRole)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ce.Certify(context.Background()); err != nil {
+				t.Fatalf("the bootstrap certifier AppRole cannot certify: %v", err)
+			}
+			ce.Close(context.Background())
+			certify(t, base, read("certifier-token"), vault.CertifierDeps{})
+		}
+		for name, auth := range identities() {
+			c := base
+			c.Auth = auth
+			km := open(t, &c, signer.Deps{})
+			keystest.Run(t, km)
+			err := km.(signer.Rotator).Rotate(context.Background())
+			switch {
+			case rotate == "" && err == nil:
+				t.Fatalf("run %d without PORTCULLIS_VAULT_ROTATE: the signer's %s rotated the key", run+1, name)
+			case rotate == "" && !strings.Contains(err.Error(), "deploy/vault/portcullis-rotate.hcl"):
+				t.Fatalf("run %d: the signer's %s refused rotation: %v; want the hint to name deploy/vault/portcullis-rotate.hcl", run+1, name, err)
+			case rotate != "" && err != nil:
+				t.Fatalf("with PORTCULLIS_VAULT_ROTATE=1 the signer's %s cannot rotate: %v", name, err)
+			}
+		}
 	}
 	c := v.Client(t)
 	c.SetToken(read("signer-token"))
-	_, err = c.Logical().Write("transit/sign/portcullis-root", map[string]any{"input": base64.StdEncoding.EncodeToString(make([]byte, 32)), "prehashed": true})
+	_, err := c.Logical().Write("transit/sign/portcullis-root", map[string]any{"input": base64.StdEncoding.EncodeToString(make([]byte, 32)), "prehashed": true})
 	var re *api.ResponseError
 	if !errors.As(err, &re) || re.StatusCode != http.StatusForbidden {
 		t.Fatalf("the bootstrap signer token signing with the root key: %v, want permission denied", err)
 	}
-	withRole := base
-	withRole.Auth = vault.AuthConfig{Method: "approle", RoleID: read("role-id"), SecretIDFile: filepath.Join(out, "secret-id")}
-	keystest.Run(t, open(t, &withRole, signer.Deps{}))
 }
 
 func TestVault_TokenFromEnvironment(t *testing.T) {

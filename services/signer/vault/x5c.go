@@ -43,6 +43,32 @@ type certDoc struct {
 	// Root is the root certificate (PEM); Leaves the leaf certificate of each key version.
 	Root   string            `json:"root"`
 	Leaves map[string]string `json:"leaves"`
+	// Certified is when each version's first leaf was issued (RFC 3339): no version signs
+	// before that, so signers and the certifier date its activation from it. Versions
+	// certified before this was recorded have a leaf and no entry.
+	Certified map[string]string `json:"certified,omitempty"`
+}
+
+// certifiedTimes is when each version was certified, for ScheduleCertified: the recorded
+// time, or the zero time for a version with a usable leaf (hasLeaf) and no record.
+func certifiedTimes(d *certDoc, hasLeaf func(n int) bool) map[int]time.Time {
+	out := map[int]time.Time{}
+	if d == nil {
+		return out
+	}
+	for v := range d.Leaves {
+		if n, err := strconv.Atoi(v); err == nil && hasLeaf(n) {
+			out[n] = time.Time{}
+		}
+	}
+	for v, at := range d.Certified {
+		n, err1 := strconv.Atoi(v)
+		t, err2 := time.Parse(time.RFC3339Nano, at)
+		if err1 == nil && err2 == nil {
+			out[n] = t
+		}
+	}
+	return out
 }
 
 // certStore is the KV v2 secret holding the certificates.
@@ -50,10 +76,11 @@ type certStore struct {
 	c           *api.Client
 	mount, path string
 	timeout     time.Duration
+	policy      policyHint
 }
 
-func newCertStore(c *api.Client, cfg Config) *certStore {
-	return &certStore{c: c, mount: cfg.X5C.Store.Mount, path: cfg.X5C.Store.Path, timeout: cfg.RequestTimeout.D()}
+func newCertStore(c *api.Client, cfg Config, p policyHint) *certStore {
+	return &certStore{c: c, mount: cfg.X5C.Store.Mount, path: cfg.X5C.Store.Path, timeout: cfg.RequestTimeout.D(), policy: p}
 }
 
 // where is the path an operator sees in policies and in the vault CLI.
@@ -66,7 +93,7 @@ func (s *certStore) read(ctx context.Context) (*certDoc, int, error) {
 	defer cancel()
 	sec, err := s.c.Logical().ReadWithContext(ctx, s.where())
 	if err != nil {
-		return nil, 0, describe(err, "read", s.where())
+		return nil, 0, s.policy.describe(err, "read", s.where())
 	}
 	if sec == nil || sec.Data == nil {
 		return nil, 0, nil
@@ -114,7 +141,7 @@ func (s *certStore) write(ctx context.Context, d *certDoc, cas int) error {
 		return fmt.Errorf("%w: %s", errConflict, s.where())
 	}
 	if err != nil {
-		return describe(err, "write", s.where())
+		return s.policy.describe(err, "write", s.where())
 	}
 	return nil
 }
@@ -123,6 +150,8 @@ func (s *certStore) write(ctx context.Context, d *certDoc, cas int) error {
 type certSet struct {
 	root   *x509.Certificate
 	leaves map[int]*x509.Certificate
+	// certified is when each version was certified (see certifiedTimes).
+	certified map[int]time.Time
 	// problems are leaves present but unusable (not under the root, another key), for the log.
 	problems []string
 }
@@ -162,6 +191,12 @@ func parseCerts(d *certDoc, where string, cfg Config, pubs map[int]crypto.Public
 			continue
 		}
 		cs.leaves[n] = leaf
+	}
+	cs.certified = certifiedTimes(d, func(n int) bool { return cs.leaves[n] != nil })
+	for n := range cs.certified {
+		if _, ok := pubs[n]; !ok {
+			delete(cs.certified, n)
+		}
 	}
 	return cs, nil
 }

@@ -62,24 +62,31 @@ func TestCertifiedFallsBackToTheLastCertifiedVersion(t *testing.T) {
 }
 
 // A version that signed as a fallback stays published for a token lifetime after it last
-// did, although the schedule retired it long ago.
+// did, although the schedule retired it long ago. Last use is recorded at most once a
+// second, so the version may have signed up to a second after the recorded time: the bound
+// adds that second.
 func TestExtendRetirementAfterFallback(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	P, R := 10*time.Minute, 61*time.Minute
 	vs := []Version{{1, t0}, {2, t0.Add(time.Hour)}}
-	lastFallback := t0.Add(5 * time.Hour) // version 1 signed until then; version 2 certified since
+	recorded := t0.Add(5 * time.Hour) // version 1's last recorded signature; version 2 certified since
+	// Unrecorded signatures up to a second later are possible: the last token may be signed
+	// at recorded + 999ms and verify until R after that.
+	lastToken := recorded.Add(time.Second - time.Millisecond)
+	want := recorded.Add(R + time.Second)
 	for _, tc := range []struct {
 		now  time.Time
 		want State
 	}{
-		{lastFallback.Add(R - time.Second), StateRetiring},
-		{lastFallback.Add(R), StateRetired},
+		{recorded.Add(R - time.Second), StateRetiring},
+		{lastToken.Add(R - time.Millisecond), StateRetiring}, // a token signed at lastToken still verifies
+		{want, StateRetired},
 	} {
 		slots := Schedule(vs, tc.now, P, R)
-		extendRetirement(slots, map[int]time.Time{1: lastFallback}, 1, tc.now, R)
-		if slots[0].State != tc.want || !slots[0].RetiredAt.Equal(lastFallback.Add(R)) {
-			t.Errorf("at %s: version 1 %s retiring at %s, want %s at %s", tc.now, slots[0].State, slots[0].RetiredAt, tc.want, lastFallback.Add(R))
+		extendRetirement(slots, map[int]time.Time{1: recorded}, 1, tc.now, R)
+		if slots[0].State != tc.want || !slots[0].RetiredAt.Equal(want) {
+			t.Errorf("at %s: version 1 %s retiring at %s, want %s at %s", tc.now, slots[0].State, slots[0].RetiredAt, tc.want, want)
 		}
 	}
 }

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/portcullis-dev/portcullis/pkg/keyid"
+	"github.com/portcullis-dev/portcullis/pkg/regtrust"
+	"github.com/portcullis-dev/portcullis/services/signer"
+)
+
+// fakeKM is a key manager with one ECDSA key; with root set it is in x5c mode (the root
+// certificate is what registries should trust).
+type fakeKM struct {
+	key  *ecdsa.PrivateKey
+	id   string
+	root *x509.Certificate
+}
+
+type fakeKey struct {
+	*ecdsa.PrivateKey
+	id string
+}
+
+func (k fakeKey) ID() string                         { return k.id }
+func (k fakeKey) Algorithm() jose.SignatureAlgorithm { return jose.ES256 }
+
+func (f *fakeKM) SigningKey(context.Context) (signer.Key, error) {
+	return fakeKey{f.key, f.id}, nil
+}
+
+func (f *fakeKM) PublicKeys(context.Context) ([]signer.PublicKey, error) {
+	return []signer.PublicKey{{ID: f.id, Algorithm: jose.ES256, Key: f.key.Public()}}, nil
+}
+
+type fakeX5CKM struct{ *fakeKM }
+
+func (f fakeX5CKM) RootCertificates(context.Context) []*x509.Certificate {
+	return []*x509.Certificate{f.root}
+}
+
+func newFakeKM(t *testing.T) *fakeKM {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := keyid.Thumbprint(k.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test root"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, rk.Public(), rk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fakeKM{key: k, id: id, root: root}
+}
+
+// In x5c mode the registry must trust the root alone: a jwks line (or a bundle certificate
+// for the signing key) pins the key past every leaf, so a bare token signed with a stolen
+// signer token would be accepted for as long as the files stay.
+func TestRegistryConfigX5CWritesTheRootOnly(t *testing.T) {
+	t.Parallel()
+	f := newFakeKM(t)
+	cases := []struct {
+		name     string
+		km       signer.KeyManager
+		wantJWKS bool
+	}{
+		{"jwks mode pins the key", f, true},
+		{"x5c mode trusts the root only", fakeX5CKM{f}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			var stdout, stderr bytes.Buffer
+			if err := writeRegistryTrust(context.Background(), tc.km, dir, "http://localhost:5001/token", "registry.local", "portcullis", &stdout, &stderr); err != nil {
+				t.Fatal(err)
+			}
+			s, err := regtrust.Load(filepath.Join(dir, "auth-token.yml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, statErr := os.Stat(filepath.Join(dir, "jwks.json"))
+			if got := s.JWKS != "" || statErr == nil; got != tc.wantJWKS {
+				t.Fatalf("jwks line %q, jwks.json written: %v; want jwks: %v\n%s", s.JWKS, statErr == nil, tc.wantJWKS, stdout.String())
+			}
+			if tc.wantJWKS {
+				return
+			}
+			if len(s.Certs) != 1 || !s.Certs[0].Equal(f.root) {
+				t.Fatalf("rootcertbundle holds %d certificates, want the root alone", len(s.Certs))
+			}
+			for _, k := range s.Keys() {
+				if pk, ok := k.Key.(interface{ Equal(crypto.PublicKey) bool }); ok && pk.Equal(f.key.Public()) {
+					t.Fatalf("the registry config pins the signing key (%s)", k.From)
+				}
+			}
+			// A bare token (no x5c) from the signing key is refused by both majors.
+			for _, v := range s.Check(regtrust.Header{Algorithm: "ES256", KeyID: f.id}) {
+				if v.Trusted {
+					t.Fatalf("a %s registry given these files trusts a bare token of the signing key: %s", v.Major, v.Via)
+				}
+			}
+			if !strings.Contains(stdout.String(), "no jwks") {
+				t.Fatalf("registry-config does not say why it wrote no jwks:\n%s", stdout.String())
+			}
+		})
+	}
+}
