@@ -369,7 +369,9 @@ func (d *doctorCmd) tokenRefused(err error, ch regclient.Challenge, cr regclient
 			d.problem("check the user name and password; `portcullis sessions`/`robots` list refresh tokens and robot accounts", "the token endpoint refuses %s: %v", cr, err)
 		}
 	case errors.As(err, &se) && se.StatusCode == http.StatusTooManyRequests:
-		d.problem("wait for the lockout to end (Retry-After), or lift it with the admin API", "the token endpoint locked the user out: %v", err)
+		d.problem("wait for the Retry-After: a lock ends by itself (authn.lockout base_delay..max_delay) and no admin call lifts it; "+
+			"if every client reaches Portcullis through a proxy or ingress, set gateway.trusted_proxies so addresses are the clients' own (README, Brute-force protection)",
+			"the token endpoint locked the user out: %v", err)
 	case errors.As(err, &se):
 		d.problem("", "the token endpoint refused: %v", err)
 	case errors.As(err, &ne) || errors.As(err, &ue):

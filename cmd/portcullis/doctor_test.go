@@ -45,6 +45,16 @@ func TestDoctorRegistryFindings(t *testing.T) {
 			contains: []string{"on the IP address 10.1.2.3", "e.g. http://localhost:1/token"}},
 		{name: "no service", handler: challenge(`Bearer realm="http://auth.invalid/token"`), code: 1,
 			contains: []string{"names no service"}},
+		{name: "locked out", handler: func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/token" {
+				w.Header().Set("Retry-After", "30")
+				w.WriteHeader(http.StatusTooManyRequests)
+				return
+			}
+			challenge(`Bearer realm="http://localhost:`+r.Host[strings.LastIndex(r.Host, ":")+1:]+`/token",service="r"`)(w, r)
+		}, args: []string{"-u", "alice", "-p", "wrong"}, code: 1,
+			// No admin call lifts a lock: the hint must not send the operator looking for one.
+			contains: []string{"locked the user out", "ends by itself", "gateway.trusted_proxies"}},
 		{name: "registry clock off", handler: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Date", time.Now().Add(-10*time.Minute).UTC().Format(http.TimeFormat))
 		}, code: 1, contains: []string{"clocks", "differ by 10m"}},
