@@ -153,3 +153,28 @@ type Store interface {
 type Provider interface {
 	LockoutStore() Store
 }
+
+// AttemptOrRead is the shape of a SQL store's Attempt: try counts the attempt in one statement
+// that yields no row (errNoRow) when the key is locked; the lock that refused it is then read
+// with get. The row can only vanish in between through a Reset (a success), which makes trying
+// again right; three tries bound that.
+func AttemptOrRead(ctx context.Context, key string, try func(context.Context) (Entry, error),
+	get func(context.Context, []string) ([]Entry, error), errNoRow error) (Entry, bool, error) {
+	for range 3 {
+		e, err := try(ctx)
+		if err == nil {
+			return e, true, nil
+		}
+		if !errors.Is(err, errNoRow) {
+			return Entry{}, false, err
+		}
+		es, err := get(ctx, []string{key})
+		if err != nil {
+			return Entry{}, false, err
+		}
+		if len(es) == 1 {
+			return es[0], false, nil
+		}
+	}
+	return Entry{}, false, errors.New("lockout entry changing under every attempt")
+}

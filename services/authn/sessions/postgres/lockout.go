@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -71,25 +70,8 @@ const releaseAttempt = `UPDATE login_failures SET
 	WHERE key = $1 AND window_start = $4::timestamptz AND expires_at > $2::timestamptz AND failures >= 1`
 
 func (s lockoutStore) Attempt(ctx context.Context, key string, now time.Time, p lockout.Policy) (lockout.Entry, bool, error) {
-	// A refused attempt reads the lock that refused it. The row cannot vanish in between but
-	// through Reset (a success), which makes trying again right; a few tries bound that.
-	for range 3 {
-		e, err := s.record(ctx, attemptFailure, key, now, p)
-		if err == nil {
-			return e, true, nil
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return lockout.Entry{}, false, err
-		}
-		es, err := s.Get(ctx, []string{key})
-		if err != nil {
-			return lockout.Entry{}, false, err
-		}
-		if len(es) == 1 {
-			return es[0], false, nil
-		}
-	}
-	return lockout.Entry{}, false, errors.New("lockout entry changing under every attempt")
+	try := func(ctx context.Context) (lockout.Entry, error) { return s.record(ctx, attemptFailure, key, now, p) }
+	return lockout.AttemptOrRead(ctx, key, try, s.Get, pgx.ErrNoRows)
 }
 
 func (s lockoutStore) Release(ctx context.Context, key string, mine lockout.Entry, now time.Time, p lockout.Policy) error {

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"strings"
 	"time"
 
@@ -93,25 +92,8 @@ const releaseAttempt = `UPDATE login_failures SET
 	WHERE key = ?1 AND window_start = ?4 AND expires_at > ?2 AND failures >= 1`
 
 func (s lockoutStore) Attempt(ctx context.Context, key string, now time.Time, p lockout.Policy) (lockout.Entry, bool, error) {
-	// A refused attempt reads the lock that refused it. The row cannot vanish in between but
-	// through Reset (a success), which makes trying again right; a few tries bound that.
-	for range 3 {
-		e, err := s.record(ctx, attemptFailure, key, now, p)
-		if err == nil {
-			return e, true, nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return lockout.Entry{}, false, err
-		}
-		es, err := s.Get(ctx, []string{key})
-		if err != nil {
-			return lockout.Entry{}, false, err
-		}
-		if len(es) == 1 {
-			return es[0], false, nil
-		}
-	}
-	return lockout.Entry{}, false, errors.New("lockout entry changing under every attempt")
+	try := func(ctx context.Context) (lockout.Entry, error) { return s.record(ctx, attemptFailure, key, now, p) }
+	return lockout.AttemptOrRead(ctx, key, try, s.Get, sql.ErrNoRows)
 }
 
 func (s lockoutStore) Release(ctx context.Context, key string, mine lockout.Entry, now time.Time, p lockout.Policy) error {
