@@ -156,7 +156,7 @@ type App struct {
 // NewApp prepares an App; Run starts it.
 func NewApp(cfg *Config, log *slog.Logger) *App {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), readBuildInfo().collector())
 	return &App{cfg: cfg, log: log, reg: reg, grpcMetrics: telemetry.NewGRPCMetrics(reg), now: time.Now, Ready: make(chan struct{})}
 }
 
