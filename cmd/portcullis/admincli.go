@@ -47,13 +47,13 @@ func newAdminFlags(cmd, addrHelp string, stderr io.Writer) (*flag.FlagSet, *admi
 	return fs, c
 }
 
-// check reports flag values that cannot work, before anything is dialled.
+// check reports flag values that cannot work (usage errors), before anything is dialled.
 func (c *adminCLI) check() error {
 	if c.tokenFile == "" {
-		return fmt.Errorf("%s: -admin-token-file is required", c.cmd)
+		return usagef("portcullis "+c.cmd, "%s: -admin-token-file is required", c.cmd)
 	}
 	if c.output != "table" && c.output != "json" {
-		return fmt.Errorf("%s: -o must be table or json, not %q", c.cmd, c.output)
+		return usagef("portcullis "+c.cmd, "%s: -o must be table or json, not %q", c.cmd, c.output)
 	}
 	return nil
 }

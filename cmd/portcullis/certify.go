@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -40,11 +39,11 @@ func runCertify(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&auth.Role, "vault-role", "", "the certifier's Kubernetes auth role")
 	fs.StringVar(&auth.ServiceAccountTokenFile, "vault-service-account-token-file", "", "Kubernetes service account token (default: the pod's)")
 	fs.StringVar(&auth.MountPath, "vault-auth-mount", "", "mount path of the auth method (default: approle or kubernetes)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *cfgPath == "" || fs.NArg() > 0 {
-		return errors.New(certifyUsage)
+		return usagef(fs.Name(), "%s", certifyUsage)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {

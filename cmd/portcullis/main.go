@@ -1,11 +1,10 @@
 // Command portcullis is the token server for container registries. One binary runs any
-// service: -target=all (default, one process) or gateway|authn|authz|signer (split).
+// service: -target=all (default, one process) or gateway|authn|authz|signer (split), and
+// the commands that administer and check it (cli.go).
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,87 +15,69 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/spf13/pflag"
+
 	"github.com/portcullis-dev/portcullis/pkg/telemetry"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "doctor" {
-		// The doctor's exit status tells "found a problem" (1) from "could not run" (2).
-		os.Exit(runDoctorCmd(context.Background(), os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
-	}
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "portcullis:", err)
-		}
-		os.Exit(1)
-	}
+	os.Exit(execute(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "registry-config":
-			return runRegistryConfig(ctx, args[1:], stdout, stderr)
-		case "keys":
-			return runKeys(ctx, args[1:], stdout, stderr)
-		case "sessions":
-			return runSessions(ctx, args[1:], stdout, stderr)
-		case "robots":
-			return runRobots(ctx, args[1:], stdout, stderr)
-		case "token":
-			return tokenCmdExit(runTokenCmd(ctx, args[1:], os.Stdin, stdout, stderr))
-		case "policy":
-			return runPolicy(ctx, args[1:], stdout, stderr)
-		case "migrate":
-			return runMigrate(ctx, args[1:], stdout, stderr)
-		}
-	}
-	fs := flag.NewFlagSet("portcullis", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	target := fs.String("target", "all", "what to run: all, gateway, authn, authz or signer")
-	cfgPath := fs.String("config", "", "config file (YAML); without it the embedded development defaults run")
-	expandEnv := fs.Bool("config.expand-env", false, "expand ${VAR} references in the config file")
-	verify := fs.Bool("verify-config", false, "check the config file, print every problem, and exit")
-	dataDir := fs.String("data-dir", defaultDataDir, "where the development defaults keep their key and sample users, and the default session store (sessions.db) lives")
-	listen := fs.String("gateway.listen", envOr("PORTCULLIS_GATEWAY_LISTEN", ""), "gateway HTTP address (overrides the config; env PORTCULLIS_GATEWAY_LISTEN)")
-	adminListen := fs.String("admin.listen", "", "admin gRPC address (overrides admin.listen, so the authn and signer targets can share one config file on one host)")
-	logLevel := fs.String("log.level", "", "debug, info, warn or error (overrides the config)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for make bench)")
-	devAnywhere := fs.Bool("dev", false, "let the development defaults (sample users admin/admin) listen on a non-loopback address")
-	certFile := fs.String("internal-tls.cert-file", "", "this process's internal TLS certificate (overrides internal_tls.cert_file, so the split targets can share one config file)")
-	keyFile := fs.String("internal-tls.key-file", "", "key of -internal-tls.cert-file (overrides internal_tls.key_file)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, dev, err := loadConfig(*cfgPath, *expandEnv, *dataDir)
+// serveOptions are the server's flags (portcullis [serve] ...).
+type serveOptions struct {
+	target, cfgPath, dataDir, listen, adminListen, logLevel, cpuProfile, certFile, keyFile string
+	expandEnv, verify, devAnywhere                                                         bool
+}
+
+func (o *serveOptions) register(fs *pflag.FlagSet) {
+	fs.SortFlags = false
+	fs.StringVar(&o.target, "target", "all", "what to run: all, gateway, authn, authz or signer")
+	fs.StringVar(&o.cfgPath, "config", "", "config file (YAML); without it the embedded development defaults run")
+	fs.BoolVar(&o.expandEnv, "config.expand-env", false, "expand ${VAR} references in the config file")
+	fs.BoolVar(&o.verify, "verify-config", false, "check the config file, print every problem, and exit")
+	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir, "where the development defaults keep their key and sample users, and the default session store (sessions.db) lives")
+	fs.StringVar(&o.listen, "gateway.listen", envOr("PORTCULLIS_GATEWAY_LISTEN", ""), "gateway HTTP address (overrides the config; env PORTCULLIS_GATEWAY_LISTEN)")
+	fs.StringVar(&o.adminListen, "admin.listen", "", "admin gRPC address (overrides admin.listen, so the authn and signer targets can share one config file on one host)")
+	fs.StringVar(&o.logLevel, "log.level", "", "debug, info, warn or error (overrides the config)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for make bench)")
+	fs.BoolVar(&o.devAnywhere, "dev", false, "let the development defaults (sample users admin/admin) listen on a non-loopback address")
+	fs.StringVar(&o.certFile, "internal-tls.cert-file", "", "this process's internal TLS certificate (overrides internal_tls.cert_file, so the split targets can share one config file)")
+	fs.StringVar(&o.keyFile, "internal-tls.key-file", "", "key of -internal-tls.cert-file (overrides internal_tls.key_file)")
+}
+
+// run is the server: load and check the config, then run the target until ctx ends or a
+// signal comes.
+func (o *serveOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
+	cfg, dev, err := loadConfig(o.cfgPath, o.expandEnv, o.dataDir)
 	if err != nil {
 		return err
 	}
-	if *listen != "" {
-		cfg.Gateway.Listen = *listen
+	if o.listen != "" {
+		cfg.Gateway.Listen = o.listen
 	}
-	if *adminListen != "" {
-		cfg.Admin.Listen = *adminListen
+	if o.adminListen != "" {
+		cfg.Admin.Listen = o.adminListen
 	}
-	if dev && !*devAnywhere {
+	if dev && !o.devAnywhere {
 		if host, _, err := net.SplitHostPort(cfg.Gateway.Listen); err == nil && !isLoopback(host) {
 			return fmt.Errorf("the development defaults (sample users alice/alice and admin/admin) will not listen on %s, "+
 				"which is not a loopback address: pass -config with your own users, or -dev to run them there anyway", cfg.Gateway.Listen)
 		}
 	}
-	if *certFile != "" {
-		cfg.InternalTLS.CertFile = *certFile
+	if o.certFile != "" {
+		cfg.InternalTLS.CertFile = o.certFile
 	}
-	if *keyFile != "" {
-		cfg.InternalTLS.KeyFile = *keyFile
+	if o.keyFile != "" {
+		cfg.InternalTLS.KeyFile = o.keyFile
 	}
-	if *logLevel != "" {
-		cfg.Log.Level = *logLevel
+	if o.logLevel != "" {
+		cfg.Log.Level = o.logLevel
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if *verify {
+	if o.verify {
 		fmt.Fprintln(stdout, "configuration OK")
 		return nil
 	}
@@ -104,8 +85,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	log := telemetry.NewLogger(stderr, level)
 
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
 		if err != nil {
 			return err
 		}
@@ -122,12 +103,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		select {
 		case <-app.Ready:
 			if app.GatewayAddr != "" {
-				printBanner(stdout, cfg, app, dev, *cfgPath, *dataDir)
+				printBanner(stdout, cfg, app, dev, o.cfgPath, o.dataDir)
 			}
 		case <-ctx.Done():
 		}
 	}()
-	return app.Run(ctx, *target)
+	return app.Run(ctx, o.target)
 }
 
 func loadConfig(path string, expandEnv bool, dataDir string) (*Config, bool, error) {

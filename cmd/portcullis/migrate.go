@@ -94,12 +94,12 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("portcullis migrate docker-auth", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.String("out", "", "directory to write portcullis.yaml, htpasswd and policy/ into (required; must not exist or be empty)")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if *out == "" || fs.NArg() != 1 {
 		fmt.Fprint(stderr, migrateUsage)
-		return errors.New("migrate docker-auth: give -out DIR and the docker_auth config file")
+		return usagef(fs.Name(), "migrate docker-auth: give -out DIR and the docker_auth config file")
 	}
 	data, err := os.ReadFile(fs.Arg(0))
 	if err != nil {

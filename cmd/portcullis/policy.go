@@ -29,9 +29,6 @@ eval  decides one request with a policy and prints, per requested action, grante
       authz.opa, or by default the shipped one.
 `
 
-// errPolicyReported: runPolicy already printed why it fails (failed tests).
-var errPolicyReported = fmt.Errorf("policy: %w", flag.ErrHelp)
-
 func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, policyUsage)
@@ -53,11 +50,11 @@ func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := flag.NewFlagSet("portcullis policy test", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	verbose := fs.Bool("v", false, "list passing tests too")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("policy test: give one policy directory")
+		return usagef(fs.Name(), "policy test: give one policy directory")
 	}
 	results, err := opa.RunTests(ctx, fs.Arg(0))
 	if err != nil {
@@ -90,10 +87,10 @@ func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fmt.Fprintf(stdout, "%d passed, %d failed, %d errors, %d skipped\n", pass, fail, errs, skip)
 	switch {
 	case fail+errs > 0:
-		return errPolicyReported
+		return reported(1) // the failures are printed above
 	case pass == 0:
 		fmt.Fprintln(stderr, "policy test: no tests (test_* rules) ran")
-		return errPolicyReported
+		return reported(1)
 	}
 	return nil
 }
@@ -136,7 +133,7 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 	backend := fs.String("backend", "", "the authn backend that vouched for the caller")
 	at := fs.String("time", "", "decide as of this time (RFC 3339; default now), for time-bound grants")
 	asJSON := fs.Bool("json", false, "print the decision as JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	var problems []string
@@ -171,7 +168,7 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 		now = func() time.Time { return t }
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("policy eval: %s", strings.Join(problems, "; "))
+		return usagef(fs.Name(), "policy eval: %s", strings.Join(problems, "; "))
 	}
 	var oc opa.Config
 	switch {

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,8 +28,8 @@ func TestPolicyTestCommand(t *testing.T) {
 	}
 	out.Reset()
 	err := runPolicy(context.Background(), []string{"test", "-v", dir}, &out, &out)
-	if !errors.Is(err, flag.ErrHelp) {
-		t.Fatalf("a failing test: err %v", err)
+	if exitCode(err) != 1 {
+		t.Fatalf("a failing test: err %v, want exit 1", err)
 	}
 	for _, want := range []string{"PASS  data.portcullis.authz_test.test_ok", "FAIL  data.portcullis.authz_test.test_wrong", "looking for push", "1 passed, 1 failed"} {
 		if !strings.Contains(out.String(), want) {

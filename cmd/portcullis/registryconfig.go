@@ -30,7 +30,7 @@ func runRegistryConfig(ctx context.Context, args []string, stdout, stderr io.Wri
 	service := fs.String("service", "", "registry service name (default: the first of gateway.services)")
 	realm := fs.String("realm", "http://localhost:5001/token", "token endpoint URL the registry sends clients to")
 	out := fs.String("out", "", "directory to write auth-token.yml, rootcertbundle.pem and (not in x5c mode) jwks.json into (required)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *out == "" {

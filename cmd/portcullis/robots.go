@@ -42,17 +42,17 @@ func runRobots(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Var(&labels, "label", "a label KEY=VALUE of the robot (repeat for several)")
 		fs.DurationVar(&expires, "expires", 0, "the key stops working this long after creation (e.g. 720h); 0: never")
 	}
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("robots %s: unexpected arguments %q\n%s", verb, fs.Args(), robotsUsage)
+		return usagef(fs.Name(), "robots %s: unexpected arguments %q\n%s", verb, fs.Args(), robotsUsage)
 	}
 	if verb != "list" && name == "" {
-		return fmt.Errorf("robots %s: -name is required\n%s", verb, robotsUsage)
+		return usagef(fs.Name(), "robots %s: -name is required\n%s", verb, robotsUsage)
 	}
 	if expires < 0 {
-		return fmt.Errorf("robots create: -expires must not be negative")
+		return usagef(fs.Name(), "robots create: -expires must not be negative")
 	}
 	if err := cli.check(); err != nil {
 		return err

@@ -400,8 +400,8 @@ func TestRobotsCLIUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"robots"}, "usage: portcullis robots"},
-		{[]string{"robots", "delete"}, "usage: portcullis robots"},
+		{[]string{"robots"}, "give a subcommand"},
+		{[]string{"robots", "delete"}, `unknown command "delete" for "portcullis robots"`},
 		{[]string{"robots", "create", "-admin-token-file", tok}, "-name is required"},
 		{[]string{"robots", "revoke", "-admin-token-file", tok}, "-name is required"},
 		{[]string{"robots", "create", "-name", "ci", "-label", "novalue", "-admin-token-file", tok}, "want KEY=VALUE"},

@@ -26,14 +26,14 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if verb == "revoke" {
 		fs.StringVar(&id, "id", "", "the session to revoke (its ID, as `sessions list` shows)")
 	}
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("sessions %s: unexpected arguments %q\n%s", verb, fs.Args(), sessionsUsage)
+		return usagef(fs.Name(), "sessions %s: unexpected arguments %q\n%s", verb, fs.Args(), sessionsUsage)
 	}
 	if verb == "revoke" && (id == "") == (*user == "") {
-		return fmt.Errorf("sessions revoke: give exactly one of -id or -user\n%s", sessionsUsage)
+		return usagef(fs.Name(), "sessions revoke: give exactly one of -id or -user\n%s", sessionsUsage)
 	}
 	if err := cli.check(); err != nil {
 		return err

@@ -268,8 +268,8 @@ func TestSessionsCLIUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"sessions"}, "usage: portcullis sessions"},
-		{[]string{"sessions", "delete"}, "usage: portcullis sessions"},
+		{[]string{"sessions"}, "give a subcommand"},
+		{[]string{"sessions", "delete"}, `unknown command "delete" for "portcullis sessions"`},
 		{[]string{"sessions", "revoke", "-admin-token-file", tok}, "exactly one of -id or -user"},
 		{[]string{"sessions", "revoke", "-id", "x", "-user", "y", "-admin-token-file", tok}, "exactly one of -id or -user"},
 		{[]string{"sessions", "list"}, "-admin-token-file is required"},

@@ -29,18 +29,6 @@ refused (-insecure-realm overrides, for a lab), and a request carrying credentia
 followed through a redirect that leaves https or goes to another host.
 `
 
-// errTokenCmdReported makes main exit 1 without printing anything more: runTokenCmd has
-// already said why on stderr. It wraps flag.ErrHelp, which main treats as exactly that.
-var errTokenCmdReported = fmt.Errorf("portcullis token failed: %w", flag.ErrHelp)
-
-// tokenCmdExit turns runTokenCmd's exit code into run's error, for main's dispatch.
-func tokenCmdExit(code int) error {
-	if code == 0 {
-		return nil
-	}
-	return errTokenCmdReported
-}
-
 // tokenCmd is `portcullis token` with what it reads from outside the flags injected.
 type tokenCmd struct {
 	stdin          io.Reader
@@ -52,8 +40,8 @@ type tokenCmd struct {
 	http *http.Client
 }
 
-// runTokenCmd runs `portcullis token`: exit code 0 on success, 1 on any error (a one-line
-// message on stderr), 0 for -h.
+// runTokenCmd runs `portcullis token`: exit code 0 on success, 1 on any error and 2 on a
+// usage error (a one-line message on stderr), 0 for -h.
 func runTokenCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	c := &tokenCmd{stdin: stdin, stdout: stdout, stderr: stderr, keychain: authn.DefaultKeychain, now: time.Now}
 	return c.run(ctx, args)
@@ -68,7 +56,7 @@ func (c *tokenCmd) run(ctx context.Context, args []string) int {
 		return 0
 	}
 	fmt.Fprintln(c.stderr, "portcullis token:", err)
-	return 1
+	return exitCode(err)
 }
 
 func (c *tokenCmd) exec(ctx context.Context, args []string) error {
@@ -96,10 +84,10 @@ func (c *tokenCmd) exec(ctx context.Context, args []string) error {
 			fs.PrintDefaults()
 			return err
 		}
-		return fmt.Errorf("%w (see -h)", err)
+		return usagef(fs.Name(), "%w (see -h)", err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (flags go before it; see -h)", fs.Arg(0))
+		return usagef(fs.Name(), "unexpected argument %q (flags go before it; see -h)", fs.Arg(0))
 	}
 	base, err := registryURL(*registry)
 	if err != nil {
@@ -217,6 +205,15 @@ func (c *tokenCmd) credentials(ctx context.Context, base, user, pass string, pas
 		return regclient.Credentials{}, errors.New("a password needs a user: give -u")
 	case user != "" && pass == "" && !passStdin && identity == "":
 		return regclient.Credentials{}, errors.New("-u needs a password: give -p or --password-stdin")
+	}
+	// A secret in a flag's value shows in the process list and the shell's history; it
+	// still works, as docker's -p does, with a pointer to the safe form.
+	if pass != "" {
+		fmt.Fprintln(c.stderr, "WARNING: -p puts the password in the process list and the shell's history: use --password-stdin (or -docker-config)")
+	}
+	if identity != "" {
+		fmt.Fprintln(c.stderr, "WARNING: -identity-token puts the refresh token in the process list and the shell's history: "+
+			"use -docker-config, which reads it from docker's config.json or its credential helper")
 	}
 	if dockerConfig {
 		cr, found, err := regclient.KeychainCredentials(ctx, c.keychain, base)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -85,8 +83,15 @@ func (r tokenRun) stderrHas(t *testing.T, wants ...string) {
 // failed checks a one-line error and exit code 1 with nothing on stdout.
 func (r tokenRun) failed(t *testing.T, wants ...string) {
 	t.Helper()
-	if r.code != 1 || r.stdout != "" {
-		t.Fatalf("exit %d, stdout %q: want exit 1 and nothing on stdout\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	r.exited(t, 1, wants...)
+}
+
+// exited checks the exit code, and that the command's last line on stderr is its one-line
+// error holding wants.
+func (r tokenRun) exited(t *testing.T, code int, wants ...string) {
+	t.Helper()
+	if r.code != code || r.stdout != "" {
+		t.Fatalf("exit %d, stdout %q: want exit %d and nothing on stdout\nstderr:\n%s", r.code, r.stdout, code, r.stderr)
 	}
 	lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
 	last := lines[len(lines)-1]
@@ -214,36 +219,26 @@ func TestTokenCmdFlags(t *testing.T) {
 		args  []string
 		stdin string
 		want  string
+		code  int
 	}{
-		{[]string{"-u", "alice", "-p", "x"}, "", "-registry is required"},
-		{[]string{"-registry", "ftp://x"}, "", "not an http(s) base URL"},
-		{[]string{"-registry", "https://x?q=1"}, "", "not an http(s) base URL"},
-		{[]string{"-registry", "https://x", "extra"}, "", `unexpected argument "extra"`},
-		{[]string{"-registry", "https://x", "-nope"}, "", "flag provided but not defined: -nope (see -h)"},
-		{[]string{"-registry", "https://x", "-p", "x"}, "", "a password needs a user"},
-		{[]string{"-registry", "https://x", "-u", "alice"}, "", "-u needs a password"},
-		{[]string{"-registry", "https://x", "-u", "a", "-p", "x", "--password-stdin"}, "y", "-p and --password-stdin exclude each other"},
-		{[]string{"-registry", "https://x", "-identity-token", "t", "-p", "x", "-u", "a"}, "", "-identity-token replaces the password"},
-		{[]string{"-registry", "https://x", "-docker-config", "-u", "a", "-p", "b"}, "", "-docker-config excludes"},
-		{[]string{"-registry", "https://x", "-u", "a", "--password-stdin"}, "\n", "standard input holds no password"},
-		{[]string{"-registry", "https://x", "-u", "a", "-p", "b", "-timeout", "0s"}, "", "-timeout must be positive"},
+		{[]string{"-u", "alice", "-p", "x"}, "", "-registry is required", 1},
+		{[]string{"-registry", "ftp://x"}, "", "not an http(s) base URL", 1},
+		{[]string{"-registry", "https://x?q=1"}, "", "not an http(s) base URL", 1},
+		{[]string{"-registry", "https://x", "extra"}, "", `unexpected argument "extra"`, 2},
+		{[]string{"-registry", "https://x", "-nope"}, "", "flag provided but not defined: -nope (see -h)", 2},
+		{[]string{"-registry", "https://x", "-p", "x"}, "", "a password needs a user", 1},
+		{[]string{"-registry", "https://x", "-u", "alice"}, "", "-u needs a password", 1},
+		{[]string{"-registry", "https://x", "-u", "a", "-p", "x", "--password-stdin"}, "y", "-p and --password-stdin exclude each other", 1},
+		{[]string{"-registry", "https://x", "-identity-token", "t", "-p", "x", "-u", "a"}, "", "-identity-token replaces the password", 1},
+		{[]string{"-registry", "https://x", "-docker-config", "-u", "a", "-p", "b"}, "", "-docker-config excludes", 1},
+		{[]string{"-registry", "https://x", "-u", "a", "--password-stdin"}, "\n", "standard input holds no password", 1},
+		{[]string{"-registry", "https://x", "-u", "a", "-p", "b", "-timeout", "0s"}, "", "-timeout must be positive", 1},
 	}
 	for _, tc := range cases {
-		runTokenTest(tc.stdin, tc.args...).failed(t, tc.want)
+		runTokenTest(tc.stdin, tc.args...).exited(t, tc.code, tc.want)
 	}
 	r := runTokenTest("", "-h")
 	if r.code != 0 || !strings.Contains(r.stderr, "usage: portcullis token -registry URL") || !strings.Contains(r.stderr, "-docker-config") {
 		t.Errorf("-h: exit %d\n%s", r.code, r.stderr)
-	}
-}
-
-// TestTokenCmdExit: main exits 1 without printing again when the command failed.
-func TestTokenCmdExit(t *testing.T) {
-	t.Parallel()
-	if err := tokenCmdExit(0); err != nil {
-		t.Errorf("tokenCmdExit(0) = %v", err)
-	}
-	if err := tokenCmdExit(1); !errors.Is(err, flag.ErrHelp) {
-		t.Errorf("tokenCmdExit(1) = %v, want an error main exits 1 on silently", err)
 	}
 }
