@@ -106,6 +106,8 @@ type AdminConfig struct {
 
 type LogConfig struct {
 	Level string `yaml:"level"`
+	// Format is auto (the default: text on a terminal, JSON otherwise), text or json.
+	Format string `yaml:"format"`
 }
 
 type GatewayConfig struct {
@@ -250,6 +252,7 @@ func (c *Config) Defaults() {
 		}
 	}
 	def(&c.Log.Level, "info")
+	def(&c.Log.Format, "auto")
 	def(&c.Gateway.Listen, "127.0.0.1:5001")
 	def(&c.Gateway.Realm, "Portcullis")
 	def(&c.Authn.Listen, "127.0.0.1:7001")
@@ -327,6 +330,11 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		p.Addf("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "", "auto", "text", "json": // "": a Config built without Defaults
+	default:
+		p.Addf("log.format", "must be auto, text or json, not %q", c.Log.Format)
 	}
 	if len(c.Gateway.Services) == 0 {
 		p.Addf("gateway.services", "list at least one registry service name tokens are issued for")

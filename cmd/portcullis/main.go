@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/mattn/go-isatty"
 	"github.com/spf13/pflag"
 
 	"github.com/portcullis-dev/portcullis/pkg/telemetry"
@@ -83,7 +84,7 @@ func (o *serveOptions) run(ctx context.Context, stdout, stderr io.Writer) error 
 	}
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
-	log := telemetry.NewLogger(stderr, level)
+	log := newLogger(stderr, level, cfg.Log.Format)
 
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
@@ -109,6 +110,31 @@ func (o *serveOptions) run(ctx context.Context, stdout, stderr io.Writer) error 
 		}
 	}()
 	return app.Run(ctx, o.target)
+}
+
+// newLogger writes text for a person at a terminal and JSON for a log collector; format
+// is log.format: auto (the default) picks by whether w is a terminal.
+func newLogger(w io.Writer, level slog.Leveler, format string) *slog.Logger {
+	if logFormat(format, isTerminal(w)) == "text" {
+		return telemetry.NewTextLogger(w, level)
+	}
+	return telemetry.NewLogger(w, level)
+}
+
+// logFormat resolves log.format's auto.
+func logFormat(format string, terminal bool) string {
+	if format == "" || format == "auto" {
+		if terminal {
+			return "text"
+		}
+		return "json"
+	}
+	return format
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 
 func loadConfig(path string, expandEnv bool, dataDir string) (*Config, bool, error) {

@@ -49,6 +49,11 @@ func NewLogger(w io.Writer, level slog.Leveler) *slog.Logger {
 	return slog.New(requestIDHandler{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})})
 }
 
+// NewTextLogger is NewLogger writing slog's key=value text, for a person at a terminal.
+func NewTextLogger(w io.Writer, level slog.Leveler) *slog.Logger {
+	return slog.New(requestIDHandler{slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})})
+}
+
 type requestIDHandler struct{ slog.Handler }
 
 func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
