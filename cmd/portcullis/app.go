@@ -340,7 +340,7 @@ func (a *App) startAuthn(ctx context.Context) error {
 			}
 		}
 	}
-	var chain []authn.Backend
+	var chain []authn.Member
 	for _, spec := range c.Backends {
 		bc, err := backends.Decode(spec)
 		if err != nil {
@@ -350,7 +350,7 @@ func (a *App) startAuthn(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("backend %q: %w", spec.Name, err)
 		}
-		chain = append(chain, authn.Backend{Name: spec.Name, SubjectPrefix: spec.SubjectPrefix, Authenticator: b})
+		chain = append(chain, authn.Member{Name: spec.Name, SubjectPrefix: spec.SubjectPrefix, Backend: b})
 	}
 	ch := authn.NewChain(chain, lim)
 	a.closers = append(a.closers, ch.Close)
