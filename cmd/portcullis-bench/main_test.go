@@ -255,7 +255,7 @@ func TestWorkloadBackendAcceptsBenchTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = a.(authn.Closer).Close(context.Background()) })
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
 
 	tokens, err := signWorkloadTokens(idp, 4, time.Now())
 	if err != nil {
@@ -388,7 +388,7 @@ func TestLDAPBackendAcceptsBenchUsersOnSlapd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = a.(authn.Closer).Close(ctx) })
+	t.Cleanup(func() { _ = a.Close(ctx) })
 	for _, u := range users {
 		id, err := a.Authenticate(ctx, authn.Credentials{Username: u, Password: ldapUserPassword, Service: "registry.local"})
 		if err != nil {

@@ -340,7 +340,7 @@ func (a *App) startAuthn(ctx context.Context) error {
 			}
 		}
 	}
-	var chain []authn.Backend
+	var chain []authn.Member
 	for _, spec := range c.Backends {
 		bc, err := backends.Decode(spec)
 		if err != nil {
@@ -350,7 +350,7 @@ func (a *App) startAuthn(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("backend %q: %w", spec.Name, err)
 		}
-		chain = append(chain, authn.Backend{Name: spec.Name, SubjectPrefix: spec.SubjectPrefix, Authenticator: b})
+		chain = append(chain, authn.Member{Name: spec.Name, SubjectPrefix: spec.SubjectPrefix, Backend: b})
 	}
 	ch := authn.NewChain(chain, lim)
 	a.closers = append(a.closers, ch.Close)
@@ -549,9 +549,7 @@ func (a *App) startKeys(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if c, ok := km.(signer.Closer); ok {
-		a.closers = append(a.closers, c.Close)
-	}
+	a.closers = append(a.closers, km.Close)
 	a.km = km
 	return nil
 }
@@ -564,9 +562,8 @@ func (a *App) startSigner(ctx context.Context) error {
 	}
 	s := signer.New(signer.Options{Issuer: c.Issuer, MaxTTL: c.MaxTTL.D(), NotBeforeSkew: c.NotBeforeSkew.D(),
 		Audiences: audiences, Now: a.now}, a.km)
-	if hc, ok := a.km.(signer.HealthChecker); ok {
-		go a.followHealth(ctx, signerv1.SignerService_ServiceDesc.ServiceName, hc)
-	}
+	// A key that cannot fail (local, memory) stays healthy, so following it changes nothing.
+	go a.followHealth(ctx, signerv1.SignerService_ServiceDesc.ServiceName, a.km)
 	srv := signer.NewServer(s, a.log.With("component", "signer"))
 	a.register("signer", func(g *grpc.Server) { signerv1.RegisterSignerServiceServer(g, srv) })
 	return nil
@@ -886,7 +883,7 @@ func (a *App) adminSecret() (string, error) {
 
 // followHealth keeps a service's gRPC health (and so the gateway's /readyz) in step with a
 // dependency it cannot work without, such as Vault for the signer.
-func (a *App) followHealth(ctx context.Context, service string, hc signer.HealthChecker) {
+func (a *App) followHealth(ctx context.Context, service string, hc signer.KeyManager) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	serving := true

@@ -34,7 +34,7 @@ func TestDoctorFlagsAKeyPinnedInX5CMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	leaf, _ := x509.ParseCertificate(leafDER)
-	selfSigned, err := signer.SelfSignedCertificatePEM(fakeKey{f.key, f.id}, "Portcullis token signer", time.Now(), time.Hour)
+	selfSigned, err := signer.SelfSignedCertificatePEM(fakeKey{PrivateKey: f.key, id: f.id}, "Portcullis token signer", time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,9 +50,7 @@ func runRegistryConfig(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	if c, ok := km.(signer.Closer); ok {
-		defer c.Close(ctx)
-	}
+	defer km.Close(ctx)
 	return writeRegistryTrust(ctx, km, *out, *realm, *service, cfg.Signer.Issuer, stdout, stderr)
 }
 
@@ -60,10 +58,10 @@ func runRegistryConfig(ctx context.Context, args []string, stdout, stderr io.Wri
 func writeRegistryTrust(ctx context.Context, km signer.KeyManager, out, realm, service, issuer string, stdout, stderr io.Writer) error {
 	var certPEM []byte
 	x5c := false
-	if r, ok := km.(signer.RootCertifier); ok && len(r.RootCertificates(ctx)) > 0 {
+	if roots := km.RootCertificates(ctx); len(roots) > 0 {
 		x5c = true
 		// x5c mode: the registry trusts the root only, so key rotation never changes its config.
-		for _, c := range r.RootCertificates(ctx) {
+		for _, c := range roots {
 			certPEM = append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 		}
 	} else {

@@ -26,6 +26,7 @@ import (
 // fakeKM is a key manager with one ECDSA key; with root set it is in x5c mode (the root
 // certificate is what registries should trust).
 type fakeKM struct {
+	signer.UnimplementedKeyManager
 	key  *ecdsa.PrivateKey
 	id   string
 	root *x509.Certificate
@@ -33,6 +34,7 @@ type fakeKM struct {
 
 type fakeKey struct {
 	*ecdsa.PrivateKey
+	signer.UnimplementedKey
 	id string
 }
 
@@ -40,7 +42,7 @@ func (k fakeKey) ID() string                         { return k.id }
 func (k fakeKey) Algorithm() jose.SignatureAlgorithm { return jose.ES256 }
 
 func (f *fakeKM) SigningKey(context.Context) (signer.Key, error) {
-	return fakeKey{f.key, f.id}, nil
+	return fakeKey{PrivateKey: f.key, id: f.id}, nil
 }
 
 func (f *fakeKM) PublicKeys(context.Context) ([]signer.PublicKey, error) {

@@ -40,14 +40,14 @@ func (e *accountEnv) count(reason string) int {
 }
 
 // newAccountEnv builds the server over backend (named "users") and st; a nil st opens a new store.
-func newAccountEnv(t *testing.T, backend authn.Authenticator, st sessions.Store) *accountEnv {
+func newAccountEnv(t *testing.T, backend authn.Backend, st sessions.Store) *accountEnv {
 	t.Helper()
 	if st == nil {
 		st = openStore(t, time.Now)
 	}
 	e := &accountEnv{store: st, logs: &logBuf{}, ended: map[string]int{}}
 	log := slog.New(slog.NewJSONHandler(e.logs, nil))
-	chain := authn.NewChain([]authn.Backend{{Name: "users", Authenticator: backend}}, nil)
+	chain := authn.NewChain([]authn.Member{{Name: "users", Backend: backend}}, nil)
 	m := sessions.NewManager(st, sessions.Options{Logger: log})
 	t.Cleanup(func() { _ = m.Close(context.Background()) })
 	count := func(reason string) { e.mu.Lock(); e.ended[reason]++; e.mu.Unlock() }
@@ -137,7 +137,7 @@ func TestSessionEndsWhenHtpasswdPasswordChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.(authn.Closer).Close(context.Background()) })
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	e := newAccountEnv(t, b, nil)
 	alice := e.offlineLogin(t, "alice", "old-pw")
 	bob := e.offlineLogin(t, "bob", "bob-pw")
@@ -175,7 +175,7 @@ func TestSessionEndsWhenHtpasswdUserRemoved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.(authn.Closer).Close(context.Background()) })
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	e := newAccountEnv(t, b, nil)
 	tok := e.offlineLogin(t, "alice", "pw")
 	writeFile(t, path, "bob:"+bcryptHash(t, "pw", bcrypt.MinCost)+"\n")
@@ -190,7 +190,7 @@ func TestSessionEndsWhenStaticHashChangesAcrossRestart(t *testing.T) {
 	t.Parallel()
 	st := openStore(t, time.Now)
 	bobHash := bcryptHash(t, "bob-pw", bcrypt.MinCost)
-	open := func(aliceHash string) authn.Authenticator {
+	open := func(aliceHash string) authn.Backend {
 		b, err := (&static.Config{Users: []static.User{{Name: "alice", PasswordHash: aliceHash}, {Name: "bob", PasswordHash: bobHash}}}).Open(context.Background(), authn.Deps{})
 		if err != nil {
 			t.Fatal(err)
@@ -251,7 +251,7 @@ func TestSessionFromBeforeFingerprintsRecordsOne(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.(authn.Closer).Close(context.Background()) })
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	e := newAccountEnv(t, b, nil)
 	tok := sessions.TokenPrefix + strings.Repeat("Q", 43)
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -277,7 +277,7 @@ func TestSessionFromBeforeFingerprintsRecordsOne(t *testing.T) {
 }
 
 // disabledBackend knows alice, whose account may not log in.
-type disabledBackend struct{}
+type disabledBackend struct{ authn.UnimplementedBackend }
 
 func (disabledBackend) Authenticate(_ context.Context, c authn.Credentials) (identity.Identity, error) {
 	if c.Username != "alice" {
@@ -285,6 +285,8 @@ func (disabledBackend) Authenticate(_ context.Context, c authn.Credentials) (ide
 	}
 	return identity.Identity{}, authn.ErrAccountDisabled
 }
+
+func (disabledBackend) CanResolve() bool { return true }
 
 func (disabledBackend) Resolve(context.Context, string) (identity.Identity, error) {
 	return identity.Identity{}, authn.ErrAccountDisabled

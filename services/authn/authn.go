@@ -32,6 +32,10 @@ var (
 	// namespace's ("robot:ci", "system:anonymous"); the chain wraps it in
 	// ErrInvalidCredentials, so the login is refused and the audit event says why.
 	ErrSubjectRefused = errors.New(`authn: subject holds ":" outside a subject_prefix`)
+	// ErrUnsupported: the backend cannot do what was asked (UnimplementedBackend's Resolve).
+	// The chain turns it into ErrNoMatch, so a session ends rather than moving to another
+	// backend.
+	ErrUnsupported = errors.New("authn: not supported by this backend")
 )
 
 // Password is a secret that never prints.
@@ -62,47 +66,79 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, c Credentials) (identity.Identity, error)
 }
 
-// BcryptCoster is an optional ability: a backend that verifies bcrypt hashes reports the
-// highest cost it holds, so the chain can spend the same time on unknown users.
-type BcryptCoster interface {
-	BcryptCost(ctx context.Context) int
-}
+// Backend is what every backend implements: Authenticate and each ability the chain may ask
+// of it. It is one closed interface: a backend embeds UnimplementedBackend for the abilities
+// it lacks (ErrUnsupported or a neutral answer), the chain calls methods and never discovers
+// an ability by type assertion, and so a wrapper that implements Backend cannot lose an
+// ability without the build failing or its author writing so.
+type Backend interface {
+	Authenticator
 
-// Resolver is an optional ability: it re-reads a user the backend vouched for earlier, without
-// a password, so a refresh grant sees the user's current groups and labels. It answers
-// ErrNoMatch when the user is gone, ErrAccountDisabled when the account may no longer log in,
-// and ErrUnavailable when it cannot tell; the identity's Fingerprint must be the one
-// Authenticate gives while the credential is unchanged. Sessions are only issued for backends
-// that have it.
-type Resolver interface {
+	// Resolve re-reads a user the backend vouched for earlier, without a password, so a
+	// refresh grant sees the user's current groups and labels. It answers ErrNoMatch when the
+	// user is gone, ErrAccountDisabled when the account may no longer log in, and
+	// ErrUnavailable when it cannot tell; the identity's Fingerprint must be the one
+	// Authenticate gives while the credential is unchanged. Default: ErrUnsupported.
 	Resolve(ctx context.Context, subject string) (identity.Identity, error)
-}
+	// CanResolve says whether Resolve works: sessions are only issued for backends whose
+	// users can be re-read. Default: false.
+	CanResolve() bool
 
-// CredentialClaimer is an optional ability of backends whose credentials have a shape of their
-// own (a workload JWT as the password, a prefixed API key). The chain asks only the backends
-// that claim a credential about it, and never asks a claiming backend about a credential it
-// does not claim, so a JWT never reaches a password backend's bcrypt and a password never
-// reaches a JWT verifier. A claimed credential that no claiming backend accepts is denied
-// without the bcrypt work an unknown user pays: its shape, not a user lookup, decided the route,
-// so there is no user to hide. ClaimsCredential looks at the shape only; it must be cheap and
-// must not fail.
-type CredentialClaimer interface {
+	// BcryptCost is, for a backend that verifies bcrypt hashes, the highest cost it holds, so
+	// the chain can spend the same time on unknown users. Default: 0, no bcrypt hashes (a
+	// directory's refusal is then topped up with a bcrypt comparison by the chain).
+	BcryptCost(ctx context.Context) int
+
+	// Claiming says whether the backend's credentials have a shape of their own (a workload
+	// JWT as the password, a prefixed API key). The chain asks only the claiming backends
+	// that claim a credential (ClaimsCredential) about it, and never asks a claiming backend
+	// about a credential it does not claim, so a JWT never reaches a password backend's bcrypt
+	// and a password never reaches a JWT verifier. A claimed credential that no claiming
+	// backend accepts is denied without the bcrypt work an unknown user pays: its shape, not a
+	// user lookup, decided the route, so there is no user to hide. Default: false.
+	Claiming() bool
+	// ClaimsCredential looks at c's shape only; it must be cheap and must not fail. Asked of
+	// claiming backends only. Default: false.
 	ClaimsCredential(ctx context.Context, c Credentials) bool
-}
 
-// SubjectNamespacer is an optional ability of a backend whose subjects carry a namespace of
-// their own (the robot backend's "robot:"). The chain accepts from it only subjects in that
-// namespace, and from every other backend only subjects without ':' (identity.CheckBareName)
-// unless the backend has a subject_prefix; so no user, directory entry or token claim can
-// produce a robot's or the anonymous caller's subject. Such a backend takes no subject_prefix.
-type SubjectNamespacer interface {
+	// SubjectNamespace is, for a backend whose subjects carry a namespace of their own (the
+	// robot backend's "robot:"), that namespace. The chain accepts from it only subjects in
+	// that namespace, and from every other backend only subjects without ':'
+	// (identity.CheckBareName) unless the backend has a subject_prefix; so no user, directory
+	// entry or token claim can produce a robot's or the anonymous caller's subject. Such a
+	// backend takes no subject_prefix. Default: "", none.
 	SubjectNamespace() string
-}
 
-// Closer is an optional ability for backends holding goroutines or connections.
-type Closer interface {
+	// Close stops the backend's goroutines and connections. Default: nil.
 	Close(ctx context.Context) error
 }
+
+// UnimplementedBackend gives a Backend its default abilities: a password backend without
+// bcrypt, sessions or namespace. Embed it by value and override what the backend can do.
+type UnimplementedBackend struct{}
+
+// Resolve answers ErrUnsupported.
+func (UnimplementedBackend) Resolve(context.Context, string) (identity.Identity, error) {
+	return identity.Identity{}, ErrUnsupported
+}
+
+// CanResolve answers false.
+func (UnimplementedBackend) CanResolve() bool { return false }
+
+// BcryptCost answers 0: no bcrypt hashes.
+func (UnimplementedBackend) BcryptCost(context.Context) int { return 0 }
+
+// Claiming answers false: a password backend.
+func (UnimplementedBackend) Claiming() bool { return false }
+
+// ClaimsCredential answers false.
+func (UnimplementedBackend) ClaimsCredential(context.Context, Credentials) bool { return false }
+
+// SubjectNamespace answers "": no namespace of its own.
+func (UnimplementedBackend) SubjectNamespace() string { return "" }
+
+// Close answers nil: nothing to stop.
+func (UnimplementedBackend) Close(context.Context) error { return nil }
 
 // Deps are what a backend may use; backends get nothing from package state.
 type Deps struct {
@@ -123,5 +159,5 @@ type Deps struct {
 // BackendConfig is one backend type's configuration; see package backends for the list.
 type BackendConfig interface {
 	Validate() []error
-	Open(ctx context.Context, deps Deps) (Authenticator, error)
+	Open(ctx context.Context, deps Deps) (Backend, error)
 }

@@ -67,7 +67,7 @@ func Verify(ctx context.Context, lim *BcryptLimiter, u User, found bool, cr Cred
 	return u.identity(), nil
 }
 
-// Resolve is Verify without the password, for the Resolver ability of password backends: the
+// Resolve is Verify without the password, for Backend.Resolve of password backends: the
 // identity a successful Verify of u would return, or ErrNoMatch when the user is gone.
 func Resolve(u User, found bool) (identity.Identity, error) {
 	if !found {

@@ -186,7 +186,7 @@ func TestCacheHitsDoNotWaitForBcrypt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := authn.NewCache(authn.NewChain([]authn.Backend{{Name: "s", Authenticator: a}}, lim), time.Minute, 10, time.Now)
+	c := authn.NewCache(authn.NewChain([]authn.Member{{Name: "s", Backend: a}}, lim), time.Minute, 10, time.Now)
 	if _, err := c.Authenticate(context.Background(), aliceCreds); err != nil {
 		t.Fatal(err)
 	}

@@ -12,20 +12,20 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/identity"
 )
 
-// Backend is a named member of the chain.
-type Backend struct {
+// Member is a named backend in the chain.
+type Member struct {
 	Name string
 	// SubjectPrefix (config subject_prefix, e.g. "corp:"; identity.CheckSubjectPrefix) is put
 	// before every subject the backend vouches for, so its users have a namespace of their
 	// own; the policy sees the prefixed subject. Empty: subjects stay bare and must not hold ':'.
 	SubjectPrefix string
-	Authenticator
+	Backend
 }
 
 // Chain tries backends in order: the first that knows the user decides; a wrong password
 // ends the chain; when nobody knows the user the answer is ErrInvalidCredentials (deny).
 //
-// A credential some backend claims (CredentialClaimer: a workload JWT, a prefixed API key) is
+// A credential some backend claims (Backend.Claiming: a workload JWT, a prefixed API key) is
 // tried on the claiming backends only, with the same rules, and denied without bcrypt work when
 // none of them accepts it; the other backends are tried on every other credential.
 //
@@ -34,8 +34,8 @@ type Backend struct {
 // known user whose hash is cheaper has its comparison topped up to that (in Compare, under
 // the same limiter slot).
 type Chain struct {
-	backends   []Backend
-	unclaiming []Backend // backends without CredentialClaimer
+	backends   []Member
+	unclaiming []Member // password backends: not Claiming
 	lim        *BcryptLimiter
 
 	mu    sync.Mutex
@@ -46,10 +46,10 @@ var _ Authenticator = (*Chain)(nil)
 
 // NewChain returns a chain over backends, tried in the given order. lim bounds the chain's
 // own bcrypt work (nil: unlimited); pass the limiter the backends got in Deps.Bcrypt.
-func NewChain(backends []Backend, lim *BcryptLimiter) *Chain {
+func NewChain(backends []Member, lim *BcryptLimiter) *Chain {
 	c := &Chain{backends: backends, lim: lim, dummy: map[int][]byte{}}
 	for _, b := range backends {
-		if _, ok := b.Authenticator.(CredentialClaimer); !ok {
+		if !b.Claiming() {
 			c.unclaiming = append(c.unclaiming, b)
 		}
 	}
@@ -70,7 +70,7 @@ func (c *Chain) Authenticate(ctx context.Context, cr Credentials) (identity.Iden
 	ctx = context.WithValue(ctx, equaliserKey{}, &equaliser{chain: c, floor: cost})
 	id, by, err := tryFrom(ctx, c.unclaiming, cr)
 	if by != nil {
-		if _, bcryptBacked := by.Authenticator.(BcryptCoster); bcryptBacked || !errors.Is(err, ErrInvalidCredentials) ||
+		if bcryptBacked := by.BcryptCost(ctx) > 0; bcryptBacked || !errors.Is(err, ErrInvalidCredentials) ||
 			errors.Is(err, ErrSubjectRefused) { // the password was right: nothing to hide
 			return id, err
 		}
@@ -94,14 +94,14 @@ func (c *Chain) Authenticate(ctx context.Context, cr Credentials) (identity.Iden
 }
 
 // try asks backends in order; decided is false when every one of them said ErrNoMatch.
-func try(ctx context.Context, backends []Backend, cr Credentials) (_ identity.Identity, decided bool, _ error) {
+func try(ctx context.Context, backends []Member, cr Credentials) (_ identity.Identity, decided bool, _ error) {
 	id, by, err := tryFrom(ctx, backends, cr)
 	return id, by != nil, err
 }
 
 // tryFrom asks backends in order and returns the one that decided (nil when every one of them
 // said ErrNoMatch).
-func tryFrom(ctx context.Context, backends []Backend, cr Credentials) (identity.Identity, *Backend, error) {
+func tryFrom(ctx context.Context, backends []Member, cr Credentials) (identity.Identity, *Member, error) {
 	for i, b := range backends {
 		id, err := b.Authenticate(ctx, cr)
 		switch {
@@ -129,10 +129,10 @@ func (c *Chain) Claimed(ctx context.Context, cr Credentials) bool {
 }
 
 // claimers are the backends that claim cr, in chain order.
-func (c *Chain) claimers(ctx context.Context, cr Credentials) []Backend {
-	var out []Backend
+func (c *Chain) claimers(ctx context.Context, cr Credentials) []Member {
+	var out []Member
 	for _, b := range c.backends {
-		if cl, ok := b.Authenticator.(CredentialClaimer); ok && cl.ClaimsCredential(ctx, cr) {
+		if b.Claiming() && b.ClaimsCredential(ctx, cr) {
 			out = append(out, b)
 		}
 	}
@@ -144,9 +144,7 @@ func (c *Chain) claimers(ctx context.Context, cr Credentials) []Backend {
 func (c *Chain) maxCost(ctx context.Context) int {
 	cost := 0
 	for _, b := range c.unclaiming {
-		if bc, ok := b.Authenticator.(BcryptCoster); ok {
-			cost = max(cost, bc.BcryptCost(ctx))
-		}
+		cost = max(cost, b.BcryptCost(ctx))
 	}
 	if cost == 0 { // no password backend: still do not answer instantly
 		cost = bcrypt.DefaultCost
@@ -169,27 +167,24 @@ func (c *Chain) dummyHash(cost int) []byte {
 	return h
 }
 
-// Close closes every backend that holds resources.
+// Close closes every backend.
 func (c *Chain) Close(ctx context.Context) error {
 	var errs []error
 	for _, b := range c.backends {
-		if cl, ok := b.Authenticator.(Closer); ok {
-			errs = append(errs, cl.Close(ctx))
-		}
+		errs = append(errs, b.Close(ctx))
 	}
 	return errors.Join(errs...)
 }
 
 // Resolve re-reads subject in the backend named backend (a session's Identity.Backend).
-// A backend no longer in the chain, or one without the Resolver ability, knows nobody:
+// A backend no longer in the chain, or one that cannot resolve, knows nobody:
 // ErrNoMatch, so a session from an old configuration ends rather than moving elsewhere.
 func (c *Chain) Resolve(ctx context.Context, backend, subject string) (identity.Identity, error) {
 	b, ok := c.backend(backend)
 	if !ok {
 		return identity.Identity{}, ErrNoMatch
 	}
-	r, ok := b.Authenticator.(Resolver)
-	if !ok {
+	if !b.CanResolve() {
 		return identity.Identity{}, ErrNoMatch
 	}
 	// The backend knows its users by their names without the prefix. A subject without it
@@ -198,9 +193,9 @@ func (c *Chain) Resolve(ctx context.Context, backend, subject string) (identity.
 	if !ok || bare == "" {
 		return identity.Identity{}, ErrNoMatch
 	}
-	id, err := r.Resolve(ctx, bare)
+	id, err := b.Backend.Resolve(ctx, bare)
 	switch {
-	case errors.Is(err, ErrNoMatch):
+	case errors.Is(err, ErrNoMatch), errors.Is(err, ErrUnsupported):
 		return identity.Identity{}, ErrNoMatch
 	case err != nil:
 		return identity.Identity{}, fmt.Errorf("backend %q: %w", b.Name, err)
@@ -221,11 +216,7 @@ func (c *Chain) Resolve(ctx context.Context, backend, subject string) (identity.
 // whether a session vouched for by it could ever be refreshed.
 func (c *Chain) CanResolve(backend string) bool {
 	b, ok := c.backend(backend)
-	if !ok {
-		return false
-	}
-	_, ok = b.Authenticator.(Resolver)
-	return ok
+	return ok && b.CanResolve()
 }
 
 // qualify puts the subject id a backend vouched for into the backend's namespace, or refuses
@@ -234,15 +225,15 @@ func (c *Chain) CanResolve(backend string) bool {
 // as in GitHub's "repo:org/app:ref:…"); any other subject must be bare, so that no user,
 // directory attribute or token claim can name a robot, the anonymous caller or another
 // backend's prefixed user.
-func (b Backend) qualify(id identity.Identity) (identity.Identity, error) {
+func (b Member) qualify(id identity.Identity) (identity.Identity, error) {
 	refuse := func() (identity.Identity, error) {
 		return identity.Identity{}, fmt.Errorf("backend %q: %w: %w", b.Name, ErrInvalidCredentials, ErrSubjectRefused)
 	}
 	if id.Subject == "" {
 		return refuse()
 	}
-	if ns, ok := b.Authenticator.(SubjectNamespacer); ok {
-		rest, in := strings.CutPrefix(id.Subject, ns.SubjectNamespace())
+	if ns := b.SubjectNamespace(); ns != "" {
+		rest, in := strings.CutPrefix(id.Subject, ns)
 		if !in || rest == "" || identity.CheckBareName(rest) != nil {
 			return refuse()
 		}
@@ -258,11 +249,11 @@ func (b Backend) qualify(id identity.Identity) (identity.Identity, error) {
 	return id, nil
 }
 
-func (c *Chain) backend(name string) (Backend, bool) {
+func (c *Chain) backend(name string) (Member, bool) {
 	for _, b := range c.backends {
 		if b.Name == name {
 			return b, true
 		}
 	}
-	return Backend{}, false
+	return Member{}, false
 }

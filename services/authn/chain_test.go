@@ -21,6 +21,7 @@ import (
 )
 
 type fake struct {
+	authn.UnimplementedBackend
 	user, pass string
 	err        error
 	calls      int
@@ -58,7 +59,7 @@ func TestChain(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c := authn.NewChain([]authn.Backend{{Name: "one", Authenticator: &fake{user: "a", pass: "pa"}}, {Name: "two", Authenticator: tc.second}}, nil)
+			c := authn.NewChain([]authn.Member{{Name: "one", Backend: &fake{user: "a", pass: "pa"}}, {Name: "two", Backend: tc.second}}, nil)
 			id, err := c.Authenticate(context.Background(), authn.Credentials{Username: tc.user, Password: authn.Password(tc.pass)})
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
@@ -175,7 +176,7 @@ func bcryptHash(t *testing.T, pw string, cost int) string {
 	return string(h)
 }
 
-func openStatic(t *testing.T, deps authn.Deps, users ...static.User) authn.Authenticator {
+func openStatic(t *testing.T, deps authn.Deps, users ...static.User) authn.Backend {
 	t.Helper()
 	a, err := (&static.Config{Users: users}).Open(context.Background(), deps)
 	if err != nil {
@@ -209,7 +210,7 @@ func TestEveryAnswerCostsTheChainsHighestBcryptWork(t *testing.T) {
 	dear := openStatic(t, deps,
 		static.User{Name: "bob", PasswordHash: bcryptHash(t, "bob-pw", hi)},
 		static.User{Name: "carol", PasswordHash: bcryptHash(t, "carol-pw", mid)})
-	ch := authn.NewChain([]authn.Backend{{Name: "cheap", Authenticator: cheap}, {Name: "dear", Authenticator: dear}}, lim)
+	ch := authn.NewChain([]authn.Member{{Name: "cheap", Backend: cheap}, {Name: "dear", Backend: dear}}, lim)
 	cases := []struct {
 		name, user, pass string
 		wantErr          error
@@ -244,7 +245,7 @@ func TestUnknownUsersComparisonWaitsForTheLimiter(t *testing.T) {
 	t.Parallel()
 	lim := authn.NewBcryptLimiter(1, 0)
 	a := openStatic(t, authn.Deps{Bcrypt: lim}, static.User{Name: "alice", PasswordHash: bcryptHash(t, "pw", bcrypt.MinCost)})
-	ch := authn.NewChain([]authn.Backend{{Name: "s", Authenticator: a}}, lim)
+	ch := authn.NewChain([]authn.Member{{Name: "s", Backend: a}}, lim)
 	release := authntest.Hold(t, lim)
 	for _, user := range []string{"alice", "mallory"} {
 		if _, err := ch.Authenticate(context.Background(), authn.Credentials{Username: user, Password: "x"}); !errors.Is(err, authn.ErrBusy) {
@@ -262,6 +263,8 @@ type claimer struct {
 	prefix string
 	fake
 }
+
+func (c *claimer) Claiming() bool { return true }
 
 func (c *claimer) ClaimsCredential(_ context.Context, cr authn.Credentials) bool {
 	return strings.HasPrefix(string(cr.Password), c.prefix)
@@ -305,10 +308,10 @@ func TestChainRoutesClaimedCredentials(t *testing.T) {
 			t.Parallel()
 			lim, compares := countingLimiter()
 			people := openStatic(t, authn.Deps{Bcrypt: lim}, static.User{Name: "alice", PasswordHash: bcryptHash(t, "pw", bcrypt.MinCost)})
-			ch := authn.NewChain([]authn.Backend{
-				{Name: "people", Authenticator: people}, // first: claimed credentials must skip it
-				{Name: "robots", Authenticator: tc.robots},
-				{Name: "ci", Authenticator: tc.ci},
+			ch := authn.NewChain([]authn.Member{
+				{Name: "people", Backend: people}, // first: claimed credentials must skip it
+				{Name: "robots", Backend: tc.robots},
+				{Name: "ci", Backend: tc.ci},
 			}, lim)
 			user := "alice"
 			if tc.name == "unknown user's password" {
@@ -342,7 +345,7 @@ func TestChainClaimersInOrder(t *testing.T) {
 	first := &claimer{"eyJ", fake{user: "other"}}
 	second := &claimer{"eyJ", fake{user: "ci", pass: "eyJx"}}
 	third := &claimer{"eyJ", fake{user: "ci", pass: "eyJx"}}
-	ch := authn.NewChain([]authn.Backend{{Name: "a", Authenticator: first}, {Name: "b", Authenticator: second}, {Name: "c", Authenticator: third}}, nil)
+	ch := authn.NewChain([]authn.Member{{Name: "a", Backend: first}, {Name: "b", Backend: second}, {Name: "c", Backend: third}}, nil)
 	id, err := ch.Authenticate(context.Background(), authn.Credentials{Username: "ci", Password: "eyJx"})
 	if err != nil || id.Backend != "b" {
 		t.Fatalf("id = %+v, err = %v; want backend b", id, err)
@@ -357,7 +360,7 @@ func TestClaimedCredentialDeniedWithoutWaitingForBcrypt(t *testing.T) {
 	t.Parallel()
 	lim := authn.NewBcryptLimiter(1, 0)
 	a := openStatic(t, authn.Deps{Bcrypt: lim}, static.User{Name: "alice", PasswordHash: bcryptHash(t, "pw", bcrypt.MinCost)})
-	ch := authn.NewChain([]authn.Backend{{Name: "s", Authenticator: a}, {Name: "robots", Authenticator: &claimer{"pcp_", fake{user: "robot"}}}}, lim)
+	ch := authn.NewChain([]authn.Member{{Name: "s", Backend: a}, {Name: "robots", Backend: &claimer{"pcp_", fake{user: "robot"}}}}, lim)
 	defer authntest.Hold(t, lim)()
 	if _, err := ch.Authenticate(context.Background(), authn.Credentials{Username: "alice", Password: "pcp_guess"}); !errors.Is(err, authn.ErrInvalidCredentials) {
 		t.Fatalf("err = %v, want ErrInvalidCredentials (not ErrBusy: no bcrypt for a claimed credential)", err)
@@ -382,8 +385,8 @@ func TestDirectoryRefusalCostsWhatAnUnknownUserCosts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			lim, compares := countingLimiter()
-			dir := &fake{user: "dora", pass: "dora-pw"} // no BcryptCoster: like the LDAP backend
-			ch := authn.NewChain([]authn.Backend{{Name: "dir", Authenticator: dir}}, lim)
+			dir := &fake{user: "dora", pass: "dora-pw"} // BcryptCost 0: like the LDAP backend
+			ch := authn.NewChain([]authn.Member{{Name: "dir", Backend: dir}}, lim)
 			_, err := ch.Authenticate(context.Background(), authn.Credentials{Username: tc.user, Password: authn.Password(tc.pass)})
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)

@@ -12,6 +12,8 @@ import (
 // liar resolves every subject to someone else.
 type liar struct{ plain }
 
+func (liar) CanResolve() bool { return true }
+
 func (liar) Resolve(context.Context, string) (identity.Identity, error) {
 	return identity.Identity{Subject: "root"}, nil
 }
@@ -20,9 +22,9 @@ func TestChainResolve(t *testing.T) {
 	t.Parallel()
 	dir := &directory{groups: map[string][]string{"alice": {"developers"}}}
 	down := &directory{down: true}
-	c := authn.NewChain([]authn.Backend{
-		{Name: "dir", Authenticator: dir}, {Name: "plain", Authenticator: plain{}},
-		{Name: "down", Authenticator: down}, {Name: "liar", Authenticator: liar{}},
+	c := authn.NewChain([]authn.Member{
+		{Name: "dir", Backend: dir}, {Name: "plain", Backend: plain{}},
+		{Name: "down", Backend: down}, {Name: "liar", Backend: liar{}},
 	}, nil)
 	cases := []struct {
 		name, backend, subject string

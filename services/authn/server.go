@@ -300,6 +300,10 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		// The lockout already wrote the audit event. The message is the same whether the
 		// account exists or not; when to retry travels as RetryInfo (the gateway's Retry-After).
 		return lockedStatus(err)
+	case errors.Is(err, ErrUnsupported):
+		// The chain turns a backend's ErrUnsupported into ErrNoMatch; one that escapes is a
+		// caller asking for something this backend cannot do.
+		return status.Error(codes.FailedPrecondition, "not supported by this authentication backend")
 	case errors.Is(err, ErrBusy):
 		// Not logged per request: under a flood that would be a second sink. Limiter metrics count it.
 		return status.Error(codes.ResourceExhausted, "too many authentication requests; retry later")

@@ -72,7 +72,7 @@ func TestServerAnswersSaturatedBcrypt(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return authn.NewServer(authn.NewChain([]authn.Backend{{Name: "s", Authenticator: a}}, lim), slog.New(slog.DiscardHandler), authn.ServerOptions{})
+		return authn.NewServer(authn.NewChain([]authn.Member{{Name: "s", Backend: a}}, lim), slog.New(slog.DiscardHandler), authn.ServerOptions{})
 	}
 	req := &authnv1.AuthenticateRequest{Username: "alice", Password: "pw"}
 

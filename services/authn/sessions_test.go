@@ -24,6 +24,7 @@ import (
 
 // directory is a backend whose users change under the test: passwords are "<name>-pw".
 type directory struct {
+	authn.UnimplementedBackend
 	mu     sync.Mutex
 	groups map[string][]string // user → groups
 	down   bool
@@ -36,6 +37,8 @@ func (d *directory) Authenticate(_ context.Context, c authn.Credentials) (identi
 	}
 	return id, err
 }
+
+func (d *directory) CanResolve() bool { return true }
 
 func (d *directory) Resolve(_ context.Context, subject string) (identity.Identity, error) {
 	return d.lookup(subject)
@@ -60,8 +63,8 @@ func (d *directory) set(f func(map[string][]string)) {
 	f(d.groups)
 }
 
-// plain knows carol but cannot re-read her later (no Resolver): no sessions for her.
-type plain struct{}
+// plain knows carol but cannot re-read her later (no CanResolve): no sessions for her.
+type plain struct{ authn.UnimplementedBackend }
 
 func (plain) Authenticate(_ context.Context, c authn.Credentials) (identity.Identity, error) {
 	if c.Username != "carol" {
@@ -184,7 +187,7 @@ func newEnv(t *testing.T, withSessions bool) *env {
 		events: map[string]int{},
 	}
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	chain := authn.NewChain([]authn.Backend{{Name: "dir", Authenticator: e.dir}, {Name: "plain", Authenticator: plain{}}}, nil)
+	chain := authn.NewChain([]authn.Member{{Name: "dir", Backend: e.dir}, {Name: "plain", Backend: plain{}}}, nil)
 	count := func(ev string) { e.mu.Lock(); e.events[ev]++; e.mu.Unlock() }
 	opts := authn.ServerOptions{Resolver: chain, SessionEvent: count}
 	if withSessions {

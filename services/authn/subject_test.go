@@ -12,7 +12,10 @@ import (
 // mapped is a backend that maps its users' subjects from data the user may control (a
 // directory attribute, a token claim): the password "pw" logs in any name, whose subject is
 // subjects[name].
-type mapped struct{ subjects map[string]string }
+type mapped struct {
+	authn.UnimplementedBackend
+	subjects map[string]string
+}
 
 func (m mapped) Authenticate(_ context.Context, c authn.Credentials) (identity.Identity, error) {
 	s, ok := m.subjects[c.Username]
@@ -24,6 +27,8 @@ func (m mapped) Authenticate(_ context.Context, c authn.Credentials) (identity.I
 	}
 	return identity.Identity{Subject: s}, nil
 }
+
+func (mapped) CanResolve() bool { return true }
 
 func (m mapped) Resolve(_ context.Context, subject string) (identity.Identity, error) {
 	for _, s := range m.subjects {
@@ -47,10 +52,10 @@ func TestChainSubjectsCannotBeConfused(t *testing.T) {
 	t.Parallel()
 	users := mapped{subjects: map[string]string{"mallory": "robot:ci", "anon": "system:anonymous", "alice": "alice",
 		"gha": "repo:myorg/app:ref:refs/heads/main"}}
-	c := authn.NewChain([]authn.Backend{
-		{Name: "robots", Authenticator: namespaced{mapped{subjects: map[string]string{"ci": "robot:ci", "fake": "ci"}}}},
-		{Name: "bare", Authenticator: mapped{subjects: map[string]string{"mallory": "robot:ci", "anon": "system:anonymous", "alice": "alice"}}},
-		{Name: "corp", SubjectPrefix: "corp:", Authenticator: users},
+	c := authn.NewChain([]authn.Member{
+		{Name: "robots", Backend: namespaced{mapped{subjects: map[string]string{"ci": "robot:ci", "fake": "ci"}}}},
+		{Name: "bare", Backend: mapped{subjects: map[string]string{"mallory": "robot:ci", "anon": "system:anonymous", "alice": "alice"}}},
+		{Name: "corp", SubjectPrefix: "corp:", Backend: users},
 	}, nil)
 	cases := []struct {
 		user        string

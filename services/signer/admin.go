@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -19,29 +20,6 @@ import (
 	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
 )
 
-// ErrNotSupported: the key manager cannot do what the admin asked (a local key does not rotate).
-var ErrNotSupported = errors.New("signer: not supported by this key manager")
-
-// KeyVersion is one key version's place in the rotation, for admins.
-type KeyVersion struct {
-	Version    int
-	ID         string
-	State      string
-	Created    time.Time
-	ActiveFrom time.Time
-	RetiresAt  time.Time
-}
-
-// VersionLister is an optional ability of a KeyManager.
-type VersionLister interface {
-	KeyVersions(ctx context.Context) ([]KeyVersion, error)
-}
-
-// Rotator is an optional ability of a KeyManager.
-type Rotator interface {
-	Rotate(ctx context.Context) error
-}
-
 // AdminServer serves KeyAdminService.
 type AdminServer struct {
 	signerv1.UnimplementedKeyAdminServiceServer
@@ -55,18 +33,17 @@ func NewAdminServer(km KeyManager, log *slog.Logger) *AdminServer {
 }
 
 func (a *AdminServer) versions(ctx context.Context) ([]*signerv1.KeyVersion, error) {
-	l, ok := a.km.(VersionLister)
-	if !ok {
+	vs, err := a.km.KeyVersions(ctx)
+	if errors.Is(err, ErrUnsupported) {
+		// A key that does not rotate is its own only version.
 		k, err := a.km.SigningKey(ctx)
 		if err != nil {
-			return nil, status.Error(codes.Unavailable, "signing key unavailable")
+			return nil, toStatus(ctx, a.log, fmt.Errorf("%w: %w", ErrUnavailable, err), "signing key unavailable")
 		}
 		return []*signerv1.KeyVersion{{Version: 1, KeyId: k.ID(), State: "active"}}, nil
 	}
-	vs, err := l.KeyVersions(ctx)
 	if err != nil {
-		a.log.WarnContext(ctx, "listing key versions failed", "error", err)
-		return nil, status.Error(codes.Unavailable, "key versions unavailable")
+		return nil, toStatus(ctx, a.log, fmt.Errorf("%w: %w", ErrUnavailable, err), "key versions unavailable")
 	}
 	out := make([]*signerv1.KeyVersion, len(vs))
 	ts := func(t time.Time) *timestamppb.Timestamp {
@@ -91,15 +68,11 @@ func (a *AdminServer) ListKeyVersions(ctx context.Context, _ *signerv1.ListKeyVe
 	return &signerv1.ListKeyVersionsResponse{Versions: vs}, nil
 }
 
-// RotateKey implements signerv1.KeyAdminServiceServer.
+// RotateKey implements signerv1.KeyAdminServiceServer. A key manager that does not rotate
+// answers ErrUnsupported: FailedPrecondition, saying which one does.
 func (a *AdminServer) RotateKey(ctx context.Context, _ *signerv1.RotateKeyRequest) (*signerv1.RotateKeyResponse, error) {
-	r, ok := a.km.(Rotator)
-	if !ok {
-		return nil, status.Error(codes.FailedPrecondition, "this key manager does not rotate keys (use the vault key manager)")
-	}
-	if err := r.Rotate(ctx); err != nil {
-		a.log.ErrorContext(ctx, "key rotation failed", "error", err)
-		return nil, status.Error(codes.Unavailable, "key rotation failed; see the signer's log")
+	if err := a.km.Rotate(ctx); err != nil {
+		return nil, toStatus(ctx, a.log, fmt.Errorf("%w: %w", ErrUnavailable, err), "key rotation failed; see the signer's log")
 	}
 	a.log.InfoContext(ctx, "signing key rotated by admin request")
 	vs, err := a.versions(ctx)

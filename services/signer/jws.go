@@ -10,6 +10,7 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -90,10 +91,7 @@ type headerCache struct {
 
 func (c *headerCache) get(k Key) (*keyHeader, error) {
 	id, alg := k.ID(), k.Algorithm()
-	var chain [][]byte
-	if ch, ok := k.(Chainer); ok {
-		chain = ch.Chain()
-	}
+	chain := k.Chain()
 	if m := c.m.Load(); m != nil {
 		if h, ok := (*m)[id]; ok && h.fits(alg, chain) {
 			return h, nil
@@ -132,23 +130,18 @@ func signJWS(ctx context.Context, k Key, h *keyHeader, input []byte) ([]byte, er
 	default:
 		return nil, fmt.Errorf("unsupported algorithm %s", h.alg)
 	}
-	var sig []byte
-	var err error
-	switch s := k.(type) {
-	case JWSSigner:
-		if sig, err = s.SignJWS(ctx, digest, opts); err != nil {
-			return nil, err
-		}
+	sig, err := k.SignJWS(ctx, digest, opts)
+	if err == nil {
 		if h.ecSize > 0 && len(sig) != 2*h.ecSize {
 			return nil, fmt.Errorf("key %s: JWS signature of %d bytes, want %d", k.ID(), len(sig), 2*h.ecSize)
 		}
 		return sig, nil
-	case ContextSigner:
-		sig, err = s.SignContext(ctx, digest, opts)
-	default:
-		sig, err = k.Sign(rand.Reader, digest, opts)
 	}
-	if err != nil {
+	if !errors.Is(err, ErrUnsupported) {
+		return nil, err
+	}
+	// A key without JWS-form signing (in memory: nothing remote to wait for).
+	if sig, err = k.Sign(rand.Reader, digest, opts); err != nil {
 		return nil, err
 	}
 	if h.ecSize > 0 {

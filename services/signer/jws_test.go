@@ -27,6 +27,7 @@ import (
 // chainKey is a key whose tokens carry an x5c chain that can be renewed.
 type chainKey struct {
 	crypto.Signer
+	signer.UnimplementedKey
 	id    string
 	alg   jose.SignatureAlgorithm
 	chain atomic.Pointer[[][]byte]
@@ -36,7 +37,7 @@ func (k *chainKey) ID() string                         { return k.id }
 func (k *chainKey) Algorithm() jose.SignatureAlgorithm { return k.alg }
 func (k *chainKey) Chain() [][]byte                    { return *k.chain.Load() }
 
-var _ signer.Chainer = (*chainKey)(nil)
+var _ signer.Key = (*chainKey)(nil)
 
 // newChainKey makes a key with a self-signed certificate as its chain; the certificate is
 // also returned as the root a verifier would trust.
@@ -68,6 +69,7 @@ func (k *chainKey) renew(t *testing.T) *x509.Certificate {
 
 // rotatingKM hands out its keys in turn, one per SigningKey call.
 type rotatingKM struct {
+	signer.UnimplementedKeyManager
 	keys []signer.Key
 	n    atomic.Uint64
 }
@@ -165,7 +167,7 @@ func TestSignConcurrentRotatingKeys(t *testing.T) {
 func TestSignRenewedChain(t *testing.T) {
 	t.Parallel()
 	k, root := newChainKey(t, "kid", elliptic.P256(), jose.ES256)
-	s := signer.New(signer.Options{Audiences: []string{"a"}}, memKM{k})
+	s := signer.New(signer.Options{Audiences: []string{"a"}}, memKM{k: k})
 	sign := func() string {
 		tok, err := s.Sign(context.Background(), signer.Claims{Audience: "a", TTL: time.Minute, JTI: "j"})
 		if err != nil {
@@ -186,7 +188,7 @@ func TestSignRenewedChain(t *testing.T) {
 	}
 }
 
-// jwsKey signs only through SignJWS: the other two ways fail the test.
+// jwsKey signs only through SignJWS: crypto.Signer's Sign fails the test.
 type jwsKey struct {
 	pk    *ecdsa.PrivateKey
 	calls atomic.Int64
@@ -201,9 +203,6 @@ func (k *jwsKey) Algorithm() jose.SignatureAlgorithm { return jose.ES256 }
 func (k *jwsKey) Public() crypto.PublicKey           { return k.pk.Public() }
 func (k *jwsKey) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
 	return nil, errors.New("crypto.Signer used although the key signs in JWS form")
-}
-func (k *jwsKey) SignContext(context.Context, []byte, crypto.SignerOpts) ([]byte, error) {
-	return nil, errors.New("ContextSigner used although the key signs in JWS form")
 }
 func (k *jwsKey) SignJWS(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	k.calls.Add(1)
@@ -226,16 +225,15 @@ func (k *jwsKey) SignJWS(ctx context.Context, digest []byte, opts crypto.SignerO
 	return out, nil
 }
 
-var (
-	_ signer.JWSSigner     = (*jwsKey)(nil)
-	_ signer.ContextSigner = (*jwsKey)(nil)
-)
+func (k *jwsKey) Chain() [][]byte { return nil }
+
+var _ signer.Key = (*jwsKey)(nil)
 
 func TestSignPrefersJWSSigner(t *testing.T) {
 	t.Parallel()
 	pk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	k := &jwsKey{pk: pk}
-	s := signer.New(signer.Options{Audiences: []string{"a"}}, memKM{k})
+	s := signer.New(signer.Options{Audiences: []string{"a"}}, memKM{k: k})
 	ctx := context.WithValue(context.Background(), ctxKey{}, "request")
 	tok, err := s.Sign(ctx, signer.Claims{Audience: "a", TTL: time.Minute, JTI: "j"})
 	if err != nil {
@@ -257,7 +255,7 @@ func TestSignJWSSignerWrongSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := signer.New(signer.Options{Audiences: []string{"a"}}, memKM{&jwsKey{pk: pk, sig: asn1Sig}})
+	s := signer.New(signer.Options{Audiences: []string{"a"}}, memKM{k: &jwsKey{pk: pk, sig: asn1Sig}})
 	ctx := context.WithValue(context.Background(), ctxKey{}, "request")
 	tok, err := s.Sign(ctx, signer.Claims{Audience: "a", TTL: time.Minute, JTI: "j"})
 	if !errors.Is(err, signer.ErrUnavailable) || tok.Raw != "" {
@@ -265,31 +263,34 @@ func TestSignJWSSignerWrongSize(t *testing.T) {
 	}
 }
 
-// ctxSigner signs only through SignContext, with the request's context.
-type ctxSigner struct{ *ecdsa.PrivateKey }
-
-func (k ctxSigner) ID() string                         { return "ctx" }
-func (k ctxSigner) Algorithm() jose.SignatureAlgorithm { return jose.ES256 }
-func (k ctxSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
-	return nil, errors.New("crypto.Signer used although the key honours contexts")
-}
-func (k ctxSigner) SignContext(ctx context.Context, digest []byte, _ crypto.SignerOpts) ([]byte, error) {
-	if ctx.Value(ctxKey{}) != "request" {
-		return nil, errors.New("SignContext did not get the request's context")
-	}
-	return ecdsa.SignASN1(rand.Reader, k.PrivateKey, digest)
+// plainKey has no JWS-form signing (UnimplementedKey answers ErrUnsupported): the signer
+// signs with crypto.Signer's Sign and converts ECDSA's ASN.1 to JWS form.
+type plainKey struct {
+	*ecdsa.PrivateKey
+	signer.UnimplementedKey
+	calls *atomic.Int64
 }
 
-func TestSignContextSigner(t *testing.T) {
+func (k plainKey) ID() string                         { return "plain" }
+func (k plainKey) Algorithm() jose.SignatureAlgorithm { return jose.ES256 }
+func (k plainKey) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	k.calls.Add(1)
+	return k.PrivateKey.Sign(r, digest, opts)
+}
+
+func TestSignFallsBackToCryptoSigner(t *testing.T) {
 	t.Parallel()
 	pk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	s := signer.New(signer.Options{Audiences: []string{"a"}}, memKM{ctxSigner{pk}})
-	ctx := context.WithValue(context.Background(), ctxKey{}, "request")
-	tok, err := s.Sign(ctx, signer.Claims{Audience: "a", TTL: time.Minute, JTI: "j"})
+	k := plainKey{PrivateKey: pk, calls: new(atomic.Int64)}
+	s := signer.New(signer.Options{Audiences: []string{"a"}}, memKM{k: k})
+	tok, err := s.Sign(context.Background(), signer.Claims{Audience: "a", TTL: time.Minute, JTI: "j"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := checkToken(tok.Raw, "ctx", &pk.PublicKey, nil); err != nil {
+	if k.calls.Load() != 1 {
+		t.Fatalf("Sign called %d times, want 1", k.calls.Load())
+	}
+	if err := checkToken(tok.Raw, "plain", &pk.PublicKey, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -350,7 +351,7 @@ func BenchmarkSign(b *testing.B) {
 		km   signer.KeyManager
 	}{
 		{"ES256", signer.StaticKeys(pk, "kid-1", jose.ES256)},
-		{"ES256-x5c", memKM{x5c}},
+		{"ES256-x5c", memKM{k: x5c}},
 	} {
 		s := signer.New(signer.Options{Issuer: "portcullis", Audiences: []string{"registry.local"}, MaxTTL: time.Hour}, bc.km)
 		b.Run(bc.name, func(b *testing.B) {

@@ -23,33 +23,51 @@ import (
 var (
 	ErrInvalidRequest = errors.New("signer: invalid request")
 	ErrUnavailable    = errors.New("signer: key manager unavailable")
+	// ErrUnsupported: the key manager (or key) cannot do what was asked, such as rotating a
+	// local key. UnimplementedKeyManager and UnimplementedKey answer it; toStatus maps it to
+	// FailedPrecondition.
+	ErrUnsupported = errors.New("signer: not supported by this key manager")
 )
 
+// UnsupportedError is an ErrUnsupported whose text is written for the caller (it names what
+// would do the job), so toStatus may show it.
+type UnsupportedError struct{ Reason string }
+
+func (e *UnsupportedError) Error() string { return e.Reason }
+
+// Is makes errors.Is(err, ErrUnsupported) hold.
+func (e *UnsupportedError) Is(target error) bool { return target == ErrUnsupported }
+
 // Key is a signing key. The rest of the signer never knows where it lives.
+//
+// It is one closed interface: every ability is a method, and UnimplementedKey gives the
+// defaults, so a signer never looks for an ability by type assertion, and a wrapper that
+// implements Key cannot lose one without the compiler (or its author) saying so.
 type Key interface {
 	crypto.Signer
 	ID() string
 	Algorithm() jose.SignatureAlgorithm
-}
-
-// ContextSigner is an optional ability of a Key whose signing goes over the network:
-// it honours the caller's deadline.
-type ContextSigner interface {
-	SignContext(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error)
-}
-
-// JWSSigner is an optional ability of a Key, preferred over ContextSigner and crypto.Signer:
-// signatures already in JWS form (ECDSA as fixed-width r‖s), so a remote signer that can
-// produce them saves an ASN.1 round trip per token. It honours the caller's deadline.
-type JWSSigner interface {
+	// SignJWS signs digest with the caller's deadline and returns the signature in JWS form
+	// (ECDSA as fixed-width r‖s), so a remote signer saves an ASN.1 round trip per token.
+	// ErrUnsupported: the signer uses crypto.Signer's Sign and converts (a key in memory has no
+	// deadline to honour).
 	SignJWS(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error)
-}
-
-// Chainer is an optional ability of a Key: tokens it signs carry this x5c certificate chain
-// (DER, leaf first), so verifiers need to trust only the root.
-type Chainer interface {
+	// Chain is the x5c certificate chain (DER, leaf first) tokens signed with the key carry,
+	// so verifiers need to trust only the root; nil: none.
 	Chain() [][]byte
 }
+
+// UnimplementedKey gives a Key its default abilities: no JWS-form signing, no chain.
+// Embed it by value.
+type UnimplementedKey struct{}
+
+// SignJWS answers ErrUnsupported: the signer falls back to Sign.
+func (UnimplementedKey) SignJWS(context.Context, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, ErrUnsupported
+}
+
+// Chain answers nil: tokens carry no x5c chain.
+func (UnimplementedKey) Chain() [][]byte { return nil }
 
 // PublicKey is a verification key as published in the JWKS.
 type PublicKey struct {
@@ -59,34 +77,75 @@ type PublicKey struct {
 	Certificates []*x509.Certificate
 }
 
-// HealthChecker is an optional ability of a KeyManager that depends on a remote service:
-// readiness follows it, so a signer that cannot sign is reported as not serving.
-type HealthChecker interface {
-	Healthy(ctx context.Context) error
+// KeyVersion is one key version's place in the rotation, for admins.
+type KeyVersion struct {
+	Version    int
+	ID         string
+	State      string
+	Created    time.Time
+	ActiveFrom time.Time
+	RetiresAt  time.Time
 }
 
-// Closer is an optional ability of a KeyManager holding goroutines or connections.
-type Closer interface {
-	Close(ctx context.Context) error
-}
-
-// RootCertifier is an optional ability of a KeyManager that signs with an x5c chain: the
-// root certificates registries should trust instead of individual keys.
-type RootCertifier interface {
-	RootCertificates(ctx context.Context) []*x509.Certificate
-}
-
-// MaxAger is an optional ability of a KeyManager that rotates: how long verifiers may cache
-// the JWKS without missing a key before it signs.
-type MaxAger interface {
-	JWKSMaxAge(ctx context.Context) time.Duration
-}
+// DefaultJWKSMaxAge is how long verifiers may cache the JWKS of a key manager that does not
+// rotate.
+const DefaultJWKSMaxAge = time.Minute
 
 // KeyManager hands out the current signing key and every key verifiers should trust.
+//
+// It is one closed interface: each ability the signer, the admin API and the application
+// use is a method here, and UnimplementedKeyManager answers the ones a key manager lacks
+// (ErrUnsupported or a neutral default). Nothing discovers an ability by type assertion, so
+// a wrapper (metrics, caching) that implements KeyManager must forward every method or the
+// build fails; a drifted signature in an implementation fails the build too.
 type KeyManager interface {
 	SigningKey(ctx context.Context) (Key, error)
 	PublicKeys(ctx context.Context) ([]PublicKey, error)
+	// Healthy says whether the key manager can sign now; readiness follows it, so a signer
+	// that cannot reach its remote key is reported as not serving. Default: nil.
+	Healthy(ctx context.Context) error
+	// RootCertificates are, for a key manager that signs with an x5c chain, the roots
+	// registries should trust instead of individual keys. Default: nil (trust the keys).
+	RootCertificates(ctx context.Context) []*x509.Certificate
+	// JWKSMaxAge is how long verifiers may cache the JWKS without missing a key before it
+	// signs. Default: DefaultJWKSMaxAge.
+	JWKSMaxAge(ctx context.Context) time.Duration
+	// KeyVersions lists the versions in the rotation, for admins. ErrUnsupported: the admin
+	// API shows the signing key as version 1.
+	KeyVersions(ctx context.Context) ([]KeyVersion, error)
+	// Rotate creates a new key version (it signs only after the propagation delay).
+	// Default: an ErrUnsupported that says which key manager rotates.
+	Rotate(ctx context.Context) error
+	// Close stops the key manager's goroutines and connections. Default: nil.
+	Close(ctx context.Context) error
 }
+
+// UnimplementedKeyManager gives a KeyManager its default abilities: a key that is always
+// healthy, never rotates and is trusted by itself. Embed it by value; a key manager
+// overrides what it can do.
+type UnimplementedKeyManager struct{}
+
+// Healthy answers nil: a key in memory or in a file is always there.
+func (UnimplementedKeyManager) Healthy(context.Context) error { return nil }
+
+// RootCertificates answers nil: registries trust the keys themselves.
+func (UnimplementedKeyManager) RootCertificates(context.Context) []*x509.Certificate { return nil }
+
+// JWKSMaxAge answers DefaultJWKSMaxAge.
+func (UnimplementedKeyManager) JWKSMaxAge(context.Context) time.Duration { return DefaultJWKSMaxAge }
+
+// KeyVersions answers ErrUnsupported.
+func (UnimplementedKeyManager) KeyVersions(context.Context) ([]KeyVersion, error) {
+	return nil, ErrUnsupported
+}
+
+// Rotate answers ErrUnsupported, naming the key manager that rotates.
+func (UnimplementedKeyManager) Rotate(context.Context) error {
+	return &UnsupportedError{Reason: "this key manager does not rotate keys (use the vault key manager)"}
+}
+
+// Close answers nil: nothing to stop.
+func (UnimplementedKeyManager) Close(context.Context) error { return nil }
 
 // Deps are what a key manager may use.
 type Deps struct {
@@ -137,6 +196,7 @@ func StaticKeys(s crypto.Signer, id string, alg jose.SignatureAlgorithm) KeyMana
 
 type staticKey struct {
 	crypto.Signer
+	UnimplementedKey
 	id  string
 	alg jose.SignatureAlgorithm
 }
@@ -144,7 +204,15 @@ type staticKey struct {
 func (k *staticKey) ID() string                         { return k.id }
 func (k *staticKey) Algorithm() jose.SignatureAlgorithm { return k.alg }
 
-type staticKeys struct{ k *staticKey }
+type staticKeys struct {
+	UnimplementedKeyManager
+	k *staticKey
+}
+
+var (
+	_ KeyManager = (*staticKeys)(nil)
+	_ Key        = (*staticKey)(nil)
+)
 
 func (m *staticKeys) SigningKey(context.Context) (Key, error) { return m.k, nil }
 

@@ -34,7 +34,7 @@ func (srv *Server) SignToken(ctx context.Context, req *signerv1.SignTokenRequest
 		TTL: req.GetTtl().AsDuration(), JTI: req.GetJti(),
 	})
 	if err != nil {
-		return nil, srv.toStatus(ctx, err)
+		return nil, toStatus(ctx, srv.log, err, "signing key unavailable")
 	}
 	return &signerv1.SignTokenResponse{Token: t.Raw, IssuedAt: timestamppb.New(t.IssuedAt), ExpiresAt: timestamppb.New(t.ExpiresAt), KeyId: t.KeyID}, nil
 }
@@ -43,25 +43,32 @@ func (srv *Server) SignToken(ctx context.Context, req *signerv1.SignTokenRequest
 func (srv *Server) ListPublicKeys(ctx context.Context, _ *signerv1.ListPublicKeysRequest) (*signerv1.ListPublicKeysResponse, error) {
 	jwks, err := srv.s.JWKS(ctx)
 	if err != nil {
-		return nil, srv.toStatus(ctx, err)
+		return nil, toStatus(ctx, srv.log, err, "signing key unavailable")
 	}
 	return &signerv1.ListPublicKeysResponse{Jwks: jwks, Issuer: srv.s.Issuer(), MaxAge: durationpb.New(srv.s.JWKSMaxAge(ctx))}, nil
 }
 
-// toStatus is the one place signer errors become gRPC codes.
-func (srv *Server) toStatus(ctx context.Context, err error) error {
+// toStatus is the one place signer errors become gRPC codes, for the signer and the admin
+// API. unavailable is what the caller is told when the key manager failed: never the
+// error's text, which is logged.
+func toStatus(ctx context.Context, log *slog.Logger, err error, unavailable string) error {
+	var unsupported *UnsupportedError
 	switch {
+	case errors.As(err, &unsupported):
+		return status.Error(codes.FailedPrecondition, unsupported.Reason)
+	case errors.Is(err, ErrUnsupported):
+		return status.Error(codes.FailedPrecondition, "not supported by this key manager")
 	case errors.Is(err, ErrInvalidRequest):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, ErrUnavailable):
-		srv.log.WarnContext(ctx, "signing key unavailable", "error", err)
-		return status.Error(codes.Unavailable, "signing key unavailable")
+		log.WarnContext(ctx, unavailable, "error", err)
+		return status.Error(codes.Unavailable, unavailable)
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "signing timed out")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "canceled")
 	default:
-		srv.log.ErrorContext(ctx, "signing failed", "error", err)
+		log.ErrorContext(ctx, "signing failed", "error", err)
 		return status.Error(codes.Internal, "internal error")
 	}
 }

@@ -26,7 +26,10 @@ import (
 // secret stands for configuration and backend detail: it may be logged, never returned.
 const secret = "https://vault.internal:8200 token s.hunter2"
 
-type failingKM struct{ err error }
+type failingKM struct {
+	signer.UnimplementedKeyManager
+	err error
+}
 
 func (m failingKM) SigningKey(context.Context) (signer.Key, error) { return nil, m.err }
 func (m failingKM) PublicKeys(context.Context) ([]signer.PublicKey, error) {
@@ -36,6 +39,7 @@ func (m failingKM) PublicKeys(context.Context) ([]signer.PublicKey, error) {
 // failingKey's signature fails with err.
 type failingKey struct {
 	*ecdsa.PrivateKey
+	signer.UnimplementedKey
 	err error
 }
 
@@ -51,7 +55,7 @@ func (k failingKey) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
 func TestServerStatus(t *testing.T) {
 	t.Parallel()
 	pk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ok := memKM{memKey{pk, "k"}}
+	ok := memKM{k: memKey{PrivateKey: pk, id: "k"}}
 	opt := signer.Options{Issuer: "i", Audiences: []string{"registry.local"}, MaxTTL: time.Hour}
 	good := &signerv1.SignTokenRequest{Subject: "alice", Audience: "registry.local", Ttl: durationpb.New(time.Minute), Jti: "j"}
 	with := func(f func(r *signerv1.SignTokenRequest)) *signerv1.SignTokenRequest {
@@ -72,10 +76,10 @@ func TestServerStatus(t *testing.T) {
 		{name: "audience not served", km: ok, req: with(func(r *signerv1.SignTokenRequest) { r.Audience = "evil.example" }), want: codes.InvalidArgument},
 		{name: "ttl above max", km: ok, req: with(func(r *signerv1.SignTokenRequest) { r.Ttl = durationpb.New(2 * time.Hour) }), want: codes.InvalidArgument},
 		{name: "malformed ttl", km: ok, req: with(func(r *signerv1.SignTokenRequest) { r.Ttl = &durationpb.Duration{Seconds: 1, Nanos: -1} }), want: codes.InvalidArgument},
-		{name: "key manager down", km: failingKM{errors.New(secret)}, req: good, want: codes.Unavailable, wantText: "signing key unavailable", logged: "hunter2"},
-		{name: "signature fails", km: memKM{failingKey{pk, errors.New(secret)}}, req: good, want: codes.Unavailable, wantText: "signing key unavailable", logged: "hunter2"},
+		{name: "key manager down", km: failingKM{err: errors.New(secret)}, req: good, want: codes.Unavailable, wantText: "signing key unavailable", logged: "hunter2"},
+		{name: "signature fails", km: memKM{k: failingKey{PrivateKey: pk, err: errors.New(secret)}}, req: good, want: codes.Unavailable, wantText: "signing key unavailable", logged: "hunter2"},
 		{name: "key misconfigured", km: signer.StaticKeys(pk, "k", jose.RS256), req: good, want: codes.Internal, wantText: "internal error", logged: "does not fit"},
-		{name: "deadline", km: memKM{failingKey{pk, context.DeadlineExceeded}}, req: good, want: codes.DeadlineExceeded, wantText: "signing timed out"},
+		{name: "deadline", km: memKM{k: failingKey{PrivateKey: pk, err: context.DeadlineExceeded}}, req: good, want: codes.DeadlineExceeded, wantText: "signing timed out"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -166,10 +166,6 @@ func (s *Signer) JWKS(ctx context.Context) ([]byte, error) {
 	return json.Marshal(set)
 }
 
-// JWKSMaxAge is how long verifiers may cache the JWKS (default one minute).
-func (s *Signer) JWKSMaxAge(ctx context.Context) time.Duration {
-	if m, ok := s.km.(MaxAger); ok {
-		return m.JWKSMaxAge(ctx)
-	}
-	return time.Minute
-}
+// JWKSMaxAge is how long verifiers may cache the JWKS (DefaultJWKSMaxAge for a key manager
+// that does not rotate).
+func (s *Signer) JWKSMaxAge(ctx context.Context) time.Duration { return s.km.JWKSMaxAge(ctx) }

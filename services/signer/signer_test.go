@@ -25,13 +25,17 @@ import (
 
 type memKey struct {
 	*ecdsa.PrivateKey
+	signer.UnimplementedKey
 	id string
 }
 
 func (k memKey) ID() string                         { return k.id }
 func (k memKey) Algorithm() jose.SignatureAlgorithm { return jose.ES256 }
 
-type memKM struct{ k signer.Key }
+type memKM struct {
+	signer.UnimplementedKeyManager
+	k signer.Key
+}
 
 func (m memKM) SigningKey(context.Context) (signer.Key, error) { return m.k, nil }
 func (m memKM) PublicKeys(context.Context) ([]signer.PublicKey, error) {
@@ -43,7 +47,7 @@ func TestSignProducesDistributionClaims(t *testing.T) {
 	pk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	now := time.Unix(1_800_000_000, 0)
 	s := signer.New(signer.Options{Issuer: "portcullis", Audiences: []string{"registry.local"}, MaxTTL: time.Hour, NotBeforeSkew: 10 * time.Second, Now: func() time.Time { return now }},
-		memKM{memKey{pk, "kid-1"}})
+		memKM{k: memKey{PrivateKey: pk, id: "kid-1"}})
 	tok, err := s.Sign(context.Background(), signer.Claims{
 		Subject: "alice", Audience: "registry.local", TTL: 5 * time.Minute, JTI: "j1",
 		Access: []scope.Scope{{Type: "repository", Name: "alice/app", Actions: []string{"pull", "push"}}},
@@ -104,7 +108,7 @@ func TestSignRefusesBadRequests(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s := signer.New(signer.Options{Issuer: "i", Audiences: tt.audiences, MaxTTL: time.Hour}, memKM{memKey{pk, "k"}})
+			s := signer.New(signer.Options{Issuer: "i", Audiences: tt.audiences, MaxTTL: time.Hour}, memKM{k: memKey{PrivateKey: pk, id: "k"}})
 			tok, err := s.Sign(context.Background(), tt.c)
 			if tt.wantErr == "" {
 				if err != nil || tok.Raw == "" {
@@ -127,7 +131,7 @@ func TestSignAudiencesCopied(t *testing.T) {
 	t.Parallel()
 	pk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	auds := []string{"a"}
-	s := signer.New(signer.Options{Audiences: auds}, memKM{memKey{pk, "k"}})
+	s := signer.New(signer.Options{Audiences: auds}, memKM{k: memKey{PrivateKey: pk, id: "k"}})
 	auds[0] = "evil"
 	if _, err := s.Sign(context.Background(), signer.Claims{Audience: "evil", JTI: "j", TTL: time.Minute}); !errors.Is(err, signer.ErrInvalidRequest) {
 		t.Fatalf("Sign for an audience added after New = %v, want ErrInvalidRequest", err)
@@ -207,7 +211,7 @@ func TestLocalKeyManager(t *testing.T) {
 func TestSelfSignedCertificate(t *testing.T) {
 	t.Parallel()
 	pk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	p, err := signer.SelfSignedCertificatePEM(memKey{pk, "k"}, "portcullis", time.Now(), 24*time.Hour)
+	p, err := signer.SelfSignedCertificatePEM(memKey{PrivateKey: pk, id: "k"}, "portcullis", time.Now(), 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

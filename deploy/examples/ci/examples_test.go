@@ -96,7 +96,7 @@ func workloads(t *testing.T, now func() time.Time) (*authn.Chain, map[string]*oi
 		t.Fatal("the example names no policy directory")
 	}
 	issuers := map[string]*oidctest.Issuer{}
-	var chain []authn.Backend
+	var chain []authn.Member
 	for _, b := range ex.Authn.Backends {
 		if b.Type != "oidc" {
 			continue
@@ -115,9 +115,9 @@ func workloads(t *testing.T, now func() time.Time) (*authn.Chain, map[string]*oi
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = a.(authn.Closer).Close(context.Background()) })
+		t.Cleanup(func() { _ = a.Close(context.Background()) })
 		issuers[b.Name] = iss
-		chain = append(chain, authn.Backend{Name: b.Name, SubjectPrefix: b.SubjectPrefix, Authenticator: a})
+		chain = append(chain, authn.Member{Name: b.Name, SubjectPrefix: b.SubjectPrefix, Backend: a})
 	}
 	if len(issuers) != 3 {
 		t.Fatalf("the example has %d oidc backends, want github-actions, gitlab-ci and kubernetes", len(issuers))

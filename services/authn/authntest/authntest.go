@@ -21,14 +21,16 @@ type User struct {
 }
 
 // Open builds the backend under test holding exactly users, with deps.
-type Open func(t *testing.T, users []User, deps authn.Deps) authn.Authenticator
+type Open func(t *testing.T, users []User, deps authn.Deps) authn.Backend
 
 // Run checks the chain semantics every backend must keep: known user and right password
 // → identity with groups; wrong password → ErrInvalidCredentials; unknown user → ErrNoMatch.
-// A backend that verifies bcrypt hashes (authn.BcryptCoster) must also report the highest
-// cost it holds and make its comparisons wait for Deps.Bcrypt. A backend that can re-read its
-// users (authn.Resolver) must return from Resolve exactly what Authenticate returns for the
-// right password, without any bcrypt work, and ErrNoMatch for users it does not know.
+// A backend that verifies bcrypt hashes (BcryptCost above 0) must report the highest cost it
+// holds and make its comparisons wait for Deps.Bcrypt. A backend that can re-read its users
+// (CanResolve) must return from Resolve exactly what Authenticate returns for the right
+// password, without any bcrypt work, and ErrNoMatch for users it does not know; one that
+// cannot must answer ErrUnsupported (a Resolve written without CanResolve would leave its
+// users without sessions).
 func Run(t *testing.T, open Open) {
 	t.Helper()
 	users := []User{
@@ -75,15 +77,23 @@ func Run(t *testing.T, open Open) {
 			}
 		})
 	}
-	if r, ok := a.(authn.Resolver); ok {
-		runResolver(t, a, r, users, lim)
+	if a.CanResolve() {
+		runResolver(t, a, users, lim)
+	} else {
+		t.Run("Resolve answers ErrUnsupported without CanResolve", func(t *testing.T) {
+			if _, err := a.Resolve(ctx, "alice"); !errors.Is(err, authn.ErrUnsupported) {
+				t.Fatalf("Resolve err = %v, want ErrUnsupported: implement CanResolve too", err)
+			}
+		})
 	}
-	bc, ok := a.(authn.BcryptCoster)
-	if !ok {
-		return
+	if a.Claiming() {
+		t.Error("a password backend claims credentials by shape (Claiming): the chain would never ask it about passwords")
+	}
+	if a.BcryptCost(ctx) == 0 {
+		return // not bcrypt-backed (a directory)
 	}
 	t.Run("reports the highest bcrypt cost", func(t *testing.T) {
-		if got := bc.BcryptCost(ctx); got != bcrypt.MinCost+1 {
+		if got := a.BcryptCost(ctx); got != bcrypt.MinCost+1 {
 			t.Fatalf("BcryptCost = %d, want %d (the chain pays it for unknown users)", got, bcrypt.MinCost+1)
 		}
 	})
@@ -102,7 +112,7 @@ func Run(t *testing.T, open Open) {
 	})
 }
 
-func runResolver(t *testing.T, a authn.Authenticator, r authn.Resolver, users []User, lim *authn.BcryptLimiter) {
+func runResolver(t *testing.T, a authn.Backend, users []User, lim *authn.BcryptLimiter) {
 	ctx := context.Background()
 	want := map[string]any{}
 	for _, u := range users {
@@ -128,7 +138,7 @@ func runResolver(t *testing.T, a authn.Authenticator, r authn.Resolver, users []
 			// checks no password, which is what makes it cheap).
 			release := Hold(t, lim)
 			defer release()
-			id, err := r.Resolve(ctx, tc.subject)
+			id, err := a.Resolve(ctx, tc.subject)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
 			}

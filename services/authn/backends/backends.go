@@ -31,7 +31,7 @@ type Spec struct {
 	Name string `yaml:"name"`
 	Type string `yaml:"type"`
 	// SubjectPrefix namespaces the backend's users ("corp:" makes alice corp:alice); see
-	// authn.Backend.SubjectPrefix. Empty: bare subjects, which must not hold ':'.
+	// authn.Member.SubjectPrefix. Empty: bare subjects, which must not hold ':'.
 	SubjectPrefix string    `yaml:"subject_prefix"`
 	Config        yaml.Node `yaml:"config"`
 }

@@ -66,6 +66,7 @@ type fileStamp struct {
 }
 
 type backend struct {
+	authn.UnimplementedBackend
 	path   string
 	groups map[string][]string // user → groups
 	log    *slog.Logger
@@ -78,15 +79,10 @@ type backend struct {
 	done   chan struct{}
 }
 
-var (
-	_ authn.Authenticator = (*backend)(nil)
-	_ authn.BcryptCoster  = (*backend)(nil)
-	_ authn.Closer        = (*backend)(nil)
-	_ authn.Resolver      = (*backend)(nil)
-)
+var _ authn.Backend = (*backend)(nil)
 
 // Open loads the file (failing on any bad line) and starts watching it.
-func (c *Config) Open(ctx context.Context, deps authn.Deps) (authn.Authenticator, error) {
+func (c *Config) Open(ctx context.Context, deps authn.Deps) (authn.Backend, error) {
 	if errs := c.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("htpasswd: %w", errs[0])
 	}
@@ -223,14 +219,17 @@ func (b *backend) Authenticate(ctx context.Context, cr authn.Credentials) (ident
 	return authn.Verify(ctx, b.deps.Bcrypt, u, ok, cr)
 }
 
-// Resolve implements authn.Resolver from the file as last reloaded: a user removed from it
+// Resolve implements authn.Backend from the file as last reloaded: a user removed from it
 // is gone once the watcher has seen the change.
 func (b *backend) Resolve(_ context.Context, subject string) (identity.Identity, error) {
 	u, ok := b.tab.Load().users[subject]
 	return authn.Resolve(u, ok)
 }
 
-// BcryptCost implements authn.BcryptCoster.
+// CanResolve implements authn.Backend: the file names every user.
+func (b *backend) CanResolve() bool { return true }
+
+// BcryptCost implements authn.Backend.
 func (b *backend) BcryptCost(context.Context) int { return b.tab.Load().maxCost }
 
 // Close stops the watcher.

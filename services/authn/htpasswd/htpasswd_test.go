@@ -39,18 +39,18 @@ func hash(t *testing.T, pw string) string {
 	return string(h)
 }
 
-func open(t *testing.T, cfg *htpasswd.Config, deps authn.Deps) authn.Authenticator {
+func open(t *testing.T, cfg *htpasswd.Config, deps authn.Deps) authn.Backend {
 	t.Helper()
 	a, err := cfg.Open(context.Background(), deps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = a.(authn.Closer).Close(context.Background()) })
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
 	return a
 }
 
 func TestConformance(t *testing.T) {
-	authntest.Run(t, func(t *testing.T, users []authntest.User, deps authn.Deps) authn.Authenticator {
+	authntest.Run(t, func(t *testing.T, users []authntest.User, deps authn.Deps) authn.Backend {
 		path := filepath.Join(t.TempDir(), "htpasswd")
 		var lines []string
 		groups := map[string][]string{}
@@ -164,9 +164,9 @@ func TestResolveFollowsTheFile(t *testing.T) {
 	write(t, path, "alice:"+hash(t, "a"), "bob:"+hash(t, "b"))
 	a := open(t, &htpasswd.Config{Path: path, ReloadInterval: config.Duration(10 * time.Millisecond),
 		Groups: map[string][]string{"admins": {"bob"}}}, authn.Deps{})
-	r, ok := a.(authn.Resolver)
+	r, ok := a, a.CanResolve()
 	if !ok {
-		t.Fatal("htpasswd backend does not implement authn.Resolver: its users could never refresh")
+		t.Fatal("htpasswd backend cannot resolve: its users could never refresh")
 	}
 	ctx := context.Background()
 	id, err := r.Resolve(ctx, "bob")

@@ -173,7 +173,7 @@ func TestSlapdSessionEnds(t *testing.T) {
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	var audit bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&audit, nil))
-	chain := authn.NewChain([]authn.Backend{{Name: "corp", Authenticator: b}}, nil)
+	chain := authn.NewChain([]authn.Member{{Name: "corp", Backend: b}}, nil)
 	m := sessions.NewManager(st, sessions.Options{Logger: log})
 	t.Cleanup(func() { _ = m.Close(context.Background()) })
 	ended := map[string]int{}

@@ -50,6 +50,7 @@ const (
 )
 
 type backend struct {
+	authn.UnimplementedBackend
 	log  *slog.Logger
 	pool *pool
 
@@ -77,16 +78,14 @@ type backend struct {
 	now              func() time.Time
 }
 
-var (
-	_ authn.Authenticator = (*backend)(nil)
-	_ authn.Resolver      = (*backend)(nil)
-	_ authn.Closer        = (*backend)(nil)
-)
+// A directory holds no bcrypt hashes: BcryptCost stays 0, so the chain tops a refused
+// password up with a bcrypt comparison.
+var _ authn.Backend = (*backend)(nil)
 
 // Open reads the bind password and CA file and connects once to check the service account.
 // A directory that cannot be reached does not stop Open (logins answer ErrUnavailable until
 // it is back); a directory that refuses the service account does.
-func (c *Config) Open(ctx context.Context, deps authn.Deps) (authn.Authenticator, error) {
+func (c *Config) Open(ctx context.Context, deps authn.Deps) (authn.Backend, error) {
 	if errs := c.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("ldap: %w", errors.Join(errs...))
 	}
@@ -224,7 +223,7 @@ func (b *backend) dial(ctx context.Context) (*conn, error) {
 	return c, nil
 }
 
-// Authenticate implements authn.Authenticator: search the user as the service account, then
+// Authenticate implements authn.Backend: search the user as the service account, then
 // bind as the user's entry with the password.
 func (b *backend) Authenticate(ctx context.Context, cr authn.Credentials) (identity.Identity, error) {
 	if !plausible(cr.Username) {
@@ -258,7 +257,10 @@ func (b *backend) Authenticate(ctx context.Context, cr authn.Credentials) (ident
 	return id, err
 }
 
-// Resolve implements authn.Resolver: the user's entry is read again, without a password.
+// CanResolve implements authn.Backend: the directory is asked again.
+func (b *backend) CanResolve() bool { return true }
+
+// Resolve implements authn.Backend: the user's entry is read again, without a password.
 func (b *backend) Resolve(ctx context.Context, subject string) (identity.Identity, error) {
 	if !plausible(subject) {
 		return identity.Identity{}, authn.ErrNoMatch

@@ -37,7 +37,7 @@ func TestSlapdSubjectsCannotNameARobot(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ch := authn.NewChain([]authn.Backend{{Name: "corp", SubjectPrefix: tc.prefix, Authenticator: open(t, tc.cfg, authn.Deps{})}}, nil)
+			ch := authn.NewChain([]authn.Member{{Name: "corp", SubjectPrefix: tc.prefix, Backend: open(t, tc.cfg, authn.Deps{})}}, nil)
 			id, err := login(t.Context(), ch, tc.user, tc.pw)
 			if !errors.Is(err, tc.wantErr) || id.Subject != tc.wantSub {
 				t.Fatalf("login %s: subject %q err %v, want %q %v", tc.user, id.Subject, err, tc.wantSub, tc.wantErr)

@@ -154,7 +154,7 @@ func open(t *testing.T, cfg Config, deps authn.Deps) *backend {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	t.Cleanup(func() { _ = a.(authn.Closer).Close(context.Background()) })
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
 	return a.(*backend)
 }
 
@@ -164,7 +164,7 @@ func login(ctx context.Context, a authn.Authenticator, user, pw string) (identit
 
 func TestSlapdConformance(t *testing.T) {
 	t.Parallel()
-	authntest.Run(t, func(t *testing.T, users []authntest.User, deps authn.Deps) authn.Authenticator {
+	authntest.Run(t, func(t *testing.T, users []authntest.User, deps authn.Deps) authn.Backend {
 		// LDAP cannot use the suite's bcrypt hashes: the directory gets the passwords, salted
 		// and hashed its own way.
 		seed := service() + ou("people") + ou("groups")
@@ -495,7 +495,7 @@ func TestSlapdOpen(t *testing.T) {
 			cfg := baseConfig(t, s)
 			mut(&cfg)
 			if a, err := cfg.Open(t.Context(), authn.Deps{}); err == nil {
-				_ = a.(authn.Closer).Close(context.Background())
+				_ = a.Close(context.Background())
 				t.Errorf("Open with %+v succeeded", cfg)
 			} else if strings.Contains(err.Error(), svcPW) {
 				t.Errorf("the bind password is in the error: %v", err)

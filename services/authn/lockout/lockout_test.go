@@ -275,7 +275,7 @@ func TestLockedCallerCostsNoBcrypt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	counting := &countingAuth{next: authn.NewChain([]authn.Backend{{Name: "static", Authenticator: be}}, lim)}
+	counting := &countingAuth{next: authn.NewChain([]authn.Member{{Name: "static", Backend: be}}, lim)}
 	e := newEnv(t, nil)
 	guarded := e.l.Guard(counting)
 	for range acctPolicy.MaxFailures {

@@ -39,9 +39,9 @@ func TestChainSendsTokensPastBcrypt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = workloads.(authn.Closer).Close(context.Background()) })
+	t.Cleanup(func() { _ = workloads.Close(context.Background()) })
 	// The password backend first: a JWT must not reach it even so.
-	ch := authn.NewChain([]authn.Backend{{Name: "people", Authenticator: people}, {Name: "ci", SubjectPrefix: "github:", Authenticator: workloads}}, lim)
+	ch := authn.NewChain([]authn.Member{{Name: "people", Backend: people}, {Name: "ci", SubjectPrefix: "github:", Backend: workloads}}, lim)
 	auth := func(user, pw string) error {
 		_, err := ch.Authenticate(context.Background(), authn.Credentials{Username: user, Password: authn.Password(pw)})
 		return err
@@ -90,7 +90,7 @@ func TestCacheEndsWithTheToken(t *testing.T) {
 	clk := newClock()
 	iss := oidctest.Start(t)
 	a := open(t, clk, githubIssuer(iss))
-	ch := authn.NewChain([]authn.Backend{{Name: "ci", SubjectPrefix: "github:", Authenticator: a}}, nil)
+	ch := authn.NewChain([]authn.Member{{Name: "ci", SubjectPrefix: "github:", Backend: a}}, nil)
 	c := authn.NewCache(ch, time.Hour, 100, clk.Now)
 	var misses atomic.Int32
 	c.Miss = func() { misses.Add(1) }

@@ -22,14 +22,14 @@ func FuzzAuthenticate(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Cleanup(func() { _ = a.(authn.Closer).Close(context.Background()) })
+	f.Cleanup(func() { _ = a.Close(context.Background()) })
 	good := iss.MustSign(f, githubClaims(iss, clk.Now()))
 	none, _ := iss.Unsigned(githubClaims(iss, clk.Now()))
 	hs, _ := iss.HS256WithPublicKey(githubClaims(iss, clk.Now()))
 	for _, s := range []string{good, none, hs, good + "x", "eyJhbGciOiJub25lIn0.e30.", "a.b.c", "", "pcp_x"} {
 		f.Add(s)
 	}
-	cl := a.(authn.CredentialClaimer)
+	cl := a
 	f.Fuzz(func(t *testing.T, pw string) {
 		cr := authn.Credentials{Username: "u", Password: authn.Password(pw)}
 		_, err := a.Authenticate(context.Background(), cr)

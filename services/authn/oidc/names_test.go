@@ -22,7 +22,7 @@ func TestClaimedSubjectCannotNameARobot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = workloads.(authn.Closer).Close(context.Background()) })
+	t.Cleanup(func() { _ = workloads.Close(context.Background()) })
 	cases := []struct {
 		prefix, sub string
 		wantSub     string
@@ -36,7 +36,7 @@ func TestClaimedSubjectCannotNameARobot(t *testing.T) {
 		{"github:", "repo:myorg/app:ref:refs/heads/main", "github:repo:myorg/app:ref:refs/heads/main", nil},
 	}
 	for _, tc := range cases {
-		ch := authn.NewChain([]authn.Backend{{Name: "ci", SubjectPrefix: tc.prefix, Authenticator: workloads}}, nil)
+		ch := authn.NewChain([]authn.Member{{Name: "ci", SubjectPrefix: tc.prefix, Backend: workloads}}, nil)
 		tok := iss.MustSign(t, with(githubClaims(iss, clk.Now()), "sub", tc.sub))
 		id, err := ch.Authenticate(context.Background(), authn.Credentials{Username: "x", Password: authn.Password(tok)})
 		if !errors.Is(err, tc.wantErr) || id.Subject != tc.wantSub {

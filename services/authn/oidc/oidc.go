@@ -14,8 +14,8 @@
 // the longest literal key winning at each level ("kubernetes.io.namespace"). Values compare
 // as strings, so GitLab's "false" and a JSON false are the same.
 //
-// The backend claims every JWT-shaped password (authn.CredentialClaimer), so the chain never
-// sends one to a password backend's bcrypt. It has no Resolver: a workload login gets no
+// The backend claims every JWT-shaped password (authn.Backend.Claiming), so the chain never
+// sends one to a password backend's bcrypt. It does not resolve: a workload login gets no
 // refresh token, the job logs in again with a fresh token.
 package oidc
 
@@ -56,6 +56,7 @@ const (
 )
 
 type backend struct {
+	authn.UnimplementedBackend
 	issuers map[string]*issuer
 	algs    []jose.SignatureAlgorithm // every issuer's, for parsing before the issuer is known
 	now     func() time.Time
@@ -81,16 +82,13 @@ type label struct {
 	path claimPath
 }
 
-var (
-	_ authn.Authenticator     = (*backend)(nil)
-	_ authn.CredentialClaimer = (*backend)(nil)
-	_ authn.Closer            = (*backend)(nil)
-)
+// No Resolve: a workload token is presented afresh each time, there is nothing to re-read.
+var _ authn.Backend = (*backend)(nil)
 
 // Open checks the configuration and reads each issuer's ca_file. It does not reach the
 // issuers: keys are fetched when the first token arrives, so an issuer that is down does not
 // stop Portcullis from starting.
-func (c *Config) Open(ctx context.Context, deps authn.Deps) (authn.Authenticator, error) {
+func (c *Config) Open(ctx context.Context, deps authn.Deps) (authn.Backend, error) {
 	if errs := c.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("oidc: %w", errors.Join(errs...))
 	}
@@ -188,7 +186,10 @@ func newClient(caFile string, timeout time.Duration) (*http.Client, error) {
 	}, nil
 }
 
-// ClaimsCredential implements authn.CredentialClaimer: every JWT-shaped password is this
+// Claiming implements authn.Backend: workload JWTs are this backend's own credentials.
+func (b *backend) Claiming() bool { return true }
+
+// ClaimsCredential implements authn.Backend: every JWT-shaped password is this
 // kind of backend's, whichever issuer it names, so none reaches a password backend.
 func (b *backend) ClaimsCredential(_ context.Context, c authn.Credentials) bool {
 	return looksLikeJWT(string(c.Password))
@@ -229,7 +230,7 @@ func isBase64URL(s string) bool {
 	return true
 }
 
-// Authenticate implements authn.Authenticator. The username is ignored (docker login needs
+// Authenticate implements authn.Backend. The username is ignored (docker login needs
 // one); the password is the token. A token from an issuer not configured here is ErrNoMatch,
 // so another workload backend may know it; every other refusal is ErrInvalidCredentials, and
 // ErrUnavailable when the issuer's keys cannot be had.

@@ -78,28 +78,28 @@ func githubClaims(iss *oidctest.Issuer, now time.Time) map[string]any {
 	return c
 }
 
-func openBench(b *testing.B, clk *clock, iss *oidctest.Issuer) authn.Authenticator {
+func openBench(b *testing.B, clk *clock, iss *oidctest.Issuer) authn.Backend {
 	b.Helper()
 	a, err := (&oidc.Config{Issuers: []oidc.Issuer{githubIssuer(iss)}}).Open(context.Background(), authn.Deps{Now: clk.Now})
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = a.(authn.Closer).Close(context.Background()) })
+	b.Cleanup(func() { _ = a.Close(context.Background()) })
 	return a
 }
 
-func open(t *testing.T, clk *clock, issuers ...oidc.Issuer) authn.Authenticator {
+func open(t *testing.T, clk *clock, issuers ...oidc.Issuer) authn.Backend {
 	t.Helper()
 	return openConfig(t, clk, &oidc.Config{Issuers: issuers})
 }
 
-func openConfig(t *testing.T, clk *clock, c *oidc.Config) authn.Authenticator {
+func openConfig(t *testing.T, clk *clock, c *oidc.Config) authn.Backend {
 	t.Helper()
 	a, err := c.Open(context.Background(), authn.Deps{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = a.(authn.Closer).Close(context.Background()) })
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
 	return a
 }
 
@@ -468,7 +468,7 @@ func TestWithdrawnKeyStopsWorkingAfterRefreshInterval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = a.(authn.Closer).Close(context.Background()) })
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
 	tokOld := iss.MustSign(t, githubClaims(iss, clk.Now().Add(30*time.Second)))
 	if err := login(a, tokOld); err != nil {
 		t.Fatal(err)
@@ -590,7 +590,7 @@ func TestClaimsCredential(t *testing.T) {
 	clk := newClock()
 	iss := oidctest.Start(t)
 	a := open(t, clk, githubIssuer(iss))
-	cl, ok := a.(authn.CredentialClaimer)
+	cl, ok := a, a.Claiming()
 	if !ok {
 		t.Fatal("backend does not claim JWTs: they would reach bcrypt")
 	}
@@ -737,7 +737,7 @@ func TestClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.(authn.Closer).Close(context.Background()); err != nil {
+	if err := a.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := login(a, iss.MustSign(t, githubClaims(iss, clk.Now()))); !errors.Is(err, authn.ErrUnavailable) {

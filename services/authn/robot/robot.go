@@ -2,7 +2,7 @@
 // key an administrator created for it (portcullis robots create), as
 // `docker login -u <robot name> -p pcp_…`.
 //
-// The backend claims every password that starts with "pcp_" (authn.CredentialClaimer), so a
+// The backend claims every password that starts with "pcp_" (authn.Backend.Claiming), so a
 // key never reaches a password backend's bcrypt, and checks it against the robots in the
 // shared state store (package robots): the key's SHA-256 looked up by an index and compared
 // in constant time, the user name must be the robot's name, and a revoked or expired robot
@@ -10,8 +10,8 @@
 //
 // Every login the cache does not answer reads the store, and the identity's ValidUntil is at
 // most a second away, so the login cache never keeps a robot longer: a revocation made
-// through any replica is effective on every replica within a second. The backend has no
-// Resolver: a robot's login gets no refresh token, and docker keeps the key itself.
+// through any replica is effective on every replica within a second. The backend does not
+// resolve: a robot's login gets no refresh token, and docker keeps the key itself.
 package robot
 
 import (
@@ -32,7 +32,7 @@ type Config struct{}
 func (c *Config) Validate() []error { return nil }
 
 // Open implements authn.BackendConfig.
-func (c *Config) Open(_ context.Context, deps authn.Deps) (authn.Authenticator, error) {
+func (c *Config) Open(_ context.Context, deps authn.Deps) (authn.Backend, error) {
 	if deps.Robots == nil {
 		return nil, errors.New("robot: no robot store: the process opened no session store (sessions.store)")
 	}
@@ -40,25 +40,25 @@ func (c *Config) Open(_ context.Context, deps authn.Deps) (authn.Authenticator, 
 }
 
 type backend struct {
+	authn.UnimplementedBackend
 	m *robots.Manager
 }
 
-var (
-	_ authn.Authenticator     = (*backend)(nil)
-	_ authn.CredentialClaimer = (*backend)(nil)
-	_ authn.SubjectNamespacer = (*backend)(nil)
-)
+var _ authn.Backend = (*backend)(nil)
 
-// SubjectNamespace implements authn.SubjectNamespacer: robots alone have "robot:" subjects.
+// SubjectNamespace implements authn.Backend: robots alone have "robot:" subjects.
 func (b *backend) SubjectNamespace() string { return identity.RobotPrefix }
 
-// ClaimsCredential implements authn.CredentialClaimer: every password with the key prefix is
+// Claiming implements authn.Backend: robot keys have a prefix of their own.
+func (b *backend) Claiming() bool { return true }
+
+// ClaimsCredential implements authn.Backend: every password with the key prefix is
 // a robot's, malformed or not, so none reaches a password backend.
 func (b *backend) ClaimsCredential(_ context.Context, c authn.Credentials) bool {
 	return robots.LooksLikeKey(string(c.Password))
 }
 
-// Authenticate implements authn.Authenticator. A password without the prefix is ErrNoMatch;
+// Authenticate implements authn.Backend. A password without the prefix is ErrNoMatch;
 // every refusal (malformed, unknown, revoked, expired key, or another robot's name) is
 // ErrInvalidCredentials, the reason in the audit log; a store failure is ErrUnavailable.
 func (b *backend) Authenticate(ctx context.Context, c authn.Credentials) (identity.Identity, error) {

@@ -45,7 +45,7 @@ func (c *clock) Add(d time.Duration) {
 }
 
 // open is the backend over a Manager on st, with clk.
-func open(t *testing.T, st robots.Store, clk *clock) (authn.Authenticator, *robots.Manager) {
+func open(t *testing.T, st robots.Store, clk *clock) (authn.Backend, *robots.Manager) {
 	t.Helper()
 	m := robots.NewManager(st, robots.Options{Now: clk.Now})
 	t.Cleanup(func() { _ = m.Close(context.Background()) })
@@ -124,7 +124,7 @@ func TestAuthenticate(t *testing.T) {
 func TestClaimsCredential(t *testing.T) {
 	t.Parallel()
 	a, _ := open(t, robotstest.NewMemory(), newClock())
-	cl, ok := a.(authn.CredentialClaimer)
+	cl, ok := a, a.Claiming()
 	if !ok {
 		t.Fatal("the robot backend does not claim credentials")
 	}
@@ -165,7 +165,7 @@ func TestChainSendsKeysPastBcrypt(t *testing.T) {
 	}
 	// The password backend first, and it has a user named like the robot: a key must not
 	// reach it even so.
-	ch := authn.NewChain([]authn.Backend{{Name: "people", Authenticator: people}, {Name: "robots", Authenticator: machines}}, lim)
+	ch := authn.NewChain([]authn.Member{{Name: "people", Backend: people}, {Name: "robots", Backend: machines}}, lim)
 	release := authntest.Hold(t, lim)
 	id, err := ch.Authenticate(ctx, creds("ci", key))
 	if err != nil || id.Subject != "robot:ci" || id.Backend != "robots" {
@@ -203,7 +203,7 @@ func TestRevocationWithinASecond(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := authn.NewCache(authn.NewChain([]authn.Backend{{Name: "robots", Authenticator: a}}, nil), time.Hour, 100, clk.Now)
+	c := authn.NewCache(authn.NewChain([]authn.Member{{Name: "robots", Backend: a}}, nil), time.Hour, 100, clk.Now)
 	var misses atomic.Int32
 	c.Miss = func() { misses.Add(1) }
 	for range 3 {
@@ -236,7 +236,7 @@ func TestCacheEndsAtExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := authn.NewCache(authn.NewChain([]authn.Backend{{Name: "robots", Authenticator: a}}, nil), time.Hour, 100, clk.Now)
+	c := authn.NewCache(authn.NewChain([]authn.Member{{Name: "robots", Backend: a}}, nil), time.Hour, 100, clk.Now)
 	clk.Add(time.Hour - 100*time.Millisecond)
 	if _, err := c.Authenticate(ctx, creds("ci", key)); err != nil {
 		t.Fatal(err)

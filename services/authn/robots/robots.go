@@ -32,7 +32,7 @@ const (
 	// without a password check and secret scanners can recognize a leaked one.
 	KeyPrefix = "pcp_"
 	// SubjectPrefix starts every robot's identity subject; no other backend may give one
-	// (authn.SubjectNamespacer).
+	// (authn.Backend.SubjectNamespace).
 	SubjectPrefix = identity.RobotPrefix
 	// keyBytes is the key's entropy: 256 bits.
 	keyBytes = 32

@@ -59,19 +59,16 @@ func (c *Config) Validate() []error {
 }
 
 type backend struct {
+	authn.UnimplementedBackend
 	users   map[string]authn.User
 	maxCost int
 	bcrypt  *authn.BcryptLimiter
 }
 
-var (
-	_ authn.Authenticator = (*backend)(nil)
-	_ authn.BcryptCoster  = (*backend)(nil)
-	_ authn.Resolver      = (*backend)(nil)
-)
+var _ authn.Backend = (*backend)(nil)
 
 // Open builds the backend.
-func (c *Config) Open(_ context.Context, deps authn.Deps) (authn.Authenticator, error) {
+func (c *Config) Open(_ context.Context, deps authn.Deps) (authn.Backend, error) {
 	if errs := c.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("static: %w", errs[0])
 	}
@@ -88,10 +85,14 @@ func (b *backend) Authenticate(ctx context.Context, cr authn.Credentials) (ident
 	return authn.Verify(ctx, b.bcrypt, u, ok, cr)
 }
 
-// Resolve implements authn.Resolver.
+// Resolve implements authn.Backend.
 func (b *backend) Resolve(_ context.Context, subject string) (identity.Identity, error) {
 	u, ok := b.users[subject]
 	return authn.Resolve(u, ok)
 }
 
+// CanResolve implements authn.Backend: the config names every user.
+func (b *backend) CanResolve() bool { return true }
+
+// BcryptCost implements authn.Backend.
 func (b *backend) BcryptCost(context.Context) int { return b.maxCost }

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -18,8 +19,10 @@ import (
 )
 
 // Run checks what the signer relies on: the signing key is published, its algorithm fits
-// its public key, tokens it signs verify against the JWKS (also many at once), and it is a
-// proper crypto.Signer (certificates can be made with it).
+// its public key, tokens it signs verify against the JWKS (also many at once), it is a
+// proper crypto.Signer (certificates can be made with it), and the key manager's other
+// abilities agree with it (a version list, where there is one, shows it active; x5c roots
+// come with a chain on the key; verifiers may cache the JWKS for some time).
 func Run(t *testing.T, km signer.KeyManager) {
 	t.Helper()
 	ctx := context.Background()
@@ -54,6 +57,30 @@ func Run(t *testing.T, km signer.KeyManager) {
 		if !found {
 			t.Fatalf("signing key %s is not published", k.ID())
 		}
+	})
+	t.Run("abilities agree with the signing key", func(t *testing.T) {
+		if ma := km.JWKSMaxAge(ctx); ma <= 0 {
+			t.Fatalf("JWKSMaxAge = %v, want a positive duration", ma)
+		}
+		if roots := km.RootCertificates(ctx); len(roots) > 0 && len(k.Chain()) == 0 {
+			t.Fatal("RootCertificates names x5c roots but the signing key carries no chain")
+		}
+		// Asked between two SigningKey calls, so a rotation taking effect meanwhile is no failure.
+		before, _ := km.SigningKey(ctx)
+		vs, err := km.KeyVersions(ctx)
+		after, _ := km.SigningKey(ctx)
+		switch {
+		case errors.Is(err, signer.ErrUnsupported):
+			return // a key that does not rotate: the admin API shows it as version 1
+		case err != nil:
+			t.Fatalf("KeyVersions: %v", err)
+		}
+		for _, v := range vs {
+			if v.State == "active" && ((before != nil && v.ID == before.ID()) || (after != nil && v.ID == after.ID())) {
+				return
+			}
+		}
+		t.Fatalf("KeyVersions %+v shows no active version for the signing key", vs)
 	})
 	s := signer.New(signer.Options{Issuer: "keystest", Audiences: []string{"a"}, MaxTTL: time.Hour}, km)
 	jwks, err := s.JWKS(ctx)

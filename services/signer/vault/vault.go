@@ -79,12 +79,12 @@ type versionKey struct {
 	leaf    *x509.Certificate
 }
 
+// Vault does everything a key manager can, so neither type embeds the Unimplemented
+// defaults: an ability added to signer.KeyManager or signer.Key must be written here before
+// this builds.
 var (
-	_ signer.KeyManager    = (*manager)(nil)
-	_ signer.MaxAger       = (*manager)(nil)
-	_ signer.Key           = (*versionKey)(nil)
-	_ signer.ContextSigner = (*versionKey)(nil)
-	_ signer.JWSSigner     = (*versionKey)(nil)
+	_ signer.KeyManager = (*manager)(nil)
+	_ signer.Key        = (*versionKey)(nil)
 )
 
 // Open logs in, reads the key (and in x5c mode the certificates the certifier stored),
@@ -485,7 +485,7 @@ func (m *manager) record(err error) {
 	}
 }
 
-// Healthy implements signer.HealthChecker: Vault answered the latest call and, in x5c
+// Healthy implements signer.KeyManager: Vault answered the latest call and, in x5c
 // mode, some version has a leaf to sign with.
 func (m *manager) Healthy(ctx context.Context) error {
 	if !m.healthy.Load() {
@@ -586,7 +586,7 @@ func derSignature(pub crypto.PublicKey, sig []byte) ([]byte, error) {
 	return sig, nil
 }
 
-// KeyVersions implements signer.VersionLister.
+// KeyVersions implements signer.KeyManager.
 func (m *manager) KeyVersions(context.Context) ([]signer.KeyVersion, error) {
 	st := m.state.Load()
 	var out []signer.KeyVersion

@@ -57,7 +57,7 @@ func open(t *testing.T, c *vault.Config, deps signer.Deps) signer.KeyManager {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = km.(signer.Closer).Close(context.Background()) })
+	t.Cleanup(func() { _ = km.Close(context.Background()) })
 	return km
 }
 
@@ -207,7 +207,7 @@ func TestVault_RotationPublishesThenActivates(t *testing.T) {
 		return ids
 	}
 	k1 := kid()
-	if err := km.(signer.Rotator).Rotate(ctx); err != nil {
+	if err := km.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if kid() != k1 {
@@ -228,10 +228,10 @@ func TestVault_RotationPublishesThenActivates(t *testing.T) {
 	if ids := published(); len(ids) != 1 || ids[0] != k2 {
 		t.Fatalf("after token lifetime + leeway JWKS has %v, want only %s", ids, k2)
 	}
-	if ma := km.(signer.MaxAger).JWKSMaxAge(ctx); ma <= 0 || ma >= P {
+	if ma := km.JWKSMaxAge(ctx); ma <= 0 || ma >= P {
 		t.Fatalf("JWKS max-age %s not within the propagation delay %s", ma, P)
 	}
-	vs, _ := km.(signer.VersionLister).KeyVersions(ctx)
+	vs, _ := km.KeyVersions(ctx)
 	if len(vs) != 2 || vs[0].State != "retired" || vs[1].State != "active" {
 		t.Fatalf("versions %+v", vs)
 	}
@@ -336,7 +336,7 @@ func TestVault_X5CChainVerifiesAgainstRootOnly(t *testing.T) {
 	}
 	cfg.Auth = vault.AuthConfig{TokenFile: tokenFile(t, servingToken(t, v))}
 	km := open(t, &cfg, signer.Deps{Now: clk.Now})
-	roots := km.(signer.RootCertifier).RootCertificates(context.Background())
+	roots := km.RootCertificates(context.Background())
 	if len(roots) != 1 || !roots[0].Equal(rep.Root) {
 		t.Fatalf("roots %v, want the certifier's", roots)
 	}
@@ -370,7 +370,7 @@ func TestVault_X5CChainVerifiesAgainstRootOnly(t *testing.T) {
 	if again := verify(); again != first {
 		t.Fatal("a version without a leaf certificate signed")
 	}
-	vs, _ := km.(signer.VersionLister).KeyVersions(context.Background())
+	vs, _ := km.KeyVersions(context.Background())
 	if len(vs) != 2 || vs[0].State != "active" || vs[1].State != "published" {
 		t.Fatalf("while version 2 waits for its leaf: versions %+v, want 1 active and 2 published", vs)
 	}
@@ -565,7 +565,7 @@ func TestVault_X5CLeafShortLivedAndRenewedBeforeExpiry(t *testing.T) {
 	if _, err := leafOf(); err == nil || !strings.Contains(err.Error(), "unavailable") {
 		t.Fatalf("signed with a leaf that expires before the token: %v", err)
 	}
-	if err := km.(signer.HealthChecker).Healthy(context.Background()); err == nil || !strings.Contains(err.Error(), "certify") {
+	if err := km.Healthy(context.Background()); err == nil || !strings.Contains(err.Error(), "certify") {
 		t.Fatalf("health with no usable leaf: %v", err)
 	}
 	certify(t, cfg, certTok, deps)
@@ -610,7 +610,7 @@ func TestVault_JWSSignatureWithoutASN1RoundTrip(t *testing.T) {
 	}
 	pub := k.Public().(*ecdsa.PublicKey)
 	digest := sha256.Sum256([]byte("payload"))
-	raw, err := k.(signer.JWSSigner).SignJWS(context.Background(), digest[:], crypto.SHA256)
+	raw, err := k.SignJWS(context.Background(), digest[:], crypto.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -787,7 +787,7 @@ func TestVault_BootstrapScript(t *testing.T) {
 			c.Auth = auth
 			km := open(t, &c, signer.Deps{})
 			keystest.Run(t, km)
-			err := km.(signer.Rotator).Rotate(context.Background())
+			err := km.Rotate(context.Background())
 			switch {
 			case rotate == "" && err == nil:
 				t.Fatalf("run %d without PORTCULLIS_VAULT_ROTATE: the signer's %s rotated the key", run+1, name)
@@ -876,7 +876,7 @@ func TestVault_X5CReplicasShareTheRoot(t *testing.T) {
 	certify(t, cfg, certifierToken(t, v), vault.CertifierDeps{})
 	cfg.Auth = vault.AuthConfig{TokenFile: tokenFile(t, servingToken(t, v))}
 	a, b := open(t, &cfg, signer.Deps{}), open(t, &cfg, signer.Deps{})
-	rootOfA := a.(signer.RootCertifier).RootCertificates(context.Background())[0]
+	rootOfA := a.RootCertificates(context.Background())[0]
 	pool := x509.NewCertPool()
 	pool.AddCert(rootOfA)
 	tok, err := signer.New(signer.Options{Issuer: "t", Audiences: []string{"a"}}, b).Sign(context.Background(), signer.Claims{Audience: "a", JTI: "j", TTL: time.Minute})
@@ -903,7 +903,7 @@ func TestVault_HealthFollowsVaultWithoutTraffic(t *testing.T) {
 	v.CreateKey(t, "h", "ecdsa-p256")
 	km := open(t, &vault.Config{Address: v.Addr, Key: "h", PropagationDelay: config.Duration(time.Hour),
 		Auth: vault.AuthConfig{TokenFile: tokenFile(t, v.RootToken)}}, signer.Deps{})
-	hc := km.(signer.HealthChecker)
+	hc := km
 	if err := hc.Healthy(context.Background()); err != nil {
 		t.Fatalf("healthy after start: %v", err)
 	}
