@@ -3,15 +3,47 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.cache/bin:$(PATH)
 GO ?= go
 ADDR ?= 127.0.0.1:5001
+# make run's data dir: its signing key, sample users and session store.
+RUN_DIR ?= .cache/run
+# make run POLICY_DIR=DIR: the policy from DIR instead of the shipped default.
+POLICY_DIR ?=
+# make registry: a local distribution 3.1.2 trusting make run's key.
+REGISTRY_ADDR ?= localhost:5000
+REGISTRY_DIR ?= .cache/registry
+FUZZTIME ?= 10s
 
-.PHONY: run test unit e2e generate check-generate check-breaking tools tools-go build bench fuzz clean image compose-certs compose-smoke compose-up compose-test
+.PHONY: run registry test unit e2e generate check-generate check-breaking tools tools-go build bench fuzz clean image compose-certs compose-smoke compose-up compose-test
 
 build:
 	$(GO) build -o bin/portcullis ./cmd/portcullis
 
 ## run: all-in-one Portcullis with embedded dev defaults (users alice/alice, admin/admin).
+## POLICY_DIR=DIR: the same users and key with the policy from DIR (reloaded when it changes)
+## and the admin REST API on 127.0.0.1:7010, its bearer secret in $(RUN_DIR)/admin-token
+## (deploy/dev/policy-dir.yaml).
 run: build
-	./bin/portcullis -target=all -data-dir=.cache/run -gateway.listen=$(ADDR)
+ifeq ($(POLICY_DIR),)
+	./bin/portcullis -target=all -data-dir=$(RUN_DIR) -gateway.listen=$(ADDR)
+else
+	@# The development defaults write the sample users and key on their first run.
+	./bin/portcullis -verify-config -data-dir=$(RUN_DIR) >/dev/null
+	@test -s $(RUN_DIR)/admin-token || (umask 077 && openssl rand -hex 32 >$(RUN_DIR)/admin-token)
+	PORTCULLIS_RUN_DIR=$(abspath $(RUN_DIR)) PORTCULLIS_POLICY_DIR=$(abspath $(POLICY_DIR)) \
+	PORTCULLIS_PUBLIC_URL=http://localhost:$(lastword $(subst :, ,$(ADDR))) \
+	./bin/portcullis -target=all -config deploy/dev/policy-dir.yaml -config.expand-env -data-dir=$(RUN_DIR) -gateway.listen=$(ADDR)
+endif
+
+## registry: distribution 3.1.2 (.cache/bin/registry3) on $(REGISTRY_ADDR) with storage in
+## $(REGISTRY_DIR), trusting make run's signing key (bin/portcullis registry-config -data-dir
+## $(RUN_DIR)) and sending clients to make run's token endpoint (scripts/registry.sh).
+registry: build .cache/bin/registry3
+	ADDR=$(ADDR) RUN_DIR=$(RUN_DIR) REGISTRY_ADDR=$(REGISTRY_ADDR) REGISTRY_DIR=$(REGISTRY_DIR) scripts/registry.sh
+
+.cache/bin/registry3:
+	scripts/install-tools.sh go
+
+.cache/bin/vault:
+	scripts/install-tools.sh vault
 
 ## test: everything — unit tests, policy tests, generated-code drift, the e2e suites against real
 ## registries (distribution 3.1.2, Debian's 2.8), skopeo, crane, oras, docker and Vault, and
@@ -53,12 +85,12 @@ check-breaking: tools-go
 bench: build
 	$(GO) run ./cmd/portcullis-bench -bin=bin/portcullis
 
+## fuzz: every fuzz target in the module, each for FUZZTIME (make fuzz FUZZTIME=1m).
 fuzz:
-	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=30s ./pkg/scope
-	$(GO) test -run=NONE -fuzz=FuzzParseChallenges -fuzztime=30s ./pkg/regclient
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 clean:
-	rm -rf bin .cache/run
+	rm -rf bin $(RUN_DIR) $(REGISTRY_DIR)
 
 ## image: a FROM-scratch image of the static binary (used by docker-compose.yml).
 image:
@@ -72,7 +104,9 @@ compose-certs:
 
 ## compose-up: docker-compose.yml from nothing — images FROM scratch, certificates, Vault
 ## bootstrapped, PostgreSQL, the registry's trust files (SIGNERS=3 AUTHN=2 to scale the tiers).
-compose-up: tools-go
+## Refuses to start when a port it publishes is taken (make run, make registry), and tears
+## down what it started when a step fails.
+compose-up: tools-go .cache/bin/vault
 	scripts/compose-up.sh
 
 ## compose-smoke: bring docker-compose.yml up (needs docker-compose), get a token through it,

@@ -4,6 +4,9 @@
 # bootstrapped (deploy/vault/bootstrap.sh: transit key, the signer's least-privilege token),
 # the registry's trust files for the Vault key (portcullis registry-config), then the rest,
 # SIGNERS signer and AUTHN authn replicas (default 1 each). Waits until the gateway is ready.
+# Before anything starts it checks that the host ports it publishes (5000 registry, 5001
+# gateway, 7006 authz admin, 8200 Vault) are free — `make run` and `make registry` hold 5001
+# and 5000 — and when a step fails it tears down what it started (down --volumes).
 # `portcullis keys rotate` works only with PORTCULLIS_VAULT_ROTATE=1, passed on to bootstrap.sh
 # (the signer's token then carries portcullis-rotate; without it no signer identity may rotate).
 #   COMPOSE_PROJECT_NAME=NAME SIGNERS=3 AUTHN=2 [PORTCULLIS_VAULT_ROTATE=1] scripts/compose-up.sh
@@ -15,6 +18,32 @@ signers=${SIGNERS:-1}
 authn=${AUTHN:-1}
 compose=(docker-compose)
 command -v docker-compose >/dev/null || compose=(docker compose)
+hostcfg=""
+
+# The ports docker-compose.yml publishes at fixed numbers. A deployment of this project that
+# is already up holds them itself: then `up` below just brings it to this state.
+if [ -z "$("${compose[@]}" ps -q 2>/dev/null)" ]; then
+  busy=()
+  for port in 5000 5001 7006 8200; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then busy+=("$port"); fi
+  done
+  if [ ${#busy[@]} -gt 0 ]; then
+    echo "compose-up: port(s) ${busy[*]} on 127.0.0.1 are taken; docker-compose.yml publishes 5000 (registry), 5001 (gateway)," \
+      "7006 (authz admin) and 8200 (Vault). Stop what holds them first (make run and make registry use 5001 and 5000). Nothing was started." >&2
+    exit 1
+  fi
+fi
+
+# A failed step leaves nothing running: five half-started containers would hold the ports.
+cleanup() {
+  local status=$?
+  [ -n "$hostcfg" ] && rm -f "$hostcfg"
+  if [ "$status" -ne 0 ]; then
+    echo "compose-up: failed (exit $status); tearing down what was started" >&2
+    "${compose[@]}" down --volumes --remove-orphans >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
 
 scripts/compose-images.sh
 scripts/compose-certs.sh
@@ -35,7 +64,6 @@ chmod 644 "$certs/vault/signer-token"
 
 # The registry trusts the Vault key: registry-config reads it through the published port.
 hostcfg=$(mktemp)
-trap 'rm -f "$hostcfg"' EXIT
 sed -e 's#address: "http://vault:8200"#address: "http://127.0.0.1:8200"#' \
     -e "s#token_file: /etc/portcullis/secrets/vault-token#token_file: $PWD/$certs/vault/signer-token#" \
     -e "s#dsn_file: /etc/portcullis/secrets/pg-dsn#dsn_file: $PWD/$certs/pg-dsn#" \

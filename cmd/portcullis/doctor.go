@@ -244,6 +244,11 @@ func (d *doctorCmd) ping(ctx context.Context, client *regclient.Client, base str
 		return regclient.Challenge{}, false
 	}
 	resp, err := d.http.Do(req)
+	if err != nil && regclient.IsPlainHTTP(err) {
+		// The same words as `portcullis token`: GET …: the server speaks plain HTTP.
+		d.problem(plainHTTPFix(base), "GET %s: %v", target, regclient.ErrPlainHTTP)
+		return regclient.Challenge{}, false
+	}
 	if err != nil {
 		d.problem("check the URL, that the registry runs and listens there, and for https that this machine trusts its certificate",
 			"the registry is unreachable: %v", err)

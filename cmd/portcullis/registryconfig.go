@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/portcullis-dev/portcullis/pkg/regtrust"
@@ -30,11 +31,17 @@ func runRegistryConfig(ctx context.Context, args []string, stdout, stderr io.Wri
 	service := fs.String("service", "", "registry service name (default: the first of gateway.services)")
 	realm := fs.String("realm", "http://localhost:5001/token", "token endpoint URL the registry sends clients to")
 	out := fs.String("out", "", "directory to write auth-token.yml, rootcertbundle.pem and (not in x5c mode) jwks.json into (required)")
+	version := fs.String("registry-version", "3", "the distribution major the files are for: 3 (3.x, reads jwks and the bundle) or 2 (2.x, e.g. 2.8: "+
+		"the bundle only, by libtrust key ID); with 2, a key 2.x would refuse is an error naming the fix")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *out == "" {
 		return fmt.Errorf("registry-config: -out is required")
+	}
+	major, err := registryMajor(*version)
+	if err != nil {
+		return err
 	}
 	cfg, _, err := loadConfig(*cfgPath, *expandEnv, *dataDir)
 	if err != nil {
@@ -51,11 +58,23 @@ func runRegistryConfig(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	defer km.Close(ctx)
-	return writeRegistryTrust(ctx, km, *out, *realm, *service, cfg.Signer.Issuer, stdout, stderr)
+	return writeRegistryTrust(ctx, km, *out, *realm, *service, cfg.Signer.Issuer, major, stdout, stderr)
 }
 
-// writeRegistryTrust writes the trust files for km into out and checks what it wrote.
-func writeRegistryTrust(ctx context.Context, km signer.KeyManager, out, realm, service, issuer string, stdout, stderr io.Writer) error {
+// registryMajor reads -registry-version: 2, 2.x, 2.8… or 3, 3.x, 3.1…
+func registryMajor(v string) (regtrust.Major, error) {
+	switch {
+	case v == "2" || strings.HasPrefix(v, "2."):
+		return regtrust.V2, nil
+	case v == "3" || strings.HasPrefix(v, "3."):
+		return regtrust.V3, nil
+	}
+	return "", fmt.Errorf("registry-config: -registry-version %q: give 2 or 3 (distribution's major version)", v)
+}
+
+// writeRegistryTrust writes the trust files for km into out and checks what it wrote for
+// a registry of the given major.
+func writeRegistryTrust(ctx context.Context, km signer.KeyManager, out, realm, service, issuer string, major regtrust.Major, stdout, stderr io.Writer) error {
 	var certPEM []byte
 	x5c := false
 	if roots := km.RootCertificates(ctx); len(roots) > 0 {
@@ -114,13 +133,15 @@ func writeRegistryTrust(ctx context.Context, km signer.KeyManager, out, realm, s
 	if err != nil {
 		return err
 	}
-	return checkWrittenTrust(filepath.Join(dir, "auth-token.yml"), regtrust.Header{Algorithm: string(key.Algorithm()), KeyID: key.ID()}, stderr)
+	return checkWrittenTrust(filepath.Join(dir, "auth-token.yml"), regtrust.Header{Algorithm: string(key.Algorithm()), KeyID: key.ID()}, major, stderr)
 }
 
 // checkWrittenTrust runs the doctor's key checks on the files just written: a 3.x registry
-// given them must trust the signing key (else it is a bug here), and what a registry given
-// only part of them would do is said before a user finds out from a 401.
-func checkWrittenTrust(authFile string, h regtrust.Header, stderr io.Writer) error {
+// given them must trust the signing key (else it is a bug here). For a 2.x registry, named
+// with -registry-version 2, a key it would refuse is an error with the fix; 3.x users hear
+// nothing of 2.x (libtrust key IDs are no concern of theirs). What a 3.x registry given only
+// part of the files would do is said before a user finds out from a 401.
+func checkWrittenTrust(authFile string, h regtrust.Header, major regtrust.Major, stderr io.Writer) error {
 	s, err := regtrust.Load(authFile)
 	if err != nil {
 		return fmt.Errorf("checking what was written: %w", err)
@@ -129,8 +150,11 @@ func checkWrittenTrust(authFile string, h regtrust.Header, stderr io.Writer) err
 	if !full[1].Trusted {
 		return fmt.Errorf("a 3.x registry given these files would refuse the signing key: %s", full[1].Why)
 	}
-	if !full[0].Trusted {
-		fmt.Fprintf(stderr, "note: a distribution 2.x registry given these files will refuse the tokens: %s\n  fix: %s\n", full[0].Why, full[0].Fix)
+	if major == regtrust.V2 {
+		if !full[0].Trusted {
+			return fmt.Errorf("a distribution 2.x registry given these files would refuse the tokens: %s; fix: %s", full[0].Why, full[0].Fix)
+		}
+		return nil // 2.x reads the bundle only: the jwks line below is not its concern
 	}
 	bundleOnly := *s
 	bundleOnly.KeySet = nil

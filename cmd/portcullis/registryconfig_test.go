@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -101,7 +102,7 @@ func TestRegistryConfigX5CWritesTheRootOnly(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			var stdout, stderr bytes.Buffer
-			if err := writeRegistryTrust(context.Background(), tc.km, dir, "http://localhost:5001/token", "registry.local", "portcullis", &stdout, &stderr); err != nil {
+			if err := writeRegistryTrust(context.Background(), tc.km, dir, "http://localhost:5001/token", "registry.local", "portcullis", regtrust.V3, &stdout, &stderr); err != nil {
 				t.Fatal(err)
 			}
 			s, err := regtrust.Load(filepath.Join(dir, "auth-token.yml"))
@@ -131,6 +132,49 @@ func TestRegistryConfigX5CWritesTheRootOnly(t *testing.T) {
 			}
 			if !strings.Contains(stdout.String(), "no jwks") {
 				t.Fatalf("registry-config does not say why it wrote no jwks:\n%s", stdout.String())
+			}
+		})
+	}
+}
+
+// TestRegistryConfig2xNote: the distribution 2.x note is for those who name 2.x
+// (-registry-version 2); a 3.x user (the default) is not told about libtrust. Named, a key
+// 2.x would refuse is an error with the fix; a key it trusts passes quietly.
+func TestRegistryConfig2xNote(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name    string
+		args    []string
+		kidMode string
+		wantErr string // "" for success
+	}{
+		{name: "3.x by default: no word about 2.x", kidMode: "thumbprint"},
+		{name: "-registry-version 3", args: []string{"-registry-version", "3"}, kidMode: "thumbprint"},
+		{name: "2.x named, thumbprint kid: refused with the fix", args: []string{"-registry-version", "2"}, kidMode: "thumbprint",
+			wantErr: "kid_mode: libtrust"},
+		{name: "2.8 named, libtrust kid: trusted", args: []string{"-registry-version", "2.8"}, kidMode: "libtrust"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			cfg := filepath.Join(dir, "portcullis.yaml")
+			yaml := "gateway: {services: [registry.local], public_url: \"http://localhost:5001\"}\n" +
+				"authn: {backends: [{name: u, type: static, config: {users: []}}]}\n" +
+				"signer: {key: {type: local, config: {path: " + strconv.Quote(filepath.Join(dir, "key.pem")) + ", kid_mode: " + tc.kidMode + "}}}\n"
+			if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr bytes.Buffer
+			args := append([]string{"-config", cfg, "-data-dir", dir, "-out", filepath.Join(dir, "out")}, tc.args...)
+			err := runRegistryConfig(context.Background(), args, &stdout, &stderr)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("registry-config: %v\n%s", err, stderr.String())
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "2.x")):
+				t.Fatalf("registry-config: error %v, want one naming 2.x and %q\n%s", err, tc.wantErr, stderr.String())
+			case tc.wantErr == "" && strings.Contains(stderr.String(), "2.x"):
+				t.Errorf("stderr speaks of 2.x:\n%s", stderr.String())
 			}
 		})
 	}

@@ -110,6 +110,9 @@ func (c *tokenCmd) exec(ctx context.Context, args []string) error {
 
 	chs, err := client.Ping(ctx, base)
 	if err != nil {
+		if regclient.IsPlainHTTP(err) {
+			return fmt.Errorf("%w: %s", err, plainHTTPFix(base))
+		}
 		return err
 	}
 	if chs == nil {
@@ -255,6 +258,13 @@ func registryURL(s string) (string, error) {
 		return "", fmt.Errorf("-registry %q is not an http(s) base URL like https://registry.example.com", s)
 	}
 	return strings.TrimSuffix(u.String(), "/"), nil
+}
+
+// plainHTTPFix is what `token` and `doctor` both say when base, an https URL (perhaps
+// given without a scheme), is answered in plain HTTP.
+func plainHTTPFix(base string) string {
+	return fmt.Sprintf("give -registry %s (a registry given without a scheme is taken as https, as docker does)",
+		"http://"+strings.TrimPrefix(base, "https://"))
 }
 
 // terminalSafe replaces what a terminal would act on: the registry chose this text.

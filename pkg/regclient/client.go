@@ -29,6 +29,16 @@ var ErrInsecureRealm = errors.New("the registry is https but its realm is plain 
 // included, to the new place: such redirects are not followed.
 var ErrUnsafeRedirect = errors.New("refused to follow a redirect with credentials")
 
+// ErrPlainHTTP: an https URL (or a registry given without a scheme, taken as https) was
+// answered in plain HTTP. Its text says what to do; callers add the URL to use.
+var ErrPlainHTTP = errors.New("the server speaks plain HTTP: use an http:// URL")
+
+// IsPlainHTTP reports whether err says an https request was answered in plain HTTP: this
+// package's ErrPlainHTTP, or net/http's own error for it (which has no type to match).
+func IsPlainHTTP(err error) bool {
+	return err != nil && (errors.Is(err, ErrPlainHTTP) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"))
+}
+
 // Credentials are what a caller logs in with; all empty means anonymous.
 type Credentials struct {
 	Username string
@@ -392,8 +402,8 @@ func (c *Client) send(ctx context.Context, method, target string, prepare func(*
 			}
 			return nil, fmt.Errorf("%s %s: %w", method, target, err)
 		}
-		if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
-			return nil, fmt.Errorf("%s %s: the server speaks plain HTTP: use an http:// URL", method, target)
+		if IsPlainHTTP(err) {
+			return nil, fmt.Errorf("%s %s: %w", method, target, ErrPlainHTTP)
 		}
 		return nil, fmt.Errorf("%s %s: %w", method, target, err)
 	}

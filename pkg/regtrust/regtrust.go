@@ -304,7 +304,8 @@ func (s *Settings) explainUnknownKid(m Major, kid string, keys []TrustedKey) (wh
 	known := func(f func(TrustedKey) string) []string {
 		var ids []string
 		for _, k := range keys {
-			if id := f(k); id != "" {
+			// A key in both the bundle and the jwks (as registry-config writes it) is one kid.
+			if id := f(k); id != "" && !slices.Contains(ids, id) {
 				ids = append(ids, id)
 			}
 		}

@@ -238,3 +238,22 @@ func TestJWKSOnlyKeyOn2x(t *testing.T) {
 		t.Errorf("verdicts %+v", v)
 	}
 }
+
+// TestUnknownKidListsEachKidOnce: registry-config writes the key to the bundle and to the
+// jwks, so 3.x knows it twice under one kid; a refusal names that kid once.
+func TestUnknownKidListsEachKidOnce(t *testing.T) {
+	k := ecKey(t, false)
+	thumb := mustThumb(t, k.Public())
+	s, err := Load(write(t, []*x509.Certificate{selfSigned(t, k, "signer", true, nil, nil)},
+		[]jose.JSONWebKey{{Key: k.Public(), KeyID: thumb, Algorithm: "ES256"}}, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := s.Check(Header{Algorithm: "ES256", KeyID: "another-key"})[1]
+	if v.Trusted {
+		t.Fatalf("3.x trusts an unknown kid: %+v", v)
+	}
+	if n := strings.Count(v.Why, thumb); n != 1 {
+		t.Errorf("3.x: %q names the kid %d times, want once", v.Why, n)
+	}
+}

@@ -1,7 +1,9 @@
 # The shipped default policy. See deploy/policies/README.md for the contract.
 #
 #   - members of group "admins" may do everything they ask for;
-#   - an authenticated user may pull and push repositories under "<subject>/";
+#   - an authenticated user may pull, push and delete repositories under "<subject>/"
+#     (the owner deletes in their own namespace, as docker_auth's reference config and
+#     Docker Hub allow);
 #   - an authenticated user may pull repositories under "library/";
 #   - anonymous callers get nothing.
 package portcullis.authz
@@ -42,14 +44,14 @@ allowed contains [s.type, s.class, s.name, action] if {
 	some action in s.actions
 }
 
-# Pull and push in the user's own namespace.
+# Pull, push and delete in the user's own namespace; "*" stays the admins'.
 allowed contains ["repository", s.class, s.name, action] if {
 	authenticated
 	some s in input.scopes
 	s.type == "repository"
 	own_namespace(s.name)
 	some action in s.actions
-	action in {"pull", "push"}
+	action in {"pull", "push", "delete"}
 }
 
 # Pull from library/.

@@ -67,12 +67,24 @@ test_user_own_nested_repo if {
 	allowed_for(alice, [repo("alice/team/app", ["push"])]) == {["repository", "", "alice/team/app", "push"]}
 }
 
-test_user_no_delete_or_wildcard_on_own_repo if {
-	count(allowed_for(alice, [repo("alice/app", ["delete", "*"])])) == 0
+test_user_deletes_own_repo_but_gets_no_wildcard if {
+	allowed_for(alice, [repo("alice/app", ["delete", "*"])]) == {["repository", "", "alice/app", "delete"]}
+}
+
+test_user_deletes_own_nested_repo if {
+	allowed_for(alice, [repo("alice/team/app", ["delete"])]) == {["repository", "", "alice/team/app", "delete"]}
 }
 
 test_user_no_access_to_other_users_repo if {
-	count(allowed_for(alice, [repo("bob/app", ["pull", "push"])])) == 0
+	count(allowed_for(alice, [repo("bob/app", ["pull", "push", "delete"])])) == 0
+}
+
+test_user_deletes_nothing_in_library if {
+	count(allowed_for(alice, [repo("library/alpine", ["delete"])])) == 0
+}
+
+test_anonymous_deletes_nothing if {
+	count(allowed_for(anonymous, [repo("alice/app", ["delete"]), repo("library/alpine", ["delete"])])) == 0
 }
 
 test_user_prefix_is_not_namespace if {

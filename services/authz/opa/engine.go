@@ -120,6 +120,12 @@ func (e *engine) apply(ctx context.Context, src source) []error {
 	switch {
 	case cur != nil && cur.revision == rev:
 		e.loads.WithLabelValues("unchanged").Inc()
+		// The source is the active policy again (a broken edit reverted to exactly the
+		// previous content): nothing is in error any more.
+		if e.status.LastError != "" {
+			e.logger.Info("authz policy source matches the active policy again; the last error is cleared", "source", e.status.Source, "revision", rev)
+			e.status.LastError, e.status.LastErrorAt = "", time.Time{}
+		}
 		return nil
 	case cur != nil && cur.modules == src.modulesDigest():
 		next, errs := cur.withData(ctx, src.data, src.shown, e.logger)

@@ -84,10 +84,10 @@ func TestDefaultPolicy(t *testing.T) {
 			want:      []scope.Scope{repo("alice/app", "pull", "push")},
 		},
 		{
-			name:      "user gets neither delete nor * on own repo",
+			name:      "user deletes in own repo but gets no *",
 			identity:  alice,
 			requested: []scope.Scope{repo("alice/app", "delete", "push", "*")},
-			want:      []scope.Scope{repo("alice/app", "push")},
+			want:      []scope.Scope{repo("alice/app", "delete", "push")},
 		},
 		{
 			name:      "user gets nothing on other user's repo",

@@ -370,3 +370,32 @@ func TestBundleSettings(t *testing.T) {
 		t.Errorf("sub-second polling: %v", errs)
 	}
 }
+
+// TestRevertToActiveClearsError: a broken edit followed by a revert to exactly the active
+// policy loads nothing new (same revision), but the directory is no longer broken, so the
+// status must not keep reporting the broken edit.
+func TestRevertToActiveClearsError(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "policy.rego"), grantsFixed)
+	e := openEngine(t, Config{Dir: dir}, nil)
+	// Reload by hand: the watcher would race the edits below.
+	e.stop(context.Background())
+	e.stop = nil
+	good := e.PolicyStatus(context.Background())
+
+	writeFile(t, filepath.Join(dir, "policy.rego"), "package portcullis.authz\n\nallowed contains x if {\n")
+	e.reload(context.Background())
+	if st := e.PolicyStatus(context.Background()); st.LastError == "" || st.Revision != good.Revision {
+		t.Fatalf("after a broken edit: status %+v, want the error and revision %s kept", st, good.Revision)
+	}
+
+	writeFile(t, filepath.Join(dir, "policy.rego"), grantsFixed) // the exact previous content
+	e.reload(context.Background())
+	st := e.PolicyStatus(context.Background())
+	if st.LastError != "" || !st.LastErrorAt.IsZero() {
+		t.Errorf("after reverting to the active policy: lastError %q (at %s), want none", st.LastError, st.LastErrorAt)
+	}
+	if st.Revision != good.Revision {
+		t.Errorf("after reverting: revision %s, want %s", st.Revision, good.Revision)
+	}
+}
