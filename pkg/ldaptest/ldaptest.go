@@ -33,6 +33,7 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/pkg/testpki"
 )
 
@@ -49,17 +50,6 @@ const (
 
 const installHint = "install Debian's slapd and ldap-utils: scripts/install-tools.sh debian, or " +
 	"DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends slapd ldap-utils"
-
-// T is the part of testing.TB the harness uses, so a benchmark can start a server too.
-type T interface {
-	Helper()
-	Fatal(args ...any)
-	Fatalf(format string, args ...any)
-	Logf(format string, args ...any)
-	TempDir() string
-	Cleanup(func())
-	Failed() bool
-}
 
 // Server is one running slapd.
 type Server struct {
@@ -98,13 +88,13 @@ type Options struct {
 
 // Start starts slapd, creates the Suffix entry, adds seed (LDIF of entries to add; "" for
 // none) and registers the server's shutdown with t.Cleanup.
-func Start(t T, seed string) *Server {
+func Start(t testutil.T, seed string) *Server {
 	t.Helper()
 	return StartWith(t, Options{}, seed)
 }
 
 // StartWith is Start with options.
-func StartWith(t T, o Options, seed string) *Server {
+func StartWith(t testutil.T, o Options, seed string) *Server {
 	t.Helper()
 	if _, err := os.Stat(slapdBin); err != nil {
 		t.Fatalf("ldaptest: no OpenLDAP server at %s (%v); %s", slapdBin, err, installHint)
@@ -278,19 +268,19 @@ func (s *Server) TLSConfig() *tls.Config {
 }
 
 // Add adds the entries in ldif (plain LDIF content records) as the root DN.
-func (s *Server) Add(t T, ldif string) {
+func (s *Server) Add(t testutil.T, ldif string) {
 	t.Helper()
 	s.modify(t, ldif, "-a")
 }
 
 // Modify applies ldif (LDIF change records: changetype add, modify, delete, modrdn) as
 // the root DN.
-func (s *Server) Modify(t T, ldif string) {
+func (s *Server) Modify(t testutil.T, ldif string) {
 	t.Helper()
 	s.modify(t, ldif)
 }
 
-func (s *Server) modify(t T, ldif string, extra ...string) {
+func (s *Server) modify(t testutil.T, ldif string, extra ...string) {
 	t.Helper()
 	args := append([]string{"-x", "-ZZ", "-H", s.URL, "-D", s.RootDN, "-y", s.rootPasswordFile(t)}, extra...)
 	cmd := exec.Command(modifyBin, args...)
@@ -302,7 +292,7 @@ func (s *Server) modify(t T, ldif string, extra ...string) {
 	}
 }
 
-func (s *Server) rootPasswordFile(t T) string {
+func (s *Server) rootPasswordFile(t testutil.T) string {
 	t.Helper()
 	p := filepath.Join(s.dir, "rootpw")
 	if _, err := os.Stat(p); err == nil {
@@ -317,13 +307,13 @@ func (s *Server) rootPasswordFile(t T) string {
 
 // Stop shuts slapd down (its data stays), so a test can see the directory gone; Restart
 // brings it back on the same ports.
-func (s *Server) Stop(t T) {
+func (s *Server) Stop(t testutil.T) {
 	t.Helper()
 	s.stop()
 }
 
 // Restart starts a stopped server again on the same ports with the same data.
-func (s *Server) Restart(t T) {
+func (s *Server) Restart(t testutil.T) {
 	t.Helper()
 	s.mu.Lock()
 	running := s.cmd != nil
@@ -344,18 +334,18 @@ func (s *Server) Restart(t T) {
 
 // Pause freezes slapd (SIGSTOP): connections are accepted by the kernel but nothing answers,
 // which is what a hung directory looks like. Resume undoes it.
-func (s *Server) Pause(t T) {
+func (s *Server) Pause(t testutil.T) {
 	t.Helper()
 	s.signal(t, syscall.SIGSTOP, true)
 }
 
 // Resume continues a paused slapd.
-func (s *Server) Resume(t T) {
+func (s *Server) Resume(t testutil.T) {
 	t.Helper()
 	s.signal(t, syscall.SIGCONT, false)
 }
 
-func (s *Server) signal(t T, sig syscall.Signal, paused bool) {
+func (s *Server) signal(t testutil.T, sig syscall.Signal, paused bool) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -457,7 +447,7 @@ func safe(v string) bool {
 	return true
 }
 
-func randomString(t T) string {
+func randomString(t testutil.T) string {
 	t.Helper()
 	b := make([]byte, 18)
 	if _, err := rand.Read(b); err != nil {

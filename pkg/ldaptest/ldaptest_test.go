@@ -12,12 +12,6 @@ import (
 	"github.com/portcullis-dev/portcullis/pkg/ldaptest"
 )
 
-// The harness takes what go test hands out, as well as a benchmark's.
-var (
-	_ ldaptest.T = (*testing.T)(nil)
-	_ ldaptest.T = (*testing.B)(nil)
-)
-
 const seed = `dn: ou=people,dc=example,dc=org
 objectClass: organizationalUnit
 ou: people

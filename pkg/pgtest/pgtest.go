@@ -19,17 +19,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-)
 
-// T is the part of testing.TB the harness uses, so `make bench` can start a server too.
-type T interface {
-	Helper()
-	Fatalf(format string, args ...any)
-	Logf(format string, args ...any)
-	TempDir() string
-	Cleanup(func())
-	Failed() bool
-}
+	"github.com/portcullis-dev/portcullis/internal/testutil"
+)
 
 // Server is one running PostgreSQL; each NewDatabase gives a test its own database on it.
 type Server struct {
@@ -43,7 +35,7 @@ type Server struct {
 func (s *Server) PID() int { return s.pid }
 
 // Start starts a server and returns the DSN of a fresh database on it.
-func Start(t T) string {
+func Start(t testutil.T) string {
 	t.Helper()
 	return StartServer(t).NewDatabase(t)
 }
@@ -51,7 +43,7 @@ func Start(t T) string {
 // StartServer starts PostgreSQL as its own superuser "postgres" (trust auth on 127.0.0.1 only)
 // and registers its shutdown with t.Cleanup. When the test runs as root, the server runs as the
 // `postgres` OS user, since PostgreSQL refuses to run as root.
-func StartServer(t T) *Server {
+func StartServer(t testutil.T) *Server {
 	t.Helper()
 	bin, err := findBin(pgRoot)
 	if err != nil {
@@ -107,7 +99,7 @@ func StartServer(t T) *Server {
 	return nil
 }
 
-func (s *Server) start(t T, bin, dir, data string, cred *syscall.Credential) error {
+func (s *Server) start(t testutil.T, bin, dir, data string, cred *syscall.Credential) error {
 	logPath := filepath.Join(dir, fmt.Sprintf("postgres-%d.log", s.Port))
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -174,7 +166,7 @@ func (s *Server) start(t T, bin, dir, data string, cred *syscall.Credential) err
 }
 
 // NewDatabase creates an empty database and returns its DSN.
-func (s *Server) NewDatabase(t T) string {
+func (s *Server) NewDatabase(t testutil.T) string {
 	t.Helper()
 	name := fmt.Sprintf("test_%d", s.n.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

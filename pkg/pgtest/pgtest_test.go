@@ -31,10 +31,3 @@ func TestStart(t *testing.T) {
 		t.Logf("%s -> %s", dsn, db)
 	}
 }
-
-// The harness takes what go test hands out, as well as the bench's own T.
-var (
-	_ pgtest.T = (*testing.T)(nil)
-	_ pgtest.T = (*testing.B)(nil)
-	_ pgtest.T = testing.TB(nil)
-)

@@ -15,13 +15,9 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-)
 
-// T is the part of testing.TB used here.
-type T interface {
-	Helper()
-	Fatal(args ...any)
-}
+	"github.com/portcullis-dev/portcullis/internal/testutil"
+)
 
 // Files are the PEM files written.
 type Files struct {
@@ -38,13 +34,13 @@ type CA struct {
 
 // Write creates dir/ca.pem, dir/tls.pem and dir/tls-key.pem, valid for a day. The
 // certificate names no identity (no URI SAN).
-func Write(t T, dir string) Files {
+func Write(t testutil.T, dir string) Files {
 	t.Helper()
 	return NewCA(t, dir).Issue(t, "tls")
 }
 
 // NewCA creates a CA valid for a day and writes its certificate to dir/ca.pem.
-func NewCA(t T, dir string) *CA {
+func NewCA(t testutil.T, dir string) *CA {
 	t.Helper()
 	key := newKey(t)
 	tmpl := &x509.Certificate{SerialNumber: serial(t), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
@@ -66,7 +62,7 @@ func NewCA(t T, dir string) *CA {
 // Issue writes a certificate for 127.0.0.1 and localhost, for server and client use, with
 // the given URI SANs (spiffe://portcullis/gateway), to dir/<name>.pem and dir/<name>-key.pem
 // (so name must not be "ca").
-func (c *CA) Issue(t T, name string, uris ...string) Files {
+func (c *CA) Issue(t testutil.T, name string, uris ...string) Files {
 	t.Helper()
 	if name == "ca" {
 		t.Fatal("testpki: a certificate named \"ca\" would overwrite the CA's file")
@@ -99,7 +95,7 @@ func (c *CA) Issue(t T, name string, uris ...string) Files {
 	return f
 }
 
-func newKey(t T) *ecdsa.PrivateKey {
+func newKey(t testutil.T) *ecdsa.PrivateKey {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -108,7 +104,7 @@ func newKey(t T) *ecdsa.PrivateKey {
 	return k
 }
 
-func serial(t T) *big.Int {
+func serial(t testutil.T) *big.Int {
 	t.Helper()
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
@@ -117,7 +113,7 @@ func serial(t T) *big.Int {
 	return n
 }
 
-func writePEM(t T, path, typ string, der []byte) {
+func writePEM(t testutil.T, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)

@@ -19,19 +19,9 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/pkg/testpki"
 )
-
-// T is the part of T the harness uses, so `make bench` can start a Vault too.
-type T interface {
-	Helper()
-	Fatal(args ...any)
-	Fatalf(format string, args ...any)
-	Logf(format string, args ...any)
-	TempDir() string
-	Cleanup(func())
-	Failed() bool
-}
 
 // Server is a running (or stopped) Vault.
 type Server struct {
@@ -48,7 +38,7 @@ type Server struct {
 }
 
 // Binary finds vault: $VAULT_BIN, the project's .cache/bin, then PATH.
-func Binary(t T) string {
+func Binary(t testutil.T) string {
 	t.Helper()
 	if b := os.Getenv("VAULT_BIN"); b != "" {
 		return b
@@ -72,12 +62,12 @@ func isExec(p string) bool {
 
 // Start runs a Vault server for the test, initialised, unsealed, transit mounted at
 // "transit" and KV version 2 at "secret" (where x5c certificates live).
-func Start(t T) *Server { return start(t, false) }
+func Start(t testutil.T) *Server { return start(t, false) }
 
 // StartTLS is Start with an https listener whose certificate a fresh CA (CAFile) signed.
-func StartTLS(t T) *Server { return start(t, true) }
+func StartTLS(t testutil.T) *Server { return start(t, true) }
 
-func start(t T, useTLS bool) *Server {
+func start(t testutil.T, useTLS bool) *Server {
 	t.Helper()
 	s := &Server{bin: Binary(t), dir: t.TempDir()}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -146,7 +136,7 @@ ui = false
 	return s
 }
 
-func (s *Server) start(t T) {
+func (s *Server) start(t testutil.T) {
 	t.Helper()
 	s.mu.Lock()
 	s.cmd = exec.Command(s.bin, "server", "-config="+filepath.Join(s.dir, "vault.hcl"))
@@ -171,7 +161,7 @@ func (s *Server) start(t T) {
 	}
 }
 
-func (s *Server) client(t T, token string) *api.Client {
+func (s *Server) client(t testutil.T, token string) *api.Client {
 	t.Helper()
 	cfg := api.DefaultConfig()
 	cfg.Address = s.Addr
@@ -189,10 +179,10 @@ func (s *Server) client(t T, token string) *api.Client {
 }
 
 // Client is a root client.
-func (s *Server) Client(t T) *api.Client { return s.client(t, s.RootToken) }
+func (s *Server) Client(t testutil.T) *api.Client { return s.client(t, s.RootToken) }
 
 // Unseal unseals the server (after Start, Restart or Seal).
-func (s *Server) Unseal(t T) {
+func (s *Server) Unseal(t testutil.T) {
 	t.Helper()
 	st, err := s.client(t, "").Sys().Unseal(s.unsealKey)
 	if err != nil || st.Sealed {
@@ -213,7 +203,7 @@ func (s *Server) Unseal(t T) {
 }
 
 // Seal seals the server: every transit call fails until Unseal.
-func (s *Server) Seal(t T) {
+func (s *Server) Seal(t testutil.T) {
 	t.Helper()
 	if err := s.Client(t).Sys().Seal(); err != nil {
 		t.Fatalf("seal: %v", err)
@@ -221,7 +211,7 @@ func (s *Server) Seal(t T) {
 }
 
 // Stop terminates the server (keys survive on disk).
-func (s *Server) Stop(t T) {
+func (s *Server) Stop(t testutil.T) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {
@@ -241,12 +231,12 @@ func (s *Server) Stop(t T) {
 }
 
 // Pause freezes the server (SIGSTOP): connections open but nothing answers, like a hung Vault.
-func (s *Server) Pause(t T) { s.signal(t, syscall.SIGSTOP) }
+func (s *Server) Pause(t testutil.T) { s.signal(t, syscall.SIGSTOP) }
 
 // Resume undoes Pause.
-func (s *Server) Resume(t T) { s.signal(t, syscall.SIGCONT) }
+func (s *Server) Resume(t testutil.T) { s.signal(t, syscall.SIGCONT) }
 
-func (s *Server) signal(t T, sig syscall.Signal) {
+func (s *Server) signal(t testutil.T, sig syscall.Signal) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -276,14 +266,14 @@ func (s *Server) signal(t T, sig syscall.Signal) {
 }
 
 // Restart starts a stopped server on the same address and unseals it.
-func (s *Server) Restart(t T) {
+func (s *Server) Restart(t testutil.T) {
 	t.Helper()
 	s.start(t)
 	s.Unseal(t)
 }
 
 // CreateKey creates a transit key of the given type.
-func (s *Server) CreateKey(t T, name, typ string) {
+func (s *Server) CreateKey(t testutil.T, name, typ string) {
 	t.Helper()
 	if _, err := s.Client(t).Logical().Write("transit/keys/"+name, map[string]any{"type": typ}); err != nil {
 		t.Fatalf("create transit key %s: %v", name, err)
@@ -291,7 +281,7 @@ func (s *Server) CreateKey(t T, name, typ string) {
 }
 
 // Rotate rotates a transit key.
-func (s *Server) Rotate(t T, name string) {
+func (s *Server) Rotate(t testutil.T, name string) {
 	t.Helper()
 	if _, err := s.Client(t).Logical().Write("transit/keys/"+name+"/rotate", nil); err != nil {
 		t.Fatalf("rotate %s: %v", name, err)
@@ -299,7 +289,7 @@ func (s *Server) Rotate(t T, name string) {
 }
 
 // TokenWithPolicy writes policy under name and returns a token holding only it.
-func (s *Server) TokenWithPolicy(t T, name, policy string) string {
+func (s *Server) TokenWithPolicy(t testutil.T, name, policy string) string {
 	t.Helper()
 	c := s.Client(t)
 	if err := c.Sys().PutPolicy(name, policy); err != nil {

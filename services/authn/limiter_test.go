@@ -3,23 +3,15 @@ package authn_test
 import (
 	"context"
 	"errors"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/services/authn"
 	"github.com/portcullis-dev/portcullis/services/authn/authntest"
 )
-
-// waitUntil yields until cond holds; a bug shows as the test's own timeout, never as a
-// timing-dependent failure.
-func waitUntil(cond func() bool) {
-	for !cond() {
-		runtime.Gosched()
-	}
-}
 
 func TestLimiterBoundsConcurrentWork(t *testing.T) {
 	t.Parallel()
@@ -43,7 +35,9 @@ func TestLimiterBoundsConcurrentWork(t *testing.T) {
 			}
 		}()
 	}
-	waitUntil(func() bool { return lim.InUse() == 2 && lim.Waiting() == 3 })
+	// The bound is far above any machine's scheduling delay: a bug shows as this failure, never
+	// as a timing-dependent one.
+	testutil.Eventually(t, time.Minute, "2 working and 3 waiting", func() bool { return lim.InUse() == 2 && lim.Waiting() == 3 })
 	close(release)
 	wg.Wait()
 	if p := peak.Load(); p != 2 {
@@ -81,7 +75,7 @@ func TestLimiterTurnsAwayCallersBeyondTheQueue(t *testing.T) {
 	release := authntest.Hold(t, lim)
 	queued := make(chan error, 1)
 	go func() { queued <- lim.Do(context.Background(), func() {}) }()
-	waitUntil(func() bool { return lim.Waiting() == 1 })
+	testutil.Eventually(t, time.Minute, "one call queued", func() bool { return lim.Waiting() == 1 })
 	ran := false
 	if err := lim.Do(context.Background(), func() { ran = true }); !errors.Is(err, authn.ErrBusy) || ran {
 		t.Fatalf("second waiter with max_queue 1: err = %v, ran = %v; want ErrBusy at once", err, ran)

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/pkg/identity"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	"github.com/portcullis-dev/portcullis/services/authn"
@@ -157,20 +158,12 @@ func (l *logBuf) audit(t *testing.T) []map[string]any {
 	return out
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 type env struct {
 	srv    *authn.Server
 	admin  *authn.SessionAdminServer
 	dir    *directory
 	store  *flaky
-	clock  *clock
+	clock  *testutil.Clock
 	logs   *logBuf
 	mu     sync.Mutex
 	events map[string]int
@@ -182,7 +175,7 @@ func newEnv(t *testing.T, withSessions bool) *env {
 	t.Helper()
 	e := &env{
 		dir:    &directory{groups: map[string][]string{"alice": {"developers"}, "bob": nil}},
-		clock:  &clock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)},
+		clock:  testutil.NewClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)),
 		logs:   &logBuf{},
 		events: map[string]int{},
 	}

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/pkg/config"
 	"github.com/portcullis-dev/portcullis/services/authn"
 	"github.com/portcullis-dev/portcullis/services/authn/authntest"
@@ -116,7 +117,7 @@ func TestReloadsOnChangeAndKeepsLastGoodFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, path, "alice:"+hash(t, "two"))
-	waitFor(t, func() bool { return try("two") == nil })
+	testutil.Eventually(t, 5*time.Second, "the new password", func() bool { return try("two") == nil })
 	if changed.Load() == 0 {
 		t.Fatal("Changed was not called after reload")
 	}
@@ -126,7 +127,7 @@ func TestReloadsOnChangeAndKeepsLastGoodFile(t *testing.T) {
 	// A broken edit is ignored; the previous users keep working. Wait until the watcher has
 	// read the broken file (it logs the failure), or the check below could run before it.
 	write(t, path, "alice:$apr1$x$y")
-	waitFor(t, func() bool { return strings.Contains(logs.String(), "htpasswd reload failed") })
+	testutil.Eventually(t, 5*time.Second, "the failed reload logged", func() bool { return strings.Contains(logs.String(), "htpasswd reload failed") })
 	if err := try("two"); err != nil {
 		t.Fatalf("broken file replaced the good one: %v", err)
 	}
@@ -144,17 +145,6 @@ type syncBuf struct {
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 
 func (s *syncBuf) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // A session outlives the file line that allowed it: once the user is removed and the file
 // reloaded, Resolve (the refresh grant) must refuse them, and see group changes.
@@ -174,7 +164,7 @@ func TestResolveFollowsTheFile(t *testing.T) {
 		t.Fatalf("Resolve(bob) = %+v, %v", id, err)
 	}
 	write(t, path, "alice:"+hash(t, "a"))
-	waitFor(t, func() bool {
+	testutil.Eventually(t, 5*time.Second, "bob gone", func() bool {
 		_, err := r.Resolve(ctx, "bob")
 		return errors.Is(err, authn.ErrNoMatch)
 	})

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/pkg/identity"
 	"github.com/portcullis-dev/portcullis/services/authn"
 	"github.com/portcullis-dev/portcullis/services/authn/authntest"
@@ -23,23 +24,8 @@ import (
 	"github.com/portcullis-dev/portcullis/services/authn/static"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+func newClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC))
 }
 
 // users is the backend under the lockout: it knows alice/right and counts its calls. An
@@ -61,7 +47,7 @@ func (u *users) Authenticate(_ context.Context, c authn.Credentials) (identity.I
 }
 
 type env struct {
-	clk     *clock
+	clk     *testutil.Clock
 	st      *lockouttest.Memory
 	inner   *users
 	l       *lockout.Lockout

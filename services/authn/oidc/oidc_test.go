@@ -18,6 +18,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/pkg/config"
 	"github.com/portcullis-dev/portcullis/pkg/oidctest"
 	"github.com/portcullis-dev/portcullis/services/authn"
@@ -26,25 +27,7 @@ import (
 
 const aud = "registry.example.com"
 
-// clock is the injected time, moved by the test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Unix(1_750_000_000, 0)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *testutil.Clock { return testutil.NewClock(time.Unix(1_750_000_000, 0)) }
 
 // githubIssuer trusts iss like GitHub Actions: tokens for aud from myorg's repositories on
 // main, mapped to labels.
@@ -78,7 +61,7 @@ func githubClaims(iss *oidctest.Issuer, now time.Time) map[string]any {
 	return c
 }
 
-func openBench(b *testing.B, clk *clock, iss *oidctest.Issuer) authn.Backend {
+func openBench(b *testing.B, clk *testutil.Clock, iss *oidctest.Issuer) authn.Backend {
 	b.Helper()
 	a, err := (&oidc.Config{Issuers: []oidc.Issuer{githubIssuer(iss)}}).Open(context.Background(), authn.Deps{Now: clk.Now})
 	if err != nil {
@@ -88,12 +71,12 @@ func openBench(b *testing.B, clk *clock, iss *oidctest.Issuer) authn.Backend {
 	return a
 }
 
-func open(t *testing.T, clk *clock, issuers ...oidc.Issuer) authn.Backend {
+func open(t *testing.T, clk *testutil.Clock, issuers ...oidc.Issuer) authn.Backend {
 	t.Helper()
 	return openConfig(t, clk, &oidc.Config{Issuers: issuers})
 }
 
-func openConfig(t *testing.T, clk *clock, c *oidc.Config) authn.Backend {
+func openConfig(t *testing.T, clk *testutil.Clock, c *oidc.Config) authn.Backend {
 	t.Helper()
 	a, err := c.Open(context.Background(), authn.Deps{Now: clk.Now})
 	if err != nil {
@@ -488,28 +471,17 @@ func TestWithdrawnKeyStopsWorkingAfterRefreshInterval(t *testing.T) {
 	if err := login(a, tokOld); err != nil {
 		t.Fatalf("check that started the background refresh: %v", err)
 	}
-	waitFor(t, func() bool { return errors.Is(login(a, tokOld), authn.ErrInvalidCredentials) })
+	testutil.Eventually(t, 5*time.Second, "the withdrawn key refused", func() bool { return errors.Is(login(a, tokOld), authn.ErrInvalidCredentials) })
 	if got := iss.JWKSRequests(); got != 2 {
 		t.Fatalf("%d JWKS requests, want 2", got)
 	}
 	// The login cache may hold identities verified with the withdrawn key: it is told.
-	waitFor(t, func() bool { return changed.Load() >= 1 })
+	testutil.Eventually(t, 5*time.Second, "Deps.Changed called", func() bool { return changed.Load() >= 1 })
 	if changed.Load() != 1 {
 		t.Fatalf("Deps.Changed called %d times, want once for the withdrawn key", changed.Load())
 	}
 	if err := login(a, iss.MustSign(t, githubClaims(iss, clk.Now()))); err != nil {
 		t.Fatalf("the new key: %v", err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/services/authn"
 	"github.com/portcullis-dev/portcullis/services/authn/authntest"
 	"github.com/portcullis-dev/portcullis/services/authn/backends"
@@ -25,27 +25,12 @@ import (
 	"github.com/portcullis-dev/portcullis/services/authn/static"
 )
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
+func newClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // open is the backend over a Manager on st, with clk.
-func open(t *testing.T, st robots.Store, clk *clock) (authn.Backend, *robots.Manager) {
+func open(t *testing.T, st robots.Store, clk *testutil.Clock) (authn.Backend, *robots.Manager) {
 	t.Helper()
 	m := robots.NewManager(st, robots.Options{Now: clk.Now})
 	t.Cleanup(func() { _ = m.Close(context.Background()) })

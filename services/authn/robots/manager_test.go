@@ -11,28 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/services/authn/robots"
 	"github.com/portcullis-dev/portcullis/services/authn/robots/robotstest"
 )
 
-// clock is a settable time source.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
+func newClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // syncBuffer is a log sink safe for the flush goroutine and the test.
@@ -105,7 +90,7 @@ func (s *touchCounter) Batches() [][]robots.Touch {
 type fixture struct {
 	m      *robots.Manager
 	st     *touchCounter
-	clk    *clock
+	clk    *testutil.Clock
 	log    *syncBuffer
 	events map[string]int
 	mu     sync.Mutex

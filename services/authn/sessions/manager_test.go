@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/sqlite"
 )
@@ -22,23 +23,6 @@ const (
 	maxTTL  = 72 * time.Hour
 	svc     = "registry.example"
 )
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // counting records the Touch batches and store reads that reach the real store.
 type counting struct {
@@ -80,7 +64,7 @@ func (c *counting) batches() [][]sessions.Touch {
 type env struct {
 	m     *sessions.Manager
 	st    *counting
-	clock *clock
+	clock *testutil.Clock
 	path  string
 }
 
@@ -93,7 +77,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{st: &counting{Store: raw}, clock: &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}, path: path}
+	e := &env{st: &counting{Store: raw}, clock: testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)), path: path}
 	e.m = sessions.NewManager(e.st, sessions.Options{IdleTTL: idleTTL, MaxTTL: maxTTL, Now: e.clock.Now, FlushInterval: time.Hour})
 	t.Cleanup(func() {
 		_ = e.m.Close(context.Background())

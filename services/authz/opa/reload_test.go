@@ -16,8 +16,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/pkg/config"
 	"github.com/portcullis-dev/portcullis/pkg/identity"
 	"github.com/portcullis-dev/portcullis/pkg/scope"
@@ -64,20 +65,9 @@ func granted(t *testing.T, a authz.Authorizer) string {
 	return strings.Join(d.Granted[0].Actions, ",")
 }
 
-// eventually polls cond for up to 10 s; the reload itself is due within a second, the rest
-// is slack for a loaded CI machine (times are measured by make bench, not asserted here).
-func eventually(t *testing.T, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for time.Since(start) < 10*time.Second {
-		if cond() {
-			return time.Since(start)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("after 10s: %s", what)
-	return 0
-}
+// reloadWait bounds every wait for a reload: the reload itself is due within a second, the
+// rest is slack for a loaded CI machine (times are measured by make bench, not asserted here).
+const reloadWait = 10 * time.Second
 
 func writeFile(t *testing.T, path, content string) {
 	t.Helper()
@@ -152,7 +142,7 @@ func TestDirReloadUnderLoad(t *testing.T) {
 	// Data alone changes: the policy is not compiled again.
 	compiler := e.cur.Load().compiler
 	writeFile(t, filepath.Join(dir, "data.yaml"), "actions: [pull, push]\n")
-	took := eventually(t, "new data in decisions", func() bool { return granted(t, e) == "pull,push" })
+	took := testutil.Eventually(t, reloadWait, "new data in decisions", func() bool { return granted(t, e) == "pull,push" })
 	t.Logf("data change in decisions after %s", took)
 	if e.cur.Load().compiler != compiler {
 		t.Error("a data-only change compiled the policy again (new compiler)")
@@ -160,13 +150,13 @@ func TestDirReloadUnderLoad(t *testing.T) {
 
 	// The policy changes.
 	writeFile(t, filepath.Join(dir, "policy.rego"), grantsFixed)
-	took = eventually(t, "new policy in decisions", func() bool { return granted(t, e) == "push" })
+	took = testutil.Eventually(t, reloadWait, "new policy in decisions", func() bool { return granted(t, e) == "push" })
 	t.Logf("policy change in decisions after %s", took)
 	good := e.PolicyStatus(context.Background())
 
 	// A broken file: rejected, the last good policy keeps serving, the reason is shown.
 	writeFile(t, filepath.Join(dir, "policy.rego"), "package portcullis.authz\n\nallowed contains x if {\n")
-	eventually(t, "the broken policy reported", func() bool { return e.PolicyStatus(context.Background()).LastError != "" })
+	testutil.Eventually(t, reloadWait, "the broken policy reported", func() bool { return e.PolicyStatus(context.Background()).LastError != "" })
 	st := e.PolicyStatus(context.Background())
 	if st.Revision != good.Revision || !strings.Contains(st.LastError, filepath.Join(dir, "policy.rego")) {
 		t.Errorf("after a broken file: status %+v, want revision %s kept and the file named in the error", st, good.Revision)
@@ -177,7 +167,7 @@ func TestDirReloadUnderLoad(t *testing.T) {
 	// Broken data likewise.
 	writeFile(t, filepath.Join(dir, "policy.rego"), grantsFromData)
 	writeFile(t, filepath.Join(dir, "data.yaml"), "actions: [pull\n")
-	eventually(t, "broken data reported", func() bool {
+	testutil.Eventually(t, reloadWait, "broken data reported", func() bool {
 		return strings.Contains(e.PolicyStatus(context.Background()).LastError, "data.yaml")
 	})
 	if got := granted(t, e); got != "push" {
@@ -185,7 +175,7 @@ func TestDirReloadUnderLoad(t *testing.T) {
 	}
 	// Fixed: active again, the error cleared.
 	writeFile(t, filepath.Join(dir, "data.yaml"), "actions: [delete]\n")
-	eventually(t, "the fixed policy active", func() bool { return granted(t, e) == "delete" })
+	testutil.Eventually(t, reloadWait, "the fixed policy active", func() bool { return granted(t, e) == "delete" })
 	if st := e.PolicyStatus(context.Background()); st.LastError != "" || st.Revision == good.Revision {
 		t.Errorf("after the fix: status %+v", st)
 	}
@@ -195,10 +185,10 @@ func TestDirReloadUnderLoad(t *testing.T) {
 	if failed != 0 || ok == 0 {
 		t.Errorf("%d decisions failed during reloads (of %d)", failed, ok+failed)
 	}
-	if n := testutil.ToFloat64(e.loads.WithLabelValues("error")); n < 2 {
+	if n := promtestutil.ToFloat64(e.loads.WithLabelValues("error")); n < 2 {
 		t.Errorf("portcullis_authz_policy_loads_total{result=error} = %v, want ≥ 2", n)
 	}
-	if n, err := testutil.GatherAndCount(reg, "portcullis_authz_policy_loads_total"); err != nil || n != 3 {
+	if n, err := promtestutil.GatherAndCount(reg, "portcullis_authz_policy_loads_total"); err != nil || n != 3 {
 		t.Errorf("registered load series: %d, %v", n, err)
 	}
 }
@@ -218,19 +208,19 @@ func TestBundleFile(t *testing.T) {
 		t.Fatalf("granted %q, status %+v", got, st)
 	}
 	writeFile(t, path, string(opatest.Bundle(t, "v2", grantsFixed, nil, key)))
-	eventually(t, "bundle v2 active", func() bool { return e.PolicyStatus(context.Background()).Revision == "v2" })
+	testutil.Eventually(t, reloadWait, "bundle v2 active", func() bool { return e.PolicyStatus(context.Background()).Revision == "v2" })
 	if got := granted(t, e); got != "push" {
 		t.Errorf("v2 granted %q, want push", got)
 	}
 	// Signed by another key: refused, v2 keeps serving.
 	writeFile(t, path, string(opatest.Bundle(t, "v3", grantsFromData, map[string]any{"actions": []any{"delete"}}, opatest.Key(t))))
-	eventually(t, "the forged bundle refused", func() bool { return e.PolicyStatus(context.Background()).LastError != "" })
+	testutil.Eventually(t, reloadWait, "the forged bundle refused", func() bool { return e.PolicyStatus(context.Background()).LastError != "" })
 	if st := e.PolicyStatus(context.Background()); st.Revision != "v2" || !strings.Contains(st.LastError, "verif") {
 		t.Errorf("after a bundle signed by another key: %+v", st)
 	}
 	// Unsigned: refused too when verification is on.
 	writeFile(t, path, string(opatest.Bundle(t, "v4", grantsFromData, nil, nil)))
-	eventually(t, "the unsigned bundle refused", func() bool {
+	testutil.Eventually(t, reloadWait, "the unsigned bundle refused", func() bool {
 		return e.PolicyStatus(context.Background()).LastErrorAt.After(time.Time{}) && e.PolicyStatus(context.Background()).Revision == "v2" &&
 			granted(t, e) == "push"
 	})
@@ -309,19 +299,19 @@ func TestBundleServer(t *testing.T) {
 	if got := granted(t, e); got != "pull" {
 		t.Fatalf("r1 granted %q", got)
 	}
-	eventually(t, "an unchanged bundle answered 304", func() bool { return bs.notModfied.Load() > 0 })
+	testutil.Eventually(t, reloadWait, "an unchanged bundle answered 304", func() bool { return bs.notModfied.Load() > 0 })
 	if st := e.PolicyStatus(context.Background()); st.Revision != "r1" || st.LastError != "" || st.LastCheck.IsZero() {
 		t.Errorf("after a 304: %+v", st)
 	}
 
 	bs.set(opatest.Bundle(t, "r2", grantsFixed, nil, key))
-	eventually(t, "r2 active", func() bool { return e.PolicyStatus(context.Background()).Revision == "r2" })
+	testutil.Eventually(t, reloadWait, "r2 active", func() bool { return e.PolicyStatus(context.Background()).Revision == "r2" })
 	if got := granted(t, e); got != "push" {
 		t.Errorf("r2 granted %q", got)
 	}
 
 	bs.set(opatest.Bundle(t, "r3", grantsFromData, map[string]any{"actions": []any{"delete"}}, opatest.Key(t)))
-	eventually(t, "the bundle signed by another key refused", func() bool { return e.PolicyStatus(context.Background()).LastError != "" })
+	testutil.Eventually(t, reloadWait, "the bundle signed by another key refused", func() bool { return e.PolicyStatus(context.Background()).LastError != "" })
 	if st := e.PolicyStatus(context.Background()); st.Revision != "r2" {
 		t.Errorf("a bundle signed by another key became active: %+v", st)
 	}
