@@ -19,6 +19,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/pkg/config"
 	"github.com/portcullis-dev/portcullis/pkg/testpki"
 )
@@ -331,24 +332,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// testClock is a settable clock for the App (a.now), starting at the real time.
-type testClock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.offset += d
-	c.mu.Unlock()
-}
-
 // Brute-force protection through the whole process: wrong passwords from one client address
 // lock that address out of the account (429 with Retry-After, even with the right password,
 // even while it is cached), the same account from another address still logs in, and once
@@ -369,7 +352,7 @@ func TestLockoutEndToEnd(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	clk := &testClock{}
+	clk := testutil.NewRealClock()
 	a := NewApp(cfg, slog.New(slog.DiscardHandler))
 	a.now = clk.Now
 	startApp(t, a, "all")

@@ -13,6 +13,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc/resolver"
+
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 )
 
 func TestBackendTarget(t *testing.T) {
@@ -68,16 +70,7 @@ func TestDNSResolver(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	waitFor := func(n int) {
-		deadline := time.Now().Add(5 * time.Second)
-		for cc.count() < n && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		if cc.count() < n {
-			t.Fatalf("%d lookups, want %d", cc.count(), n)
-		}
-	}
-	waitFor(1)
+	testutil.Eventually(t, 5*time.Second, "the first lookup", func() bool { return cc.count() >= 1 })
 	cc.mu.Lock()
 	first := cc.states[0]
 	cc.mu.Unlock()
@@ -89,7 +82,7 @@ func TestDNSResolver(t *testing.T) {
 		t.Fatalf("localhost resolved to %+v", first.Endpoints)
 	}
 	r.ResolveNow(resolver.ResolveNowOptions{})
-	waitFor(2)
+	testutil.Eventually(t, 5*time.Second, "the second lookup", func() bool { return cc.count() >= 2 })
 	if _, err := b.Build(resolver.Target{URL: url.URL{Path: "/no-port"}}, cc, resolver.BuildOptions{}); err == nil {
 		t.Error("a name without a port was accepted")
 	}
@@ -172,24 +165,14 @@ func TestSignerReplicas(t *testing.T) {
 			}
 		}()
 	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	waitFor("both replicas to sign", func() bool { return signs(t, sig1) > 10 && signs(t, sig2) > 10 })
+	testutil.Eventually(t, 15*time.Second, "both replicas to sign", func() bool { return signs(t, sig1) > 10 && signs(t, sig2) > 10 })
 	stop1() // replica 1 drains and exits while the load goes on
 	if err := <-done1; err != nil {
 		t.Fatalf("replica 1: %v", err)
 	}
 	done1 <- nil // for the cleanup
 	before := ok.Load()
-	waitFor("tokens after replica 1 stopped", func() bool { return ok.Load() > before+200 })
+	testutil.Eventually(t, 15*time.Second, "tokens after replica 1 stopped", func() bool { return ok.Load() > before+200 })
 	stopLoad()
 	wg.Wait()
 	if n := failed.Load(); n != 0 {

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/pkg/config"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	"github.com/portcullis-dev/portcullis/services/authn/backends"
@@ -154,17 +155,12 @@ func TestRobotsCreateLoginRevoke(t *testing.T) {
 		t.Fatalf("robots revoke: %v\n%s", err, out)
 	}
 	// Within a second, through the login cache (30s TTL) that held the key.
-	deadline := time.Now().Add(time.Second)
-	for {
-		code, _ := robotToken(t, a.GatewayAddr, "ci", ci.Key, "repository:team/app:pull")
-		if code == http.StatusUnauthorized {
-			break
+	testutil.WaitFor(t, time.Second, 20*time.Millisecond, "the revoked key refused", func() error {
+		if code, _ := robotToken(t, a.GatewayAddr, "ci", ci.Key, "repository:team/app:pull"); code != http.StatusUnauthorized {
+			return fmt.Errorf("the revoked key still logs in: %d", code)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the revoked key still logs in a second later: %d", code)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	out, err = cli(t, append([]string{"robots", "list", "-o", "json"}, adminArgs...)...)
 	var l struct {
 		Robots []struct {
@@ -217,7 +213,7 @@ func TestRobotsCreateLoginRevoke(t *testing.T) {
 func TestRobotsExpiry(t *testing.T) {
 	t.Parallel()
 	cfg := robotsDev(t)
-	clk := &testClock{}
+	clk := testutil.NewRealClock()
 	a := NewApp(cfg, slog.New(slog.DiscardHandler))
 	a.now = clk.Now
 	startApp(t, a, "all")
@@ -370,13 +366,12 @@ func TestRobotsREST(t *testing.T) {
 	if robot, _ := body["robot"].(map[string]any); code != 200 || robot["state"] != "ROBOT_STATE_REVOKED" {
 		t.Fatalf("DELETE /v1/robots/ci: %d %v", code, body)
 	}
-	deadline := time.Now().Add(time.Second)
-	for code, _ := robotToken(t, a.GatewayAddr, "ci", key, "repository:x/y:pull"); code != http.StatusUnauthorized; code, _ = robotToken(t, a.GatewayAddr, "ci", key, "repository:x/y:pull") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the key revoked over REST still logs in a second later: %d", code)
+	testutil.WaitFor(t, time.Second, 20*time.Millisecond, "the key revoked over REST refused", func() error {
+		if code, _ := robotToken(t, a.GatewayAddr, "ci", key, "repository:x/y:pull"); code != http.StatusUnauthorized {
+			return fmt.Errorf("the revoked key still logs in: %d", code)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 
 	code, doc, _ := adminHTTP(t, addr, "GET", "/v1/openapi.json", "", "")
 	paths, _ := doc["paths"].(map[string]any)
