@@ -34,6 +34,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	oteltrace "go.opentelemetry.io/otel/trace"
 
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/pkg/config"
 	"github.com/portcullis-dev/portcullis/pkg/keyid"
 	"github.com/portcullis-dev/portcullis/pkg/vaulttest"
@@ -103,19 +104,6 @@ func certify(t *testing.T, c vault.Config, token string, deps vault.CertifierDep
 		t.Fatal(err)
 	}
 	return rep
-}
-
-// clock is an injected time that tests move forward.
-type clock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.offset) }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.offset += d
-	c.mu.Unlock()
 }
 
 type refresher interface{ Refresh(context.Context) error }
@@ -304,7 +292,7 @@ func TestVault_SealedAndStoppedVaultRecovers(t *testing.T) {
 	}
 	for _, fault := range []struct {
 		name         string
-		break_, heal func(vaulttest.T)
+		break_, heal func(testutil.T)
 	}{
 		{"sealed", v.Seal, v.Unseal},
 		{"stopped", v.Stop, v.Restart},
@@ -328,7 +316,7 @@ func TestVault_X5CChainVerifiesAgainstRootOnly(t *testing.T) {
 	v := vaulttest.Start(t)
 	cfg := x5cKeys(t, v)
 	cfg.PropagationDelay = config.Duration(time.Minute)
-	var clk clock
+	clk := testutil.NewRealClock()
 	certTok := certifierToken(t, v)
 	rep := certify(t, cfg, certTok, vault.CertifierDeps{Now: clk.Now})
 	if !rep.RootCreated || len(rep.Leaves) != 1 || rep.Leaves[0].Action != "issued" {
@@ -366,7 +354,7 @@ func TestVault_X5CChainVerifiesAgainstRootOnly(t *testing.T) {
 	if err := km.(refresher).Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	clk.Advance(time.Minute + time.Second) // version 2 is due, but has no leaf yet
+	clk.Add(time.Minute + time.Second) // version 2 is due, but has no leaf yet
 	if again := verify(); again != first {
 		t.Fatal("a version without a leaf certificate signed")
 	}
@@ -497,7 +485,7 @@ func TestVault_X5CLeafShortLivedAndRenewedBeforeExpiry(t *testing.T) {
 	cfg := x5cKeys(t, v)
 	validity, ttl := time.Hour, 5*time.Minute
 	cfg.X5C.LeafValidity = config.Duration(validity)
-	var clk clock
+	clk := testutil.NewRealClock()
 	certTok := certifierToken(t, v)
 	deps := vault.CertifierDeps{Now: clk.Now, TokenLifetime: ttl}
 	rep := certify(t, cfg, certTok, deps)
@@ -540,11 +528,11 @@ func TestVault_X5CLeafShortLivedAndRenewedBeforeExpiry(t *testing.T) {
 		t.Fatalf("token leaf %v (%v), want the certified one", l, err)
 	}
 
-	clk.Advance(validity/2 - time.Minute) // more than half left: kept
+	clk.Add(validity/2 - time.Minute) // more than half left: kept
 	if rep := certify(t, cfg, certTok, deps); rep.Written || rep.Leaves[0].Action != "kept" {
 		t.Fatalf("pass with more than half the validity left: %+v", rep)
 	}
-	clk.Advance(2 * time.Minute) // less than half left: renewed, well before expiry
+	clk.Add(2 * time.Minute) // less than half left: renewed, well before expiry
 	rep = certify(t, cfg, certTok, deps)
 	l2 := rep.Leaves[0].Certificate
 	if !rep.Written || rep.Leaves[0].Action != "renewed" || rep.RootCreated || !l2.NotAfter.After(l1.NotAfter) || !clk.Now().Before(l1.NotAfter) {
@@ -557,11 +545,11 @@ func TestVault_X5CLeafShortLivedAndRenewedBeforeExpiry(t *testing.T) {
 
 	// No certifier for a long while: once the leaf would expire before a token does, the
 	// signer stops signing and says why.
-	clk.Advance(l2.NotAfter.Sub(clk.Now()) - ttl - 2*time.Minute) // it must outlive ttl + 60s leeway
+	clk.Add(l2.NotAfter.Sub(clk.Now()) - ttl - 2*time.Minute) // it must outlive ttl + 60s leeway
 	if _, err := leafOf(); err != nil {
 		t.Fatalf("leaf still outlives a token: %v", err)
 	}
-	clk.Advance(2 * time.Minute)
+	clk.Add(2 * time.Minute)
 	if _, err := leafOf(); err == nil || !strings.Contains(err.Error(), "unavailable") {
 		t.Fatalf("signed with a leaf that expires before the token: %v", err)
 	}
@@ -857,15 +845,10 @@ func TestVault_HungVaultFailsFast(t *testing.T) {
 	if slowest > 3*time.Second { // a hang guard, not a latency target
 		t.Fatalf("a request waited %s on a frozen Vault", slowest)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := sign(); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("no recovery after Vault resumed: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 30*time.Second, 100*time.Millisecond, "recovery after Vault resumed", func() error {
+		_, err := sign()
+		return err
+	})
 }
 
 // Every replica reads the same certificates: a registry that trusts the root accepts
@@ -915,13 +898,10 @@ func TestVault_HealthFollowsVaultWithoutTraffic(t *testing.T) {
 		t.Fatal("healthy while Vault is sealed")
 	}
 	v.Unseal(t)
-	deadline := time.Now().Add(15 * time.Second) // the refresh interval is 1m: only the probe can do it
-	for hc.Healthy(context.Background()) != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("still unhealthy 15s after Vault was unsealed, with no traffic")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	// The refresh interval is 1m: only the probe can make it healthy within 15s.
+	testutil.WaitFor(t, 15*time.Second, 100*time.Millisecond, "healthy after Vault was unsealed, with no traffic", func() error {
+		return hc.Healthy(context.Background())
+	})
 }
 
 // With tracing, a sign goes to Vault inside the caller's trace: the HTTP client span of the
