@@ -33,6 +33,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 )
 
 const (
@@ -298,22 +300,18 @@ func (p *proc) dumpTail(t testing.TB, lines int) {
 // procs exits: a crashed server never becomes ready.
 func waitUntil(t testing.TB, what string, procs []*proc, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	var last error
-	for {
-		if last = cond(); last == nil {
-			return
+	testutil.WaitFor(t, waitTimeout, 100*time.Millisecond, what, func() error {
+		last := cond()
+		if last == nil {
+			return nil
 		}
 		for _, p := range procs {
 			if p.exited() { // its log tail is printed by its cleanup
-				t.Fatalf("%s exited (%v) while waiting for %s; last check: %v", p.name, p.err, what, last)
+				return testutil.Abort(fmt.Errorf("%s exited (%v); last check: %v", p.name, p.err, last))
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last check: %v", waitTimeout, what, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return last
+	})
 }
 
 // httpClient is for the suite's own requests; every request is bounded.

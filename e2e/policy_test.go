@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/pkg/regclient"
 	"github.com/portcullis-dev/portcullis/services/authz/opa/opatest"
 )
@@ -101,18 +102,12 @@ func grantedActions(ctx context.Context, pc *portcullis, scope string) (string, 
 
 func waitGranted(t *testing.T, pc *portcullis, scope, want string) time.Duration {
 	t.Helper()
-	start := time.Now()
-	var last string
-	for time.Since(start) < 15*time.Second {
-		got, err := grantedActions(context.Background(), pc, scope)
-		if err == nil && got == want {
-			return time.Since(start)
+	return testutil.WaitFor(t, 15*time.Second, 20*time.Millisecond, fmt.Sprintf("%s to grant %q", scope, want), func() error {
+		if got, err := grantedActions(context.Background(), pc, scope); err != nil || got != want {
+			return fmt.Errorf("grants %q (err %v)", got, err)
 		}
-		last = fmt.Sprintf("%q (err %v)", got, err)
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("after 15s %s grants %s, want %q", scope, last, want)
-	return 0
+		return nil
+	})
 }
 
 func writeAtomically(t *testing.T, path, content string) {

@@ -284,7 +284,7 @@ func TestReadmePolicyAsCode(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(policyDir, "policy.rego"), append(append([]byte{}, good...), "\nbroken if {\n"...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the broken edit in the status", func() error {
+	waitUntil(t, "the broken edit in the status", nil, func() error {
 		if s := sh.run(curl); readmePolicyStatus(t, s)["lastError"] == "" {
 			return fmt.Errorf("status %s", s)
 		}
@@ -293,7 +293,7 @@ func TestReadmePolicyAsCode(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(policyDir, "policy.rego"), good, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the error cleared after the revert", func() error {
+	waitUntil(t, "the error cleared after the revert", nil, func() error {
 		if s := sh.run(curl); readmePolicyStatus(t, s)["lastError"] != "" {
 			return fmt.Errorf("status %s", s)
 		}
@@ -315,10 +315,4 @@ func readmePolicyStatus(t *testing.T, body string) map[string]string {
 		}
 	}
 	return out
-}
-
-// waitFor polls cond for waitTimeout.
-func waitFor(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	waitUntil(t, what, nil, cond)
 }

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-dev/portcullis/pkg/vaulttest"
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 )
 
 const (
@@ -43,7 +43,7 @@ func TestVaultFaults_GatewayAnswers503AndRecovers(t *testing.T) {
 
 	faults := []struct {
 		name           string
-		break_, repair func(vaulttest.T)
+		break_, repair func(testutil.T)
 	}{
 		{"Sealed", v.Seal, v.Unseal},
 		{"Stopped", v.Stop, v.Restart},
