@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -41,7 +42,9 @@ const upgradeFrom = "5b96e096319c23d043bbeb77901c6704ebead4e5"
 // data and database. The lock is still in force (the lockout rows are read), the refresh
 // grant with docker's identity token answers 200, docker pushes and pulls without a new login,
 // the robot key still gets its token, `portcullis robots list` shows ci as it was created,
-// and `portcullis sessions list` shows alice's session.
+// and `portcullis sessions list` shows alice's session. The session, which the earlier release
+// stored without a fingerprint, got alice's at that first refresh: a password change (Apache's
+// htpasswd tool) then ends it.
 func TestUpgrade_FromPinnedCommit_DockerSession_Robot_Lockout(t *testing.T) {
 	c := newClients(t)
 	if out, err := c.run(t, "", "docker", "version", "--format", "{{.Server.Version}}"); err != nil {
@@ -107,8 +110,13 @@ func upgradeInPlace(t *testing.T, oldBin, newBin, sessions string) {
 	session := dockerAuth(t, c, reg.Host) // a refresh token, no password
 	robotScratchImage(t, c, ref, "pushed before the upgrade")
 	c.ok(t, "docker", "push", ref)
+	out, err := runPortcullisBin(t, oldBin, "sessions", "list", "-o", "json", "-user", "alice", "-addr", addr, "-admin-token-file", tokenFile)
+	var before struct{ Sessions []e2eSession }
+	if err != nil || json.Unmarshal([]byte(out), &before) != nil || len(before.Sessions) != 1 {
+		t.Fatalf("old portcullis sessions list: %v, want alice's one session\n%s", err, out)
+	}
 
-	out, err := runPortcullisBin(t, oldBin, "robots", "create", "-name", "ci", "-group", "admins", "-label", "team=platform", "-o", "json",
+	out, err = runPortcullisBin(t, oldBin, "robots", "create", "-name", "ci", "-group", "admins", "-label", "team=platform", "-o", "json",
 		"-addr", addr, "-admin-token-file", tokenFile)
 	var ci e2eRobot
 	if err != nil || json.Unmarshal([]byte(out), &ci) != nil || !strings.HasPrefix(ci.Key, "pcp_") {
@@ -182,8 +190,27 @@ func upgradeInPlace(t *testing.T, oldBin, newBin, sessions string) {
 		t.Fatalf("robots list after the upgrade: %+v, want ci, active, group admins, label team=platform", r)
 	}
 	ss := sp.listSessions(t, "alice")
-	if len(ss) != 1 || ss[0].ClientID != "docker" || ss[0].Subject != "alice" || ss[0].Service != service {
-		t.Fatalf("sessions after the upgrade: %+v, want alice's docker session from before it", ss)
+	if len(ss) != 1 || ss[0].ID != before.Sessions[0].ID || ss[0].ClientID != "docker" || ss[0].Subject != "alice" || ss[0].Service != service {
+		t.Fatalf("sessions after the upgrade: %+v, want alice's docker session from before it, %s", ss, before.Sessions[0].ID)
+	}
+
+	// The session had no fingerprint; its first refresh after the upgrade recorded alice's,
+	// so a password change now ends it.
+	// Polled with the refresh grant itself: a password login would count failures until the
+	// file is reloaded, and the lockout above locks after three.
+	c.ok(t, "htpasswd", "-bB", "-C", "4", filepath.Join(pc.Dir, "htpasswd"), "alice", "alice-new")
+	waitUntil(t, "the refresh grant refused after alice's password change", sp.allProcs(), func() error {
+		a := refreshPOST(t, pc, session.IdentityToken, "docker")
+		if a.status == http.StatusOK {
+			return errors.New("status 200: the htpasswd file is not reloaded yet")
+		}
+		if a.status != http.StatusBadRequest || decodeTokenAnswer(t, a).Error != "invalid_grant" {
+			t.Fatalf("refresh grant after alice's password change: status %d, want 400 invalid_grant\n%s", a.status, a.body)
+		}
+		return nil
+	})
+	if ss := sp.listSessions(t, "alice"); len(ss) != 0 {
+		t.Fatalf("sessions after alice's password change: %+v, want none", ss)
 	}
 }
 
