@@ -7,6 +7,8 @@
 //
 //	go test -tags=e2e -count=1 -v ./e2e/...
 //
-// They use bin/portcullis (or $PORTCULLIS_BIN), building it when it is missing. A missing
-// peer binary fails the suite: install the tools with scripts/install-tools.sh.
+// They use bin/portcullis (or $PORTCULLIS_BIN), building it when it is missing; the upgrade
+// test also builds an earlier release from the clone's git history, which must not be
+// shallow. A missing peer binary fails the suite: install the tools with
+// scripts/install-tools.sh.
 package e2e

@@ -237,19 +237,7 @@ func startRobotsAllInOne(t *testing.T) (*portcullis, []string) {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	pc, _ := writePortcullisConfig(t, portcullisConfig{Extra: fmt.Sprintf("admin:\n  token_file: %s\n  listen: %s\n", tokenFile, addr)})
-	data, err := os.ReadFile(pc.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The suite's config ends the authn backends right before the authz section.
-	const authz = "\nauthz:\n"
-	if n := strings.Count(string(data), authz); n != 1 {
-		t.Fatalf("the suite's config has %d authz sections, want 1:\n%s", n, data)
-	}
-	cfg := strings.Replace(string(data), authz, "\n    - name: robots\n      type: robot"+authz, 1)
-	if err := os.WriteFile(pc.Config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	insertAuthnConfig(t, pc.Config, "\n    - name: robots\n      type: robot")
 	pc.Procs["all"] = startProc(t, "portcullis-all", portcullisBin(t), "-config", pc.Config, "-target=all")
 	pc.waitReady(t)
 	waitUntil(t, "admin API listening on "+addr, pc.allProcs(), tcpListening(addr))
@@ -294,4 +282,24 @@ func robotDockerAuth(t *testing.T, c *clients, host string) dockerAuthEntry {
 		t.Fatalf("config.json has no auths entry for %s", host)
 	}
 	return e
+}
+
+// insertAuthnConfig inserts yaml at the end of the authn section of the suite's config file
+// path: right after its last backend, so a "    - name: …" item adds a backend and a
+// "  key: …" line adds a key of authn. yaml starts with a newline.
+func insertAuthnConfig(t testing.TB, path, yaml string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The suite's config ends the authn backends right before the authz section.
+	const authz = "\nauthz:\n"
+	if n := strings.Count(string(data), authz); n != 1 {
+		t.Fatalf("the suite's config has %d authz sections, want 1:\n%s", n, data)
+	}
+	cfg := strings.Replace(string(data), authz, yaml+authz, 1)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -174,9 +174,16 @@ func startVaultAllInOne(t testing.TB, v *vaulttest.Server, c vaultPortcullisConf
 // runPortcullis runs a bin/portcullis subcommand (keys, registry-config) to completion.
 func runPortcullis(t testing.TB, args ...string) (string, error) {
 	t.Helper()
+	return runPortcullisBin(t, portcullisBin(t), args...)
+}
+
+// runPortcullisBin runs a subcommand of the portcullis binary bin (this tree's, or an
+// earlier release's) to completion.
+func runPortcullisBin(t testing.TB, bin string, args ...string) (string, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, portcullisBin(t), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	// The secret comes from the flag only, never from the machine's environment.
 	cmd.Env = append(os.Environ(), "PORTCULLIS_ADMIN_TOKEN_FILE=")
 	cmd.WaitDelay = stopTimeout
