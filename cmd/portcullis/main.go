@@ -79,12 +79,18 @@ func (o *serveOptions) run(ctx context.Context, stdout, stderr io.Writer) error 
 		return err
 	}
 	if o.verify {
+		for _, d := range cfg.Deprecations() {
+			fmt.Fprintln(stderr, "warning:", d)
+		}
 		fmt.Fprintln(stdout, "configuration OK")
 		return nil
 	}
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	log := newLogger(stderr, level, cfg.Log.Format)
+	for _, d := range cfg.Deprecations() {
+		log.Warn("config: " + d)
+	}
 
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
