@@ -175,6 +175,9 @@ func (a *App) Run(ctx context.Context, target string) error {
 	}
 	a.tracing = tr
 	defer a.shutdown()
+	for _, d := range a.cfg.Deprecations() { // every process, whichever target: the file is shared
+		a.log.Warn("config: " + d)
+	}
 	if a.cfg.InsecurePlaintextGRPC {
 		a.log.Warn("INSECURE: insecure_plaintext_grpc is set. gRPC on non-loopback addresses may be plaintext and " +
 			"unauthenticated: whoever reaches those ports can send passwords to authn and have the signer mint tokens. " +

@@ -88,9 +88,6 @@ func (o *serveOptions) run(ctx context.Context, stdout, stderr io.Writer) error 
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	log := newLogger(stderr, level, cfg.Log.Format)
-	for _, d := range cfg.Deprecations() {
-		log.Warn("config: " + d)
-	}
 
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
