@@ -30,6 +30,7 @@ import (
 	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
 	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
 	"github.com/portcullis-dev/portcullis/services/authn"
+	"github.com/portcullis-dev/portcullis/services/authn/authnstore"
 	"github.com/portcullis-dev/portcullis/services/authn/backends"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
 	"github.com/portcullis-dev/portcullis/services/authn/robots"
@@ -174,6 +175,9 @@ func (a *App) Run(ctx context.Context, target string) error {
 	}
 	a.tracing = tr
 	defer a.shutdown()
+	for _, d := range a.cfg.Deprecations() { // every process, whichever target: the file is shared
+		a.log.Warn("config: " + d)
+	}
 	if a.cfg.InsecurePlaintextGRPC {
 		a.log.Warn("INSECURE: insecure_plaintext_grpc is set. gRPC on non-loopback addresses may be plaintext and " +
 			"unauthenticated: whoever reaches those ports can send passwords to authn and have the signer mint tokens. " +
@@ -326,16 +330,16 @@ func (a *App) startAuthn(ctx context.Context) error {
 		}
 	}}
 	// The state store first: the robot backend reads its robots there.
-	var st sessions.Store
+	var st authnstore.Store
 	if a.cfg.storeUsed() {
 		var err error
 		if st, err = a.openStore(ctx); err != nil {
-			return fmt.Errorf("session store: %w", err)
+			return fmt.Errorf("authn store: %w", err)
 		}
 		// Closed last, after the session manager, the robots and the lockout that use it.
 		defer func() { a.closers = append(a.closers, st.Close) }()
 		if a.cfg.robotsUsed() {
-			if deps.Robots, err = a.newRobots(st); err != nil {
+			if deps.Robots, err = a.newRobots(st.Robots()); err != nil {
 				return err
 			}
 		}
@@ -358,12 +362,12 @@ func (a *App) startAuthn(ctx context.Context) error {
 	var lk *lockout.Lockout
 	if st != nil {
 		if a.cfg.Sessions.On() {
-			opts.Sessions, opts.SessionEvent = a.newSessions(st), a.sessionEvent
+			opts.Sessions, opts.SessionEvent = a.newSessions(st.Sessions()), a.sessionEvent
 			opts.SessionEnded = a.sessionEnded
 		}
 		if c.Lockout.On() {
 			var err error
-			if lk, err = a.newLockout(st, ch); err != nil {
+			if lk, err = a.newLockout(st.Lockout(), ch); err != nil {
 				return err
 			}
 			opts.InvalidRefreshToken = lk.InvalidUnguessable
@@ -394,13 +398,13 @@ func (a *App) startAuthn(ctx context.Context) error {
 	return nil
 }
 
-// openStore opens the session store, which also keeps the lockout's counts.
-func (a *App) openStore(ctx context.Context) (sessions.Store, error) {
-	spec, err := a.cfg.sessionStore()
+// openStore opens authn's state store: sessions, robot accounts and the lockout's counts.
+func (a *App) openStore(ctx context.Context) (authnstore.Store, error) {
+	spec, err := a.cfg.authnStore()
 	if err != nil {
 		return nil, err
 	}
-	if a.cfg.Sessions.Store.Type == "" { // the default SQLite file: its directory may not exist yet
+	if a.cfg.storeSpec().Type == "" { // the default SQLite file: its directory may not exist yet
 		dir := a.cfg.dataDir
 		if dir == "" {
 			dir = defaultDataDir
@@ -413,7 +417,7 @@ func (a *App) openStore(ctx context.Context) (sessions.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sc.Open(ctx, sessions.Deps{Logger: a.log.With("component", "sessions"), Now: a.now})
+	return sc.OpenStore(ctx, authnstore.Deps{Logger: a.log.With("component", "sessions"), Now: a.now})
 }
 
 // newSessions makes the session manager over st; shutdown closes it (flushing the last-used
@@ -448,11 +452,7 @@ func (a *App) newSessions(st sessions.Store) *sessions.Manager {
 // newRobots makes the robot accounts' manager over st's database, with its metrics; the robot
 // backend and the admin API share it. Shutdown closes it (writing the last-use times it holds)
 // before the store.
-func (a *App) newRobots(st sessions.Store) (*robots.Manager, error) {
-	p, ok := st.(robots.Provider)
-	if !ok {
-		return nil, fmt.Errorf("authn: the session store (%T) keeps no robot accounts, which the robot backend needs", st)
-	}
+func (a *App) newRobots(st robots.Store) (*robots.Manager, error) {
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portcullis_authn_robot_events_total",
 		Help: "Robot account events: created, revoked, or refused (a robot key that did not log in).",
@@ -461,7 +461,7 @@ func (a *App) newRobots(st sessions.Store) (*robots.Manager, error) {
 	for _, e := range []string{robots.EventCreated, robots.EventRevoked, robots.EventRefused} {
 		events.WithLabelValues(e) // every series from the start, at 0
 	}
-	m := robots.NewManager(p.RobotStore(), robots.Options{Now: a.now, Logger: a.log.With("component", "authn"),
+	m := robots.NewManager(st, robots.Options{Now: a.now, Logger: a.log.With("component", "authn"),
 		Event: func(e string) { events.WithLabelValues(e).Inc() }})
 	a.closers = append(a.closers, m.Close)
 	a.robots = m
@@ -470,11 +470,7 @@ func (a *App) newRobots(st sessions.Store) (*robots.Manager, error) {
 
 // newLockout makes the lockout over st's database, with its metrics; shutdown stops its GC
 // loop before the store closes.
-func (a *App) newLockout(st sessions.Store, ch *authn.Chain) (*lockout.Lockout, error) {
-	p, ok := st.(lockout.Provider)
-	if !ok {
-		return nil, fmt.Errorf("authn.lockout: the session store (%T) keeps no lockout state", st)
-	}
+func (a *App) newLockout(st lockout.Store, ch *authn.Chain) (*lockout.Lockout, error) {
 	locked := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portcullis_authn_lockouts_total",
 		Help: "Locks set (or lengthened) after too many failed logins, by key: account_address, address (IPv4, IPv6 /64) or prefix (a wider IPv6 network).",
@@ -488,7 +484,7 @@ func (a *App) newLockout(st sessions.Store, ch *authn.Chain) (*lockout.Lockout, 
 		Help: "Lockout store reads and writes that failed; meanwhile logins go on without the lockout.",
 	})
 	acct, addr := a.cfg.Authn.Lockout.policies()
-	lk, err := lockout.New(lockout.Options{Store: p.LockoutStore(), AccountAddress: acct, Address: addr,
+	lk, err := lockout.New(lockout.Options{Store: st, AccountAddress: acct, Address: addr,
 		Prefixes: a.cfg.Authn.Lockout.prefixes(), Now: a.now,
 		// Robot keys and workload JWTs cannot be guessed: a lock on their address (every
 		// client's, behind a proxy the gateway does not trust) must not keep them out.

@@ -315,6 +315,29 @@ func TestInsecurePlaintextGRPCWarns(t *testing.T) {
 	}
 }
 
+// sessions.store, authn.store's old name, still opens the store and says so at start.
+func TestOldStoreKeyWarns(t *testing.T) {
+	t.Parallel()
+	cfg, err := DevConfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Sessions.Store.Type = "sqlite"
+	if err := cfg.Sessions.Store.Config.Encode(map[string]string{"path": filepath.Join(t.TempDir(), "old.db")}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Authz.Listen = freeAddr(t)
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // start, then return at once
+	if err := NewApp(cfg, slog.New(slog.NewTextHandler(&logs, nil))).Run(ctx, "authz"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `level=WARN msg="config: sessions.store is the old name of authn.store`) {
+		t.Fatalf("no warning:\n%s", logs.String())
+	}
+}
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder

@@ -63,9 +63,8 @@ type SessionsConfig struct {
 	IdleTTL config.Duration `yaml:"idle_ttl"`
 	// MaxTTL ends a session this long after login however often it is used (default 2160h).
 	MaxTTL config.Duration `yaml:"max_ttl"`
-	// Store is {type: sqlite|postgres, config: {...}}; default: sqlite, <-data-dir>/sessions.db.
-	// It also keeps authn.lockout's counts and the robot accounts (type: robot), and is opened
-	// for them with sessions disabled.
+	// Store is the old name of authn.store, still read (with a warning at start); setting
+	// both is an error.
 	Store stores.Spec `yaml:"store"`
 }
 
@@ -75,10 +74,36 @@ func (s SessionsConfig) On() bool { return s.Enabled == nil || *s.Enabled }
 // defaultDataDir is -data-dir's default.
 const defaultDataDir = ".portcullis"
 
-// sessionStore is sessions.store, or the default: SQLite in the data dir.
-func (c *Config) sessionStore() (stores.Spec, error) {
-	if c.Sessions.Store.Type != "" {
-		return c.Sessions.Store, nil
+// storeSpec is the store as configured: authn.store, or its old name sessions.store; the
+// zero Spec when neither is set. Both set is a validation error (validateSessions).
+func (c *Config) storeSpec() stores.Spec {
+	if c.Authn.Store.Type != "" || c.Sessions.Store.Type == "" {
+		return c.Authn.Store
+	}
+	return c.Sessions.Store
+}
+
+// storeKey is the key the store came from, for problems and warnings.
+func (c *Config) storeKey() string {
+	if c.Authn.Store.Type == "" && c.Sessions.Store.Type != "" {
+		return "sessions.store"
+	}
+	return "authn.store"
+}
+
+// Deprecations are the old key names the config uses, each a sentence for a WARN at start.
+func (c *Config) Deprecations() []string {
+	var out []string
+	if c.Authn.Store.Type == "" && c.Sessions.Store.Type != "" {
+		out = append(out, "sessions.store is the old name of authn.store (it also keeps robots and lockout state): rename the key")
+	}
+	return out
+}
+
+// authnStore is authn.store (or sessions.store), or the default: SQLite in the data dir.
+func (c *Config) authnStore() (stores.Spec, error) {
+	if spec := c.storeSpec(); spec.Type != "" {
+		return spec, nil
 	}
 	dir := c.dataDir
 	if dir == "" {
@@ -164,9 +189,12 @@ type AuthnConfig struct {
 		MaxQueue int `yaml:"max_queue"`
 	} `yaml:"bcrypt"`
 	// Lockout slows password guessing: failed logins are counted per (account, client
-	// address) and per client address, in the session store (sessions.store, opened for this
-	// even with sessions off), so replicas sharing it agree.
-	Lockout  LockoutConfig   `yaml:"lockout"`
+	// address) and per client address, in authn.store, so replicas sharing it agree.
+	Lockout LockoutConfig `yaml:"lockout"`
+	// Store is authn's state store, {type: sqlite|postgres, config: {...}}: sessions, robot
+	// accounts (type: robot) and the lockout's counts; opened when any of them is on.
+	// Default: sqlite, <-data-dir>/sessions.db. Old name: sessions.store.
+	Store    stores.Spec     `yaml:"store"`
 	Backends []backends.Spec `yaml:"backends"`
 	// AllowAnonymous lets callers without credentials ask for tokens (default true); the
 	// policy decides what they get (the shipped policies: nothing, or public pulls). False:
@@ -502,20 +530,25 @@ func (c *Config) validateSessions(p *config.Problems) {
 			p.Addf("sessions.idle_ttl", "%s exceeds sessions.max_ttl %s", s.IdleTTL.D(), s.MaxTTL.D())
 		}
 	}
+	if c.Authn.Store.Type != "" && c.Sessions.Store.Type != "" {
+		p.Addf("sessions.store", "is the old name of authn.store, which is set too: keep authn.store only")
+		return
+	}
 	if !c.storeUsed() {
 		return
 	}
-	spec, err := c.sessionStore()
+	key := c.storeKey()
+	spec, err := c.authnStore()
 	if err != nil {
-		p.Addf("sessions.store", "%v", err)
+		p.Addf(key, "%v", err)
 		return
 	}
 	sc, err := stores.Decode(spec)
 	if err != nil {
-		p.Addf("sessions.store", "%v", err)
+		p.Addf(key, "%v", err)
 		return
 	}
-	p.AddErrs("sessions.store.config", sc.Validate())
+	p.AddErrs(key+".config", sc.Validate())
 }
 
 // validateGRPCAddrs refuses plaintext gRPC where a network could reach it: passwords travel to

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/portcullis-dev/portcullis/pkg/grpctls"
+	"github.com/portcullis-dev/portcullis/services/authn/sessions/sqlite"
+	"github.com/portcullis-dev/portcullis/services/authn/sessions/stores"
 )
 
 func writeFile(t *testing.T, name, body string) string {
@@ -287,6 +289,56 @@ func TestVerifyConfigFlag(t *testing.T) {
 	}
 }
 
+// authn.store is the state store's key; sessions.store, its old name, still works with a
+// warning, and setting both is a problem naming both.
+func TestAuthnStoreKey(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	newKey := strings.Replace(validDoc, "authn:\n", "authn:\n  store: {type: sqlite, config: {path: "+dir+"/new.db}}\n", 1)
+	oldKey := validDoc + "sessions: {store: {type: sqlite, config: {path: " + dir + "/old.db}}}\n"
+	both := newKey + "sessions: {store: {type: sqlite, config: {path: " + dir + "/old.db}}}\n"
+	for _, tc := range []struct {
+		name, doc, wantErr, wantWarn string
+	}{
+		{"authn.store", newKey, "", ""},
+		{"sessions.store, the old name", oldKey, "", "warning: sessions.store is the old name of authn.store"},
+		{"both", both, "sessions.store: is the old name of authn.store, which is set too", ""},
+		{"authn.store is checked", strings.Replace(validDoc, "authn:\n", "authn:\n  store: {type: mongodb}\n", 1), `authn.store: unknown authn store type "mongodb"`, ""},
+		{"authn.store config is checked", strings.Replace(validDoc, "authn:\n", "authn:\n  store: {type: sqlite, config: {}}\n", 1), "authn.store.config.path: is required", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb strings.Builder
+			err := run(t.Context(), []string{"-verify-config", "-config", writeFile(t, "c.yaml", tc.doc)}, &out, &errb)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("-verify-config: %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("-verify-config: %v", err)
+			}
+			if !strings.Contains(errb.String(), tc.wantWarn) || (tc.wantWarn == "" && errb.Len() > 0) {
+				t.Fatalf("stderr %q, want %q", errb.String(), tc.wantWarn)
+			}
+		})
+	}
+	for doc, want := range map[string]string{newKey: dir + "/new.db", oldKey: dir + "/old.db"} {
+		c, err := Load(writeFile(t, "c.yaml", doc), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec, err := c.authnStore()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, err := stores.Decode(spec)
+		if p, ok := sc.(*sqlite.Config); err != nil || !ok || p.Path != want {
+			t.Errorf("store %#v, %v; want sqlite at %s", sc, err, want)
+		}
+	}
+}
+
 func TestDevelopmentDefaultsStayOnLoopbackWithoutDev(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -372,7 +424,7 @@ func TestLockoutConfig(t *testing.T) {
 			[]string{"authn.lockout.ipv6_prefixes[1].bits: 64: must be 1 to 63", "authn.lockout.ipv6_prefixes[2].max_failures: must be at least 1"}},
 		{"no IPv6 prefixes", withLockout(`{ipv6_prefixes: []}`), nil},
 		{"the store is checked for the lockout with sessions off", validDoc + "sessions: {enabled: false, store: {type: mongodb}}\n",
-			[]string{`sessions.store: unknown session store type "mongodb"`}},
+			[]string{`sessions.store: unknown authn store type "mongodb"`}},
 		{"with both off it is not", withLockout(`{enabled: false}`) + "sessions: {enabled: false, store: {type: mongodb}}\n", nil},
 	}
 	for _, tc := range cases {

@@ -79,6 +79,9 @@ func (o *serveOptions) run(ctx context.Context, stdout, stderr io.Writer) error 
 		return err
 	}
 	if o.verify {
+		for _, d := range cfg.Deprecations() {
+			fmt.Fprintln(stderr, "warning:", d)
+		}
 		fmt.Fprintln(stdout, "configuration OK")
 		return nil
 	}

@@ -322,7 +322,7 @@ func TestSessionsConfig(t *testing.T) {
 	if !dev.Sessions.On() || dev.Sessions.IdleTTL.D() != 720*time.Hour || dev.Sessions.MaxTTL.D() != 2160*time.Hour {
 		t.Fatalf("defaults: %+v", dev.Sessions)
 	}
-	spec, err := dev.sessionStore()
+	spec, err := dev.authnStore()
 	if err != nil {
 		t.Fatal(err)
 	}

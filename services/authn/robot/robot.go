@@ -25,7 +25,7 @@ import (
 )
 
 // Config is the robot backend's `config:` block. It has no settings: the robots live in the
-// session store (sessions.store) and are managed through the admin API.
+// authn state store (authn.store) and are managed through the admin API.
 type Config struct{}
 
 // Validate implements authn.BackendConfig.
@@ -34,7 +34,7 @@ func (c *Config) Validate() []error { return nil }
 // Open implements authn.BackendConfig.
 func (c *Config) Open(_ context.Context, deps authn.Deps) (authn.Backend, error) {
 	if deps.Robots == nil {
-		return nil, errors.New("robot: no robot store: the process opened no session store (sessions.store)")
+		return nil, errors.New("robot: no robot store: the process opened no authn store (authn.store)")
 	}
 	return &backend{m: deps.Robots}, nil
 }

@@ -248,7 +248,7 @@ func TestStoreDownIsUnavailable(t *testing.T) {
 
 func TestOpenAndConfig(t *testing.T) {
 	t.Parallel()
-	if _, err := (&robot.Config{}).Open(context.Background(), authn.Deps{}); err == nil || !strings.Contains(err.Error(), "sessions.store") {
+	if _, err := (&robot.Config{}).Open(context.Background(), authn.Deps{}); err == nil || !strings.Contains(err.Error(), "authn.store") {
 		t.Fatalf("Open without a store: %v, want an error naming sessions.store", err)
 	}
 	for _, tc := range []struct {

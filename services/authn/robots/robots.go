@@ -25,6 +25,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/portcullis-dev/portcullis/pkg/identity"
+	"github.com/portcullis-dev/portcullis/services/authn/internal/page"
 )
 
 const (
@@ -281,15 +282,7 @@ func (s Spec) Validate() error {
 
 // PageSize normalizes a requested page size: 0 is DefaultPage, more than MaxPage is MaxPage
 // (AIP-158: coerced, not refused). Negative sizes are the caller's to refuse.
-func PageSize(n int) int {
-	switch {
-	case n <= 0:
-		return DefaultPage
-	case n > MaxPage:
-		return MaxPage
-	}
-	return n
-}
+func PageSize(n int) int { return page.Size(n, DefaultPage, MaxPage) }
 
 // pageToken is the name after which the next page starts; opaque to clients, not secret.
 type pageToken struct {
@@ -298,8 +291,7 @@ type pageToken struct {
 
 // EncodePageToken is the page token that continues after the robot named last.
 func EncodePageToken(last string) string {
-	b, _ := json.Marshal(pageToken{After: last}) // cannot fail
-	return base64.RawURLEncoding.EncodeToString(b)
+	return page.EncodeToken(pageToken{After: last})
 }
 
 // DecodePageToken reads a page token: ok is false for the first page (empty token).
@@ -307,15 +299,8 @@ func DecodePageToken(tok string) (after string, ok bool, err error) {
 	if tok == "" {
 		return "", false, nil
 	}
-	if len(tok) > maxTokenBytes {
-		return "", false, ErrBadPageToken
-	}
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil {
-		return "", false, ErrBadPageToken
-	}
 	var p pageToken
-	if err := json.Unmarshal(b, &p); err != nil || p.After == "" {
+	if !page.DecodeToken(tok, maxTokenBytes, &p) || p.After == "" {
 		return "", false, ErrBadPageToken
 	}
 	return p.After, true, nil

@@ -6,12 +6,12 @@ package sessions
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/services/authn/internal/page"
 )
 
 // Session is one refresh token's server-side state. The token itself is never stored: only its
@@ -110,15 +110,7 @@ const (
 )
 
 // PageSize normalizes ListOptions.PageSize for a store.
-func PageSize(n int) int {
-	switch {
-	case n <= 0:
-		return DefaultPageSize
-	case n > MaxPageSize:
-		return MaxPageSize
-	}
-	return n
-}
+func PageSize(n int) int { return page.Size(n, DefaultPageSize, MaxPageSize) }
 
 // pageToken is the position after which the next page starts. It carries the subject filter so
 // a token cannot be replayed against another filter. It is opaque to clients but not secret.
@@ -130,8 +122,7 @@ type pageToken struct {
 
 // EncodePageToken makes the page token that continues after s under the filter o.
 func EncodePageToken(o ListOptions, s Session) string {
-	b, _ := json.Marshal(pageToken{CreatedAt: s.CreatedAt.UnixMicro(), ID: s.ID, Subject: o.Subject}) // cannot fail
-	return base64.RawURLEncoding.EncodeToString(b)
+	return page.EncodeToken(pageToken{CreatedAt: s.CreatedAt.UnixMicro(), ID: s.ID, Subject: o.Subject})
 }
 
 // DecodePageToken reads o.PageToken: ok is false for the first page; a token that is malformed
@@ -140,12 +131,8 @@ func DecodePageToken(o ListOptions) (createdAt time.Time, id string, ok bool, er
 	if o.PageToken == "" {
 		return time.Time{}, "", false, nil
 	}
-	b, err := base64.RawURLEncoding.DecodeString(o.PageToken)
-	if err != nil {
-		return time.Time{}, "", false, ErrBadPageToken
-	}
 	var p pageToken
-	if err := json.Unmarshal(b, &p); err != nil || p.ID == "" || p.Subject != o.Subject {
+	if !page.DecodeToken(o.PageToken, 0, &p) || p.ID == "" || p.Subject != o.Subject {
 		return time.Time{}, "", false, ErrBadPageToken
 	}
 	return time.UnixMicro(p.CreatedAt).UTC(), p.ID, true, nil

@@ -14,10 +14,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/portcullis-dev/portcullis/pkg/pgtest"
+	"github.com/portcullis-dev/portcullis/services/authn/authnstore"
+	"github.com/portcullis-dev/portcullis/services/authn/authnstore/authnstoretest"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout/lockouttest"
 	"github.com/portcullis-dev/portcullis/services/authn/robots"
-	"github.com/portcullis-dev/portcullis/services/authn/robots/robotstest"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/postgres"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/storetest"
@@ -27,28 +28,15 @@ import (
 func TestStore(t *testing.T) {
 	t.Parallel()
 	srv := pgtest.StartServer(t)
-	storetest.Run(t, func(t *testing.T) sessions.Store {
-		c := &postgres.Config{DSN: srv.NewDatabase(t), MaxConns: 4}
-		st, err := c.Open(context.Background(), sessions.Deps{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	})
-
-	t.Run("Lockout", func(t *testing.T) {
+	// The whole state store (sessions, robots, lockout) through its one conformance suite.
+	t.Run("AuthnStore", func(t *testing.T) {
 		t.Parallel()
-		lockouttest.Run(t, func(t *testing.T) lockout.Store {
-			st, err := (&postgres.Config{DSN: srv.NewDatabase(t), MaxConns: 4}).Open(context.Background(), sessions.Deps{})
+		authnstoretest.Run(t, func(t *testing.T) authnstore.Store {
+			st, err := (&postgres.Config{DSN: srv.NewDatabase(t), MaxConns: 4}).OpenStore(context.Background(), authnstore.Deps{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { _ = st.Close(context.Background()) })
-			p, ok := st.(lockout.Provider)
-			if !ok {
-				t.Fatal("the postgres store keeps no lockout state")
-			}
-			return p.LockoutStore()
+			return st
 		})
 	})
 	t.Run("LockoutShared", func(t *testing.T) {
@@ -65,21 +53,6 @@ func TestStore(t *testing.T) {
 				out[i] = st.(lockout.Provider).LockoutStore()
 			}
 			return out[0], out[1]
-		})
-	})
-	t.Run("Robots", func(t *testing.T) {
-		t.Parallel()
-		robotstest.Run(t, func(t *testing.T) robots.Store {
-			st, err := (&postgres.Config{DSN: srv.NewDatabase(t), MaxConns: 4}).Open(context.Background(), sessions.Deps{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = st.Close(context.Background()) })
-			p, ok := st.(robots.Provider)
-			if !ok {
-				t.Fatal("the postgres store keeps no robots")
-			}
-			return p.RobotStore()
 		})
 	})
 	t.Run("UpgradeFromSchema2", func(t *testing.T) {

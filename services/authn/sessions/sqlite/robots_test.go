@@ -9,26 +9,9 @@ import (
 
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
 	"github.com/portcullis-dev/portcullis/services/authn/robots"
-	"github.com/portcullis-dev/portcullis/services/authn/robots/robotstest"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/sqlite"
 )
-
-func TestRobotStore(t *testing.T) {
-	t.Parallel()
-	robotstest.Run(t, func(t *testing.T) robots.Store {
-		st, err := (&sqlite.Config{Path: filepath.Join(t.TempDir(), "sessions.db")}).Open(context.Background(), sessions.Deps{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = st.Close(context.Background()) })
-		p, ok := st.(robots.Provider)
-		if !ok {
-			t.Fatal("the sqlite store keeps no robots")
-		}
-		return p.RobotStore()
-	})
-}
 
 // A database at schema 2 (the release before robots) is migrated at Open: its sessions and
 // lockout counts stay, and robots can be created.

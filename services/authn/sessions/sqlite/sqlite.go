@@ -16,6 +16,9 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/portcullis-dev/portcullis/pkg/config"
+	"github.com/portcullis-dev/portcullis/services/authn/authnstore"
+	"github.com/portcullis-dev/portcullis/services/authn/lockout"
+	"github.com/portcullis-dev/portcullis/services/authn/robots"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
 )
 
@@ -48,7 +51,26 @@ const maxConns = 4
 const busyTimeout = 5 * time.Second
 
 // Open opens (creating if needed) and migrates the database.
+// OpenStore opens the database as the authn state store: sessions, robots and lockout.
+func (c *Config) OpenStore(ctx context.Context, deps authnstore.Deps) (authnstore.Store, error) {
+	st, err := c.open(ctx, deps)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// Open opens the database as a session store only (its tests and tools); the server uses
+// OpenStore.
 func (c *Config) Open(ctx context.Context, deps sessions.Deps) (sessions.Store, error) {
+	st, err := c.open(ctx, deps)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (c *Config) open(ctx context.Context, deps sessions.Deps) (*store, error) {
 	if errs := c.Validate(); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -95,7 +117,20 @@ func (c *Config) Open(ctx context.Context, deps sessions.Deps) (sessions.Store, 
 	return &store{db: db, byHash: byHash, lockoutGet: lockoutGet}, nil
 }
 
-var _ sessions.Store = (*store)(nil)
+var (
+	_ sessions.Store    = (*store)(nil)
+	_ authnstore.Store  = (*store)(nil)
+	_ authnstore.Config = (*Config)(nil)
+)
+
+// Sessions is the store itself: the sessions table is where it began.
+func (st *store) Sessions() sessions.Store { return st }
+
+// Robots is RobotStore, under authnstore.Store's name.
+func (st *store) Robots() robots.Store { return st.RobotStore() }
+
+// Lockout is LockoutStore, under authnstore.Store's name.
+func (st *store) Lockout() lockout.Store { return st.LockoutStore() }
 
 type store struct {
 	db         *sql.DB

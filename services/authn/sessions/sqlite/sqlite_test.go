@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/services/authn/authnstore"
+	"github.com/portcullis-dev/portcullis/services/authn/authnstore/authnstoretest"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout/lockouttest"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
@@ -17,32 +19,15 @@ import (
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/storetest"
 )
 
-func TestStore(t *testing.T) {
+// The whole state store (sessions, robots, lockout) through its one conformance suite.
+func TestAuthnStore(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T) sessions.Store {
-		c := &sqlite.Config{Path: filepath.Join(t.TempDir(), "sessions.db")}
-		st, err := c.Open(context.Background(), sessions.Deps{})
+	authnstoretest.Run(t, func(t *testing.T) authnstore.Store {
+		st, err := (&sqlite.Config{Path: filepath.Join(t.TempDir(), "state.db")}).OpenStore(context.Background(), authnstore.Deps{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return st
-	})
-}
-
-func TestLockoutStore(t *testing.T) {
-	t.Parallel()
-	lockouttest.Run(t, func(t *testing.T) lockout.Store {
-		c := &sqlite.Config{Path: filepath.Join(t.TempDir(), "sessions.db")}
-		st, err := c.Open(context.Background(), sessions.Deps{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = st.Close(context.Background()) })
-		p, ok := st.(lockout.Provider)
-		if !ok {
-			t.Fatal("the sqlite store keeps no lockout state")
-		}
-		return p.LockoutStore()
 	})
 }
 

@@ -1,21 +1,21 @@
-// Package stores is the one list of session store types. Adding a store means adding a line
-// here; nothing registers itself.
+// Package stores is the one list of authn state store types (authnstore.Store: sessions,
+// robots and lockout). Adding a store means adding a line here; nothing registers itself.
 package stores
 
 import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/portcullis-dev/portcullis/pkg/config"
-	"github.com/portcullis-dev/portcullis/services/authn/sessions"
+	"github.com/portcullis-dev/portcullis/services/authn/authnstore"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/postgres"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/sqlite"
 )
 
 // Types maps a config `type:` to a constructor of its empty Config.
-func Types() map[string]func() sessions.StoreConfig {
-	return map[string]func() sessions.StoreConfig{
-		"sqlite":   func() sessions.StoreConfig { return &sqlite.Config{} },
-		"postgres": func() sessions.StoreConfig { return &postgres.Config{} },
+func Types() map[string]func() authnstore.Config {
+	return map[string]func() authnstore.Config{
+		"sqlite":   func() authnstore.Config { return &sqlite.Config{} },
+		"postgres": func() authnstore.Config { return &postgres.Config{} },
 	}
 }
 
@@ -27,6 +27,6 @@ type Spec struct {
 }
 
 // Decode turns a Spec into its typed config.
-func Decode(s Spec) (sessions.StoreConfig, error) {
-	return config.DecodeTyped("session store", Types(), s.Type, &s.Config)
+func Decode(s Spec) (authnstore.Config, error) {
+	return config.DecodeTyped("authn store", Types(), s.Type, &s.Config)
 }

@@ -31,7 +31,7 @@ func TestDecode(t *testing.T) {
 		t.Fatalf("postgres: %#v, %v", c, err)
 	}
 	for _, tc := range []struct{ doc, want string }{
-		{"{type: mongodb}", `unknown session store type "mongodb" (known: postgres, sqlite)`},
+		{"{type: mongodb}", `unknown authn store type "mongodb" (known: postgres, sqlite)`},
 		{"{type: sqlite, config: {path: /x.db, colour: red}}", "colour"},
 		{"{type: postgres, config: {dsn: x, max_conns: lots}}", "cannot unmarshal"},
 	} {
