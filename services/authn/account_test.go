@@ -120,6 +120,25 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
+// openWatchedHtpasswd opens an htpasswd backend on path that looks for changes every 10ms;
+// the channel receives once per reload the backend saw.
+func openWatchedHtpasswd(t *testing.T, path string) (authn.Backend, <-chan struct{}) {
+	t.Helper()
+	changed := make(chan struct{}, 1)
+	b, err := (&htpasswd.Config{Path: path, ReloadInterval: config.Duration(10 * time.Millisecond)}).Open(context.Background(),
+		authn.Deps{Changed: func() {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	return b, changed
+}
+
 // TestSessionEndsWhenHtpasswdPasswordChanges is the reproduction: an offline login,
 // then the password changed in the htpasswd file (htpasswd -bB). Once the file is reloaded
 // the refresh grant is refused and the session is gone; the other user's session is not
@@ -129,15 +148,7 @@ func TestSessionEndsWhenHtpasswdPasswordChanges(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "htpasswd")
 	bobLine := "bob:" + bcryptHash(t, "bob-pw", bcrypt.MinCost) + "\n"
 	writeFile(t, path, "alice:"+bcryptHash(t, "old-pw", bcrypt.MinCost)+"\n"+bobLine)
-	var reloads sync.WaitGroup
-	reloads.Add(1)
-	var once sync.Once
-	b, err := (&htpasswd.Config{Path: path, ReloadInterval: config.Duration(10 * time.Millisecond)}).Open(context.Background(),
-		authn.Deps{Changed: func() { once.Do(reloads.Done) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	b, changed := openWatchedHtpasswd(t, path)
 	e := newAccountEnv(t, b, nil)
 	alice := e.offlineLogin(t, "alice", "old-pw")
 	bob := e.offlineLogin(t, "bob", "bob-pw")
@@ -146,7 +157,7 @@ func TestSessionEndsWhenHtpasswdPasswordChanges(t *testing.T) {
 	}
 
 	writeFile(t, path, "alice:"+bcryptHash(t, "new-pw", bcrypt.MinCost)+"\n"+bobLine)
-	reloads.Wait()
+	<-changed
 
 	e.assertEnded(t, alice, "alice", "account_changed")
 	if err := e.refresh(bob); err != nil {
@@ -164,18 +175,7 @@ func TestSessionEndsWhenHtpasswdUserRemoved(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "htpasswd")
 	writeFile(t, path, "alice:"+bcryptHash(t, "pw", bcrypt.MinCost)+"\n")
-	changed := make(chan struct{}, 1)
-	b, err := (&htpasswd.Config{Path: path, ReloadInterval: config.Duration(10 * time.Millisecond)}).Open(context.Background(),
-		authn.Deps{Changed: func() {
-			select {
-			case changed <- struct{}{}:
-			default:
-			}
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	b, changed := openWatchedHtpasswd(t, path)
 	e := newAccountEnv(t, b, nil)
 	tok := e.offlineLogin(t, "alice", "pw")
 	writeFile(t, path, "bob:"+bcryptHash(t, "pw", bcrypt.MinCost)+"\n")
@@ -240,18 +240,7 @@ func TestSessionFromBeforeFingerprintsRecordsOne(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "htpasswd")
 	writeFile(t, path, "alice:"+bcryptHash(t, "old-pw", bcrypt.MinCost)+"\n")
-	changed := make(chan struct{}, 1)
-	b, err := (&htpasswd.Config{Path: path, ReloadInterval: config.Duration(10 * time.Millisecond)}).Open(context.Background(),
-		authn.Deps{Changed: func() {
-			select {
-			case changed <- struct{}{}:
-			default:
-			}
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	b, changed := openWatchedHtpasswd(t, path)
 	e := newAccountEnv(t, b, nil)
 	tok := sessions.TokenPrefix + strings.Repeat("Q", 43)
 	now := time.Now().UTC().Truncate(time.Microsecond)
