@@ -74,6 +74,17 @@ func TestAdminServicesPerTarget(t *testing.T) {
 			if len(got) != len(services) {
 				t.Errorf("-target=%s serves %v, want %v", target, got, services)
 			}
+			// Every service it serves refuses a caller without the bearer secret or with another.
+			for _, name := range got {
+				for _, opts := range [][]grpc.CallOption{nil, {grpc.PerRPCCredentials(bearer("not-the-admin-secret-0123456789"))}} {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					err := adminCalls[name](ctx, cc, opts...)
+					cancel()
+					if status.Code(err) != codes.Unauthenticated {
+						t.Errorf("-target=%s: %s with %d credential option(s): %v, want Unauthenticated", target, name, len(opts), err)
+					}
+				}
+			}
 		})
 	}
 }
