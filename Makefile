@@ -55,7 +55,7 @@ unit:
 	$(GO) test -count=1 ./...
 
 e2e: tools build
-	$(GO) test -count=1 -timeout=30m -tags=e2e -v ./e2e/... ./services/signer/vault/... 2>&1 | tee .cache/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}
+	$(GO) test -count=1 -timeout=30m -tags=e2e -v ./e2e/... ./services/signer/keymanager/vault/... 2>&1 | tee .cache/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}
 
 tools:
 	scripts/install-tools.sh all

@@ -10,9 +10,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/portcullis-dev/portcullis/pkg/pgtest"
+	"github.com/portcullis-dev/portcullis/internal/testenv/pgtest"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
-	"github.com/portcullis-dev/portcullis/services/authn/sessions/postgres"
+	"github.com/portcullis-dev/portcullis/services/authn/storage/postgres"
 )
 
 // TestPostgresSetup runs deploy/postgres/portcullis.sql on a real PostgreSQL (Debian's, via

@@ -29,7 +29,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/portcullis-dev/portcullis/pkg/keyid"
+	"github.com/portcullis-dev/portcullis/internal/keyid"
 )
 
 type doctorRun struct {

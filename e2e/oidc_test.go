@@ -18,11 +18,11 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/portcullis-dev/portcullis/pkg/oidctest"
+	"github.com/portcullis-dev/portcullis/internal/testenv/oidctest"
 )
 
 // TestOIDC_WorkloadIdentity_DockerCLI_Crane_Skopeo_Registry3 is a CI job logging in with the
-// token its platform gave it. It starts two test OIDC issuers on loopback (pkg/oidctest: one
+// token its platform gave it. It starts two test OIDC issuers on loopback (internal/testenv/oidctest: one
 // trusted standing in for GitHub Actions, one not), all-in-one Portcullis whose authn chain is
 // htpasswd then an oidc backend named github-actions trusting the first for audience
 // registry.local, with the shipped default policy plus deploy/examples/ci/policy (keyed on the

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-dev/portcullis/pkg/testpki"
+	"github.com/portcullis-dev/portcullis/internal/testenv/testpki"
 )
 
 // TestClients_PlainHTTPRealm_Registry28TLS: Debian's distribution 2.8 served over https

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-dev/portcullis/pkg/pgtest"
+	"github.com/portcullis-dev/portcullis/internal/testenv/pgtest"
 )
 
 // revocationDeadline is the issue's protocol requirement: a session revoked through one
@@ -174,7 +174,7 @@ func (r *replica) awaitRevoked(t *testing.T, revokedAt time.Time, rts ...string)
 
 // TestSessionsReplicas_PostgreSQL_TwoGateways runs two all-in-one Portcullis processes (A
 // and B, real `bin/portcullis` processes) on one real PostgreSQL database (Debian's server,
-// started by pkg/pgtest): the same htpasswd file, policy and signing key file, each with
+// started by internal/testenv/pgtest): the same htpasswd file, policy and signing key file, each with
 // its own admin listener, A also with the admin REST API (admin.http_listen). A refresh
 // token from a login at A is refreshed at B, and B's use shows up in A's `sessions list`
 // once B flushes its last uses. A session revoked through A's REST API, and all of a user's

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-dev/portcullis/pkg/pgtest"
+	"github.com/portcullis-dev/portcullis/internal/testenv/pgtest"
 )
 
 // sessionsAdminSecret is the admin bearer secret of the sessions tests.
@@ -277,7 +277,7 @@ func refreshPOST(t *testing.T, pc *portcullis, rt, clientID string) httpAnswer {
 }
 
 // TestSessions_PostgreSQL_AllInOne runs all-in-one Portcullis with the session store on a
-// real PostgreSQL (Debian's server, started by pkg/pgtest on its own port and data dir):
+// real PostgreSQL (Debian's server, started by internal/testenv/pgtest on its own port and data dir):
 // docker's offline login (GET offline_token=true) and containerd's (POST password grant,
 // access_type=offline) get refresh tokens; the refresh grant works by POST and by GET; the
 // sessions survive a crash of Portcullis; `portcullis sessions revoke` by id and by user ends

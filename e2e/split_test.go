@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/portcullis-dev/portcullis/pkg/testpki"
+	"github.com/portcullis-dev/portcullis/internal/testenv/testpki"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
 	commonv1 "github.com/portcullis-dev/portcullis/proto/portcullis/common/v1"

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	"github.com/portcullis-dev/portcullis/pkg/testpki"
+	"github.com/portcullis-dev/portcullis/internal/testenv/testpki"
 )
 
 // roles are the identities of the split deployment: one certificate each, naming the role

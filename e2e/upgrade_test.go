@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-dev/portcullis/pkg/pgtest"
+	"github.com/portcullis-dev/portcullis/internal/testenv/pgtest"
 )
 
 // upgradeFrom is the earlier release the upgrade test starts from: main before session
@@ -31,7 +31,7 @@ const upgradeFrom = "5b96e096319c23d043bbeb77901c6704ebead4e5"
 // Portcullis in place. It builds `portcullis` at upgradeFrom from this clone's git history
 // (git archive, go build) and runs it with `-config FILE -target=all`, its authn state in
 // SQLite (a file beside the config) and, in a second variant, in a real PostgreSQL (Debian's
-// server, started by pkg/pgtest). In front of the CNCF distribution registry 3.1.2, with the
+// server, started by internal/testenv/pgtest). In front of the CNCF distribution registry 3.1.2, with the
 // real docker CLI and engine and the old binary's own `portcullis robots` CLI:
 //
 //   - `docker login` as alice stores a refresh token (docker's identity token) and a push works;

@@ -29,7 +29,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/portcullis-dev/portcullis/pkg/vaulttest"
+	"github.com/portcullis-dev/portcullis/internal/testenv/vaulttest"
 )
 
 const (

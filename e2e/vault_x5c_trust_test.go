@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/portcullis-dev/portcullis/pkg/vaulttest"
+	"github.com/portcullis-dev/portcullis/internal/testenv/vaulttest"
 )
 
 // TestVaultX5C_TrustIsTheRootAlone: in x5c mode `portcullis registry-config` gives a

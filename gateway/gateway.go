@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/portcullis-dev/portcullis/pkg/telemetry"
+	"github.com/portcullis-dev/portcullis/internal/telemetry"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
 	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"

@@ -13,9 +13,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/portcullis-dev/portcullis/pkg/identity"
-	"github.com/portcullis-dev/portcullis/pkg/pbconv"
-	"github.com/portcullis-dev/portcullis/pkg/randid"
+	"github.com/portcullis-dev/portcullis/internal/identity"
+	"github.com/portcullis-dev/portcullis/internal/pbconv"
+	"github.com/portcullis-dev/portcullis/internal/randid"
 	"github.com/portcullis-dev/portcullis/pkg/scope"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"

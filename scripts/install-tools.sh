@@ -69,9 +69,9 @@ install_debian() {
   # The compose smoke test (make compose-smoke) brings docker-compose.yml up on the machine's engine.
   command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || need+=(docker-compose)
   # The session store's PostgreSQL runs (storetest, e2e) start their own server from the
-  # package's binaries (pkg/pgtest) on their own port and data dir.
+  # package's binaries (internal/testenv/pgtest) on their own port and data dir.
   compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
-  # The LDAP backend's suites start their own OpenLDAP (pkg/ldaptest) from the package's slapd,
+  # The LDAP backend's suites start their own OpenLDAP (internal/testenv/ldaptest) from the package's slapd,
   # seeded with ldapadd from ldap-utils.
   [ -x /usr/sbin/slapd ] || need+=(slapd)
   command -v ldapadd >/dev/null || need+=(ldap-utils)

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/portcullis-dev/portcullis/deploy"
-	"github.com/portcullis-dev/portcullis/pkg/pbconv"
+	"github.com/portcullis-dev/portcullis/internal/pbconv"
 	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
 	"github.com/portcullis-dev/portcullis/services/authz"
 	"github.com/portcullis-dev/portcullis/services/authz/opa"

@@ -32,10 +32,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/portcullis-dev/portcullis/pkg/ldaptest"
-	"github.com/portcullis-dev/portcullis/pkg/oidctest"
-	"github.com/portcullis-dev/portcullis/pkg/pgtest"
-	"github.com/portcullis-dev/portcullis/pkg/vaulttest"
+	"github.com/portcullis-dev/portcullis/internal/testenv/ldaptest"
+	"github.com/portcullis-dev/portcullis/internal/testenv/oidctest"
+	"github.com/portcullis-dev/portcullis/internal/testenv/pgtest"
+	"github.com/portcullis-dev/portcullis/internal/testenv/vaulttest"
 )
 
 func main() {
@@ -1055,7 +1055,7 @@ func refreshRun(s server, n int, onPG bool, pg *pgtest.Server, load func(grant) 
 
 // benchWorkload measures workload identity logins all-in-one: GET /token with a CI job's JWT
 // as the password, verified by an oidc backend (after htpasswd in the chain, which never sees
-// a JWT) trusting an issuer this process runs (pkg/oidctest, RS256). With the login cache on,
+// a JWT) trusting an issuer this process runs (internal/testenv/oidctest, RS256). With the login cache on,
 // each of the n tokens is verified once and then answered from the cache; with it off, every
 // request checks a signature and the claims: the raw cost of a workload login. The issuer's
 // keys are fetched by the first request and cached, as in production. The cache-off run is
@@ -1163,7 +1163,7 @@ func jwtGrant(base string, tokens []string) grant {
 }
 
 // benchLDAP measures logins of directory users all-in-one: GET /token with Basic for users of
-// an OpenLDAP directory on this machine (pkg/ldaptest: Debian's slapd, StartTLS, a test CA),
+// an OpenLDAP directory on this machine (internal/testenv/ldaptest: Debian's slapd, StartTLS, a test CA),
 // found by an ldap backend after htpasswd in the chain (htpasswd does not know them and says so
 // without bcrypt; a directory's success pays none either). With the login cache on, each user's
 // password is checked once and then answered from the cache; with it off, every request

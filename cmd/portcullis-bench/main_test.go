@@ -17,10 +17,10 @@ import (
 
 	yaml "go.yaml.in/yaml/v3"
 
-	"github.com/portcullis-dev/portcullis/pkg/ldaptest"
-	"github.com/portcullis-dev/portcullis/pkg/oidctest"
+	"github.com/portcullis-dev/portcullis/internal/testenv/ldaptest"
+	"github.com/portcullis-dev/portcullis/internal/testenv/oidctest"
 	"github.com/portcullis-dev/portcullis/services/authn"
-	"github.com/portcullis-dev/portcullis/services/authn/backends"
+	"github.com/portcullis-dev/portcullis/services/authn/backend"
 )
 
 func TestStatCPU(t *testing.T) {
@@ -225,11 +225,11 @@ func TestWithBenchT(t *testing.T) {
 func TestWorkloadBackendAcceptsBenchTokens(t *testing.T) {
 	t.Parallel()
 	idp := oidctest.Start(t)
-	decode := func(sc scenario) []backends.Spec {
+	decode := func(sc scenario) []backend.Spec {
 		t.Helper()
 		var cfg struct {
 			Authn struct {
-				Backends []backends.Spec `yaml:"backends"`
+				Backends []backend.Spec `yaml:"backends"`
 			} `yaml:"authn"`
 		}
 		if err := yaml.Unmarshal([]byte(config(t.TempDir(), sc, make([]string, numPorts))), &cfg); err != nil {
@@ -244,7 +244,7 @@ func TestWorkloadBackendAcceptsBenchTokens(t *testing.T) {
 	if len(specs) != 2 || specs[0].Type != "htpasswd" || specs[1].Type != "oidc" {
 		t.Fatalf("backends: %+v, want htpasswd then oidc", specs)
 	}
-	bc, err := backends.Decode(specs[1])
+	bc, err := backend.Decode(specs[1])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +337,7 @@ func TestConfigLockout(t *testing.T) {
 
 // The LDAP runs' config adds an ldap backend after htpasswd on the bench directory, with the
 // login cache off in the cold run only, and that backend logs every bench user in on a real
-// slapd (pkg/ldaptest), as a member of admins (whom the default policy grants bench/... as it
+// slapd (internal/testenv/ldaptest), as a member of admins (whom the default policy grants bench/... as it
 // does the htpasswd user); a wrong password is refused. The bench finds that slapd among this
 // process's children to count its CPU time. Not parallel: no other test may start a slapd
 // meanwhile.
@@ -354,14 +354,14 @@ func TestLDAPBackendAcceptsBenchUsersOnSlapd(t *testing.T) {
 	}
 	d := &ldapDir{url: s.URL, caFile: s.CAFile, bindPasswordFile: pwFile, poolSize: 2}
 
-	var spec backends.Spec
+	var spec backend.Spec
 	for _, cold := range []bool{false, true} {
 		var cfg struct {
 			Authn struct {
 				Cache struct {
 					Disabled bool `yaml:"disabled"`
 				} `yaml:"cache"`
-				Backends []backends.Spec `yaml:"backends"`
+				Backends []backend.Spec `yaml:"backends"`
 			} `yaml:"authn"`
 		}
 		if err := yaml.Unmarshal([]byte(config(dir, scenario{scopes: 1, cold: cold, ldap: d}, make([]string, numPorts))), &cfg); err != nil {
@@ -376,7 +376,7 @@ func TestLDAPBackendAcceptsBenchUsersOnSlapd(t *testing.T) {
 		}
 		spec = specs[1]
 	}
-	bc, err := backends.Decode(spec)
+	bc, err := backend.Decode(spec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/portcullis-dev/portcullis/pkg/grpctls"
+	"github.com/portcullis-dev/portcullis/internal/grpctls"
 )
 
 // adminCLI is what every admin command (`portcullis keys`, `portcullis sessions`) shares:

@@ -23,7 +23,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/portcullis-dev/portcullis/pkg/grpctls"
+	"github.com/portcullis-dev/portcullis/internal/grpctls"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
 	"github.com/portcullis-dev/portcullis/proto/portcullis/openapi"

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-dev/portcullis/pkg/grpctls"
-	"github.com/portcullis-dev/portcullis/pkg/testpki"
+	"github.com/portcullis-dev/portcullis/internal/grpctls"
+	"github.com/portcullis-dev/portcullis/internal/testenv/testpki"
 )
 
 // adminHTTP sends method path to the admin REST API with an optional Authorization header

@@ -13,7 +13,7 @@ import (
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
 	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
-	"github.com/portcullis-dev/portcullis/services/authn/backends"
+	"github.com/portcullis-dev/portcullis/services/authn/backend"
 )
 
 // adminCalls call one method of each admin service.
@@ -50,7 +50,7 @@ func TestAdminServicesPerTarget(t *testing.T) {
 		t.Run(target, func(t *testing.T) {
 			t.Parallel()
 			cfg := withAdmin(t, splitConfig(t))
-			cfg.Authn.Backends = append(cfg.Authn.Backends, backends.Spec{Name: "robots", Type: "robot"})
+			cfg.Authn.Backends = append(cfg.Authn.Backends, backend.Spec{Name: "robots", Type: "robot"})
 			start(t, cfg, target)
 			cc := dialWith(t, cfg.Admin.Listen, insecure.NewCredentials())
 			var got []string

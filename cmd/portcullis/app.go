@@ -23,22 +23,21 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/portcullis-dev/portcullis/gateway"
-	"github.com/portcullis-dev/portcullis/pkg/grpctls"
-	"github.com/portcullis-dev/portcullis/pkg/telemetry"
-	"github.com/portcullis-dev/portcullis/pkg/tlsreload"
+	"github.com/portcullis-dev/portcullis/internal/grpctls"
+	"github.com/portcullis-dev/portcullis/internal/telemetry"
+	"github.com/portcullis-dev/portcullis/internal/tlsreload"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
 	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
 	"github.com/portcullis-dev/portcullis/services/authn"
-	"github.com/portcullis-dev/portcullis/services/authn/authnstore"
-	"github.com/portcullis-dev/portcullis/services/authn/backends"
+	"github.com/portcullis-dev/portcullis/services/authn/backend"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
 	"github.com/portcullis-dev/portcullis/services/authn/robots"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
-	"github.com/portcullis-dev/portcullis/services/authn/sessions/stores"
+	"github.com/portcullis-dev/portcullis/services/authn/storage"
 	"github.com/portcullis-dev/portcullis/services/authz"
 	"github.com/portcullis-dev/portcullis/services/signer"
-	"github.com/portcullis-dev/portcullis/services/signer/keys"
+	"github.com/portcullis-dev/portcullis/services/signer/keymanager"
 )
 
 // module is one part of a process. A target lists the modules it runs and a module's
@@ -330,7 +329,7 @@ func (a *App) startAuthn(ctx context.Context) error {
 		}
 	}}
 	// The state store first: the robot backend reads its robots there.
-	var st authnstore.Store
+	var st storage.Store
 	if a.cfg.storeUsed() {
 		var err error
 		if st, err = a.openStore(ctx); err != nil {
@@ -346,7 +345,7 @@ func (a *App) startAuthn(ctx context.Context) error {
 	}
 	var chain []authn.Member
 	for _, spec := range c.Backends {
-		bc, err := backends.Decode(spec)
+		bc, err := backend.Decode(spec)
 		if err != nil {
 			return fmt.Errorf("backend %q: %w", spec.Name, err)
 		}
@@ -399,7 +398,7 @@ func (a *App) startAuthn(ctx context.Context) error {
 }
 
 // openStore opens authn's state store: sessions, robot accounts and the lockout's counts.
-func (a *App) openStore(ctx context.Context) (authnstore.Store, error) {
+func (a *App) openStore(ctx context.Context) (storage.Store, error) {
 	spec, err := a.cfg.authnStore()
 	if err != nil {
 		return nil, err
@@ -413,11 +412,11 @@ func (a *App) openStore(ctx context.Context) (authnstore.Store, error) {
 			return nil, err
 		}
 	}
-	sc, err := stores.Decode(spec)
+	sc, err := decodeStore(spec)
 	if err != nil {
 		return nil, err
 	}
-	return sc.OpenStore(ctx, authnstore.Deps{Logger: a.log.With("component", "sessions"), Now: a.now})
+	return sc.OpenStore(ctx, storage.Deps{Logger: a.log.With("component", "sessions"), Now: a.now})
 }
 
 // newSessions makes the session manager over st; shutdown closes it (flushing the last-used
@@ -665,7 +664,7 @@ func (a *App) adminServices(log *slog.Logger) []adminService {
 
 func openKeyManager(ctx context.Context, cfg *Config, log *slog.Logger, now func() time.Time, reg prometheus.Registerer,
 	wrapHTTP func(http.RoundTripper) http.RoundTripper) (signer.KeyManager, error) {
-	kc, err := keys.Decode(cfg.Signer.Key)
+	kc, err := keymanager.Decode(cfg.Signer.Key)
 	if err != nil {
 		return nil, err
 	}

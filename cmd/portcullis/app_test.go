@@ -19,9 +19,9 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/portcullis-dev/portcullis/internal/config"
+	"github.com/portcullis-dev/portcullis/internal/testenv/testpki"
 	"github.com/portcullis-dev/portcullis/internal/testutil"
-	"github.com/portcullis-dev/portcullis/pkg/config"
-	"github.com/portcullis-dev/portcullis/pkg/testpki"
 )
 
 func freeAddr(t *testing.T) string {

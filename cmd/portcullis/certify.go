@@ -12,9 +12,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/portcullis-dev/portcullis/pkg/telemetry"
-	"github.com/portcullis-dev/portcullis/services/signer/keys"
-	"github.com/portcullis-dev/portcullis/services/signer/vault"
+	"github.com/portcullis-dev/portcullis/internal/telemetry"
+	"github.com/portcullis-dev/portcullis/services/signer/keymanager"
+	"github.com/portcullis-dev/portcullis/services/signer/keymanager/vault"
 )
 
 const certifyUsage = "usage: portcullis keys certify -config FILE [-interval D] [-vault-token-file FILE | -vault-auth-method approle -vault-role-id ID -vault-secret-id-file FILE | -vault-auth-method kubernetes -vault-role ROLE]"
@@ -56,7 +56,7 @@ func runCertify(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	kc, err := keys.Decode(cfg.Signer.Key)
+	kc, err := keymanager.Decode(cfg.Signer.Key)
 	if err != nil {
 		return err
 	}

@@ -15,16 +15,15 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/portcullis-dev/portcullis/pkg/config"
-	"github.com/portcullis-dev/portcullis/pkg/grpctls"
-	"github.com/portcullis-dev/portcullis/pkg/identity"
-	"github.com/portcullis-dev/portcullis/pkg/keyid"
-	"github.com/portcullis-dev/portcullis/pkg/telemetry"
-	"github.com/portcullis-dev/portcullis/services/authn/backends"
+	"github.com/portcullis-dev/portcullis/internal/config"
+	"github.com/portcullis-dev/portcullis/internal/grpctls"
+	"github.com/portcullis-dev/portcullis/internal/identity"
+	"github.com/portcullis-dev/portcullis/internal/keyid"
+	"github.com/portcullis-dev/portcullis/internal/telemetry"
+	"github.com/portcullis-dev/portcullis/services/authn/backend"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
-	"github.com/portcullis-dev/portcullis/services/authn/sessions/stores"
 	"github.com/portcullis-dev/portcullis/services/authz/opa"
-	"github.com/portcullis-dev/portcullis/services/signer/keys"
+	"github.com/portcullis-dev/portcullis/services/signer/keymanager"
 	yaml "go.yaml.in/yaml/v3"
 )
 
@@ -65,7 +64,7 @@ type SessionsConfig struct {
 	MaxTTL config.Duration `yaml:"max_ttl"`
 	// Store is the old name of authn.store, still read (with a warning at start); setting
 	// both is an error.
-	Store stores.Spec `yaml:"store"`
+	Store StoreSpec `yaml:"store"`
 }
 
 // On says whether sessions are enabled.
@@ -76,7 +75,7 @@ const defaultDataDir = ".portcullis"
 
 // storeSpec is the store as configured: authn.store, or its old name sessions.store; the
 // zero Spec when neither is set. Both set is a validation error (validateSessions).
-func (c *Config) storeSpec() stores.Spec {
+func (c *Config) storeSpec() StoreSpec {
 	if c.Authn.Store.Type != "" || c.Sessions.Store.Type == "" {
 		return c.Authn.Store
 	}
@@ -101,7 +100,7 @@ func (c *Config) Deprecations() []string {
 }
 
 // authnStore is authn.store (or sessions.store), or the default: SQLite in the data dir.
-func (c *Config) authnStore() (stores.Spec, error) {
+func (c *Config) authnStore() (StoreSpec, error) {
 	if spec := c.storeSpec(); spec.Type != "" {
 		return spec, nil
 	}
@@ -109,7 +108,7 @@ func (c *Config) authnStore() (stores.Spec, error) {
 	if dir == "" {
 		dir = defaultDataDir
 	}
-	spec := stores.Spec{Type: "sqlite"}
+	spec := StoreSpec{Type: "sqlite"}
 	err := spec.Config.Encode(map[string]string{"path": filepath.Join(dir, "sessions.db")})
 	return spec, err
 }
@@ -194,8 +193,8 @@ type AuthnConfig struct {
 	// Store is authn's state store, {type: sqlite|postgres, config: {...}}: sessions, robot
 	// accounts (type: robot) and the lockout's counts; opened when any of them is on.
 	// Default: sqlite, <-data-dir>/sessions.db. Old name: sessions.store.
-	Store    stores.Spec     `yaml:"store"`
-	Backends []backends.Spec `yaml:"backends"`
+	Store    StoreSpec      `yaml:"store"`
+	Backends []backend.Spec `yaml:"backends"`
 	// AllowAnonymous lets callers without credentials ask for tokens (default true); the
 	// policy decides what they get (the shipped policies: nothing, or public pulls). False:
 	// such a request gets 401 with the Basic challenge before any policy runs, as docker_auth
@@ -268,8 +267,8 @@ type SignerConfig struct {
 	MaxTTL        config.Duration `yaml:"max_ttl"`
 	NotBeforeSkew config.Duration `yaml:"not_before_skew"`
 	// Audiences are the only aud values the signer signs for (default: gateway.services).
-	Audiences []string  `yaml:"audiences"`
-	Key       keys.Spec `yaml:"key"`
+	Audiences []string        `yaml:"audiences"`
+	Key       keymanager.Spec `yaml:"key"`
 }
 
 // Defaults fills in what a file may leave out. It never adds users.
@@ -434,7 +433,7 @@ func (c *Config) Validate() error {
 				p.Addf(path+".subject_prefix", "%v", err)
 			}
 		}
-		bc, err := backends.Decode(b)
+		bc, err := backend.Decode(b)
 		if err != nil {
 			p.Addf(path, "%v", err)
 			continue
@@ -469,7 +468,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateSessions(&p)
 	p.AddErrs("internal_tls", c.InternalTLS.Validate())
-	kc, err := keys.Decode(c.Signer.Key)
+	kc, err := keymanager.Decode(c.Signer.Key)
 	if err != nil {
 		p.Addf("signer.key", "%v", err)
 	} else {
@@ -515,7 +514,7 @@ func (c *Config) storeUsed() bool { return c.Sessions.On() || c.Authn.Lockout.On
 // robotsUsed says whether a robot backend is configured, whose robots live in the session
 // store and are managed through the admin API.
 func (c *Config) robotsUsed() bool {
-	return slices.ContainsFunc(c.Authn.Backends, func(b backends.Spec) bool { return b.Type == "robot" })
+	return slices.ContainsFunc(c.Authn.Backends, func(b backend.Spec) bool { return b.Type == "robot" })
 }
 
 func (c *Config) validateSessions(p *config.Problems) {
@@ -543,7 +542,7 @@ func (c *Config) validateSessions(p *config.Problems) {
 		p.Addf(key, "%v", err)
 		return
 	}
-	sc, err := stores.Decode(spec)
+	sc, err := decodeStore(spec)
 	if err != nil {
 		p.Addf(key, "%v", err)
 		return

@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-dev/portcullis/pkg/grpctls"
-	"github.com/portcullis-dev/portcullis/services/authn/sessions/sqlite"
-	"github.com/portcullis-dev/portcullis/services/authn/sessions/stores"
+	"github.com/portcullis-dev/portcullis/internal/grpctls"
+	"github.com/portcullis-dev/portcullis/services/authn/storage/sqlite"
 )
 
 func writeFile(t *testing.T, name, body string) string {
@@ -332,7 +331,7 @@ func TestAuthnStoreKey(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sc, err := stores.Decode(spec)
+		sc, err := decodeStore(spec)
 		if p, ok := sc.(*sqlite.Config); err != nil || !ok || p.Path != want {
 			t.Errorf("store %#v, %v; want sqlite at %s", sc, err, want)
 		}

@@ -17,8 +17,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 
+	"github.com/portcullis-dev/portcullis/internal/regtrust"
 	"github.com/portcullis-dev/portcullis/pkg/regclient"
-	"github.com/portcullis-dev/portcullis/pkg/regtrust"
 	"github.com/portcullis-dev/portcullis/pkg/scope"
 )
 

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/internal/regtrust"
 	"github.com/portcullis-dev/portcullis/pkg/regclient"
-	"github.com/portcullis-dev/portcullis/pkg/regtrust"
 	"github.com/portcullis-dev/portcullis/services/signer"
 )
 

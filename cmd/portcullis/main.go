@@ -18,7 +18,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/pflag"
 
-	"github.com/portcullis-dev/portcullis/pkg/telemetry"
+	"github.com/portcullis-dev/portcullis/internal/telemetry"
 )
 
 func main() {

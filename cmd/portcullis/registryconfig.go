@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/portcullis-dev/portcullis/pkg/regtrust"
+	"github.com/portcullis-dev/portcullis/internal/regtrust"
 	"github.com/portcullis-dev/portcullis/services/signer"
 )
 

@@ -19,8 +19,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/portcullis-dev/portcullis/pkg/keyid"
-	"github.com/portcullis-dev/portcullis/pkg/regtrust"
+	"github.com/portcullis-dev/portcullis/internal/keyid"
+	"github.com/portcullis-dev/portcullis/internal/regtrust"
 	"github.com/portcullis-dev/portcullis/services/signer"
 )
 

@@ -16,15 +16,15 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/portcullis-dev/portcullis/internal/config"
 	"github.com/portcullis-dev/portcullis/internal/testutil"
-	"github.com/portcullis-dev/portcullis/pkg/config"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
-	"github.com/portcullis-dev/portcullis/services/authn/backends"
+	"github.com/portcullis-dev/portcullis/services/authn/backend"
 )
 
 // withRobots adds a robot backend to cfg's chain.
 func withRobots(cfg *Config) *Config {
-	cfg.Authn.Backends = append(cfg.Authn.Backends, backends.Spec{Name: "robots", Type: "robot"})
+	cfg.Authn.Backends = append(cfg.Authn.Backends, backend.Spec{Name: "robots", Type: "robot"})
 	return cfg
 }
 

@@ -17,8 +17,8 @@ import (
 
 	commonv1 "github.com/portcullis-dev/portcullis/proto/portcullis/common/v1"
 
-	"github.com/portcullis-dev/portcullis/pkg/grpctls"
-	"github.com/portcullis-dev/portcullis/pkg/testpki"
+	"github.com/portcullis-dev/portcullis/internal/grpctls"
+	"github.com/portcullis-dev/portcullis/internal/testenv/testpki"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
 	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"

@@ -16,7 +16,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 
-	"github.com/portcullis-dev/portcullis/pkg/telemetry"
+	"github.com/portcullis-dev/portcullis/internal/telemetry"
 )
 
 // otlpReceiver is an in-process OTLP/gRPC trace collector that keeps what it is sent.

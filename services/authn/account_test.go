@@ -14,13 +14,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/portcullis-dev/portcullis/pkg/config"
-	"github.com/portcullis-dev/portcullis/pkg/identity"
+	"github.com/portcullis-dev/portcullis/internal/config"
+	"github.com/portcullis-dev/portcullis/internal/identity"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	"github.com/portcullis-dev/portcullis/services/authn"
-	"github.com/portcullis-dev/portcullis/services/authn/htpasswd"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/htpasswd"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/static"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
-	"github.com/portcullis-dev/portcullis/services/authn/static"
 )
 
 // accountEnv is a Server over one real password backend and a real SQLite session store, the

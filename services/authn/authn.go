@@ -10,7 +10,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/portcullis-dev/portcullis/pkg/identity"
+	"github.com/portcullis-dev/portcullis/internal/identity"
 	"github.com/portcullis-dev/portcullis/services/authn/robots"
 )
 

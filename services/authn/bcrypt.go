@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/portcullis-dev/portcullis/pkg/identity"
+	"github.com/portcullis-dev/portcullis/internal/identity"
 )
 
 // CheckHash accepts bcrypt hashes only: htpasswd's MD5, SHA1 and crypt forms are too weak

@@ -11,10 +11,10 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/portcullis-dev/portcullis/pkg/identity"
+	"github.com/portcullis-dev/portcullis/internal/identity"
 	"github.com/portcullis-dev/portcullis/services/authn"
-	"github.com/portcullis-dev/portcullis/services/authn/authntest"
-	"github.com/portcullis-dev/portcullis/services/authn/static"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/backendtest"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/static"
 )
 
 // gate is a backend whose calls block until release is closed (or their context ends);
@@ -190,7 +190,7 @@ func TestCacheHitsDoNotWaitForBcrypt(t *testing.T) {
 	if _, err := c.Authenticate(context.Background(), aliceCreds); err != nil {
 		t.Fatal(err)
 	}
-	defer authntest.Hold(t, lim)()
+	defer backendtest.Hold(t, lim)()
 	if id, err := c.Authenticate(context.Background(), aliceCreds); err != nil || id.Subject != "alice" {
 		t.Fatalf("cached credential while bcrypt is saturated: id = %+v, err = %v", id, err)
 	}

@@ -14,10 +14,10 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/portcullis-dev/portcullis/pkg/identity"
+	"github.com/portcullis-dev/portcullis/internal/identity"
 	"github.com/portcullis-dev/portcullis/services/authn"
-	"github.com/portcullis-dev/portcullis/services/authn/authntest"
-	"github.com/portcullis-dev/portcullis/services/authn/static"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/backendtest"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/static"
 )
 
 type fake struct {
@@ -246,7 +246,7 @@ func TestUnknownUsersComparisonWaitsForTheLimiter(t *testing.T) {
 	lim := authn.NewBcryptLimiter(1, 0)
 	a := openStatic(t, authn.Deps{Bcrypt: lim}, static.User{Name: "alice", PasswordHash: bcryptHash(t, "pw", bcrypt.MinCost)})
 	ch := authn.NewChain([]authn.Member{{Name: "s", Backend: a}}, lim)
-	release := authntest.Hold(t, lim)
+	release := backendtest.Hold(t, lim)
 	for _, user := range []string{"alice", "mallory"} {
 		if _, err := ch.Authenticate(context.Background(), authn.Credentials{Username: user, Password: "x"}); !errors.Is(err, authn.ErrBusy) {
 			t.Fatalf("%s with every slot taken: err = %v, want ErrBusy", user, err)
@@ -361,7 +361,7 @@ func TestClaimedCredentialDeniedWithoutWaitingForBcrypt(t *testing.T) {
 	lim := authn.NewBcryptLimiter(1, 0)
 	a := openStatic(t, authn.Deps{Bcrypt: lim}, static.User{Name: "alice", PasswordHash: bcryptHash(t, "pw", bcrypt.MinCost)})
 	ch := authn.NewChain([]authn.Member{{Name: "s", Backend: a}, {Name: "robots", Backend: &claimer{"pcp_", fake{user: "robot"}}}}, lim)
-	defer authntest.Hold(t, lim)()
+	defer backendtest.Hold(t, lim)()
 	if _, err := ch.Authenticate(context.Background(), authn.Credentials{Username: "alice", Password: "pcp_guess"}); !errors.Is(err, authn.ErrInvalidCredentials) {
 		t.Fatalf("err = %v, want ErrInvalidCredentials (not ErrBusy: no bcrypt for a claimed credential)", err)
 	}

@@ -6,7 +6,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/portcullis-dev/portcullis/pkg/identity"
+	"github.com/portcullis-dev/portcullis/internal/identity"
 	"github.com/portcullis-dev/portcullis/services/authn"
 )
 

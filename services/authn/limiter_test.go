@@ -10,7 +10,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/services/authn"
-	"github.com/portcullis-dev/portcullis/services/authn/authntest"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/backendtest"
 )
 
 func TestLimiterBoundsConcurrentWork(t *testing.T) {
@@ -53,7 +53,7 @@ func TestLimiterWaitEndsWithTheCallersDeadline(t *testing.T) {
 	lim := authn.NewBcryptLimiter(1, 4)
 	var expired atomic.Int32
 	lim.Expired = func() { expired.Add(1) }
-	defer authntest.Hold(t, lim)()
+	defer backendtest.Hold(t, lim)()
 	// The slot stays taken until this test ends, so the outcome does not depend on timing.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
@@ -72,7 +72,7 @@ func TestLimiterTurnsAwayCallersBeyondTheQueue(t *testing.T) {
 	lim := authn.NewBcryptLimiter(1, 1)
 	var busy atomic.Int32
 	lim.Busy = func() { busy.Add(1) }
-	release := authntest.Hold(t, lim)
+	release := backendtest.Hold(t, lim)
 	queued := make(chan error, 1)
 	go func() { queued <- lim.Do(context.Background(), func() {}) }()
 	testutil.Eventually(t, time.Minute, "one call queued", func() bool { return lim.Waiting() == 1 })

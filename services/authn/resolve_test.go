@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/portcullis-dev/portcullis/pkg/identity"
+	"github.com/portcullis-dev/portcullis/internal/identity"
 	"github.com/portcullis-dev/portcullis/services/authn"
 )
 

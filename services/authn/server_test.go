@@ -15,11 +15,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/portcullis-dev/portcullis/pkg/identity"
+	"github.com/portcullis-dev/portcullis/internal/identity"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	"github.com/portcullis-dev/portcullis/services/authn"
-	"github.com/portcullis-dev/portcullis/services/authn/authntest"
-	"github.com/portcullis-dev/portcullis/services/authn/static"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/backendtest"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/static"
 )
 
 type failing struct{ err error }
@@ -77,13 +77,13 @@ func TestServerAnswersSaturatedBcrypt(t *testing.T) {
 	req := &authnv1.AuthenticateRequest{Username: "alice", Password: "pw"}
 
 	full := authn.NewBcryptLimiter(1, 0)
-	defer authntest.Hold(t, full)()
+	defer backendtest.Hold(t, full)()
 	if _, err := serve(full).Authenticate(context.Background(), req); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("queue full: %v, want ResourceExhausted", err)
 	}
 
 	slow := authn.NewBcryptLimiter(1, 4)
-	defer authntest.Hold(t, slow)() // held until the test ends: the deadline passes while waiting
+	defer backendtest.Hold(t, slow)() // held until the test ends: the deadline passes while waiting
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if _, err := serve(slow).Authenticate(ctx, req); status.Code(err) != codes.DeadlineExceeded {

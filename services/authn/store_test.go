@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
-	"github.com/portcullis-dev/portcullis/services/authn/sessions/sqlite"
+	"github.com/portcullis-dev/portcullis/services/authn/storage/sqlite"
 )
 
 // openStore is the store the session tests run on: the real default, SQLite in a temp dir.

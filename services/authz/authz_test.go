@@ -5,7 +5,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/portcullis-dev/portcullis/pkg/identity"
+	"github.com/portcullis-dev/portcullis/internal/identity"
 	"github.com/portcullis-dev/portcullis/pkg/scope"
 	"github.com/portcullis-dev/portcullis/services/authz"
 )

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/portcullis-dev/portcullis/pkg/pbconv"
+	"github.com/portcullis-dev/portcullis/internal/pbconv"
 	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
 )
 

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/portcullis-dev/portcullis/pkg/pbconv"
+	"github.com/portcullis-dev/portcullis/internal/pbconv"
 	signerv1 "github.com/portcullis-dev/portcullis/proto/portcullis/signer/v1"
 )
 

@@ -17,10 +17,10 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/portcullis-dev/portcullis/pkg/keyid"
+	"github.com/portcullis-dev/portcullis/internal/keyid"
 	"github.com/portcullis-dev/portcullis/pkg/scope"
 	"github.com/portcullis-dev/portcullis/services/signer"
-	"github.com/portcullis-dev/portcullis/services/signer/local"
+	"github.com/portcullis-dev/portcullis/services/signer/keymanager/local"
 )
 
 type memKey struct {

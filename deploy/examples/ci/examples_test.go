@@ -19,11 +19,11 @@ import (
 	"github.com/open-policy-agent/opa/v1/tester"
 	yaml "go.yaml.in/yaml/v3"
 
-	"github.com/portcullis-dev/portcullis/pkg/config"
-	"github.com/portcullis-dev/portcullis/pkg/oidctest"
+	"github.com/portcullis-dev/portcullis/internal/config"
+	"github.com/portcullis-dev/portcullis/internal/testenv/oidctest"
 	"github.com/portcullis-dev/portcullis/pkg/scope"
 	"github.com/portcullis-dev/portcullis/services/authn"
-	"github.com/portcullis-dev/portcullis/services/authn/oidc"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/oidc"
 	"github.com/portcullis-dev/portcullis/services/authz"
 	"github.com/portcullis-dev/portcullis/services/authz/opa"
 )

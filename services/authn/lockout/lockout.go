@@ -41,7 +41,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/portcullis-dev/portcullis/pkg/identity"
+	"github.com/portcullis-dev/portcullis/internal/identity"
 	"github.com/portcullis-dev/portcullis/services/authn"
 )
 

@@ -15,13 +15,13 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/portcullis-dev/portcullis/internal/identity"
 	"github.com/portcullis-dev/portcullis/internal/testutil"
-	"github.com/portcullis-dev/portcullis/pkg/identity"
 	"github.com/portcullis-dev/portcullis/services/authn"
-	"github.com/portcullis-dev/portcullis/services/authn/authntest"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/backendtest"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/static"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout/lockouttest"
-	"github.com/portcullis-dev/portcullis/services/authn/static"
 )
 
 func newClock() *testutil.Clock {
@@ -269,7 +269,7 @@ func TestLockedCallerCostsNoBcrypt(t *testing.T) {
 			t.Fatal(got)
 		}
 	}
-	release := authntest.Hold(t, lim)
+	release := backendtest.Hold(t, lim)
 	defer release()
 	for _, pass := range []string{"right", "nope"} {
 		if got := e.try(t, guarded, cred("alice", pass, addrA)); got != lockedFor(time.Second) {

@@ -8,7 +8,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/portcullis-dev/portcullis/pkg/lastuse"
+	"github.com/portcullis-dev/portcullis/internal/lastuse"
 )
 
 // Robot events, as passed to Options.Event; metrics hook in there.

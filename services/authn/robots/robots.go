@@ -7,7 +7,7 @@
 //
 // The Store interface is owned here; the session stores (sqlite, postgres) implement it in
 // the same database (Provider), so replicas sharing one PostgreSQL share robots too. The
-// Manager is what the robot backend (services/authn/robot) and the admin API share in one
+// Manager is what the robot backend (services/authn/backend/robot) and the admin API share in one
 // process; the admin API is AdminServer.
 package robots
 
@@ -24,7 +24,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/portcullis-dev/portcullis/pkg/identity"
+	"github.com/portcullis-dev/portcullis/internal/identity"
 	"github.com/portcullis-dev/portcullis/services/authn/internal/page"
 )
 

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/portcullis-dev/portcullis/pkg/lastuse"
+	"github.com/portcullis-dev/portcullis/internal/lastuse"
 )
 
 // TokenPrefix starts every refresh token so secret scanners can recognize a leaked one.

@@ -15,7 +15,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
-	"github.com/portcullis-dev/portcullis/services/authn/sessions/sqlite"
+	"github.com/portcullis-dev/portcullis/services/authn/storage/sqlite"
 )
 
 const (

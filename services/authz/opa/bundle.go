@@ -20,7 +20,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/logging"
 	"github.com/open-policy-agent/opa/v1/plugins/rest"
 
-	"github.com/portcullis-dev/portcullis/pkg/config"
+	"github.com/portcullis-dev/portcullis/internal/config"
 )
 
 // BundleConfig is an OPA bundle: a local .tar.gz (Path, watched) or one served over HTTP

@@ -21,7 +21,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/portcullis-dev/portcullis/pkg/config"
+	"github.com/portcullis-dev/portcullis/internal/config"
 	"github.com/portcullis-dev/portcullis/services/authz"
 )
 

@@ -7,7 +7,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/rego"
 
-	"github.com/portcullis-dev/portcullis/pkg/randid"
+	"github.com/portcullis-dev/portcullis/internal/randid"
 	"github.com/portcullis-dev/portcullis/pkg/scope"
 	"github.com/portcullis-dev/portcullis/services/authz"
 )

@@ -21,7 +21,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown/print"
 
-	"github.com/portcullis-dev/portcullis/pkg/randid"
+	"github.com/portcullis-dev/portcullis/internal/randid"
 	"github.com/portcullis-dev/portcullis/pkg/scope"
 	"github.com/portcullis-dev/portcullis/services/authz"
 )
