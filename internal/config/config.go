@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -123,4 +124,18 @@ func DecodeTyped[T any](kind string, types map[string]func() T, typ string, n *y
 		return zero, fmt.Errorf("config: %w", err)
 	}
 	return c, nil
+}
+
+// EncodeTyped is DecodeTyped the other way: the type name c has in types, and c as the node
+// of its config section. Programs that build a configuration (the bench, the e2e suite)
+// use it rather than writing YAML by hand.
+func EncodeTyped[T any](kind string, types map[string]func() T, c T) (string, yaml.Node, error) {
+	var n yaml.Node
+	want := reflect.TypeOf(c)
+	for name, mk := range types {
+		if reflect.TypeOf(mk()) == want {
+			return name, n, n.Encode(c)
+		}
+	}
+	return "", n, fmt.Errorf("%T is not a known %s type", c, kind)
 }

@@ -94,6 +94,9 @@ func Fixed(role string) Identify {
 // roles that may call it. A method in neither is refused to everybody.
 type Rules map[string][]string
 
+// MethodsOf is the Rules key that covers every method of the service d describes.
+func MethodsOf(d *grpc.ServiceDesc) string { return "/" + d.ServiceName + "/" }
+
 func (r Rules) roles(method string) ([]string, bool) {
 	if roles, ok := r[method]; ok {
 		return roles, true

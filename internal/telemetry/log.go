@@ -3,7 +3,10 @@
 package telemetry
 
 import (
+	"os"
+
 	"context"
+	"github.com/mattn/go-isatty"
 	"io"
 	"log/slog"
 
@@ -70,4 +73,29 @@ func (h requestIDHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h requestIDHandler) WithGroup(name string) slog.Handler {
 	return requestIDHandler{h.Handler.WithGroup(name)}
+}
+
+// NewLoggerFormat writes text for a person at a terminal and JSON for a log collector; format
+// is log.format: auto (the default) picks by whether w is a terminal.
+func NewLoggerFormat(w io.Writer, level slog.Leveler, format string) *slog.Logger {
+	if LogFormat(format, isTerminal(w)) == "text" {
+		return NewTextLogger(w, level)
+	}
+	return NewLogger(w, level)
+}
+
+// LogFormat resolves log.format's auto to text or json.
+func LogFormat(format string, terminal bool) string {
+	if format == "" || format == "auto" {
+		if terminal {
+			return "text"
+		}
+		return "json"
+	}
+	return format
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }

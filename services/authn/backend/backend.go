@@ -40,3 +40,10 @@ type Spec struct {
 func Decode(s Spec) (authn.BackendConfig, error) {
 	return config.DecodeTyped("authn backend", Types(), s.Type, &s.Config)
 }
+
+// NewSpec is backend name with config c as a config file holds it, for programs that build
+// a configuration rather than write one.
+func NewSpec(name string, c authn.BackendConfig) (Spec, error) {
+	typ, n, err := config.EncodeTyped("authn backend", Types(), c)
+	return Spec{Name: name, Type: typ, Config: n}, err
+}

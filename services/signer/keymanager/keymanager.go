@@ -30,3 +30,10 @@ type Spec struct {
 func Decode(s Spec) (signer.KeyManagerConfig, error) {
 	return config.DecodeTyped("key manager", Types(), s.Type, &s.Config)
 }
+
+// NewSpec is key manager config c as a config file holds it, for programs that build a
+// configuration rather than write one.
+func NewSpec(c signer.KeyManagerConfig) (Spec, error) {
+	typ, n, err := config.EncodeTyped("key manager", Types(), c)
+	return Spec{Type: typ, Config: n}, err
+}
