@@ -115,9 +115,9 @@ type App struct {
 	// grpcByListener names each gRPC server by what it listens for (services, admin,
 	// admin-rest), so a test can see exactly what each serves.
 	grpcByListener map[string]*grpc.Server
-	httpSrvs    []*http.Server
-	conns       []*grpc.ClientConn
-	closers     []func(context.Context) error
+	httpSrvs       []*http.Server
+	conns          []*grpc.ClientConn
+	closers        []func(context.Context) error
 
 	// Ready is closed once every listener is up; the addresses of what this process serves
 	// are then set (GatewayAddr and PublicURL when a gateway runs, MetricsAddr when the
