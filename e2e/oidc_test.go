@@ -238,7 +238,13 @@ func TestOIDC_WorkloadIdentity_DockerCLI_Crane_Skopeo_Registry3(t *testing.T) {
 // shipped default policy and the CI example's.
 func startOIDCAllInOne(t *testing.T, idp *oidctest.Issuer) *portcullis {
 	t.Helper()
-	pc, _ := writePortcullisConfig(t, portcullisConfig{})
+	return startOIDCAllInOneConfig(t, idp, portcullisConfig{})
+}
+
+// startOIDCAllInOneConfig is startOIDCAllInOne from c (KIDMode libtrust for distribution 2.8).
+func startOIDCAllInOneConfig(t *testing.T, idp *oidctest.Issuer, c portcullisConfig) *portcullis {
+	t.Helper()
+	pc, _ := writePortcullisConfig(t, c)
 	policy := filepath.Join(t.TempDir(), "policy")
 	if err := os.Mkdir(policy, 0o700); err != nil {
 		t.Fatal(err)

@@ -55,6 +55,9 @@ func FuzzTokenForm(f *testing.F) {
 		"grant_type=refresh_token&refresh_token=pcr_x&refresh_token=pcr_y&client_id=docker&service=registry.local",
 		"grant_type=client_credentials", "grant_type=%zz", "", "&&==&", "scope=%00&grant_type=password",
 		`{"grant_type":"password"}`,
+		exchangeForm().Encode(),
+		withDup(with(exchangeForm(), "service", "\x00", "audience", "registry.local"), "audience", "other.local").Encode(),
+		with(exchangeForm(), "subject_token", "a.b.", "actor_token", "x", "resource", "https://x/").Encode(),
 	} {
 		for _, ct := range []string{formType, formType + "; charset=utf-8", "application/json", "", "multipart/form-data", ";;="} {
 			f.Add(s, ct)
@@ -67,8 +70,8 @@ func FuzzTokenForm(f *testing.F) {
 		rec := httptest.NewRecorder()
 		e.handler.ServeHTTP(rec, req)
 		checkFuzzAnswer(t, body, rec)
-		if strings.Contains(e.log.String(), fakeRefreshToken) || strings.Contains(e.log.String(), fakeIssuedToken) {
-			t.Fatalf("the log holds a refresh token:\n%s", e.log.String())
+		if strings.Contains(e.log.String(), fakeRefreshToken) || strings.Contains(e.log.String(), fakeIssuedToken) || strings.Contains(e.log.String(), fakeWorkloadJWT) {
+			t.Fatalf("the log holds a refresh or subject token:\n%s", e.log.String())
 		}
 	})
 }

@@ -1,5 +1,6 @@
 // Package gateway is Portcullis's HTTP face: the Docker token protocol (GET /token), its
-// OAuth2 form (POST /token), JWKS and discovery, health. It only translates: every decision
+// OAuth2 form (POST /token: password, refresh and RFC 8693 token exchange grants), JWKS and
+// discovery, health. It only translates: every decision
 // is a gRPC call to authn, authz or signer. Its metrics go to the registry it is given; the
 // token port does not serve them.
 package gateway
@@ -107,6 +108,8 @@ func New(opt Options, c Clients, log *slog.Logger, reg *prometheus.Registry) *Ga
 	for path, h := range map[string]http.HandlerFunc{
 		"/.well-known/jwks.json":            g.handleJWKS,
 		"/.well-known/openid-configuration": g.handleDiscovery,
+		// RFC 8414: where OAuth clients (token exchange) look for the grant types.
+		"/.well-known/oauth-authorization-server": g.handleDiscovery,
 		"/healthz": func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		},

@@ -57,6 +57,15 @@ func (f *fakeAuthn) Authenticate(_ context.Context, in *authnv1.AuthenticateRequ
 	if f.err != nil {
 		return nil, f.err
 	}
+	if tok := in.GetSubjectToken(); tok != "" { // as services/authn.Server answers
+		switch {
+		case in.GetUsername() != "" || in.GetPassword() != "" || in.GetOffline():
+			return nil, status.Error(codes.InvalidArgument, "subject_token excludes username, password and offline")
+		case tok != fakeWorkloadJWT:
+			return nil, status.Error(codes.Unauthenticated, "invalid credentials")
+		}
+		return &authnv1.AuthenticateResponse{Identity: &commonv1.Identity{Subject: fakeWorkloadSubject, Backend: "github-actions"}}, nil
+	}
 	if in.GetUsername() == "" { // as services/authn.Server answers
 		return nil, status.Error(codes.InvalidArgument, "username is required")
 	}
@@ -402,9 +411,12 @@ func TestJWKSDiscoveryAndHealth(t *testing.T) {
 	if code, body, h := get("/.well-known/jwks.json"); code != 200 || body != `{"keys":[]}` || h.Get("Cache-Control") == "" {
 		t.Fatalf("jwks: %d %s", code, body)
 	}
-	if code, body, _ := get("/.well-known/openid-configuration"); code != 200 || !strings.Contains(body, `"https://auth.example.com/.well-known/jwks.json"`) || !strings.Contains(body, `"issuer":"portcullis"`) ||
-		!strings.Contains(body, `"grant_types_supported":["password","refresh_token"]`) {
-		t.Fatalf("discovery: %d %s", code, body)
+	for _, path := range []string{"/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"} {
+		if code, body, _ := get(path); code != 200 || !strings.Contains(body, `"https://auth.example.com/.well-known/jwks.json"`) || !strings.Contains(body, `"issuer":"portcullis"`) ||
+			!strings.Contains(body, `"token_endpoint":"https://auth.example.com/token"`) ||
+			!strings.Contains(body, `"grant_types_supported":["password","refresh_token","urn:ietf:params:oauth:grant-type:token-exchange"]`) {
+			t.Fatalf("discovery %s: %d %s", path, code, body)
+		}
 	}
 	if code, _, _ := get("/healthz"); code != 200 {
 		t.Fatal("healthz")

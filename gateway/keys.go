@@ -42,6 +42,8 @@ func (g *Gateway) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		g.writeError(w, e)
 		return
 	}
+	// The same document answers OpenID Connect discovery and RFC 8414's authorization
+	// server metadata: the token endpoint and the grants are the same.
 	// Never the Host header: a client could make the answer point at a JWKS of its choosing
 	// (and any cache in front of us keep it for others).
 	base := strings.TrimSuffix(g.opt.PublicURL, "/")
@@ -49,6 +51,6 @@ func (g *Gateway) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		"issuer":                resp.GetIssuer(),
 		"jwks_uri":              base + "/.well-known/jwks.json",
 		"token_endpoint":        base + "/token",
-		"grant_types_supported": []string{"password", "refresh_token"},
+		"grant_types_supported": []string{"password", "refresh_token", GrantTypeTokenExchange},
 	})
 }

@@ -38,20 +38,23 @@ const (
 	grantAnonymous = "anonymous"
 	grantPassword  = "password"
 	grantRefresh   = "refresh_token"
+	grantExchange  = "token_exchange" // RFC 8693's grant, GrantTypeTokenExchange
 )
 
 // tokenRequest is a token request after parsing, whichever form it came in.
 type tokenRequest struct {
-	service    string
-	scopes     []scope.Scope
-	grantType  string // grantAnonymous, grantPassword or grantRefresh
-	username   string
-	password   string
-	hasCreds   bool
-	offline    bool   // the client asked for a refresh token
-	refresh    string // the refresh token of a refresh grant: a secret, never logged
-	clientID   string
-	remoteAddr string // the client's, behind trusted proxies (see remoteAddr)
+	service   string
+	scopes    []scope.Scope
+	grantType string // grantAnonymous, grantPassword, grantRefresh or grantExchange
+	username  string
+	password  string
+	// subjectToken is the subject_token of a token exchange: a secret, never logged.
+	subjectToken string
+	hasCreds     bool
+	offline      bool   // the client asked for a refresh token
+	refresh      string // the refresh token of a refresh grant: a secret, never logged
+	clientID     string
+	remoteAddr   string // the client's, behind trusted proxies (see remoteAddr)
 }
 
 type issued struct {
@@ -138,7 +141,8 @@ func (g *Gateway) handleToken(w http.ResponseWriter, r *http.Request) {
 }
 
 // oauthSingleParams may each appear once in an OAuth2 request (RFC 6749 §3.1).
-var oauthSingleParams = []string{"grant_type", "client_id", "service", "scope", "username", "password", "refresh_token", "access_type"}
+var oauthSingleParams = []string{"grant_type", "client_id", "service", "scope", "username", "password", "refresh_token", "access_type",
+	"subject_token", "subject_token_type", "requested_token_type", "actor_token", "actor_token_type"}
 
 // handleOAuthToken serves the OAuth2 form of the token endpoint (distribution's oauth.md):
 // the password grant (access_type=offline asks for a refresh token) and the refresh grant.
@@ -198,6 +202,10 @@ func (g *Gateway) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 			g.finish(w, r, start, req, badRequest("invalid_request", "refresh_token is required for the refresh_token grant"), nil)
 			return
 		}
+	case GrantTypeTokenExchange:
+		// No client_id needed: the subject token names the caller, and no session is made.
+		g.handleTokenExchange(w, r, start, req, f)
+		return
 	case "":
 		g.finish(w, r, start, req, badRequest("invalid_request", "grant_type is required"), nil)
 		return
@@ -239,8 +247,11 @@ func (g *Gateway) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 // invalidGrant is RFC 6749's answer to credentials or a refresh token that are not good.
 func invalidGrant(req *tokenRequest) *apiError {
 	desc := "invalid username or password"
-	if req.grantType == grantRefresh {
+	switch req.grantType {
+	case grantRefresh:
 		desc = "invalid, expired or revoked refresh token"
+	case grantExchange:
+		desc = "invalid, expired or untrusted subject_token"
 	}
 	return badRequest("invalid_grant", desc)
 }
@@ -282,7 +293,7 @@ func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (out *issued, _ 
 		id, refreshToken = pbconv.IdentityFromPB(resp.GetIdentity()), req.refresh
 	case req.hasCreds:
 		resp, err := g.c.Authn.Authenticate(ctx, &authnv1.AuthenticateRequest{
-			Username: req.username, Password: req.password, Service: req.service,
+			Username: req.username, Password: req.password, SubjectToken: req.subjectToken, Service: req.service,
 			ClientId: req.clientID, RemoteAddr: req.remoteAddr, Offline: req.offline,
 		})
 		if err != nil {

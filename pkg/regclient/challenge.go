@@ -1,6 +1,7 @@
 // Package regclient follows a container registry's authentication challenge the way docker,
 // containerd and crane do: ping /v2/, parse WWW-Authenticate, and either fetch a token from
-// the Bearer realm (GET with Basic credentials, or the OAuth2 POST form with a fallback to GET),
+// the Bearer realm (GET with Basic credentials, the OAuth2 POST form with a fallback to GET, or
+// a workload JWT exchanged by the RFC 8693 token exchange grant),
 // check credentials against a registry that answers Basic (Amazon ECR style), or find that
 // the registry needs no authentication. Decode describes a token without verifying it.
 //

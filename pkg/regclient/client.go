@@ -78,6 +78,13 @@ type Request struct {
 	// OAuth sends the password grant by POST (containerd's way) instead of GET with Basic
 	// (docker's way). The refresh grant always goes by POST first.
 	OAuth bool
+	// SubjectToken is a workload's JWT (a CI job's or pod's OIDC token, see ReadSubjectToken)
+	// to exchange for the registry token with the OAuth 2.0 token exchange grant (RFC 8693),
+	// by POST only; Credentials must then be empty. A secret.
+	SubjectToken string
+	// SubjectTokenType is the subject token's type: TokenTypeJWT (the default) or
+	// TokenTypeIDToken.
+	SubjectTokenType string
 }
 
 // Result is the token the realm gave and how it was fetched.
@@ -94,8 +101,13 @@ type Result struct {
 	IssuedAt  string
 	// Method is how the token came: "GET" or "POST".
 	Method string
-	// Grant is "password", "refresh_token" or "anonymous".
+	// Grant is "password", "refresh_token", "token_exchange" or "anonymous".
 	Grant string
+	// IssuedTokenType is the answer's issued_token_type (token exchange: TokenTypeAccessToken).
+	IssuedTokenType string
+	// GrantedScope is the answer's scope, when it names one: a token exchange names it when
+	// less was granted than asked.
+	GrantedScope string
 	// FellBack is the POST answer that sent the client to GET (containerd's fallback for
 	// endpoints without the OAuth2 form); nil when there was none.
 	FellBack *StatusError
@@ -182,6 +194,7 @@ func (c *Client) Ping(ctx context.Context, registry string) ([]Challenge, error)
 }
 
 // FetchToken follows a Bearer challenge to its realm:
+//   - with req.SubjectToken: the token exchange grant (RFC 8693) by POST, never retried by GET;
 //   - with an identity token: the OAuth2 refresh grant by POST;
 //   - with a user and password: GET with Basic credentials (offline_token=true when
 //     req.Offline), or with req.OAuth the OAuth2 password grant by POST;
@@ -214,6 +227,8 @@ func (c *Client) FetchToken(ctx context.Context, ch Challenge, req Request) (*Re
 	cr := req.Credentials
 	var tr tokenAnswer
 	switch {
+	case req.SubjectToken != "":
+		tr, err = c.exchange(ctx, res, req)
 	case cr.IdentityToken != "":
 		res.Grant = "refresh_token"
 		tr, err = c.postThenGet(ctx, res, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {cr.IdentityToken}},
@@ -244,6 +259,7 @@ func (c *Client) FetchToken(ctx context.Context, ch Challenge, req Request) (*Re
 		return nil, fmt.Errorf("%s %s answered 200 without a token", res.Method, realm)
 	}
 	res.RefreshToken, res.ExpiresIn, res.IssuedAt = tr.RefreshToken, tr.ExpiresIn, tr.IssuedAt
+	res.IssuedTokenType, res.GrantedScope = tr.IssuedTokenType, tr.Scope
 	return res, nil
 }
 
@@ -274,6 +290,9 @@ type tokenAnswer struct {
 	RefreshToken string `json:"refresh_token"`
 	ExpiresIn    int64  `json:"expires_in"`
 	IssuedAt     string `json:"issued_at"`
+	// RFC 8693 §2.2.1 (token exchange), and RFC 6749's scope.
+	IssuedTokenType string `json:"issued_token_type"`
+	Scope           string `json:"scope"`
 }
 
 // postThenGet posts the OAuth2 form and falls back to GET with Basic user:secret when the
@@ -343,6 +362,8 @@ func describe(method, realm, user, grant string) string {
 	switch {
 	case grant == "refresh_token":
 		s += " with the refresh token"
+	case grant == "token_exchange":
+		s += " with the subject token (token exchange)"
 	case user != "":
 		s += " as " + printable(user)
 	case grant == "anonymous":

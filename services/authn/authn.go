@@ -52,12 +52,28 @@ func (Password) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, "***") }
 
 // Credentials is what a caller presented.
 type Credentials struct {
-	Username   string
+	Username string
+	// Password is the password, or with Kind SubjectToken the subject token.
 	Password   Password
 	Service    string
 	ClientID   string
 	RemoteAddr string
+	// Kind says what Password holds. A subject token reaches only backends that accept
+	// subject tokens (Backend.AcceptsSubjectTokens), so an exchange cannot be turned into a
+	// password guess, a robot key check or any other login that needs a user name.
+	Kind CredentialKind
 }
+
+// CredentialKind is what a caller presented: a user name and password (the zero value, every
+// login of the Docker token protocol), or a subject token alone.
+type CredentialKind uint8
+
+const (
+	// KindPassword is a user name and a password (or a JWT or key in its place).
+	KindPassword CredentialKind = iota
+	// KindSubjectToken is the subject_token of an RFC 8693 token exchange; Username is empty.
+	KindSubjectToken
+)
 
 // Authenticator is one backend, or a chain of them.
 type Authenticator interface {
@@ -100,6 +116,11 @@ type Backend interface {
 	// ClaimsCredential looks at c's shape only; it must be cheap and must not fail. Asked of
 	// claiming backends only. Default: false.
 	ClaimsCredential(ctx context.Context, c Credentials) bool
+	// AcceptsSubjectTokens says whether the credentials the backend claims may also come as
+	// the subject token of a token exchange (Credentials.Kind KindSubjectToken), with no user
+	// name: a workload JWT names its caller by itself, a robot key does not. The chain sends a
+	// subject token only to claiming backends that say so and that claim it. Default: false.
+	AcceptsSubjectTokens() bool
 
 	// SubjectNamespace is, for a backend whose subjects carry a namespace of their own (the
 	// robot backend's "robot:"), that namespace. The chain accepts from it only subjects in
@@ -133,6 +154,9 @@ func (UnimplementedBackend) Claiming() bool { return false }
 
 // ClaimsCredential answers false.
 func (UnimplementedBackend) ClaimsCredential(context.Context, Credentials) bool { return false }
+
+// AcceptsSubjectTokens answers false: no token exchange.
+func (UnimplementedBackend) AcceptsSubjectTokens() bool { return false }
 
 // SubjectNamespace answers "": no namespace of its own.
 func (UnimplementedBackend) SubjectNamespace() string { return "" }

@@ -188,6 +188,8 @@ func (c *Cache) key(cr Credentials) [32]byte {
 	binary.BigEndian.PutUint64(n[:], uint64(len(cr.Username)))
 	h.Write(n[:]) // length prefix: ("ab","c") and ("a","bc") must not collide
 	h.Write([]byte(cr.Username))
+	// A subject token and the same string as a password reach different backends.
+	h.Write([]byte{byte(cr.Kind)})
 	h.Write([]byte(cr.Password))
 	var out [32]byte
 	h.Sum(out[:0])

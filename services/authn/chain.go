@@ -58,6 +58,15 @@ func NewChain(backends []Member, lim *BcryptLimiter) *Chain {
 
 // Authenticate implements Authenticator.
 func (c *Chain) Authenticate(ctx context.Context, cr Credentials) (identity.Identity, error) {
+	if cr.Kind == KindSubjectToken {
+		// Never a password check, whatever the token looks like: no user name came with it,
+		// so there is no user to hide behind bcrypt work either.
+		id, decided, err := try(ctx, c.claimers(ctx, cr), cr)
+		if !decided {
+			return identity.Identity{}, ErrInvalidCredentials
+		}
+		return id, err
+	}
 	if claimed := c.claimers(ctx, cr); len(claimed) > 0 {
 		id, decided, err := try(ctx, claimed, cr)
 		if !decided {
@@ -128,10 +137,14 @@ func (c *Chain) Claimed(ctx context.Context, cr Credentials) bool {
 	return len(c.claimers(ctx, cr)) > 0
 }
 
-// claimers are the backends that claim cr, in chain order.
+// claimers are the backends that claim cr, in chain order; for a subject token, only those
+// that accept subject tokens.
 func (c *Chain) claimers(ctx context.Context, cr Credentials) []Member {
 	var out []Member
 	for _, b := range c.backends {
+		if cr.Kind == KindSubjectToken && !b.AcceptsSubjectTokens() {
+			continue
+		}
 		if b.Claiming() && b.ClaimsCredential(ctx, cr) {
 			out = append(out, b)
 		}

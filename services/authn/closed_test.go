@@ -15,7 +15,7 @@ import (
 func TestBackendIsClosed(t *testing.T) {
 	t.Parallel()
 	iface := reflect.TypeFor[authn.Backend]()
-	abilities := []string{"Authenticate", "Resolve", "CanResolve", "BcryptCost", "Claiming", "ClaimsCredential", "SubjectNamespace", "Close"}
+	abilities := []string{"Authenticate", "Resolve", "CanResolve", "BcryptCost", "Claiming", "ClaimsCredential", "AcceptsSubjectTokens", "SubjectNamespace", "Close"}
 	for _, name := range abilities {
 		if _, ok := iface.MethodByName(name); !ok {
 			t.Errorf("authn.Backend has no method %s: it is an optional ability a wrapper would drop", name)
@@ -46,6 +46,10 @@ func (r *recordingBackend) BcryptCost(context.Context) int {
 func (r *recordingBackend) Claiming() bool { r.calls["Claiming"]++; return true }
 func (r *recordingBackend) ClaimsCredential(context.Context, authn.Credentials) bool {
 	r.calls["ClaimsCredential"]++
+	return false
+}
+func (r *recordingBackend) AcceptsSubjectTokens() bool {
+	r.calls["AcceptsSubjectTokens"]++
 	return false
 }
 func (r *recordingBackend) SubjectNamespace() string { r.calls["SubjectNamespace"]++; return "" }
@@ -103,8 +107,8 @@ func TestUnimplementedBackendDefaults(t *testing.T) {
 	if _, err := b.Resolve(ctx, "alice"); !errors.Is(err, authn.ErrUnsupported) {
 		t.Errorf("Resolve err = %v, want ErrUnsupported", err)
 	}
-	if b.CanResolve() || b.Claiming() || b.ClaimsCredential(ctx, authn.Credentials{Password: "pcp_x"}) {
-		t.Error("CanResolve, Claiming or ClaimsCredential is true")
+	if b.CanResolve() || b.Claiming() || b.ClaimsCredential(ctx, authn.Credentials{Password: "pcp_x"}) || b.AcceptsSubjectTokens() {
+		t.Error("CanResolve, Claiming, ClaimsCredential or AcceptsSubjectTokens is true")
 	}
 	if b.BcryptCost(ctx) != 0 || b.SubjectNamespace() != "" || b.Close(ctx) != nil {
 		t.Errorf("BcryptCost %d, SubjectNamespace %q, Close %v", b.BcryptCost(ctx), b.SubjectNamespace(), b.Close(ctx))

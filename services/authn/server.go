@@ -95,18 +95,26 @@ func NewServer(a Authenticator, log *slog.Logger, opts ServerOptions) *Server {
 // Authenticate implements authnv1.AuthnServiceServer. An offline login also gets a refresh
 // token, when sessions are on and the backend that vouched for the user can re-read it later.
 func (s *Server) Authenticate(ctx context.Context, req *authnv1.AuthenticateRequest) (*authnv1.AuthenticateResponse, error) {
-	if req.GetUsername() == "" {
-		return nil, status.Error(codes.InvalidArgument, "username is required")
-	}
-	// A name with ':' could pass for a namespaced subject (robot:ci, system:anonymous); no
-	// backend holds one (HTTP Basic cannot carry it either).
-	if identity.CheckBareName(req.GetUsername()) != nil {
-		return nil, status.Error(codes.InvalidArgument, `username must not contain ":"`)
-	}
-	id, err := s.auth.Authenticate(ctx, Credentials{
+	cr := Credentials{
 		Username: req.GetUsername(), Password: Password(req.GetPassword()),
 		Service: req.GetService(), ClientID: req.GetClientId(), RemoteAddr: req.GetRemoteAddr(),
-	})
+	}
+	switch {
+	case req.GetSubjectToken() != "":
+		// One identity per request: a token exchange carrying a user or password as well
+		// would leave it open which of them the token speaks for.
+		if req.GetUsername() != "" || req.GetPassword() != "" || req.GetOffline() {
+			return nil, status.Error(codes.InvalidArgument, "subject_token excludes username, password and offline")
+		}
+		cr.Kind, cr.Password = KindSubjectToken, Password(req.GetSubjectToken())
+	case req.GetUsername() == "":
+		return nil, status.Error(codes.InvalidArgument, "username is required")
+	case identity.CheckBareName(req.GetUsername()) != nil:
+		// A name with ':' could pass for a namespaced subject (robot:ci, system:anonymous); no
+		// backend holds one (HTTP Basic cannot carry it either).
+		return nil, status.Error(codes.InvalidArgument, `username must not contain ":"`)
+	}
+	id, err := s.auth.Authenticate(ctx, cr)
 	s.auditLogin(ctx, req, id, err)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
@@ -157,7 +165,7 @@ func (s *Server) auditLogin(ctx context.Context, req *authnv1.AuthenticateReques
 	}
 	attrs := []any{"result", result, "reason", reason, "username", req.GetUsername(),
 		"subject", id.Subject, "backend", id.Backend, "service", req.GetService(), "client_id", req.GetClientId(),
-		"remote_addr", req.GetRemoteAddr(), "offline", req.GetOffline()}
+		"remote_addr", req.GetRemoteAddr(), "offline", req.GetOffline(), "subject_token", req.GetSubjectToken() != ""}
 	if reason == "subject_refused" {
 		// Which backend needs a subject_prefix; the chain's message holds no secret.
 		attrs = append(attrs, "detail", err.Error())

@@ -783,3 +783,69 @@ type authFunc func(ctx context.Context, cr authn.Credentials) (identity.Identity
 func (f authFunc) Authenticate(ctx context.Context, cr authn.Credentials) (identity.Identity, error) {
 	return f(ctx, cr)
 }
+
+// workload is a backend whose credentials are JWT-shaped and may come as subject tokens (a
+// token exchange), as the oidc backend's: it accepts eyJ.right.sig.
+type workload struct {
+	authn.UnimplementedBackend
+	calls atomic.Int32
+}
+
+func (w *workload) Authenticate(_ context.Context, c authn.Credentials) (identity.Identity, error) {
+	w.calls.Add(1)
+	if c.Password == "eyJ.right.sig" {
+		return identity.Identity{Subject: "job"}, nil
+	}
+	return identity.Identity{}, authn.ErrInvalidCredentials
+}
+func (w *workload) Claiming() bool             { return true }
+func (w *workload) AcceptsSubjectTokens() bool { return true }
+func (w *workload) ClaimsCredential(_ context.Context, c authn.Credentials) bool {
+	return strings.HasPrefix(string(c.Password), "eyJ")
+}
+
+// A workload JWT exchanged as a subject token is as unguessable as one sent as a password
+// (the chain's Claimed, as the application wires it): an address locked by wrong passwords
+// does not hold it off, and wrong ones count toward the address.
+func TestSubjectTokensNeverHeldOffByALock(t *testing.T) {
+	t.Parallel()
+	h, err := bcrypt.GenerateFromPassword([]byte("right"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	people, err := (&static.Config{Users: []static.User{{Name: "alice", PasswordHash: string(h)}}}).Open(context.Background(), authn.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := authn.NewChain([]authn.Member{{Name: "users", Backend: people}, {Name: "ci", Backend: &workload{}}}, nil)
+	e := newEnvWith(t, func(o *lockout.Options) { o.Unguessable = ch.Claimed })
+	auth := e.l.Gate(authn.NewCache(e.l.Guard(ch), time.Hour, 100, e.clk.Now))
+	exchange := func(tok, addr string) string {
+		return e.try(t, auth, authn.Credentials{Kind: authn.KindSubjectToken, Password: authn.Password(tok), RemoteAddr: addr, Service: "registry.local"})
+	}
+	for i := range addrPolicy.MaxFailures {
+		if got := e.try(t, auth, cred(fmt.Sprintf("user%d", i), "guess", addrA)); got != "wrong" {
+			t.Fatalf("attempt %d: %s", i, got)
+		}
+	}
+	if got := e.try(t, auth, cred("alice", "right", addrA)); got != lockedFor(time.Second) {
+		t.Fatalf("a password from the locked address: %s", got)
+	}
+	for i, want := range []string{"ok", "ok", "wrong"} { // the second from the cache, through the gate
+		tok := "eyJ.right.sig"
+		if want == "wrong" {
+			tok = "eyJ.wrong.sig"
+		}
+		if got := exchange(tok, addrA); got != want {
+			t.Fatalf("subject token %d from the locked address: %s, want %s", i, got, want)
+		}
+	}
+	for i := range addrPolicy.MaxFailures {
+		if got := exchange(fmt.Sprintf("eyJ.guess%d.sig", i), addrB); got != "wrong" {
+			t.Fatalf("subject token guess %d: %s", i, got)
+		}
+	}
+	if got := e.try(t, auth, cred("bob", "x", addrB)); got != lockedFor(time.Second) {
+		t.Fatalf("wrong subject tokens did not count toward the address: a password from it is %s", got)
+	}
+}

@@ -89,7 +89,12 @@ type AuthenticateRequest struct {
 	ClientId   string `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	RemoteAddr string `protobuf:"bytes,5,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
 	// Offline asks for a refresh token (docker's offline_token, OAuth2 access_type=offline).
-	Offline       bool `protobuf:"varint,6,opt,name=offline,proto3" json:"offline,omitempty"`
+	Offline bool `protobuf:"varint,6,opt,name=offline,proto3" json:"offline,omitempty"`
+	// SubjectToken is the subject_token of an RFC 8693 token exchange (a workload JWT). When
+	// set, username, password and offline must be empty: the token alone names the caller, and
+	// it goes only to backends that accept subject tokens (the oidc backend), never to a
+	// password check. A secret: never logged.
+	SubjectToken  string `protobuf:"bytes,7,opt,name=subject_token,json=subjectToken,proto3" json:"subject_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -164,6 +169,13 @@ func (x *AuthenticateRequest) GetOffline() bool {
 		return x.Offline
 	}
 	return false
+}
+
+func (x *AuthenticateRequest) GetSubjectToken() string {
+	if x != nil {
+		return x.SubjectToken
+	}
+	return ""
 }
 
 type AuthenticateResponse struct {
@@ -1437,7 +1449,7 @@ var File_portcullis_authn_v1_authn_proto protoreflect.FileDescriptor
 
 const file_portcullis_authn_v1_authn_proto_rawDesc = "" +
 	"\n" +
-	"\x1fportcullis/authn/v1/authn.proto\x12\x13portcullis.authn.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!portcullis/common/v1/common.proto\"\xbf\x01\n" +
+	"\x1fportcullis/authn/v1/authn.proto\x12\x13portcullis.authn.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!portcullis/common/v1/common.proto\"\xe4\x01\n" +
 	"\x13AuthenticateRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x18\n" +
@@ -1445,7 +1457,8 @@ const file_portcullis_authn_v1_authn_proto_rawDesc = "" +
 	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vremote_addr\x18\x05 \x01(\tR\n" +
 	"remoteAddr\x12\x18\n" +
-	"\aoffline\x18\x06 \x01(\bR\aoffline\"w\n" +
+	"\aoffline\x18\x06 \x01(\bR\aoffline\x12#\n" +
+	"\rsubject_token\x18\a \x01(\tR\fsubjectToken\"w\n" +
 	"\x14AuthenticateResponse\x12:\n" +
 	"\bidentity\x18\x01 \x01(\v2\x1e.portcullis.common.v1.IdentityR\bidentity\x12#\n" +
 	"\rrefresh_token\x18\x02 \x01(\tR\frefreshToken\"\x8d\x01\n" +

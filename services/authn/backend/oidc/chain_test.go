@@ -120,3 +120,57 @@ func must(s string, err error) string {
 	}
 	return s
 }
+
+// A workload JWT exchanged as a subject token (RFC 8693, no user name) gets the identity the
+// same JWT gets as a docker login password, and is refused by the same rules: audience,
+// issuer, signature, expiry, max_token_age, required claims, a subject with ':' without a
+// subject_prefix.
+func TestChainExchangesSubjectTokens(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	iss := oidctest.Start(t)
+	deps := authn.Deps{Now: clk.Now}
+	workloads, err := (&oidc.Config{Issuers: []oidc.Issuer{githubIssuer(iss)}}).Open(context.Background(), deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = workloads.Close(context.Background()) })
+	if !workloads.AcceptsSubjectTokens() {
+		t.Fatal("the oidc backend does not accept subject tokens")
+	}
+	prefixed := authn.NewChain([]authn.Member{{Name: "ci", SubjectPrefix: "github:", Backend: workloads}}, nil)
+	bare := authn.NewChain([]authn.Member{{Name: "ci", Backend: workloads}}, nil)
+	exchange := func(ch *authn.Chain, tok string) (string, error) {
+		id, err := ch.Authenticate(context.Background(), authn.Credentials{Kind: authn.KindSubjectToken, Password: authn.Password(tok)})
+		return id.Subject, err
+	}
+
+	good := iss.MustSign(t, githubClaims(iss, clk.Now()))
+	asPassword, err := prefixed.Authenticate(context.Background(), authn.Credentials{Username: "ci", Password: authn.Password(good)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub, err := exchange(prefixed, good); err != nil || sub != asPassword.Subject {
+		t.Fatalf("exchange: subject %q, err %v; want %q as for the docker login", sub, err, asPassword.Subject)
+	}
+	stranger := oidctest.Start(t)
+	old := githubClaims(iss, clk.Now().Add(-2*time.Hour))
+	old["exp"] = clk.Now().Add(time.Hour).Unix()
+	for name, tc := range map[string]struct {
+		ch  *authn.Chain
+		tok string
+	}{
+		"wrong audience":              {prefixed, iss.MustSign(t, with(githubClaims(iss, clk.Now()), "aud", "elsewhere"))},
+		"unknown issuer":              {prefixed, stranger.MustSign(t, githubClaims(stranger, clk.Now()))},
+		"alg none":                    {prefixed, must(iss.Unsigned(githubClaims(iss, clk.Now())))},
+		"HS256 forgery":               {prefixed, must(iss.HS256WithPublicKey(githubClaims(iss, clk.Now())))},
+		"expired":                     {prefixed, iss.MustSign(t, githubClaims(iss, clk.Now().Add(-time.Hour)))},
+		"older than max_token_age":    {prefixed, iss.MustSign(t, old)},
+		"required claim":              {prefixed, iss.MustSign(t, with(githubClaims(iss, clk.Now()), "repository", "evilorg/app"))},
+		"subject with ':' unprefixed": {bare, good},
+	} {
+		if _, err := exchange(tc.ch, tc.tok); !errors.Is(err, authn.ErrInvalidCredentials) {
+			t.Errorf("%s: err = %v, want ErrInvalidCredentials", name, err)
+		}
+	}
+}

@@ -195,6 +195,10 @@ func (b *backend) ClaimsCredential(_ context.Context, c authn.Credentials) bool 
 	return looksLikeJWT(string(c.Password))
 }
 
+// AcceptsSubjectTokens implements authn.Backend: a workload JWT names its caller by itself,
+// so it may be exchanged for a registry token without a user name (RFC 8693).
+func (b *backend) AcceptsSubjectTokens() bool { return true }
+
 // looksLikeJWT reports whether s is a JWS in compact form: three base64url segments (the
 // signature may be empty, as with alg "none", which is then refused here rather than sent to
 // bcrypt), the first a JSON object with a string "alg".
