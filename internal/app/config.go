@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/internal/grpcdial"
+
 	"golang.org/x/crypto/bcrypt"
 
 	yaml "go.yaml.in/yaml/v3"
@@ -566,7 +568,7 @@ func (c *Config) validateGRPCAddrs(p *config.Problems) {
 		}
 		each := []string{a.addr}
 		if strings.HasPrefix(a.path, "gateway.backends.") { // several replicas: a list or dns:///
-			each = backendAddrs(a.addr)
+			each = grpcdial.Addrs(a.addr)
 		}
 		for _, addr := range each {
 			host, _, err := net.SplitHostPort(addr)

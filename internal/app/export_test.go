@@ -2,7 +2,6 @@ package app
 
 import (
 	"slices"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -11,16 +10,9 @@ import (
 
 // What the tests (package app_test, which shares apptest with the cli tests) reach inside.
 var (
-	BackendTarget = backendTarget
 	ParsePrefixes = parsePrefixes
 	DecodeStore   = decodeStore
 )
-
-type DNSBuilder = dnsBuilder
-
-func NewDNSBuilder(refresh, minInterval time.Duration) *DNSBuilder {
-	return &dnsBuilder{refresh: refresh, minInterval: minInterval}
-}
 
 func (a *App) Registry() *prometheus.Registry { return a.reg }
 

@@ -6,6 +6,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/internal/grpcdial"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
@@ -24,7 +26,7 @@ import (
 // stream interceptors given run after authorisation.
 func (a *App) grpcServerOptions(rules grpctls.Rules, useTLS bool, plainRole string,
 	unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor, log *slog.Logger) ([]grpc.ServerOption, error) {
-	opts := serverKeepalive()
+	opts := grpcdial.ServerKeepalive()
 	identify := grpctls.Fixed(plainRole)
 	if useTLS {
 		creds, err := a.cfg.InternalTLS.Server()
@@ -123,12 +125,12 @@ func (a *App) dial(addr, role, healthService string) (*grpc.ClientConn, error) {
 			return inproc.DialContext(ctx)
 		}))
 	} else {
-		target, r, err := backendTarget(addr)
+		target, r, err := grpcdial.Target(addr)
 		if err != nil {
 			return nil, err
 		}
 		addr = target
-		opts = append(opts, grpc.WithDefaultServiceConfig(backendServiceConfig(healthService)), clientKeepalive(), clientReconnect())
+		opts = append(opts, grpc.WithDefaultServiceConfig(grpcdial.ServiceConfig(healthService)), grpcdial.ClientKeepalive(), grpcdial.ClientReconnect())
 		if r != nil {
 			opts = append(opts, grpc.WithResolvers(r))
 		}

@@ -1,4 +1,7 @@
-package app
+// Package grpcdial is how a gateway reaches its services' replicas over gRPC: the forms a
+// backend address takes (one, a list, dns:///), the resolver behind them, round robin over the
+// replicas reporting SERVING, and the keepalive and reconnect settings of both ends.
+package grpcdial
 
 import (
 	"context"
@@ -21,11 +24,11 @@ import (
 //   - dns:///name:port — every address DNS gives, re-resolved as it changes (a headless
 //     Kubernetes service, a compose service scaled up).
 // Calls are balanced round robin over the replicas that report SERVING on gRPC health, so a
-// replica that is draining (see App.drain) or down gets no new calls.
+// replica that is draining (App.drain in internal/app) or down gets no new calls.
 
-// backendTarget turns a backend address into a gRPC target and, for a static list, the
+// Target turns a backend address into a gRPC target and, for a static list, the
 // resolver that serves it.
-func backendTarget(addr string) (string, resolver.Builder, error) {
+func Target(addr string) (string, resolver.Builder, error) {
 	if name, ok := strings.CutPrefix(addr, "dns:///"); ok {
 		b := &dnsBuilder{refresh: dnsRefresh, minInterval: dnsMinInterval}
 		return b.Scheme() + ":///" + name, b, nil
@@ -130,8 +133,8 @@ func (r *dnsResolver) Close() {
 	<-r.done
 }
 
-// backendAddrs lists the host:port addresses a backend address names, for validation.
-func backendAddrs(addr string) []string {
+// Addrs lists the host:port addresses a backend address names, for validation.
+func Addrs(addr string) []string {
 	addr = strings.TrimPrefix(addr, "dns:///")
 	var out []string
 	for _, a := range strings.Split(addr, ",") {
@@ -140,13 +143,13 @@ func backendAddrs(addr string) []string {
 	return out
 }
 
-// backendServiceConfig balances over healthy replicas and retries a call that never reached
+// ServiceConfig balances over healthy replicas and retries a call that never reached
 // a service (UNAVAILABLE) on another replica. Every AuthnService, AuthzService and
 // SignerService call may run twice: a decision or a signature has no effect beyond its answer
 // (an offline login retried after its answer was lost leaves one unused session, which expires).
 // The throttling is the retry budget: when more than half the recent calls failed, retries stop
 // until calls succeed again, so a failing tier is not hit with three times the load.
-func backendServiceConfig(healthService string) string {
+func ServiceConfig(healthService string) string {
 	return fmt.Sprintf(`{
   "loadBalancingConfig": [{"round_robin": {}}],
   "healthCheckConfig": {"serviceName": %q},
@@ -160,24 +163,24 @@ func backendServiceConfig(healthService string) string {
 
 // Keepalives find a replica that vanished without closing its connections (a killed pod,
 // a cut network) in seconds rather than at the next call's deadline. Servers must allow
-// pings this often (serverKeepalive), or they answer GOAWAY "too_many_pings".
+// pings this often (ServerKeepalive), or they answer GOAWAY "too_many_pings".
 const keepaliveTime = 20 * time.Second
 
-func clientKeepalive() grpc.DialOption {
+func ClientKeepalive() grpc.DialOption {
 	return grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: 10 * time.Second, PermitWithoutStream: true})
 }
 
-// clientReconnect retries a lost replica's address at most a second apart (gRPC's default
+// ClientReconnect retries a lost replica's address at most a second apart (gRPC's default
 // backs off to two minutes): a restarted replica takes calls again as soon as it listens, so
 // a rolling restart never finds every replica of a tier waiting out a backoff.
-func clientReconnect() grpc.DialOption {
+func ClientReconnect() grpc.DialOption {
 	return grpc.WithConnectParams(grpc.ConnectParams{
 		Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 		MinConnectTimeout: 5 * time.Second,
 	})
 }
 
-func serverKeepalive() []grpc.ServerOption {
+func ServerKeepalive() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: 10 * time.Second}),
