@@ -302,6 +302,9 @@ func TestLockoutWithoutSessions(t *testing.T) {
 		cfg.Sessions.Enabled = &off
 		cfg.Authn.Lockout.Enabled = &lockoutOn
 		cfg.Authn.Lockout.MaxFailuresPerAccountAddress = 1
+		// A lock long enough that a slow machine's second request still meets it (the
+		// default 1s passed between the two requests under load).
+		cfg.Authn.Lockout.BaseDelay, cfg.Authn.Lockout.MaxDelay = config.Duration(time.Hour), config.Duration(time.Hour)
 		cfg.Gateway.BackendTimeout = config.Duration(time.Minute) // bcrypt under -race
 		a := apptest.Start(t, cfg, "all")
 		req, _ := http.NewRequest("GET", "http://"+a.GatewayAddr+"/token?service=registry.local", nil)
