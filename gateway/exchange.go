@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/internal/jwsshape"
 )
 
 // The names RFC 8693 gives the token exchange grant and the token types Portcullis speaks.
@@ -78,7 +80,7 @@ func (g *Gateway) parseExchange(r *http.Request, req *tokenRequest, f url.Values
 	if rt := f.Get("requested_token_type"); rt != "" && rt != TokenTypeAccessToken {
 		return badRequest("invalid_request", "unsupported requested_token_type "+quoteShort(rt)+"; Portcullis issues "+TokenTypeAccessToken)
 	}
-	if !looksLikeJWS(req.subjectToken) {
+	if !jwsshape.Compact(req.subjectToken) {
 		// Not worth a backend call: authn would refuse it for its shape too.
 		return badRequest("invalid_request", "subject_token is not a JWT (compact JWS)")
 	}
@@ -115,24 +117,6 @@ func (g *Gateway) exchangeTarget(f url.Values) (string, *apiError) {
 		return "", badRequest("invalid_target", "unknown service "+quoteShort(svc))
 	}
 	return svc, nil
-}
-
-// looksLikeJWS reports whether s has the shape of a compact JWS: three base64url segments,
-// the first two not empty (an unsigned token's signature is, and authn refuses it).
-func looksLikeJWS(s string) bool {
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
-		return false
-	}
-	for _, p := range parts {
-		for i := 0; i < len(p); i++ {
-			c := p[i]
-			if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // sameScopes compares two scope lists as sets.

@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"strings"
+
+	"github.com/portcullis-dev/portcullis/internal/jwsshape"
 )
 
 // The names RFC 8693 gives the token exchange grant and the token types used with it.
@@ -41,28 +42,10 @@ func ReadSubjectToken(r io.Reader) (string, error) {
 	switch {
 	case tok == "":
 		return "", errors.New("no subject token: the input is empty")
-	case !looksLikeJWS(tok):
+	case !jwsshape.Compact(tok):
 		return "", fmt.Errorf("the subject token is %w", ErrNotJWT)
 	}
 	return tok, nil
-}
-
-// looksLikeJWS reports whether s has the shape of a compact JWS: three base64url parts, the
-// first two not empty.
-func looksLikeJWS(s string) bool {
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
-		return false
-	}
-	for _, p := range parts {
-		for i := 0; i < len(p); i++ {
-			c := p[i]
-			if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // exchange is FetchToken's token exchange (RFC 8693): one POST of the subject token, no
@@ -73,7 +56,7 @@ func (c *Client) exchange(ctx context.Context, res *Result, req Request) (tokenA
 	if !req.Credentials.Empty() {
 		return tokenAnswer{}, errors.New("a subject token excludes other credentials: the token alone says who is asking")
 	}
-	if !looksLikeJWS(req.SubjectToken) {
+	if !jwsshape.Compact(req.SubjectToken) {
 		return tokenAnswer{}, fmt.Errorf("the subject token is %w", ErrNotJWT)
 	}
 	tt := req.SubjectTokenType

@@ -24,7 +24,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +33,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/internal/jwsshape"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -192,47 +193,12 @@ func (b *backend) Claiming() bool { return true }
 // ClaimsCredential implements authn.Backend: every JWT-shaped password is this
 // kind of backend's, whichever issuer it names, so none reaches a password backend.
 func (b *backend) ClaimsCredential(_ context.Context, c authn.Credentials) bool {
-	return looksLikeJWT(string(c.Password))
+	return jwsshape.WithAlg(string(c.Password))
 }
 
 // AcceptsSubjectTokens implements authn.Backend: a workload JWT names its caller by itself,
 // so it may be exchanged for a registry token without a user name (RFC 8693).
 func (b *backend) AcceptsSubjectTokens() bool { return true }
-
-// looksLikeJWT reports whether s is a JWS in compact form: three base64url segments (the
-// signature may be empty, as with alg "none", which is then refused here rather than sent to
-// bcrypt), the first a JSON object with a string "alg".
-func looksLikeJWT(s string) bool {
-	h, rest, ok := strings.Cut(s, ".")
-	if !ok || h == "" {
-		return false
-	}
-	p, sig, ok := strings.Cut(rest, ".")
-	if !ok || p == "" || !isBase64URL(h) || !isBase64URL(p) || !isBase64URL(sig) {
-		return false
-	}
-	hdr, err := base64.RawURLEncoding.DecodeString(h)
-	if err != nil {
-		return false
-	}
-	var fields map[string]json.RawMessage
-	if json.Unmarshal(hdr, &fields) != nil {
-		return false
-	}
-	rawAlg, ok := fields["alg"]
-	var alg string
-	return ok && json.Unmarshal(rawAlg, &alg) == nil
-}
-
-func isBase64URL(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
 
 // Authenticate implements authn.Backend. The username is ignored (docker login needs
 // one); the password is the token. A token from an issuer not configured here is ErrNoMatch,
@@ -240,7 +206,7 @@ func isBase64URL(s string) bool {
 // ErrUnavailable when the issuer's keys cannot be had.
 func (b *backend) Authenticate(ctx context.Context, cr authn.Credentials) (identity.Identity, error) {
 	raw := string(cr.Password)
-	if !looksLikeJWT(raw) {
+	if !jwsshape.WithAlg(raw) {
 		return identity.Identity{}, authn.ErrNoMatch
 	}
 	if len(raw) > maxTokenBytes {
