@@ -105,3 +105,20 @@ func ts(t *timestamppb.Timestamp) string {
 	}
 	return t.AsTime().UTC().Format(time.RFC3339)
 }
+
+// allPages calls list for each page of an admin list call until the server gives no next
+// page token, so a table or a JSON document holds every item.
+func allPages[T any](list func(pageToken string) (items []T, next string, err error)) ([]T, error) {
+	var all []T
+	for page := ""; ; {
+		items, next, err := list(page)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, items...)
+		if next == "" {
+			return all, nil
+		}
+		page = next
+	}
+}

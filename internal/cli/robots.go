@@ -111,17 +111,14 @@ func printCreated(w io.Writer, resp *authnv1.CreateRobotResponse) error {
 
 // listRobots reads every page, so the table and the JSON hold all of them.
 func listRobots(ctx context.Context, c authnv1.RobotAdminServiceClient, output string, w io.Writer) error {
-	all := &authnv1.ListRobotsResponse{}
-	for page := ""; ; {
+	robots, err := allPages(func(page string) ([]*authnv1.Robot, string, error) {
 		resp, err := c.ListRobots(ctx, &authnv1.ListRobotsRequest{PageToken: page})
-		if err != nil {
-			return fmt.Errorf("robots list: %w", err)
-		}
-		all.Robots = append(all.Robots, resp.GetRobots()...)
-		if page = resp.GetNextPageToken(); page == "" {
-			break
-		}
+		return resp.GetRobots(), resp.GetNextPageToken(), err
+	})
+	if err != nil {
+		return fmt.Errorf("robots list: %w", err)
 	}
+	all := &authnv1.ListRobotsResponse{Robots: robots}
 	if output == "json" {
 		return printJSON(w, all)
 	}

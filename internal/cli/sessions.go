@@ -72,17 +72,14 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 
 // listSessions reads every page, so the table and the JSON hold all of them.
 func listSessions(ctx context.Context, c authnv1.SessionAdminServiceClient, user, output string, w io.Writer) error {
-	all := &authnv1.ListSessionsResponse{}
-	for page := ""; ; {
+	sessions, err := allPages(func(page string) ([]*authnv1.Session, string, error) {
 		resp, err := c.ListSessions(ctx, &authnv1.ListSessionsRequest{Subject: user, PageToken: page})
-		if err != nil {
-			return fmt.Errorf("sessions list: %w", err)
-		}
-		all.Sessions = append(all.Sessions, resp.GetSessions()...)
-		if page = resp.GetNextPageToken(); page == "" {
-			break
-		}
+		return resp.GetSessions(), resp.GetNextPageToken(), err
+	})
+	if err != nil {
+		return fmt.Errorf("sessions list: %w", err)
 	}
+	all := &authnv1.ListSessionsResponse{Sessions: sessions}
 	if output == "json" {
 		return printJSON(w, all)
 	}
