@@ -7,6 +7,9 @@
 //
 // It is a client for people and diagnostics (portcullis token, portcullis doctor), not a
 // transport: it fetches one token and says what happened.
+//
+// Public API: other programs import this package, so its exported names change only in a
+// way that keeps their code compiling (Portcullis's own internals live under internal/).
 package regclient
 
 import (

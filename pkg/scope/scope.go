@@ -1,5 +1,8 @@
 // Package scope models the resource scopes of the distribution token protocol
 // (type[(class)]:name:actions) and parses them with the spec's grammar.
+//
+// Public API: other programs import this package, so its exported names change only in a
+// way that keeps their code compiling (Portcullis's own internals live under internal/).
 package scope
 
 import "strings"

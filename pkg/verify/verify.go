@@ -4,6 +4,9 @@
 // does not hold — which is how a key rotation reaches a verifier. Only the algorithms allowed
 // are accepted (never none or HS*), keys named inside a token (jwk, jku, x5u headers) are
 // never used, and iss, aud, exp, nbf and iat are checked with a leeway.
+//
+// Public API: other programs import this package, so its exported names change only in a
+// way that keeps their code compiling (Portcullis's own internals live under internal/).
 package verify
 
 import (
