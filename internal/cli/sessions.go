@@ -26,7 +26,7 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if verb == "revoke" {
 		fs.StringVar(&id, "id", "", "the session to revoke (its ID, as `sessions list` shows)")
 	}
-	if err := parseFlags(fs, args[1:]); err != nil {
+	if err := parseFlags(ctx, fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
