@@ -346,7 +346,8 @@ func completeFlags(fs *flag.FlagSet, toComplete string) []cobra.Completion {
 	var out []cobra.Completion
 	fs.VisitAll(func(f *flag.Flag) {
 		if strings.HasPrefix(f.Name, prefix) {
-			usage, _, _ := strings.Cut(f.Usage, "\n")
+			_, usage := flag.UnquoteUsage(f)
+			usage, _, _ = strings.Cut(usage, "\n")
 			out = append(out, cobra.CompletionWithDesc(dashes+f.Name, usage))
 		}
 	})
