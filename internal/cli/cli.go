@@ -285,15 +285,19 @@ func flagCmd(use, short string, run func(ctx context.Context, args []string) err
 		},
 	}
 	// cobra completes no flags of a command that parses its own: offer the flag set's.
-	c.ValidArgsFunction = func(cmd *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		if !strings.HasPrefix(toComplete, "-") || strings.Contains(toComplete, "=") {
-			return nil, cobra.ShellCompDirectiveDefault // a value: most are files
+	c.ValidArgsFunction = func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if !strings.HasPrefix(toComplete, "-") || strings.Contains(toComplete, "=") || slices.Contains(args, "--") {
+			return nil, cobra.ShellCompDirectiveDefault // a value or an argument: most are files
 		}
 		ctx := cmd.Context()
 		if ctx == nil {
 			ctx = context.Background()
 		}
-		return completeFlags(flagCmdFlags(ctx, run), toComplete), cobra.ShellCompDirectiveNoFileComp
+		fs := flagCmdFlags(ctx, run)
+		if len(args) > 0 && takesValue(fs, args[len(args)-1]) {
+			return nil, cobra.ShellCompDirectiveDefault // -exchange -: the value, standard input
+		}
+		return completeFlags(fs, toComplete), cobra.ShellCompDirectiveNoFileComp
 	}
 	c.SetHelpFunc(func(cmd *cobra.Command, _ []string) {
 		fmt.Fprintf(cmd.ErrOrStderr(), "%s\n\n", cmd.Short)
@@ -330,6 +334,20 @@ func flagCmdFlags(ctx context.Context, run func(context.Context, []string) error
 	p := &flagsProbe{}
 	_ = run(context.WithValue(ctx, flagsProbeKey{}, p), nil)
 	return p.fs
+}
+
+// takesValue reports whether word is a flag of fs that takes its value from the next word
+// (-name or --name of a flag that is not boolean).
+func takesValue(fs *flag.FlagSet, word string) bool {
+	if fs == nil || !strings.HasPrefix(word, "-") || strings.Contains(word, "=") {
+		return false
+	}
+	f := fs.Lookup(strings.TrimPrefix(strings.TrimPrefix(word, "-"), "-"))
+	if f == nil {
+		return false
+	}
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return !ok || !b.IsBoolFlag()
 }
 
 // completeFlags is fs's flags whose names start as toComplete does, in its spelling: -name as

@@ -126,23 +126,33 @@ func TestCompleteFlags(t *testing.T) {
 		args []string
 		want []string // exactly, in order
 		desc string   // the first candidate's description holds it
+		// files: the word is a value or an argument, completed by the shell as a file name
+		// (directive :0); otherwise a flag, or nothing (:4).
+		files bool
 	}{
-		{[]string{"token", "-ex"}, []string{"-exchange"}, "OAuth 2.0 token exchange (RFC 8693)"},
-		{[]string{"token", "--ex"}, []string{"--exchange"}, "read from FILE (- for standard input)"}, // no value-name quotes
-		{[]string{"token", "-registry", "https://r", "-u"}, []string{"-u"}, "user name"},
-		{[]string{"sessions", "revoke", "-"}, []string{"-addr", "-admin-token-file", "-id", "-o", "-tls-ca", "-tls-cert", "-tls-key", "-tls-server-name", "-user"}, "admin gRPC address"},
-		{[]string{"robots", "list", "-n"}, nil, ""}, // -name is create's and revoke's
-		{[]string{"robots", "create", "-n"}, []string{"-name"}, "its subject is robot:NAME"},
-		{[]string{"policy", "eval", "-s"}, []string{"-scope", "-service"}, "a requested scope"},
-		{[]string{"doctor", "-tok"}, []string{"-token"}, "instead of fetching one"},
-		{[]string{"keys", "certify", "-vault-role"}, []string{"-vault-role", "-vault-role-id"}, "Kubernetes auth role"},
-		{[]string{"token", "-nope"}, nil, ""},
+		{[]string{"token", "-ex"}, []string{"-exchange"}, "OAuth 2.0 token exchange (RFC 8693)", false},
+		{[]string{"token", "--ex"}, []string{"--exchange"}, "read from FILE (- for standard input)", false}, // no value-name quotes
+		{[]string{"token", "-registry", "https://r", "-u"}, []string{"-u"}, "user name", false},
+		{[]string{"sessions", "revoke", "-"}, []string{"-addr", "-admin-token-file", "-id", "-o", "-tls-ca", "-tls-cert", "-tls-key", "-tls-server-name", "-user"}, "admin gRPC address", false},
+		{[]string{"robots", "list", "-n"}, nil, "", false}, // -name is create's and revoke's
+		{[]string{"robots", "create", "-n"}, []string{"-name"}, "its subject is robot:NAME", false},
+		{[]string{"policy", "eval", "-s"}, []string{"-scope", "-service"}, "a requested scope", false},
+		{[]string{"doctor", "-tok"}, []string{"-token"}, "instead of fetching one", false},
+		{[]string{"keys", "certify", "-vault-role"}, []string{"-vault-role", "-vault-role-id"}, "Kubernetes auth role", false},
+		{[]string{"token", "-nope"}, nil, "", false},
+		{[]string{"token", "-exchange", "-"}, nil, "", true},                                    // the value: - is standard input
+		{[]string{"token", "--scope", "-"}, nil, "", true},                                      // the same with two dashes
+		{[]string{"token", "-decode", "-dec"}, []string{"-decode"}, "header and claims", false}, // a boolean takes no value
+		{[]string{"policy", "test", "--", "-"}, nil, "", true},                                  // no flags after --
 	}
 	for _, tc := range cases {
 		c := completeTest(t, tc.args...)
 		if !slices.Equal(c.names, tc.want) {
 			t.Errorf("__complete %q: %q, want %q", tc.args, c.names, tc.want)
 			continue
+		}
+		if want := map[bool]string{true: ":0", false: ":4"}[tc.files]; c.directive != want {
+			t.Errorf("__complete %q: directive %s, want %s", tc.args, c.directive, want)
 		}
 		if len(tc.want) > 0 && !strings.Contains(c.descs[tc.want[0]], tc.desc) {
 			t.Errorf("__complete %q: %s's description %q lacks %q", tc.args, tc.want[0], c.descs[tc.want[0]], tc.desc)
