@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -235,8 +236,9 @@ func (c *tokenCmd) report(res *regclient.Result, offline bool, cr regclient.Cred
 	} else {
 		fmt.Fprintf(c.stderr, "token from %s (service %q) by %s %s; %s; %s\n", res.Realm, res.Service, res.Method, who, scopes, expires)
 	}
-	if res.GrantedScope != "" {
-		// RFC 8693 §2.2.1: the realm names the scope when it granted other than was asked.
+	// RFC 8693 §2.2.1: the realm names the scope when it granted other than was asked (a realm
+	// may name it always; then it says nothing new).
+	if granted := strings.Fields(res.GrantedScope); len(granted) > 0 && !sameWords(granted, res.Scopes) {
 		fmt.Fprintf(c.stderr, "granted scope (less than asked): %s\n", terminalSafe(res.GrantedScope))
 	}
 	switch {
@@ -267,6 +269,14 @@ func (c *tokenCmd) readSubjectToken(file string) (string, error) {
 		return "", fmt.Errorf("-exchange %s: %w", file, err)
 	}
 	return tok, nil
+}
+
+// sameWords reports whether a and b hold the same words, in any order.
+func sameWords(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }
 
 // isSet reports whether the command line gave flag name.

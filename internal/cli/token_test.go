@@ -355,4 +355,23 @@ func TestTokenCmdExchange(t *testing.T) {
 	if strings.Contains(r.stderr, tok) {
 		t.Errorf("the subject token was printed:\n%s", r.stderr)
 	}
+
+	// A realm that names the scope even when it granted all that was asked: nothing to say.
+	alwaysScope := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"a.b.c","issued_token_type":"urn:ietf:params:oauth:token-type:access_token",` +
+			`"token_type":"Bearer","expires_in":60,"scope":"repository:x/y:push repository:x/y:pull"}`))
+	}))
+	t.Cleanup(alwaysScope.Close)
+	other = challengeRegistry(t, `Bearer realm="`+alwaysScope.URL+`/token",service="s"`, false)
+	r = runTokenTest(jwt("s"), "-registry", other, "-exchange", "-", "-scope", "repository:x/y:pull", "-scope", "repository:x/y:push")
+	r.token(t)
+	r.stderrHas(t, "by token exchange (POST); scope repository:x/y:pull repository:x/y:push; expires in 60s")
+	if strings.Contains(r.stderr, "granted scope") {
+		t.Errorf("the realm granted all that was asked, yet:\n%s", r.stderr)
+	}
+
+	// A registry with Basic auth has no realm: the JWT is not sent anywhere.
+	basic := challengeRegistry(t, `Basic realm="Amazon ECR"`, true)
+	runTokenTest(jwt("s"), "-registry", basic, "-exchange", "-").failed(t, "-exchange: a registry with Basic auth has no realm")
 }
