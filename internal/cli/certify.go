@@ -41,7 +41,7 @@ func runCertify(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&auth.Role, "vault-role", "", "the certifier's Kubernetes auth role")
 	fs.StringVar(&auth.ServiceAccountTokenFile, "vault-service-account-token-file", "", "Kubernetes service account token (default: the pod's)")
 	fs.StringVar(&auth.MountPath, "vault-auth-mount", "", "mount path of the auth method (default: approle or kubernetes)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(ctx, fs, args); err != nil {
 		return err
 	}
 	if *cfgPath == "" || fs.NArg() > 0 {

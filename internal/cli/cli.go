@@ -76,8 +76,12 @@ func reported(code int) error {
 }
 
 // parseFlags parses a command's standard-library flags; a parse error is a usage error.
-// flag.ErrHelp (-h) passes through: the flag set has printed its usage.
-func parseFlags(fs *flag.FlagSet, args []string) error {
+// flag.ErrHelp (-h) passes through: the flag set has printed its usage. Under a completion
+// probe (see flagCmdFlags) it hands fs over instead and ends the command.
+func parseFlags(ctx context.Context, fs *flag.FlagSet, args []string) error {
+	if err := probeFlags(ctx, fs); err != nil {
+		return err
+	}
 	err := fs.Parse(args)
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return err
@@ -280,11 +284,92 @@ func flagCmd(use, short string, run func(ctx context.Context, args []string) err
 			return err
 		},
 	}
+	// cobra completes no flags of a command that parses its own: offer the flag set's.
+	c.ValidArgsFunction = func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if !strings.HasPrefix(toComplete, "-") || strings.Contains(toComplete, "=") || slices.Contains(args, "--") {
+			return nil, cobra.ShellCompDirectiveDefault // a value or an argument: most are files
+		}
+		ctx := cmd.Context()
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		fs := flagCmdFlags(ctx, run)
+		if len(args) > 0 && takesValue(fs, args[len(args)-1]) {
+			return nil, cobra.ShellCompDirectiveDefault // -exchange -: the value, standard input
+		}
+		return completeFlags(fs, toComplete), cobra.ShellCompDirectiveNoFileComp
+	}
 	c.SetHelpFunc(func(cmd *cobra.Command, _ []string) {
 		fmt.Fprintf(cmd.ErrOrStderr(), "%s\n\n", cmd.Short)
 		_ = run(cmd.Context(), []string{"-h"})
 	})
 	return c
+}
+
+// flagsProbe, in a command's context, asks for its flag set rather than a run: the command
+// builds its flags as it always does, and parseFlags (or probeFlags) hands them over and ends
+// it before it reads input or does anything. Completion thus offers the very flags the command
+// parses, with no list kept beside them.
+type flagsProbe struct{ fs *flag.FlagSet }
+
+type flagsProbeKey struct{}
+
+// errFlagsProbed ends a probed command. It is flag.ErrHelp to the commands, which end quietly
+// on it as after their usage.
+var errFlagsProbed = fmt.Errorf("flags probed for completion: %w", flag.ErrHelp)
+
+// probeFlags hands fs to a probe in ctx and returns errFlagsProbed; without one, nil. A
+// command that parses its flags without parseFlags calls it first.
+func probeFlags(ctx context.Context, fs *flag.FlagSet) error {
+	p, ok := ctx.Value(flagsProbeKey{}).(*flagsProbe)
+	if !ok {
+		return nil
+	}
+	p.fs = fs
+	return errFlagsProbed
+}
+
+// flagCmdFlags is the flag set a flagCmd's run parses; nil if it parsed none.
+func flagCmdFlags(ctx context.Context, run func(context.Context, []string) error) *flag.FlagSet {
+	p := &flagsProbe{}
+	_ = run(context.WithValue(ctx, flagsProbeKey{}, p), nil)
+	return p.fs
+}
+
+// takesValue reports whether word is a flag of fs that takes its value from the next word
+// (-name or --name of a flag that is not boolean).
+func takesValue(fs *flag.FlagSet, word string) bool {
+	if fs == nil || !strings.HasPrefix(word, "-") || strings.Contains(word, "=") {
+		return false
+	}
+	f := fs.Lookup(strings.TrimPrefix(strings.TrimPrefix(word, "-"), "-"))
+	if f == nil {
+		return false
+	}
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return !ok || !b.IsBoolFlag()
+}
+
+// completeFlags is fs's flags whose names start as toComplete does, in its spelling: -name as
+// the flag package takes them, --name after "--"; each with its usage's first line.
+func completeFlags(fs *flag.FlagSet, toComplete string) []cobra.Completion {
+	if fs == nil {
+		return nil
+	}
+	dashes := "-"
+	if strings.HasPrefix(toComplete, "--") {
+		dashes = "--"
+	}
+	prefix := strings.TrimPrefix(toComplete, dashes)
+	var out []cobra.Completion
+	fs.VisitAll(func(f *flag.Flag) {
+		if strings.HasPrefix(f.Name, prefix) {
+			_, usage := flag.UnquoteUsage(f)
+			usage, _, _ = strings.Cut(usage, "\n")
+			out = append(out, cobra.CompletionWithDesc(dashes+f.Name, usage))
+		}
+	})
+	return out
 }
 
 // helpCmd is `portcullis help [command]`; unlike cobra's, an unknown topic is a usage error.

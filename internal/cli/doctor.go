@@ -106,6 +106,9 @@ func (d *doctorCmd) exec(ctx context.Context, args []string) error {
 	tokenFile := fs.String("token", "", "check this token (a file, or - for standard input) instead of fetching one")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long the whole check may take")
 	fs.BoolVar(&d.insecureRealm, "insecure-realm", false, "send the credentials to a plain-http realm named by an https registry anyway (in clear; for a lab only)")
+	if err := probeFlags(ctx, fs); err != nil {
+		return err
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(d.tok.stderr, doctorUsage+"\nflags:\n")

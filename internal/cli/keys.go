@@ -22,7 +22,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	verb := args[0]
 	fs, cli := newAdminFlags("keys "+verb, "admin.listen of the process running the signer", stderr)
-	if err := parseFlags(fs, args[1:]); err != nil {
+	if err := parseFlags(ctx, fs, args[1:]); err != nil {
 		return err
 	}
 	if err := cli.check(); err != nil {

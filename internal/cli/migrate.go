@@ -94,7 +94,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("portcullis migrate docker-auth", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.String("out", "", "directory to write portcullis.yaml, htpasswd and policy/ into (required; must not exist or be empty)")
-	if err := parseFlags(fs, args[1:]); err != nil {
+	if err := parseFlags(ctx, fs, args[1:]); err != nil {
 		return err
 	}
 	if *out == "" || fs.NArg() != 1 {

@@ -52,7 +52,7 @@ func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := flag.NewFlagSet("portcullis policy test", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	verbose := fs.Bool("v", false, "list passing tests too")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(ctx, fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -135,7 +135,7 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 	backend := fs.String("backend", "", "the authn backend that vouched for the caller")
 	at := fs.String("time", "", "decide as of this time (RFC 3339; default now), for time-bound grants")
 	asJSON := fs.Bool("json", false, "print the decision as JSON")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(ctx, fs, args); err != nil {
 		return err
 	}
 	var problems []string

@@ -35,7 +35,7 @@ func runRegistryConfig(ctx context.Context, args []string, stdout, stderr io.Wri
 	out := fs.String("out", "", "directory to write auth-token.yml, rootcertbundle.pem and (not in x5c mode) jwks.json into (required)")
 	version := fs.String("registry-version", "3", "the distribution major the files are for: 3 (3.x, reads jwks and the bundle) or 2 (2.x, e.g. 2.8: "+
 		"the bundle only, by libtrust key ID); with 2, a key 2.x would refuse is an error naming the fix")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(ctx, fs, args); err != nil {
 		return err
 	}
 	if *out == "" {

@@ -42,7 +42,7 @@ func runRobots(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Var(&labels, "label", "a label KEY=VALUE of the robot (repeat for several)")
 		fs.DurationVar(&expires, "expires", 0, "the key stops working this long after creation (e.g. 720h); 0: never")
 	}
-	if err := parseFlags(fs, args[1:]); err != nil {
+	if err := parseFlags(ctx, fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

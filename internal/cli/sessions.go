@@ -24,9 +24,9 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	user := fs.String("user", "", "the user (subject) whose sessions to list or revoke")
 	var id string
 	if verb == "revoke" {
-		fs.StringVar(&id, "id", "", "the session to revoke (its ID, as `sessions list` shows)")
+		fs.StringVar(&id, "id", "", "the session to revoke: its `ID`, as 'sessions list' shows")
 	}
-	if err := parseFlags(fs, args[1:]); err != nil {
+	if err := parseFlags(ctx, fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -18,11 +20,17 @@ import (
 )
 
 const tokenUsage = `usage: portcullis token -registry URL [-scope SCOPE]...
-         [-u USER (-p PASS | --password-stdin) [-offline] [-oauth] | -identity-token TOKEN [-u USER] | -docker-config]
+         [-u USER (-p PASS | --password-stdin) [-offline] [-oauth] | -identity-token TOKEN [-u USER] | -docker-config
+          | -exchange FILE|-]
          [-decode] [-insecure-realm] [-timeout D]
 
 Pings URL/v2/ and follows the registry's WWW-Authenticate challenge. Standard output gets the
 token and nothing else; what happened (and -decode's header and claims) goes to standard error.
+
+-exchange is for workloads (a CI job, a pod): it reads the JWT their platform gave them from
+FILE, or standard input for -, and trades it for the registry token by OAuth 2.0 token exchange
+(RFC 8693, one POST to the realm), with no docker login. The realm decides whether it trusts the
+JWT (Portcullis: its oidc backends); the JWT itself is never printed.
 
 Credentials go only where they are safe: an https registry whose realm is plain http is
 refused (-insecure-realm overrides, for a lab), and a request carrying credentials is not
@@ -52,7 +60,7 @@ func (c *tokenCmd) run(ctx context.Context, args []string) int {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, flag.ErrHelp): // and errFlagsProbed
 		return 0
 	}
 	fmt.Fprintln(c.stderr, "portcullis token:", err)
@@ -77,6 +85,11 @@ func (c *tokenCmd) exec(ctx context.Context, args []string) error {
 	decode := fs.Bool("decode", false, "also print the token's header and claims on stderr (not verified)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long the whole exchange may take")
 	insecureRealm := fs.Bool("insecure-realm", false, "follow a plain-http realm named by an https registry (sends the credentials in clear; for a lab only)")
+	exchange := fs.String("exchange", "", "exchange a workload's JWT, read from `FILE` (- for standard input), for the token: OAuth 2.0 token exchange (RFC 8693); "+
+		"excludes -u, -p, --password-stdin, -identity-token, -docker-config and -offline")
+	if err := probeFlags(ctx, fs); err != nil {
+		return err
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(c.stderr, tokenUsage+"\nflags:\n")
@@ -89,9 +102,29 @@ func (c *tokenCmd) exec(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef(fs.Name(), "unexpected argument %q (flags go before it; see -h)", fs.Arg(0))
 	}
+	if *exchange != "" {
+		// The JWT alone says who is asking: a second identity would leave it open whom the
+		// token is for (the realm refuses both at once), and there is no refresh token to keep.
+		var also []string
+		for _, f := range []string{"-u", "-p", "--password-stdin", "-identity-token", "-docker-config", "-offline"} {
+			if isSet(fs, strings.TrimLeft(f, "-")) {
+				also = append(also, f)
+			}
+		}
+		if len(also) > 0 {
+			return usagef(fs.Name(), "-exchange excludes %s: the subject token alone says who is asking (see -h)", strings.Join(also, ", "))
+		}
+	}
 	base, err := registryURL(*registry)
 	if err != nil {
 		return err
+	}
+	var subject string
+	if *exchange != "" {
+		// Read before anything goes on the wire: a wrong file fails here, not at the realm.
+		if subject, err = c.readSubjectToken(*exchange); err != nil {
+			return err
+		}
 	}
 	cr, err := c.credentials(ctx, base, *user, *pass, *passStdin, *identity, *dockerConfig)
 	if err != nil {
@@ -125,6 +158,9 @@ func (c *tokenCmd) exec(ctx context.Context, args []string) error {
 	case "bearer":
 	case "basic":
 		fmt.Fprintln(c.stderr, "registry uses Basic auth (e.g. Amazon ECR); no token to fetch")
+		if subject != "" {
+			return errors.New("-exchange: a registry with Basic auth has no realm to exchange the JWT at")
+		}
 		if err := client.CheckBasic(ctx, base, cr); err != nil {
 			if errors.Is(err, regclient.ErrNoCredentials) {
 				return errors.New("no credentials to check: give -u and -p (or --password-stdin), or -docker-config")
@@ -143,11 +179,18 @@ func (c *tokenCmd) exec(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(c.stderr, "WARNING: -insecure-realm: following the plain-http realm %s of an https registry; credentials cross the network in clear\n", terminalSafe(ch.Realm()))
 	}
-	res, err := client.FetchToken(ctx, ch, regclient.Request{Scopes: scopes, Credentials: cr, Offline: *offline, OAuth: *oauth})
+	res, err := client.FetchToken(ctx, ch, regclient.Request{Scopes: scopes, Credentials: cr, Offline: *offline, OAuth: *oauth, SubjectToken: subject})
 	if err != nil {
 		var se *regclient.StatusError
-		if errors.As(err, &se) && cr.Empty() && se.StatusCode == http.StatusUnauthorized {
-			return fmt.Errorf("%w — the realm wants credentials: give -u, -identity-token or -docker-config", err)
+		switch {
+		case !errors.As(err, &se):
+		case subject != "" && se.Code == "unsupported_grant_type":
+			return fmt.Errorf("%w — the realm does not take the token exchange grant (RFC 8693): "+
+				"log in with the JWT as the password (-u USER --password-stdin) if it accepts workload tokens that way", err)
+		case subject != "" && se.Code == "invalid_grant":
+			return fmt.Errorf("%w — the realm refused the JWT: check its issuer, audience (aud), expiry and claims against the realm's trust rules", err)
+		case subject == "" && cr.Empty() && se.StatusCode == http.StatusUnauthorized:
+			return fmt.Errorf("%w — the realm wants credentials: give -u, -identity-token, -docker-config or -exchange", err)
 		}
 		return err
 	}
@@ -177,6 +220,8 @@ func (c *tokenCmd) report(res *regclient.Result, offline bool, cr regclient.Cred
 		who = "as " + cr.Username
 	case "refresh_token":
 		who = "with the refresh grant"
+	case "token_exchange":
+		who = "by token exchange"
 	}
 	scopes := "no scope: the token grants no access, as docker login's"
 	if len(res.Scopes) > 0 {
@@ -186,13 +231,59 @@ func (c *tokenCmd) report(res *regclient.Result, offline bool, cr regclient.Cred
 	if res.ExpiresIn > 0 {
 		expires = fmt.Sprintf("expires in %ds", res.ExpiresIn)
 	}
-	fmt.Fprintf(c.stderr, "token from %s (service %q) by %s %s; %s; %s\n", res.Realm, res.Service, res.Method, who, scopes, expires)
+	if res.Grant == "token_exchange" {
+		fmt.Fprintf(c.stderr, "token from %s (service %q) %s (%s); %s; %s\n", res.Realm, res.Service, who, res.Method, scopes, expires)
+	} else {
+		fmt.Fprintf(c.stderr, "token from %s (service %q) by %s %s; %s; %s\n", res.Realm, res.Service, res.Method, who, scopes, expires)
+	}
+	// RFC 8693 §2.2.1: the realm names the scope when it granted other than was asked (a realm
+	// may name it always; then it says nothing new).
+	if granted := strings.Fields(res.GrantedScope); len(granted) > 0 && !sameWords(granted, res.Scopes) {
+		fmt.Fprintf(c.stderr, "granted scope (less than asked): %s\n", terminalSafe(res.GrantedScope))
+	}
 	switch {
 	case res.RefreshToken != "" && res.RefreshToken != cr.IdentityToken:
 		fmt.Fprintf(c.stderr, "refresh token (secret; use it with -identity-token): %s\n", res.RefreshToken)
 	case offline && res.RefreshToken == "":
 		fmt.Fprintln(c.stderr, "asked for a refresh token (-offline), but the token endpoint gave none")
 	}
+}
+
+// readSubjectToken reads -exchange's JWT from file, or standard input for "-". Errors name
+// the file, never what it holds: a secret may be in the wrong place.
+func (c *tokenCmd) readSubjectToken(file string) (string, error) {
+	if file == "-" {
+		tok, err := regclient.ReadSubjectToken(c.stdin)
+		if err != nil {
+			return "", fmt.Errorf("-exchange -: standard input: %w", err)
+		}
+		return tok, nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return "", fmt.Errorf("-exchange: %w", err)
+	}
+	defer f.Close()
+	tok, err := regclient.ReadSubjectToken(f)
+	if err != nil {
+		return "", fmt.Errorf("-exchange %s: %w", file, err)
+	}
+	return tok, nil
+}
+
+// sameWords reports whether a and b hold the same words, in any order.
+func sameWords(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
+
+// isSet reports whether the command line gave flag name.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // credentials gathers the login from the flags or docker's config.

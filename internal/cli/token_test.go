@@ -2,15 +2,21 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/portcullis-dev/portcullis/internal/app"
+	"github.com/portcullis-dev/portcullis/services/authn/backend"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/oidc"
 
 	"github.com/portcullis-dev/portcullis/internal/testenv/apptest"
+	"github.com/portcullis-dev/portcullis/internal/testenv/oidctest"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 )
@@ -192,7 +198,7 @@ func TestTokenCmdOtherRegistries(t *testing.T) {
 	}))
 	t.Cleanup(closedRealm.Close)
 	reg := challengeRegistry(t, `Bearer realm="`+closedRealm.URL+`/token",service="s"`, false)
-	runTokenTest("", "-registry", reg).failed(t, "anonymously: 401 Unauthorized: anonymous access is disabled", "give -u, -identity-token or -docker-config")
+	runTokenTest("", "-registry", reg).failed(t, "anonymously: 401 Unauthorized: anonymous access is disabled", "give -u, -identity-token, -docker-config or -exchange")
 
 	// A realm without the OAuth2 form that hands out opaque tokens (not JWTs).
 	getOnly := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -242,7 +248,130 @@ func TestTokenCmdFlags(t *testing.T) {
 		runTokenTest(tc.stdin, tc.args...).exited(t, tc.code, tc.want)
 	}
 	r := runTokenTest("", "-h")
-	if r.code != 0 || !strings.Contains(r.stderr, "usage: portcullis token -registry URL") || !strings.Contains(r.stderr, "-docker-config") {
+	if r.code != 0 || !strings.Contains(r.stderr, "usage: portcullis token -registry URL") || !strings.Contains(r.stderr, "-docker-config") ||
+		!strings.Contains(r.stderr, "-exchange FILE|-") || !strings.Contains(r.stderr, "OAuth 2.0 token exchange (RFC 8693)") {
 		t.Errorf("-h: exit %d\n%s", r.code, r.stderr)
 	}
+}
+
+// TestTokenCmdExchange runs `portcullis token -exchange` against an in-process Portcullis
+// whose oidc backend trusts a test issuer: the JWT from a file and from standard input, the
+// flags it excludes, a JWT the realm refuses, input that is no JWT, and a realm without the
+// grant. The subject token never shows in what the command prints.
+func TestTokenCmdExchange(t *testing.T) {
+	t.Parallel()
+	idp := oidctest.Start(t)
+	cfg, err := app.DevConfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Gateway.Listen = "127.0.0.1:0"
+	spec, err := backend.NewSpec("ci", &oidc.Config{Issuers: []oidc.Issuer{{
+		Issuer: idp.URL, Audiences: []string{"registry.local"}, Algorithms: []string{"RS256"},
+		Claims: map[string]oidc.Strings{"repository": {"myorg/*"}}, Subject: "sub",
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.SubjectPrefix = "ci:"
+	cfg.Authn.Backends = append(cfg.Authn.Backends, spec)
+	a := apptest.Start(t, cfg, "all")
+	realm := "http://" + a.GatewayAddr + "/token"
+	reg := challengeRegistry(t, `Bearer realm="`+realm+`",service="registry.local"`, false)
+
+	// jwt is a job's token for aud; each has its own jti, as RS256 signs equal claims alike.
+	jwt := func(aud string) string {
+		c := idp.Claims(aud, time.Now(), 10*time.Minute)
+		c["sub"], c["repository"], c["jti"] = "repo:myorg/app:ref:refs/heads/main", "myorg/app", rand.Text()
+		return idp.MustSign(t, c)
+	}
+	file := func(content string) string {
+		p := filepath.Join(t.TempDir(), "token")
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// The default policy lets any caller with credentials pull from library/ and nothing
+	// more: asking for push too is granted less, which the realm names.
+	const pull, pullPush = "repository:library/app:pull", "repository:library/app:pull,push"
+	goodFile, goodStdin, wrongAud := jwt("registry.local"), jwt("registry.local"), jwt("other.example.com")
+	cases := []struct {
+		name         string
+		args         []string
+		stdin        string
+		secret       string // the subject token, which must not be printed
+		code         int
+		wantStderr   []string // success: lines of the report
+		wantErr      []string // failure: the one-line error
+		noGrantedMsg bool
+	}{
+		{name: "from a file", args: []string{"-exchange", file(goodFile + "\n"), "-scope", pull, "-decode"}, secret: goodFile,
+			wantStderr: []string{"token from " + realm + ` (service "registry.local") by token exchange (POST); scope ` + pull + "; expires in ",
+				"  sub:  ci:repo:myorg/app:ref:refs/heads/main\n", "  access:\n    " + pull + "\n"}, noGrantedMsg: true},
+		{name: "from stdin, granted less", args: []string{"-exchange", "-", "-scope", pullPush}, stdin: "  " + goodStdin + "\r\n", secret: goodStdin,
+			wantStderr: []string{"by token exchange (POST); scope " + pullPush, "granted scope (less than asked): " + pull + "\n"}},
+		{name: "refused JWT", args: []string{"-exchange", "-", "-scope", pull}, stdin: wrongAud, secret: wrongAud, code: 1,
+			wantErr: []string{"POST " + realm, "400 Bad Request", "(invalid_grant)", "the realm refused the JWT"}},
+		{name: "not a JWT", args: []string{"-exchange", file("hunter2\n")}, secret: "hunter2", code: 1,
+			wantErr: []string{"-exchange ", "not a JWT"}},
+		{name: "empty stdin", args: []string{"-exchange", "-"}, stdin: "\n", code: 1, wantErr: []string{"-exchange -: standard input: no subject token"}},
+		{name: "no such file", args: []string{"-exchange", filepath.Join(t.TempDir(), "nope")}, code: 1, wantErr: []string{"-exchange: open ", "no such file"}},
+		{name: "with -u -p", args: []string{"-exchange", "-", "-u", "alice", "-p", "alice"}, code: 2, wantErr: []string{"-exchange excludes -u, -p:"}},
+		{name: "with --password-stdin", args: []string{"-exchange", "-", "-u", "alice", "--password-stdin"}, code: 2, wantErr: []string{"-exchange excludes -u, --password-stdin:"}},
+		{name: "with -identity-token", args: []string{"-exchange", "-", "-identity-token", "pcr_x"}, code: 2, wantErr: []string{"-exchange excludes -identity-token:"}},
+		{name: "with -docker-config", args: []string{"-exchange", "-", "-docker-config"}, code: 2, wantErr: []string{"-exchange excludes -docker-config:"}},
+		{name: "with -offline", args: []string{"-exchange", "-", "-offline"}, code: 2, wantErr: []string{"-exchange excludes -offline:"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runTokenTest(tc.stdin, append([]string{"-registry", reg}, tc.args...)...)
+			if tc.code == 0 {
+				r.token(t)
+				r.stderrHas(t, tc.wantStderr...)
+			} else {
+				r.exited(t, tc.code, tc.wantErr...)
+			}
+			if tc.noGrantedMsg && strings.Contains(r.stderr, "granted scope") {
+				t.Errorf("all that was asked was granted, yet:\n%s", r.stderr)
+			}
+			if tc.secret != "" && strings.Contains(r.stdout+r.stderr, tc.secret) {
+				t.Errorf("the subject token was printed:\nstdout %q\nstderr:\n%s", r.stdout, r.stderr)
+			}
+		})
+	}
+
+	// A realm that does not know the grant, as a docker_auth would answer.
+	noExchange := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"error":"unsupported_grant_type","error_description":"unsupported grant_type"}`))
+	}))
+	t.Cleanup(noExchange.Close)
+	other := challengeRegistry(t, `Bearer realm="`+noExchange.URL+`/token",service="s"`, false)
+	tok := jwt("s")
+	r := runTokenTest(tok, "-registry", other, "-exchange", "-")
+	r.exited(t, 1, "400 Bad Request", "(unsupported_grant_type)", "the realm does not take the token exchange grant (RFC 8693)")
+	if strings.Contains(r.stderr, tok) {
+		t.Errorf("the subject token was printed:\n%s", r.stderr)
+	}
+
+	// A realm that names the scope even when it granted all that was asked: nothing to say.
+	alwaysScope := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"a.b.c","issued_token_type":"urn:ietf:params:oauth:token-type:access_token",` +
+			`"token_type":"Bearer","expires_in":60,"scope":"repository:x/y:push repository:x/y:pull"}`))
+	}))
+	t.Cleanup(alwaysScope.Close)
+	other = challengeRegistry(t, `Bearer realm="`+alwaysScope.URL+`/token",service="s"`, false)
+	r = runTokenTest(jwt("s"), "-registry", other, "-exchange", "-", "-scope", "repository:x/y:pull", "-scope", "repository:x/y:push")
+	r.token(t)
+	r.stderrHas(t, "by token exchange (POST); scope repository:x/y:pull repository:x/y:push; expires in 60s")
+	if strings.Contains(r.stderr, "granted scope") {
+		t.Errorf("the realm granted all that was asked, yet:\n%s", r.stderr)
+	}
+
+	// A registry with Basic auth has no realm: the JWT is not sent anywhere.
+	basic := challengeRegistry(t, `Basic realm="Amazon ECR"`, true)
+	runTokenTest(jwt("s"), "-registry", basic, "-exchange", "-").failed(t, "-exchange: a registry with Basic auth has no realm")
 }
