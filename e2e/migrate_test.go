@@ -22,7 +22,7 @@ func TestMigrateDockerAuth_Registry3_Skopeo(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "migrated")
 	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
 	defer cancel()
-	fixture := filepath.Join(repoRoot(t), "cmd", "portcullis", "testdata", "docker_auth_labels.yml")
+	fixture := filepath.Join(repoRoot(t), "internal", "cli", "testdata", "docker_auth_labels.yml")
 	if b, err := exec.CommandContext(ctx, portcullisBin(t), "migrate", "docker-auth", "-out", out, fixture).CombinedOutput(); err != nil {
 		t.Fatalf("migrate: %v\n%s", err, b)
 	}
