@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/portcullis-dev/portcullis/internal/app"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	authzv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authz/v1"
 	commonv1 "github.com/portcullis-dev/portcullis/proto/portcullis/common/v1"
@@ -42,7 +43,7 @@ func TestAdminListener_AllInOne(t *testing.T) {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	pc := startAllInOneConfig(t, portcullisConfig{
-		Extra: fmt.Sprintf("admin:\n  token_file: %s\n  listen: %s\n", tokenFile, addr),
+		Admin: app.AdminConfig{TokenFile: tokenFile, Listen: addr},
 	})
 	waitUntil(t, "admin API listening on "+addr, pc.allProcs(), tcpListening(addr))
 

@@ -3,12 +3,13 @@
 package e2e
 
 import (
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/portcullis-dev/portcullis/services/authz/opa"
 )
 
 // TestPolicyBundlePlainHTTPUnsigned: the real binary refuses an unsigned bundle from a
@@ -20,9 +21,10 @@ func TestPolicyBundlePlainHTTPUnsigned(t *testing.T) {
 		http.Error(w, "no bundle yet", http.StatusServiceUnavailable)
 	}))
 	defer srv.Close()
-	unsigned := fmt.Sprintf("    bundle:\n      url: %s/bundles/registry.tar.gz", srv.URL)
+	unsigned := &opa.BundleConfig{URL: srv.URL + "/bundles/registry.tar.gz"}
 
-	pc, _ := writePortcullisConfig(t, portcullisConfig{OPA: unsigned})
+	pc, cfg, _ := newPortcullisConfig(t, portcullisConfig{OPA: opa.Config{Bundle: unsigned}})
+	pc.Config = writeInvalidConfig(t, pc.Dir, cfg, "plain http without verification")
 	out, err := runPortcullis(t, "-config", pc.Config, "-verify-config")
 	if err == nil || !strings.Contains(out, "plain http without verification") || !strings.Contains(out, "insecure: true") {
 		t.Errorf("-verify-config of an unsigned plain-http bundle: %v, want refused naming insecure: true", err)
@@ -32,7 +34,8 @@ func TestPolicyBundlePlainHTTPUnsigned(t *testing.T) {
 		t.Errorf("start with an unsigned plain-http bundle: %v, want refused", err)
 	}
 
-	pc, _ = writePortcullisConfig(t, portcullisConfig{OPA: unsigned + "\n      insecure: true"})
+	unsigned.Insecure = true
+	pc, _ = writePortcullisConfig(t, portcullisConfig{OPA: opa.Config{Bundle: unsigned}})
 	if out, err := runPortcullis(t, "-config", pc.Config, "-verify-config"); err != nil {
 		t.Fatalf("-verify-config with insecure: true: %v\n%s", err, out)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/portcullis-dev/portcullis/internal/keyid"
+	"github.com/portcullis-dev/portcullis/services/signer/keymanager/local"
 )
 
 type doctorRun struct {
@@ -226,7 +227,7 @@ func TestDoctor(t *testing.T) {
 		// key; only the jwks file names the key as everyone else does.
 		keyFile := filepath.Join(t.TempDir(), "quirky.pem")
 		writeZeroLedKey(t, keyFile)
-		q := startAllInOneConfig(t, portcullisConfig{Key: "    type: local\n    config:\n      path: " + keyFile + "\n      kid_mode: thumbprint"})
+		q := startAllInOneConfig(t, portcullisConfig{Key: keySpec(t, &local.Config{Path: keyFile, KeyIDMode: keyid.ModeThumbprint})})
 		qTrust := filepath.Join(t.TempDir(), "trust")
 		out, err := exec.Command(portcullisBin(t), "registry-config", "-config", q.Config, "-service", service, "-realm", q.Realm, "-out", qTrust).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "warning: keep the jwks line: a distribution 3.x registry given only the rootcertbundle would refuse the tokens") {

@@ -34,7 +34,20 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"golang.org/x/crypto/bcrypt"
 
+	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/portcullis-dev/portcullis/internal/app"
+	"github.com/portcullis-dev/portcullis/internal/keyid"
 	"github.com/portcullis-dev/portcullis/internal/testutil"
+	"github.com/portcullis-dev/portcullis/services/authn"
+	"github.com/portcullis-dev/portcullis/services/authn/backend"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/htpasswd"
+	"github.com/portcullis-dev/portcullis/services/authn/storage"
+	"github.com/portcullis-dev/portcullis/services/authn/storage/sqlite"
+	"github.com/portcullis-dev/portcullis/services/authz/opa"
+	"github.com/portcullis-dev/portcullis/services/signer"
+	"github.com/portcullis-dev/portcullis/services/signer/keymanager"
+	"github.com/portcullis-dev/portcullis/services/signer/keymanager/local"
 )
 
 const (
@@ -382,17 +395,18 @@ func startAllInOneDev(t testing.TB) *portcullis {
 
 // portcullisConfig is what the suite varies in a config file.
 type portcullisConfig struct {
-	KIDMode string // thumbprint or libtrust
-	Split   bool   // give each gRPC service its own TCP port
-	// Key replaces the local signing key: the YAML of signer.key, indented by four spaces.
-	Key string
-	// Extra is appended to the file: further top-level sections.
-	Extra string
-	// Sessions is the body of the sessions section, indented by two spaces; default: the
-	// SQLite store in the test's directory.
-	Sessions string
-	// OPA is the body of authz.opa, indented by four spaces; default: the shipped policy.
-	OPA string
+	KIDMode keyid.Mode // of the local key: thumbprint (default) or libtrust
+	Split   bool       // give each gRPC service its own TCP port
+	// Key replaces the local signing key (signer.key; see keySpec).
+	Key keymanager.Spec
+	// Store is authn.store (see storeSpec); zero: SQLite in the test's directory.
+	Store app.StoreSpec
+	// OPA is authz.opa; zero: the shipped policy.
+	OPA opa.Config
+	// Admin is the admin section; zero: no admin API.
+	Admin app.AdminConfig
+	// Edit, when set, changes the config last (further backends, the lockout).
+	Edit func(*app.Config)
 }
 
 // startAllInOneConfig runs `portcullis -config FILE` as one process.
@@ -450,97 +464,174 @@ func (pc *portcullis) waitReady(t testing.TB) {
 	waitUntil(t, "Portcullis "+pc.URL+"/readyz", pc.allProcs(), httpStatus(pc.URL+"/readyz", http.StatusOK))
 }
 
-// writePortcullisConfig writes an htpasswd file (alice/alice in developers, admin/admin in
-// admins) and a config file using the shipped policy and a local key.
+// writePortcullisConfig writes the suite's config file (newPortcullisConfig) with writeConfig.
 func writePortcullisConfig(t testing.TB, c portcullisConfig) (*portcullis, map[string]int) {
 	t.Helper()
+	pc, cfg, ports := newPortcullisConfig(t, c)
+	pc.Config = writeConfig(t, pc.Dir, cfg)
+	return pc, ports
+}
+
+// newPortcullisConfig builds the suite's config in a new directory: the htpasswd users
+// (writeHtpasswd), the shipped policy, a local key and the SQLite store, unless c says
+// otherwise. It writes the htpasswd file and, for the split deployment, the internal PKI;
+// the config file is for the caller to write (writeConfig). pc.Config is empty until then.
+func newPortcullisConfig(t testing.TB, c portcullisConfig) (*portcullis, *app.Config, map[string]int) {
+	t.Helper()
 	dir := t.TempDir()
-	var htpasswd []byte
+	ports := map[string]int{"gateway": freePort(t), "metrics": freePort(t)}
+	base := fmt.Sprintf("http://localhost:%d", ports["gateway"])
+	cfg := &app.Config{}
+	cfg.Log.Level = "info"
+	cfg.Gateway.Listen = fmt.Sprintf("127.0.0.1:%d", ports["gateway"])
+	cfg.Gateway.PublicURL = base
+	cfg.Gateway.MetricsListen = fmt.Sprintf("127.0.0.1:%d", ports["metrics"])
+	cfg.Gateway.Services = []string{service}
+	cfg.Authn.Backends = []backend.Spec{backendSpec(t, "users", &htpasswd.Config{
+		Path:   writeHtpasswd(t, dir),
+		Groups: map[string][]string{"developers": {"alice"}, "admins": {"admin"}},
+	})}
+	cfg.Authn.Store = c.Store
+	if cfg.Authn.Store.Type == "" {
+		cfg.Authn.Store = storeSpec(t, &sqlite.Config{Path: filepath.Join(dir, "sessions.db")})
+	}
+	cfg.Authz.OPA = c.OPA
+	cfg.Signer.Issuer = issuer
+	cfg.Signer.Key = c.Key
+	if cfg.Signer.Key.Type == "" {
+		kid := c.KIDMode
+		if kid == "" {
+			kid = keyid.ModeThumbprint
+		}
+		cfg.Signer.Key = keySpec(t, &local.Config{Path: filepath.Join(dir, "signing-key.pem"), KeyIDMode: kid})
+	}
+	cfg.Admin = c.Admin
+	var pki *internalPKI
+	if c.Split {
+		for _, s := range []string{"authn", "authz", "signer"} {
+			ports[s] = freePort(t)
+		}
+		cfg.Authn.Listen = fmt.Sprintf("127.0.0.1:%d", ports["authn"])
+		cfg.Authz.Listen = fmt.Sprintf("127.0.0.1:%d", ports["authz"])
+		cfg.Signer.Listen = fmt.Sprintf("127.0.0.1:%d", ports["signer"])
+		cfg.Gateway.Backends.Authn, cfg.Gateway.Backends.Authz, cfg.Gateway.Backends.Signer = cfg.Authn.Listen, cfg.Authz.Listen, cfg.Signer.Listen
+		// The split deployment runs as in production: mutual TLS between the services,
+		// each process presenting the certificate of its own role.
+		pki = newInternalPKI(t, filepath.Join(dir, "pki"))
+		cfg.InternalTLS = pki.config()
+	}
+	if c.Edit != nil {
+		c.Edit(cfg)
+	}
+	return &portcullis{URL: base, Realm: base + "/token", Dir: dir, Procs: map[string]*proc{},
+		MetricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", ports["metrics"]), PKI: pki}, cfg, ports
+}
+
+// writeHtpasswd writes dir/htpasswd: alice/alice and admin/admin (the suite's config puts
+// them in developers and admins).
+func writeHtpasswd(t testing.TB, dir string) string {
+	t.Helper()
+	var lines []byte
 	for _, u := range []string{"alice", "admin"} {
 		h, err := bcrypt.GenerateFromPassword([]byte(u), bcrypt.MinCost)
 		if err != nil {
 			t.Fatal(err)
 		}
-		htpasswd = append(htpasswd, u+":"+string(h)+"\n"...)
+		lines = append(lines, u+":"+string(h)+"\n"...)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "htpasswd"), htpasswd, 0o600); err != nil {
+	path := filepath.Join(dir, "htpasswd")
+	if err := os.WriteFile(path, lines, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ports := map[string]int{"gateway": freePort(t), "metrics": freePort(t)}
-	grpc := ""
-	if c.Split {
-		for _, s := range []string{"authn", "authz", "signer"} {
-			ports[s] = freePort(t)
-		}
-		grpc = fmt.Sprintf(`
-  backends:
-    authn: 127.0.0.1:%d
-    authz: 127.0.0.1:%d
-    signer: 127.0.0.1:%d`, ports["authn"], ports["authz"], ports["signer"])
+	return path
+}
+
+// writeConfig writes c to dir/portcullis.yml with yaml.Marshal, as an operator's file
+// holds it, and reads it back as the binary will (app.Load, then Validate): a config the
+// suite gets wrong fails here, naming its problems, rather than as a process that exits at
+// start. A field that does not survive the file fails here too: what is read back must be
+// c with its defaults. This is the one place the suite writes a Portcullis config; the file
+// format itself is covered by the upgrade test's fixture (testdata/upgrade-from.yml).
+func writeConfig(t testing.TB, dir string, c *app.Config) string {
+	t.Helper()
+	path, err := encodeConfig(t, dir, c)
+	if err != nil {
+		t.Fatalf("the suite's config %s is invalid: %v", path, err)
 	}
-	listen := func(s string) string {
-		if !c.Split {
-			return ""
-		}
-		return fmt.Sprintf("\n  listen: 127.0.0.1:%d", ports[s])
+	return path
+}
+
+// writeInvalidConfig is writeConfig for a config meant to be refused: its problems must
+// include want.
+func writeInvalidConfig(t testing.TB, dir string, c *app.Config, want string) string {
+	t.Helper()
+	path, err := encodeConfig(t, dir, c)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("the config %s: problems %v, want one saying %q", path, err, want)
 	}
-	kid := c.KIDMode
-	if kid == "" {
-		kid = "thumbprint"
-	}
-	sessions := c.Sessions
-	if sessions == "" {
-		sessions = fmt.Sprintf("  store: {type: sqlite, config: {path: %s}}", filepath.Join(dir, "sessions.db"))
-	}
-	opaSection := c.OPA
-	if opaSection == "" {
-		opaSection = `    dir: ""`
-	}
-	key := c.Key
-	if key == "" {
-		key = fmt.Sprintf("    type: local\n    config:\n      path: %s\n      kid_mode: %s", filepath.Join(dir, "signing-key.pem"), kid)
-	}
-	cfg := fmt.Sprintf(`log:
-  level: info
-gateway:
-  listen: 127.0.0.1:%d
-  public_url: http://localhost:%d
-  metrics_listen: 127.0.0.1:%d
-  services: [%s]%s
-authn:%s
-  backends:
-    - name: users
-      type: htpasswd
-      config:
-        path: %s
-        groups:
-          developers: [alice]
-          admins: [admin]
-authz:%s
-  opa:
-%s
-signer:%s
-  issuer: %s
-  key:
-%s
-sessions:
-%s
-%s`, ports["gateway"], ports["gateway"], ports["metrics"], service, grpc, listen("authn"), filepath.Join(dir, "htpasswd"), listen("authz"),
-		opaSection, listen("signer"), issuer, key, sessions, c.Extra)
-	var pki *internalPKI
-	if c.Split {
-		// The split deployment runs as in production: mutual TLS between the services,
-		// each process presenting the certificate of its own role.
-		pki = newInternalPKI(t, filepath.Join(dir, "pki"))
-		cfg += pki.section()
+	return path
+}
+
+// encodeConfig writes c and reads it back; the error is Validate's.
+func encodeConfig(t testing.TB, dir string, c *app.Config) (string, error) {
+	t.Helper()
+	data, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatalf("marshal the config: %v", err)
 	}
 	path := filepath.Join(dir, "portcullis.yml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	base := fmt.Sprintf("http://localhost:%d", ports["gateway"])
-	return &portcullis{URL: base, Realm: base + "/token", Dir: dir, Config: path, Procs: map[string]*proc{},
-		MetricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", ports["metrics"]), PKI: pki}, ports
+	got, err := app.Load(path, false)
+	if err != nil {
+		t.Fatalf("the config the suite wrote does not load: %v\n%s", err, data)
+	}
+	want := *c
+	want.Defaults()
+	if a, b := mustMarshal(t, got), mustMarshal(t, &want); !bytes.Equal(a, b) {
+		t.Fatalf("the config %s reads back as\n%s\nwant (what was marshalled, with its defaults)\n%s", path, a, b)
+	}
+	return path, got.Validate()
+}
+
+func mustMarshal(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// backendSpec is authn backend c, named name, as the config holds it.
+func backendSpec(t testing.TB, name string, c authn.BackendConfig) backend.Spec {
+	t.Helper()
+	s, err := backend.NewSpec(name, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// keySpec is key manager c as signer.key holds it.
+func keySpec(t testing.TB, c signer.KeyManagerConfig) keymanager.Spec {
+	t.Helper()
+	s, err := keymanager.NewSpec(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// storeSpec is authn store c as authn.store holds it.
+func storeSpec(t testing.TB, c storage.Config) app.StoreSpec {
+	t.Helper()
+	s, err := app.NewStoreSpec(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // registryTrust runs `portcullis registry-config` and returns the directory holding

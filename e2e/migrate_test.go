@@ -5,11 +5,13 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
+	"slices"
 	"testing"
+
+	"github.com/portcullis-dev/portcullis/internal/app"
+	"github.com/portcullis-dev/portcullis/services/authn/storage/sqlite"
 )
 
 // TestMigrateDockerAuth_Registry3_Skopeo runs what `portcullis migrate docker-auth` makes of
@@ -20,27 +22,27 @@ func TestMigrateDockerAuth_Registry3_Skopeo(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "migrated")
 	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
 	defer cancel()
-	fixture := filepath.Join(repoRoot(t), "cmd", "portcullis", "testdata", "docker_auth_labels.yml")
+	fixture := filepath.Join(repoRoot(t), "internal", "cli", "testdata", "docker_auth_labels.yml")
 	if b, err := exec.CommandContext(ctx, portcullisBin(t), "migrate", "docker-auth", "-out", out, fixture).CombinedOutput(); err != nil {
 		t.Fatalf("migrate: %v\n%s", err, b)
 	}
 	// What an operator edits after the migration: the FIXME placeholders and the address.
-	path := filepath.Join(out, "portcullis.yaml")
-	data, err := os.ReadFile(path)
+	// The file is read as the binary reads it, and what the suite writes back is checked.
+	cfg, err := app.Load(filepath.Join(out, "portcullis.yaml"), false)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("the migrated config: %v", err)
+	}
+	if cfg.Gateway.PublicURL != "https://auth.example.com" || !slices.Equal(cfg.Gateway.Services, []string{"registry.example.com"}) {
+		t.Fatalf("the migrated config's placeholders: public_url %q, services %q", cfg.Gateway.PublicURL, cfg.Gateway.Services)
 	}
 	port := freePort(t)
-	cfg := strings.NewReplacer(
-		`listen: "0.0.0.0:5001"`, fmt.Sprintf(`listen: "127.0.0.1:%d"`, port),
-		"public_url: https://auth.example.com", fmt.Sprintf("public_url: http://localhost:%d", port),
-		"services: [registry.example.com]", "services: ["+service+"]",
-	).Replace(string(data))
-	cfg += fmt.Sprintf("sessions:\n  store: {type: sqlite, config: {path: %s}}\n", filepath.Join(out, "sessions.db"))
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	base := fmt.Sprintf("http://localhost:%d", port)
+	cfg.Gateway.Listen = fmt.Sprintf("127.0.0.1:%d", port)
+	cfg.Gateway.PublicURL = base
+	cfg.Gateway.Services = []string{service}
+	cfg.Signer.Audiences = nil // the default, gateway.services
+	cfg.Authn.Store = storeSpec(t, &sqlite.Config{Path: filepath.Join(out, "sessions.db")})
+	path := writeConfig(t, out, cfg)
 	pc := &portcullis{URL: base, Realm: base + "/token", Dir: out, Config: path, Procs: map[string]*proc{}}
 	pc.Procs["all"] = startProc(t, "portcullis-all", portcullisBin(t), "-config", path, "-target=all")
 	pc.waitReady(t)

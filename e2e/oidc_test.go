@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,7 +17,11 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/portcullis-dev/portcullis/internal/app"
+	"github.com/portcullis-dev/portcullis/internal/config"
 	"github.com/portcullis-dev/portcullis/internal/testenv/oidctest"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/oidc"
+	"github.com/portcullis-dev/portcullis/services/authz/opa"
 )
 
 // TestOIDC_WorkloadIdentity_DockerCLI_Crane_Skopeo_Registry3 is a CI job logging in with the
@@ -244,7 +247,6 @@ func startOIDCAllInOne(t *testing.T, idp *oidctest.Issuer) *portcullis {
 // startOIDCAllInOneConfig is startOIDCAllInOne from c (KIDMode libtrust for distribution 2.8).
 func startOIDCAllInOneConfig(t *testing.T, idp *oidctest.Issuer, c portcullisConfig) *portcullis {
 	t.Helper()
-	pc, _ := writePortcullisConfig(t, c)
 	policy := filepath.Join(t.TempDir(), "policy")
 	if err := os.Mkdir(policy, 0o700); err != nil {
 		t.Fatal(err)
@@ -262,41 +264,25 @@ func startOIDCAllInOneConfig(t *testing.T, idp *oidctest.Issuer, c portcullisCon
 			t.Fatal(err)
 		}
 	}
+	c.OPA = opa.Config{Dir: policy}
 	// jwks_min_refresh_interval is short so that whether a token with an unknown kid reaches
 	// the issuer does not depend on how long ago the last fetch was.
-	backend := fmt.Sprintf(`    - name: github-actions
-      type: oidc
-      subject_prefix: "github:"
-      config:
-        jwks_min_refresh_interval: 1ms
-        issuers:
-          - issuer: %s
-            audiences: [%s]
-            algorithms: [RS256]
-            max_token_age: 1h
-            claims:
-              repository_owner: myorg
-              repository: myorg/*
-            subject: sub
-            groups: [repository_owner]
-            labels:
-              project: repository
-              ref: ref
-              workflow: workflow
-`, idp.URL, service)
-	data, err := os.ReadFile(pc.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The suite's config ends the authn backends right before the authz section.
-	const authz = "\nauthz:\n  opa:\n    dir: \"\"\n"
-	if n := strings.Count(string(data), authz); n != 1 {
-		t.Fatalf("the suite's config has %d authz sections of the expected form, want 1:\n%s", n, data)
-	}
-	cfg := strings.Replace(string(data), authz, "\n"+backend+"authz:\n  opa:\n    dir: "+policy+"\n", 1)
-	if err := os.WriteFile(pc.Config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	gh := backendSpec(t, "github-actions", &oidc.Config{
+		JWKSMinRefreshInterval: config.Duration(time.Millisecond),
+		Issuers: []oidc.Issuer{{
+			Issuer:      idp.URL,
+			Audiences:   []string{service},
+			Algorithms:  []string{"RS256"},
+			MaxTokenAge: config.Duration(time.Hour),
+			Claims:      map[string]oidc.Strings{"repository_owner": {"myorg"}, "repository": {"myorg/*"}},
+			Subject:     "sub",
+			Groups:      oidc.Strings{"repository_owner"},
+			Labels:      map[string]string{"project": "repository", "ref": "ref", "workflow": "workflow"},
+		}},
+	})
+	gh.SubjectPrefix = "github:"
+	c.Edit = func(cfg *app.Config) { cfg.Authn.Backends = append(cfg.Authn.Backends, gh) }
+	pc, _ := writePortcullisConfig(t, c)
 	pc.Procs["all"] = startProc(t, "portcullis-all", portcullisBin(t), "-config", pc.Config, "-target=all")
 	pc.waitReady(t)
 	return pc

@@ -22,8 +22,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/internal/app"
+	"github.com/portcullis-dev/portcullis/internal/config"
 	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/pkg/regclient"
+	"github.com/portcullis-dev/portcullis/services/authz/opa"
 	"github.com/portcullis-dev/portcullis/services/authz/opa/opatest"
 )
 
@@ -48,14 +51,14 @@ type policyPortcullis struct {
 	adminHTTP string
 }
 
-func writePolicyAdmin(t *testing.T) (extra, httpBase string) {
+func writePolicyAdmin(t *testing.T) (admin app.AdminConfig, httpBase string) {
 	t.Helper()
 	tokenFile := filepath.Join(t.TempDir(), "admin-secret")
 	if err := os.WriteFile(tokenFile, []byte(policyAdminSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	return fmt.Sprintf("admin:\n  token_file: %s\n  http_listen: %s\n", tokenFile, addr), "http://" + addr
+	return app.AdminConfig{TokenFile: tokenFile, HTTPListen: addr}, "http://" + addr
 }
 
 type policyStatus struct {
@@ -125,8 +128,8 @@ func TestPolicyDirReloadUnderLoad(t *testing.T) {
 	dir := t.TempDir()
 	writeAtomically(t, filepath.Join(dir, "policy.rego"), pullFromData)
 	writeAtomically(t, filepath.Join(dir, "data.yaml"), "grants:\n  pull: [team/a]\n")
-	extra, adminHTTP := writePolicyAdmin(t)
-	pc := startAllInOneConfig(t, portcullisConfig{OPA: "    dir: " + dir, Extra: extra})
+	admin, adminHTTP := writePolicyAdmin(t)
+	pc := startAllInOneConfig(t, portcullisConfig{OPA: opa.Config{Dir: dir}, Admin: admin})
 	waitUntil(t, "admin REST API", pc.allProcs(), tcpListening(strings.TrimPrefix(adminHTTP, "http://")))
 	p := &policyPortcullis{portcullis: pc, adminHTTP: adminHTTP}
 	first := p.status(t)
@@ -279,10 +282,11 @@ func TestPolicyBundleServer(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	extra, adminHTTP := writePolicyAdmin(t)
-	opaCfg := fmt.Sprintf("    bundle:\n      url: %s/bundles/registry.tar.gz\n      polling: {min_delay: 1s, max_delay: 1s}\n      verification:\n        public_key_file: %s",
-		srv.URL, opatest.PublicKeyFile(t, key))
-	pc, _ := writePortcullisConfig(t, portcullisConfig{OPA: opaCfg, Extra: extra})
+	admin, adminHTTP := writePolicyAdmin(t)
+	bundle := &opa.BundleConfig{URL: srv.URL + "/bundles/registry.tar.gz",
+		Verification: &opa.VerificationConfig{PublicKeyFile: opatest.PublicKeyFile(t, key)}}
+	bundle.Polling.MinDelay, bundle.Polling.MaxDelay = config.Duration(time.Second), config.Duration(time.Second)
+	pc, _ := writePortcullisConfig(t, portcullisConfig{OPA: opa.Config{Bundle: bundle}, Admin: admin})
 	if out, err := runPortcullis(t, "-config", pc.Config, "-verify-config"); err != nil {
 		t.Fatalf("-verify-config: %v\n%s", err, out)
 	}

@@ -14,6 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/internal/app"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/robot"
 )
 
 // robotsAdminSecret is the admin bearer secret of the robot tests.
@@ -236,10 +239,10 @@ func startRobotsAllInOne(t *testing.T) (*portcullis, []string) {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	pc, _ := writePortcullisConfig(t, portcullisConfig{Extra: fmt.Sprintf("admin:\n  token_file: %s\n  listen: %s\n", tokenFile, addr)})
-	insertAuthnConfig(t, pc.Config, "\n    - name: robots\n      type: robot")
-	pc.Procs["all"] = startProc(t, "portcullis-all", portcullisBin(t), "-config", pc.Config, "-target=all")
-	pc.waitReady(t)
+	pc := startAllInOneConfig(t, portcullisConfig{
+		Admin: app.AdminConfig{TokenFile: tokenFile, Listen: addr},
+		Edit:  withRobots(t),
+	})
 	waitUntil(t, "admin API listening on "+addr, pc.allProcs(), tcpListening(addr))
 	return pc, []string{"-addr", addr, "-admin-token-file", tokenFile}
 }
@@ -284,22 +287,9 @@ func robotDockerAuth(t *testing.T, c *clients, host string) dockerAuthEntry {
 	return e
 }
 
-// insertAuthnConfig inserts yaml at the end of the authn section of the suite's config file
-// path: right after its last backend, so a "    - name: …" item adds a backend and a
-// "  key: …" line adds a key of authn. yaml starts with a newline.
-func insertAuthnConfig(t testing.TB, path, yaml string) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The suite's config ends the authn backends right before the authz section.
-	const authz = "\nauthz:\n"
-	if n := strings.Count(string(data), authz); n != 1 {
-		t.Fatalf("the suite's config has %d authz sections, want 1:\n%s", n, data)
-	}
-	cfg := strings.Replace(string(data), authz, yaml+authz, 1)
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
+// withRobots adds a robot backend named robots after the suite's htpasswd users.
+func withRobots(t testing.TB) func(*app.Config) {
+	return func(c *app.Config) {
+		c.Authn.Backends = append(c.Authn.Backends, backendSpec(t, "robots", &robot.Config{}))
 	}
 }

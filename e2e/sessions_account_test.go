@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/internal/app"
 )
 
 // TestSessions_DockerCLI_PasswordChangeEndsSession is the reproduction with the real
@@ -24,7 +26,7 @@ import (
 // why, and a login with the new password works again.
 func TestSessions_DockerCLI_PasswordChangeEndsSession(t *testing.T) {
 	t.Parallel()
-	sp := startSessionsAllInOne(t, "")
+	sp := startSessionsAllInOne(t, app.StoreSpec{})
 	c := newClients(t)
 	if out, err := c.run(t, "", "docker", "version", "--format", "{{.Server.Version}}"); err != nil {
 		t.Fatalf("the docker engine is not reachable: %v\n%s", err, out)

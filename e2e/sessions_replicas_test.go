@@ -13,7 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/internal/app"
+	"github.com/portcullis-dev/portcullis/internal/keyid"
 	"github.com/portcullis-dev/portcullis/internal/testenv/pgtest"
+	"github.com/portcullis-dev/portcullis/services/authn/storage/postgres"
+	"github.com/portcullis-dev/portcullis/services/signer/keymanager"
+	"github.com/portcullis-dev/portcullis/services/signer/keymanager/local"
 )
 
 // revocationDeadline is the issue's protocol requirement: a session revoked through one
@@ -32,27 +37,27 @@ type replica struct {
 	AdminHTTP string
 }
 
-// startReplica runs `portcullis -config FILE -target=all` named name, with the sessions
-// section and the signer key given, its own admin.listen (and admin.http_listen when
+// startReplica runs `portcullis -config FILE -target=all` named name, with the authn store
+// and the signer key given, its own admin.listen (and admin.http_listen when
 // withHTTP). The htpasswd file and the policy are the suite's usual ones, so every replica
 // knows the same users under the same backend name.
 // users is the htpasswd file the replica serves instead of its own ("": its own): replicas
 // serve the same file, hashes included, since a session records a fingerprint of its user's
 // hash and a refresh at a replica holding another hash would end it.
-func startReplica(t *testing.T, name, sessions, key, users string, withHTTP bool) *replica {
+func startReplica(t *testing.T, name string, store app.StoreSpec, key keymanager.Spec, users string, withHTTP bool) *replica {
 	t.Helper()
 	tokenFile := filepath.Join(t.TempDir(), "admin-secret")
 	if err := os.WriteFile(tokenFile, []byte(sessionsAdminSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	admin := fmt.Sprintf("admin:\n  token_file: %s\n  listen: %s\n", tokenFile, addr)
+	admin := app.AdminConfig{TokenFile: tokenFile, Listen: addr}
 	httpAddr := ""
 	if withHTTP {
 		httpAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		admin += fmt.Sprintf("  http_listen: %s\n", httpAddr)
+		admin.HTTPListen = httpAddr
 	}
-	pc, _ := writePortcullisConfig(t, portcullisConfig{Sessions: sessions, Key: key, Extra: admin})
+	pc, _ := writePortcullisConfig(t, portcullisConfig{Store: store, Key: key, Admin: admin})
 	if users != "" {
 		data, err := os.ReadFile(users)
 		if err != nil {
@@ -183,12 +188,12 @@ func (r *replica) awaitRevoked(t *testing.T, revokedAt time.Time, rts ...string)
 func TestSessionsReplicas_PostgreSQL_TwoGateways(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.StartServer(t).NewDatabase(t)
-	sessions := fmt.Sprintf("  store:\n    type: postgres\n    config:\n      dsn: %q", dsn)
+	store := storeSpec(t, &postgres.Config{DSN: dsn})
 	// One key file for both, as replicas share their key: A generates it (with O_EXCL), B,
 	// started once A is ready, reads it. A token either signs verifies with the other's JWKS.
-	key := fmt.Sprintf("    type: local\n    config:\n      path: %s\n      kid_mode: thumbprint", filepath.Join(t.TempDir(), "signing-key.pem"))
-	a := startReplica(t, "portcullis-A", sessions, key, "", true)
-	b := startReplica(t, "portcullis-B", sessions, key, filepath.Join(a.Dir, "htpasswd"), false)
+	key := keySpec(t, &local.Config{Path: filepath.Join(t.TempDir(), "signing-key.pem"), KeyIDMode: keyid.ModeThumbprint})
+	a := startReplica(t, "portcullis-A", store, key, "", true)
+	b := startReplica(t, "portcullis-B", store, key, filepath.Join(a.Dir, "htpasswd"), false)
 
 	// Log in at A, refresh at B: the session lives in the shared store.
 	rt := a.offlineLogin(t)

@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/internal/app"
 	"github.com/portcullis-dev/portcullis/internal/testenv/pgtest"
+	"github.com/portcullis-dev/portcullis/services/authn/storage/postgres"
 )
 
 // sessionsAdminSecret is the admin bearer secret of the sessions tests.
@@ -36,8 +38,8 @@ type sessionsPortcullis struct {
 }
 
 // startSessionsAllInOne runs `portcullis -config FILE -target=all` with admin.listen and
-// the sessions section given (empty: SQLite in the test's directory).
-func startSessionsAllInOne(t *testing.T, sessions string) *sessionsPortcullis {
+// the authn store given (zero: SQLite in the test's directory).
+func startSessionsAllInOne(t *testing.T, store app.StoreSpec) *sessionsPortcullis {
 	t.Helper()
 	tokenFile := filepath.Join(t.TempDir(), "admin-secret")
 	if err := os.WriteFile(tokenFile, []byte(sessionsAdminSecret+"\n"), 0o600); err != nil {
@@ -45,8 +47,8 @@ func startSessionsAllInOne(t *testing.T, sessions string) *sessionsPortcullis {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	pc := startAllInOneConfig(t, portcullisConfig{
-		Sessions: sessions,
-		Extra:    fmt.Sprintf("admin:\n  token_file: %s\n  listen: %s\n", tokenFile, addr),
+		Store: store,
+		Admin: app.AdminConfig{TokenFile: tokenFile, Listen: addr},
 	})
 	waitUntil(t, "admin API listening on "+addr, pc.allProcs(), tcpListening(addr))
 	return &sessionsPortcullis{portcullis: pc, AdminAddr: addr, AdminTokenFile: tokenFile}
@@ -160,7 +162,7 @@ func dockerAuth(t *testing.T, c *clients, host string) dockerAuthEntry {
 // (and crane, skopeo) fail with an auth error; a new `docker login` makes pushing work again.
 func TestSessions_DockerCLI_Registry3_Crane_Skopeo(t *testing.T) {
 	t.Parallel()
-	sp := startSessionsAllInOne(t, "")
+	sp := startSessionsAllInOne(t, app.StoreSpec{})
 	c := newClients(t)
 	if out, err := c.run(t, "", "docker", "version", "--format", "{{.Server.Version}}"); err != nil {
 		t.Fatalf("the docker engine is not reachable: %v\n%s", err, out)
@@ -285,7 +287,7 @@ func refreshPOST(t *testing.T, pc *portcullis, rt, clientID string) httpAnswer {
 func TestSessions_PostgreSQL_AllInOne(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.Start(t)
-	sp := startSessionsAllInOne(t, fmt.Sprintf("  store:\n    type: postgres\n    config:\n      dsn: %q", dsn))
+	sp := startSessionsAllInOne(t, storeSpec(t, &postgres.Config{DSN: dsn}))
 	pc := sp.portcullis
 
 	a := getToken(t, pc, "alice", "alice", url.Values{"service": {service}, "offline_token": {"true"}, "client_id": {"docker"}, "account": {"alice"}})

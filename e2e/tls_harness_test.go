@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/portcullis-dev/portcullis/internal/grpctls"
 	"github.com/portcullis-dev/portcullis/internal/testenv/testpki"
 )
 
@@ -45,11 +45,11 @@ func newInternalPKI(t testing.TB, dir string) *internalPKI {
 	return p
 }
 
-// section is the config's internal_tls section. The file names the gateway's certificate;
+// config is the config's internal_tls section. The file names the gateway's certificate;
 // every process overrides it with its own (flags), as four processes sharing one file do.
-func (p *internalPKI) section() string {
+func (p *internalPKI) config() grpctls.Config {
 	g := p.Certs["gateway"]
-	return fmt.Sprintf("internal_tls:\n  cert_file: %s\n  key_file: %s\n  ca_file: %s\n", g.Cert, g.Key, p.CA.File)
+	return grpctls.Config{CertFile: g.Cert, KeyFile: g.Key, CAFile: p.CA.File}
 }
 
 // flags select role's certificate for one process.

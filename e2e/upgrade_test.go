@@ -7,17 +7,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/internal/app"
 	"github.com/portcullis-dev/portcullis/internal/testenv/pgtest"
 )
 
@@ -54,42 +57,79 @@ func TestUpgrade_FromPinnedCommit_DockerSession_Robot_Lockout(t *testing.T) {
 	newBin := portcullisBin(t)
 
 	for _, v := range []struct {
-		name     string
-		sessions func(t *testing.T) string // the sessions section; "" is SQLite beside the config
+		name  string
+		store func(t *testing.T, dir string) (typ, key, value string) // sessions.store
 	}{
-		{"SQLite", func(*testing.T) string { return "" }},
-		{"PostgreSQL", func(t *testing.T) string {
-			dsn := pgtest.StartServer(t).NewDatabase(t)
-			return fmt.Sprintf("  store:\n    type: postgres\n    config:\n      dsn: %q", dsn)
+		{"SQLite", func(_ *testing.T, dir string) (string, string, string) {
+			return "sqlite", "path", filepath.Join(dir, "sessions.db")
+		}},
+		{"PostgreSQL", func(t *testing.T, _ string) (string, string, string) {
+			return "postgres", "dsn", pgtest.StartServer(t).NewDatabase(t)
 		}},
 	} {
 		t.Run(v.name, func(t *testing.T) {
 			t.Parallel()
-			upgradeInPlace(t, oldBin, newBin, v.sessions(t))
+			dir := t.TempDir()
+			typ, key, value := v.store(t, dir)
+			upgradeInPlace(t, oldBin, newBin, dir, map[string]string{"STORE_TYPE": typ, "STORE_KEY": key, "STORE_VALUE": value})
 		})
 	}
 }
 
-// upgradeInPlace is one variant of the upgrade test, on the sessions section given.
-func upgradeInPlace(t *testing.T, oldBin, newBin, sessions string) {
+// upgradeFixture is the config both binaries run on. The earlier release refuses keys it
+// does not know, so it cannot be a marshalled app.Config as everywhere else in the suite:
+// it is the suite's one YAML fixture, and so also the test that the file format, as
+// operators write it (sessions.store, the old name of authn.store, included), keeps working.
+const upgradeFixture = "testdata/upgrade-from.yml"
+
+// writeUpgradeConfig fills in upgradeFixture's placeholders from vars and writes it to dir,
+// checking that this tree reads it (app.Load, Validate) and warns about sessions.store.
+func writeUpgradeConfig(t *testing.T, dir string, vars map[string]string) string {
+	t.Helper()
+	data, err := os.ReadFile(upgradeFixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := os.Expand(string(data), func(name string) string {
+		v, ok := vars[name]
+		if !ok || v == "" || strings.ContainsAny(v, "\"\\\n") {
+			t.Fatalf("%s: placeholder ${%s}: value %q missing or not plain text", upgradeFixture, name, v)
+		}
+		return v
+	})
+	path := filepath.Join(dir, "portcullis.yml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := app.Load(path, false)
+	if err == nil {
+		err = c.Validate()
+	}
+	if err != nil {
+		t.Fatalf("this tree refuses %s: %v\n%s", upgradeFixture, err, cfg)
+	}
+	if d := c.Deprecations(); len(d) != 1 || !strings.Contains(d[0], "sessions.store") {
+		t.Fatalf("deprecations of %s: %q, want sessions.store's", upgradeFixture, d)
+	}
+	return path
+}
+
+// upgradeInPlace is one variant of the upgrade test, in dir, on the authn store vars say.
+func upgradeInPlace(t *testing.T, oldBin, newBin, dir string, vars map[string]string) {
 	tokenFile := filepath.Join(t.TempDir(), "admin-secret")
 	if err := os.WriteFile(tokenFile, []byte(sessionsAdminSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	pc, _ := writePortcullisConfig(t, portcullisConfig{
-		Sessions: sessions,
-		Extra:    fmt.Sprintf("admin:\n  token_file: %s\n  listen: %s\n", tokenFile, addr),
+	port, metrics := freePort(t), freePort(t)
+	writeHtpasswd(t, dir)
+	maps.Copy(vars, map[string]string{
+		"GATEWAY_PORT": strconv.Itoa(port), "METRICS_PORT": strconv.Itoa(metrics), "SERVICE": service, "ISSUER": issuer,
+		"DIR": dir, "ADMIN_TOKEN_FILE": tokenFile, "ADMIN_ADDR": addr,
 	})
-	// Robot accounts, and a lockout that stays in force across the upgrade.
-	insertAuthnConfig(t, pc.Config, `
-    - name: robots
-      type: robot
-  lockout:
-    max_failures_per_account_address: 3
-    base_delay: 10m
-    max_delay: 10m
-    window: 1h`)
+	base := fmt.Sprintf("http://localhost:%d", port)
+	pc := &portcullis{URL: base, Realm: base + "/token", Dir: dir, Config: writeUpgradeConfig(t, dir, vars), Procs: map[string]*proc{},
+		MetricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics)}
 	sp := &sessionsPortcullis{portcullis: pc, AdminAddr: addr, AdminTokenFile: tokenFile}
 	start := func(name, bin string) {
 		t.Helper()
@@ -157,6 +197,7 @@ func upgradeInPlace(t *testing.T, oldBin, newBin, sessions string) {
 		t.Fatal("the old portcullis did not exit after SIGTERM")
 	}
 	start("portcullis-new", newBin)
+	logContains(t, sp.Procs["all"], "config: sessions.store is the old name of authn.store")
 
 	locked("after the upgrade")
 	if a := refreshPOST(t, pc, session.IdentityToken, "docker"); a.status != http.StatusOK || decodeTokenAnswer(t, a).AccessToken == "" {

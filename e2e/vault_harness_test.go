@@ -29,7 +29,11 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/portcullis-dev/portcullis/internal/app"
+	"github.com/portcullis-dev/portcullis/internal/config"
+	"github.com/portcullis-dev/portcullis/internal/keyid"
 	"github.com/portcullis-dev/portcullis/internal/testenv/vaulttest"
+	"github.com/portcullis-dev/portcullis/services/signer/keymanager/vault"
 )
 
 const (
@@ -44,14 +48,14 @@ const (
 
 // vaultPortcullisConfig is what the Vault suites vary in a config file.
 type vaultPortcullisConfig struct {
-	X5C     bool   // sign with an x5c chain under the root transit key
-	KIDMode string // thumbprint (default) or libtrust
+	X5C     bool       // sign with an x5c chain under the root transit key
+	KIDMode keyid.Mode // thumbprint (default) or libtrust
 	// Propagation is signer.key.config.propagation_delay (default 3s); Refresh its
 	// refresh_interval (default 500ms).
 	Propagation, Refresh time.Duration
-	// Auth is signer.key.config.auth as a YAML flow mapping (default: a token file holding
-	// the shipped signer and rotate policies).
-	Auth string
+	// Auth is signer.key.config.auth (default: a token file holding the shipped signer and
+	// rotate policies).
+	Auth *vault.AuthConfig
 }
 
 // vaultPortcullis is an all-in-one Portcullis whose signing key lives in Vault transit.
@@ -111,7 +115,7 @@ func shippedPolicies(t testing.TB, files ...string) string {
 func startVaultAllInOne(t testing.TB, v *vaulttest.Server, c vaultPortcullisConfig) *vaultPortcullis {
 	t.Helper()
 	if c.KIDMode == "" {
-		c.KIDMode = "thumbprint"
+		c.KIDMode = keyid.ModeThumbprint
 	}
 	if c.Propagation == 0 {
 		c.Propagation = 3 * time.Second
@@ -134,26 +138,21 @@ func startVaultAllInOne(t testing.TB, v *vaulttest.Server, c vaultPortcullisConf
 		}
 	}
 	adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	auth := fmt.Sprintf("{method: token, token_file: %s}", tokenFile)
-	if c.Auth != "" {
-		auth = c.Auth
+	key := &vault.Config{
+		Address: v.Addr, Key: vaultSigningKey, KeyType: "ecdsa-p256", KeyIDMode: c.KIDMode,
+		Auth:             vault.AuthConfig{Method: "token", TokenFile: tokenFile},
+		PropagationDelay: config.Duration(c.Propagation), RefreshInterval: config.Duration(c.Refresh),
+		RequestTimeout: config.Duration(800 * time.Millisecond),
 	}
-	x5c := ""
+	if c.Auth != nil {
+		key.Auth = *c.Auth
+	}
 	if c.X5C {
-		x5c = "\n      x5c: {root_key: " + vaultRootKey + "}"
+		key.X5C = &vault.X5CConfig{RootKey: vaultRootKey}
 	}
 	pc, _ := writePortcullisConfig(t, portcullisConfig{
-		Key: fmt.Sprintf(`    type: vault
-    config:
-      address: %s
-      key: %s
-      key_type: ecdsa-p256
-      kid_mode: %s
-      auth: %s
-      propagation_delay: %s
-      refresh_interval: %s
-      request_timeout: 800ms%s`, v.Addr, vaultSigningKey, c.KIDMode, auth, c.Propagation, c.Refresh, x5c),
-		Extra: fmt.Sprintf("admin:\n  token_file: %s\n  listen: %s\n", adminFile, adminAddr),
+		Key:   keySpec(t, key),
+		Admin: app.AdminConfig{TokenFile: adminFile, Listen: adminAddr},
 	})
 	vp := &vaultPortcullis{portcullis: pc, Vault: v, AdminTokenFile: adminFile, Propagation: c.Propagation, AdminAddr: adminAddr,
 		CertifierTokenFile: certifierFile, SignerTokenFile: tokenFile}

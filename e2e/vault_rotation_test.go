@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/internal/keyid"
 )
 
 // retireAfter is how long a replaced version stays published: the config's signer.max_ttl
@@ -41,7 +43,7 @@ func TestVaultRotation_Registry28_X5C(t *testing.T) {
 	testVaultRotationX5C(t, registry28, "libtrust")
 }
 
-func testVaultRotationX5C(t *testing.T, kind registryKind, kidMode string) {
+func testVaultRotationX5C(t *testing.T, kind registryKind, kidMode keyid.Mode) {
 	v := startVaultSigningKeys(t, true)
 	vp := startVaultAllInOne(t, v, vaultPortcullisConfig{X5C: true, KIDMode: kidMode})
 

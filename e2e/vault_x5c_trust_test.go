@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/portcullis-dev/portcullis/internal/testenv/vaulttest"
+	"github.com/portcullis-dev/portcullis/services/signer/keymanager/vault"
 )
 
 // TestVaultX5C_TrustIsTheRootAlone: in x5c mode `portcullis registry-config` gives a
@@ -166,7 +167,7 @@ func TestVault_RotateThroughTheREADMEsAppRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	vp := startVaultAllInOne(t, v, vaultPortcullisConfig{X5C: true,
-		Auth: "{method: approle, role_id: \"" + strings.TrimSpace(string(roleID)) + "\", secret_id_file: " + filepath.Join(out, "secret-id") + "}"})
+		Auth: &vault.AuthConfig{Method: "approle", RoleID: strings.TrimSpace(string(roleID)), SecretIDFile: filepath.Join(out, "secret-id")}})
 	wantKeyStates(t, vp.keys(t, "list"), map[int]string{1: "active"})
 	wantKeyStates(t, vp.keys(t, "rotate"), map[int]string{1: "active", 2: "published"})
 }

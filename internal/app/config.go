@@ -230,6 +230,26 @@ type LockoutConfig struct {
 	Window       config.Duration    `yaml:"window"`     // default 15m
 }
 
+// MarshalYAML leaves ipv6_prefixes out while it is nil, which means the defaults: yaml
+// writes a nil slice as [], and an explicit [] reads back as "the /64 only". Programs that
+// build a Config (the e2e suite, the bench) write it with yaml.Marshal.
+func (l LockoutConfig) MarshalYAML() (any, error) {
+	type plain LockoutConfig // the same fields without this method
+	var n yaml.Node
+	if err := n.Encode(plain(l)); err != nil {
+		return nil, err
+	}
+	if l.IPv6Prefixes == nil {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == "ipv6_prefixes" {
+				n.Content = slices.Delete(n.Content, i, i+2)
+				break
+			}
+		}
+	}
+	return &n, nil
+}
+
 // IPv6PrefixConfig is one entry of authn.lockout.ipv6_prefixes.
 type IPv6PrefixConfig struct {
 	Bits        int `yaml:"bits"`

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	yaml "go.yaml.in/yaml/v3"
+
 	"github.com/portcullis-dev/portcullis/internal/app"
 	"github.com/portcullis-dev/portcullis/internal/testenv/apptest"
 
@@ -351,6 +353,34 @@ func TestAuthnStoreKeyResolves(t *testing.T) {
 		sc, err := app.DecodeStore(spec)
 		if p, ok := sc.(*sqlite.Config); err != nil || !ok || p.Path != want {
 			t.Errorf("store %#v, %v; want sqlite at %s", sc, err, want)
+		}
+	}
+}
+
+// TestLockoutMarshalsBack: a LockoutConfig written with yaml.Marshal reads back as it was, the
+// nil ipv6_prefixes (the defaults) apart from the explicit [] (the /64 only).
+func TestLockoutMarshalsBack(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		prefixes []app.IPv6PrefixConfig
+	}{
+		{"nil: the defaults", nil},
+		{"empty: the /64 only", []app.IPv6PrefixConfig{}},
+		{"one prefix", []app.IPv6PrefixConfig{{Bits: 60, MaxFailures: 200}}},
+	} {
+		in := app.LockoutConfig{MaxFailuresPerAccountAddress: 3, IPv6Prefixes: tc.prefixes}
+		b, err := yaml.Marshal(in)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		var out app.LockoutConfig
+		if err := yaml.Unmarshal(b, &out); err != nil {
+			t.Fatalf("%s: %v\n%s", tc.name, err, b)
+		}
+		if (out.IPv6Prefixes == nil) != (tc.prefixes == nil) || fmt.Sprint(out.IPv6Prefixes) != fmt.Sprint(tc.prefixes) ||
+			out.MaxFailuresPerAccountAddress != 3 {
+			t.Errorf("%s: read back %+v from\n%s", tc.name, out, b)
 		}
 	}
 }
