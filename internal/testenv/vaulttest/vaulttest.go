@@ -44,7 +44,7 @@ func Binary(t testutil.T) string {
 		return b
 	}
 	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
+	root := filepath.Join(filepath.Dir(file), "..", "..", "..") // internal/testenv/vaulttest
 	if b := filepath.Join(root, ".cache", "bin", "vault"); isExec(b) {
 		return b
 	}

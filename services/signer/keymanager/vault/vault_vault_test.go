@@ -66,7 +66,7 @@ func open(t *testing.T, c *vault.Config, deps signer.Deps) signer.KeyManager {
 // portcullis-root and the x5c store secret/portcullis/x5c.
 func shippedPolicy(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile("../../../deploy/vault/" + name)
+	b, err := os.ReadFile("../../../../deploy/vault/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestVault_Conformance(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			key := "k" + string(rune('a'+i))
 			v.CreateKey(t, key, tc.typ)
-			pol, _ := os.ReadFile("../../../deploy/vault/portcullis.hcl")
+			pol, _ := os.ReadFile("../../../../deploy/vault/portcullis.hcl")
 			pol = []byte(strings.ReplaceAll(strings.ReplaceAll(string(pol), "transit/sign/portcullis", "transit/sign/"+key), "transit/keys/portcullis", "transit/keys/"+key))
 			tok := v.TokenWithPolicy(t, "p-"+key, string(pol))
 			km := open(t, &vault.Config{Address: v.Addr, Key: key, KeyType: tc.typ, KeyIDMode: tc.mode,
@@ -618,7 +618,7 @@ func TestVault_AppRoleLogin(t *testing.T) {
 	if err := c.Sys().EnableAuthWithOptions("approle", &api.EnableAuthOptions{Type: "approle"}); err != nil {
 		t.Fatal(err)
 	}
-	pol, _ := os.ReadFile("../../../deploy/vault/portcullis.hcl")
+	pol, _ := os.ReadFile("../../../../deploy/vault/portcullis.hcl")
 	if err := c.Sys().PutPolicy("portcullis-signer", string(pol)); err != nil {
 		t.Fatal(err)
 	}
@@ -703,7 +703,7 @@ func TestVault_KubernetesLogin(t *testing.T) {
 		"kubernetes_ca_cert": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k8s.Certificate().Raw}))}); err != nil {
 		t.Fatal(err)
 	}
-	pol, _ := os.ReadFile("../../../deploy/vault/portcullis.hcl")
+	pol, _ := os.ReadFile("../../../../deploy/vault/portcullis.hcl")
 	if err := c.Sys().PutPolicy("portcullis-signer", string(pol)); err != nil {
 		t.Fatal(err)
 	}
@@ -734,7 +734,7 @@ func TestVault_BootstrapScript(t *testing.T) {
 	out := t.TempDir()
 	bootstrap := func(rotate string) {
 		t.Helper()
-		cmd := exec.Command("bash", "../../../deploy/vault/bootstrap.sh", out)
+		cmd := exec.Command("bash", "../../../../deploy/vault/bootstrap.sh", out)
 		cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+v.RootToken, "PORTCULLIS_VAULT_ROTATE="+rotate,
 			"PATH="+filepath.Dir(vaulttest.Binary(t))+":"+os.Getenv("PATH"))
 		if b, err := cmd.CombinedOutput(); err != nil {
