@@ -64,9 +64,11 @@ type ClientConfig struct {
 	RedirectURIs []string // required
 	Scopes       []string
 	// AuthMethod is token_endpoint_auth_method: client_secret_basic, client_secret_post,
-	// private_key_jwt (with JWKS, the client's public keys as a JWK Set) or none.
-	AuthMethod string
-	JWKS       any
+	// private_key_jwt (with JWKS, the client's public keys as a JWK Set, and AuthSigningAlg,
+	// RS256 unless set) or none.
+	AuthMethod     string
+	JWKS           any
+	AuthSigningAlg string
 	// BackChannelLogoutURI receives Hydra's logout_token (form POST) when a login session
 	// this client took part in ends by sid.
 	BackChannelLogoutURI string
@@ -349,6 +351,9 @@ func (s *Server) CreateClient(t testutil.T, c ClientConfig) Client {
 	}
 	if c.JWKS != nil {
 		body["jwks"] = c.JWKS
+	}
+	if c.AuthSigningAlg != "" {
+		body["token_endpoint_auth_signing_alg"] = c.AuthSigningAlg
 	}
 	if c.BackChannelLogoutURI != "" {
 		body["backchannel_logout_uri"] = c.BackChannelLogoutURI

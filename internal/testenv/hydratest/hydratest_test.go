@@ -1,6 +1,8 @@
 package hydratest_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -38,11 +40,17 @@ type rp struct {
 		BCLogout bool   `json:"backchannel_logout_supported"`
 	}
 
+	// assert, when set, authenticates the client with private_key_jwt instead of its secret.
+	assert func() url.Values
+
 	mu          sync.Mutex
 	logoutToken string
 }
 
-func newRP(t *testing.T, h *hydratest.Server) *rp {
+func newRP(t *testing.T, h *hydratest.Server) *rp { return newRPWith(t, h, hydratest.ClientConfig{}) }
+
+// newRPWith registers the client cfg describes (ID, callback and back-channel URIs filled in).
+func newRPWith(t *testing.T, h *hydratest.Server, cfg hydratest.ClientConfig) *rp {
 	r := &rp{t: t, hydra: h}
 	mux := http.NewServeMux()
 	// The callback answers with the query it got, so the browser's last response carries it.
@@ -56,11 +64,10 @@ func newRP(t *testing.T, h *hydratest.Server) *rp {
 	})
 	r.srv = httptest.NewServer(mux)
 	t.Cleanup(r.srv.Close)
-	r.client = h.CreateClient(t, hydratest.ClientConfig{
-		ID:                   "portcullis",
-		RedirectURIs:         []string{r.srv.URL + "/callback"},
-		BackChannelLogoutURI: r.srv.URL + "/backchannel",
-	})
+	cfg.ID = "portcullis"
+	cfg.RedirectURIs = []string{r.srv.URL + "/callback"}
+	cfg.BackChannelLogoutURI = r.srv.URL + "/backchannel"
+	r.client = h.CreateClient(t, cfg)
 	getJSON(t, h.Issuer+"/.well-known/openid-configuration", &r.disc)
 	return r
 }
@@ -136,15 +143,23 @@ type tokens struct {
 	Error        string `json:"error"`
 }
 
-// token posts form to the token endpoint with the client's secret (client_secret_basic).
+// token posts form to the token endpoint with the client's secret (client_secret_basic), or
+// its signed assertion (private_key_jwt).
 func (r *rp) token(form url.Values) (int, tokens) {
 	r.t.Helper()
+	if r.assert != nil {
+		for k, v := range r.assert() {
+			form[k] = v
+		}
+	}
 	req, err := http.NewRequest(http.MethodPost, r.disc.TokenURL, strings.NewReader(form.Encode()))
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(r.client.ID), url.QueryEscape(r.client.Secret))
+	if r.assert == nil {
+		req.SetBasicAuth(url.QueryEscape(r.client.ID), url.QueryEscape(r.client.Secret))
+	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		r.t.Fatal(err)
@@ -341,5 +356,60 @@ func TestBackChannelLogout(t *testing.T) {
 	events, _ := claims["events"].(map[string]any)
 	if claims["sid"] != sid || events == nil || events["http://schemas.openid.net/event/backchannel-logout"] == nil || claims["nonce"] != nil {
 		t.Fatalf("logout token claims %v", claims)
+	}
+}
+
+// TestPrivateKeyJWT registers a client by its public key (sso.private_key_jwt) and exchanges the
+// code with an ES256 client assertion; an assertion signed by another key is refused.
+func TestPrivateKeyJWT(t *testing.T) {
+	h := hydratest.Start(t)
+	h.AddUser(alice)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}}
+	r := newRPWith(t, h, hydratest.ClientConfig{AuthMethod: "private_key_jwt", JWKS: jwks, AuthSigningAlg: "ES256"})
+	if r.client.Secret != "" {
+		t.Fatalf("a private_key_jwt client got a secret")
+	}
+	signWith := func(k *ecdsa.PrivateKey) func() url.Values {
+		return func() url.Values {
+			sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: k, KeyID: "k1"}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now()
+			raw, err := jwt.Signed(sig).Claims(jwt.Claims{
+				Issuer: r.client.ID, Subject: r.client.ID, Audience: jwt.Audience{r.disc.TokenURL},
+				ID: random(t), IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Minute)),
+			}).Serialize()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return url.Values{"client_id": {r.client.ID}, "client_assertion": {raw},
+				"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}}
+		}
+	}
+	nonce, verifier := random(t), random(t)
+	cb := r.authorize(newBrowser(t), random(t), nonce, s256(verifier))
+	code := url.Values{"grant_type": {"authorization_code"}, "code": {cb.Get("code")},
+		"redirect_uri": {r.client.RedirectURIs[0]}, "code_verifier": {verifier}}
+
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.assert = signWith(other)
+	if st, tok := r.token(code); st != http.StatusUnauthorized || tok.Error != "invalid_client" {
+		t.Fatalf("assertion signed by another key: %d %q, want 401 invalid_client", st, tok.Error)
+	}
+	r.assert = signWith(key)
+	st, tok := r.token(code)
+	if st != http.StatusOK {
+		t.Fatalf("code exchange with a client assertion: %d %q", st, tok.Error)
+	}
+	if claims := r.idToken(tok.IDToken, nonce); claims["sub"] != "alice" {
+		t.Fatalf("ID token claims %v", claims)
 	}
 }
