@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs every tool and real peer the build and the test suites use, cached under .cache/
-# (git-ignored) so a second run is quick. Usage: scripts/install-tools.sh [go|debian|vault|all]
+# (git-ignored) so a second run is quick. Usage: scripts/install-tools.sh [go|debian|vault|hydra|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -23,6 +23,10 @@ PROMETHEUS_VERSION=v0.316.0
 VAULT_VERSION=v1.15.0
 VAULT_SDK_VERSION=v0.10.2
 VAULT_API_VERSION=v1.11.0
+
+# Hydra's go.mod replaces pop with Ory's fork; the wrapper module copies that replace.
+HYDRA_VERSION=v2.3.0
+HYDRA_POP_REPLACE=github.com/ory/pop/v6@v6.2.1-0.20241121111754-e5dfc0f3344b
 
 what=${1:-all}
 
@@ -115,10 +119,42 @@ install_vault() {
   echo "$VAULT_VERSION" >"$BIN/.vault.version"
 }
 
+# ORY Hydra is the OpenID provider the SSO suites sign in at. `go install` refuses its module
+# (replace directives), so a small wrapper module under .cache/ requires it and copies the
+# replace that matters: pop/v6 => Ory's fork. (Its other replace, hydra-client-go => ./internal/httpclient,
+# points into a nested module the proxy's zip leaves out; the published hydra-client-go it requires is used.)
+# -tags sqlite (cgo, mattn/go-sqlite3) gives the in-memory database the harness runs it with.
+install_hydra() {
+  if [ -x "$BIN/hydra" ] && [ "$(cat "$BIN/.hydra.version" 2>/dev/null)" = "$HYDRA_VERSION" ]; then return 0; fi
+  echo "install-tools: building hydra $HYDRA_VERSION (cgo, -tags sqlite)" >&2
+  command -v gcc >/dev/null || { echo "install-tools: hydra needs a C compiler (gcc) for go-sqlite3" >&2; return 1; }
+  local work="$ROOT/.cache/hydra-build"
+  rm -rf "$work"
+  mkdir -p "$work"
+  (
+    cd "$work"
+    cat >go.mod <<MOD
+module portcullis.invalid/hydra-build
+
+go 1.22
+
+require github.com/ory/hydra/v2 $HYDRA_VERSION
+
+replace github.com/gobuffalo/pop/v6 => ${HYDRA_POP_REPLACE/@/ }
+MOD
+    GOFLAGS=-mod=mod CGO_ENABLED=1 go build -trimpath -tags sqlite \
+      -ldflags "-X github.com/ory/hydra/v2/driver/config.Version=$HYDRA_VERSION" -o "$BIN/hydra.tmp" github.com/ory/hydra/v2
+  )
+  mv "$BIN/hydra.tmp" "$BIN/hydra"
+  rm -rf "$work"
+  echo "$HYDRA_VERSION" >"$BIN/.hydra.version"
+}
+
 case "$what" in
   go) install_go ;;
   debian) install_debian ;;
   vault) install_vault ;;
-  all) install_debian; install_go; install_vault ;;
-  *) echo "usage: $0 [go|debian|vault|all]" >&2; exit 2 ;;
+  hydra) install_hydra ;;
+  all) install_debian; install_go; install_vault; install_hydra ;;
+  *) echo "usage: $0 [go|debian|vault|hydra|all]" >&2; exit 2 ;;
 esac
