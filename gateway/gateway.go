@@ -1,6 +1,6 @@
 // Package gateway is Portcullis's HTTP face: the Docker token protocol (GET /token), its
-// OAuth2 form (POST /token: password, refresh and RFC 8693 token exchange grants), JWKS and
-// discovery, health. It only translates: every decision
+// OAuth2 form (POST /token: password, refresh and RFC 8693 token exchange grants), RFC 7009
+// revocation (POST /revoke), JWKS and discovery, health. It only translates: every decision
 // is a gRPC call to authn, authz or signer. Its metrics go to the registry it is given; the
 // token port does not serve them.
 package gateway
@@ -105,6 +105,9 @@ func New(opt Options, c Clients, log *slog.Logger, reg *prometheus.Registry) *Ga
 	// an answer without a body.
 	g.mux.Handle("HEAD /token", methodNotAllowed("GET, POST"))
 	g.mux.Handle("/token", methodNotAllowed("GET, POST"))
+	// RFC 7009 token revocation. Every method reaches the handler, which answers all but
+	// POST with invalid_request: the OAuth error the RFC's clients read.
+	g.mux.HandleFunc("/revoke", g.handleRevoke)
 	for path, h := range map[string]http.HandlerFunc{
 		"/.well-known/jwks.json":            g.handleJWKS,
 		"/.well-known/openid-configuration": g.handleDiscovery,

@@ -40,6 +40,7 @@ type fakeAuthn struct {
 	last        atomic.Pointer[authnv1.AuthenticateRequest]
 	lastRefresh atomic.Pointer[authnv1.RefreshRequest]
 	ended       atomic.Pointer[authnv1.EndSessionRequest]
+	endCalls    atomic.Int32
 }
 
 // Refresh tokens the fake knows: fakeRefreshToken is alice's session for registry.local,
@@ -100,8 +101,13 @@ func (f *fakeAuthn) Refresh(_ context.Context, in *authnv1.RefreshRequest, _ ...
 	return nil, status.Error(codes.Unauthenticated, "invalid refresh token")
 }
 
-// EndSession records the token whose session the gateway ended.
+// EndSession records the token whose session the gateway ended. Like services/authn.Server,
+// it answers the same for every token: holding it is the authority, unknown is no error.
 func (f *fakeAuthn) EndSession(_ context.Context, in *authnv1.EndSessionRequest, _ ...grpc.CallOption) (*authnv1.EndSessionResponse, error) {
+	f.endCalls.Add(1)
+	if f.err != nil {
+		return nil, f.err
+	}
 	f.ended.Store(in)
 	return &authnv1.EndSessionResponse{}, nil
 }
@@ -414,6 +420,7 @@ func TestJWKSDiscoveryAndHealth(t *testing.T) {
 	for _, path := range []string{"/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"} {
 		if code, body, _ := get(path); code != 200 || !strings.Contains(body, `"https://auth.example.com/.well-known/jwks.json"`) || !strings.Contains(body, `"issuer":"portcullis"`) ||
 			!strings.Contains(body, `"token_endpoint":"https://auth.example.com/token"`) ||
+			!strings.Contains(body, `"revocation_endpoint":"https://auth.example.com/revoke"`) ||
 			!strings.Contains(body, `"grant_types_supported":["password","refresh_token","urn:ietf:params:oauth:grant-type:token-exchange"]`) {
 			t.Fatalf("discovery %s: %d %s", path, code, body)
 		}

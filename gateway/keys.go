@@ -52,5 +52,9 @@ func (g *Gateway) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		"jwks_uri":              base + "/.well-known/jwks.json",
 		"token_endpoint":        base + "/token",
 		"grant_types_supported": []string{"password", "refresh_token", GrantTypeTokenExchange},
+		// RFC 8414 §2 / RFC 7009: where a client (portcullis logout) ends its session. Public
+		// clients: the token is the only authority, so no client authentication is asked.
+		"revocation_endpoint":                        base + "/revoke",
+		"revocation_endpoint_auth_methods_supported": []string{"none"},
 	})
 }

@@ -191,6 +191,9 @@ func (s *Server) Refresh(ctx context.Context, req *authnv1.RefreshRequest) (*aut
 // EndSession implements authnv1.AuthnServiceServer. The gateway calls it when a token request
 // fails after an offline login created a session: the client never saw the refresh token, so
 // the session would otherwise sit in the store, listed but held by nobody, until it expired.
+// It also calls it for RFC 7009 revocation (POST /revoke, `portcullis logout`): the holder of
+// the token ends its session. authn cannot tell the two apart (the request says neither); the
+// gateway's own audit event, with the same request_id, does.
 func (s *Server) EndSession(ctx context.Context, req *authnv1.EndSessionRequest) (*authnv1.EndSessionResponse, error) {
 	if s.sessions == nil || req.GetRefreshToken() == "" {
 		return &authnv1.EndSessionResponse{}, nil
@@ -207,7 +210,7 @@ func (s *Server) EndSession(ctx context.Context, req *authnv1.EndSessionRequest)
 		return nil, toStatus(ctx, s.log, storeErr(err))
 	}
 	s.event(EventRevoked)
-	s.audit.InfoContext(ctx, "session revoked", append(sessionAttrs(ses, req.GetRemoteAddr()), "reason", "refresh token not delivered")...)
+	s.audit.InfoContext(ctx, "session revoked", append(sessionAttrs(ses, req.GetRemoteAddr()), "reason", "ended by the refresh token's holder (logout, or a token the gateway could not deliver)")...)
 	return &authnv1.EndSessionResponse{}, nil
 }
 

@@ -465,7 +465,7 @@ func TestEndSession(t *testing.T) {
 		if e.count(authn.EventRevoked) != 1 {
 			t.Fatalf("revoked events = %d, want 1", e.count(authn.EventRevoked))
 		}
-		if !strings.Contains(e.logs.String(), "refresh token not delivered") {
+		if !strings.Contains(e.logs.String(), "ended by the refresh token's holder") {
 			t.Fatalf("no audit event for the ended session:\n%s", e.logs)
 		}
 		assertNoToken(t, e.logs, undelivered)
