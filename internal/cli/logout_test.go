@@ -23,7 +23,7 @@ func logoutApp(t *testing.T) (*app.App, *app.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Gateway.Listen = "127.0.0.1:0"
+	cfg.Gateway.Listen, cfg.Gateway.MetricsListen = "127.0.0.1:0", "127.0.0.1:0"
 	apptest.WithAdmin(t, cfg)
 	return apptest.Start(t, cfg, "all"), cfg
 }
@@ -237,6 +237,11 @@ func TestLogoutCredentialHelper(t *testing.T) {
 	cfg := readDockerConfig(t, path)
 	if auths, _ := cfg["auths"].(map[string]any); auths[host] != nil || cfg["credsStore"] != "pctest" {
 		t.Fatalf("config after logout: %v", cfg)
+	}
+	// authn counts the revocation with the admin API's.
+	_, metrics := apptest.Get(t, http.DefaultClient, "http://"+a.MetricsAddr+"/metrics", nil)
+	if want := `portcullis_authn_session_events_total{event="revoked"} 1`; !strings.Contains(metrics, want) {
+		t.Errorf("metrics lack %q", want)
 	}
 	// Again: the helper and the file hold nothing now.
 	if out, err := cli(t, "logout", "-docker-config", dir, host); err != nil || !strings.Contains(out, "not logged in") {
