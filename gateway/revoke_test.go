@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -177,4 +178,48 @@ func TestRevoke(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzRevoke: whatever a client sends to /revoke, with an authn that succeeds, the answer is an
+// empty 200 or a JSON 400 naming its OAuth2 error, never a 5xx or a panic, and the token is
+// never logged.
+func FuzzRevoke(f *testing.F) {
+	for _, s := range []string{
+		"token=" + fakeRefreshToken, "token=" + fakeRefreshToken + "&token_type_hint=refresh_token&client_id=portcullis-logout",
+		"token=pcr_&token=pcr_", "token=eyJ.eyJ.x", "token=x&token_type_hint=access_token", "", "token=", "%zz", "&&==&",
+		`{"token":"pcr_x"}`,
+	} {
+		for _, ct := range []string{"application/x-www-form-urlencoded", "application/json", "", ";;="} {
+			f.Add("POST", "", s, ct)
+		}
+		f.Add("GET", s, "", "")
+		f.Add("POST", s, s, "application/x-www-form-urlencoded")
+	}
+	f.Fuzz(func(t *testing.T, method, query, body, contentType string) {
+		e := newEnvWith(t, envConfig{noServer: true})
+		req, err := http.NewRequest(method, "/revoke", strings.NewReader(body))
+		if err != nil {
+			return // not a method net/http would send
+		}
+		req.URL.RawQuery = query
+		req.Header.Set("Content-Type", contentType)
+		rec := httptest.NewRecorder()
+		e.handler.ServeHTTP(rec, req)
+		switch {
+		case rec.Code == http.StatusOK:
+			if rec.Body.Len() != 0 {
+				t.Fatalf("200 with a body: %q", rec.Body.String())
+			}
+		case rec.Code == http.StatusBadRequest:
+			var m map[string]string
+			if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil || m["error"] == "" {
+				t.Fatalf("400 without a JSON OAuth error: %q", rec.Body.String())
+			}
+		default:
+			t.Fatalf("%s ?%q %q (%q): status %d", method, query, body, contentType, rec.Code)
+		}
+		if tok := e.authn.ended.Load().GetRefreshToken(); len(tok) > 8 && strings.Contains(e.log.String(), tok) {
+			t.Fatalf("the log holds the token:\n%s", e.log.String())
+		}
+	})
 }
