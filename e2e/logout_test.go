@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/portcullis-dev/portcullis/internal/app"
+	"github.com/portcullis-dev/portcullis/internal/testenv/credhelpertest"
 )
 
 // TestLogout_DockerCLI_Registry3 drives `portcullis logout` after the real docker CLI's login:
@@ -137,4 +138,66 @@ func addKey(t *testing.T, path, key string, v any) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestLogout_DockerCLI_CredentialHelper: docker configured with credsStore keeps the identity
+// token in the helper (here the test helper of internal/testenv/credhelpertest, which docker
+// runs as it would docker-credential-pass or -secretservice) and only an empty entry in
+// config.json. `portcullis logout` gets the token from the helper, ends the session, erases
+// it from the helper and removes the empty entry; docker push is refused after it.
+func TestLogout_DockerCLI_CredentialHelper(t *testing.T) {
+	t.Parallel()
+	sp := startSessionsAllInOne(t, app.StoreSpec{})
+	c := newClients(t)
+	bin := t.TempDir()
+	store := credhelpertest.Build(t, bin, "e2etest", nil)
+	c.env = append(c.env, "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	cfgPath := dockerConfigFile(c)
+	if err := os.WriteFile(cfgPath, []byte(`{"credsStore":"e2etest"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := startRegistry(t, registry3, sp.portcullis)
+	ref := reg.Host + "/alice/logout-helper:v1"
+	t.Cleanup(func() { _, _ = c.run(t, "", "docker", "image", "rm", "--force", ref) })
+
+	if out, err := c.run(t, "alice\n", "docker", "login", reg.Host, "-u", "alice", "--password-stdin"); err != nil || !strings.Contains(out, "Login Succeeded") {
+		t.Fatalf("docker login as alice: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held map[string]struct{ ServerURL, Username, Secret string }
+	if err := json.Unmarshal(data, &held); err != nil {
+		t.Fatalf("helper store: %v\n%s", err, data)
+	}
+	rt := held[reg.Host].Secret
+	if held[reg.Host].Username != "<token>" || !strings.HasPrefix(rt, "pcr_") {
+		t.Fatalf("docker login stored %+v in the credential helper, want an identity token", held)
+	}
+	if data, _ := os.ReadFile(cfgPath); strings.Contains(string(data), rt) {
+		t.Fatalf("config.json holds the token despite credsStore:\n%s", data)
+	}
+	buildDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(buildDir, "Dockerfile"), []byte("FROM scratch\nCOPY Dockerfile /\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.ok(t, "docker", "build", "--quiet", "--tag", ref, buildDir)
+	c.ok(t, "docker", "push", ref)
+
+	out, err := c.portcullis(t, "logout", reg.Host)
+	if err != nil || !strings.Contains(out, "session ended at ") || !strings.Contains(out, "erased "+reg.Host+" from docker-credential-e2etest") {
+		t.Fatalf("portcullis logout %s: %v\n%s", reg.Host, err, out)
+	}
+	if ss := sp.listSessions(t, "alice"); len(ss) != 0 {
+		t.Fatalf("sessions after portcullis logout: %+v, want none", ss)
+	}
+	if data, _ := os.ReadFile(store); strings.Contains(string(data), rt) {
+		t.Fatalf("the helper still holds the token:\n%s", data)
+	}
+	data, _ = os.ReadFile(cfgPath)
+	if strings.Contains(string(data), reg.Host) || !strings.Contains(string(data), `"credsStore": "e2etest"`) {
+		t.Fatalf("config.json after logout:\n%s", data)
+	}
+	c.failsWith(t, revokedRE, "docker", "push", ref)
 }
