@@ -191,6 +191,11 @@ func TestLogout(t *testing.T) {
 	})
 	t.Run("usage", func(t *testing.T) {
 		t.Parallel()
+		var out, errb bytes.Buffer
+		if err := run(t.Context(), []string{"logout", "-h"}, &out, &errb); err != nil ||
+			!strings.Contains(errb.String(), "RFC 7009") || !strings.Contains(errb.String(), "-force") {
+			t.Errorf("logout -h: %v\n%s", err, errb.String())
+		}
 		for _, args := range [][]string{{"logout"}, {"logout", "a.example", "b.example"}, {"logout", "ftp://a.example"},
 			{"logout", "user@a.example"}, {"logout", "-timeout", "0s", "a.example"}, {"logout", "-nope", "a.example"}} {
 			if _, err := cli(t, args...); exitCode(err) != 2 {
