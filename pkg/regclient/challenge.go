@@ -6,7 +6,9 @@
 // the registry needs no authentication. Decode describes a token without verifying it.
 //
 // It is a client for people and diagnostics (portcullis token, portcullis doctor), not a
-// transport: it fetches one token and says what happened.
+// transport: it fetches one token and says what happened. For logging out it finds a realm's
+// RFC 7009 revocation endpoint and revokes a refresh token there, edits docker's config.json
+// (DockerConfigFile) and speaks the docker credential helper protocol (HelperGet, HelperErase).
 //
 // Public API: other programs import this package, so its exported names change only in a
 // way that keeps their code compiling (Portcullis's own internals live under internal/).
