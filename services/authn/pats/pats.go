@@ -217,7 +217,7 @@ func ParseScope(s string) (scope.Scope, error) {
 	}
 	first, last := strings.IndexByte(s, ':'), strings.LastIndexByte(s, ':')
 	parsed.Name = s[first+1 : last]
-	if _, err := path.Match(parsed.Name, ""); err != nil {
+	if _, err := path.Match(parsed.Name, ""); err != nil { // what authz.Narrow matches with
 		return bad("invalid name pattern")
 	}
 	actions := strings.Split(s[last+1:], ",")
@@ -269,44 +269,6 @@ func ParseScopes(in []string) ([]scope.Scope, error) {
 		out = append(out, p)
 	}
 	return out, nil
-}
-
-// Narrow is granted cut down to what narrowing allows: each granted action is kept only when
-// some narrowing scope of the same type and class has a name pattern matching the scope's name
-// and lists the action (or "*"). No narrowing leaves granted as it is. The result shares no
-// slices with granted.
-func Narrow(granted, narrowing []scope.Scope) []scope.Scope {
-	if len(narrowing) == 0 {
-		return granted
-	}
-	var out []scope.Scope
-	for _, g := range granted {
-		var actions []string
-		for _, a := range g.Actions {
-			if allows(narrowing, g, a) {
-				actions = append(actions, a)
-			}
-		}
-		if len(actions) > 0 {
-			out = append(out, scope.Scope{Type: g.Type, Class: g.Class, Name: g.Name, Actions: actions})
-		}
-	}
-	return out
-}
-
-func allows(narrowing []scope.Scope, g scope.Scope, action string) bool {
-	for _, n := range narrowing {
-		if n.Type != g.Type || n.Class != g.Class {
-			continue
-		}
-		if ok, err := path.Match(n.Name, g.Name); err != nil || !ok {
-			continue
-		}
-		if contains(n.Actions, "*") || contains(n.Actions, action) {
-			return true
-		}
-	}
-	return false
 }
 
 // EncodeScopes and DecodeScopes are how the SQL stores keep a narrowing: a JSON list of
