@@ -1,0 +1,163 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/portcullis-dev/portcullis/internal/app"
+	"github.com/portcullis-dev/portcullis/internal/testenv/apptest"
+	"github.com/portcullis-dev/portcullis/internal/testutil"
+)
+
+type createdPAT struct {
+	PAT struct {
+		ID, Owner, Name, State string
+		Scopes                 []string
+		ExpiresAt              string `json:"expires_at"`
+	} `json:"personal_access_token"`
+	Secret string `json:"secret"`
+}
+
+// patsDev is the development config (alice and admin, static users) with tokens on.
+func patsDev(t *testing.T) *app.Config {
+	t.Helper()
+	cfg, err := app.DevConfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Gateway.Listen, cfg.Gateway.MetricsListen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.SSO.PAT.Enabled = true
+	return apptest.WithAdmin(t, cfg)
+}
+
+// access is the token's access claim as "type:name:actions" strings.
+func access(claims map[string]any) string {
+	var out []string
+	list, _ := claims["access"].([]any)
+	for _, e := range list {
+		m, _ := e.(map[string]any)
+		var acts []string
+		for _, a := range m["actions"].([]any) {
+			acts = append(acts, a.(string))
+		}
+		out = append(out, fmt.Sprintf("%s:%s:%s", m["type"], m["name"], strings.Join(acts, ",")))
+	}
+	return strings.Join(out, " ")
+}
+
+// The whole path in one process: `portcullis pats create` on the admin API, the token logging
+// in as alice through the gateway (no refresh token) and narrowed, refused under any other
+// user name and in every malformed form, then revoked.
+func TestPATsCreateLoginRevoke(t *testing.T) {
+	t.Parallel()
+	cfg := patsDev(t)
+	a := apptest.Start(t, cfg, "all")
+	adminArgs := []string{"-addr", a.AdminAddr, "-admin-token-file", cfg.Admin.TokenFile}
+	pats := func(args ...string) (string, error) {
+		return cli(t, append(append([]string{"pats"}, args...), adminArgs...)...)
+	}
+
+	out, err := pats("create", "-owner", "alice", "-name", "ci", "-expires", "24h", "-scope", "repository:alice/*:pull", "-o", "json")
+	var ci createdPAT
+	if err != nil || json.Unmarshal([]byte(out), &ci) != nil {
+		t.Fatalf("pats create: %v\n%s", err, out)
+	}
+	if !strings.HasPrefix(ci.Secret, "pat_") || ci.PAT.Owner != "alice" || ci.PAT.State != "PERSONAL_ACCESS_TOKEN_STATE_ACTIVE" ||
+		strings.Join(ci.PAT.Scopes, " ") != "repository:alice/*:pull" || ci.PAT.ExpiresAt == "" {
+		t.Fatalf("pats create -o json: %s", out)
+	}
+	// The table form shows the secret once, with the hint to keep it; no narrowing here.
+	out, err = pats("create", "-owner", "alice", "-name", "all", "-expires", "1h")
+	if err != nil || !strings.Contains(out, "shown only this once") || !strings.Contains(out, "docker login -u alice") ||
+		!strings.Contains(out, "everything the owner gets") {
+		t.Fatalf("pats create (table): %v\n%s", err, out)
+	}
+	var all string
+	for _, f := range strings.Fields(out) {
+		if strings.HasPrefix(f, "pat_") {
+			all = f
+		}
+	}
+
+	// The default policy gives alice pull and push under alice/; the narrowed token pull only.
+	code, claims := robotToken(t, a.GatewayAddr, "alice", ci.Secret, "repository:alice/app:push,pull")
+	if code != 200 || claims["sub"] != "alice" || access(claims) != "repository:alice/app:pull" {
+		t.Fatalf("narrowed token: %d %v", code, claims)
+	}
+	if code, claims := robotToken(t, a.GatewayAddr, "alice", all, "repository:alice/app:push,pull"); code != 200 || access(claims) != "repository:alice/app:push,pull" {
+		t.Fatalf("token without narrowing: %d %v", code, claims)
+	}
+	// Nothing beyond the policy either: another person's repository stays closed.
+	if code, claims := robotToken(t, a.GatewayAddr, "alice", all, "repository:admin/app:pull"); code != 200 || access(claims) != "" {
+		t.Fatalf("token for admin's repository: %d %v", code, claims)
+	}
+	for name, c := range map[string][2]string{
+		"another user's name":   {"admin", ci.Secret},
+		"the wrong prefix":      {"alice", "pcp_" + ci.Secret[4:]},
+		"truncated":             {"alice", ci.Secret[:len(ci.Secret)-1]},
+		"a made-up token":       {"alice", "pat_" + strings.Repeat("A", 43)},
+		"1 MB":                  {"alice", "pat_" + strings.Repeat("A", 1<<20)},
+		"alice's password form": {"alice", "alice" + ci.Secret},
+	} {
+		if code, _ := robotToken(t, a.GatewayAddr, c[0], c[1], "repository:alice/app:pull"); code != http.StatusUnauthorized &&
+			!(name == "1 MB" && code >= 400 && code < 500) {
+			t.Errorf("%s: %d, want 401", name, code)
+		}
+	}
+
+	for _, c := range []struct {
+		args []string
+		code codes.Code
+	}{
+		{[]string{"create", "-owner", "alice", "-name", "ci", "-expires", "1h"}, codes.AlreadyExists},
+		{[]string{"create", "-owner", "nobody", "-name", "ci", "-expires", "1h"}, codes.FailedPrecondition},
+		{[]string{"create", "-owner", "alice", "-name", "long", "-expires", "2161h"}, codes.InvalidArgument},
+		{[]string{"create", "-owner", "alice", "-name", "bad", "-expires", "1h", "-scope", "repository:alice/*"}, codes.InvalidArgument},
+		{[]string{"revoke", "-id", "pid_nope"}, codes.NotFound},
+	} {
+		if _, err := pats(c.args...); status.Code(err) != c.code {
+			t.Errorf("pats %v: %v, want %v", c.args, err, c.code)
+		}
+	}
+
+	table, err := pats("list", "-owner", "alice")
+	if err != nil || !strings.HasPrefix(table, "ID ") || !strings.Contains(table, "repository:alice/*:pull") || strings.Contains(table, ci.Secret) {
+		t.Fatalf("pats list: %v\n%s", err, table)
+	}
+	out, err = pats("revoke", "-id", ci.PAT.ID)
+	if err != nil || !strings.Contains(out, "revoked alice's token ci") {
+		t.Fatalf("pats revoke: %v\n%s", err, out)
+	}
+	// Within a second, through the login cache (30s TTL) that held the token.
+	testutil.WaitFor(t, time.Second, 20*time.Millisecond, "the revoked token refused", func() error {
+		if code, _ := robotToken(t, a.GatewayAddr, "alice", ci.Secret, "repository:alice/app:pull"); code != http.StatusUnauthorized {
+			return fmt.Errorf("the revoked token still logs in: %d", code)
+		}
+		return nil
+	})
+	out, err = pats("list", "-owner", "alice", "-o", "json")
+	if err != nil || strings.Contains(out, ci.PAT.ID) || !strings.Contains(out, `"all"`) {
+		t.Fatalf("pats list -o json after the revoke: %v\n%s", err, out)
+	}
+}
+
+// Without sso.pat.enabled there is no token service, and a pat_ password is no password.
+func TestPATsOff(t *testing.T) {
+	t.Parallel()
+	cfg := patsDev(t)
+	cfg.SSO.PAT.Enabled = false
+	a := apptest.Start(t, cfg, "all")
+	if _, err := cli(t, "pats", "list", "-owner", "alice", "-addr", a.AdminAddr, "-admin-token-file", cfg.Admin.TokenFile); status.Code(err) != codes.Unimplemented {
+		t.Errorf("pats list with tokens off: %v, want Unimplemented", err)
+	}
+	if code, _ := robotToken(t, a.GatewayAddr, "alice", "pat_"+strings.Repeat("A", 43), "repository:alice/app:pull"); code != http.StatusUnauthorized {
+		t.Errorf("a pat_ password with tokens off: %d, want 401", code)
+	}
+}
