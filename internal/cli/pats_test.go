@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,18 @@ func TestPATsCreateLoginRevoke(t *testing.T) {
 	}
 	if code, claims := robotToken(t, a.GatewayAddr, "alice", all, "repository:alice/app:push,pull"); code != 200 || access(claims) != "repository:alice/app:push,pull" {
 		t.Fatalf("token without narrowing: %d %v", code, claims)
+	}
+	// The OAuth2 password grant (containerd, buildkit) takes the token as well, and under
+	// another user name refuses it.
+	for user, want := range map[string]int{"alice": 200, "admin": 400} {
+		form := url.Values{"grant_type": {"password"}, "username": {user}, "password": {ci.Secret}, "service": {"registry.local"},
+			"client_id": {"containerd"}, "scope": {"repository:alice/app:pull,push"}}
+		req, _ := http.NewRequest("POST", "http://"+a.GatewayAddr+"/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		code, body := apptest.Send(t, req)
+		if code != want || (want == 200 && !strings.Contains(string(body), "access_token")) {
+			t.Errorf("password grant as %s: %d %s, want %d", user, code, body, want)
+		}
 	}
 	// Nothing beyond the policy either: another person's repository stays closed.
 	if code, claims := robotToken(t, a.GatewayAddr, "alice", all, "repository:admin/app:pull"); code != 200 || access(claims) != "" {
