@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/portcullis-dev/portcullis/internal/app"
+	"github.com/portcullis-dev/portcullis/internal/config"
 	"github.com/portcullis-dev/portcullis/internal/testenv/apptest"
 	"github.com/portcullis-dev/portcullis/internal/testutil"
 )
@@ -172,5 +173,46 @@ func TestPATsOff(t *testing.T) {
 	}
 	if code, _ := robotToken(t, a.GatewayAddr, "alice", "pat_"+strings.Repeat("A", 43), "repository:alice/app:pull"); code != http.StatusUnauthorized {
 		t.Errorf("a pat_ password with tokens off: %d, want 401", code)
+	}
+}
+
+// Through the whole app: wrong tokens count toward, and a lock on, the owner's (account,
+// address) pair like wrong passwords; an address lock (sprayed passwords) never holds a valid
+// token off. The locks last an hour, so a slow machine's next request still meets them.
+func TestPATsLockout(t *testing.T) {
+	t.Parallel()
+	cfg := patsDev(t)
+	l := &cfg.Authn.Lockout
+	l.MaxFailuresPerAccountAddress, l.MaxFailuresPerAddress = 2, 4
+	l.BaseDelay, l.MaxDelay, l.Window = config.Duration(time.Hour), config.Duration(time.Hour), config.Duration(time.Hour)
+	a := apptest.Start(t, cfg, "all")
+	adminArgs := []string{"-addr", a.AdminAddr, "-admin-token-file", cfg.Admin.TokenFile}
+	secret := func(owner string) string {
+		out, err := cli(t, append([]string{"pats", "create", "-owner", owner, "-name", "ci", "-expires", "1h", "-o", "json"}, adminArgs...)...)
+		var p createdPAT
+		if err != nil || json.Unmarshal([]byte(out), &p) != nil {
+			t.Fatalf("pats create: %v\n%s", err, out)
+		}
+		return p.Secret
+	}
+	alice, admin := secret("alice"), secret("admin")
+	for i, s := range []struct {
+		user, pass string
+		want       int
+	}{
+		// Two wrong tokens for admin lock admin's pair: his right token waits too.
+		{"admin", "pat_" + strings.Repeat("A", 43), 401},
+		{"admin", "pat_" + strings.Repeat("B", 43), 401},
+		{"admin", admin, 429},
+		// Two wrong passwords more lock the address (four failures): alice's password waits,
+		// her token does not.
+		{"u1", "guess", 401},
+		{"u2", "guess", 401},
+		{"alice", "alice", 429},
+		{"alice", alice, 200},
+	} {
+		if code, _ := robotToken(t, a.GatewayAddr, s.user, s.pass, "repository:alice/app:pull"); code != s.want {
+			t.Fatalf("step %d (%s): %d, want %d", i, s.user, code, s.want)
+		}
 	}
 }
