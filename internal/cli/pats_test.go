@@ -216,3 +216,72 @@ func TestPATsLockout(t *testing.T) {
 		}
 	}
 }
+
+// The token admin API on the admin REST listener (routes from proto/portcullis/admin_api.yaml):
+// create, list, revoke, refusals and errors as JSON, and the OpenAPI document.
+func TestPATsREST(t *testing.T) {
+	t.Parallel()
+	cfg := patsDev(t)
+	cfg.Admin.HTTPListen = "127.0.0.1:0"
+	a := apptest.Start(t, cfg, "all")
+	addr := a.AdminHTTPAddr
+	good := "Bearer " + apptest.AdminSecret
+
+	code, body, _ := apptest.AdminHTTP(t, addr, "POST", "/v1/users/alice/pats", good,
+		`{"name":"ci","expires_in":"3600s","scopes":["repository:alice/*:pull"]}`)
+	secret, _ := body["secret"].(string)
+	p, _ := body["personalAccessToken"].(map[string]any)
+	id, _ := p["id"].(string)
+	if code != 200 || !strings.HasPrefix(secret, "pat_") || p["owner"] != "alice" || id == "" {
+		t.Fatalf("POST /v1/users/alice/pats: %d %v", code, body)
+	}
+	if code, claims := robotToken(t, a.GatewayAddr, "alice", secret, "repository:alice/app:pull,push"); code != 200 || access(claims) != "repository:alice/app:pull" {
+		t.Fatalf("the token made over REST: %d %v", code, claims)
+	}
+	for _, tc := range []struct {
+		name, method, path, authz, body string
+		want                            int
+	}{
+		{"no credential", "GET", "/v1/users/alice/pats", "", "", 401},
+		{"no credential on create", "POST", "/v1/users/alice/pats", "", `{"name":"x","expires_in":"60s"}`, 401},
+		{"no credential on revoke", "DELETE", "/v1/pats/" + id, "", "", 401},
+		{"duplicate", "POST", "/v1/users/alice/pats", good, `{"name":"ci","expires_in":"60s"}`, 409},
+		{"no expiry", "POST", "/v1/users/alice/pats", good, `{"name":"x"}`, 400},
+		{"beyond max_ttl", "POST", "/v1/users/alice/pats", good, `{"name":"x","expires_in":"8000000s"}`, 400},
+		{"bad scope", "POST", "/v1/users/alice/pats", good, `{"name":"x","expires_in":"60s","scopes":["alice/*"]}`, 400},
+		{"unknown owner", "POST", "/v1/users/nobody/pats", good, `{"name":"x","expires_in":"60s"}`, 400},
+		{"malformed body", "POST", "/v1/users/alice/pats", good, `{`, 400},
+		{"revoke unknown", "DELETE", "/v1/pats/pid_nope", good, "", 404},
+		{"list", "GET", "/v1/users/alice/pats", good, "", 200},
+	} {
+		code, body, _ := apptest.AdminHTTP(t, addr, tc.method, tc.path, tc.authz, tc.body)
+		if code != tc.want {
+			t.Errorf("%s: %s %s = %d %v, want %d", tc.name, tc.method, tc.path, code, body, tc.want)
+		}
+		if b, _ := json.Marshal(body); strings.Contains(string(b), secret[4:]) {
+			t.Errorf("%s: the secret is in the answer", tc.name)
+		}
+	}
+	if code, body, _ := apptest.AdminHTTP(t, addr, "DELETE", "/v1/pats/"+id, good, ""); code != 200 {
+		t.Fatalf("DELETE /v1/pats/%s: %d %v", id, code, body)
+	}
+	testutil.WaitFor(t, time.Second, 20*time.Millisecond, "the token revoked over REST refused", func() error {
+		if code, _ := robotToken(t, a.GatewayAddr, "alice", secret, "repository:alice/app:pull"); code != http.StatusUnauthorized {
+			return fmt.Errorf("the revoked token still logs in: %d", code)
+		}
+		return nil
+	})
+	code, doc, _ := apptest.AdminHTTP(t, addr, "GET", "/v1/openapi.json", "", "")
+	paths, _ := doc["paths"].(map[string]any)
+	if code != 200 {
+		t.Fatalf("openapi.json: %d", code)
+	}
+	for path, methods := range map[string][]string{"/v1/users/{owner}/pats": {"get", "post"}, "/v1/pats/{id}": {"delete"}} {
+		ops, _ := paths[path].(map[string]any)
+		for _, m := range methods {
+			if ops[m] == nil {
+				t.Errorf("openapi.json has no %s %s", m, path)
+			}
+		}
+	}
+}
