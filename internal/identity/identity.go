@@ -31,8 +31,8 @@ type Identity struct {
 	// Subject, Groups and Labels are then its owner's.
 	PATName string
 	// PATScopes narrow a personal access token: when not empty, authz grants nothing outside
-	// them whatever the policy says. A name is a pattern ("*" within one path component,
-	// path.Match); the action "*" is any action.
+	// them whatever the policy says. A name is a pattern whose only wildcard, "*",
+	// matches within one path component; the action "*" is any action.
 	PATScopes []scope.Scope
 }
 

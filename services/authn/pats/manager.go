@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/portcullis-dev/portcullis/internal/identity"
@@ -124,7 +125,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (string, PAT, error) {
 		errs = append(errs, inv.Msg)
 	}
 	if len(errs) > 0 {
-		return "", PAT{}, &InvalidError{joinMsgs(errs)}
+		return "", PAT{}, &InvalidError{strings.Join(errs, "; ")}
 	}
 	if _, err := m.owner(ctx, spec.Owner); err != nil {
 		return "", PAT{}, err
@@ -154,14 +155,6 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (string, PAT, error) {
 	m.audit.InfoContext(ctx, "personal access token created", "owner", p.Owner, "pat", p.Name, "pat_id", p.ID,
 		"scopes", EncodeScopes(p.Scopes), "expires_at", p.ExpiresAt)
 	return secret, p, nil
-}
-
-func joinMsgs(msgs []string) string {
-	out := msgs[0]
-	for _, m := range msgs[1:] {
-		out += "; " + m
-	}
-	return out
 }
 
 // owner asks Options.Owner about subject; a gone or disabled account is ErrNoOwner.

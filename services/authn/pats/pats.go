@@ -205,38 +205,27 @@ func ParseScope(s string) (scope.Scope, error) {
 	if len(s) > maxScopeLen {
 		return bad(fmt.Sprintf("longer than %d bytes", maxScopeLen))
 	}
-	// Parse checks everything but the pattern: give it the pattern with each '*' as a
-	// letter, then put the pattern back.
-	parsed, err := scope.Parse(strings.ReplaceAll(s, "*", "x"))
+	// Parse checks everything but the pattern: give it the name with each '*' as a letter
+	// (the only wildcard; Parse refuses '?' and '['), then put the pattern back. The type and
+	// the actions hold no ':', so the first and last ':' delimit the name.
+	first, last := strings.IndexByte(s, ':'), strings.LastIndexByte(s, ':')
+	if first < 0 || first == last {
+		return bad("want type:name:actions")
+	}
+	name := s[first+1 : last]
+	parsed, err := scope.Parse(s[:first+1] + strings.ReplaceAll(name, "*", "x") + s[last:])
 	if err != nil {
 		var pe *scope.ParseError
 		if errors.As(err, &pe) {
 			return bad(pe.Reason)
 		}
-		return bad("not type:name:actions")
+		return bad("want type:name:actions")
 	}
-	first, last := strings.IndexByte(s, ':'), strings.LastIndexByte(s, ':')
-	parsed.Name = s[first+1 : last]
+	parsed.Name = name
 	if _, err := path.Match(parsed.Name, ""); err != nil { // what authz.Narrow matches with
 		return bad("invalid name pattern")
 	}
-	actions := strings.Split(s[last+1:], ",")
-	parsed.Actions = parsed.Actions[:0]
-	for _, a := range actions {
-		if !contains(parsed.Actions, a) {
-			parsed.Actions = append(parsed.Actions, a)
-		}
-	}
 	return parsed, nil
-}
-
-func contains(l []string, v string) bool {
-	for _, x := range l {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func truncate(s string) string {

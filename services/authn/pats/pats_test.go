@@ -22,6 +22,10 @@ func TestParseScope(t *testing.T) {
 		{"repository:localhost:5000/a/*:pull", "repository:localhost:5000/a/*:pull"},
 		{"registry:catalog:*", "registry:catalog:*"},
 		{"repository:alice/[:pull", ""}, // bad pattern
+		{"repository:alice/?:pull", ""}, // '*' is the only wildcard
+		{"repository:alice/*:pull*", ""},
+		{"repository:alice/*:pu*ll", ""},
+		{"repository:*:*", "repository:*:*"},
 		{"repository:alice/App:pull", ""},
 		{"repository:alice/*", ""},
 		{"repository::pull", ""},

@@ -112,7 +112,7 @@ type Identity struct {
 	PatName string `protobuf:"bytes,7,opt,name=pat_name,json=patName,proto3" json:"pat_name,omitempty"`
 	// PatScopes narrow a personal access token: when not empty, nothing outside them is
 	// granted, whatever the policy says (authz intersects its grant with them). Each name is a
-	// pattern in which "*" matches within one path component (path.Match); actions "*" is any.
+	// pattern whose only wildcard, "*", matches within one path component; actions "*" is any.
 	PatScopes     []*Scope `protobuf:"bytes,8,rep,name=pat_scopes,json=patScopes,proto3" json:"pat_scopes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
