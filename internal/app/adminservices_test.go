@@ -34,6 +34,11 @@ var adminCalls = map[string]func(context.Context, *grpc.ClientConn, ...grpc.Call
 		_, err := authnv1.NewRobotAdminServiceClient(cc).ListRobots(ctx, &authnv1.ListRobotsRequest{}, o...)
 		return err
 	},
+	"PersonalAccessTokenAdminService": func(ctx context.Context, cc *grpc.ClientConn, o ...grpc.CallOption) error {
+		_, err := authnv1.NewPersonalAccessTokenAdminServiceClient(cc).ListPersonalAccessTokens(ctx,
+			&authnv1.ListPersonalAccessTokensRequest{Owner: "alice"}, o...)
+		return err
+	},
 	"PolicyAdminService": func(ctx context.Context, cc *grpc.ClientConn, o ...grpc.CallOption) error {
 		_, err := authzv1.NewPolicyAdminServiceClient(cc).GetPolicyStatus(ctx, &authzv1.GetPolicyStatusRequest{}, o...)
 		return err
@@ -45,8 +50,8 @@ var adminCalls = map[string]func(context.Context, *grpc.ClientConn, ...grpc.Call
 func TestAdminServicesPerTarget(t *testing.T) {
 	t.Parallel()
 	want := map[string][]string{
-		"all":    {"KeyAdminService", "SessionAdminService", "RobotAdminService", "PolicyAdminService"},
-		"authn":  {"SessionAdminService", "RobotAdminService"},
+		"all":    {"KeyAdminService", "SessionAdminService", "RobotAdminService", "PersonalAccessTokenAdminService", "PolicyAdminService"},
+		"authn":  {"SessionAdminService", "RobotAdminService", "PersonalAccessTokenAdminService"},
 		"authz":  {"PolicyAdminService"},
 		"signer": {"KeyAdminService"},
 	}
@@ -55,6 +60,7 @@ func TestAdminServicesPerTarget(t *testing.T) {
 			t.Parallel()
 			cfg := apptest.WithAdmin(t, apptest.SplitConfig(t))
 			cfg.Authn.Backends = append(cfg.Authn.Backends, backend.Spec{Name: "robots", Type: "robot"})
+			cfg.SSO.PAT.Enabled = true
 			apptest.Start(t, cfg, target)
 			cc := apptest.DialWith(t, cfg.Admin.Listen, insecure.NewCredentials())
 			var got []string
@@ -115,15 +121,17 @@ func TestServicesPerListener(t *testing.T) {
 		keyAdmin    = "portcullis.signer.v1.KeyAdminService"
 		sessAdmin   = "portcullis.authn.v1.SessionAdminService"
 		robotAdmin  = "portcullis.authn.v1.RobotAdminService"
+		patAdmin    = "portcullis.authn.v1.PersonalAccessTokenAdminService"
 		policyAdmin = "portcullis.authz.v1.PolicyAdminService"
 	)
 	want := map[string]map[string][]string{
 		"all": {
 			"services":   {health, authnSvc, authzSvc, signerSvc},
-			"admin":      {health, keyAdmin, sessAdmin, robotAdmin, policyAdmin},
-			"admin-rest": {health, keyAdmin, sessAdmin, robotAdmin, policyAdmin},
+			"admin":      {health, keyAdmin, sessAdmin, robotAdmin, patAdmin, policyAdmin},
+			"admin-rest": {health, keyAdmin, sessAdmin, robotAdmin, patAdmin, policyAdmin},
 		},
-		"authn":   {"services": {health, authnSvc}, "admin": {health, sessAdmin, robotAdmin}, "admin-rest": {health, sessAdmin, robotAdmin}},
+		"authn": {"services": {health, authnSvc}, "admin": {health, sessAdmin, robotAdmin, patAdmin},
+			"admin-rest": {health, sessAdmin, robotAdmin, patAdmin}},
 		"authz":   {"services": {health, authzSvc}, "admin": {health, policyAdmin}, "admin-rest": {health, policyAdmin}},
 		"signer":  {"services": {health, signerSvc}, "admin": {health, keyAdmin}, "admin-rest": {health, keyAdmin}},
 		"gateway": {},
@@ -134,6 +142,7 @@ func TestServicesPerListener(t *testing.T) {
 			cfg := apptest.WithAdmin(t, apptest.SplitConfig(t))
 			cfg.Admin.HTTPListen = apptest.FreeAddr(t)
 			cfg.Authn.Backends = append(cfg.Authn.Backends, backend.Spec{Name: "robots", Type: "robot"})
+			cfg.SSO.PAT.Enabled = true
 			a := apptest.Start(t, cfg, target)
 			got := a.Served()
 			for l := range listeners {

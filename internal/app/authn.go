@@ -4,14 +4,18 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/portcullis-dev/portcullis/internal/admin"
+	"github.com/portcullis-dev/portcullis/internal/identity"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	"github.com/portcullis-dev/portcullis/services/authn"
 	"github.com/portcullis-dev/portcullis/services/authn/backend"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/pat"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
+	"github.com/portcullis-dev/portcullis/services/authn/pats"
 	"github.com/portcullis-dev/portcullis/services/authn/robots"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
 	"github.com/portcullis-dev/portcullis/services/authn/storage"
@@ -34,6 +38,7 @@ func (a *App) startAuthn(ctx context.Context) error {
 	}}
 	// The state store first: the robot backend reads its robots there.
 	var st storage.Store
+	var ch *authn.Chain
 	if a.cfg.StoreUsed() {
 		var err error
 		if st, err = a.openStore(ctx); err != nil {
@@ -45,9 +50,27 @@ func (a *App) startAuthn(ctx context.Context) error {
 				return err
 			}
 		}
+		if a.cfg.SSO.PAT.Enabled {
+			// A token's owner is re-read through the chain, built below from backends that
+			// need the manager first: the resolver reaches it once it exists.
+			deps.PATs = a.newPATs(st.PATs(), func(ctx context.Context, subject string) (identity.Identity, error) {
+				if ch == nil {
+					return identity.Identity{}, authn.ErrUnavailable
+				}
+				return ch.ResolvePerson(ctx, subject)
+			})
+		}
 	}
 	var chain []authn.Member
-	for _, spec := range c.Backends {
+	backends := c.Backends
+	if a.cfg.SSO.PAT.Enabled && !a.cfg.patListed() {
+		spec, err := backend.NewSpec(pats.Backend, &pat.Config{})
+		if err != nil {
+			return err
+		}
+		backends = append(slices.Clone(backends), spec)
+	}
+	for _, spec := range backends {
 		bc, err := backend.Decode(spec)
 		if err != nil {
 			return fmt.Errorf("backend %q: %w", spec.Name, err)
@@ -58,7 +81,7 @@ func (a *App) startAuthn(ctx context.Context) error {
 		}
 		chain = append(chain, authn.Member{Name: spec.Name, SubjectPrefix: spec.SubjectPrefix, Backend: b})
 	}
-	ch := authn.NewChain(chain, lim)
+	ch = authn.NewChain(chain, lim)
 	a.closers = append(a.closers, ch.Close)
 	opts := authn.ServerOptions{Resolver: ch}
 	var lk *lockout.Lockout
@@ -107,6 +130,10 @@ func (a *App) startAuthn(ctx context.Context) error {
 	if a.robots != nil {
 		a.adminServices = append(a.adminServices, admin.Service{Desc: &authnv1.RobotAdminService_ServiceDesc,
 			Impl: robots.NewAdminServer(a.robots, adminLog), REST: authnv1.RegisterRobotAdminServiceHandler})
+	}
+	if deps.PATs != nil {
+		a.adminServices = append(a.adminServices, admin.Service{Desc: &authnv1.PersonalAccessTokenAdminService_ServiceDesc,
+			Impl: pats.NewAdminServer(deps.PATs, adminLog), REST: authnv1.RegisterPersonalAccessTokenAdminServiceHandler})
 	}
 	return nil
 }
@@ -181,6 +208,24 @@ func (a *App) newRobots(st robots.Store) (*robots.Manager, error) {
 	return m, nil
 }
 
+// newPATs makes the personal access tokens' manager over st's database, with its metrics; the
+// pat backend and the admin API share it. Shutdown closes it (writing the last-use times it
+// holds) before the store.
+func (a *App) newPATs(st pats.Store, owner func(context.Context, string) (identity.Identity, error)) *pats.Manager {
+	events := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_authn_pat_events_total",
+		Help: "Personal access token events: created, revoked, refused (a token that did not log in), or owner_ended (an owner's tokens deleted because the account ended).",
+	}, []string{"event"})
+	a.reg.MustRegister(events)
+	for _, e := range []string{pats.EventCreated, pats.EventRevoked, pats.EventRefused, pats.EventOwnerEnded} {
+		events.WithLabelValues(e) // every series from the start, at 0
+	}
+	m := pats.NewManager(st, pats.Options{Now: a.now, Logger: a.log.With("component", "authn"), MaxTTL: a.cfg.SSO.PAT.MaxTTL.D(),
+		Owner: pat.Owners(owner), Event: func(e string) { events.WithLabelValues(e).Inc() }})
+	a.closers = append(a.closers, m.Close)
+	return m
+}
+
 // newLockout makes the lockout over st's database, with its metrics; shutdown stops its GC
 // loop before the store closes.
 func (a *App) newLockout(st lockout.Store, ch *authn.Chain) (*lockout.Lockout, error) {
@@ -199,9 +244,14 @@ func (a *App) newLockout(st lockout.Store, ch *authn.Chain) (*lockout.Lockout, e
 	acct, addr := a.cfg.Authn.Lockout.policies()
 	lk, err := lockout.New(lockout.Options{Store: st, AccountAddress: acct, Address: addr,
 		Prefixes: a.cfg.Authn.Lockout.prefixes(), Now: a.now,
-		// Robot keys and workload JWTs cannot be guessed: a lock on their address (every
-		// client's, behind a proxy the gateway does not trust) must not keep them out.
+		// Robot keys, personal access tokens and workload JWTs cannot be guessed: a lock on
+		// their address (every client's, behind a proxy the gateway does not trust) must not
+		// keep them out. A personal access token speaks for a person, though: it counts
+		// toward, and is held off by, the person's (account, address) key like a password.
 		Unguessable: ch.Claimed,
+		AccountBound: func(ctx context.Context, cr authn.Credentials) bool {
+			return a.cfg.SSO.PAT.Enabled && ch.Claimed(ctx, cr) && pats.LooksLikeSecret(string(cr.Password))
+		},
 		// The gateway reads this config too (one file for every target): with no trusted
 		// proxy, a proxy in front makes one address of every client; say so when it shows.
 		WarnSharedAddress: len(a.cfg.Gateway.TrustedProxies) == 0,

@@ -26,6 +26,7 @@ import (
 	"github.com/portcullis-dev/portcullis/internal/telemetry"
 	"github.com/portcullis-dev/portcullis/services/authn/backend"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
+	"github.com/portcullis-dev/portcullis/services/authn/pats"
 	"github.com/portcullis-dev/portcullis/services/authz/opa"
 	"github.com/portcullis-dev/portcullis/services/signer/keymanager"
 )
@@ -49,6 +50,8 @@ type Config struct {
 	InsecurePlaintextGRPC bool `yaml:"insecure_plaintext_grpc"`
 	// Tracing exports OpenTelemetry spans over OTLP (off by default).
 	Tracing telemetry.TracingConfig `yaml:"tracing"`
+	// SSO is how people sign in with the company's identity provider.
+	SSO SSOConfig `yaml:"sso"`
 
 	// dataDir is -data-dir: where the default session store lives. A file cannot set it.
 	dataDir string
@@ -72,6 +75,25 @@ type SessionsConfig struct {
 
 // On says whether sessions are enabled.
 func (s SessionsConfig) On() bool { return s.Enabled == nil || *s.Enabled }
+
+// SSOConfig is the `sso:` section: how people sign in with the company's identity provider
+// and what they hold instead of a registry password. This is its start: personal access
+// tokens (pat); the identity provider's own keys (issuer, client, claims, sessions) come with
+// the sign-in pages.
+type SSOConfig struct {
+	PAT PATConfig `yaml:"pat"`
+}
+
+// PATConfig is sso.pat: personal access tokens, secrets a person's tool (a CI server, an
+// imagePullSecret) logs in with as the person (`docker login -u alice -p pat_…`). They live in
+// the authn store and are managed through the admin API (portcullis pats).
+type PATConfig struct {
+	// Enabled turns them on (default false): the pat backend joins the chain (as "pat"
+	// unless authn.backends lists one) and the admin API gains PersonalAccessTokenAdminService.
+	Enabled bool `yaml:"enabled"`
+	// MaxTTL caps a token's lifetime; every token has one (default 2160h, 90 days).
+	MaxTTL config.Duration `yaml:"max_ttl"`
+}
 
 // DefaultDataDir is -data-dir's default.
 const DefaultDataDir = ".portcullis"
@@ -368,6 +390,9 @@ func (c *Config) Defaults() {
 	if c.Sessions.IdleTTL == 0 {
 		c.Sessions.IdleTTL = config.Duration(30 * 24 * time.Hour)
 	}
+	if c.SSO.PAT.MaxTTL == 0 {
+		c.SSO.PAT.MaxTTL = config.Duration(pats.DefaultMaxTTL)
+	}
 	if c.Sessions.MaxTTL == 0 {
 		c.Sessions.MaxTTL = config.Duration(90 * 24 * time.Hour)
 	}
@@ -449,11 +474,22 @@ func (c *Config) Validate() error {
 			p.Addf(path+".name", "%q is used twice", b.Name)
 		}
 		names[b.Name] = true
+		if b.Type == "pat" && !c.SSO.PAT.Enabled {
+			p.Addf(path+".type", "the pat backend needs sso.pat.enabled: true")
+		}
+		if b.Type != "pat" && b.Name == "pat" && c.SSO.PAT.Enabled && !c.patListed() {
+			p.Addf(path+".name", `"pat" is the name of the personal access token backend sso.pat.enabled adds; rename this one or list {name: pat, type: pat}`)
+		}
 		if b.SubjectPrefix != "" {
-			if b.Type == "robot" {
+			switch {
+			case b.Type == "robot":
 				p.Addf(path+".subject_prefix", "the robot backend's subjects are robot:<name> already; it takes no prefix")
-			} else if err := identity.CheckSubjectPrefix(b.SubjectPrefix); err != nil {
-				p.Addf(path+".subject_prefix", "%v", err)
+			case b.Type == "pat":
+				p.Addf(path+".subject_prefix", "the pat backend's subjects are the tokens' owners'; it takes no prefix")
+			default:
+				if err := identity.CheckSubjectPrefix(b.SubjectPrefix); err != nil {
+					p.Addf(path+".subject_prefix", "%v", err)
+				}
 			}
 		}
 		bc, err := backend.Decode(b)
@@ -490,6 +526,7 @@ func (c *Config) Validate() error {
 		p.Addf("admin.http_listen", "set admin.token_file too: an admin API without a credential refuses every call")
 	}
 	c.validateSessions(&p)
+	c.validateSSO(&p)
 	p.AddErrs("internal_tls", c.InternalTLS.Validate())
 	kc, err := keymanager.Decode(c.Signer.Key)
 	if err != nil {
@@ -531,8 +568,24 @@ func (c *Config) validateLockout(p *config.Problems) {
 }
 
 // storeUsed says whether authn opens the session store: for sessions, for the lockout's
-// counts, or for the robot accounts.
-func (c *Config) StoreUsed() bool { return c.Sessions.On() || c.Authn.Lockout.On() || c.robotsUsed() }
+// counts, for the robot accounts or for personal access tokens.
+func (c *Config) StoreUsed() bool {
+	return c.Sessions.On() || c.Authn.Lockout.On() || c.robotsUsed() || c.SSO.PAT.Enabled
+}
+
+// patListed says whether authn.backends lists the pat backend itself (where in the chain it
+// goes then is the file's choice; otherwise it is added at the end).
+func (c *Config) patListed() bool {
+	return slices.ContainsFunc(c.Authn.Backends, func(b backend.Spec) bool { return b.Type == "pat" })
+}
+
+func (c *Config) validateSSO(p *config.Problems) {
+	if t := c.SSO.PAT.MaxTTL.D(); t != 0 && t < time.Minute { // 0: a Config built without Defaults
+		p.Addf("sso.pat.max_ttl", "must be at least 1m, got %s", t)
+	} else if t > 10*366*24*time.Hour {
+		p.Addf("sso.pat.max_ttl", "must be at most ten years (87840h), got %s", t)
+	}
+}
 
 // robotsUsed says whether a robot backend is configured, whose robots live in the session
 // store and are managed through the admin API.

@@ -384,3 +384,53 @@ func TestLockoutMarshalsBack(t *testing.T) {
 		}
 	}
 }
+
+// sso.pat: off by default with a 90-day cap; every problem reported at once.
+func TestSSOPATConfig(t *testing.T) {
+	t.Parallel()
+	dev, err := app.DevConfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dev.SSO.PAT.Enabled || dev.SSO.PAT.MaxTTL.D() != 2160*time.Hour {
+		t.Fatalf("defaults: %+v", dev.SSO.PAT)
+	}
+	withBackend := func(b string) string {
+		return strings.Replace(apptest.ValidDoc, "  backends:\n", "  backends:\n"+b, 1)
+	}
+	cases := []struct {
+		name, doc string
+		want      []string // none: valid
+	}{
+		{"enabled", apptest.ValidDoc + "sso: {pat: {enabled: true, max_ttl: 720h}}\n", nil},
+		{"enabled with the backend listed", withBackend("    - {name: tokens, type: pat}\n") + "sso: {pat: {enabled: true}}\n", nil},
+		{"every problem at once", withBackend("    - {name: tokens, type: pat, subject_prefix: \"x:\"}\n") + "sso: {pat: {max_ttl: 30s}}\n",
+			[]string{"authn.backends[0].type: the pat backend needs sso.pat.enabled: true", "authn.backends[0].subject_prefix: the pat backend's subjects",
+				"sso.pat.max_ttl: must be at least 1m, got 30s"}},
+		{"too long", apptest.ValidDoc + "sso: {pat: {enabled: true, max_ttl: 100000h}}\n", []string{"sso.pat.max_ttl: must be at most ten years"}},
+		{"the name the added backend takes", withBackend("    - {name: pat, type: static, config: {users: []}}\n") + "sso: {pat: {enabled: true}}\n",
+			[]string{`authn.backends[0].name: "pat" is the name of the personal access token backend`}},
+		{"unknown key", apptest.ValidDoc + "sso: {pat: {enabled: true, ttl: 1h}}\n", []string{"ttl"}},
+		{"the store is checked for tokens with sessions and lockout off",
+			apptest.ValidDoc + "sso: {pat: {enabled: true}}\nsessions: {enabled: false, store: {type: mongodb}}\n" +
+				"", []string{`unknown authn store type "mongodb"`}},
+	}
+	for _, tc := range cases {
+		doc := tc.doc
+		if strings.Contains(tc.name, "lockout off") {
+			doc = strings.Replace(doc, "authn:\n", "authn:\n  lockout: {enabled: false}\n", 1)
+		}
+		err := apptest.LoadValidate(t, doc)
+		if len(tc.want) == 0 {
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+			continue
+		}
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: problem list lacks %q: %v", tc.name, w, err)
+			}
+		}
+	}
+}

@@ -1,6 +1,6 @@
 package app
 
-// The one list of authn state store types (storage.Store: sessions, robots and lockout).
+// The one list of authn state store types (storage.Store: sessions, robots, lockout and personal access tokens).
 // Adding a store means adding a line here; nothing registers itself. It sits beside the
 // config rather than in package storage because the stores import that package.
 

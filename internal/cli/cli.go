@@ -188,6 +188,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 			flagCmd("list", "List robot accounts (admin API)", std(runRobots, "list")),
 			flagCmd("revoke", "Revoke a robot account (admin API)", std(runRobots, "revoke")),
 		),
+		patsCmd(std),
 		flagCmd("token", "Fetch a token from a registry's token endpoint, as a client does",
 			func(ctx context.Context, args []string) error {
 				return reported(runTokenCmd(ctx, args, stdin, stdout, stderr))

@@ -1,7 +1,11 @@
 // Package identity holds the caller identity that authn establishes and authz judges.
 package identity
 
-import "time"
+import (
+	"time"
+
+	"github.com/portcullis-dev/portcullis/pkg/scope"
+)
 
 // Identity is who a caller is. The zero value is not anonymous: use Anonymous().
 type Identity struct {
@@ -23,6 +27,13 @@ type Identity struct {
 	// user's fingerprint differs is refused. "" when the backend has nothing to record. It
 	// stays inside authn: it is not part of the identity sent to other services.
 	Fingerprint string
+	// PATName is, for a login with a personal access token (Backend "pat"), the token's name;
+	// Subject, Groups and Labels are then its owner's.
+	PATName string
+	// PATScopes narrow a personal access token: when not empty, authz grants nothing outside
+	// them whatever the policy says. A name is a pattern whose only wildcard, "*",
+	// matches within one path component; the action "*" is any action.
+	PATScopes []scope.Scope
 }
 
 // Anon returns the identity of a caller who sent no credentials.

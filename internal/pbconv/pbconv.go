@@ -20,7 +20,8 @@ func IdentityToPB(id identity.Identity) *commonv1.Identity {
 		}
 	}
 	return &commonv1.Identity{Subject: id.Subject, Anonymous: id.Anonymous, Groups: id.Groups,
-		Labels: identity.FirstLabels(id.Labels), LabelValues: values, Backend: id.Backend}
+		Labels: identity.FirstLabels(id.Labels), LabelValues: values, Backend: id.Backend,
+		PatName: id.PATName, PatScopes: patScopesToPB(id.PATScopes)}
 }
 
 // IdentityFromPB converts a message to an identity; nil is anonymous. A message from a
@@ -29,7 +30,11 @@ func IdentityFromPB(p *commonv1.Identity) identity.Identity {
 	if p == nil {
 		return identity.Anon()
 	}
-	id := identity.Identity{Subject: p.GetSubject(), Anonymous: p.GetAnonymous(), Groups: p.GetGroups(), Backend: p.GetBackend()}
+	id := identity.Identity{Subject: p.GetSubject(), Anonymous: p.GetAnonymous(), Groups: p.GetGroups(), Backend: p.GetBackend(),
+		PATName: p.GetPatName()}
+	if ps := p.GetPatScopes(); len(ps) > 0 {
+		id.PATScopes = ScopesFromPB(ps)
+	}
 	if lv := p.GetLabelValues(); len(lv) > 0 {
 		id.Labels = make(map[string][]string, len(lv))
 		for k, v := range lv {
@@ -59,4 +64,12 @@ func ScopesFromPB(ps []*commonv1.Scope) []scope.Scope {
 		out[i] = scope.Scope{Type: p.GetType(), Class: p.GetClass(), Name: p.GetName(), Actions: p.GetActions()}
 	}
 	return out
+}
+
+// patScopesToPB leaves no narrowing as no field rather than an empty list.
+func patScopesToPB(ss []scope.Scope) []*commonv1.Scope {
+	if len(ss) == 0 {
+		return nil
+	}
+	return ScopesToPB(ss)
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/internal/identity"
 	"github.com/portcullis-dev/portcullis/internal/pbconv"
+	"github.com/portcullis-dev/portcullis/pkg/scope"
 	commonv1 "github.com/portcullis-dev/portcullis/proto/portcullis/common/v1"
 )
 
@@ -29,5 +30,26 @@ func TestIdentityLabels(t *testing.T) {
 	}
 	if got := pbconv.IdentityFromPB(pbconv.IdentityToPB(identity.Identity{Subject: "c"})).Labels; got != nil {
 		t.Fatalf("no labels became %v", got)
+	}
+}
+
+// A personal access token's name and narrowing cross the wire; an identity without them sends
+// no empty list.
+func TestIdentityPAT(t *testing.T) {
+	for _, id := range []identity.Identity{
+		{Subject: "alice", Backend: "pat", PATName: "ci", PATScopes: []scope.Scope{
+			{Type: "repository", Name: "alice/*", Actions: []string{"pull"}},
+			{Type: "repository", Class: "plugin", Name: "x", Actions: []string{"*"}},
+		}},
+		{Subject: "alice", Backend: "ldap"},
+	} {
+		p := pbconv.IdentityToPB(id)
+		if len(id.PATScopes) == 0 && p.PatScopes != nil {
+			t.Errorf("%+v: pat_scopes %v, want none", id, p.PatScopes)
+		}
+		got := pbconv.IdentityFromPB(p)
+		if got.PATName != id.PATName || !reflect.DeepEqual(got.PATScopes, id.PATScopes) {
+			t.Errorf("round trip of %+v = %+v", id, got)
+		}
 	}
 }

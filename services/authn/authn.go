@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/portcullis-dev/portcullis/internal/identity"
+	"github.com/portcullis-dev/portcullis/services/authn/pats"
 	"github.com/portcullis-dev/portcullis/services/authn/robots"
 )
 
@@ -178,6 +179,9 @@ type Deps struct {
 	// database), for the robot backend; nil when this process opened none. Package robots
 	// does not import authn, so the field costs no import cycle.
 	Robots *robots.Manager
+	// PATs are people's personal access tokens kept in the shared state store, for the pat
+	// backend; nil when sso.pat.enabled is off. Package pats does not import authn either.
+	PATs *pats.Manager
 }
 
 // BackendConfig is one backend type's configuration; see package backends for the list.

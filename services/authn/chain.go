@@ -225,6 +225,26 @@ func (c *Chain) Resolve(ctx context.Context, backend, subject string) (identity.
 	return id, nil
 }
 
+// ResolvePerson re-reads a person by subject alone, in the password backends that can
+// resolve, in chain order, as a login would find them: the first that knows the subject
+// decides (its answer, ErrAccountDisabled included, is the answer); an error from one ends
+// the search as a login's would; nobody knowing it is ErrNoMatch. The personal access token
+// backend asks it for a token's owner, whose backend it does not record: a token outlives no
+// change of configuration that would give its owner another account either.
+func (c *Chain) ResolvePerson(ctx context.Context, subject string) (identity.Identity, error) {
+	for _, b := range c.unclaiming {
+		if !b.CanResolve() {
+			continue
+		}
+		id, err := c.Resolve(ctx, b.Name, subject)
+		if errors.Is(err, ErrNoMatch) {
+			continue
+		}
+		return id, err
+	}
+	return identity.Identity{}, ErrNoMatch
+}
+
 // CanResolve reports whether the backend named backend can re-read its users, that is
 // whether a session vouched for by it could ever be refreshed.
 func (c *Chain) CanResolve(backend string) bool {

@@ -10,6 +10,7 @@ import (
 	"github.com/portcullis-dev/portcullis/services/authn/backend/htpasswd"
 	"github.com/portcullis-dev/portcullis/services/authn/backend/ldap"
 	"github.com/portcullis-dev/portcullis/services/authn/backend/oidc"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/pat"
 	"github.com/portcullis-dev/portcullis/services/authn/backend/robot"
 	"github.com/portcullis-dev/portcullis/services/authn/backend/static"
 )
@@ -20,6 +21,7 @@ func Types() map[string]func() authn.BackendConfig {
 		"htpasswd": func() authn.BackendConfig { return &htpasswd.Config{} },
 		"ldap":     func() authn.BackendConfig { return &ldap.Config{} },
 		"oidc":     func() authn.BackendConfig { return &oidc.Config{} },
+		"pat":      func() authn.BackendConfig { return &pat.Config{} },
 		"robot":    func() authn.BackendConfig { return &robot.Config{} },
 		"static":   func() authn.BackendConfig { return &static.Config{} },
 	}

@@ -13,7 +13,9 @@
 // Credentials nobody can guess (a robot key, a workload JWT: whatever a backend claims by its
 // shape, see Options.Unguessable) are never held off by a lock, so that a flood of wrong
 // passwords from one address (every client behind a proxy the gateway does not trust) cannot
-// keep a CI job out; a wrong one still counts toward its address.
+// keep a CI job out; a wrong one still counts toward its address. A personal access token
+// (Options.AccountBound) is unguessable too, but speaks for a person: it counts toward, and is
+// held off by, its (account, address) key like the person's password.
 //
 // An account is never locked on its own: that would let anyone lock its real user out from
 // everywhere. Unknown accounts are counted like known ones, so a lock tells nothing about
@@ -91,6 +93,11 @@ type Options struct {
 	// shape: a robot key, a workload JWT). Such a credential is never refused by a lock; a
 	// wrong one counts toward its address keys only. nil: every credential is a password.
 	Unguessable func(ctx context.Context, cr authn.Credentials) bool
+	// AccountBound says, of an unguessable credential, whether it speaks for a person's
+	// account like their password (a personal access token): its attempts count toward the
+	// (account, address) key and a lock there refuses it, as a password's would; the address
+	// keys still only count its failures and never hold it off. nil: none is.
+	AccountBound func(ctx context.Context, cr authn.Credentials) bool
 	// WarnSharedAddress logs a warning (once a minute at most) when most failures come from
 	// one private or loopback address: set it when the gateway trusts no proxy, because then
 	// a proxy in front of it makes every client that one address, and its lock everyone's.
@@ -114,6 +121,7 @@ type Lockout struct {
 	acct, adr   Policy
 	prefixes    []PrefixPolicy
 	unguessable func(context.Context, authn.Credentials) bool
+	acctBound   func(context.Context, authn.Credentials) bool
 	shared      *sharedAddr // nil: no warning
 	now         func() time.Time
 	log         *slog.Logger
@@ -180,9 +188,13 @@ func New(o Options) (*Lockout, error) {
 	if o.Unguessable == nil {
 		o.Unguessable = func(context.Context, authn.Credentials) bool { return false }
 	}
+	if o.AccountBound == nil {
+		o.AccountBound = func(context.Context, authn.Credentials) bool { return false }
+	}
 	l := &Lockout{st: o.Store, acct: o.AccountAddress, adr: o.Address, now: o.Now, log: o.Logger,
 		prefixes: append([]PrefixPolicy(nil), o.Prefixes...), unguessable: o.Unguessable,
-		audit: o.Logger.With("log_type", "audit"), memoSize: o.MemoSize, memo: map[string]time.Time{},
+		acctBound: o.AccountBound,
+		audit:     o.Logger.With("log_type", "audit"), memoSize: o.MemoSize, memo: map[string]time.Time{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 		locked: o.Locked, refused: o.Refused, storeError: o.StoreError}
 	if o.WarnSharedAddress {
@@ -266,11 +278,15 @@ var (
 
 func (g gate) Authenticate(ctx context.Context, cr authn.Credentials) (identity.Identity, error) {
 	l := g.l
+	ks := l.keysOf(cr)
 	if l.unguessable(ctx, cr) {
-		return g.next.Authenticate(ctx, cr)
+		if !l.acctBound(ctx, cr) {
+			return g.next.Authenticate(ctx, cr)
+		}
+		ks = ks[:1] // an account-bound credential: its (account, address) key only
 	}
 	now := l.now()
-	if k, until, ok := l.memoLocked(l.keysOf(cr), now); ok {
+	if k, until, ok := l.memoLocked(ks, now); ok {
 		return identity.Identity{}, l.refuse(ctx, cr, k, until, now)
 	}
 	return g.next.Authenticate(ctx, cr)
@@ -286,13 +302,19 @@ type held struct {
 func (g guard) Authenticate(ctx context.Context, cr authn.Credentials) (identity.Identity, error) {
 	l := g.l
 	ks := l.keysOf(cr)
+	var after []key // keys that only count a failure: never attempted, never refusing
 	if l.unguessable(ctx, cr) {
-		id, err := g.next.Authenticate(ctx, cr)
-		if credentialFailure(err) {
-			l.noteShared(ctx, cr)
-			l.recordFailures(ctx, cr, ks[1:]) // the address keys; ks[0] is (account, address)
+		if !l.acctBound(ctx, cr) {
+			id, err := g.next.Authenticate(ctx, cr)
+			if credentialFailure(err) {
+				l.noteShared(ctx, cr)
+				l.recordFailures(ctx, cr, ks[1:]) // the address keys; ks[0] is (account, address)
+			}
+			return id, err
 		}
-		return id, err
+		// A personal access token: the account's key as for a password, the address keys
+		// as for any unguessable credential.
+		ks, after = ks[:1], ks[1:]
 	}
 	now := l.now()
 	if k, until, ok := l.memoLocked(ks, now); ok {
@@ -336,6 +358,9 @@ func (g guard) Authenticate(ctx context.Context, cr authn.Credentials) (identity
 		return id, nil
 	case credentialFailure(err):
 		l.failed(ctx, cr, hs, now)
+		if len(after) > 0 {
+			l.recordFailures(ctx, cr, after)
+		}
 		return id, err
 	}
 	// Not a guess: the backend could not answer, the bcrypt queue was full, the caller gave

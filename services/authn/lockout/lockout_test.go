@@ -687,6 +687,65 @@ func TestUnguessableNeverHeldOffByALock(t *testing.T) {
 	})
 }
 
+// patKey is an account-bound unguessable credential: a personal access token.
+func patKey(_ context.Context, cr authn.Credentials) bool {
+	return strings.HasPrefix(string(cr.Password), "pat_")
+}
+
+type tokens struct{ users }
+
+func (k *tokens) Authenticate(ctx context.Context, c authn.Credentials) (identity.Identity, error) {
+	if c.Password == "pat_right" {
+		k.calls.Add(1)
+		return identity.Identity{Subject: c.Username}, nil
+	}
+	return k.users.Authenticate(ctx, c)
+}
+
+// A personal access token speaks for a person: wrong ones count toward, and a lock on, the
+// person's (account, address) key like wrong passwords; but an address lock (a proxy's
+// address, sprayed with passwords) never holds a right one off.
+func TestAccountBoundTokens(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, func(o *lockout.Options) {
+		o.Unguessable = func(ctx context.Context, cr authn.Credentials) bool { return robotKey(ctx, cr) || patKey(ctx, cr) }
+		o.AccountBound = patKey
+	})
+	g := e.l.Guard(&tokens{})
+	auth := e.l.Gate(authn.NewCache(g, time.Hour, 100, e.clk.Now))
+	// The address locked by sprayed passwords: a right token still logs in.
+	for i := range addrPolicy.MaxFailures {
+		if got := e.try(t, auth, cred(fmt.Sprintf("user%d", i), "guess", addrA)); got != "wrong" {
+			t.Fatalf("attempt %d: %s", i, got)
+		}
+	}
+	run(t, e, auth, []step{
+		{user: "carol", pass: "right", addr: addrA, want: lockedFor(time.Second)},
+		{user: "alice", pass: "pat_right", addr: addrA, want: "ok"},
+	})
+	// Wrong tokens for bob from a fresh address lock bob's (account, address) key, for his
+	// tokens and his password alike, as wrong passwords would.
+	steps := []step{}
+	for i := range acctPolicy.MaxFailures {
+		steps = append(steps, step{user: "bob", pass: fmt.Sprintf("pat_guess%d", i), addr: addrB, want: "wrong"})
+	}
+	steps = append(steps,
+		step{user: "bob", pass: "pat_right", addr: addrB, want: lockedFor(time.Second)},
+		step{user: "bob", pass: "right", addr: addrB, want: lockedFor(time.Second)},
+		step{user: "alice", pass: "pat_right", addr: addrB, want: "ok"}, // another account: not held off
+		wait(time.Second),
+		step{user: "bob", pass: "pat_right", addr: addrB, want: "ok"},
+	)
+	run(t, e, auth, steps)
+	// Wrong passwords lock the account's key for its tokens too.
+	run(t, e, auth, []step{
+		{user: "dave", pass: "nope", addr: addrB, want: "wrong"},
+		{user: "dave", pass: "nope", addr: addrB, want: "wrong"},
+		{user: "dave", pass: "nope", addr: addrB, want: "wrong"},
+		{user: "dave", pass: "pat_right", addr: addrB, want: lockedFor(time.Second)},
+	})
+}
+
 // A check that comes back busy (the bcrypt queue was full) after its key locked, through
 // failures elsewhere while it waited, is answered as locked, with when to retry.
 func TestBusyWhileLockedIsLocked(t *testing.T) {

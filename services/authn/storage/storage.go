@@ -1,6 +1,6 @@
 // Package storage is authn's state store: the one database that keeps the sessions (refresh
-// tokens), the robot accounts and the lockout's failure counts, so replicas sharing it agree on
-// all three. A store type (sqlite, postgres) implements Store whole; nothing is found by type
+// tokens), the robot accounts, the lockout's failure counts and people's personal access tokens, so
+// replicas sharing it agree on all of them. A store type (sqlite, postgres) implements Store whole; nothing is found by type
 // assertion, so a store cannot silently lack a part.
 //
 // The config key is authn.store (sessions.store is its old name, still read with a warning).
@@ -10,16 +10,18 @@ import (
 	"context"
 
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
+	"github.com/portcullis-dev/portcullis/services/authn/pats"
 	"github.com/portcullis-dev/portcullis/services/authn/robots"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
 )
 
-// Store hands out the three stores kept in one database. Close closes the database, and with
-// it all three; the parts have no Close of their own worth calling.
+// Store hands out the stores kept in one database. Close closes the database, and with it
+// all of them; the parts have no Close of their own worth calling.
 type Store interface {
 	Sessions() sessions.Store
 	Robots() robots.Store
 	Lockout() lockout.Store
+	PATs() pats.Store
 	Close(ctx context.Context) error
 }
 

@@ -393,14 +393,24 @@ func inputValue(req authz.Request) ast.Value {
 			ast.Item(ast.StringTerm("actions"), ast.ArrayTerm(actions...)),
 		)
 	}
+	idItems := []*ast.Term{
+		ast.StringTerm("subject"), ast.StringTerm(id.Subject),
+		ast.StringTerm("anonymous"), ast.BooleanTerm(id.Anonymous),
+		ast.StringTerm("groups"), ast.ArrayTerm(groups...),
+		ast.StringTerm("labels"), ast.ObjectTerm(labels...),
+		ast.StringTerm("backend"), ast.StringTerm(id.Backend),
+	}
+	if id.PATName != "" {
+		// Only for a personal access token's login, so every other input keeps its shape.
+		// The narrowing is not the policy's to see or undo: the authz server applies it.
+		idItems = append(idItems, ast.StringTerm("pat_name"), ast.StringTerm(id.PATName))
+	}
+	idObj := make([][2]*ast.Term, 0, len(idItems)/2)
+	for i := 0; i < len(idItems); i += 2 {
+		idObj = append(idObj, ast.Item(idItems[i], idItems[i+1]))
+	}
 	return ast.NewObject(
-		ast.Item(ast.StringTerm("identity"), ast.ObjectTerm(
-			ast.Item(ast.StringTerm("subject"), ast.StringTerm(id.Subject)),
-			ast.Item(ast.StringTerm("anonymous"), ast.BooleanTerm(id.Anonymous)),
-			ast.Item(ast.StringTerm("groups"), ast.ArrayTerm(groups...)),
-			ast.Item(ast.StringTerm("labels"), ast.ObjectTerm(labels...)),
-			ast.Item(ast.StringTerm("backend"), ast.StringTerm(id.Backend)),
-		)),
+		ast.Item(ast.StringTerm("identity"), ast.ObjectTerm(idObj...)),
 		ast.Item(ast.StringTerm("service"), ast.StringTerm(req.Service)),
 		ast.Item(ast.StringTerm("client_id"), ast.StringTerm(req.ClientID)),
 		ast.Item(ast.StringTerm("remote_addr"), ast.StringTerm(req.RemoteAddr)),

@@ -272,6 +272,35 @@ allowed contains [s.type, s.class, s.name, a] if {
 	}
 }
 
+// A personal access token's login shows the policy the owner and the token's name; the
+// narrowing is not in the input (the authz server applies it after the policy).
+func TestInputPAT(t *testing.T) {
+	t.Parallel()
+	dir := writePolicy(t, map[string]string{"echo.rego": `package portcullis.authz
+
+want := {"subject": "alice", "anonymous": false, "groups": ["devs"], "labels": {}, "backend": "pat", "pat_name": "ci"}
+
+allowed contains [s.type, s.class, s.name, a] if {
+	input.identity == want
+	some s in input.scopes
+	some a in s.actions
+}
+`})
+	a := open(t, opa.Config{Dir: dir})
+	requested := []scope.Scope{catalog()}
+	got, err := a.Authorize(context.Background(), authz.Request{
+		Identity: identity.Identity{Subject: "alice", Groups: []string{"devs"}, Backend: "pat", PATName: "ci",
+			PATScopes: []scope.Scope{{Type: "repository", Name: "alice/*", Actions: []string{"pull"}}}},
+		Service: "registry.example.com", Requested: requested,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Granted, requested) {
+		t.Errorf("input differs: Granted = %v", got.Granted)
+	}
+}
+
 func TestDataDocument(t *testing.T) {
 	t.Parallel()
 	policy := `package portcullis.authz

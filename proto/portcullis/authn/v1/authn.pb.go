@@ -80,6 +80,58 @@ func (RobotState) EnumDescriptor() ([]byte, []int) {
 	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{0}
 }
 
+// PersonalAccessTokenState is a token's state when the answer was made.
+type PersonalAccessTokenState int32
+
+const (
+	PersonalAccessTokenState_PERSONAL_ACCESS_TOKEN_STATE_UNSPECIFIED PersonalAccessTokenState = 0
+	// Active: its secret logs in (while its owner's account does).
+	PersonalAccessTokenState_PERSONAL_ACCESS_TOKEN_STATE_ACTIVE PersonalAccessTokenState = 1
+	// Expired: past its expires_at; its secret is refused.
+	PersonalAccessTokenState_PERSONAL_ACCESS_TOKEN_STATE_EXPIRED PersonalAccessTokenState = 2
+)
+
+// Enum value maps for PersonalAccessTokenState.
+var (
+	PersonalAccessTokenState_name = map[int32]string{
+		0: "PERSONAL_ACCESS_TOKEN_STATE_UNSPECIFIED",
+		1: "PERSONAL_ACCESS_TOKEN_STATE_ACTIVE",
+		2: "PERSONAL_ACCESS_TOKEN_STATE_EXPIRED",
+	}
+	PersonalAccessTokenState_value = map[string]int32{
+		"PERSONAL_ACCESS_TOKEN_STATE_UNSPECIFIED": 0,
+		"PERSONAL_ACCESS_TOKEN_STATE_ACTIVE":      1,
+		"PERSONAL_ACCESS_TOKEN_STATE_EXPIRED":     2,
+	}
+)
+
+func (x PersonalAccessTokenState) Enum() *PersonalAccessTokenState {
+	p := new(PersonalAccessTokenState)
+	*p = x
+	return p
+}
+
+func (x PersonalAccessTokenState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PersonalAccessTokenState) Descriptor() protoreflect.EnumDescriptor {
+	return file_portcullis_authn_v1_authn_proto_enumTypes[1].Descriptor()
+}
+
+func (PersonalAccessTokenState) Type() protoreflect.EnumType {
+	return &file_portcullis_authn_v1_authn_proto_enumTypes[1]
+}
+
+func (x PersonalAccessTokenState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PersonalAccessTokenState.Descriptor instead.
+func (PersonalAccessTokenState) EnumDescriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{1}
+}
+
 type AuthenticateRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Username string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
@@ -1445,6 +1497,411 @@ func (x *RevokeRobotResponse) GetRobot() *Robot {
 	return nil
 }
 
+// PersonalAccessToken is what an administrator sees of a token; never its secret.
+type PersonalAccessToken struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Owner is the subject of the person it logs in as (the user name to log in with).
+	Owner string `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	// Name is unique among the owner's tokens.
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// Scopes narrow the token ("repository:alice/*:pull"); empty: whatever the owner gets.
+	Scopes    []string               `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// LastUsedAt is when it last logged in (written about once a second); unset: never.
+	LastUsedAt    *timestamppb.Timestamp   `protobuf:"bytes,7,opt,name=last_used_at,json=lastUsedAt,proto3" json:"last_used_at,omitempty"`
+	State         PersonalAccessTokenState `protobuf:"varint,8,opt,name=state,proto3,enum=portcullis.authn.v1.PersonalAccessTokenState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PersonalAccessToken) Reset() {
+	*x = PersonalAccessToken{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PersonalAccessToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PersonalAccessToken) ProtoMessage() {}
+
+func (x *PersonalAccessToken) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PersonalAccessToken.ProtoReflect.Descriptor instead.
+func (*PersonalAccessToken) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PersonalAccessToken) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PersonalAccessToken) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *PersonalAccessToken) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PersonalAccessToken) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *PersonalAccessToken) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *PersonalAccessToken) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *PersonalAccessToken) GetLastUsedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUsedAt
+	}
+	return nil
+}
+
+func (x *PersonalAccessToken) GetState() PersonalAccessTokenState {
+	if x != nil {
+		return x.State
+	}
+	return PersonalAccessTokenState_PERSONAL_ACCESS_TOKEN_STATE_UNSPECIFIED
+}
+
+type ListPersonalAccessTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Owner         string                 `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPersonalAccessTokensRequest) Reset() {
+	*x = ListPersonalAccessTokensRequest{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPersonalAccessTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPersonalAccessTokensRequest) ProtoMessage() {}
+
+func (x *ListPersonalAccessTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPersonalAccessTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListPersonalAccessTokensRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListPersonalAccessTokensRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+type ListPersonalAccessTokensResponse struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	PersonalAccessTokens []*PersonalAccessToken `protobuf:"bytes,1,rep,name=personal_access_tokens,json=personalAccessTokens,proto3" json:"personal_access_tokens,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *ListPersonalAccessTokensResponse) Reset() {
+	*x = ListPersonalAccessTokensResponse{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPersonalAccessTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPersonalAccessTokensResponse) ProtoMessage() {}
+
+func (x *ListPersonalAccessTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPersonalAccessTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListPersonalAccessTokensResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListPersonalAccessTokensResponse) GetPersonalAccessTokens() []*PersonalAccessToken {
+	if x != nil {
+		return x.PersonalAccessTokens
+	}
+	return nil
+}
+
+type CreatePersonalAccessTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Owner string                 `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	// Name: 1 to 64 of a-z, 0-9, ".", "_" and "-", starting and ending with a letter or digit.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// ExpiresIn is required, and at most sso.pat.max_ttl.
+	ExpiresIn *durationpb.Duration `protobuf:"bytes,3,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
+	// Scopes narrow the token: type:name-pattern:actions, e.g. "repository:alice/*:pull,push".
+	Scopes        []string `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePersonalAccessTokenRequest) Reset() {
+	*x = CreatePersonalAccessTokenRequest{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePersonalAccessTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePersonalAccessTokenRequest) ProtoMessage() {}
+
+func (x *CreatePersonalAccessTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePersonalAccessTokenRequest.ProtoReflect.Descriptor instead.
+func (*CreatePersonalAccessTokenRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CreatePersonalAccessTokenRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *CreatePersonalAccessTokenRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreatePersonalAccessTokenRequest) GetExpiresIn() *durationpb.Duration {
+	if x != nil {
+		return x.ExpiresIn
+	}
+	return nil
+}
+
+func (x *CreatePersonalAccessTokenRequest) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+type CreatePersonalAccessTokenResponse struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	PersonalAccessToken *PersonalAccessToken   `protobuf:"bytes,1,opt,name=personal_access_token,json=personalAccessToken,proto3" json:"personal_access_token,omitempty"`
+	// Secret is the token ("pat_..."), shown this once. A secret: never logged.
+	Secret        string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePersonalAccessTokenResponse) Reset() {
+	*x = CreatePersonalAccessTokenResponse{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePersonalAccessTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePersonalAccessTokenResponse) ProtoMessage() {}
+
+func (x *CreatePersonalAccessTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePersonalAccessTokenResponse.ProtoReflect.Descriptor instead.
+func (*CreatePersonalAccessTokenResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *CreatePersonalAccessTokenResponse) GetPersonalAccessToken() *PersonalAccessToken {
+	if x != nil {
+		return x.PersonalAccessToken
+	}
+	return nil
+}
+
+func (x *CreatePersonalAccessTokenResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+type RevokePersonalAccessTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokePersonalAccessTokenRequest) Reset() {
+	*x = RevokePersonalAccessTokenRequest{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokePersonalAccessTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokePersonalAccessTokenRequest) ProtoMessage() {}
+
+func (x *RevokePersonalAccessTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokePersonalAccessTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokePersonalAccessTokenRequest) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RevokePersonalAccessTokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RevokePersonalAccessTokenResponse struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	PersonalAccessToken *PersonalAccessToken   `protobuf:"bytes,1,opt,name=personal_access_token,json=personalAccessToken,proto3" json:"personal_access_token,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *RevokePersonalAccessTokenResponse) Reset() {
+	*x = RevokePersonalAccessTokenResponse{}
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokePersonalAccessTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokePersonalAccessTokenResponse) ProtoMessage() {}
+
+func (x *RevokePersonalAccessTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portcullis_authn_v1_authn_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokePersonalAccessTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokePersonalAccessTokenResponse) Descriptor() ([]byte, []int) {
+	return file_portcullis_authn_v1_authn_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RevokePersonalAccessTokenResponse) GetPersonalAccessToken() *PersonalAccessToken {
+	if x != nil {
+		return x.PersonalAccessToken
+	}
+	return nil
+}
+
 var File_portcullis_authn_v1_authn_proto protoreflect.FileDescriptor
 
 const file_portcullis_authn_v1_authn_proto_rawDesc = "" +
@@ -1554,13 +2011,46 @@ const file_portcullis_authn_v1_authn_proto_rawDesc = "" +
 	"\x12RevokeRobotRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"G\n" +
 	"\x13RevokeRobotResponse\x120\n" +
-	"\x05robot\x18\x01 \x01(\v2\x1a.portcullis.authn.v1.RobotR\x05robot*s\n" +
+	"\x05robot\x18\x01 \x01(\v2\x1a.portcullis.authn.v1.RobotR\x05robot\"\xe0\x02\n" +
+	"\x13PersonalAccessToken\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n" +
+	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x129\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12<\n" +
+	"\flast_used_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"lastUsedAt\x12C\n" +
+	"\x05state\x18\b \x01(\x0e2-.portcullis.authn.v1.PersonalAccessTokenStateR\x05state\"7\n" +
+	"\x1fListPersonalAccessTokensRequest\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\tR\x05owner\"\x82\x01\n" +
+	" ListPersonalAccessTokensResponse\x12^\n" +
+	"\x16personal_access_tokens\x18\x01 \x03(\v2(.portcullis.authn.v1.PersonalAccessTokenR\x14personalAccessTokens\"\x9e\x01\n" +
+	" CreatePersonalAccessTokenRequest\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\tR\x05owner\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x128\n" +
+	"\n" +
+	"expires_in\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\texpiresIn\x12\x16\n" +
+	"\x06scopes\x18\x04 \x03(\tR\x06scopes\"\x99\x01\n" +
+	"!CreatePersonalAccessTokenResponse\x12\\\n" +
+	"\x15personal_access_token\x18\x01 \x01(\v2(.portcullis.authn.v1.PersonalAccessTokenR\x13personalAccessToken\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"2\n" +
+	" RevokePersonalAccessTokenRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x81\x01\n" +
+	"!RevokePersonalAccessTokenResponse\x12\\\n" +
+	"\x15personal_access_token\x18\x01 \x01(\v2(.portcullis.authn.v1.PersonalAccessTokenR\x13personalAccessToken*s\n" +
 	"\n" +
 	"RobotState\x12\x1b\n" +
 	"\x17ROBOT_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ROBOT_STATE_ACTIVE\x10\x01\x12\x17\n" +
 	"\x13ROBOT_STATE_EXPIRED\x10\x02\x12\x17\n" +
-	"\x13ROBOT_STATE_REVOKED\x10\x032\xa8\x02\n" +
+	"\x13ROBOT_STATE_REVOKED\x10\x03*\x98\x01\n" +
+	"\x18PersonalAccessTokenState\x12+\n" +
+	"'PERSONAL_ACCESS_TOKEN_STATE_UNSPECIFIED\x10\x00\x12&\n" +
+	"\"PERSONAL_ACCESS_TOKEN_STATE_ACTIVE\x10\x01\x12'\n" +
+	"#PERSONAL_ACCESS_TOKEN_STATE_EXPIRED\x10\x022\xa8\x02\n" +
 	"\fAuthnService\x12c\n" +
 	"\fAuthenticate\x12(.portcullis.authn.v1.AuthenticateRequest\x1a).portcullis.authn.v1.AuthenticateResponse\x12T\n" +
 	"\aRefresh\x12#.portcullis.authn.v1.RefreshRequest\x1a$.portcullis.authn.v1.RefreshResponse\x12]\n" +
@@ -1577,7 +2067,11 @@ const file_portcullis_authn_v1_authn_proto_rawDesc = "" +
 	"\n" +
 	"ListRobots\x12&.portcullis.authn.v1.ListRobotsRequest\x1a'.portcullis.authn.v1.ListRobotsResponse\x12W\n" +
 	"\bGetRobot\x12$.portcullis.authn.v1.GetRobotRequest\x1a%.portcullis.authn.v1.GetRobotResponse\x12`\n" +
-	"\vRevokeRobot\x12'.portcullis.authn.v1.RevokeRobotRequest\x1a(.portcullis.authn.v1.RevokeRobotResponseBHZFgithub.com/portcullis-dev/portcullis/proto/portcullis/authn/v1;authnv1b\x06proto3"
+	"\vRevokeRobot\x12'.portcullis.authn.v1.RevokeRobotRequest\x1a(.portcullis.authn.v1.RevokeRobotResponse2\xc5\x03\n" +
+	"\x1fPersonalAccessTokenAdminService\x12\x87\x01\n" +
+	"\x18ListPersonalAccessTokens\x124.portcullis.authn.v1.ListPersonalAccessTokensRequest\x1a5.portcullis.authn.v1.ListPersonalAccessTokensResponse\x12\x8a\x01\n" +
+	"\x19CreatePersonalAccessToken\x125.portcullis.authn.v1.CreatePersonalAccessTokenRequest\x1a6.portcullis.authn.v1.CreatePersonalAccessTokenResponse\x12\x8a\x01\n" +
+	"\x19RevokePersonalAccessToken\x125.portcullis.authn.v1.RevokePersonalAccessTokenRequest\x1a6.portcullis.authn.v1.RevokePersonalAccessTokenResponseBHZFgithub.com/portcullis-dev/portcullis/proto/portcullis/authn/v1;authnv1b\x06proto3"
 
 var (
 	file_portcullis_authn_v1_authn_proto_rawDescOnce sync.Once
@@ -1591,88 +2085,110 @@ func file_portcullis_authn_v1_authn_proto_rawDescGZIP() []byte {
 	return file_portcullis_authn_v1_authn_proto_rawDescData
 }
 
-var file_portcullis_authn_v1_authn_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_portcullis_authn_v1_authn_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_portcullis_authn_v1_authn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_portcullis_authn_v1_authn_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_portcullis_authn_v1_authn_proto_goTypes = []any{
-	(RobotState)(0),                    // 0: portcullis.authn.v1.RobotState
-	(*AuthenticateRequest)(nil),        // 1: portcullis.authn.v1.AuthenticateRequest
-	(*AuthenticateResponse)(nil),       // 2: portcullis.authn.v1.AuthenticateResponse
-	(*RefreshRequest)(nil),             // 3: portcullis.authn.v1.RefreshRequest
-	(*RefreshResponse)(nil),            // 4: portcullis.authn.v1.RefreshResponse
-	(*EndSessionRequest)(nil),          // 5: portcullis.authn.v1.EndSessionRequest
-	(*EndSessionResponse)(nil),         // 6: portcullis.authn.v1.EndSessionResponse
-	(*Session)(nil),                    // 7: portcullis.authn.v1.Session
-	(*ListSessionsRequest)(nil),        // 8: portcullis.authn.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),       // 9: portcullis.authn.v1.ListSessionsResponse
-	(*GetSessionRequest)(nil),          // 10: portcullis.authn.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),         // 11: portcullis.authn.v1.GetSessionResponse
-	(*RevokeSessionRequest)(nil),       // 12: portcullis.authn.v1.RevokeSessionRequest
-	(*RevokeSessionResponse)(nil),      // 13: portcullis.authn.v1.RevokeSessionResponse
-	(*RevokeUserSessionsRequest)(nil),  // 14: portcullis.authn.v1.RevokeUserSessionsRequest
-	(*RevokeUserSessionsResponse)(nil), // 15: portcullis.authn.v1.RevokeUserSessionsResponse
-	(*Robot)(nil),                      // 16: portcullis.authn.v1.Robot
-	(*CreateRobotRequest)(nil),         // 17: portcullis.authn.v1.CreateRobotRequest
-	(*CreateRobotResponse)(nil),        // 18: portcullis.authn.v1.CreateRobotResponse
-	(*ListRobotsRequest)(nil),          // 19: portcullis.authn.v1.ListRobotsRequest
-	(*ListRobotsResponse)(nil),         // 20: portcullis.authn.v1.ListRobotsResponse
-	(*GetRobotRequest)(nil),            // 21: portcullis.authn.v1.GetRobotRequest
-	(*GetRobotResponse)(nil),           // 22: portcullis.authn.v1.GetRobotResponse
-	(*RevokeRobotRequest)(nil),         // 23: portcullis.authn.v1.RevokeRobotRequest
-	(*RevokeRobotResponse)(nil),        // 24: portcullis.authn.v1.RevokeRobotResponse
-	nil,                                // 25: portcullis.authn.v1.Robot.LabelsEntry
-	nil,                                // 26: portcullis.authn.v1.CreateRobotRequest.LabelsEntry
-	(*v1.Identity)(nil),                // 27: portcullis.common.v1.Identity
-	(*timestamppb.Timestamp)(nil),      // 28: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 29: google.protobuf.Duration
+	(RobotState)(0),                           // 0: portcullis.authn.v1.RobotState
+	(PersonalAccessTokenState)(0),             // 1: portcullis.authn.v1.PersonalAccessTokenState
+	(*AuthenticateRequest)(nil),               // 2: portcullis.authn.v1.AuthenticateRequest
+	(*AuthenticateResponse)(nil),              // 3: portcullis.authn.v1.AuthenticateResponse
+	(*RefreshRequest)(nil),                    // 4: portcullis.authn.v1.RefreshRequest
+	(*RefreshResponse)(nil),                   // 5: portcullis.authn.v1.RefreshResponse
+	(*EndSessionRequest)(nil),                 // 6: portcullis.authn.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),                // 7: portcullis.authn.v1.EndSessionResponse
+	(*Session)(nil),                           // 8: portcullis.authn.v1.Session
+	(*ListSessionsRequest)(nil),               // 9: portcullis.authn.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),              // 10: portcullis.authn.v1.ListSessionsResponse
+	(*GetSessionRequest)(nil),                 // 11: portcullis.authn.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),                // 12: portcullis.authn.v1.GetSessionResponse
+	(*RevokeSessionRequest)(nil),              // 13: portcullis.authn.v1.RevokeSessionRequest
+	(*RevokeSessionResponse)(nil),             // 14: portcullis.authn.v1.RevokeSessionResponse
+	(*RevokeUserSessionsRequest)(nil),         // 15: portcullis.authn.v1.RevokeUserSessionsRequest
+	(*RevokeUserSessionsResponse)(nil),        // 16: portcullis.authn.v1.RevokeUserSessionsResponse
+	(*Robot)(nil),                             // 17: portcullis.authn.v1.Robot
+	(*CreateRobotRequest)(nil),                // 18: portcullis.authn.v1.CreateRobotRequest
+	(*CreateRobotResponse)(nil),               // 19: portcullis.authn.v1.CreateRobotResponse
+	(*ListRobotsRequest)(nil),                 // 20: portcullis.authn.v1.ListRobotsRequest
+	(*ListRobotsResponse)(nil),                // 21: portcullis.authn.v1.ListRobotsResponse
+	(*GetRobotRequest)(nil),                   // 22: portcullis.authn.v1.GetRobotRequest
+	(*GetRobotResponse)(nil),                  // 23: portcullis.authn.v1.GetRobotResponse
+	(*RevokeRobotRequest)(nil),                // 24: portcullis.authn.v1.RevokeRobotRequest
+	(*RevokeRobotResponse)(nil),               // 25: portcullis.authn.v1.RevokeRobotResponse
+	(*PersonalAccessToken)(nil),               // 26: portcullis.authn.v1.PersonalAccessToken
+	(*ListPersonalAccessTokensRequest)(nil),   // 27: portcullis.authn.v1.ListPersonalAccessTokensRequest
+	(*ListPersonalAccessTokensResponse)(nil),  // 28: portcullis.authn.v1.ListPersonalAccessTokensResponse
+	(*CreatePersonalAccessTokenRequest)(nil),  // 29: portcullis.authn.v1.CreatePersonalAccessTokenRequest
+	(*CreatePersonalAccessTokenResponse)(nil), // 30: portcullis.authn.v1.CreatePersonalAccessTokenResponse
+	(*RevokePersonalAccessTokenRequest)(nil),  // 31: portcullis.authn.v1.RevokePersonalAccessTokenRequest
+	(*RevokePersonalAccessTokenResponse)(nil), // 32: portcullis.authn.v1.RevokePersonalAccessTokenResponse
+	nil,                           // 33: portcullis.authn.v1.Robot.LabelsEntry
+	nil,                           // 34: portcullis.authn.v1.CreateRobotRequest.LabelsEntry
+	(*v1.Identity)(nil),           // 35: portcullis.common.v1.Identity
+	(*timestamppb.Timestamp)(nil), // 36: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 37: google.protobuf.Duration
 }
 var file_portcullis_authn_v1_authn_proto_depIdxs = []int32{
-	27, // 0: portcullis.authn.v1.AuthenticateResponse.identity:type_name -> portcullis.common.v1.Identity
-	27, // 1: portcullis.authn.v1.RefreshResponse.identity:type_name -> portcullis.common.v1.Identity
-	28, // 2: portcullis.authn.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	28, // 3: portcullis.authn.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
-	28, // 4: portcullis.authn.v1.Session.idle_expires_at:type_name -> google.protobuf.Timestamp
-	28, // 5: portcullis.authn.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
-	7,  // 6: portcullis.authn.v1.ListSessionsResponse.sessions:type_name -> portcullis.authn.v1.Session
-	7,  // 7: portcullis.authn.v1.GetSessionResponse.session:type_name -> portcullis.authn.v1.Session
-	25, // 8: portcullis.authn.v1.Robot.labels:type_name -> portcullis.authn.v1.Robot.LabelsEntry
-	28, // 9: portcullis.authn.v1.Robot.created_at:type_name -> google.protobuf.Timestamp
-	28, // 10: portcullis.authn.v1.Robot.expires_at:type_name -> google.protobuf.Timestamp
-	28, // 11: portcullis.authn.v1.Robot.last_used_at:type_name -> google.protobuf.Timestamp
-	28, // 12: portcullis.authn.v1.Robot.revoked_at:type_name -> google.protobuf.Timestamp
+	35, // 0: portcullis.authn.v1.AuthenticateResponse.identity:type_name -> portcullis.common.v1.Identity
+	35, // 1: portcullis.authn.v1.RefreshResponse.identity:type_name -> portcullis.common.v1.Identity
+	36, // 2: portcullis.authn.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	36, // 3: portcullis.authn.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
+	36, // 4: portcullis.authn.v1.Session.idle_expires_at:type_name -> google.protobuf.Timestamp
+	36, // 5: portcullis.authn.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
+	8,  // 6: portcullis.authn.v1.ListSessionsResponse.sessions:type_name -> portcullis.authn.v1.Session
+	8,  // 7: portcullis.authn.v1.GetSessionResponse.session:type_name -> portcullis.authn.v1.Session
+	33, // 8: portcullis.authn.v1.Robot.labels:type_name -> portcullis.authn.v1.Robot.LabelsEntry
+	36, // 9: portcullis.authn.v1.Robot.created_at:type_name -> google.protobuf.Timestamp
+	36, // 10: portcullis.authn.v1.Robot.expires_at:type_name -> google.protobuf.Timestamp
+	36, // 11: portcullis.authn.v1.Robot.last_used_at:type_name -> google.protobuf.Timestamp
+	36, // 12: portcullis.authn.v1.Robot.revoked_at:type_name -> google.protobuf.Timestamp
 	0,  // 13: portcullis.authn.v1.Robot.state:type_name -> portcullis.authn.v1.RobotState
-	26, // 14: portcullis.authn.v1.CreateRobotRequest.labels:type_name -> portcullis.authn.v1.CreateRobotRequest.LabelsEntry
-	29, // 15: portcullis.authn.v1.CreateRobotRequest.expires_in:type_name -> google.protobuf.Duration
-	16, // 16: portcullis.authn.v1.CreateRobotResponse.robot:type_name -> portcullis.authn.v1.Robot
-	16, // 17: portcullis.authn.v1.ListRobotsResponse.robots:type_name -> portcullis.authn.v1.Robot
-	16, // 18: portcullis.authn.v1.GetRobotResponse.robot:type_name -> portcullis.authn.v1.Robot
-	16, // 19: portcullis.authn.v1.RevokeRobotResponse.robot:type_name -> portcullis.authn.v1.Robot
-	1,  // 20: portcullis.authn.v1.AuthnService.Authenticate:input_type -> portcullis.authn.v1.AuthenticateRequest
-	3,  // 21: portcullis.authn.v1.AuthnService.Refresh:input_type -> portcullis.authn.v1.RefreshRequest
-	5,  // 22: portcullis.authn.v1.AuthnService.EndSession:input_type -> portcullis.authn.v1.EndSessionRequest
-	8,  // 23: portcullis.authn.v1.SessionAdminService.ListSessions:input_type -> portcullis.authn.v1.ListSessionsRequest
-	10, // 24: portcullis.authn.v1.SessionAdminService.GetSession:input_type -> portcullis.authn.v1.GetSessionRequest
-	12, // 25: portcullis.authn.v1.SessionAdminService.RevokeSession:input_type -> portcullis.authn.v1.RevokeSessionRequest
-	14, // 26: portcullis.authn.v1.SessionAdminService.RevokeUserSessions:input_type -> portcullis.authn.v1.RevokeUserSessionsRequest
-	17, // 27: portcullis.authn.v1.RobotAdminService.CreateRobot:input_type -> portcullis.authn.v1.CreateRobotRequest
-	19, // 28: portcullis.authn.v1.RobotAdminService.ListRobots:input_type -> portcullis.authn.v1.ListRobotsRequest
-	21, // 29: portcullis.authn.v1.RobotAdminService.GetRobot:input_type -> portcullis.authn.v1.GetRobotRequest
-	23, // 30: portcullis.authn.v1.RobotAdminService.RevokeRobot:input_type -> portcullis.authn.v1.RevokeRobotRequest
-	2,  // 31: portcullis.authn.v1.AuthnService.Authenticate:output_type -> portcullis.authn.v1.AuthenticateResponse
-	4,  // 32: portcullis.authn.v1.AuthnService.Refresh:output_type -> portcullis.authn.v1.RefreshResponse
-	6,  // 33: portcullis.authn.v1.AuthnService.EndSession:output_type -> portcullis.authn.v1.EndSessionResponse
-	9,  // 34: portcullis.authn.v1.SessionAdminService.ListSessions:output_type -> portcullis.authn.v1.ListSessionsResponse
-	11, // 35: portcullis.authn.v1.SessionAdminService.GetSession:output_type -> portcullis.authn.v1.GetSessionResponse
-	13, // 36: portcullis.authn.v1.SessionAdminService.RevokeSession:output_type -> portcullis.authn.v1.RevokeSessionResponse
-	15, // 37: portcullis.authn.v1.SessionAdminService.RevokeUserSessions:output_type -> portcullis.authn.v1.RevokeUserSessionsResponse
-	18, // 38: portcullis.authn.v1.RobotAdminService.CreateRobot:output_type -> portcullis.authn.v1.CreateRobotResponse
-	20, // 39: portcullis.authn.v1.RobotAdminService.ListRobots:output_type -> portcullis.authn.v1.ListRobotsResponse
-	22, // 40: portcullis.authn.v1.RobotAdminService.GetRobot:output_type -> portcullis.authn.v1.GetRobotResponse
-	24, // 41: portcullis.authn.v1.RobotAdminService.RevokeRobot:output_type -> portcullis.authn.v1.RevokeRobotResponse
-	31, // [31:42] is the sub-list for method output_type
-	20, // [20:31] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	34, // 14: portcullis.authn.v1.CreateRobotRequest.labels:type_name -> portcullis.authn.v1.CreateRobotRequest.LabelsEntry
+	37, // 15: portcullis.authn.v1.CreateRobotRequest.expires_in:type_name -> google.protobuf.Duration
+	17, // 16: portcullis.authn.v1.CreateRobotResponse.robot:type_name -> portcullis.authn.v1.Robot
+	17, // 17: portcullis.authn.v1.ListRobotsResponse.robots:type_name -> portcullis.authn.v1.Robot
+	17, // 18: portcullis.authn.v1.GetRobotResponse.robot:type_name -> portcullis.authn.v1.Robot
+	17, // 19: portcullis.authn.v1.RevokeRobotResponse.robot:type_name -> portcullis.authn.v1.Robot
+	36, // 20: portcullis.authn.v1.PersonalAccessToken.created_at:type_name -> google.protobuf.Timestamp
+	36, // 21: portcullis.authn.v1.PersonalAccessToken.expires_at:type_name -> google.protobuf.Timestamp
+	36, // 22: portcullis.authn.v1.PersonalAccessToken.last_used_at:type_name -> google.protobuf.Timestamp
+	1,  // 23: portcullis.authn.v1.PersonalAccessToken.state:type_name -> portcullis.authn.v1.PersonalAccessTokenState
+	26, // 24: portcullis.authn.v1.ListPersonalAccessTokensResponse.personal_access_tokens:type_name -> portcullis.authn.v1.PersonalAccessToken
+	37, // 25: portcullis.authn.v1.CreatePersonalAccessTokenRequest.expires_in:type_name -> google.protobuf.Duration
+	26, // 26: portcullis.authn.v1.CreatePersonalAccessTokenResponse.personal_access_token:type_name -> portcullis.authn.v1.PersonalAccessToken
+	26, // 27: portcullis.authn.v1.RevokePersonalAccessTokenResponse.personal_access_token:type_name -> portcullis.authn.v1.PersonalAccessToken
+	2,  // 28: portcullis.authn.v1.AuthnService.Authenticate:input_type -> portcullis.authn.v1.AuthenticateRequest
+	4,  // 29: portcullis.authn.v1.AuthnService.Refresh:input_type -> portcullis.authn.v1.RefreshRequest
+	6,  // 30: portcullis.authn.v1.AuthnService.EndSession:input_type -> portcullis.authn.v1.EndSessionRequest
+	9,  // 31: portcullis.authn.v1.SessionAdminService.ListSessions:input_type -> portcullis.authn.v1.ListSessionsRequest
+	11, // 32: portcullis.authn.v1.SessionAdminService.GetSession:input_type -> portcullis.authn.v1.GetSessionRequest
+	13, // 33: portcullis.authn.v1.SessionAdminService.RevokeSession:input_type -> portcullis.authn.v1.RevokeSessionRequest
+	15, // 34: portcullis.authn.v1.SessionAdminService.RevokeUserSessions:input_type -> portcullis.authn.v1.RevokeUserSessionsRequest
+	18, // 35: portcullis.authn.v1.RobotAdminService.CreateRobot:input_type -> portcullis.authn.v1.CreateRobotRequest
+	20, // 36: portcullis.authn.v1.RobotAdminService.ListRobots:input_type -> portcullis.authn.v1.ListRobotsRequest
+	22, // 37: portcullis.authn.v1.RobotAdminService.GetRobot:input_type -> portcullis.authn.v1.GetRobotRequest
+	24, // 38: portcullis.authn.v1.RobotAdminService.RevokeRobot:input_type -> portcullis.authn.v1.RevokeRobotRequest
+	27, // 39: portcullis.authn.v1.PersonalAccessTokenAdminService.ListPersonalAccessTokens:input_type -> portcullis.authn.v1.ListPersonalAccessTokensRequest
+	29, // 40: portcullis.authn.v1.PersonalAccessTokenAdminService.CreatePersonalAccessToken:input_type -> portcullis.authn.v1.CreatePersonalAccessTokenRequest
+	31, // 41: portcullis.authn.v1.PersonalAccessTokenAdminService.RevokePersonalAccessToken:input_type -> portcullis.authn.v1.RevokePersonalAccessTokenRequest
+	3,  // 42: portcullis.authn.v1.AuthnService.Authenticate:output_type -> portcullis.authn.v1.AuthenticateResponse
+	5,  // 43: portcullis.authn.v1.AuthnService.Refresh:output_type -> portcullis.authn.v1.RefreshResponse
+	7,  // 44: portcullis.authn.v1.AuthnService.EndSession:output_type -> portcullis.authn.v1.EndSessionResponse
+	10, // 45: portcullis.authn.v1.SessionAdminService.ListSessions:output_type -> portcullis.authn.v1.ListSessionsResponse
+	12, // 46: portcullis.authn.v1.SessionAdminService.GetSession:output_type -> portcullis.authn.v1.GetSessionResponse
+	14, // 47: portcullis.authn.v1.SessionAdminService.RevokeSession:output_type -> portcullis.authn.v1.RevokeSessionResponse
+	16, // 48: portcullis.authn.v1.SessionAdminService.RevokeUserSessions:output_type -> portcullis.authn.v1.RevokeUserSessionsResponse
+	19, // 49: portcullis.authn.v1.RobotAdminService.CreateRobot:output_type -> portcullis.authn.v1.CreateRobotResponse
+	21, // 50: portcullis.authn.v1.RobotAdminService.ListRobots:output_type -> portcullis.authn.v1.ListRobotsResponse
+	23, // 51: portcullis.authn.v1.RobotAdminService.GetRobot:output_type -> portcullis.authn.v1.GetRobotResponse
+	25, // 52: portcullis.authn.v1.RobotAdminService.RevokeRobot:output_type -> portcullis.authn.v1.RevokeRobotResponse
+	28, // 53: portcullis.authn.v1.PersonalAccessTokenAdminService.ListPersonalAccessTokens:output_type -> portcullis.authn.v1.ListPersonalAccessTokensResponse
+	30, // 54: portcullis.authn.v1.PersonalAccessTokenAdminService.CreatePersonalAccessToken:output_type -> portcullis.authn.v1.CreatePersonalAccessTokenResponse
+	32, // 55: portcullis.authn.v1.PersonalAccessTokenAdminService.RevokePersonalAccessToken:output_type -> portcullis.authn.v1.RevokePersonalAccessTokenResponse
+	42, // [42:56] is the sub-list for method output_type
+	28, // [28:42] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_authn_v1_authn_proto_init() }
@@ -1685,10 +2201,10 @@ func file_portcullis_authn_v1_authn_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portcullis_authn_v1_authn_proto_rawDesc), len(file_portcullis_authn_v1_authn_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   26,
+			NumEnums:      2,
+			NumMessages:   33,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_portcullis_authn_v1_authn_proto_goTypes,
 		DependencyIndexes: file_portcullis_authn_v1_authn_proto_depIdxs,

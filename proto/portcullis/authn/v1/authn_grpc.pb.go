@@ -669,3 +669,204 @@ var RobotAdminService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "portcullis/authn/v1/authn.proto",
 }
+
+const (
+	PersonalAccessTokenAdminService_ListPersonalAccessTokens_FullMethodName  = "/portcullis.authn.v1.PersonalAccessTokenAdminService/ListPersonalAccessTokens"
+	PersonalAccessTokenAdminService_CreatePersonalAccessToken_FullMethodName = "/portcullis.authn.v1.PersonalAccessTokenAdminService/CreatePersonalAccessToken"
+	PersonalAccessTokenAdminService_RevokePersonalAccessToken_FullMethodName = "/portcullis.authn.v1.PersonalAccessTokenAdminService/RevokePersonalAccessToken"
+)
+
+// PersonalAccessTokenAdminServiceClient is the client API for PersonalAccessTokenAdminService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// PersonalAccessTokenAdminService manages people's personal access tokens: secrets a tool
+// that can hold only a user name and password (a CI server, an imagePullSecret) logs in with
+// as its owner (docker login -u <owner> -p pat_...). Admin callers only.
+type PersonalAccessTokenAdminServiceClient interface {
+	// ListPersonalAccessTokens lists one owner's tokens by name, expired ones included.
+	ListPersonalAccessTokens(ctx context.Context, in *ListPersonalAccessTokensRequest, opts ...grpc.CallOption) (*ListPersonalAccessTokensResponse, error)
+	// CreatePersonalAccessToken creates a token for an owner the authn backends know, and
+	// returns its secret, the only time it is ever shown: Portcullis keeps its SHA-256 only.
+	// A name the owner already has answers ALREADY_EXISTS; an owner no backend knows,
+	// FAILED_PRECONDITION.
+	CreatePersonalAccessToken(ctx context.Context, in *CreatePersonalAccessTokenRequest, opts ...grpc.CallOption) (*CreatePersonalAccessTokenResponse, error)
+	// RevokePersonalAccessToken deletes a token: its secret is refused at once, on every
+	// replica within a second. An unknown id answers NOT_FOUND.
+	RevokePersonalAccessToken(ctx context.Context, in *RevokePersonalAccessTokenRequest, opts ...grpc.CallOption) (*RevokePersonalAccessTokenResponse, error)
+}
+
+type personalAccessTokenAdminServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewPersonalAccessTokenAdminServiceClient(cc grpc.ClientConnInterface) PersonalAccessTokenAdminServiceClient {
+	return &personalAccessTokenAdminServiceClient{cc}
+}
+
+func (c *personalAccessTokenAdminServiceClient) ListPersonalAccessTokens(ctx context.Context, in *ListPersonalAccessTokensRequest, opts ...grpc.CallOption) (*ListPersonalAccessTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPersonalAccessTokensResponse)
+	err := c.cc.Invoke(ctx, PersonalAccessTokenAdminService_ListPersonalAccessTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *personalAccessTokenAdminServiceClient) CreatePersonalAccessToken(ctx context.Context, in *CreatePersonalAccessTokenRequest, opts ...grpc.CallOption) (*CreatePersonalAccessTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreatePersonalAccessTokenResponse)
+	err := c.cc.Invoke(ctx, PersonalAccessTokenAdminService_CreatePersonalAccessToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *personalAccessTokenAdminServiceClient) RevokePersonalAccessToken(ctx context.Context, in *RevokePersonalAccessTokenRequest, opts ...grpc.CallOption) (*RevokePersonalAccessTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokePersonalAccessTokenResponse)
+	err := c.cc.Invoke(ctx, PersonalAccessTokenAdminService_RevokePersonalAccessToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PersonalAccessTokenAdminServiceServer is the server API for PersonalAccessTokenAdminService service.
+// All implementations must embed UnimplementedPersonalAccessTokenAdminServiceServer
+// for forward compatibility.
+//
+// PersonalAccessTokenAdminService manages people's personal access tokens: secrets a tool
+// that can hold only a user name and password (a CI server, an imagePullSecret) logs in with
+// as its owner (docker login -u <owner> -p pat_...). Admin callers only.
+type PersonalAccessTokenAdminServiceServer interface {
+	// ListPersonalAccessTokens lists one owner's tokens by name, expired ones included.
+	ListPersonalAccessTokens(context.Context, *ListPersonalAccessTokensRequest) (*ListPersonalAccessTokensResponse, error)
+	// CreatePersonalAccessToken creates a token for an owner the authn backends know, and
+	// returns its secret, the only time it is ever shown: Portcullis keeps its SHA-256 only.
+	// A name the owner already has answers ALREADY_EXISTS; an owner no backend knows,
+	// FAILED_PRECONDITION.
+	CreatePersonalAccessToken(context.Context, *CreatePersonalAccessTokenRequest) (*CreatePersonalAccessTokenResponse, error)
+	// RevokePersonalAccessToken deletes a token: its secret is refused at once, on every
+	// replica within a second. An unknown id answers NOT_FOUND.
+	RevokePersonalAccessToken(context.Context, *RevokePersonalAccessTokenRequest) (*RevokePersonalAccessTokenResponse, error)
+	mustEmbedUnimplementedPersonalAccessTokenAdminServiceServer()
+}
+
+// UnimplementedPersonalAccessTokenAdminServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedPersonalAccessTokenAdminServiceServer struct{}
+
+func (UnimplementedPersonalAccessTokenAdminServiceServer) ListPersonalAccessTokens(context.Context, *ListPersonalAccessTokensRequest) (*ListPersonalAccessTokensResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPersonalAccessTokens not implemented")
+}
+func (UnimplementedPersonalAccessTokenAdminServiceServer) CreatePersonalAccessToken(context.Context, *CreatePersonalAccessTokenRequest) (*CreatePersonalAccessTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreatePersonalAccessToken not implemented")
+}
+func (UnimplementedPersonalAccessTokenAdminServiceServer) RevokePersonalAccessToken(context.Context, *RevokePersonalAccessTokenRequest) (*RevokePersonalAccessTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokePersonalAccessToken not implemented")
+}
+func (UnimplementedPersonalAccessTokenAdminServiceServer) mustEmbedUnimplementedPersonalAccessTokenAdminServiceServer() {
+}
+func (UnimplementedPersonalAccessTokenAdminServiceServer) testEmbeddedByValue() {}
+
+// UnsafePersonalAccessTokenAdminServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to PersonalAccessTokenAdminServiceServer will
+// result in compilation errors.
+type UnsafePersonalAccessTokenAdminServiceServer interface {
+	mustEmbedUnimplementedPersonalAccessTokenAdminServiceServer()
+}
+
+func RegisterPersonalAccessTokenAdminServiceServer(s grpc.ServiceRegistrar, srv PersonalAccessTokenAdminServiceServer) {
+	// If the following call panics, it indicates UnimplementedPersonalAccessTokenAdminServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&PersonalAccessTokenAdminService_ServiceDesc, srv)
+}
+
+func _PersonalAccessTokenAdminService_ListPersonalAccessTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPersonalAccessTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PersonalAccessTokenAdminServiceServer).ListPersonalAccessTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PersonalAccessTokenAdminService_ListPersonalAccessTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PersonalAccessTokenAdminServiceServer).ListPersonalAccessTokens(ctx, req.(*ListPersonalAccessTokensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PersonalAccessTokenAdminService_CreatePersonalAccessToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreatePersonalAccessTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PersonalAccessTokenAdminServiceServer).CreatePersonalAccessToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PersonalAccessTokenAdminService_CreatePersonalAccessToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PersonalAccessTokenAdminServiceServer).CreatePersonalAccessToken(ctx, req.(*CreatePersonalAccessTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PersonalAccessTokenAdminService_RevokePersonalAccessToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokePersonalAccessTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PersonalAccessTokenAdminServiceServer).RevokePersonalAccessToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PersonalAccessTokenAdminService_RevokePersonalAccessToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PersonalAccessTokenAdminServiceServer).RevokePersonalAccessToken(ctx, req.(*RevokePersonalAccessTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// PersonalAccessTokenAdminService_ServiceDesc is the grpc.ServiceDesc for PersonalAccessTokenAdminService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var PersonalAccessTokenAdminService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "portcullis.authn.v1.PersonalAccessTokenAdminService",
+	HandlerType: (*PersonalAccessTokenAdminServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ListPersonalAccessTokens",
+			Handler:    _PersonalAccessTokenAdminService_ListPersonalAccessTokens_Handler,
+		},
+		{
+			MethodName: "CreatePersonalAccessToken",
+			Handler:    _PersonalAccessTokenAdminService_CreatePersonalAccessToken_Handler,
+		},
+		{
+			MethodName: "RevokePersonalAccessToken",
+			Handler:    _PersonalAccessTokenAdminService_RevokePersonalAccessToken_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "portcullis/authn/v1/authn.proto",
+}

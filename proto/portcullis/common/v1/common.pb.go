@@ -106,7 +106,14 @@ type Identity struct {
 	Backend string `protobuf:"bytes,5,opt,name=backend,proto3" json:"backend,omitempty"`
 	// LabelValues holds every value of each label (LDAP attributes and OIDC claims may hold
 	// several; docker_auth's static users list them).
-	LabelValues   map[string]*LabelValues `protobuf:"bytes,6,rep,name=label_values,json=labelValues,proto3" json:"label_values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	LabelValues map[string]*LabelValues `protobuf:"bytes,6,rep,name=label_values,json=labelValues,proto3" json:"label_values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// PatName is, for a login with a personal access token (backend "pat"), the token's name;
+	// the subject, groups and labels are then its owner's.
+	PatName string `protobuf:"bytes,7,opt,name=pat_name,json=patName,proto3" json:"pat_name,omitempty"`
+	// PatScopes narrow a personal access token: when not empty, nothing outside them is
+	// granted, whatever the policy says (authz intersects its grant with them). Each name is a
+	// pattern whose only wildcard, "*", matches within one path component; actions "*" is any.
+	PatScopes     []*Scope `protobuf:"bytes,8,rep,name=pat_scopes,json=patScopes,proto3" json:"pat_scopes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -183,6 +190,20 @@ func (x *Identity) GetLabelValues() map[string]*LabelValues {
 	return nil
 }
 
+func (x *Identity) GetPatName() string {
+	if x != nil {
+		return x.PatName
+	}
+	return ""
+}
+
+func (x *Identity) GetPatScopes() []*Scope {
+	if x != nil {
+		return x.PatScopes
+	}
+	return nil
+}
+
 // LabelValues are the values of one identity label, in the order the backend gave them.
 type LabelValues struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -237,14 +258,17 @@ const file_portcullis_common_v1_common_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x14\n" +
 	"\x05class\x18\x02 \x01(\tR\x05class\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x18\n" +
-	"\aactions\x18\x04 \x03(\tR\aactions\"\xaa\x03\n" +
+	"\aactions\x18\x04 \x03(\tR\aactions\"\x81\x04\n" +
 	"\bIdentity\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1c\n" +
 	"\tanonymous\x18\x02 \x01(\bR\tanonymous\x12\x16\n" +
 	"\x06groups\x18\x03 \x03(\tR\x06groups\x12B\n" +
 	"\x06labels\x18\x04 \x03(\v2*.portcullis.common.v1.Identity.LabelsEntryR\x06labels\x12\x18\n" +
 	"\abackend\x18\x05 \x01(\tR\abackend\x12R\n" +
-	"\flabel_values\x18\x06 \x03(\v2/.portcullis.common.v1.Identity.LabelValuesEntryR\vlabelValues\x1a9\n" +
+	"\flabel_values\x18\x06 \x03(\v2/.portcullis.common.v1.Identity.LabelValuesEntryR\vlabelValues\x12\x19\n" +
+	"\bpat_name\x18\a \x01(\tR\apatName\x12:\n" +
+	"\n" +
+	"pat_scopes\x18\b \x03(\v2\x1b.portcullis.common.v1.ScopeR\tpatScopes\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aa\n" +
@@ -277,12 +301,13 @@ var file_portcullis_common_v1_common_proto_goTypes = []any{
 var file_portcullis_common_v1_common_proto_depIdxs = []int32{
 	3, // 0: portcullis.common.v1.Identity.labels:type_name -> portcullis.common.v1.Identity.LabelsEntry
 	4, // 1: portcullis.common.v1.Identity.label_values:type_name -> portcullis.common.v1.Identity.LabelValuesEntry
-	2, // 2: portcullis.common.v1.Identity.LabelValuesEntry.value:type_name -> portcullis.common.v1.LabelValues
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	0, // 2: portcullis.common.v1.Identity.pat_scopes:type_name -> portcullis.common.v1.Scope
+	2, // 3: portcullis.common.v1.Identity.LabelValuesEntry.value:type_name -> portcullis.common.v1.LabelValues
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_portcullis_common_v1_common_proto_init() }

@@ -59,6 +59,19 @@ var migrations = []string{
 	// sessions issued before, recorded at their first refresh. Adding a nullable column
 	// without a default rewrites no rows.
 	`ALTER TABLE sessions ADD COLUMN account_fingerprint text;`,
+	// 5: personal access tokens (services/authn/pats): looked up by secret hash, listed by
+	// owner and name (unique together, in byte order whatever the database's collation).
+	`CREATE TABLE pats (
+		id           text        NOT NULL PRIMARY KEY,
+		owner        text        COLLATE "C" NOT NULL,
+		name         text        COLLATE "C" NOT NULL,
+		secret_hash  bytea       NOT NULL UNIQUE,
+		scopes       jsonb       NOT NULL,
+		created_at   timestamptz NOT NULL,
+		expires_at   timestamptz NOT NULL,
+		last_used_at timestamptz,
+		UNIQUE (owner, name)
+	);`,
 }
 
 // migrateLock is the advisory lock key that serializes replicas migrating at the same time.

@@ -54,7 +54,7 @@ func (c *Config) Validate() []error {
 }
 
 // Open connects, checks the server answers, and migrates the schema.
-// OpenStore opens the database as the authn state store: sessions, robots and lockout.
+// OpenStore opens the database as the authn state store: sessions, robots, lockout and personal access tokens.
 func (c *Config) OpenStore(ctx context.Context, deps storage.Deps) (storage.Store, error) {
 	st, err := c.open(ctx, deps)
 	if err != nil {

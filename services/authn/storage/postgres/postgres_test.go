@@ -16,6 +16,7 @@ import (
 	"github.com/portcullis-dev/portcullis/internal/testenv/pgtest"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout/lockouttest"
+	"github.com/portcullis-dev/portcullis/services/authn/pats"
 	"github.com/portcullis-dev/portcullis/services/authn/robots"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/storetest"
@@ -54,6 +55,10 @@ func TestStore(t *testing.T) {
 			}
 			return out[0], out[1]
 		})
+	})
+	t.Run("UpgradeFromSchema4", func(t *testing.T) {
+		t.Parallel()
+		testUpgradeFromSchema4(t, srv)
 	})
 	t.Run("UpgradeFromSchema2", func(t *testing.T) {
 		t.Parallel()
@@ -193,6 +198,40 @@ func testUpgradeFromSchema2(t *testing.T, srv *pgtest.Server) {
 	r := robots.Robot{ID: "rob_1", Name: "ci", KeyHash: robots.HashKey("pcp_x"), CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
 	if err := rs.Create(ctx, r); err != nil {
 		t.Fatalf("robots after upgrade: %v", err)
+	}
+}
+
+// A database at schema 4 (the release before personal access tokens) is migrated at Open:
+// its robots stay, and tokens can be created.
+func testUpgradeFromSchema4(t *testing.T, srv *pgtest.Server) {
+	ctx := context.Background()
+	dsn := srv.NewDatabase(t)
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := postgres.MigrateSteps(ctx, pool, postgres.Migrations[:4]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO robots VALUES ('rob_1', 'ci', decode(repeat('00', 32), 'hex'), '[]', '{}', now(), NULL, NULL, NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	pool.Close()
+	st, err := (&postgres.Config{DSN: dsn}).OpenStore(ctx, storage.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(ctx)
+	if r, err := st.Robots().Get(ctx, "ci"); err != nil || r.ID != "rob_1" {
+		t.Fatalf("robot after upgrade = %+v, %v", r, err)
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	p := pats.PAT{ID: "pid_1", Owner: "alice", Name: "ci", SecretHash: pats.HashSecret("pat_x"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := st.PATs().Create(ctx, p); err != nil {
+		t.Fatalf("tokens after upgrade: %v", err)
+	}
+	if got, err := st.PATs().ByHash(ctx, p.SecretHash); err != nil || got.ID != p.ID {
+		t.Fatalf("ByHash after upgrade = %+v, %v", got, err)
 	}
 }
 

@@ -55,6 +55,19 @@ var migrations = []string{
 	// 4: what a session was issued against (the account's credential fingerprint); NULL for
 	// sessions issued before, recorded at their first refresh.
 	`ALTER TABLE sessions ADD COLUMN account_fingerprint TEXT;`,
+	// 5: personal access tokens (services/authn/pats): looked up by secret hash, listed by
+	// owner and name (unique together). Scopes are JSON. Times in µs; expires_at is required.
+	`CREATE TABLE pats (
+		id           TEXT    NOT NULL PRIMARY KEY,
+		owner        TEXT    NOT NULL,
+		name         TEXT    NOT NULL,
+		secret_hash  BLOB    NOT NULL UNIQUE,
+		scopes       TEXT    NOT NULL,
+		created_at   INTEGER NOT NULL,
+		expires_at   INTEGER NOT NULL,
+		last_used_at INTEGER,
+		UNIQUE (owner, name)
+	);`,
 }
 
 // migrate brings the schema to len(steps) in one transaction: all steps or none.

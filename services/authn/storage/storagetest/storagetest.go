@@ -1,5 +1,5 @@
 // Package storagetest is the conformance suite every storage.Store runs: the sessions,
-// robots and lockout suites, each on a store of its own.
+// robots, lockout and personal access token suites, each on a store of its own.
 package storagetest
 
 import (
@@ -8,6 +8,8 @@ import (
 
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout/lockouttest"
+	"github.com/portcullis-dev/portcullis/services/authn/pats"
+	"github.com/portcullis-dev/portcullis/services/authn/pats/patstest"
 	"github.com/portcullis-dev/portcullis/services/authn/robots"
 	"github.com/portcullis-dev/portcullis/services/authn/robots/robotstest"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
@@ -38,5 +40,8 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 	})
 	t.Run("Lockout", func(t *testing.T) {
 		lockouttest.Run(t, func(t *testing.T) lockout.Store { return mk(t).Lockout() })
+	})
+	t.Run("PATs", func(t *testing.T) {
+		patstest.Run(t, func(t *testing.T) pats.Store { return mk(t).PATs() })
 	})
 }
