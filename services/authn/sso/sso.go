@@ -473,9 +473,6 @@ func (p *Provider) VerifyIDToken(ctx context.Context, raw, nonce string) (*IDTok
 	if std.Expiry == nil {
 		return nil, tokenErr("no exp")
 	}
-	if !p.now().Before(std.Expiry.Time()) {
-		return nil, tokenErr("expired")
-	}
 	var extra struct {
 		Nonce *string `json:"nonce"`
 		AZP   *string `json:"azp"`
@@ -517,7 +514,8 @@ func (p *Provider) identity(all map[string]any) (identity.Identity, error) {
 }
 
 // verifyJWT checks what ID and logout tokens share: one signature by the IdP with an allowed
-// algorithm, iss, aud containing our client, iat present, not in the future and recent, nbf.
+// algorithm, iss, aud containing our client, exp when present, iat present, not in the
+// future and recent, nbf.
 func (p *Provider) verifyJWT(ctx context.Context, raw string) (map[string]any, *jwt.Claims, error) {
 	if len(raw) > maxToken {
 		return nil, nil, tokenErr("too large")
@@ -551,6 +549,8 @@ func (p *Provider) verifyJWT(ctx context.Context, raw string) (map[string]any, *
 		return nil, nil, tokenErr("iss is not the issuer")
 	case !std.Audience.Contains(p.cfg.ClientID):
 		return nil, nil, tokenErr("aud is not our client")
+	case std.Expiry != nil && !now.Before(std.Expiry.Time()): // exp gets no skew
+		return nil, nil, tokenErr("expired")
 	case std.IssuedAt == nil:
 		return nil, nil, tokenErr("no iat")
 	case now.Add(skew).Before(std.IssuedAt.Time()):
@@ -645,9 +645,6 @@ func (p *Provider) VerifyLogoutToken(ctx context.Context, raw string) (*Logout, 
 	all, std, err := p.verifyJWT(ctx, raw)
 	if err != nil {
 		return nil, err
-	}
-	if std.Expiry != nil && !p.now().Before(std.Expiry.Time()) {
-		return nil, tokenErr("expired")
 	}
 	var extra struct {
 		SID    string                     `json:"sid"`
