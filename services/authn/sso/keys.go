@@ -40,8 +40,9 @@ type keySet struct {
 func (ks *keySet) verify(ctx context.Context, jwksURI string, jws *jose.JSONWebSignature) ([]byte, error) {
 	sig := jws.Signatures[0].Header
 	keys, stale := ks.cached()
+	var err error
 	if stale {
-		_ = ks.refresh(ctx, jwksURI, keys) // on failure the cached keys still serve
+		err = ks.refresh(ctx, jwksURI, keys) // on failure the cached keys still serve
 		keys, _ = ks.cached()
 	}
 	payload, known, ok := tryKeys(keys, jws, sig.KeyID, sig.Algorithm)
@@ -51,7 +52,12 @@ func (ks *keySet) verify(ctx context.Context, jwksURI string, jws *jose.JSONWebS
 	case known:
 		return nil, tokenErr("bad signature")
 	}
-	if err := ks.refresh(ctx, jwksURI, keys); err != nil {
+	if !stale {
+		err = ks.refresh(ctx, jwksURI, keys)
+	} else if err == nil {
+		return nil, tokenErr("unknown signing key") // the keys were fetched just now
+	}
+	if err != nil {
 		if errors.Is(err, errRateLimited) && len(keys) > 0 {
 			return nil, tokenErr("unknown signing key")
 		}

@@ -89,8 +89,9 @@ type Provider struct {
 	signer   jose.Signer // private_key_jwt
 	keys     keySet
 
-	mu   sync.Mutex
-	disc *discovery // nil until the IdP answered
+	mu     sync.Mutex
+	disc   *discovery // nil until the IdP answered
+	discAt time.Time
 
 	jtiMu sync.Mutex
 	jtis  map[string]time.Time // logout tokens seen, until they are too old to pass anyway
@@ -207,14 +208,33 @@ func Thumbprint(pub crypto.PublicKey) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(tp), nil
 }
 
-// discover returns the IdP's discovery document, fetching it the first time (and after
-// failures). The document must name the issuer exactly (OpenID Connect Discovery 1.0 §4.3).
+// discoveryMaxAge: the discovery document is re-read when older, so algorithms or
+// endpoints the IdP changes are followed; while it cannot be re-read the old one serves.
+const discoveryMaxAge = time.Hour
+
+// discover returns the IdP's discovery document, fetching it the first time, after failures
+// and when older than discoveryMaxAge. The document must name the issuer exactly (OpenID
+// Connect Discovery 1.0 §4.3).
 func (p *Provider) discover(ctx context.Context) (*discovery, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.disc != nil {
+	if p.disc != nil && p.now().Sub(p.discAt) < discoveryMaxAge {
 		return p.disc, nil
 	}
+	d, err := p.fetchDiscovery(ctx)
+	if err != nil {
+		if p.disc != nil {
+			p.discAt = p.now() // ask again in an hour, not on every request
+			p.log.WarnContext(ctx, "sso: re-reading the IdP's discovery document failed; the old one serves", "error", err)
+			return p.disc, nil
+		}
+		return nil, err
+	}
+	p.disc, p.discAt = d, p.now()
+	return d, nil
+}
+
+func (p *Provider) fetchDiscovery(ctx context.Context) (*discovery, error) {
 	body, err := p.get(ctx, strings.TrimSuffix(p.cfg.Issuer, "/")+"/.well-known/openid-configuration")
 	if err != nil {
 		return nil, fmt.Errorf("%w: discovery: %w", ErrUnavailable, err)
@@ -242,8 +262,7 @@ func (p *Provider) discover(ctx context.Context) (*discovery, error) {
 	if len(d.algs) == 0 {
 		return nil, fmt.Errorf("%w: the IdP signs ID tokens with none of %v", ErrUnavailable, asymmetric)
 	}
-	p.disc = &d
-	return p.disc, nil
+	return &d, nil
 }
 
 func (p *Provider) get(ctx context.Context, u string) ([]byte, error) {
