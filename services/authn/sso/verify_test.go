@@ -44,6 +44,12 @@ func (w withEndpoints) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func openAt(t *testing.T, iss *oidctest.Issuer, clk *testutil.Clock) *sso.Provider {
 	t.Helper()
+	return openAtF(t, iss, clk)
+}
+
+// openAtF opens a provider for iss's tokens (client portcullis) at clk's time.
+func openAtF(t testing.TB, iss *oidctest.Issuer, clk *testutil.Clock) *sso.Provider {
+	t.Helper()
 	dir := t.TempDir()
 	key := make([]byte, sso.KeySize)
 	_, _ = rand.Read(key)
