@@ -605,7 +605,9 @@ type Revalidation struct {
 // token no longer meets the claims or names someone else: end the person's sessions.
 // ErrUnavailable: the IdP could not say (down, a 5xx, a refusal not about the account such as
 // invalid_client): keep them and ask again later. ErrUnsealable: the stored token does not
-// open (another encryption key): the session cannot be revalidated, end it.
+// open (another encryption key): the session cannot be revalidated, end it. A refreshed ID
+// token that fails a check other than the claims (a key the IdP has not published yet) does
+// not fail the revalidation: the identity is then nil.
 //
 // Two replicas revalidating the same rotating token at once: the second gets invalid_grant;
 // callers revalidate a session from one place at a time.
@@ -634,11 +636,15 @@ func (p *Provider) Revalidate(ctx context.Context, subject string, sealed []byte
 		case errors.Is(err, ErrNotAllowed):
 			return nil, fmt.Errorf("%w: %w", ErrAccountEnded, err)
 		case err != nil:
-			return nil, err
+			// The refresh itself is the IdP's answer (over TLS, from its token endpoint:
+			// OpenID Connect Core §3.1.3.7), and the IdP may have rotated the refresh token:
+			// failing here would lose the new one. The identity is just not updated.
+			p.log.WarnContext(ctx, "sso: the refreshed ID token failed a check; the account counts as active, its groups are not updated", "error", err)
 		case id.Identity.Subject != subject:
 			return nil, fmt.Errorf("%w: the refreshed ID token names another subject", ErrAccountEnded)
+		default:
+			out.Identity = &id.Identity
 		}
-		out.Identity = &id.Identity
 	}
 	if tok.RefreshToken != "" {
 		rt = tok.RefreshToken

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,9 +22,18 @@ import (
 
 // withEndpoints adds the authorization and token endpoints oidctest's discovery document
 // lacks (it is a workload issuer); everything else goes to the issuer as it is.
-type withEndpoints struct{ iss *oidctest.Issuer }
+// token, when set, answers the token endpoint.
+type withEndpoints struct {
+	iss   *oidctest.Issuer
+	token http.HandlerFunc
+}
 
 func (w withEndpoints) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Path == "/token" && w.token != nil {
+		rec := httptest.NewRecorder()
+		w.token(rec, req)
+		return rec.Result(), nil
+	}
 	res, err := http.DefaultTransport.RoundTrip(req)
 	if err != nil || req.URL.Path != "/.well-known/openid-configuration" || res.StatusCode != http.StatusOK {
 		return res, err
@@ -50,6 +60,12 @@ func openAt(t *testing.T, iss *oidctest.Issuer, clk *testutil.Clock) *sso.Provid
 // openAtF opens a provider for iss's tokens (client portcullis) at clk's time.
 func openAtF(t testing.TB, iss *oidctest.Issuer, clk *testutil.Clock) *sso.Provider {
 	t.Helper()
+	return openWithToken(t, iss, clk, nil)
+}
+
+// openWithToken is openAtF with token answering the token endpoint.
+func openWithToken(t testing.TB, iss *oidctest.Issuer, clk *testutil.Clock, token http.HandlerFunc) *sso.Provider {
+	t.Helper()
 	dir := t.TempDir()
 	key := make([]byte, sso.KeySize)
 	_, _ = rand.Read(key)
@@ -62,7 +78,7 @@ func openAtF(t testing.TB, iss *oidctest.Issuer, clk *testutil.Clock) *sso.Provi
 		Issuer: iss.URL, ClientID: "portcullis", ClientSecretFile: filepath.Join(dir, "secret"),
 		Subject: "preferred_username", EncryptionKeyFile: filepath.Join(dir, "key"),
 	}, sso.Options{RedirectURL: "https://portcullis.example.com/sso/callback", Now: clk.Now,
-		HTTPClient: &http.Client{Transport: withEndpoints{iss}, Timeout: 10 * time.Second}})
+		HTTPClient: &http.Client{Transport: withEndpoints{iss, token}, Timeout: 10 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
