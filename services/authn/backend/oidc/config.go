@@ -5,13 +5,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"path"
 	"slices"
 	"strings"
 
-	yaml "go.yaml.in/yaml/v3"
-
 	"github.com/portcullis-dev/portcullis/internal/config"
+	"github.com/portcullis-dev/portcullis/services/authn/internal/claims"
 )
 
 // Config configures the workload identity backend: the issuers whose tokens it trusts.
@@ -71,25 +69,7 @@ type Issuer struct {
 }
 
 // Strings is one string or a list of them in YAML.
-type Strings []string
-
-// UnmarshalYAML accepts a scalar or a sequence of scalars.
-func (p *Strings) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode {
-		var s string
-		if err := n.Decode(&s); err != nil {
-			return err
-		}
-		*p = Strings{s}
-		return nil
-	}
-	var l []string
-	if err := n.Decode(&l); err != nil {
-		return fmt.Errorf("line %d: want a string or a list of strings", n.Line)
-	}
-	*p = l
-	return nil
-}
+type Strings = claims.Strings
 
 // asymmetric are the signature algorithms a workload token may use: the key comes from the
 // issuer's published key set, so an algorithm whose key is a shared secret (HS*) would mean
@@ -153,37 +133,7 @@ func (is *Issuer) validate(at string, p *config.Problems) {
 	if is.MaxTokenAge < 0 {
 		p.Addf(at+".max_token_age", "must not be negative")
 	}
-	for cp, pats := range is.Claims {
-		if err := checkPath(cp); err != nil {
-			p.Addf(at+".claims", "%q: %v", cp, err)
-		}
-		if len(pats) == 0 {
-			p.Addf(at+".claims."+cp, "needs at least one pattern")
-		}
-		for _, pat := range pats {
-			if _, err := path.Match(pat, ""); err != nil {
-				p.Addf(at+".claims."+cp, "bad pattern %q", pat)
-			}
-		}
-	}
-	if is.Subject == "" {
-		p.Addf(at+".subject", "is required (the claim path of the subject, e.g. sub)")
-	} else if err := checkPath(is.Subject); err != nil {
-		p.Addf(at+".subject", "%v", err)
-	}
-	for _, g := range is.Groups {
-		if err := checkPath(g); err != nil {
-			p.Addf(at+".groups", "%q: %v", g, err)
-		}
-	}
-	for name, cp := range is.Labels {
-		if name == "" {
-			p.Addf(at+".labels", "a label name must not be empty")
-		}
-		if err := checkPath(cp); err != nil {
-			p.Addf(at+".labels."+name, "%v", err)
-		}
-	}
+	is.mapping().Validate(at, p)
 }
 
 // checkURL accepts https URLs, and http ones only on loopback hosts (a test issuer): key sets
@@ -217,12 +167,10 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func checkPath(p string) error {
-	if p == "" {
-		return fmt.Errorf("empty claim path")
+// mapping is the issuer's claim mapping, the part of its keys SSO sign-in shares.
+func (is *Issuer) mapping() claims.Spec {
+	return claims.Spec{
+		Subject: is.Subject, Groups: is.Groups, Labels: is.Labels, Claims: is.Claims,
+		SubjectHint: "(the claim path of the subject, e.g. sub)",
 	}
-	if slices.Contains(strings.Split(p, "."), "") {
-		return fmt.Errorf("claim path %q has an empty segment", p)
-	}
-	return nil
 }

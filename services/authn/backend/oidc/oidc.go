@@ -20,7 +20,6 @@
 package oidc
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -31,7 +30,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/portcullis-dev/portcullis/internal/jwsshape"
@@ -41,6 +39,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/internal/identity"
 	"github.com/portcullis-dev/portcullis/services/authn"
+	"github.com/portcullis-dev/portcullis/services/authn/internal/claims"
 )
 
 const (
@@ -71,16 +70,8 @@ type issuer struct {
 	audiences []string
 	algs      []string
 	maxAge    time.Duration
-	claims    []claimRule
-	subject   claimPath
-	groups    []claimPath
-	labels    []label
+	mapping   *claims.Mapping
 	keys      *keySet
-}
-
-type label struct {
-	name string
-	path claimPath
 }
 
 // No Resolve: a workload token is presented afresh each time, there is nothing to re-read.
@@ -117,7 +108,7 @@ func (c *Config) Open(ctx context.Context, deps authn.Deps) (authn.Backend, erro
 			audiences: slices.Clone(ic.Audiences),
 			algs:      slices.Clone(ic.Algorithms),
 			maxAge:    orDefault(ic.MaxTokenAge.D(), defaultMaxTokenAge),
-			subject:   newPath(ic.Subject),
+			mapping:   ic.mapping().Compile(),
 			keys: &keySet{
 				issuer: ic.Issuer, jwksURL: ic.JWKSURL, client: client, timeout: timeout,
 				minGap: orDefault(c.JWKSMinRefreshInterval.D(), defaultMinRefresh),
@@ -132,17 +123,6 @@ func (c *Config) Open(ctx context.Context, deps authn.Deps) (authn.Backend, erro
 			if !slices.Contains(b.algs, jose.SignatureAlgorithm(a)) {
 				b.algs = append(b.algs, jose.SignatureAlgorithm(a))
 			}
-		}
-		for p, pats := range ic.Claims {
-			is.claims = append(is.claims, claimRule{path: newPath(p), pats: slices.Clone(pats)})
-		}
-		// Map order is random; a fixed order makes the first failing rule the one logged.
-		slices.SortFunc(is.claims, func(a, b claimRule) int { return strings.Compare(a.path.raw, b.path.raw) })
-		for _, g := range ic.Groups {
-			is.groups = append(is.groups, newPath(g))
-		}
-		for name, p := range ic.Labels {
-			is.labels = append(is.labels, label{name: name, path: newPath(p)})
 		}
 		b.issuers[ic.Issuer] = is
 	}
@@ -263,10 +243,8 @@ func (is *issuer) identity(payload []byte, now time.Time) (identity.Identity, st
 	if err := json.Unmarshal(payload, &std); err != nil {
 		return identity.Identity{}, "malformed registered claims"
 	}
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber() // numbers compare as written, not as float64
-	var claims map[string]any
-	if err := dec.Decode(&claims); err != nil {
+	claimSet, err := claims.Decode(payload)
+	if err != nil {
 		return identity.Identity{}, "malformed claims"
 	}
 	if std.Issuer != is.name {
@@ -296,41 +274,11 @@ func (is *issuer) identity(payload []byte, now time.Time) (identity.Identity, st
 	} else if oldest.Before(validUntil) {
 		validUntil = oldest
 	}
-	for _, r := range is.claims {
-		if !r.matches(claims) {
-			return identity.Identity{}, "claim " + r.path.raw + " does not match"
-		}
+	id, err := is.mapping.Identity(claimSet)
+	if err != nil {
+		return identity.Identity{}, err.Error() // names the claim path, never its value
 	}
-	v, ok := is.subject.lookup(claims)
-	sub, isScalar := scalar(v)
-	if !ok || !isScalar || sub == "" {
-		return identity.Identity{}, "subject claim " + is.subject.raw + " missing or not a string"
-	}
-	id := identity.Identity{Subject: sub, ValidUntil: validUntil}
-	for _, g := range is.groups {
-		if v, ok := g.lookup(claims); ok {
-			id.Groups = appendValues(id.Groups, v)
-		}
-	}
-	for _, l := range is.labels {
-		v, ok := l.path.lookup(claims)
-		if !ok {
-			continue
-		}
-		var vs []string
-		if s, ok := scalar(v); ok {
-			vs = []string{s}
-		} else if _, ok := v.([]any); ok {
-			vs = appendValues(nil, v) // an array claim: every non-empty scalar element, once
-		}
-		if len(vs) == 0 {
-			continue
-		}
-		if id.Labels == nil {
-			id.Labels = map[string][]string{}
-		}
-		id.Labels[l.name] = vs
-	}
+	id.ValidUntil = validUntil
 	return id, ""
 }
 
