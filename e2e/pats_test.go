@@ -13,6 +13,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/portcullis-dev/portcullis/internal/app"
+	"github.com/portcullis-dev/portcullis/internal/config"
 )
 
 // patsAdminSecret is the admin bearer secret of the personal access token tests.
@@ -238,8 +242,13 @@ func startPATsAllInOne(t *testing.T) (*portcullis, []string) {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	pc, _ := writePortcullisConfig(t, portcullisConfig{Extra: fmt.Sprintf(
-		"admin:\n  token_file: %s\n  listen: %s\nsso:\n  pat: {enabled: true, max_ttl: 720h}\n", tokenFile, addr)})
+	pc, _ := writePortcullisConfig(t, portcullisConfig{
+		Admin: app.AdminConfig{TokenFile: tokenFile, Listen: addr},
+		Edit: func(c *app.Config) {
+			c.SSO.PAT.Enabled = true
+			c.SSO.PAT.MaxTTL = config.Duration(720 * time.Hour)
+		},
+	})
 	pc.Procs["all"] = startProc(t, "portcullis-all", portcullisBin(t), "-config", pc.Config, "-target=all")
 	pc.waitReady(t)
 	waitUntil(t, "admin API listening on "+addr, pc.allProcs(), tcpListening(addr))

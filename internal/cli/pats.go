@@ -52,7 +52,7 @@ func runPATs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if verb == "revoke" {
 		fs.StringVar(&id, "id", "", "the token's id (pats list shows it)")
 	}
-	if err := parseFlags(fs, args[1:]); err != nil {
+	if err := parseFlags(ctx, fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
