@@ -6,7 +6,19 @@ import (
 	"path/filepath"
 	"strings"
 
+	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portcullis-dev/portcullis/internal/app"
+	"github.com/portcullis-dev/portcullis/services/authn/backend"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/htpasswd"
+	"github.com/portcullis-dev/portcullis/services/authn/storage"
+	"github.com/portcullis-dev/portcullis/services/authn/storage/postgres"
+	"github.com/portcullis-dev/portcullis/services/authn/storage/sqlite"
+	"github.com/portcullis-dev/portcullis/services/signer"
+	"github.com/portcullis-dev/portcullis/services/signer/keymanager"
+	"github.com/portcullis-dev/portcullis/services/signer/keymanager/local"
+	"github.com/portcullis-dev/portcullis/services/signer/keymanager/vault"
 )
 
 type scenario struct {
@@ -65,41 +77,93 @@ func writeUsers(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "htpasswd"), []byte("bench:"+string(h)+"\n"), 0o600)
 }
 
-func config(dir string, sc scenario, ports []string) string {
-	key := fmt.Sprintf("{type: local, config: {path: %s}}", filepath.Join(dir, "key.pem"))
-	if sc.vault != nil {
-		key = fmt.Sprintf("{type: vault, config: {address: %q, key: portcullis, auth: {token_file: %q}, batch: {disabled: %t}}}",
-			sc.vault.addr, sc.vault.tokenFile, sc.noBatch)
+// serverConfig is the Portcullis configuration of scenario sc, listening on ports (indexed by the
+// port constants). Every target of a deployment reads the same one; a further signer replica
+// gets its own with another signer address.
+func serverConfig(dir string, sc scenario, ports []string) (*app.Config, error) {
+	var c app.Config
+	c.Log.Level = "info"
+
+	g := &c.Gateway
+	g.Listen = ports[portGateway]
+	g.PublicURL = "http://" + ports[portGateway]
+	g.MetricsListen = ports[portGatewayMetrics]
+	g.Services = []string{"registry.local"}
+	g.Backends.Authn, g.Backends.Authz = ports[portAuthn], ports[portAuthz]
+	g.Backends.Signer = strings.Join(append([]string{ports[portSigner]}, sc.extraSigners...), ",")
+
+	c.Authn.Listen = ports[portAuthn]
+	c.Authn.Cache.Disabled = sc.cold
+	lockout := !sc.noLockout
+	c.Authn.Lockout.Enabled = &lockout
+	users, err := backend.NewSpec("users", &htpasswd.Config{
+		Path:   filepath.Join(dir, "htpasswd"),
+		Groups: map[string][]string{"admins": {"bench"}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.Authn.Backends = []backend.Spec{users}
+	for _, extra := range []func() (backend.Spec, bool, error){
+		func() (backend.Spec, bool, error) { return workloadBackend(sc.oidcIssuer) },
+		func() (backend.Spec, bool, error) { return ldapBackend(sc.ldap) },
+		func() (backend.Spec, bool, error) { return robotBackend(sc.robots) },
+	} {
+		spec, ok, err := extra()
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			c.Authn.Backends = append(c.Authn.Backends, spec)
+		}
 	}
 	// Named explicitly: the default store is a file under -data-dir, in the working directory.
-	store := fmt.Sprintf("{type: sqlite, config: {path: %s}}", sessionsDB(dir))
+	var store storage.Config = &sqlite.Config{Path: sessionsDB(dir)}
 	if sc.pgDSN != "" {
-		store = fmt.Sprintf("{type: postgres, config: {dsn: %q}}", sc.pgDSN)
+		store = &postgres.Config{DSN: sc.pgDSN}
 	}
-	return fmt.Sprintf(`log: {level: info}
-gateway:
-  listen: %s
-  public_url: http://%[1]s
-  metrics_listen: %s
-  services: [registry.local]
-  backends: {authn: %s, authz: %s, signer: "%s"}
-authn:
-  listen: %s
-  cache: {disabled: %t}
-  lockout: {enabled: %t}
-  backends:
-    - {name: users, type: htpasswd, config: {path: %s, groups: {admins: [bench]}}}%s
-authz:
-  listen: %s%s
-signer:
-  listen: %s
-  metrics_listen: %s
-  key: %s
-sessions:
-  store: %s
-%s`, ports[portGateway], ports[portGatewayMetrics], ports[portAuthn], ports[portAuthz], strings.Join(append([]string{ports[portSigner]}, sc.extraSigners...), ","),
-		ports[portAuthn], sc.cold, !sc.noLockout, filepath.Join(dir, "htpasswd"), workloadBackend(sc.oidcIssuer)+ldapBackend(sc.ldap)+robotBackend(sc.robots),
-		ports[portAuthz], opaDir(sc.opaDir, sc.noDecisionLogs), ports[portSigner], ports[portSignerMetrics], key, store, robotAdmin(sc.robots, dir, ports[portAdmin]))
+	if c.Authn.Store, err = app.NewStoreSpec(store); err != nil {
+		return nil, err
+	}
+
+	c.Authz.Listen = ports[portAuthz]
+	c.Authz.OPA.Dir = sc.opaDir
+	if sc.noDecisionLogs {
+		off := false
+		c.Authz.OPA.DecisionLogs.Console = &off
+	}
+
+	c.Signer.Listen = ports[portSigner]
+	c.Signer.MetricsListen = ports[portSignerMetrics]
+	var key signer.KeyManagerConfig = &local.Config{Path: filepath.Join(dir, "key.pem")}
+	if sc.vault != nil {
+		v := &vault.Config{Address: sc.vault.addr, Key: "portcullis"}
+		v.Auth.TokenFile = sc.vault.tokenFile
+		v.Batch.Disabled = sc.noBatch
+		key = v
+	}
+	if c.Signer.Key, err = keymanager.NewSpec(key); err != nil {
+		return nil, err
+	}
+
+	if sc.robots { // the robots are created through the admin API
+		c.Admin.Listen = ports[portAdmin]
+		c.Admin.TokenFile = adminTokenFile(dir)
+	}
+	// The file then says every setting the server runs with, defaults included: a field left
+	// zero would be written out as a zero (an empty authn.lockout.ipv6_prefixes means "the /64
+	// only", not the default prefixes).
+	c.Defaults()
+	return &c, nil
+}
+
+// writeConfig writes c to path as the YAML file the server reads.
+func writeConfig(path string, c *app.Config) error {
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o600)
 }
 
 func sessionsDB(dir string) string { return filepath.Join(dir, "sessions.db") }

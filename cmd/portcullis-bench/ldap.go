@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/portcullis-dev/portcullis/internal/testenv/ldaptest"
+	"github.com/portcullis-dev/portcullis/services/authn/backend"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/ldap"
 )
 
 // benchLDAP measures logins of directory users all-in-one: GET /token with Basic for users of
@@ -121,23 +123,23 @@ func ldapSeed(users []string) string {
 
 func ldapUserDN(uid string) string { return "uid=" + uid + "," + ldapPeople }
 
-// ldapBackend is the authn backend entry for d, or "" without one.
-func ldapBackend(d *ldapDir) string {
+// ldapBackend is the authn backend entry for d, when there is one.
+func ldapBackend(d *ldapDir) (backend.Spec, bool, error) {
 	if d == nil {
-		return ""
+		return backend.Spec{}, false, nil
 	}
-	return fmt.Sprintf(`
-    - name: corp
-      type: ldap
-      config:
-        url: %q
-        start_tls: true
-        ca_file: %q
-        bind_dn: %q
-        bind_password_file: %q
-        user_search: {base_dn: %q, filter: "(objectClass=inetOrgPerson)", username_attr: uid}
-        group_search: {base_dn: %q, filter: "(objectClass=groupOfNames)", user_attr: DN, group_attr: member, name_attr: cn}
-        pool_size: %d`, d.url, d.caFile, ldapServiceDN, d.bindPasswordFile, ldapPeople, ldapGroups, d.poolSize)
+	spec, err := backend.NewSpec("corp", &ldap.Config{
+		URL:              d.url,
+		StartTLS:         true,
+		CAFile:           d.caFile,
+		BindDN:           ldapServiceDN,
+		BindPasswordFile: d.bindPasswordFile,
+		UserSearch:       ldap.UserSearch{BaseDN: ldapPeople, Filter: "(objectClass=inetOrgPerson)", UsernameAttr: "uid"},
+		GroupSearch: ldap.GroupSearch{BaseDN: ldapGroups, Filter: "(objectClass=groupOfNames)",
+			UserAttr: "DN", GroupAttr: "member", NameAttr: "cn"},
+		PoolSize: d.poolSize,
+	})
+	return spec, true, err
 }
 
 // ldapGrant is `docker login` as a directory user followed by a pull or push: GET /token with

@@ -2,8 +2,14 @@
 // loopback: it starts bin/portcullis (all-in-one, then split into four processes) and drives
 // GET /token with HTTP Basic credentials, then the refresh grant a logged-in docker client
 // uses, with SQLite and with PostgreSQL session stores, then a CI job's workload token (a JWT)
-// as the password, then users of an OpenLDAP directory (slapd on this machine), with the login
-// cache and binding each time. `make bench` runs it; figures are printed, never asserted.
+// as the password and exchanged for a token (RFC 8693), then users of an OpenLDAP directory
+// (slapd on this machine), robot keys, signer replicas, authz decisions, a soak and Vault
+// signing. `make bench` runs it; figures are printed, never asserted.
+//
+// This file has the flags and the order of the groups; each group is a file of its own
+// (basic.go, refresh.go, workload.go, ldap.go, robots.go, replicas.go, authz.go, soak.go,
+// vault.go, enumeration.go). The servers' configs are app.Config values (config.go), started
+// by server.go; load.go drives them, proc.go counts their CPU time and report.go prints rows.
 package main
 
 import (
@@ -71,9 +77,8 @@ func run(o options) error {
 	if err := writeUsers(dir); err != nil {
 		return err
 	}
-	dur, conc, rate := o.dur, o.conc, o.rate
 	fmt.Printf("portcullis bench: %d clients for %s per closed-loop run; fixed-rate runs at %d tokens/s; server and load generator share this machine's %d CPUs\n",
-		conc, dur, rate, numCPU())
+		o.conc, o.dur, o.rate, numCPU())
 	fmt.Printf("CPU/token: CPU time of the Portcullis process(es) during the run (user+system, /proc/<pid>/stat) per token issued\n\n")
 	printHeader()
 	switch o.only {
@@ -85,66 +90,21 @@ func run(o options) error {
 	default:
 		return fmt.Errorf("-only %q: the groups are authz and soak", o.only)
 	}
-	var profiles []cpuProfile
-	var warmBasic float64 // tokens/s of the all-in-one warm 1-scope run: what the refresh grant is compared with
-	for _, split := range []bool{false, true} {
-		for _, cold := range []bool{false, true} {
-			for _, n := range []int{1, 5} {
-				sc := scenario{split: split, cold: cold, scopes: n}
-				prof := ""
-				if o.profile && !split && !cold && n == 1 {
-					prof = filepath.Join(dir, "cpu.pprof")
-					profiles = append(profiles, cpuProfile{"the all-in-one warm 1-scope run", prof, o.profileOut})
-				}
-				res, err := withServer(bin, dir, sc, prof, func(url string) (result, error) {
-					return closedLoop(basicGrant(url, sc.scopes), conc, dur)
-				})
-				if err != nil {
-					return fmt.Errorf("%s: %w", sc, err)
-				}
-				if !split && !cold && n == 1 {
-					warmBasic = res.rate()
-				}
-				name := sc.String()
-				if prof != "" {
-					name += " (CPU-profiled)"
-				}
-				res.print(name)
-			}
-		}
-	}
-	// What the decision log (on by default: a JSON line per decision) costs a token.
-	{
-		sc := scenario{scopes: 1, noDecisionLogs: true}
-		res, err := withServer(bin, dir, sc, "", func(url string) (result, error) {
-			return closedLoop(basicGrant(url, sc.scopes), conc, dur)
-		})
-		if err != nil {
-			return fmt.Errorf("%s: %w", sc, err)
-		}
-		note := ""
-		if warmBasic > 0 {
-			note = fmt.Sprintf("x%.2f of the run with decision logs", res.rate()/warmBasic)
-		}
-		res.print(sc.String()+", decision logs off", note)
+	// warmBasic is the all-in-one warm 1-scope Basic rate, what later groups are compared with.
+	warmBasic, profiles, err := benchBasic(bin, dir, o)
+	if err != nil {
+		return err
 	}
 	fmt.Println()
-	for _, split := range []bool{false, true} {
-		sc := scenario{split: split, scopes: 1}
-		res, err := withServer(bin, dir, sc, "", func(url string) (result, error) {
-			return fixedRate(basicGrant(url, sc.scopes), rate, dur)
-		})
-		if err != nil {
-			return err
-		}
-		res.print(fmt.Sprintf("%s @%d/s", sc, rate))
+	if err := benchBasicFixedRate(bin, dir, o); err != nil {
+		return err
 	}
 	ps, err := benchRefresh(bin, dir, o, warmBasic)
 	if err != nil {
 		return fmt.Errorf("refresh grant: %w", err)
 	}
 	profiles = append(profiles, ps...)
-	ps, err = benchWorkload(bin, dir, o)
+	ps, err = benchWorkload(bin, dir, o, warmBasic)
 	if err != nil {
 		return fmt.Errorf("workload identity: %w", err)
 	}
@@ -165,16 +125,12 @@ func run(o options) error {
 		return fmt.Errorf("soak: %w", err)
 	}
 	if o.vault {
-		if err := benchVault(bin, dir, dur, conc, o.vaultRate); err != nil {
+		if err := benchVault(bin, dir, o.dur, o.conc, o.vaultRate); err != nil {
 			return fmt.Errorf("vault: %w", err)
 		}
 	}
 	fmt.Println()
-	// The lockout would answer the enumeration's wrong passwords with 429 before long, without
-	// checking them: what is compared is the password check.
-	if _, err := withServer(bin, dir, scenario{scopes: 1, noLockout: true}, "", func(url string) (result, error) {
-		return result{}, enumeration(url)
-	}); err != nil {
+	if err := benchEnumeration(bin, dir); err != nil {
 		return err
 	}
 	for _, p := range profiles {

@@ -81,3 +81,11 @@ func printProfile(bin string, p cpuProfile) {
 		fmt.Printf("profile kept in %s: go tool pprof -top %s %s\n", p.keep, bin, p.keep)
 	}
 }
+
+// ratio is the note "x0.93 <what>" comparing rate with base, or "" without a base.
+func ratio(rate, base float64, what string) string {
+	if base <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("x%.2f %s", rate/base, what)
+}

@@ -10,23 +10,22 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/services/authn/backend"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/robot"
 )
 
 // robotBackend is the robot backend's entry when on.
-func robotBackend(on bool) string {
+func robotBackend(on bool) (backend.Spec, bool, error) {
 	if !on {
-		return ""
+		return backend.Spec{}, false, nil
 	}
-	return "\n    - {name: robots, type: robot}"
+	spec, err := backend.NewSpec("robots", &robot.Config{})
+	return spec, true, err
 }
 
-// robotAdmin is the admin section the robots are created through, when on.
-func robotAdmin(on bool, dir, addr string) string {
-	if !on {
-		return ""
-	}
-	return fmt.Sprintf("admin: {listen: %s, token_file: %s}\n", addr, filepath.Join(dir, "admin-token"))
-}
+// adminTokenFile holds the admin API's secret, which robots are created with.
+func adminTokenFile(dir string) string { return filepath.Join(dir, "admin-token") }
 
 // benchRobots measures robot-key logins all-in-one: GET /token with Basic <robot>:<pcp_ key>
 // for robots created through the admin API (portcullis robots create). A robot key is routed to
@@ -34,7 +33,7 @@ func robotAdmin(on bool, dir, addr string) string {
 // the state store (SQLite here), and the login cache keeps a robot at most a second, so that a
 // revoke is seen within one. With the cache off, every request reads the store.
 func benchRobots(bin, dir string, o options) error {
-	if err := os.WriteFile(filepath.Join(dir, "admin-token"), []byte("bench-admin-secret-0123456789abcdef\n"), 0o600); err != nil {
+	if err := os.WriteFile(adminTokenFile(dir), []byte("bench-admin-secret-0123456789abcdef\n"), 0o600); err != nil {
 		return err
 	}
 	fmt.Printf("\nRobot keys (pcp_ API keys; robot backend after htpasswd in the chain, SQLite state store), all-in-one, %d robots shared out, 1 scope; target >= 3,000 tokens/s\n", o.ldapUsers)
@@ -67,7 +66,7 @@ func createRobots(bin, dir, adminAddr string, n int) ([]string, error) {
 	var creds []string
 	for i := range n {
 		name := fmt.Sprintf("bench-robot%d", i)
-		out, err := exec.Command(bin, "robots", "create", "-addr", adminAddr, "-admin-token-file", filepath.Join(dir, "admin-token"),
+		out, err := exec.Command(bin, "robots", "create", "-addr", adminAddr, "-admin-token-file", adminTokenFile(dir),
 			"-name", name, "-group", "admins", "-o", "json").Output()
 		if err != nil {
 			return nil, fmt.Errorf("robots create %s: %w", name, err)

@@ -74,12 +74,20 @@ func withServerAt(bin, dir string, sc scenario, cpuprofile string, f func(s serv
 		own[portSigner], own[portSignerMetrics] = addr, metrics
 		path := filepath.Join(dir, fmt.Sprintf("config-signer%d.yaml", i+1))
 		extra = append(extra, proc{"signer", path})
-		if err := os.WriteFile(path, []byte(config(dir, sc, own)), 0o600); err != nil {
+		c, err := serverConfig(dir, sc, own)
+		if err != nil {
+			return result{}, err
+		}
+		if err := writeConfig(path, c); err != nil {
 			return result{}, err
 		}
 	}
 	cfgPath := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(config(dir, sc, ports)), 0o600); err != nil {
+	c, err := serverConfig(dir, sc, ports)
+	if err != nil {
+		return result{}, err
+	}
+	if err := writeConfig(cfgPath, c); err != nil {
 		return result{}, err
 	}
 	targets := []proc{{"all", cfgPath}}

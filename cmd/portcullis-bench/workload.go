@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/internal/config"
 	"github.com/portcullis-dev/portcullis/internal/testenv/oidctest"
+	"github.com/portcullis-dev/portcullis/services/authn/backend"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/oidc"
 )
 
 // benchWorkload measures workload identity logins all-in-one: GET /token with a CI job's JWT
@@ -18,8 +22,9 @@ import (
 // each of the n tokens is verified once and then answered from the cache; with it off, every
 // request checks a signature and the claims: the raw cost of a workload login. The issuer's
 // keys are fetched by the first request and cached, as in production. The cache-off run is
-// CPU-profiled when profiling is on.
-func benchWorkload(bin, dir string, o options) ([]cpuProfile, error) {
+// CPU-profiled when profiling is on. Then the same JWTs exchanged for tokens (RFC 8693, POST
+// /token, login cache on), compared with the warm Basic run (warmBasic tokens/s).
+func benchWorkload(bin, dir string, o options, warmBasic float64) ([]cpuProfile, error) {
 	idp, err := oidctest.New()
 	if err != nil {
 		return nil, err
@@ -56,6 +61,15 @@ func benchWorkload(bin, dir string, o options) ([]cpuProfile, error) {
 		}
 		res.print(name)
 	}
+	sc := scenario{scopes: 1, oidcIssuer: idp.URL}
+	const name = "all-in-one token exchange (RFC 8693), login cache"
+	res, err := withServer(bin, dir, sc, "", func(url string) (result, error) {
+		return closedLoop(exchangeGrant(url, tokens), o.conc, o.dur)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	res.print(name, ratio(res.rate(), warmBasic, "of warm Basic"))
 	return profiles, nil
 }
 
@@ -67,19 +81,22 @@ const (
 	workloadMaxAge = 2 * time.Hour
 )
 
-// workloadBackend is the authn backend entry trusting issuer, or "" without one.
-func workloadBackend(issuer string) string {
+// workloadBackend is the authn backend entry trusting issuer, when there is one.
+func workloadBackend(issuer string) (backend.Spec, bool, error) {
 	if issuer == "" {
-		return ""
+		return backend.Spec{}, false, nil
 	}
-	return fmt.Sprintf(`
-    - name: ci
-      type: oidc
-      config:
-        issuers:
-          - {issuer: %q, audiences: [registry.local], algorithms: [RS256], max_token_age: %s,
-             claims: {repository: "myorg/*"}, subject: sub, groups: [repository_owner],
-             labels: {project: repository, ref: ref}}`, issuer, workloadMaxAge)
+	spec, err := backend.NewSpec("ci", &oidc.Config{Issuers: []oidc.Issuer{{
+		Issuer:      issuer,
+		Audiences:   []string{"registry.local"},
+		Algorithms:  []string{"RS256"},
+		MaxTokenAge: config.Duration(workloadMaxAge),
+		Claims:      map[string]oidc.Strings{"repository": {"myorg/*"}},
+		Subject:     "sub",
+		Groups:      oidc.Strings{"repository_owner"},
+		Labels:      map[string]string{"project": "repository", "ref": "ref"},
+	}}})
+	return spec, true, err
 }
 
 // signWorkloadTokens signs n distinct tokens issued at now, valid for an hour (far longer than
@@ -118,5 +135,26 @@ func jwtGrant(base string, tokens []string) grant {
 		req, _ := http.NewRequest("GET", url, nil)
 		req.Header.Set("Authorization", headers[i%len(headers)])
 		return timed(c, req, []byte(`"token"`))
+	}
+}
+
+// exchangeGrant is a CI job getting its registry token in one request, without docker login:
+// POST /token with the token exchange grant (RFC 8693) and the job's JWT as subject_token.
+// Request i exchanges tokens[i%len(tokens)]; an answer without an access token is an error.
+func exchangeGrant(base string, tokens []string) grant {
+	forms := make([]string, len(tokens))
+	for i, tok := range tokens {
+		forms[i] = url.Values{
+			"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
+			"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"},
+			"subject_token":      {tok},
+			"service":            {"registry.local"},
+			"scope":              {"repository:bench/app0:pull,push"},
+		}.Encode()
+	}
+	return func(c *http.Client, i int) (time.Duration, error) {
+		req, _ := http.NewRequest("POST", base+"/token", strings.NewReader(forms[i%len(forms)]))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		return timed(c, req, []byte(`"access_token"`))
 	}
 }
