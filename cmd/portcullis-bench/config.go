@@ -10,8 +10,10 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/portcullis-dev/portcullis/internal/app"
+	"github.com/portcullis-dev/portcullis/services/authn"
 	"github.com/portcullis-dev/portcullis/services/authn/backend"
 	"github.com/portcullis-dev/portcullis/services/authn/backend/htpasswd"
+	"github.com/portcullis-dev/portcullis/services/authn/backend/robot"
 	"github.com/portcullis-dev/portcullis/services/authn/storage"
 	"github.com/portcullis-dev/portcullis/services/authn/storage/postgres"
 	"github.com/portcullis-dev/portcullis/services/authn/storage/sqlite"
@@ -96,32 +98,30 @@ func serverConfig(dir string, sc scenario, ports []string) (*app.Config, error) 
 	c.Authn.Cache.Disabled = sc.cold
 	lockout := !sc.noLockout
 	c.Authn.Lockout.Enabled = &lockout
-	users, err := backend.NewSpec("users", &htpasswd.Config{
-		Path:   filepath.Join(dir, "htpasswd"),
-		Groups: map[string][]string{"admins": {"bench"}},
-	})
-	if err != nil {
-		return nil, err
+	// The chain: htpasswd first, then the backends the scenario adds.
+	chain := []namedBackend{{"users", &htpasswd.Config{Path: filepath.Join(dir, "htpasswd"), Groups: map[string][]string{"admins": {"bench"}}}}}
+	if sc.oidcIssuer != "" {
+		chain = append(chain, namedBackend{"ci", workloadBackend(sc.oidcIssuer)})
 	}
-	c.Authn.Backends = []backend.Spec{users}
-	for _, extra := range []func() (backend.Spec, bool, error){
-		func() (backend.Spec, bool, error) { return workloadBackend(sc.oidcIssuer) },
-		func() (backend.Spec, bool, error) { return ldapBackend(sc.ldap) },
-		func() (backend.Spec, bool, error) { return robotBackend(sc.robots) },
-	} {
-		spec, ok, err := extra()
+	if sc.ldap != nil {
+		chain = append(chain, namedBackend{"corp", ldapBackend(sc.ldap)})
+	}
+	if sc.robots {
+		chain = append(chain, namedBackend{"robots", &robot.Config{}})
+	}
+	for _, b := range chain {
+		spec, err := backend.NewSpec(b.name, b.c)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			c.Authn.Backends = append(c.Authn.Backends, spec)
-		}
+		c.Authn.Backends = append(c.Authn.Backends, spec)
 	}
 	// Named explicitly: the default store is a file under -data-dir, in the working directory.
 	var store storage.Config = &sqlite.Config{Path: sessionsDB(dir)}
 	if sc.pgDSN != "" {
 		store = &postgres.Config{DSN: sc.pgDSN}
 	}
+	var err error
 	if c.Authn.Store, err = app.NewStoreSpec(store); err != nil {
 		return nil, err
 	}
@@ -155,6 +155,12 @@ func serverConfig(dir string, sc scenario, ports []string) (*app.Config, error) 
 	// only", not the default prefixes).
 	c.Defaults()
 	return &c, nil
+}
+
+// namedBackend is an entry of authn.backends before it is encoded.
+type namedBackend struct {
+	name string
+	c    authn.BackendConfig
 }
 
 // writeConfig writes c to path as the YAML file the server reads.

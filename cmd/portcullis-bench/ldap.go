@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/portcullis-dev/portcullis/internal/testenv/ldaptest"
-	"github.com/portcullis-dev/portcullis/services/authn/backend"
 	"github.com/portcullis-dev/portcullis/services/authn/backend/ldap"
 )
 
@@ -123,12 +122,9 @@ func ldapSeed(users []string) string {
 
 func ldapUserDN(uid string) string { return "uid=" + uid + "," + ldapPeople }
 
-// ldapBackend is the authn backend entry for d, when there is one.
-func ldapBackend(d *ldapDir) (backend.Spec, bool, error) {
-	if d == nil {
-		return backend.Spec{}, false, nil
-	}
-	spec, err := backend.NewSpec("corp", &ldap.Config{
+// ldapBackend is the config of the ldap backend on directory d.
+func ldapBackend(d *ldapDir) *ldap.Config {
+	return &ldap.Config{
 		URL:              d.url,
 		StartTLS:         true,
 		CAFile:           d.caFile,
@@ -138,8 +134,7 @@ func ldapBackend(d *ldapDir) (backend.Spec, bool, error) {
 		GroupSearch: ldap.GroupSearch{BaseDN: ldapGroups, Filter: "(objectClass=groupOfNames)",
 			UserAttr: "DN", GroupAttr: "member", NameAttr: "cn"},
 		PoolSize: d.poolSize,
-	})
-	return spec, true, err
+	}
 }
 
 // ldapGrant is `docker login` as a directory user followed by a pull or push: GET /token with

@@ -10,19 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/portcullis-dev/portcullis/services/authn/backend"
-	"github.com/portcullis-dev/portcullis/services/authn/backend/robot"
 )
-
-// robotBackend is the robot backend's entry when on.
-func robotBackend(on bool) (backend.Spec, bool, error) {
-	if !on {
-		return backend.Spec{}, false, nil
-	}
-	spec, err := backend.NewSpec("robots", &robot.Config{})
-	return spec, true, err
-}
 
 // adminTokenFile holds the admin API's secret, which robots are created with.
 func adminTokenFile(dir string) string { return filepath.Join(dir, "admin-token") }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/portcullis-dev/portcullis/internal/config"
 	"github.com/portcullis-dev/portcullis/internal/testenv/oidctest"
-	"github.com/portcullis-dev/portcullis/services/authn/backend"
 	"github.com/portcullis-dev/portcullis/services/authn/backend/oidc"
 )
 
@@ -81,12 +80,9 @@ const (
 	workloadMaxAge = 2 * time.Hour
 )
 
-// workloadBackend is the authn backend entry trusting issuer, when there is one.
-func workloadBackend(issuer string) (backend.Spec, bool, error) {
-	if issuer == "" {
-		return backend.Spec{}, false, nil
-	}
-	spec, err := backend.NewSpec("ci", &oidc.Config{Issuers: []oidc.Issuer{{
+// workloadBackend is the config of the oidc backend trusting issuer's CI job tokens.
+func workloadBackend(issuer string) *oidc.Config {
+	return &oidc.Config{Issuers: []oidc.Issuer{{
 		Issuer:      issuer,
 		Audiences:   []string{"registry.local"},
 		Algorithms:  []string{"RS256"},
@@ -95,8 +91,7 @@ func workloadBackend(issuer string) (backend.Spec, bool, error) {
 		Subject:     "sub",
 		Groups:      oidc.Strings{"repository_owner"},
 		Labels:      map[string]string{"project": "repository", "ref": "ref"},
-	}}})
-	return spec, true, err
+	}}}
 }
 
 // signWorkloadTokens signs n distinct tokens issued at now, valid for an hour (far longer than
