@@ -35,12 +35,18 @@ func (s server) measure(load func() (result, error)) (result, error) {
 	return res, err
 }
 
+// withServer starts Portcullis for scenario sc (with a CPU profile into cpuprofile, unless
+// empty), runs f on its gateway URL, counts the server's CPU time during f, and stops it.
 func withServer(bin, dir string, sc scenario, cpuprofile string, f func(url string) (result, error)) (result, error) {
 	return withServerAt(bin, dir, sc, cpuprofile, func(s server) (result, error) {
 		return s.measure(func() (result, error) { return f(s.url) })
 	})
 }
 
+// withServerAt starts Portcullis for scenario sc (all-in-one, or split into a process per
+// target and signer replica) from a config file it writes into dir, waits until the gateway is
+// ready, hands f the running server and stops every process (SIGINT, so it drains) afterwards.
+// f measures what it wants with server.measure.
 func withServerAt(bin, dir string, sc scenario, cpuprofile string, f func(s server) (result, error)) (result, error) {
 	ports := make([]string, numPorts)
 	for i := range ports {
