@@ -21,20 +21,6 @@ import (
 	"github.com/portcullis-dev/portcullis/services/authz/opa/opatest"
 )
 
-func opaDir(dir string, noLogs bool) string {
-	logs := ""
-	if noLogs {
-		logs = ", decision_logs: {console: false}"
-	}
-	if dir == "" {
-		if noLogs {
-			return "\n  opa: {decision_logs: {console: false}}"
-		}
-		return ""
-	}
-	return fmt.Sprintf("\n  opa: {dir: %q%s}", dir, logs)
-}
-
 // benchAuthz measures the authz service alone (split, its gRPC port, decision logs on as by
 // default): 5-scope decisions from a set of users against the shipped policies, the acl one
 // with 10, 1,000 and 10,000 rules of an organisation's shape (opatest.OrgACL).
