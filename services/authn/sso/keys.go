@@ -2,14 +2,12 @@ package sso
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/services/authn/internal/jwks"
 
 	jose "github.com/go-jose/go-jose/v4"
 )
@@ -21,7 +19,6 @@ const (
 	// keysMinGap: the least time between two fetches, however many tokens with unknown kids
 	// arrive (an attacker's made-up kids must not make us hammer the IdP).
 	keysMinGap = 10 * time.Second
-	minRSABits = 2048
 )
 
 // keySet is the IdP's JWKS, cached; refetched when stale or when a token names a kid it does
@@ -45,7 +42,7 @@ func (ks *keySet) verify(ctx context.Context, jwksURI string, jws *jose.JSONWebS
 		err = ks.refresh(ctx, jwksURI, keys) // on failure the cached keys still serve
 		keys, _ = ks.cached()
 	}
-	payload, known, ok := tryKeys(keys, jws, sig.KeyID, sig.Algorithm)
+	payload, known, ok := jwks.Verify(keys, jws, sig.KeyID, sig.Algorithm)
 	switch {
 	case ok:
 		return payload, nil
@@ -64,7 +61,7 @@ func (ks *keySet) verify(ctx context.Context, jwksURI string, jws *jose.JSONWebS
 		return nil, fmt.Errorf("%w: the IdP's keys: %w", ErrUnavailable, err)
 	}
 	keys, _ = ks.cached()
-	if payload, _, ok := tryKeys(keys, jws, sig.KeyID, sig.Algorithm); ok {
+	if payload, _, ok := jwks.Verify(keys, jws, sig.KeyID, sig.Algorithm); ok {
 		return payload, nil
 	}
 	return nil, tokenErr("unknown signing key")
@@ -101,7 +98,7 @@ func (ks *keySet) refresh(ctx context.Context, jwksURI string, had []jose.JSONWe
 		ks.p.log.WarnContext(ctx, "sso: fetching the IdP's keys failed", "error", err)
 		return err
 	}
-	keys, err := parseKeySet(body)
+	keys, err := jwks.Parse(body)
 	if err != nil {
 		ks.p.log.WarnContext(ctx, "sso: the IdP's key set is unusable", "error", err)
 		return err
@@ -110,58 +107,4 @@ func (ks *keySet) refresh(ctx context.Context, jwksURI string, had []jose.JSONWe
 	ks.keys, ks.fetched = keys, ks.p.now()
 	ks.mu.Unlock()
 	return nil
-}
-
-// tryKeys verifies jws with the keys that may have made it: those with its kid (all, when it
-// names none) whose own alg, if stated, is alg. known says a key with that kid exists.
-func tryKeys(keys []jose.JSONWebKey, jws *jose.JSONWebSignature, kid, alg string) (payload []byte, known, ok bool) {
-	for i := range keys {
-		k := &keys[i]
-		if kid != "" {
-			if k.KeyID != kid {
-				continue
-			}
-			known = true
-		}
-		if k.Algorithm != "" && k.Algorithm != alg {
-			continue
-		}
-		if p, err := jws.Verify(k); err == nil {
-			return p, true, true
-		}
-	}
-	return nil, known, false
-}
-
-// parseKeySet keeps the public signing keys it can use (RFC 7517 §5: skip the rest); a set
-// with none left is an error so a broken answer does not replace working keys.
-func parseKeySet(body []byte) ([]jose.JSONWebKey, error) {
-	var raw struct {
-		Keys []json.RawMessage `json:"keys"`
-	}
-	if err := json.Unmarshal(body, &raw); err != nil {
-		return nil, fmt.Errorf("key set: %w", err)
-	}
-	var keys []jose.JSONWebKey
-	for _, r := range raw.Keys {
-		var k jose.JSONWebKey
-		if err := k.UnmarshalJSON(r); err != nil || (k.Use != "" && k.Use != "sig") {
-			continue
-		}
-		k = k.Public()
-		switch pub := k.Key.(type) {
-		case *rsa.PublicKey:
-			if pub.N.BitLen() < minRSABits {
-				continue
-			}
-		case *ecdsa.PublicKey, ed25519.PublicKey:
-		default: // a published shared secret signs nothing we trust
-			continue
-		}
-		keys = append(keys, k)
-	}
-	if len(keys) == 0 {
-		return nil, fmt.Errorf("key set holds no usable signing keys (%d entries)", len(raw.Keys))
-	}
-	return keys, nil
 }

@@ -39,6 +39,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/services/authn/internal/jwks"
+
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
@@ -56,7 +58,6 @@ const (
 	// maxTokenAge: an ID token or logout token issued longer ago than this is refused; both
 	// are used the moment they are issued.
 	maxTokenAge = 10 * time.Minute
-	maxDocument = 1 << 20
 	maxToken    = 64 << 10
 )
 
@@ -268,27 +269,7 @@ func (p *Provider) fetchDiscovery(ctx context.Context) (*discovery, error) {
 func (p *Provider) get(ctx context.Context, u string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, defaultTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	res, err := p.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", u, res.Status)
-	}
-	body, err := io.ReadAll(io.LimitReader(res.Body, maxDocument+1))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", u, err)
-	}
-	if len(body) > maxDocument {
-		return nil, fmt.Errorf("GET %s: larger than %d bytes", u, maxDocument)
-	}
-	return body, nil
+	return jwks.Get(ctx, p.client, u)
 }
 
 // AuthRequest is one sign-in's secrets, kept by the caller (the browser's sign-in cookie,
@@ -439,7 +420,7 @@ func (p *Provider) token(ctx context.Context, form url.Values) (*tokenResponse, 
 		return nil, fmt.Errorf("%w: token endpoint: %w", ErrUnavailable, err)
 	}
 	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, maxDocument))
+	body, err := io.ReadAll(io.LimitReader(res.Body, jwks.MaxDocument))
 	if err != nil {
 		return nil, fmt.Errorf("%w: token endpoint: %w", ErrUnavailable, err)
 	}

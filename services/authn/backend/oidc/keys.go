@@ -3,29 +3,21 @@ package oidc
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/services/authn/internal/jwks"
+
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/portcullis-dev/portcullis/services/authn"
 )
-
-// maxDocument bounds a discovery document or key set; real ones are a few kilobytes.
-const maxDocument = 1 << 20
-
-// minRSABits refuses RSA keys too short to trust, whatever an issuer publishes.
-const minRSABits = 2048
 
 // errRateLimited: the keys were asked for too recently to ask again.
 var errRateLimited = errors.New("key set fetched too recently to fetch again")
@@ -72,7 +64,7 @@ func (ks *keySet) verify(ctx context.Context, jws *jose.JSONWebSignature, alg st
 	if stale {
 		_, _ = ks.start() // refresh behind this check; it uses what is cached
 	}
-	payload, known, ok := tryKeys(keys, jws, kid, alg)
+	payload, known, ok := jwks.Verify(keys, jws, kid, alg)
 	switch {
 	case ok:
 		return payload, nil
@@ -94,31 +86,10 @@ func (ks *keySet) verify(ctx context.Context, jws *jose.JSONWebSignature, alg st
 		return nil, fmt.Errorf("%w: keys of issuer %q: %w", authn.ErrUnavailable, ks.issuer, err)
 	}
 	keys, _ = ks.cached()
-	if payload, _, ok := tryKeys(keys, jws, kid, alg); ok {
+	if payload, _, ok := jwks.Verify(keys, jws, kid, alg); ok {
 		return payload, nil
 	}
 	return nil, fmt.Errorf("%w: unknown signing key", authn.ErrInvalidCredentials)
-}
-
-// tryKeys verifies jws with the keys that may have made it: those with its kid (all, when it
-// names none) whose own alg, if they state one, is alg. known says a key with that kid exists.
-func tryKeys(keys []jose.JSONWebKey, jws *jose.JSONWebSignature, kid, alg string) (payload []byte, known, ok bool) {
-	for i := range keys {
-		k := &keys[i]
-		if kid != "" {
-			if k.KeyID != kid {
-				continue
-			}
-			known = true
-		}
-		if k.Algorithm != "" && k.Algorithm != alg {
-			continue
-		}
-		if p, err := jws.Verify(k); err == nil {
-			return p, true, true
-		}
-	}
-	return nil, known, false
 }
 
 // cached returns the keys held and whether they are due for a refresh.
@@ -241,7 +212,7 @@ func (ks *keySet) fetchKeys() ([]jose.JSONWebKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	return parseKeySet(body)
+	return jwks.Parse(body)
 }
 
 // discover reads the issuer's OpenID Connect discovery document for its jwks_uri. The
@@ -268,27 +239,7 @@ func (ks *keySet) discover(ctx context.Context) (string, error) {
 }
 
 func (ks *keySet) get(ctx context.Context, u string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := ks.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDocument+1))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", u, err)
-	}
-	if len(body) > maxDocument {
-		return nil, fmt.Errorf("GET %s: response larger than %d bytes", u, maxDocument)
-	}
-	return body, nil
+	return jwks.Get(ctx, ks.client, u)
 }
 
 // anyMissing reports whether a key of old is not in cur, comparing the keys themselves (by
@@ -306,41 +257,4 @@ func anyMissing(old, cur []jose.JSONWebKey) bool {
 		}
 	}
 	return false
-}
-
-// parseKeySet keeps the set's public signing keys it can use and skips the rest (key types
-// go-jose does not know, encryption keys, secrets, short RSA keys), as RFC 7517 §5 asks. A
-// set with none left is an error, so a broken answer does not replace working keys.
-func parseKeySet(body []byte) ([]jose.JSONWebKey, error) {
-	var raw struct {
-		Keys []json.RawMessage `json:"keys"`
-	}
-	if err := json.Unmarshal(body, &raw); err != nil {
-		return nil, fmt.Errorf("key set: %w", err)
-	}
-	var keys []jose.JSONWebKey
-	for _, r := range raw.Keys {
-		var k jose.JSONWebKey
-		if err := k.UnmarshalJSON(r); err != nil {
-			continue
-		}
-		if k.Use != "" && k.Use != "sig" {
-			continue
-		}
-		k = k.Public() // a set that leaks private keys is still read for the public halves only
-		switch pub := k.Key.(type) {
-		case *rsa.PublicKey:
-			if pub.N.BitLen() < minRSABits {
-				continue
-			}
-		case *ecdsa.PublicKey, ed25519.PublicKey:
-		default: // symmetric keys above all: a published secret signs nothing we trust
-			continue
-		}
-		keys = append(keys, k)
-	}
-	if len(keys) == 0 {
-		return nil, fmt.Errorf("key set holds no usable signing keys (%d entries)", len(raw.Keys))
-	}
-	return keys, nil
 }

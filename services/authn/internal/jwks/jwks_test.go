@@ -1,4 +1,4 @@
-package oidc
+package jwks
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 )
 
-func TestParseKeySetKeepsOnlyUsablePublicSigningKeys(t *testing.T) {
+func TestParseKeepsOnlyUsablePublicSigningKeys(t *testing.T) {
 	t.Parallel()
 	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -39,7 +39,7 @@ func TestParseKeySetKeepsOnlyUsablePublicSigningKeys(t *testing.T) {
 	}
 	// An entry go-jose cannot read (Ed448) is skipped, not fatal.
 	body = bytes.Replace(body, []byte(`"keys":[`), []byte(`"keys":[{"kty":"OKP","crv":"Ed448","x":"AAAA","kid":"ed448"},`), 1)
-	keys, err := parseKeySet(body)
+	keys, err := Parse(body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,10 +53,10 @@ func TestParseKeySetKeepsOnlyUsablePublicSigningKeys(t *testing.T) {
 	if len(kids) != 2 || kids[0] != "ec" || kids[1] != "leaked-private" {
 		t.Fatalf("kept %v, want [ec leaked-private]", kids)
 	}
-	if _, err := parseKeySet([]byte(`{"keys":[]}`)); err == nil {
+	if _, err := Parse([]byte(`{"keys":[]}`)); err == nil {
 		t.Fatal("an empty key set was accepted (it would replace working keys)")
 	}
-	if _, err := parseKeySet([]byte(`<html>`)); err == nil {
+	if _, err := Parse([]byte(`<html>`)); err == nil {
 		t.Fatal("HTML accepted as a key set")
 	}
 }
