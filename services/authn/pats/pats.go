@@ -17,15 +17,15 @@ package pats
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
 	"strings"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/services/authn/internal/secret"
 
 	"github.com/portcullis-dev/portcullis/pkg/scope"
 )
@@ -120,11 +120,11 @@ func HashSecret(secret string) [32]byte { return sha256.Sum256([]byte(secret)) }
 
 // NewSecret returns a fresh secret: SecretPrefix + base64url(32 random bytes).
 func NewSecret() (string, error) {
-	var raw [secretBytes]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return "", fmt.Errorf("pats: random secret: %w", err)
+	k, err := secret.New(SecretPrefix, secretBytes)
+	if err != nil {
+		return "", fmt.Errorf("pats: secret: %w", err)
 	}
-	return SecretPrefix + base64.RawURLEncoding.EncodeToString(raw[:]), nil
+	return k, nil
 }
 
 // LooksLikeSecret reports whether a password is meant as a token: it has the prefix. It is
@@ -134,43 +134,21 @@ func LooksLikeSecret(s string) bool { return strings.HasPrefix(s, SecretPrefix) 
 
 // WellFormed reports whether s is a secret NewSecret could have made, before any store read.
 func WellFormed(s string) bool {
-	if len(s) > maxSecretBytes {
-		return false
-	}
-	body, ok := strings.CutPrefix(s, SecretPrefix)
-	if !ok || len(body) != base64.RawURLEncoding.EncodedLen(secretBytes) {
-		return false
-	}
-	_, err := base64.RawURLEncoding.Strict().DecodeString(body)
-	return err == nil
+	return len(s) <= maxSecretBytes && secret.WellFormed(s, SecretPrefix, secretBytes)
 }
 
 func newID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("pats: random id: %w", err)
+	id, err := secret.New(idPrefix, 16)
+	if err != nil {
+		return "", fmt.Errorf("pats: id: %w", err)
 	}
-	return idPrefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
+	return id, nil
 }
 
-// ValidateName checks a token name: 1 to MaxNameLen of a-z, 0-9, '.', '_' and '-', starting
-// and ending with a letter or digit (the rules of robot names).
+// ValidateName checks a token name (the rules of robot names, secret.NameProblem).
 func ValidateName(name string) error {
-	if name == "" {
-		return &InvalidError{"name is required"}
-	}
-	if len(name) > MaxNameLen {
-		return &InvalidError{fmt.Sprintf("name is longer than %d characters", MaxNameLen)}
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if 'a' <= c && c <= 'z' || '0' <= c && c <= '9' {
-			continue
-		}
-		if (c == '.' || c == '_' || c == '-') && i > 0 && i < len(name)-1 {
-			continue
-		}
-		return &InvalidError{"name must be lower-case letters, digits, '.', '_' and '-', starting and ending with a letter or digit"}
+	if p := secret.NameProblem(name, MaxNameLen); p != "" {
+		return &InvalidError{p}
 	}
 	return nil
 }

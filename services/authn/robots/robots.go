@@ -13,9 +13,7 @@ package robots
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +21,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/portcullis-dev/portcullis/services/authn/internal/secret"
 
 	"github.com/portcullis-dev/portcullis/internal/identity"
 	"github.com/portcullis-dev/portcullis/services/authn/internal/page"
@@ -160,11 +160,11 @@ func HashKey(key string) [32]byte { return sha256.Sum256([]byte(key)) }
 
 // NewKey returns a fresh key: KeyPrefix + base64url(32 random bytes).
 func NewKey() (string, error) {
-	var raw [keyBytes]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return "", fmt.Errorf("robots: random key: %w", err)
+	k, err := secret.New(KeyPrefix, keyBytes)
+	if err != nil {
+		return "", fmt.Errorf("robots: key: %w", err)
 	}
-	return KeyPrefix + base64.RawURLEncoding.EncodeToString(raw[:]), nil
+	return k, nil
 }
 
 // LooksLikeKey reports whether a password is meant as a robot key: it has the prefix. It is
@@ -172,43 +172,20 @@ func NewKey() (string, error) {
 func LooksLikeKey(s string) bool { return strings.HasPrefix(s, KeyPrefix) }
 
 // WellFormed reports whether s is a key NewKey could have made, before any store read.
-func WellFormed(s string) bool {
-	body, ok := strings.CutPrefix(s, KeyPrefix)
-	if !ok || len(body) != base64.RawURLEncoding.EncodedLen(keyBytes) {
-		return false
-	}
-	_, err := base64.RawURLEncoding.Strict().DecodeString(body)
-	return err == nil
-}
+func WellFormed(s string) bool { return secret.WellFormed(s, KeyPrefix, keyBytes) }
 
 func newID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("robots: random id: %w", err)
+	id, err := secret.New(idPrefix, 16)
+	if err != nil {
+		return "", fmt.Errorf("robots: id: %w", err)
 	}
-	return idPrefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
+	return id, nil
 }
 
-// ValidateName checks a robot name: 1 to MaxNameLen of a-z, 0-9, '.', '_' and '-', starting
-// and ending with a letter or digit. Lower case only, so "CI" and "ci" are not two robots;
-// no ':' (the Basic-auth separator) and nothing a shell or a URL path would mangle.
+// ValidateName checks a robot name (secret.NameProblem's rules).
 func ValidateName(name string) error {
-	if name == "" {
-		return &InvalidError{"name is required"}
-	}
-	if len(name) > MaxNameLen {
-		return &InvalidError{fmt.Sprintf("name is longer than %d characters", MaxNameLen)}
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		alnum := 'a' <= c && c <= 'z' || '0' <= c && c <= '9'
-		if alnum {
-			continue
-		}
-		if (c == '.' || c == '_' || c == '-') && i > 0 && i < len(name)-1 {
-			continue
-		}
-		return &InvalidError{"name must be lower-case letters, digits, '.', '_' and '-', starting and ending with a letter or digit"}
+	if p := secret.NameProblem(name, MaxNameLen); p != "" {
+		return &InvalidError{p}
 	}
 	return nil
 }
