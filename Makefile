@@ -78,7 +78,7 @@ check-breaking: tools-go
 
 ## bench: tokens/s, p50/p99 and server CPU per token on loopback, printed, never asserted: Basic
 ## (warm, cold; all-in-one, split), the refresh grant with SQLite and PostgreSQL sessions, workload
-## identity (a JWT as the password, login cache on and off), LDAP users on a local slapd (login
+## identity (a JWT as the password, login cache on and off; RFC 8693 token exchange), LDAP users on a local slapd (login
 ## cache on, and off: bind each time), robot keys, 1-3 signer replicas (split), Vault transit, authz
 ## decisions (default, teams, acl at 10/1,000/10,000 rules), a 10-minute soak with a replica restart. Needs Debian's postgresql, slapd and
 ## ldap-utils, and the vault binary (scripts/install-tools.sh debian vault).
