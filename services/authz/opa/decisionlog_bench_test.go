@@ -1,0 +1,47 @@
+package opa
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/portcullis-dev/portcullis/internal/identity"
+	"github.com/portcullis-dev/portcullis/pkg/scope"
+	"github.com/portcullis-dev/portcullis/services/authz"
+)
+
+// BenchmarkAuthorizeDecisionLog is one decision of the default policy, as a warm Basic
+// token asks for it, with the decision log off and on (to a file: the console path
+// without the test's stdout). Its per-op instruction count under callgrind is how the
+// decision log's cost is measured on a shared machine (README, "Decision logs").
+func BenchmarkAuthorizeDecisionLog(b *testing.B) {
+	ss, err := scope.ParseList([]string{"repository:alice/app:pull,push"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := authz.Request{Identity: identity.Identity{Subject: "alice", Backend: "htpasswd", Groups: []string{"devs"}},
+		Service: "registry.example", Requested: ss, RemoteAddr: "192.0.2.9:53211", ClientID: "docker"}
+	on, off := true, false
+	for _, tc := range []struct {
+		name string
+		dl   DecisionLogConfig
+	}{
+		{"off", DecisionLogConfig{Console: &off}},
+		{"file", DecisionLogConfig{Console: &on, File: filepath.Join(b.TempDir(), "decisions.jsonl")}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			a, err := Config{DecisionLogs: tc.dl}.Open(context.Background(), authz.Deps{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer a.(*engine).Close(context.Background())
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := a.Authorize(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
