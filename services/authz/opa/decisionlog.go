@@ -5,23 +5,26 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/logging"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/plugins"
 	"github.com/open-policy-agent/opa/v1/plugins/logs"
 	"github.com/open-policy-agent/opa/v1/server"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/portcullis-dev/portcullis/internal/config"
+	"github.com/portcullis-dev/portcullis/pkg/scope"
 	"github.com/portcullis-dev/portcullis/services/authz"
 )
 
@@ -42,6 +45,8 @@ type DecisionLogConfig struct {
 	BearerTokenFile string          `yaml:"bearer_token_file"`
 	MinDelay        config.Duration `yaml:"min_delay"`
 	MaxDelay        config.Duration `yaml:"max_delay"`
+
+	reporting map[string]any // tests only: more of the plugin's reporting settings
 }
 
 func (c DecisionLogConfig) console() bool { return c.Console != nil && *c.Console }
@@ -67,95 +72,117 @@ func (c DecisionLogConfig) validate() []error {
 	return errs
 }
 
-// decisionLog is OPA's decision log plugin under its own plugin manager: the engine uses
-// its own compiler and store, so the manager exists for the plugin alone.
+// decisionLog sends each decision to the line sink (console or file) and/or to OPA's
+// decision log plugin for the remote service. The plugin runs under its own plugin
+// manager: the engine uses its own compiler and store, so the manager exists for the
+// plugin alone.
 type decisionLog struct {
+	lines  *lineSink // console or file; nil when off
 	mgr    *plugins.Manager
-	plugin *logs.Plugin
-	file   *os.File
+	remote *logs.Plugin // the decision log service; nil without a URL
+	drops  *dropCounter
 }
 
-func openDecisionLog(ctx context.Context, c DecisionLogConfig, logger *slog.Logger) (*decisionLog, error) {
+func openDecisionLog(ctx context.Context, c DecisionLogConfig, logger *slog.Logger, dropped *prometheus.CounterVec) (*decisionLog, error) {
 	if !c.console() && c.URL == "" {
 		return nil, nil
 	}
-	dl := &decisionLog{}
-	var w io.Writer = os.Stdout
-	if c.File != "" {
-		f, err := os.OpenFile(c.File, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	dl := &decisionLog{drops: &dropCounter{total: dropped, logger: logger}}
+	if c.console() {
+		lines, err := openLineSink(c.File, dl.drops)
 		if err != nil {
-			return nil, fmt.Errorf("decision_logs.file: %w", err)
+			return nil, err
 		}
-		dl.file, w = f, f
+		dl.lines = lines
 	}
-	dlCfg := map[string]any{"console": c.console()}
-	raw := map[string]any{}
-	if c.URL != "" {
-		svc := map[string]any{"url": c.URL}
-		if c.BearerTokenFile != "" {
-			tok, err := os.ReadFile(c.BearerTokenFile)
-			if err != nil {
-				return nil, fmt.Errorf("decision_logs.bearer_token_file: %w", err)
-			}
-			svc["credentials"] = map[string]any{"bearer": map[string]any{"token": strings.TrimSpace(string(tok))}}
-		}
-		raw["services"] = map[string]any{"decisions": svc}
-		dlCfg["service"] = "decisions"
-		if c.Resource != "" {
-			dlCfg["resource"] = c.Resource
-		}
-		reporting := map[string]any{}
-		if d := c.MinDelay.D(); d > 0 {
-			reporting["min_delay_seconds"] = max(1, int64(d.Seconds()))
-		}
-		if d := c.MaxDelay.D(); d > 0 {
-			reporting["max_delay_seconds"] = max(1, int64(d.Seconds()))
-		}
-		dlCfg["reporting"] = reporting
+	if c.URL == "" {
+		return dl, nil
 	}
-	raw["decision_logs"] = dlCfg
-	rawJSON, err := json.Marshal(raw)
-	if err != nil {
+	if err := dl.openRemote(ctx, c, logger); err != nil {
+		dl.close(ctx)
 		return nil, err
 	}
-	dlJSON, err := json.Marshal(dlCfg)
-	if err != nil {
-		return nil, err
-	}
-	mgr, err := plugins.New(rawJSON, "portcullis-authz", inmem.New(),
-		plugins.ConsoleLogger(&lineLogger{w: w, mu: &sync.Mutex{}}),
-		plugins.Logger(slogLogger{l: logger.With("opa", "decision_logs")}))
-	if err != nil {
-		return nil, fmt.Errorf("decision_logs: %w", err)
-	}
-	parsed, err := logs.ParseConfig(dlJSON, mgr.Services(), nil)
-	if err != nil {
-		return nil, fmt.Errorf("decision_logs: %w", err)
-	}
-	dl.plugin = logs.New(parsed, mgr)
-	mgr.Register(logs.Name, dl.plugin)
-	if err := mgr.Start(ctx); err != nil {
-		return nil, fmt.Errorf("decision_logs: %w", err)
-	}
-	dl.mgr = mgr
 	return dl, nil
 }
 
-// log hands one decision to the plugin.
-func (dl *decisionLog) log(ctx context.Context, id, revision string, at time.Time, input ast.Value, d authz.Decision, reasons []authz.Reason) {
+// openRemote starts OPA's decision log plugin for the service at c.URL: batching, gzip and
+// retries are OPA's. Console logging is the line sink's, never the plugin's.
+func (dl *decisionLog) openRemote(ctx context.Context, c DecisionLogConfig, logger *slog.Logger) error {
+	svc := map[string]any{"url": c.URL}
+	if c.BearerTokenFile != "" {
+		tok, err := os.ReadFile(c.BearerTokenFile)
+		if err != nil {
+			return fmt.Errorf("decision_logs.bearer_token_file: %w", err)
+		}
+		svc["credentials"] = map[string]any{"bearer": map[string]any{"token": strings.TrimSpace(string(tok))}}
+	}
+	dlCfg := map[string]any{"console": false, "service": "decisions"}
+	if c.Resource != "" {
+		dlCfg["resource"] = c.Resource
+	}
+	reporting := map[string]any{}
+	if d := c.MinDelay.D(); d > 0 {
+		reporting["min_delay_seconds"] = max(1, int64(d.Seconds()))
+	}
+	if d := c.MaxDelay.D(); d > 0 {
+		reporting["max_delay_seconds"] = max(1, int64(d.Seconds()))
+	}
+	maps.Copy(reporting, c.reporting)
+	dlCfg["reporting"] = reporting
+	rawJSON, err := json.Marshal(map[string]any{"services": map[string]any{"decisions": svc}, "decision_logs": dlCfg})
+	if err != nil {
+		return err
+	}
+	dlJSON, err := json.Marshal(dlCfg)
+	if err != nil {
+		return err
+	}
+	mgr, err := plugins.New(rawJSON, decisionLogID, inmem.New(),
+		plugins.Logger(slogLogger{l: logger.With("opa", "decision_logs")}))
+	if err != nil {
+		return fmt.Errorf("decision_logs: %w", err)
+	}
+	parsed, err := logs.ParseConfig(dlJSON, mgr.Services(), nil)
+	if err != nil {
+		return fmt.Errorf("decision_logs: %w", err)
+	}
+	dl.remote = logs.New(parsed, mgr).WithMetrics(dropMetrics{Metrics: metrics.New(), drops: dl.drops})
+	mgr.Register(logs.Name, dl.remote)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("decision_logs: %w", err)
+	}
+	dl.mgr = mgr
+	return nil
+}
+
+// log writes one decision to the line sink and hands it to the plugin. in is the input the
+// policy was evaluated with (inputValue(req)); only the plugin reads it.
+func (dl *decisionLog) log(ctx context.Context, id, revision string, at time.Time, req authz.Request, in ast.Value, granted []scope.Scope, reasons []authz.Reason) {
+	var traceID, spanID string
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		traceID, spanID = sc.TraceID().String(), sc.SpanID().String()
+	}
+	if dl.lines != nil {
+		dl.lines.log(decisionEntry{id: id, revision: revision, at: at, traceID: traceID, spanID: spanID, req: &req, granted: granted, reasons: reasons})
+	}
+	if dl.remote != nil {
+		dl.logRemote(ctx, id, revision, at, traceID, spanID, in, granted, reasons)
+	}
+}
+
+func (dl *decisionLog) logRemote(ctx context.Context, id, revision string, at time.Time, traceID, spanID string, input ast.Value, granted []scope.Scope, reasons []authz.Reason) {
 	in, err := ast.JSON(input)
 	if err != nil {
+		dl.drops.add("encoding", 1, err)
 		return
 	}
-	granted := make([]any, 0, len(d.Granted))
-	for _, s := range d.Granted {
-		granted = append(granted, s.String())
+	gs := make([]any, 0, len(granted))
+	for _, s := range granted {
+		gs = append(gs, s.String())
 	}
-	var result any = map[string]any{"granted": granted}
-	info := &server.Info{DecisionID: id, Revision: revision, Path: "portcullis/authz/allowed", Timestamp: at, Input: &in, Results: &result}
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		info.TraceID, info.SpanID = sc.TraceID().String(), sc.SpanID().String()
-	}
+	var result any = map[string]any{"granted": gs}
+	info := &server.Info{DecisionID: id, Revision: revision, Path: decisionPath, Timestamp: at, Input: &in, Results: &result,
+		TraceID: traceID, SpanID: spanID}
 	if len(reasons) > 0 {
 		rs := make([]any, 0, len(reasons))
 		for _, r := range reasons {
@@ -163,47 +190,91 @@ func (dl *decisionLog) log(ctx context.Context, id, revision string, at time.Tim
 		}
 		info.Custom = map[string]any{"denied": rs}
 	}
-	_ = dl.plugin.Log(ctx, info) // a failed log entry is the plugin's to report; the decision stands
+	if err := dl.remote.Log(ctx, info); err != nil {
+		dl.drops.add("encoding", 1, err)
+	}
 }
 
+// close flushes the plugin (it uploads what it holds) and closes the file.
 func (dl *decisionLog) close(ctx context.Context) {
-	dl.mgr.Stop(ctx)
-	if dl.file != nil {
-		_ = dl.file.Close()
+	if dl.mgr != nil {
+		dl.mgr.Stop(ctx)
+	}
+	if dl.lines != nil {
+		dl.lines.close()
 	}
 }
 
-// lineLogger is the console logger the plugin writes decisions to: one JSON object per line.
-type lineLogger struct {
-	w      io.Writer
-	mu     *sync.Mutex
-	fields map[string]any
+// dropCounter counts decisions that never reached a decision log, by reason, and says so
+// at WARN: at once for the first, then at most every dropWarnEvery while they go on.
+type dropCounter struct {
+	total    *prometheus.CounterVec
+	logger   *slog.Logger
+	lastWarn atomic.Int64 // unix nanoseconds
 }
 
-func (l *lineLogger) WithFields(f map[string]any) logging.Logger {
-	return &lineLogger{w: l.w, mu: l.mu, fields: f}
-}
+const dropWarnEvery = 10 * time.Second
 
-func (l *lineLogger) Info(msg string, a ...any) {
-	fields := make(map[string]any, len(l.fields)+1)
-	for k, v := range l.fields {
-		fields[k] = v
-	}
-	fields["msg"] = fmt.Sprintf(msg, a...)
-	b, err := json.Marshal(fields)
-	if err != nil {
+// dropReasons are the label values of portcullis_authz_decision_logs_dropped_total.
+var dropReasons = []string{"rate_limit", "buffer_full", "encoding", "write_error"}
+
+func (d *dropCounter) add(reason string, n uint64, err error) {
+	if n == 0 {
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	_, _ = l.w.Write(append(b, '\n'))
+	d.total.WithLabelValues(reason).Add(float64(n))
+	now := time.Now().UnixNano()
+	last := d.lastWarn.Load()
+	if last != 0 && now-last < int64(dropWarnEvery) || !d.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	args := []any{"reason", reason, "dropped", n, "metric", "portcullis_authz_decision_logs_dropped_total"}
+	if err != nil {
+		args = append(args, "error", err)
+	}
+	d.logger.Warn("decisions were dropped from the decision log", args...)
 }
 
-func (l *lineLogger) Debug(string, ...any)       {}
-func (l *lineLogger) Warn(msg string, a ...any)  { l.Info(msg, a...) }
-func (l *lineLogger) Error(msg string, a ...any) { l.Info(msg, a...) }
-func (l *lineLogger) GetLevel() logging.Level    { return logging.Info }
-func (l *lineLogger) SetLevel(logging.Level)     {}
+// dropMetrics is the metrics provider of OPA's plugin: its counters stay OPA's (they are in
+// the plugin's status), and those that count a lost decision also count in
+// portcullis_authz_decision_logs_dropped_total. The names are OPA's (v1/plugins/logs): the
+// buffer size counter is bumped once per push that dropped, with an event buffer one per
+// event, with a size buffer (the default, unbounded unless buffer_size_limit_bytes is
+// set) once per push that dropped chunks; an encoding failure drops the event (or the chunk).
+type dropMetrics struct {
+	metrics.Metrics
+	drops *dropCounter
+}
+
+var opaDropCounters = map[string]string{
+	"decision_logs_dropped_rate_limit_exceeded":        "rate_limit",
+	"decision_logs_dropped_buffer_size_limit_exceeded": "buffer_full",
+	"decision_logs_encoding_failure":                   "encoding",
+}
+
+func (m dropMetrics) Counter(name string) metrics.Counter {
+	c := m.Metrics.Counter(name)
+	if reason, ok := opaDropCounters[name]; ok {
+		return dropCount{Counter: c, reason: reason, drops: m.drops}
+	}
+	return c
+}
+
+type dropCount struct {
+	metrics.Counter
+	reason string
+	drops  *dropCounter
+}
+
+func (c dropCount) Incr() {
+	c.Counter.Incr()
+	c.drops.add(c.reason, 1, nil)
+}
+
+func (c dropCount) Add(n uint64) {
+	c.Counter.Add(n)
+	c.drops.add(c.reason, n, nil)
+}
 
 // slogLogger passes the plugin's own messages (upload failures) to the service log.
 type slogLogger struct{ l *slog.Logger }

@@ -34,6 +34,7 @@ type engine struct {
 
 	loads      *prometheus.CounterVec
 	lastLoaded prometheus.Gauge
+	dropped    *prometheus.CounterVec // decisions that never reached a decision log
 
 	stop func(context.Context) // stops the watcher or downloader; nil when none runs
 	dlog *decisionLog          // nil when decisions are not logged
@@ -73,8 +74,15 @@ func newEngine(c Config, deps authz.Deps) *engine {
 	for _, r := range []string{"ok", "unchanged", "error"} {
 		e.loads.WithLabelValues(r)
 	}
+	e.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_authz_decision_logs_dropped_total",
+		Help: "Decisions that never reached a decision log, by reason: rate_limit, buffer_full and encoding are OPA's plugin for the decision log service (its buffer), write_error the console or file.",
+	}, []string{"reason"})
+	for _, r := range dropReasons {
+		e.dropped.WithLabelValues(r)
+	}
 	if deps.Metrics != nil {
-		for _, c := range []prometheus.Collector{e.loads, e.lastLoaded} {
+		for _, c := range []prometheus.Collector{e.loads, e.lastLoaded, e.dropped} {
 			if err := deps.Metrics.Register(c); err != nil {
 				e.logger.Warn("authz policy metrics not registered", "error", err)
 			}

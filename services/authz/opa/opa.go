@@ -98,7 +98,7 @@ func (c Config) Open(ctx context.Context, deps authz.Deps) (authz.Authorizer, er
 		return nil, fmt.Errorf("opa: %w", errors.Join(errs...))
 	}
 	e := newEngine(c, deps)
-	dl, err := openDecisionLog(ctx, c.DecisionLogs, e.logger)
+	dl, err := openDecisionLog(ctx, c.DecisionLogs, e.logger, e.dropped)
 	if err != nil {
 		return nil, fmt.Errorf("opa: %w", err)
 	}
@@ -277,7 +277,7 @@ func (e *engine) Authorize(ctx context.Context, req authz.Request) (authz.Decisi
 			return authz.Decision{}, err
 		}
 		d.DecisionID = id
-		e.dlog.log(ctx, id, p.revision, e.now(), in, d, reasons)
+		e.dlog.log(ctx, id, p.revision, e.now(), req, in, d.Granted, reasons)
 		return d, nil
 	}
 	rs, err := p.query.Eval(ctx,
@@ -302,7 +302,7 @@ func (e *engine) Authorize(ctx context.Context, req authz.Request) (authz.Decisi
 		return ok
 	})
 	if e.dlog != nil {
-		e.dlog.log(ctx, id, p.revision, e.now(), in, authz.Decision{Granted: granted, DecisionID: id}, nil)
+		e.dlog.log(ctx, id, p.revision, e.now(), req, in, granted, nil)
 	}
 	e.logger.DebugContext(ctx, "authz decision",
 		"decision_id", id,
