@@ -133,7 +133,7 @@ func appendDecisionLine(b, labels []byte, e decisionEntry) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, s.String())
+		b = appendScope(b, s)
 	}
 	b = append(b, "]}"...)
 	if e.revision != "" {
@@ -226,15 +226,51 @@ func appendJSONStrings(b []byte, ss []string) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString appends s quoted as encoding/json quotes it (json.Marshal, which the
-// plugin's console logger used): <, > and & escaped, invalid UTF-8 as U+FFFD, U+2028 and
-// U+2029 escaped.
+// jsonSafe holds the ASCII bytes encoding/json writes as they are.
+var jsonSafe = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
+// appendJSONString appends s quoted as the plugin's line had it: encoding/json's quoting
+// (<, > and & escaped, U+2028 and U+2029 escaped) of the string after a JSON round trip,
+// which turned each invalid UTF-8 byte into U+FFFD, written as is.
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
+	b = appendJSONChars(b, s)
+	return append(b, '"')
+}
+
+// appendScope appends the quoted s.String() without building it: escaping goes character
+// by character, and the separators need none.
+func appendScope(b []byte, s scope.Scope) []byte {
+	b = append(b, '"')
+	b = appendJSONChars(b, s.Type)
+	if s.Class != "" {
+		b = append(b, '(')
+		b = appendJSONChars(b, s.Class)
+		b = append(b, ')')
+	}
+	b = append(b, ':')
+	b = appendJSONChars(b, s.Name)
+	b = append(b, ':')
+	for i, a := range s.Actions {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONChars(b, a)
+	}
+	return append(b, '"')
+}
+
+// appendJSONChars is appendJSONString without the quotes.
+func appendJSONChars(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if jsonSafe[c] {
 				i++
 				continue
 			}
@@ -263,7 +299,7 @@ func appendJSONString(b []byte, s string) []byte {
 		switch {
 		case r == utf8.RuneError && size == 1:
 			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
+			b = append(b, "\uFFFD"...)
 		case r == '\u2028' || r == '\u2029':
 			b = append(b, s[start:i]...)
 			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
@@ -274,6 +310,5 @@ func appendJSONString(b []byte, s string) []byte {
 		i += size
 		start = i
 	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return append(b, s[start:]...)
 }

@@ -2,6 +2,7 @@ package opa
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -11,9 +12,10 @@ import (
 )
 
 // BenchmarkAuthorizeDecisionLog is one decision of the default policy, as a warm Basic
-// token asks for it, with the decision log off and on (to a file: the console path
-// without the test's stdout). Its per-op instruction count under callgrind is how the
-// decision log's cost is measured on a shared machine (README, "Decision logs").
+// token asks for it, with the decision log off, on (to a file: the console path without
+// the test's stdout), and printed by OPA's plugin as the console log was before (to a
+// file too). Its per-op instruction count under callgrind is how the decision log's cost
+// is measured on a shared machine (README, "Decision logs").
 func BenchmarkAuthorizeDecisionLog(b *testing.B) {
 	ss, err := scope.ParseList([]string{"repository:alice/app:pull,push"})
 	if err != nil {
@@ -23,11 +25,13 @@ func BenchmarkAuthorizeDecisionLog(b *testing.B) {
 		Service: "registry.example", Requested: ss, RemoteAddr: "192.0.2.9:53211", ClientID: "docker"}
 	on, off := true, false
 	for _, tc := range []struct {
-		name string
-		dl   DecisionLogConfig
+		name   string
+		dl     DecisionLogConfig
+		plugin bool
 	}{
-		{"off", DecisionLogConfig{Console: &off}},
-		{"file", DecisionLogConfig{Console: &on, File: filepath.Join(b.TempDir(), "decisions.jsonl")}},
+		{"off", DecisionLogConfig{Console: &off}, false},
+		{"file", DecisionLogConfig{Console: &on, File: filepath.Join(b.TempDir(), "decisions.jsonl")}, false},
+		{"opa-plugin", DecisionLogConfig{Console: &off}, true},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			a, err := Config{DecisionLogs: tc.dl}.Open(context.Background(), authz.Deps{})
@@ -35,6 +39,14 @@ func BenchmarkAuthorizeDecisionLog(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer a.(*engine).Close(context.Background())
+			if tc.plugin {
+				f, err := os.OpenFile(filepath.Join(b.TempDir(), "plugin.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer f.Close()
+				a.(*engine).dlog = pluginConsole(b, f)
+			}
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
