@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -97,7 +98,19 @@ func TestDecisionLogFile(t *testing.T) {
 	}
 }
 
+// TestDecisionLogService: OPA's plugin uploads every decision to the log service, and with
+// the console on as well, the console (here its file) has every one of them too.
 func TestDecisionLogService(t *testing.T) {
+	t.Parallel()
+	for _, console := range []bool{false, true} {
+		t.Run(fmt.Sprintf("console=%v", console), func(t *testing.T) {
+			t.Parallel()
+			testDecisionLogService(t, console)
+		})
+	}
+}
+
+func testDecisionLogService(t *testing.T, console bool) {
 	var mu sync.Mutex
 	var ids []string
 	var auth []string
@@ -124,12 +137,16 @@ func TestDecisionLogService(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	tokenFile := filepath.Join(t.TempDir(), "token")
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	off := false
-	cfg := Config{DecisionLogs: DecisionLogConfig{Console: &off, URL: srv.URL, BearerTokenFile: tokenFile,
+	file := ""
+	if console {
+		file = filepath.Join(dir, "decisions.jsonl")
+	}
+	cfg := Config{DecisionLogs: DecisionLogConfig{Console: &console, File: file, URL: srv.URL, BearerTokenFile: tokenFile,
 		MinDelay: config.Duration(time.Second), MaxDelay: config.Duration(time.Second)}}
 	if errs := cfg.Validate(); len(errs) > 0 {
 		t.Fatal(errs)
@@ -166,6 +183,24 @@ func TestDecisionLogService(t *testing.T) {
 	}
 	if len(auth) == 0 || auth[0] != "Bearer s3cret" {
 		t.Errorf("Authorization %v", auth)
+	}
+	if !console {
+		return
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for l := range strings.Lines(string(b)) {
+		var e logged
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("not a JSON line: %v: %s", err, l)
+		}
+		lines = append(lines, e.DecisionID)
+	}
+	if !slices.Equal(lines, want) {
+		t.Errorf("the file has %v, want %v", lines, want)
 	}
 }
 
