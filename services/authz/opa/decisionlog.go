@@ -28,9 +28,10 @@ import (
 	"github.com/portcullis-dev/portcullis/services/authz"
 )
 
-// DecisionLogConfig sends every decision to OPA's decision log plugin: as one JSON line on
-// standard output (the default) or in a file, and/or in batches to a decision log service
-// (OPA's decision log API: gzip-compressed JSON arrays POSTed to URL + resource). An entry
+// DecisionLogConfig sends every decision as one JSON line to standard output (the default)
+// or a file, the line OPA's decision log plugin printed (lineSink), and/or through OPA's
+// plugin in batches to a decision log service (OPA's decision log API: gzip-compressed
+// JSON arrays POSTed to URL + resource). An entry
 // holds the decision id (the token's jti), the policy revision, the input (who, which
 // scopes, from where — never a credential: the policy never gets one), what was granted,
 // and the policy's reasons for what was denied.
