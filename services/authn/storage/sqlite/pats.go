@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/portcullis-dev/portcullis/services/authn/pats"
 )
@@ -94,23 +95,5 @@ func (s patStore) DeleteOwner(ctx context.Context, owner string) (int, error) {
 }
 
 func (s patStore) Touch(ctx context.Context, ts []pats.Touch) error {
-	if len(ts) == 0 {
-		return nil
-	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = tx.Rollback() }()
-	stmt, err := tx.PrepareContext(ctx, `UPDATE pats SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)`)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	for _, t := range ts {
-		if _, err := stmt.ExecContext(ctx, us(t.LastUsedAt), t.ID); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
+	return touchLastUsed(ctx, s.db, "pats", len(ts), func(i int) (string, time.Time) { return ts[i].ID, ts[i].LastUsedAt })
 }

@@ -143,6 +143,31 @@ func us(t time.Time) int64 { return t.UnixMicro() }
 
 func fromUS(v int64) time.Time { return time.UnixMicro(v).UTC() }
 
+// touchLastUsed moves the last-used time of table's rows forward, never back (two replicas
+// flush in any order), in one transaction. at gives row i's id and time.
+func touchLastUsed(ctx context.Context, db *sql.DB, table string, n int, at func(i int) (id string, t time.Time)) error {
+	if n == 0 {
+		return nil
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	stmt, err := tx.PrepareContext(ctx, `UPDATE `+table+` SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for i := range n {
+		id, t := at(i)
+		if _, err := stmt.ExecContext(ctx, us(t), id); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
 const cols = `id, token_hash, subject, backend, service, client_id, created_at, last_used_at, last_remote_addr, idle_expires_at, expires_at, account_fingerprint`
 
 func scan(r sessions.Row) (sessions.Session, error) {
