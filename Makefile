@@ -14,8 +14,10 @@ FUZZTIME ?= 10s
 
 .PHONY: run registry test unit e2e generate check-generate check-breaking tools tools-go build bench fuzz clean image compose-certs compose-smoke compose-up compose-test
 
+# -buildvcs=auto: stamp the commit `portcullis version` and portcullis_build_info show, even where
+# GOFLAGS turns stamping off (and build without it outside a git checkout).
 build:
-	$(GO) build -o bin/portcullis ./cmd/portcullis
+	$(GO) build -buildvcs=auto -o bin/portcullis ./cmd/portcullis
 
 ## run: all-in-one Portcullis with embedded dev defaults (users alice/alice, admin/admin).
 ## POLICY_DIR=DIR: the same users and key with the policy from DIR (reloaded when it changes)
@@ -94,7 +96,7 @@ clean:
 
 ## image: a FROM-scratch image of the static binary (used by docker-compose.yml).
 image:
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/portcullis ./cmd/portcullis
+	CGO_ENABLED=0 $(GO) build -buildvcs=auto -trimpath -o bin/portcullis ./cmd/portcullis
 	docker build -t portcullis:dev -f deploy/compose/Dockerfile .
 
 ## compose-certs: the CA, per-service certificates (spiffe://portcullis/<role>) and admin
