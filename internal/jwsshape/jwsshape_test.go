@@ -10,7 +10,7 @@ func TestShape(t *testing.T) {
 		compact, hasAlg bool
 	}{
 		{hdr + ".eyJzdWIiOiJhIn0.c2ln", true, true},
-		{hdr + ".eyJzdWIiOiJhIn0.", true, true}, // alg none's empty signature: a shape, refused later
+		{hdr + ".eyJzdWIiOiJhIn0.", true, true},   // alg none's empty signature: a shape, refused later
 		{"e30.eyJzdWIiOiJhIn0.c2ln", true, false}, // {} has no alg
 		{"bm90IGpzb24.eyJzdWIiOiJhIn0.c2ln", true, false},
 		{".eyJzdWIiOiJhIn0.c2ln", false, false},
