@@ -43,7 +43,7 @@ func TestNarrow(t *testing.T) {
 			got := authz.Narrow(granted(t), scopes(t, c.narrowing...))
 			var gs []string
 			for _, s := range got {
-				gs = append(gs, pats.FormatScope(s))
+				gs = append(gs, s.String())
 			}
 			if strings.Join(gs, " ") != strings.Join(c.want, " ") {
 				t.Errorf("Narrow = %v, want %v", gs, c.want)

@@ -103,7 +103,7 @@ func ToPB(p PAT, now time.Time) *authnv1.PersonalAccessToken {
 		CreatedAt: ts(p.CreatedAt), ExpiresAt: ts(p.ExpiresAt), LastUsedAt: ts(p.LastUsedAt),
 		State: authnv1.PersonalAccessTokenState_PERSONAL_ACCESS_TOKEN_STATE_ACTIVE}
 	for _, sc := range p.Scopes {
-		out.Scopes = append(out.Scopes, FormatScope(sc))
+		out.Scopes = append(out.Scopes, sc.String())
 	}
 	if p.Expired(now) {
 		out.State = authnv1.PersonalAccessTokenState_PERSONAL_ACCESS_TOKEN_STATE_EXPIRED

@@ -213,15 +213,6 @@ func truncate(s string) string {
 	return s
 }
 
-// FormatScope is ParseScope's input form of s.
-func FormatScope(s scope.Scope) string {
-	typ := s.Type
-	if s.Class != "" {
-		typ += "(" + s.Class + ")"
-	}
-	return typ + ":" + s.Name + ":" + strings.Join(s.Actions, ",")
-}
-
 // ParseScopes reads a token's narrowing; none is nil (no narrowing).
 func ParseScopes(in []string) ([]scope.Scope, error) {
 	if len(in) > MaxScopes {
@@ -239,11 +230,11 @@ func ParseScopes(in []string) ([]scope.Scope, error) {
 }
 
 // EncodeScopes and DecodeScopes are how the SQL stores keep a narrowing: a JSON list of
-// FormatScope strings, never null.
+// scope strings (Scope.String, which ParseScope reads back), never null.
 func EncodeScopes(ss []scope.Scope) string {
 	l := make([]string, len(ss))
 	for i, s := range ss {
-		l[i] = FormatScope(s)
+		l[i] = s.String()
 	}
 	b, _ := json.Marshal(l) // cannot fail
 	return string(b)

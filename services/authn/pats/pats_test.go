@@ -40,8 +40,8 @@ func TestParseScope(t *testing.T) {
 			t.Errorf("ParseScope(%q) = %v, want an error", c.in, got)
 		case c.want != "" && err != nil:
 			t.Errorf("ParseScope(%q): %v", c.in, err)
-		case c.want != "" && pats.FormatScope(got) != c.want:
-			t.Errorf("ParseScope(%q) = %q, want %q", c.in, pats.FormatScope(got), c.want)
+		case c.want != "" && got.String() != c.want:
+			t.Errorf("ParseScope(%q) = %q, want %q", c.in, got.String(), c.want)
 		}
 		var inv *pats.InvalidError
 		if err != nil && !errors.As(err, &inv) {
