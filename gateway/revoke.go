@@ -2,11 +2,11 @@ package gateway
 
 import (
 	"context"
-	"errors"
-	"mime"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/internal/jwsshape"
 
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 )
@@ -75,16 +75,8 @@ func (g *Gateway) revoke(w http.ResponseWriter, r *http.Request) (kind string, _
 		// there would leak as it is revoked. Refused even beside a good body.
 		return "", badRequest("invalid_request", "parameters go in the form body, not the URL: a token in a URL ends up in logs")
 	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
-		return "", badRequest("invalid_request", "the body must be application/x-www-form-urlencoded")
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, int64(g.opt.MaxQueryBytes))
-	if err := r.ParseForm(); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return "", badRequest("invalid_request", "request body too long")
-		}
-		return "", badRequest("invalid_request", "malformed form body")
+	if e := g.readForm(w, r); e != nil {
+		return "", e
 	}
 	f := r.PostForm
 	for _, p := range revokeParams {
@@ -100,7 +92,7 @@ func (g *Gateway) revoke(w http.ResponseWriter, r *http.Request) (kind string, _
 	case strings.HasPrefix(tok, refreshTokenPrefix):
 		// Whatever the hint says: §2.1 has the server look beyond a wrong hint.
 		kind = "refresh_token"
-	case f.Get("token_type_hint") == "access_token" || looksLikeJWT(tok):
+	case f.Get("token_type_hint") == "access_token" || jwsshape.Compact(tok):
 		return "access_token", &apiError{status: http.StatusBadRequest, code: "unsupported_token_type",
 			description: "registry access tokens are short-lived, stateless JWTs and cannot be revoked; they expire on their own. Revoke the refresh token"}
 	default:
@@ -116,9 +108,4 @@ func (g *Gateway) revoke(w http.ResponseWriter, r *http.Request) (kind string, _
 		return kind, g.fromGRPC(ctx, "authn", err)
 	}
 	return kind, nil
-}
-
-// looksLikeJWT reports whether s has a compact JWS's shape: three dot-separated parts.
-func looksLikeJWT(s string) bool {
-	return strings.Count(s, ".") == 2 && strings.HasPrefix(s, "eyJ")
 }

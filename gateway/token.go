@@ -144,25 +144,31 @@ func (g *Gateway) handleToken(w http.ResponseWriter, r *http.Request) {
 var oauthSingleParams = []string{"grant_type", "client_id", "service", "scope", "username", "password", "refresh_token", "access_type",
 	"subject_token", "subject_token_type", "requested_token_type", "actor_token", "actor_token_type"}
 
+// readForm reads an OAuth2 form body (RFC 6749 §4.3.2/§6) into r.PostForm, bounded by
+// gateway.max_query_bytes. Anything but a form would parse as an empty form and be refused for
+// a reason the client did not cause. Parameters (charset) are allowed: containerd sends
+// "; charset=utf-8".
+func (g *Gateway) readForm(w http.ResponseWriter, r *http.Request) *apiError {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
+		return badRequest("invalid_request", "the body must be application/x-www-form-urlencoded")
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, int64(g.opt.MaxQueryBytes))
+	if err := r.ParseForm(); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return badRequest("invalid_request", "request body too long")
+		}
+		return badRequest("invalid_request", "malformed form body")
+	}
+	return nil
+}
+
 // handleOAuthToken serves the OAuth2 form of the token endpoint (distribution's oauth.md):
 // the password grant (access_type=offline asks for a refresh token) and the refresh grant.
 func (g *Gateway) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	// RFC 6749 §4.3.2/§6: the body is a form. Anything else would parse as an empty form and
-	// be refused for a reason the client did not cause. Parameters (charset) are allowed:
-	// containerd sends "; charset=utf-8".
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
-		g.finish(w, r, start, nil, badRequest("invalid_request", "the body must be application/x-www-form-urlencoded"), nil)
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, int64(g.opt.MaxQueryBytes))
-	if err := r.ParseForm(); err != nil {
-		msg := "malformed form body"
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			msg = "request body too long"
-		}
-		g.finish(w, r, start, nil, badRequest("invalid_request", msg), nil)
+	if e := g.readForm(w, r); e != nil {
+		g.finish(w, r, start, nil, e, nil)
 		return
 	}
 	f := r.PostForm
