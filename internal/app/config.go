@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/internal/loopback"
+
 	"github.com/portcullis-dev/portcullis/internal/grpcdial"
 
 	"golang.org/x/crypto/bcrypt"
@@ -649,20 +651,11 @@ func (c *Config) validateGRPCAddrs(p *config.Problems) {
 				p.Addf(a.path, "%q is not host:port", addr)
 				continue
 			}
-			if !IsLoopback(host) && !c.InternalTLS.Enabled() && !c.InsecurePlaintextGRPC {
+			if !loopback.Host(host) && !c.InternalTLS.Enabled() && !c.InsecurePlaintextGRPC {
 				p.Addf(a.path, "%s is not a loopback address: configure internal_tls (mutual TLS), or set insecure_plaintext_grpc: true to accept unauthenticated plaintext gRPC", addr)
 			}
 		}
 	}
-}
-
-// IsLoopback: 127.0.0.0/8, ::1 and localhost. An empty host (":7001") listens everywhere.
-func IsLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // parsePrefixes reads trusted_proxies: each entry an IP (one address) or a CIDR. Every bad

@@ -6,12 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/internal/loopback"
 
 	"github.com/portcullis-dev/portcullis/pkg/regclient"
 )
@@ -220,7 +221,7 @@ func logoutRegistry(arg string) (host, base string, err error) {
 	host = strings.ToLower(u.Host)
 	if scheme == "" {
 		scheme = "https"
-		if isLoopbackHost(u.Hostname()) {
+		if loopback.Host(u.Hostname()) {
 			scheme = "http"
 		}
 	}
@@ -230,15 +231,6 @@ func logoutRegistry(arg string) (host, base string, err error) {
 		pingHost = "registry-1.docker.io"
 	}
 	return host, scheme + "://" + pingHost, nil
-}
-
-// isLoopbackHost: docker treats localhost and 127.0.0.0/8 (and ::1) as insecure registries.
-func isLoopbackHost(h string) bool {
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }
 
 // helperServerURL is the server URL docker hands a credential helper for host: Docker Hub's

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/portcullis-dev/portcullis/internal/loopback"
+
 	"github.com/portcullis-dev/portcullis/internal/app"
 
 	"github.com/spf13/pflag"
@@ -55,7 +57,7 @@ func (o *serveOptions) run(ctx context.Context, stdout, stderr io.Writer) error 
 		cfg.Admin.Listen = o.adminListen
 	}
 	if dev && !o.devAnywhere {
-		if host, _, err := net.SplitHostPort(cfg.Gateway.Listen); err == nil && !app.IsLoopback(host) {
+		if host, _, err := net.SplitHostPort(cfg.Gateway.Listen); err == nil && !loopback.Host(host) {
 			return fmt.Errorf("the development defaults (sample users alice/alice and admin/admin) will not listen on %s, "+
 				"which is not a loopback address: pass -config with your own users, or -dev to run them there anyway", cfg.Gateway.Listen)
 		}

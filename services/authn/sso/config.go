@@ -9,12 +9,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/internal/loopback"
 
 	"github.com/portcullis-dev/portcullis/internal/config"
 	"github.com/portcullis-dev/portcullis/services/authn/internal/claims"
@@ -167,7 +168,7 @@ func checkURL(s string) error {
 	case "https":
 		return nil
 	case "http":
-		if h := u.Hostname(); h == "localhost" || net.ParseIP(h).IsLoopback() {
+		if loopback.Host(u.Hostname()) {
 			return nil
 		}
 	}

@@ -2,11 +2,12 @@ package oidc
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/portcullis-dev/portcullis/internal/loopback"
 
 	"github.com/portcullis-dev/portcullis/internal/config"
 	"github.com/portcullis-dev/portcullis/services/authn/internal/claims"
@@ -150,21 +151,13 @@ func checkURL(s string) error {
 	case "https":
 		return nil
 	case "http":
-		if isLoopback(u.Hostname()) {
+		if loopback.Host(u.Hostname()) {
 			return nil
 		}
 		return fmt.Errorf("%q must use https (http only for loopback addresses)", s)
 	default:
 		return fmt.Errorf("%q must use https", s)
 	}
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // mapping is the issuer's claim mapping, the part of its keys SSO sign-in shares.
