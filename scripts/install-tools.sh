@@ -79,6 +79,9 @@ install_debian() {
   # seeded with ldapadd from ldap-utils.
   [ -x /usr/sbin/slapd ] || need+=(slapd)
   command -v ldapadd >/dev/null || need+=(ldap-utils)
+  # The sign-in pages' suite (e2e, TestSignIn*) drives Debian's chromium headless through
+  # chromedp and keeps its screenshots.
+  command -v chromium >/dev/null || need+=(chromium)
   if [ ${#need[@]} -gt 0 ]; then
     echo "install-tools: apt-get install ${need[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

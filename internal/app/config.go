@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -29,6 +30,7 @@ import (
 	"github.com/portcullis-dev/portcullis/services/authn/backend"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
 	"github.com/portcullis-dev/portcullis/services/authn/pats"
+	"github.com/portcullis-dev/portcullis/services/authn/sso"
 	"github.com/portcullis-dev/portcullis/services/authz/opa"
 	"github.com/portcullis-dev/portcullis/services/signer/keymanager"
 )
@@ -79,12 +81,15 @@ type SessionsConfig struct {
 func (s SessionsConfig) On() bool { return s.Enabled == nil || *s.Enabled }
 
 // SSOConfig is the `sso:` section: how people sign in with the company's identity provider
-// and what they hold instead of a registry password. This is its start: personal access
-// tokens (pat); the identity provider's own keys (issuer, client, claims, sessions) come with
-// the sign-in pages.
+// (the inline sso.Config: issuer, client, claim mapping, revalidation; off while issuer is
+// empty) and what they hold instead of a registry password (personal access tokens, pat).
 type SSOConfig struct {
-	PAT PATConfig `yaml:"pat"`
+	sso.Config `yaml:",inline"`
+	PAT        PATConfig `yaml:"pat"`
 }
+
+// On says whether people sign in with an identity provider (sso.issuer is set).
+func (s SSOConfig) On() bool { return s.Issuer != "" }
 
 // PATConfig is sso.pat: personal access tokens, secrets a person's tool (a CI server, an
 // imagePullSecret) logs in with as the person (`docker login -u alice -p pat_…`). They live in
@@ -395,6 +400,9 @@ func (c *Config) Defaults() {
 	if c.SSO.PAT.MaxTTL == 0 {
 		c.SSO.PAT.MaxTTL = config.Duration(pats.DefaultMaxTTL)
 	}
+	if c.SSO.On() {
+		c.SSO.Config.Defaults()
+	}
 	if c.Sessions.MaxTTL == 0 {
 		c.Sessions.MaxTTL = config.Duration(90 * 24 * time.Hour)
 	}
@@ -582,6 +590,17 @@ func (c *Config) patListed() bool {
 }
 
 func (c *Config) validateSSO(p *config.Problems) {
+	if c.SSO.On() {
+		p.AddErrs("sso", c.SSO.Config.Validate())
+		if !c.Sessions.On() {
+			p.Addf("sso.issuer", "signing in with an identity provider hands out sessions: it needs sessions.enabled")
+		}
+		if c.Gateway.PublicURL == "" {
+			p.Addf("gateway.public_url", "is required with sso.issuer: the identity provider redirects people back to it")
+		}
+	} else if !reflect.DeepEqual(c.SSO.Config, sso.Config{}) {
+		p.Addf("sso.issuer", "is required when other sso keys (the identity provider's) are set")
+	}
 	if t := c.SSO.PAT.MaxTTL.D(); t != 0 && t < time.Minute { // 0: a Config built without Defaults
 		p.Addf("sso.pat.max_ttl", "must be at least 1m, got %s", t)
 	} else if t > 10*366*24*time.Hour {
