@@ -40,6 +40,9 @@ type scenario struct {
 	ldap *ldapDir
 	// robots adds a robot backend and an admin listener to create robots through.
 	robots bool
+	// pats turns personal access tokens on (sso.pat.enabled) with an admin listener to create
+	// them through.
+	pats bool
 	// signers is how many signer replicas the split deployment runs (0: one); the gateway
 	// balances over them (gateway.backends.signer lists them all).
 	signers int
@@ -146,7 +149,8 @@ func serverConfig(dir string, sc scenario, ports []string) (*app.Config, error) 
 		return nil, err
 	}
 
-	if sc.robots { // the robots are created through the admin API
+	c.SSO.PAT.Enabled = sc.pats
+	if sc.robots || sc.pats { // robots and tokens are created through the admin API
 		c.Admin.Listen = ports[portAdmin]
 		c.Admin.TokenFile = adminTokenFile(dir)
 	}

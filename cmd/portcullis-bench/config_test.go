@@ -102,6 +102,8 @@ func TestScenarioConfigsLoad(t *testing.T) {
 		tc{"LDAP cold", scenario{scopes: 1, cold: true, ldap: ldapD}},
 		tc{"robots, cache", scenario{scopes: 1, robots: true}},
 		tc{"robots, no cache", scenario{scopes: 1, robots: true, cold: true}},
+		tc{"pats, cache", scenario{scopes: 1, pats: true}},
+		tc{"pats, no cache", scenario{scopes: 1, pats: true, cold: true}},
 		tc{"3 signer replicas", scenario{split: true, scopes: 1, signers: 3, extraSigners: []string{"127.0.0.1:20001", "127.0.0.1:20002"}}},
 		tc{"authz default policy", scenario{split: true, scopes: 5}},
 		tc{"authz teams policy", scenario{split: true, scopes: 5, opaDir: teams}},
@@ -187,8 +189,12 @@ func checkConfig(t *testing.T, dir string, sc scenario, c *app.Config) {
 	if c.Authz.OPA.Dir != sc.opaDir || *c.Authz.OPA.DecisionLogs.Console == sc.noDecisionLogs {
 		t.Errorf("authz.opa dir %q, decision log console %t; want %q, %t", c.Authz.OPA.Dir, *c.Authz.OPA.DecisionLogs.Console, sc.opaDir, !sc.noDecisionLogs)
 	}
-	if (c.Admin.Listen != "") != sc.robots || (sc.robots && (c.Admin.Listen != ports[portAdmin] || c.Admin.TokenFile != adminTokenFile(dir))) {
-		t.Errorf("admin %+v with robots %t", c.Admin, sc.robots)
+	admin := sc.robots || sc.pats
+	if (c.Admin.Listen != "") != admin || (admin && (c.Admin.Listen != ports[portAdmin] || c.Admin.TokenFile != adminTokenFile(dir))) {
+		t.Errorf("admin %+v with robots %t, pats %t", c.Admin, sc.robots, sc.pats)
+	}
+	if c.SSO.PAT.Enabled != sc.pats {
+		t.Errorf("sso.pat.enabled %t with pats %t", c.SSO.PAT.Enabled, sc.pats)
 	}
 
 	key, err := keymanager.Decode(c.Signer.Key)

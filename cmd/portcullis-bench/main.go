@@ -3,11 +3,11 @@
 // GET /token with HTTP Basic credentials, then the refresh grant a logged-in docker client
 // uses, with SQLite and with PostgreSQL session stores, then a CI job's workload token (a JWT)
 // as the password and exchanged for a token (RFC 8693), then users of an OpenLDAP directory
-// (slapd on this machine), robot keys, signer replicas, authz decisions, a soak and Vault
+// (slapd on this machine), robot keys, personal access tokens and device-flow polls, signer replicas, authz decisions, a soak and Vault
 // signing. `make bench` runs it; figures are printed, never asserted.
 //
 // This file has the flags and the order of the groups; each group is a file of its own
-// (basic.go, refresh.go, workload.go, ldap.go, robots.go, replicas.go, authz.go, soak.go,
+// (basic.go, refresh.go, workload.go, ldap.go, robots.go, signin.go, replicas.go, authz.go, soak.go,
 // vault.go, enumeration.go). The servers' configs are app.Config values (config.go), started
 // by server.go; load.go drives them, proc.go counts their CPU time and report.go prints rows.
 package main
@@ -114,6 +114,9 @@ func run(o options) error {
 	}
 	if err := benchRobots(bin, dir, o); err != nil {
 		return fmt.Errorf("robot keys: %w", err)
+	}
+	if err := benchSignIn(bin, dir, o, warmBasic); err != nil {
+		return fmt.Errorf("personal access tokens and device flow: %w", err)
 	}
 	if err := benchSignerReplicas(bin, dir, o); err != nil {
 		return fmt.Errorf("signer replicas: %w", err)

@@ -598,7 +598,7 @@ func (c *Config) validateSSO(p *config.Problems) {
 		if c.Gateway.PublicURL == "" {
 			p.Addf("gateway.public_url", "is required with sso.issuer: the identity provider redirects people back to it")
 		}
-	} else if !reflect.DeepEqual(c.SSO.Config, sso.Config{}) {
+	} else if !reflect.DeepEqual(c.SSO.Config, sso.Config{}) { // the keys are omitempty: a written Config reads back zero
 		p.Addf("sso.issuer", "is required when other sso keys (the identity provider's) are set")
 	}
 	if t := c.SSO.PAT.MaxTTL.D(); t != 0 && t < time.Minute { // 0: a Config built without Defaults

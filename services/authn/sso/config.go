@@ -26,35 +26,35 @@ import (
 type Config struct {
 	// Issuer is the IdP's issuer URL; its discovery document is
 	// <issuer>/.well-known/openid-configuration. https (http only on loopback).
-	Issuer string `yaml:"issuer"`
+	Issuer string `yaml:"issuer,omitempty"`
 	// CAFile is a PEM bundle trusted, besides the system roots, for the IdP.
-	CAFile string `yaml:"ca_file"`
+	CAFile string `yaml:"ca_file,omitempty"`
 	// ClientID is Portcullis's client at the IdP.
-	ClientID string `yaml:"client_id"`
+	ClientID string `yaml:"client_id,omitempty"`
 	// ClientSecretFile holds the client secret (client_secret_basic); surrounding white
 	// space is ignored. Exactly one of it and PrivateKeyJWT.
-	ClientSecretFile string `yaml:"client_secret_file"`
+	ClientSecretFile string `yaml:"client_secret_file,omitempty"`
 	// PrivateKeyJWT authenticates the client with a signed assertion (RFC 7523) instead.
-	PrivateKeyJWT *PrivateKeyJWT `yaml:"private_key_jwt"`
+	PrivateKeyJWT *PrivateKeyJWT `yaml:"private_key_jwt,omitempty"`
 	// Scopes asked for; default openid, email, profile, offline_access. openid is required;
 	// offline_access (or the IdP's equivalent) gives the refresh token revalidation needs.
-	Scopes []string `yaml:"scopes"`
+	Scopes []string `yaml:"scopes,omitempty"`
 	// Subject is the claim naming the person: unique and stable at the IdP. Required.
-	Subject string `yaml:"subject"`
+	Subject string `yaml:"subject,omitempty"`
 	// Groups are claims whose values (a string or an array of them) become groups.
-	Groups claims.Strings `yaml:"groups"`
+	Groups claims.Strings `yaml:"groups,omitempty"`
 	// Labels maps a label to the claim of its values.
-	Labels map[string]string `yaml:"labels"`
+	Labels map[string]string `yaml:"labels,omitempty"`
 	// Claims an ID token must carry for its person to sign in at all: claim → pattern(s).
-	Claims map[string]claims.Strings `yaml:"claims"`
+	Claims map[string]claims.Strings `yaml:"claims,omitempty"`
 	// EncryptionKeyFile holds 32 random bytes: the AES-256-GCM key refresh tokens are
 	// encrypted with at rest. Every authn replica reads the same file.
-	EncryptionKeyFile string `yaml:"encryption_key_file"`
+	EncryptionKeyFile string `yaml:"encryption_key_file,omitempty"`
 	// SessionMaxTTL bounds an SSO session (default 168h).
-	SessionMaxTTL config.Duration `yaml:"session_max_ttl"`
+	SessionMaxTTL config.Duration `yaml:"session_max_ttl,omitempty"`
 	// RevalidateInterval is how often a session's account is re-checked at the IdP (default
 	// 1h, at least 1s).
-	RevalidateInterval config.Duration `yaml:"revalidate_interval"`
+	RevalidateInterval config.Duration `yaml:"revalidate_interval,omitempty"`
 }
 
 // PrivateKeyJWT is the client's signing key for private_key_jwt.
