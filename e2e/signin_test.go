@@ -221,7 +221,9 @@ func TestSignIn_Hydra_Chromium_DockerCLI_Registry3(t *testing.T) {
 				t.Fatalf("portcullis logout: %v\n%s", err, out)
 			}
 			// Ended at the server, not only forgotten here: the old config is refused.
-			refreshRefused(t, e.pc, rt)
+			if err := refreshRefused(t, e.pc, rt); err != nil {
+				t.Fatalf("after portcullis logout: %v", err)
+			}
 			old := newClients(t)
 			if err := os.WriteFile(dockerConfigFile(old), saved, 0o600); err != nil {
 				t.Fatal(err)
