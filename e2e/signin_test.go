@@ -446,7 +446,7 @@ func (e *signinEnv) approve(t *testing.T, l *portcullisLogin, viaIdP bool) {
 		b.ClickButton("Continue")
 	}
 	// RFC 8628 §5.4: the person sees who asked before approving.
-	b.MustSee(l.code, "127.0.0.1", service, "Approve", "Deny")
+	b.MustSee(l.code, loginClientID, "127.0.0.1", service, "Approve", "Deny")
 	b.Screenshot(t, "device confirm")
 	b.ClickButton("Approve")
 	b.MustSee("approved")
@@ -515,6 +515,9 @@ type portcullisLogin struct {
 	done      chan struct{} // closed when the process has exited; err is set then
 	err       error
 }
+
+// loginClientID is the client_id `portcullis login` starts its device flows with.
+const loginClientID = "portcullis-cli"
 
 // loginPromptRE is the CLI's prompt on stderr: the verification URI and the user code.
 var loginPromptRE = regexp.MustCompile(`open (\S+) and enter the code ([A-Z]{4}-[A-Z]{4})`)
