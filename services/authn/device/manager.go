@@ -380,13 +380,14 @@ func truncate(s string, n int) string {
 
 // limiterKey is the address wrong codes are counted against: the IP without its port, an
 // IPv6 address by its /64 (one host commonly holds a whole /64). An address that does not
-// parse counts as itself, cut short.
+// parse counts as itself, cut short. It is lockout.ClientAddr's rule, repeated so this
+// package need not import services/authn through lockout.
 func limiterKey(addr string) string {
 	ip, err := netip.ParseAddr(addr)
 	if err != nil {
 		ap, perr := netip.ParseAddrPort(addr)
 		if perr != nil {
-			return truncate(addr, 64)
+			return truncate(addr, 128)
 		}
 		ip = ap.Addr()
 	}

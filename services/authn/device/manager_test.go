@@ -10,11 +10,17 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 )
+
+func newClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC))
+}
 
 type fixture struct {
 	st    *memStore
-	clock *fakeClock
+	clock *testutil.Clock
 	m     *Manager
 	logs  *syncBuffer
 }
@@ -168,12 +174,12 @@ func TestStartRetriesCollisions(t *testing.T) {
 func TestStartSweepsExpiredAtMostOncePerMinute(t *testing.T) {
 	f := newFixture(t, Options{ExpiresIn: time.Minute})
 	f.start(t)
-	f.clock.Advance(30 * time.Second)
+	f.clock.Add(30 * time.Second)
 	f.start(t)
 	if f.st.sweeps != 1 || f.st.len() != 2 {
 		t.Fatalf("after two starts in a minute: %d sweeps, %d flows; want 1, 2", f.st.sweeps, f.st.len())
 	}
-	f.clock.Advance(31 * time.Second) // the first flow has expired, the second not yet
+	f.clock.Add(31 * time.Second) // the first flow has expired, the second not yet
 	f.start(t)
 	if f.st.sweeps != 2 || f.st.len() != 2 {
 		t.Fatalf("a minute later: %d sweeps, %d flows; want 2, 2", f.st.sweeps, f.st.len())
@@ -241,7 +247,7 @@ func TestPollStateMachine(t *testing.T) {
 						t.Fatalf("step %d: Decide: %v", i, err)
 					}
 				}
-				f.clock.Advance(s.advance)
+				f.clock.Add(s.advance)
 				client := s.client
 				if client == "" {
 					client = testStart.ClientID
@@ -346,7 +352,7 @@ func TestLookupAndDecide(t *testing.T) {
 	}
 
 	_, b := f.start(t)
-	f.clock.Advance(10 * time.Minute)
+	f.clock.Add(10 * time.Minute)
 	if _, err := f.m.Lookup(ctx, b.UserCode, "198.51.100.1"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Lookup of an expired flow = %v, want ErrNotFound", err)
 	}
@@ -396,9 +402,9 @@ func TestWrongCodeRateLimit(t *testing.T) {
 	lookup("2001:db8:1:1::99", ErrRateLimited)
 	lookup("2001:db8:1:2::1", nil)
 
-	f.clock.Advance(10*time.Minute - time.Second)
+	f.clock.Add(10*time.Minute - time.Second)
 	lookup("192.0.2.1", ErrRateLimited)
-	f.clock.Advance(time.Second) // the window is over
+	f.clock.Add(time.Second) // the window is over
 	lookup("192.0.2.1", nil)
 	lookup("2001:db8:1:1::1", nil)
 	if s, _ := f.st.ByUserCode(ctx, a.UserCode); s.State != Pending {
@@ -407,7 +413,7 @@ func TestWrongCodeRateLimit(t *testing.T) {
 }
 
 func TestLimiterBounded(t *testing.T) {
-	now := newClock().Now()
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	l := newLimiter(1, time.Minute, 2)
 	l.add("a", now)
 	l.add("b", now.Add(time.Second))
