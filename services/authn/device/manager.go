@@ -303,8 +303,9 @@ func (m *Manager) pending(ctx context.Context, userCode, key string, now time.Ti
 // Decide approves or denies a pending flow as who, from addr. The rules of Lookup apply: a
 // code that is unknown, expired or already decided is ErrNotFound and counts as wrong.
 func (m *Manager) Decide(ctx context.Context, userCode, addr string, approve bool, who Approver) (Authorization, error) {
-	if approve && who.Subject == "" {
-		return Authorization{}, errors.New("device: approval without a subject")
+	if who.Subject == "" {
+		// The approval page always has a signed-in person; a decision by nobody is a bug.
+		return Authorization{}, errors.New("device: decision without a subject")
 	}
 	now := m.now()
 	key := limiterKey(addr)

@@ -337,8 +337,10 @@ func TestLookupAndDecide(t *testing.T) {
 			t.Errorf("Lookup(%q) = %v, want ErrNotFound", c, err)
 		}
 	}
-	if _, err := f.m.Decide(ctx, typed, "198.51.100.1", true, Approver{}); err == nil {
-		t.Error("Decide approved without a subject")
+	for _, approve := range []bool{true, false} {
+		if _, err := f.m.Decide(ctx, typed, "198.51.100.1", approve, Approver{}); err == nil {
+			t.Errorf("Decide(approve %v) without a subject: no error", approve)
+		}
 	}
 	d, err := f.m.Decide(ctx, typed, "198.51.100.1", false, alice)
 	if err != nil || d.State != Denied || d.Subject != "alice" || d.DecidedAddr != "198.51.100.1" || !d.DecidedAt.Equal(f.clock.Now()) {

@@ -208,6 +208,9 @@ func TestServerPollApproved(t *testing.T) {
 
 func TestStatusFor(t *testing.T) {
 	ctx := context.Background()
+	if err := StatusFor(ctx, nil, nil); err != nil {
+		t.Errorf("StatusFor(nil) = %v", err)
+	}
 	for _, tc := range []struct {
 		err    error
 		code   codes.Code
