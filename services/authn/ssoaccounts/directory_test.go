@@ -15,76 +15,15 @@ import (
 	"github.com/portcullis-dev/portcullis/internal/testutil"
 	"github.com/portcullis-dev/portcullis/services/authn/sso"
 	"github.com/portcullis-dev/portcullis/services/authn/ssoaccounts"
+	"github.com/portcullis-dev/portcullis/services/authn/ssoaccounts/ssoaccountstest"
 )
 
-// memory is a Store in a map, as the contract says: Put keeps the first CreatedAt.
-type memory struct {
-	mu   sync.Mutex
-	m    map[string]ssoaccounts.Account
-	fail error // every call fails with it when set
-}
+// memory is the shared in-memory store, with a peek for the tests.
+type memory struct{ *ssoaccountstest.Memory }
 
-func newMemory() *memory { return &memory{m: map[string]ssoaccounts.Account{}} }
-
-func (s *memory) Put(_ context.Context, a ssoaccounts.Account) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail != nil {
-		return s.fail
-	}
-	if old, ok := s.m[a.Subject]; ok {
-		a.CreatedAt = old.CreatedAt
-	}
-	s.m[a.Subject] = a
-	return nil
-}
-
-func (s *memory) Get(_ context.Context, subject string) (ssoaccounts.Account, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail != nil {
-		return ssoaccounts.Account{}, s.fail
-	}
-	a, ok := s.m[subject]
-	if !ok {
-		return ssoaccounts.Account{}, ssoaccounts.ErrNotFound
-	}
-	return a, nil
-}
-
-func (s *memory) ByIDPSubject(_ context.Context, sub string) ([]ssoaccounts.Account, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail != nil {
-		return nil, s.fail
-	}
-	var out []ssoaccounts.Account
-	for _, a := range s.m {
-		if a.IDPSubject == sub {
-			out = append(out, a)
-		}
-	}
-	return out, nil
-}
-
-func (s *memory) Delete(_ context.Context, subject string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail != nil {
-		return s.fail
-	}
-	if _, ok := s.m[subject]; !ok {
-		return ssoaccounts.ErrNotFound
-	}
-	delete(s.m, subject)
-	return nil
-}
-
-func (s *memory) has(subject string) (ssoaccounts.Account, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	a, ok := s.m[subject]
-	return a, ok
+func (s memory) has(subject string) (ssoaccounts.Account, bool) {
+	a, err := s.Get(context.Background(), subject)
+	return a, err == nil
 }
 
 // idp is a Revalidator that answers with err, or vouches with groups and a rotated token.
@@ -153,7 +92,7 @@ var start = time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 
 type env struct {
 	d     *ssoaccounts.Directory
-	st    *memory
+	st    memory
 	idp   *idp
 	clock *testutil.Clock
 	ended *ended
@@ -161,7 +100,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{st: newMemory(), idp: &idp{}, clock: testutil.NewClock(start), ended: &ended{}}
+	e := &env{st: memory{ssoaccountstest.NewMemory()}, idp: &idp{}, clock: testutil.NewClock(start), ended: &ended{}}
 	e.d = ssoaccounts.NewDirectory(ssoaccounts.DirectoryOptions{
 		Store: e.st, IdP: e.idp, Interval: interval, Now: e.clock.Now, Ended: e.ended.record,
 	})
@@ -284,7 +223,7 @@ func TestResolveUnknownAndStoreDown(t *testing.T) {
 		t.Errorf("unknown: %v, want ErrNotFound", err)
 	}
 	e.signIn(t, "alice")
-	e.st.fail = errors.New("database down")
+	e.st.Fail(errors.New("database down"))
 	if _, err := e.d.Resolve(context.Background(), "alice"); !errors.Is(err, ssoaccounts.ErrUnavailable) || errors.Is(err, ssoaccounts.ErrNotFound) {
 		t.Errorf("store down: %v, want ErrUnavailable", err)
 	}
@@ -427,7 +366,7 @@ func TestSignedIn(t *testing.T) {
 	if _, err := e.d.SignedIn(context.Background(), &sso.SignIn{}); err == nil {
 		t.Error("a sign-in without a subject was stored")
 	}
-	e.st.fail = errors.New("database down")
+	e.st.Fail(errors.New("database down"))
 	if _, err := e.d.SignedIn(context.Background(), &sso.SignIn{Identity: identity.Identity{Subject: "carol"}}); !errors.Is(err, ssoaccounts.ErrUnavailable) {
 		t.Errorf("store down: %v", err)
 	}
@@ -480,7 +419,7 @@ func TestLogout(t *testing.T) {
 			t.Errorf("%s's account deleted by a logout", s)
 		}
 	}
-	e.st.fail = errors.New("database down")
+	e.st.Fail(errors.New("database down"))
 	if _, err := e.d.Logout(context.Background(), &sso.Logout{Subject: "idp-alice"}, sids); !errors.Is(err, ssoaccounts.ErrUnavailable) {
 		t.Errorf("store down: %v", err)
 	}
