@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -125,8 +126,27 @@ func (p *Pages) Register(mux *http.ServeMux) {
 		"POST /pats/revoke":     p.handleRevokePAT,
 		"GET /static/style.css": p.handleCSS,
 	}
+	allow := map[string][]string{}
 	for pattern, h := range routes {
 		mux.Handle(pattern, p.secureHeaders(h))
+		method, path, _ := strings.Cut(pattern, " ")
+		if method == http.MethodGet {
+			allow[path] = append(allow[path], method, http.MethodHead)
+		} else {
+			allow[path] = append(allow[path], method)
+		}
+	}
+	// Without these the host's catch-all would answer another method on our paths 404.
+	for path, methods := range allow {
+		slices.Sort(methods)
+		mux.Handle(path, p.secureHeaders(p.methodNotAllowed(strings.Join(methods, ", "))))
+	}
+}
+
+func (p *Pages) methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		p.fail(w, r, http.StatusMethodNotAllowed, problem{Heading: "Not allowed", Message: "This page does not answer that kind of request."})
 	}
 }
 
