@@ -78,9 +78,7 @@ func postReq(target string, form url.Values) *http.Request {
 // post sends form as token's session, with token's CSRF value unless form has one.
 func (h *harness) post(target, token string, form url.Values) *httptest.ResponseRecorder {
 	h.t.Helper()
-	if form == nil {
-		form = url.Values{}
-	}
+	form = cloneForm(form) // tables share their forms between parallel subtests
 	if _, ok := form["csrf"]; !ok && token != "" {
 		form.Set("csrf", csrf(token))
 	}
@@ -89,6 +87,14 @@ func (h *harness) post(target, token string, form url.Values) *httptest.Response
 		r.AddCookie(&http.Cookie{Name: "__Host-portcullis", Value: token})
 	}
 	return h.do(r)
+}
+
+func cloneForm(v url.Values) url.Values {
+	c := url.Values{}
+	for k, vs := range v {
+		c[k] = vs
+	}
+	return c
 }
 
 // csrf is the spec's token, computed independently of the package.
@@ -876,8 +882,9 @@ func TestBodyLimits(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t)
-			tt.form.Set("csrf", csrf(aliceToken))
-			r := postReq(tt.target, tt.form)
+			form := cloneForm(tt.form)
+			form.Set("csrf", csrf(aliceToken))
+			r := postReq(tt.target, form)
 			r.AddCookie(&http.Cookie{Name: "__Host-portcullis", Value: aliceToken})
 			r.AddCookie(&http.Cookie{Name: "__Host-pc_csrf", Value: csrf(aliceToken)})
 			rec := h.do(r)
