@@ -187,6 +187,9 @@ func (f *fakeAccount) ListMyPersonalAccessTokens(_ context.Context, in *authnv1.
 		{Id: "p1", Owner: sub, Name: "ci-builds", Scopes: []string{"repository:team/*:pull"},
 			CreatedAt: timestamppb.New(f.now.Add(-72 * time.Hour)), ExpiresAt: timestamppb.New(f.now.Add(30 * 24 * time.Hour)),
 			State: authnv1.PersonalAccessTokenState_PERSONAL_ACCESS_TOKEN_STATE_ACTIVE},
+		{Id: "p0", Owner: sub, Name: "old-laptop", CreatedAt: timestamppb.New(f.now.Add(-400 * 24 * time.Hour)),
+			ExpiresAt: timestamppb.New(f.now.Add(-35 * 24 * time.Hour)), LastUsedAt: timestamppb.New(f.now.Add(-40 * 24 * time.Hour)),
+			State: authnv1.PersonalAccessTokenState_PERSONAL_ACCESS_TOKEN_STATE_EXPIRED},
 	}}, nil
 }
 

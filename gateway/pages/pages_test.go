@@ -123,7 +123,8 @@ func TestRoutes(t *testing.T) {
 		contains                    []string
 	}{
 		{name: "account signed in", method: "GET", target: "/", token: aliceToken, status: 200,
-			contains: []string{"Signed in as <strong>alice</strong>", "portcullis-cli", "198.51.100.4", "ci-builds", "repository:team/*:pull", "Create a token", `action="/signout"`}},
+			contains: []string{"Signed in as <strong>alice</strong>", "portcullis-cli", "198.51.100.4", "ci-builds", "repository:team/*:pull", "Create a token", `action="/signout"`,
+				`old-laptop`, `<span class="tag">expired</span>`, `<time datetime="2026-10-28T12:00:00Z">28 Oct 2026, 12:00 UTC</time>`, "never"}},
 		{name: "account signed out", method: "GET", target: "/", status: 303, location: "/signin?return_to=%2F"},
 		{name: "account unknown session", method: "GET", target: "/", token: "pcw_nobody", status: 303, location: "/signin?return_to=%2F"},
 		{name: "account notice", method: "GET", target: "/?done=pat-revoked", token: aliceToken, status: 200, contains: []string{"The token was revoked."}},
