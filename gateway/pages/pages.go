@@ -92,7 +92,14 @@ func New(o Options, acct authnv1.AccountServiceClient) *Pages {
 	o.PublicURL = strings.TrimRight(o.PublicURL, "/")
 	p := &Pages{opt: o, acct: acct, log: o.Logger, sessionCookie: "portcullis_session", csrfCookie: "pc_csrf"}
 	if u, err := url.Parse(o.PublicURL); err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
-		p.origin = u.Scheme + "://" + strings.ToLower(u.Host)
+		// Browsers leave the default port out of Origin.
+		host := strings.ToLower(u.Hostname())
+		if port := u.Port(); port != "" && !(u.Scheme == "https" && port == "443") && !(u.Scheme == "http" && port == "80") {
+			host = net.JoinHostPort(host, port)
+		} else if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+		p.origin = u.Scheme + "://" + host
 		if u.Scheme == "https" {
 			p.secure = true
 			p.sessionCookie = "__Host-portcullis"

@@ -386,6 +386,34 @@ func TestOrigin(t *testing.T) {
 	}
 }
 
+func TestOriginOfPublicURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		publicURL, origin string
+		ok                bool
+	}{
+		{"https://auth.example.com:443/", "https://auth.example.com", true},
+		{"https://Auth.Example.com", "https://auth.example.com", true},
+		{"http://localhost:5001", "http://localhost:5001", true},
+		{"http://localhost:5001", "http://localhost:5002", false},
+		{"http://[::1]:80", "http://[::1]", true},
+		{"", "https://auth.example.com", false}, // no public URL: fail closed
+	}
+	for _, tt := range tests {
+		t.Run(tt.publicURL+" "+tt.origin, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, func(o *pages.Options) { o.PublicURL = tt.publicURL })
+			r := postReq("/signin/password", url.Values{"username": {"alice"}, "password": {alicePassword}, "csrf": {"c"}})
+			r.Header.Set("Origin", tt.origin)
+			r.AddCookie(&http.Cookie{Name: "__Host-pc_csrf", Value: "c"})
+			r.AddCookie(&http.Cookie{Name: "pc_csrf", Value: "c"})
+			if got := h.do(r).Code != http.StatusForbidden; got != tt.ok {
+				t.Errorf("accepted = %v, want %v", got, tt.ok)
+			}
+		})
+	}
+}
+
 func TestReturnToIsNeverAnOpenRedirect(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ returnTo, want string }{
