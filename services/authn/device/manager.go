@@ -303,8 +303,9 @@ func (m *Manager) pending(ctx context.Context, userCode, key string, now time.Ti
 // Decide approves or denies a pending flow as who, from addr. The rules of Lookup apply: a
 // code that is unknown, expired or already decided is ErrNotFound and counts as wrong.
 func (m *Manager) Decide(ctx context.Context, userCode, addr string, approve bool, who Approver) (Authorization, error) {
-	if approve && who.Subject == "" {
-		return Authorization{}, errors.New("device: approval without a subject")
+	if who.Subject == "" {
+		// The approval page always has a signed-in person; a decision by nobody is a bug.
+		return Authorization{}, errors.New("device: decision without a subject")
 	}
 	now := m.now()
 	key := limiterKey(addr)
@@ -380,13 +381,14 @@ func truncate(s string, n int) string {
 
 // limiterKey is the address wrong codes are counted against: the IP without its port, an
 // IPv6 address by its /64 (one host commonly holds a whole /64). An address that does not
-// parse counts as itself, cut short.
+// parse counts as itself, cut short. It is lockout.ClientAddr's rule, repeated so this
+// package need not import services/authn through lockout.
 func limiterKey(addr string) string {
 	ip, err := netip.ParseAddr(addr)
 	if err != nil {
 		ap, perr := netip.ParseAddrPort(addr)
 		if perr != nil {
-			return truncate(addr, 64)
+			return truncate(addr, 128)
 		}
 		ip = ap.Addr()
 	}

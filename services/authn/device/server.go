@@ -108,6 +108,9 @@ func StatusFor(ctx context.Context, log *slog.Logger, err error) error {
 // error code travels as an ErrorInfo reason so the gateway can answer the device with it.
 // Unexpected errors are logged here and answered with a generic message.
 func toStatus(ctx context.Context, log *slog.Logger, err error) error {
+	if err == nil {
+		return nil
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
