@@ -193,3 +193,42 @@ func TestAccountWithSSO(t *testing.T) {
 		t.Fatalf("token %v: %v", pat, err)
 	}
 }
+
+// TestSSOBackendConfig: sso.issuer needs sessions; the sso backend listed needs sso.issuer,
+// and the name the added one takes is not another backend's.
+func TestSSOBackendConfig(t *testing.T) {
+	t.Parallel()
+	key := make([]byte, sso.KeySize)
+	_, _ = rand.Read(key)
+	ssoDoc := "sso:\n  issuer: https://idp.example\n  client_id: portcullis\n  subject: sub\n" +
+		"  client_secret_file: " + apptest.WriteFile(t, "secret", "s3cret") + "\n" +
+		"  encryption_key_file: " + apptest.WriteFile(t, "key", string(key)) + "\n"
+	withBackend := func(b string) string {
+		return strings.Replace(apptest.ValidDoc, "    - name: s\n", b+"    - name: s\n", 1)
+	}
+	for _, tc := range []struct {
+		name, doc string
+		want      []string
+	}{
+		{"sso", apptest.ValidDoc + ssoDoc, nil},
+		{"sso with the backend listed", withBackend("    - {name: idp, type: sso}\n") + ssoDoc, nil},
+		{"sso without sessions", apptest.ValidDoc + ssoDoc + "sessions: {enabled: false}\n",
+			[]string{"sso.issuer: signing in with an identity provider hands out sessions"}},
+		{"the sso backend without sso", withBackend("    - {name: idp, type: sso}\n"),
+			[]string{"authn.backends[0].type: the sso backend needs sso.issuer"}},
+		{"the name the added backend takes", withBackend("    - {name: sso, type: static, config: {users: []}}\n") + ssoDoc,
+			[]string{`authn.backends[0].name: "sso" is the name of the backend sso.issuer adds`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := apptest.LoadValidate(t, tc.doc)
+			if len(tc.want) == 0 && err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("got %v, want %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/portcullis-dev/portcullis/internal/identity"
@@ -89,7 +90,14 @@ type Server struct {
 	o     Options
 	log   *slog.Logger
 	audit *slog.Logger
+
+	mu     sync.Mutex
+	lastGC time.Time
 }
+
+// gcInterval is how often a sign-in deletes expired web sessions; each one is refused by its
+// ExpiresAt anyway, the sweep only keeps the table small.
+const gcInterval = time.Hour
 
 var _ authnv1.AccountServiceServer = (*Server)(nil)
 
@@ -177,7 +185,26 @@ func (s *Server) startWebSession(ctx context.Context, id identity.Identity, idpS
 	if err := s.o.WebSessions.Create(ctx, ws); err != nil {
 		return "", websessions.Session{}, storeErr("creating a web session", err)
 	}
+	s.gc(ctx, now)
 	return token, ws, nil
+}
+
+// gc deletes expired web sessions at most once per gcInterval.
+func (s *Server) gc(ctx context.Context, now time.Time) {
+	s.mu.Lock()
+	due := now.Sub(s.lastGC) >= gcInterval
+	if due {
+		s.lastGC = now
+	}
+	s.mu.Unlock()
+	if !due {
+		return
+	}
+	if n, err := s.o.WebSessions.DeleteExpired(context.WithoutCancel(ctx), now); err != nil {
+		s.log.WarnContext(ctx, "deleting expired web sessions failed", "error", err)
+	} else if n > 0 {
+		s.log.InfoContext(ctx, "deleted expired web sessions", "count", n)
+	}
 }
 
 // signedIn is the web session of token and its person as the backend knows them now. A

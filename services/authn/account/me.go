@@ -16,6 +16,7 @@ import (
 	"github.com/portcullis-dev/portcullis/services/authn/pats"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
 	"github.com/portcullis-dev/portcullis/services/authn/sso"
+	"github.com/portcullis-dev/portcullis/services/authn/ssoaccounts"
 	"github.com/portcullis-dev/portcullis/services/authn/websessions"
 )
 
@@ -317,7 +318,8 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, sso.ErrNoRefreshToken):
 		s.log.ErrorContext(ctx, "sign-in failed", "error", err)
 		return status.Error(codes.FailedPrecondition, "the identity provider gave no refresh token")
-	case errors.Is(err, authn.ErrUnavailable), errors.Is(err, sso.ErrUnavailable), errors.Is(err, errStore):
+	case errors.Is(err, authn.ErrUnavailable), errors.Is(err, sso.ErrUnavailable), errors.Is(err, ssoaccounts.ErrUnavailable),
+		errors.Is(err, errStore):
 		s.log.WarnContext(ctx, "account: a backend, the identity provider or a store is unavailable", "error", err)
 		return status.Error(codes.Unavailable, "unavailable; retry later")
 	case errors.Is(err, context.DeadlineExceeded):

@@ -17,6 +17,7 @@ import (
 	"github.com/portcullis-dev/portcullis/services/authn"
 	"github.com/portcullis-dev/portcullis/services/authn/pats"
 	"github.com/portcullis-dev/portcullis/services/authn/sso"
+	"github.com/portcullis-dev/portcullis/services/authn/ssoaccounts"
 )
 
 // flowTTL is how long a sign-in may take at the IdP.
@@ -186,7 +187,8 @@ func reason(err error) string {
 		return "not_allowed"
 	case errors.Is(err, errBadSignIn):
 		return "bad_flow_state_or_code"
-	case errors.Is(err, authn.ErrUnavailable), errors.Is(err, sso.ErrUnavailable), errors.Is(err, errStore):
+	case errors.Is(err, authn.ErrUnavailable), errors.Is(err, sso.ErrUnavailable), errors.Is(err, ssoaccounts.ErrUnavailable),
+		errors.Is(err, errStore):
 		return "unavailable"
 	default:
 		return "error"
