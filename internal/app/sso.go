@@ -93,7 +93,7 @@ func (a *App) startAccount(st storage.Store, ch *authn.Chain, password authn.Aut
 	a.register("authn", &authnv1.DeviceAuthorizationService_ServiceDesc, device.NewServer(devices, issue, log))
 
 	o := account.Options{Logger: log, Now: a.now, WebSessions: st.WebSessions(), Sessions: a.sessions,
-		Devices: devices, Password: password, Resolver: ch, SSOBackend: ssoName}
+		Devices: devices, Password: password, Resolver: ch, SSOBackend: ssoName, SessionEvent: a.sessionEvent}
 	if patm != nil {
 		o.PATs, o.PATMaxTTL = patm, a.cfg.SSO.PAT.MaxTTL.D()
 	}

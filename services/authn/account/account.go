@@ -79,6 +79,9 @@ type Options struct {
 	Directory Directory
 	// SSOBackend is the chain's name of the sso backend; default sso.Backend.
 	SSOBackend string
+	// SessionEvent is called with authn.EventRevoked for each registry session this service
+	// ends (metrics hook in here); nil: nothing.
+	SessionEvent func(event string)
 	// WebSessionTTL is a web session's lifetime (default 12h); for the IdP's people at most
 	// sso.session_max_ttl.
 	WebSessionTTL time.Duration
@@ -114,6 +117,9 @@ func NewServer(o Options) *Server {
 	}
 	if o.SSOBackend == "" {
 		o.SSOBackend = sso.Backend
+	}
+	if o.SessionEvent == nil {
+		o.SessionEvent = func(string) {}
 	}
 	if o.PATs != nil && o.PATMaxTTL <= 0 {
 		o.PATMaxTTL = o.PATs.MaxTTL()

@@ -114,6 +114,7 @@ func (s *Server) RevokeMySession(ctx context.Context, req *authnv1.RevokeMySessi
 		}
 		return nil, s.toStatus(ctx, storeErr("revoking a session", err))
 	}
+	s.o.SessionEvent(authn.EventRevoked)
 	s.audit.InfoContext(ctx, "session revoked by its owner", "session_id", ses.ID, "subject", ses.Subject,
 		"backend", ses.Backend, "service", ses.Service, "client_id", ses.ClientID, "web_session_id", ws.ID)
 	return &authnv1.RevokeMySessionResponse{}, nil
@@ -251,6 +252,7 @@ func (s *Server) endSessions(ctx context.Context, subject string) (int, error) {
 		switch err := s.o.Sessions.Store().Revoke(ctx, ses.ID); {
 		case err == nil:
 			n++
+			s.o.SessionEvent(authn.EventRevoked)
 		case !errors.Is(err, sessions.ErrNotFound):
 			return n, storeErr("revoking a session", err)
 		}

@@ -41,11 +41,18 @@ func (s *Server) BeginSignIn(ctx context.Context, req *authnv1.BeginSignInReques
 	if s.o.SSO == nil {
 		return nil, s.toStatus(ctx, errNoSSO)
 	}
-	f := flow{AuthRequest: sso.NewAuthRequest(), ReturnTo: localPath(req.GetReturnTo()),
-		RedirectURI: req.GetRedirectUri(), Expires: s.now().Add(flowTTL).Unix()}
+	f := flow{AuthRequest: sso.NewAuthRequest(), ReturnTo: localPath(req.GetReturnTo()), Expires: s.now().Add(flowTTL).Unix()}
 	u, err := s.o.SSO.AuthCodeURL(ctx, f.AuthRequest, nil)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
+	}
+	// The provider sends its own redirect_uri (gateway.public_url + the callback path); a
+	// gateway that thinks it is elsewhere would never see the callback.
+	if pu, perr := url.Parse(u); perr == nil {
+		f.RedirectURI = pu.Query().Get("redirect_uri")
+	}
+	if req.GetRedirectUri() != "" && req.GetRedirectUri() != f.RedirectURI {
+		return nil, s.toStatus(ctx, &invalidArgument{"redirect_uri is not the callback registered at the identity provider"})
 	}
 	b, err := json.Marshal(f)
 	if err != nil {

@@ -262,6 +262,11 @@ func TestSSO(t *testing.T) {
 		})
 	})
 
+	t.Run("another redirect_uri at the start", func(t *testing.T) {
+		_, err := srv.BeginSignIn(ctx, &authnv1.BeginSignInRequest{RedirectUri: gw.URL + "/elsewhere"})
+		wantCode(t, "BeginSignIn", err, codes.InvalidArgument)
+	})
+
 	t.Run("return_to stays on the gateway", func(t *testing.T) {
 		for _, rt := range []string{"https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)", "x"} {
 			flow, q := authorize(t, browser(), rt)
