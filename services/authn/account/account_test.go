@@ -517,4 +517,15 @@ func TestDevice(t *testing.T) {
 	if err != nil || ses.Subject != "alice" || ses.Backend != "users" || ses.Fingerprint != "fp-"+alicePW {
 		t.Fatalf("session %+v: %v", ses, err)
 	}
+
+	// Denied: the device is told access_denied.
+	start, err = e.deviceSv.StartDeviceAuthorization(ctx, &authnv1.StartDeviceAuthorizationRequest{ClientId: "portcullis-cli", Service: "registry"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.DecideDevice(ctx, &authnv1.DecideDeviceRequest{WebSessionToken: tok, UserCode: start.GetUserCode(), RemoteAddr: addr}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = poll()
+	wantCode(t, "poll after a denial", err, codes.PermissionDenied)
 }
