@@ -48,13 +48,6 @@ type Directory interface {
 	Logout(ctx context.Context, l *sso.Logout, sidSubjects func(ctx context.Context, sid string) ([]string, error)) ([]string, error)
 }
 
-// IDPSessionFinder is the optional ability of a websessions.Store to name the subjects whose
-// web sessions came from an IdP session (websessions.Session.IDPSessionID). A logout token
-// that names only a sid (Hydra's do) ends nothing without it.
-type IDPSessionFinder interface {
-	SubjectsByIDPSession(ctx context.Context, sid string) ([]string, error)
-}
-
 // Options are the Server's parts.
 type Options struct {
 	Logger *slog.Logger

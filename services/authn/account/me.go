@@ -228,12 +228,7 @@ func (s *Server) BackChannelLogout(ctx context.Context, req *authnv1.BackChannel
 
 // sidSubjects names the people whose web sessions came from the IdP session sid.
 func (s *Server) sidSubjects(ctx context.Context, sid string) ([]string, error) {
-	f, ok := s.o.WebSessions.(IDPSessionFinder)
-	if !ok {
-		s.log.WarnContext(ctx, "a back-channel logout names an IdP session, and the web session store cannot find sessions by it; only a logout naming the person (sub) ends anything")
-		return nil, nil
-	}
-	return f.SubjectsByIDPSession(ctx, sid)
+	return s.o.WebSessions.SubjectsByIDPSession(ctx, sid)
 }
 
 // endSessions ends a person's IdP sessions: their registry sessions issued through the IdP

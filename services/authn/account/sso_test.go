@@ -31,7 +31,6 @@ import (
 	"github.com/portcullis-dev/portcullis/services/authn/sso"
 	"github.com/portcullis-dev/portcullis/services/authn/ssoaccounts"
 	"github.com/portcullis-dev/portcullis/services/authn/storage/storagetest"
-	"github.com/portcullis-dev/portcullis/services/authn/websessions"
 )
 
 // directory stands in for ssoaccounts.Directory: it keeps accounts in the ssoaccounts store
@@ -86,27 +85,6 @@ func (d *directory) Resolve(ctx context.Context, subject string) (identity.Ident
 
 func (d *directory) CanResolve() bool { return true }
 
-// sidStore is a web session store that can find sessions by IdP session id
-// (account.IDPSessionFinder).
-type sidStore struct {
-	websessions.Store
-	mu   sync.Mutex
-	sids map[string][]string
-}
-
-func (s *sidStore) Create(ctx context.Context, ws websessions.Session) error {
-	s.mu.Lock()
-	s.sids[ws.IDPSessionID] = append(s.sids[ws.IDPSessionID], ws.Subject)
-	s.mu.Unlock()
-	return s.Store.Create(ctx, ws)
-}
-
-func (s *sidStore) SubjectsByIDPSession(_ context.Context, sid string) ([]string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.sids[sid]), nil
-}
-
 // TestSSO signs people in through a real Hydra: BeginSignIn, the browser through Hydra's
 // login and consent, CompleteSignIn; then Hydra's back-channel logout ends their sessions.
 func TestSSO(t *testing.T) {
@@ -154,7 +132,7 @@ func TestSSO(t *testing.T) {
 	chain := authn.NewChain([]authn.Member{{Name: "users", Backend: users}, {Name: sso.Backend, Backend: d}}, nil)
 	sm := sessions.NewManager(st.Sessions(), sessions.Options{})
 	t.Cleanup(func() { _ = sm.Close(context.Background()) })
-	ws := &sidStore{Store: st.WebSessions(), sids: map[string][]string{}}
+	ws := st.WebSessions()
 	clk := testutil.NewRealClock()
 	logs := &logBuf{}
 	srv = account.NewServer(account.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.Now,

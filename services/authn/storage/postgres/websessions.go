@@ -64,6 +64,17 @@ func (s webSessionStore) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
+func (s webSessionStore) SubjectsByIDPSession(ctx context.Context, sid string) ([]string, error) {
+	if sid == "" {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT subject FROM web_sessions WHERE idp_session_id = $1 ORDER BY subject`, sid)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
 func (s webSessionStore) DeleteSubject(ctx context.Context, subject string) (int, error) {
 	return execCount(ctx, s.pool, `DELETE FROM web_sessions WHERE subject = $1`, subject)
 }

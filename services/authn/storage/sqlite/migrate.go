@@ -106,6 +106,7 @@ var migrations = []string{
 		expires_at     INTEGER NOT NULL
 	);
 	CREATE INDEX web_sessions_subject ON web_sessions (subject);
+	CREATE INDEX web_sessions_idp_session ON web_sessions (idp_session_id);
 	CREATE INDEX web_sessions_expires ON web_sessions (expires_at);
 	CREATE TABLE sso_accounts (
 		subject              TEXT    NOT NULL PRIMARY KEY,

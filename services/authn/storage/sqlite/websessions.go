@@ -62,6 +62,26 @@ func (s webSessionStore) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
+func (s webSessionStore) SubjectsByIDPSession(ctx context.Context, sid string) ([]string, error) {
+	if sid == "" {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT subject FROM web_sessions WHERE idp_session_id = ? ORDER BY subject`, sid)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var sub string
+		if err := rows.Scan(&sub); err != nil {
+			return nil, err
+		}
+		out = append(out, sub)
+	}
+	return out, rows.Err()
+}
+
 func (s webSessionStore) DeleteSubject(ctx context.Context, subject string) (int, error) {
 	return execCount(ctx, s.db, `DELETE FROM web_sessions WHERE subject = ?`, subject)
 }

@@ -5,6 +5,7 @@ package websessionstest
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -98,6 +99,22 @@ func (m *Memory) deleteIf(del func(websessions.Session) bool) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+func (m *Memory) SubjectsByIDPSession(_ context.Context, sid string) ([]string, error) {
+	err := m.enter()
+	defer m.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, s := range m.sessions {
+		if sid != "" && s.IDPSessionID == sid && !slices.Contains(out, s.Subject) {
+			out = append(out, s.Subject)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 func (m *Memory) DeleteSubject(_ context.Context, subject string) (int, error) {

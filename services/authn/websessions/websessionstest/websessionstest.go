@@ -110,6 +110,29 @@ func Run(t *testing.T, open Open) {
 			}
 		}
 	})
+	t.Run("SubjectsByIDPSession", func(t *testing.T) {
+		st := open(t)
+		b := session("b", "bob")
+		b.IDPSessionID = "sid-a" // bob shares alice's IdP session: both are named
+		c := session("c", "alice")
+		c.IDPSessionID = "sid-a"
+		d := session("d", "carol")
+		d.IDPSessionID = ""
+		mustCreate(t, st, session("a", "alice"), b, c, d)
+		for _, tc := range []struct {
+			sid  string
+			want []string
+		}{
+			{"sid-a", []string{"alice", "bob"}},
+			{"sid-x", nil},
+			{"", nil}, // a session without a sid is never named by one
+		} {
+			got, err := st.SubjectsByIDPSession(ctx, tc.sid)
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Errorf("SubjectsByIDPSession(%q) = %q, %v; want %q", tc.sid, got, err, tc.want)
+			}
+		}
+	})
 	t.Run("DeleteSubject", func(t *testing.T) {
 		st := open(t)
 		mustCreate(t, st, session("a", "alice"), session("b", "alice"), session("c", "bob"), session("d", "alice2"))
