@@ -123,14 +123,16 @@ func TestServicesPerListener(t *testing.T) {
 		robotAdmin  = "portcullis.authn.v1.RobotAdminService"
 		patAdmin    = "portcullis.authn.v1.PersonalAccessTokenAdminService"
 		policyAdmin = "portcullis.authz.v1.PolicyAdminService"
+		deviceSvc   = "portcullis.authn.v1.DeviceAuthorizationService"
+		accountSvc  = "portcullis.authn.v1.AccountService"
 	)
 	want := map[string]map[string][]string{
 		"all": {
-			"services":   {health, authnSvc, authzSvc, signerSvc},
+			"services":   {health, authnSvc, deviceSvc, accountSvc, authzSvc, signerSvc},
 			"admin":      {health, keyAdmin, sessAdmin, robotAdmin, patAdmin, policyAdmin},
 			"admin-rest": {health, keyAdmin, sessAdmin, robotAdmin, patAdmin, policyAdmin},
 		},
-		"authn": {"services": {health, authnSvc}, "admin": {health, sessAdmin, robotAdmin, patAdmin},
+		"authn": {"services": {health, authnSvc, deviceSvc, accountSvc}, "admin": {health, sessAdmin, robotAdmin, patAdmin},
 			"admin-rest": {health, sessAdmin, robotAdmin, patAdmin}},
 		"authz":   {"services": {health, authzSvc}, "admin": {health, policyAdmin}, "admin-rest": {health, policyAdmin}},
 		"signer":  {"services": {health, signerSvc}, "admin": {health, keyAdmin}, "admin-rest": {health, keyAdmin}},

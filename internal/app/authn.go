@@ -14,10 +14,12 @@ import (
 	"github.com/portcullis-dev/portcullis/services/authn"
 	"github.com/portcullis-dev/portcullis/services/authn/backend"
 	"github.com/portcullis-dev/portcullis/services/authn/backend/pat"
+	ssobackend "github.com/portcullis-dev/portcullis/services/authn/backend/sso"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
 	"github.com/portcullis-dev/portcullis/services/authn/pats"
 	"github.com/portcullis-dev/portcullis/services/authn/robots"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
+	"github.com/portcullis-dev/portcullis/services/authn/sso"
 	"github.com/portcullis-dev/portcullis/services/authn/storage"
 )
 
@@ -61,10 +63,27 @@ func (a *App) startAuthn(ctx context.Context) error {
 			})
 		}
 	}
+	// The IdP's people: the sso backend resolves them in the directory (sso.issuer needs
+	// sessions, so the store is open).
+	var ss *ssoParts
+	if a.cfg.SSO.On() && st != nil {
+		var err error
+		if ss, err = a.newSSO(st); err != nil {
+			return err
+		}
+		deps.SSO = ss.directory
+	}
 	var chain []authn.Member
 	backends := c.Backends
 	if a.cfg.SSO.PAT.Enabled && !a.cfg.patListed() {
 		spec, err := backend.NewSpec(pats.Backend, &pat.Config{})
+		if err != nil {
+			return err
+		}
+		backends = append(slices.Clone(backends), spec)
+	}
+	if ss != nil && !a.cfg.ssoListed() {
+		spec, err := backend.NewSpec(sso.Backend, &ssobackend.Config{})
 		if err != nil {
 			return err
 		}
@@ -104,6 +123,7 @@ func (a *App) startAuthn(ctx context.Context) error {
 	if lk != nil {
 		auth = lk.Guard(ch)
 	}
+	guarded := auth // the pages' password sign-in: a login, without the cache
 	if !c.Cache.Disabled {
 		cache = authn.NewCache(auth, c.Cache.TTL.D(), c.Cache.MaxEntries, a.now)
 		lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -120,6 +140,9 @@ func (a *App) startAuthn(ctx context.Context) error {
 	}
 	srv := authn.NewServer(auth, a.log.With("component", "authn"), opts)
 	a.register("authn", &authnv1.AuthnService_ServiceDesc, srv)
+	if st != nil && opts.Sessions != nil {
+		a.startAccount(st, ch, guarded, deps.PATs, ss)
+	}
 	adminLog := a.log.With("component", "admin")
 	if a.sessions != nil {
 		sa := authn.NewSessionAdminServer(a.sessions, adminLog)

@@ -490,6 +490,12 @@ func (c *Config) Validate() error {
 		if b.Type != "pat" && b.Name == "pat" && c.SSO.PAT.Enabled && !c.patListed() {
 			p.Addf(path+".name", `"pat" is the name of the personal access token backend sso.pat.enabled adds; rename this one or list {name: pat, type: pat}`)
 		}
+		if b.Type == "sso" && !c.SSO.On() {
+			p.Addf(path+".type", "the sso backend needs sso.issuer (the identity provider people sign in with)")
+		}
+		if b.Type != "sso" && b.Name == "sso" && c.SSO.On() && !c.ssoListed() {
+			p.Addf(path+".name", `"sso" is the name of the backend sso.issuer adds for the identity provider's people; rename this one or list {name: sso, type: sso}`)
+		}
 		if b.SubjectPrefix != "" {
 			switch {
 			case b.Type == "robot":

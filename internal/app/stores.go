@@ -1,6 +1,6 @@
 package app
 
-// The one list of authn state store types (storage.Store: sessions, robots, lockout and personal access tokens).
+// The one list of authn state store types (storage.Store: sessions, robots, lockout, personal access tokens, device flows, web sessions and SSO accounts).
 // Adding a store means adding a line here; nothing registers itself. It sits beside the
 // config rather than in package storage because the stores import that package.
 

@@ -53,7 +53,7 @@ func (s *SessionAdminServer) ListSessions(ctx context.Context, req *authnv1.List
 	}
 	out := &authnv1.ListSessionsResponse{Sessions: make([]*authnv1.Session, len(ss)), NextPageToken: next}
 	for i, ses := range ss {
-		out.Sessions[i] = sessionToPB(ses)
+		out.Sessions[i] = SessionToPB(ses)
 	}
 	return out, nil
 }
@@ -67,7 +67,7 @@ func (s *SessionAdminServer) GetSession(ctx context.Context, req *authnv1.GetSes
 	if err != nil {
 		return nil, toStatus(ctx, s.log, adminStoreErr(err))
 	}
-	return &authnv1.GetSessionResponse{Session: sessionToPB(ses)}, nil
+	return &authnv1.GetSessionResponse{Session: SessionToPB(ses)}, nil
 }
 
 // RevokeSession implements authnv1.SessionAdminServiceServer.
@@ -114,7 +114,9 @@ func adminStoreErr(err error) error {
 	return storeErr(err)
 }
 
-func sessionToPB(s sessions.Session) *authnv1.Session {
+// SessionToPB is what the admin API and the account pages show of a session; never its token
+// or hash.
+func SessionToPB(s sessions.Session) *authnv1.Session {
 	return &authnv1.Session{
 		Id: s.ID, Subject: s.Subject, Backend: s.Backend, Service: s.Service, ClientId: s.ClientID,
 		CreatedAt: ts(s.CreatedAt), LastUsedAt: ts(s.LastUsedAt), LastRemoteAddr: s.LastRemoteAddr,

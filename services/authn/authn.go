@@ -13,6 +13,7 @@ import (
 	"github.com/portcullis-dev/portcullis/internal/identity"
 	"github.com/portcullis-dev/portcullis/services/authn/pats"
 	"github.com/portcullis-dev/portcullis/services/authn/robots"
+	"github.com/portcullis-dev/portcullis/services/authn/ssoaccounts"
 )
 
 // Sentinel errors. The gRPC boundary maps them to codes in toStatus.
@@ -182,6 +183,9 @@ type Deps struct {
 	// PATs are people's personal access tokens kept in the shared state store, for the pat
 	// backend; nil when sso.pat.enabled is off. Package pats does not import authn either.
 	PATs *pats.Manager
+	// SSO is the people known through the company IdP, for the sso backend; nil when sso is
+	// not configured. Package ssoaccounts does not import authn either.
+	SSO *ssoaccounts.Directory
 }
 
 // BackendConfig is one backend type's configuration; see package backends for the list.

@@ -290,3 +290,12 @@ func (c *Chain) backend(name string) (Member, bool) {
 	}
 	return Member{}, false
 }
+
+// PersonBackend reports whether the backend named backend is one people sign in to with a
+// password and that can re-read them: not claiming (no robot keys, personal access tokens or
+// workload JWTs), no namespace of its own, and resolvable. Only such an identity may open the
+// account pages, whose web session re-reads the person on every call.
+func (c *Chain) PersonBackend(backend string) bool {
+	b, ok := c.backend(backend)
+	return ok && !b.Claiming() && b.SubjectNamespace() == "" && b.CanResolve()
+}

@@ -310,7 +310,7 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	case errors.Is(err, ErrLocked):
 		// The lockout already wrote the audit event. The message is the same whether the
 		// account exists or not; when to retry travels as RetryInfo (the gateway's Retry-After).
-		return lockedStatus(err)
+		return LockedStatus(err)
 	case errors.Is(err, ErrUnsupported):
 		// The chain turns a backend's ErrUnsupported into ErrNoMatch; one that escapes is a
 		// caller asking for something this backend cannot do.
@@ -331,9 +331,10 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	}
 }
 
-// lockedStatus is ResourceExhausted with ErrorInfo (LockedReason), which tells it from ErrBusy,
+// LockedStatus (for every service that signs people in with the lockout-guarded chain) is
+// ResourceExhausted with ErrorInfo (LockedReason), which tells it from ErrBusy,
 // and RetryInfo with the time left (at least a second).
-func lockedStatus(err error) error {
+func LockedStatus(err error) error {
 	retry := time.Second
 	var le *LockedError
 	if errors.As(err, &le) && le.RetryAfter > retry {

@@ -12,6 +12,7 @@ import (
 	"github.com/portcullis-dev/portcullis/services/authn/backend/oidc"
 	"github.com/portcullis-dev/portcullis/services/authn/backend/pat"
 	"github.com/portcullis-dev/portcullis/services/authn/backend/robot"
+	ssobackend "github.com/portcullis-dev/portcullis/services/authn/backend/sso"
 	"github.com/portcullis-dev/portcullis/services/authn/backend/static"
 )
 
@@ -23,6 +24,7 @@ func Types() map[string]func() authn.BackendConfig {
 		"oidc":     func() authn.BackendConfig { return &oidc.Config{} },
 		"pat":      func() authn.BackendConfig { return &pat.Config{} },
 		"robot":    func() authn.BackendConfig { return &robot.Config{} },
+		"sso":      func() authn.BackendConfig { return &ssobackend.Config{} },
 		"static":   func() authn.BackendConfig { return &static.Config{} },
 	}
 }

@@ -233,7 +233,7 @@ func (m *Manager) Login(ctx context.Context, user, secret, remoteAddr string) (_
 	}
 	owner, err := m.owner(ctx, p.Owner)
 	if errors.Is(err, ErrNoOwner) {
-		m.endOwner(ctx, p.Owner)
+		m.EndOwner(ctx, p.Owner)
 		return refuse("the owner's account ended", attrs...)
 	}
 	if err != nil {
@@ -253,9 +253,9 @@ func (m *Manager) Login(ctx context.Context, user, secret, remoteAddr string) (_
 		Backend: Backend, ValidUntil: validUntil, PATName: p.Name, PATScopes: p.Scopes}, validUntil, nil
 }
 
-// endOwner deletes every token of an owner whose account ended: "revoked automatically when
+// EndOwner deletes every token of an owner whose account ended: "revoked automatically when
 // the person's account ends". A failure is logged; the next login tries again.
-func (m *Manager) endOwner(ctx context.Context, owner string) {
+func (m *Manager) EndOwner(ctx context.Context, owner string) {
 	n, err := m.st.DeleteOwner(context.WithoutCancel(ctx), owner)
 	if err != nil {
 		m.o.Logger.WarnContext(ctx, "deleting the tokens of an ended account failed", "owner", owner, "error", err)

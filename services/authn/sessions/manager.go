@@ -82,6 +82,16 @@ func (m *Manager) Store() Store { return m.st }
 // The token is returned once; only its hash is stored. fingerprint is the account's credential
 // fingerprint at login (identity.Fingerprint), which every refresh compares.
 func (m *Manager) Issue(ctx context.Context, subject, backend, fingerprint, service, clientID, remoteAddr string) (string, Session, error) {
+	return m.IssueUntil(ctx, subject, backend, fingerprint, service, clientID, remoteAddr, 0)
+}
+
+// IssueUntil is Issue with a session that lives at most maxTTL: a sign-in whose own lifetime
+// is shorter than the manager's (sso.session_max_ttl) ends at the earlier of the two. maxTTL
+// ≤ 0 or above Options.MaxTTL is Options.MaxTTL: a caller cannot extend sessions.max_ttl.
+func (m *Manager) IssueUntil(ctx context.Context, subject, backend, fingerprint, service, clientID, remoteAddr string, maxTTL time.Duration) (string, Session, error) {
+	if maxTTL <= 0 || maxTTL > m.o.MaxTTL {
+		maxTTL = m.o.MaxTTL
+	}
 	var raw [tokenBytes]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return "", Session{}, fmt.Errorf("sessions: random token: %w", err)
@@ -102,7 +112,7 @@ func (m *Manager) Issue(ctx context.Context, subject, backend, fingerprint, serv
 		CreatedAt:      now,
 		LastUsedAt:     now,
 		LastRemoteAddr: remoteAddr,
-		ExpiresAt:      now.Add(m.o.MaxTTL),
+		ExpiresAt:      now.Add(maxTTL),
 		Fingerprint:    fingerprint,
 		FingerprintSet: true,
 	}

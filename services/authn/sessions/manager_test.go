@@ -398,3 +398,52 @@ func TestLookupRechecksTheStoredHash(t *testing.T) {
 		t.Fatalf("Lookup of another token that the store matched to alice's session = %+v, %v; want ErrInvalidToken", got, err)
 	}
 }
+
+// IssueUntil ends a session at the earlier of its own limit and MaxTTL; the idle expiry never
+// passes the absolute one.
+func TestIssueUntil(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name            string
+		ttl, wantExpiry time.Duration
+	}{
+		{"shorter than MaxTTL", 48 * time.Hour, 48 * time.Hour},
+		{"shorter than the idle TTL", time.Hour, time.Hour},
+		{"zero is MaxTTL", 0, maxTTL},
+		{"negative is MaxTTL", -time.Hour, maxTTL},
+		{"longer is capped at MaxTTL", 10 * maxTTL, maxTTL},
+		{"exactly MaxTTL", maxTTL, maxTTL},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			now := e.clock.Now()
+			tok, s, err := e.m.IssueUntil(context.Background(), "alice", "sso", "fp", svc, "docker", "192.0.2.1:1000", tc.ttl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !s.ExpiresAt.Equal(now.Add(tc.wantExpiry)) || !s.IdleExpiresAt.Equal(now.Add(min(idleTTL, tc.wantExpiry))) {
+				t.Fatalf("expires %v idle %v, want %v and %v", s.ExpiresAt.Sub(now), s.IdleExpiresAt.Sub(now), tc.wantExpiry, min(idleTTL, tc.wantExpiry))
+			}
+			if s.Backend != "sso" || s.Fingerprint != "fp" || !s.FingerprintSet {
+				t.Fatalf("session %+v", s)
+			}
+			if stored, err := e.st.Get(context.Background(), s.ID); err != nil || !stored.ExpiresAt.Equal(s.ExpiresAt) {
+				t.Fatalf("stored: %+v, %v", stored, err)
+			}
+			// Used every half idle TTL, the session lives up to its limit and not past it.
+			for left := tc.wantExpiry - time.Second; left > 0; {
+				d := min(left, idleTTL/2)
+				e.clock.Add(d)
+				left -= d
+				if _, err := e.lookup(tok, svc); err != nil {
+					t.Fatalf("%v before the end: Lookup = %v", left+time.Second, err)
+				}
+			}
+			e.clock.Add(time.Second)
+			if _, err := e.lookup(tok, svc); !errors.Is(err, sessions.ErrInvalidToken) {
+				t.Fatalf("at the end: Lookup = %v, want ErrInvalidToken", err)
+			}
+		})
+	}
+}

@@ -39,6 +39,10 @@ type Store interface {
 	ByTokenHash(ctx context.Context, h [32]byte) (Session, error)
 	// Delete removes one session by id (ErrNotFound).
 	Delete(ctx context.Context, id string) error
+	// SubjectsByIDPSession names the subjects with a session from the IdP session sid
+	// (IDPSessionID), sorted, each once (none: empty, no error). A back-channel logout token
+	// may name only the sid (Hydra's do).
+	SubjectsByIDPSession(ctx context.Context, sid string) ([]string, error)
 	// DeleteSubject removes every session of subject and says how many there were.
 	DeleteSubject(ctx context.Context, subject string) (int, error)
 	// DeleteExpired removes sessions whose ExpiresAt is not after now and says how many.

@@ -72,6 +72,57 @@ var migrations = []string{
 		last_used_at timestamptz,
 		UNIQUE (owner, name)
 	);`,
+	// 6: sign-in: device flows (services/authn/device), found by device code hash or user code
+	// (both unique), the poll interval in µs; browser sessions (services/authn/websessions),
+	// found by token hash, removed by subject; people known through the IdP
+	// (services/authn/ssoaccounts), by subject (listed in byte order whatever the database's
+	// collation) and by the IdP's subject. A NULL time is "none", as is a NULL sealed refresh
+	// token.
+	`CREATE TABLE device_authorizations (
+		device_code_hash bytea       NOT NULL PRIMARY KEY,
+		user_code        text        NOT NULL UNIQUE,
+		client_id        text        NOT NULL,
+		service          text        NOT NULL,
+		scopes           jsonb       NOT NULL,
+		client_addr      text        NOT NULL,
+		user_agent       text        NOT NULL,
+		created_at       timestamptz NOT NULL,
+		expires_at       timestamptz NOT NULL,
+		interval_us      bigint      NOT NULL,
+		last_poll_at     timestamptz,
+		state            text        NOT NULL CHECK (state IN ('pending', 'approved', 'denied')),
+		subject          text        NOT NULL,
+		backend          text        NOT NULL,
+		fingerprint      text        NOT NULL,
+		decided_at       timestamptz,
+		decided_addr     text        NOT NULL
+	);
+	CREATE INDEX device_authorizations_expires ON device_authorizations (expires_at);
+	CREATE TABLE web_sessions (
+		id             text        NOT NULL PRIMARY KEY,
+		token_hash     bytea       NOT NULL UNIQUE,
+		subject        text        NOT NULL,
+		backend        text        NOT NULL,
+		fingerprint    text        NOT NULL,
+		idp_session_id text        NOT NULL,
+		remote_addr    text        NOT NULL,
+		user_agent     text        NOT NULL,
+		created_at     timestamptz NOT NULL,
+		expires_at     timestamptz NOT NULL
+	);
+	CREATE INDEX web_sessions_subject ON web_sessions (subject);
+	CREATE INDEX web_sessions_idp_session ON web_sessions (idp_session_id);
+	CREATE INDEX web_sessions_expires ON web_sessions (expires_at);
+	CREATE TABLE sso_accounts (
+		subject              text        COLLATE "C" NOT NULL PRIMARY KEY,
+		idp_subject          text        NOT NULL,
+		group_names          jsonb       NOT NULL,
+		labels               jsonb       NOT NULL,
+		sealed_refresh_token bytea,
+		created_at           timestamptz NOT NULL,
+		revalidated_at       timestamptz NOT NULL
+	);
+	CREATE INDEX sso_accounts_idp_subject ON sso_accounts (idp_subject, subject);`,
 }
 
 // migrateLock is the advisory lock key that serializes replicas migrating at the same time.

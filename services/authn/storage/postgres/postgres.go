@@ -54,7 +54,7 @@ func (c *Config) Validate() []error {
 }
 
 // Open connects, checks the server answers, and migrates the schema.
-// OpenStore opens the database as the authn state store: sessions, robots, lockout and personal access tokens.
+// OpenStore opens the database as the authn state store: every part of storage.Store.
 func (c *Config) OpenStore(ctx context.Context, deps storage.Deps) (storage.Store, error) {
 	st, err := c.open(ctx, deps)
 	if err != nil {

@@ -68,6 +68,56 @@ var migrations = []string{
 		last_used_at INTEGER,
 		UNIQUE (owner, name)
 	);`,
+	// 6: sign-in: device flows (services/authn/device), found by device code hash or user code
+	// (both unique), the poll interval in µs; browser sessions (services/authn/websessions),
+	// found by token hash, removed by subject; people known through the IdP
+	// (services/authn/ssoaccounts), by subject and by the IdP's subject. Lists and labels are
+	// JSON; a NULL time is "none", as is a NULL sealed refresh token. Times in µs.
+	`CREATE TABLE device_authorizations (
+		device_code_hash BLOB    NOT NULL PRIMARY KEY,
+		user_code        TEXT    NOT NULL UNIQUE,
+		client_id        TEXT    NOT NULL,
+		service          TEXT    NOT NULL,
+		scopes           TEXT    NOT NULL,
+		client_addr      TEXT    NOT NULL,
+		user_agent       TEXT    NOT NULL,
+		created_at       INTEGER NOT NULL,
+		expires_at       INTEGER NOT NULL,
+		interval_us      INTEGER NOT NULL,
+		last_poll_at     INTEGER,
+		state            TEXT    NOT NULL CHECK (state IN ('pending', 'approved', 'denied')),
+		subject          TEXT    NOT NULL,
+		backend          TEXT    NOT NULL,
+		fingerprint      TEXT    NOT NULL,
+		decided_at       INTEGER,
+		decided_addr     TEXT    NOT NULL
+	) WITHOUT ROWID;
+	CREATE INDEX device_authorizations_expires ON device_authorizations (expires_at);
+	CREATE TABLE web_sessions (
+		id             TEXT    NOT NULL PRIMARY KEY,
+		token_hash     BLOB    NOT NULL UNIQUE,
+		subject        TEXT    NOT NULL,
+		backend        TEXT    NOT NULL,
+		fingerprint    TEXT    NOT NULL,
+		idp_session_id TEXT    NOT NULL,
+		remote_addr    TEXT    NOT NULL,
+		user_agent     TEXT    NOT NULL,
+		created_at     INTEGER NOT NULL,
+		expires_at     INTEGER NOT NULL
+	);
+	CREATE INDEX web_sessions_subject ON web_sessions (subject);
+	CREATE INDEX web_sessions_idp_session ON web_sessions (idp_session_id);
+	CREATE INDEX web_sessions_expires ON web_sessions (expires_at);
+	CREATE TABLE sso_accounts (
+		subject              TEXT    NOT NULL PRIMARY KEY,
+		idp_subject          TEXT    NOT NULL,
+		group_names          TEXT    NOT NULL,
+		labels               TEXT    NOT NULL,
+		sealed_refresh_token BLOB,
+		created_at           INTEGER NOT NULL,
+		revalidated_at       INTEGER NOT NULL
+	) WITHOUT ROWID;
+	CREATE INDEX sso_accounts_idp_subject ON sso_accounts (idp_subject, subject);`,
 }
 
 // migrate brings the schema to len(steps) in one transaction: all steps or none.

@@ -51,7 +51,7 @@ const maxConns = 4
 const busyTimeout = 5 * time.Second
 
 // Open opens (creating if needed) and migrates the database.
-// OpenStore opens the database as the authn state store: sessions, robots, lockout and personal access tokens.
+// OpenStore opens the database as the authn state store: every part of storage.Store.
 func (c *Config) OpenStore(ctx context.Context, deps storage.Deps) (storage.Store, error) {
 	st, err := c.open(ctx, deps)
 	if err != nil {

@@ -19,7 +19,7 @@ import (
 	"github.com/portcullis-dev/portcullis/services/authn/storage/storagetest"
 )
 
-// The whole state store (sessions, robots, lockout) through its one conformance suite.
+// The whole state store (every part of storage.Store) through its one conformance suite.
 func TestAuthnStore(t *testing.T) {
 	t.Parallel()
 	storagetest.Run(t, func(t *testing.T) storage.Store {

@@ -1,11 +1,14 @@
 // Package storagetest is the conformance suite every storage.Store runs: the sessions,
-// robots, lockout and personal access token suites, each on a store of its own.
+// robots, lockout, personal access token, device flow, web session and SSO account suites,
+// each on a store of its own.
 package storagetest
 
 import (
 	"context"
 	"testing"
 
+	"github.com/portcullis-dev/portcullis/services/authn/device"
+	"github.com/portcullis-dev/portcullis/services/authn/device/devicetest"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout/lockouttest"
 	"github.com/portcullis-dev/portcullis/services/authn/pats"
@@ -14,7 +17,11 @@ import (
 	"github.com/portcullis-dev/portcullis/services/authn/robots/robotstest"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions/storetest"
+	"github.com/portcullis-dev/portcullis/services/authn/ssoaccounts"
+	"github.com/portcullis-dev/portcullis/services/authn/ssoaccounts/ssoaccountstest"
 	"github.com/portcullis-dev/portcullis/services/authn/storage"
+	"github.com/portcullis-dev/portcullis/services/authn/websessions"
+	"github.com/portcullis-dev/portcullis/services/authn/websessions/websessionstest"
 )
 
 // Run runs every part's suite. open must return a new, empty store for each call; Run closes
@@ -43,5 +50,14 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 	})
 	t.Run("PATs", func(t *testing.T) {
 		patstest.Run(t, func(t *testing.T) pats.Store { return mk(t).PATs() })
+	})
+	t.Run("Devices", func(t *testing.T) {
+		devicetest.Run(t, func(t *testing.T) device.Store { return mk(t).Devices() })
+	})
+	t.Run("WebSessions", func(t *testing.T) {
+		websessionstest.Run(t, func(t *testing.T) websessions.Store { return mk(t).WebSessions() })
+	})
+	t.Run("SSOAccounts", func(t *testing.T) {
+		ssoaccountstest.Run(t, func(t *testing.T) ssoaccounts.Store { return mk(t).SSOAccounts() })
 	})
 }
