@@ -163,7 +163,10 @@ func (p *Pages) secureHeaders(h http.Handler) http.Handler {
 		hd := w.Header()
 		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		hd.Set("X-Frame-Options", "DENY")
-		hd.Set("Referrer-Policy", "no-referrer")
+		// same-origin, not no-referrer: under no-referrer a browser sends "Origin: null" with
+		// every form POST (Fetch, "serializing a request origin"), which sameOrigin refuses.
+		// Other sites (the IdP) still get no Referer: no user code leaves in one.
+		hd.Set("Referrer-Policy", "same-origin")
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("Cache-Control", "no-store")
 		h.ServeHTTP(w, r)

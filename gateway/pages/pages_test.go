@@ -191,7 +191,7 @@ func TestSecurityHeaders(t *testing.T) {
 	want := map[string]string{
 		"Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 		"X-Frame-Options":         "DENY",
-		"Referrer-Policy":         "no-referrer",
+		"Referrer-Policy":         "same-origin",
 		"X-Content-Type-Options":  "nosniff",
 	}
 	for _, rec := range []*httptest.ResponseRecorder{
