@@ -147,7 +147,7 @@ func TestSignIn_Hydra_Chromium_DockerCLI_Registry3(t *testing.T) {
 			c.refused(t, "crane", "copy", "--insecure", app, e.reg.Host+"/bob/app:v1")
 		}},
 		{"PersonalAccessToken", func(t *testing.T) {
-			b := e.browser
+			b := e.browser.For(t)
 			b.Navigate(e.pc.URL + "/")
 			b.MustSee("alice", "Registry sessions", "Personal access tokens", "127.0.0.1")
 			b.Screenshot(t, "account")
@@ -185,7 +185,7 @@ func TestSignIn_Hydra_Chromium_DockerCLI_Registry3(t *testing.T) {
 			ci.refused(t, "docker", "push", patRef)
 		}},
 		{"RevokeSession", func(t *testing.T) {
-			b := e.browser
+			b := e.browser.For(t)
 			b.Navigate(e.pc.URL + "/")
 			if n := b.Count(`form[action="/sessions/revoke"]`); n != 1 {
 				t.Fatalf("the account page lists %d sessions, want the one of portcullis login:\n%s", n, b.PageText())
@@ -253,7 +253,7 @@ func TestSignIn_Hydra_Chromium_DockerCLI_Registry3(t *testing.T) {
 			c.failsWith(t, revokedRE, "docker", "push", e.reg.Host+"/alice/after-disable:v1")
 		}},
 		{"BackChannelLogout", func(t *testing.T) {
-			b := e.browser
+			b := e.browser.For(t)
 			e.signOut(t)
 			e.hydra.SignInAs(bobIdP)
 			bobTerm := newClients(t)
@@ -282,7 +282,7 @@ func TestSignIn_Hydra_Chromium_DockerCLI_Registry3(t *testing.T) {
 			b.Screenshot(t, "signed out by the IdP")
 		}},
 		{"Password", func(t *testing.T) {
-			b := e.browser
+			b := e.browser.For(t)
 			e.signOut(t)
 			b.Navigate(e.pc.URL + "/signin")
 			b.Fill("Username", "carol")
@@ -420,7 +420,7 @@ func writeCarol(t *testing.T, dir string) string {
 // who asked, and approve. Every page gets a screenshot.
 func (e *signinEnv) approve(t *testing.T, l *portcullisLogin, viaIdP bool) {
 	t.Helper()
-	b := e.browser
+	b := e.browser.For(t)
 	p := b.Navigate(l.completeURI())
 	if onPath(p.URL, "/signin") != viaIdP {
 		t.Fatalf("the verification URI led to %s; want the sign-in page: %v", p.URL, viaIdP)
@@ -456,7 +456,7 @@ func (e *signinEnv) approve(t *testing.T, l *portcullisLogin, viaIdP bool) {
 // signOut ends the browser's session at Portcullis when it has one.
 func (e *signinEnv) signOut(t *testing.T) {
 	t.Helper()
-	b := e.browser
+	b := e.browser.For(t)
 	b.Navigate(e.pc.URL + "/")
 	if b.Count(`form[action="/signout"]`) > 0 {
 		b.ClickButton("Sign out")

@@ -64,12 +64,18 @@ func Binary(t testutil.T) string {
 	return ""
 }
 
-// Browser is one headless chromium with one tab.
+// Browser is one headless chromium with one tab, as a test (or subtest) sees it: its
+// methods fail that test. For gives another test's view of the same browser.
 type Browser struct {
+	*browser
+	t T
+}
+
+// browser is what the views share.
+type browser struct {
 	// Timeout bounds each action; DefaultTimeout unless changed.
 	Timeout time.Duration
 
-	t      T
 	ctx    context.Context // the tab's chromedp context, its browser already started
 	cancel context.CancelFunc
 	log    string
@@ -107,7 +113,7 @@ func Start(t T) *Browser {
 		chromedp.CombinedOutput(logFile),
 	)
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	b := &Browser{Timeout: DefaultTimeout, t: t, log: logPath, shots: map[string]int{}}
+	b := &Browser{browser: &browser{Timeout: DefaultTimeout, log: logPath, shots: map[string]int{}}, t: t}
 	ctx, cancel := chromedp.NewContext(actx)
 	b.ctx = ctx
 	b.cancel = func() {
@@ -142,35 +148,40 @@ func Start(t T) *Browser {
 	}()
 	t.Cleanup(func() {
 		if t.Failed() {
-			b.reportFailure()
+			b.reportFailure(t)
 		}
 		b.cancel()
 	})
 	return b
 }
 
+// For is the same browser (its tab, cookies and page) for t, a subtest: a failed action
+// fails t, which the testing package requires of a subtest's goroutine.
+func (b *Browser) For(t T) *Browser { return &Browser{browser: b.browser, t: t} }
+
 // Console is what the pages wrote to the console and what the browser logged for them so
 // far (a blocked inline script, a CSP violation, a failed resource), one line each.
-func (b *Browser) Console() []string {
+func (b *browser) Console() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]string(nil), b.console...)
 }
 
-func (b *Browser) reportFailure() {
+// reportFailure logs the page the browser is on and keeps its screenshot, for t.
+func (b *browser) reportFailure(t T) {
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
 	if loc, err := chromedp.Run(ctx, chromedp.Location()); err == nil {
-		b.t.Logf("browser: the last page was %s", loc)
+		t.Logf("browser: the last page was %s", loc)
 	}
 	if text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`)); err == nil {
-		b.t.Logf("browser: its text:\n%s", text)
+		t.Logf("browser: its text:\n%s", text)
 	}
 	if png, err := chromedp.Run(ctx, fullPage()); err == nil {
-		b.save(b.t, "failed", png)
+		b.save(t, "failed", png)
 	}
 	if c := b.Console(); len(c) > 0 {
-		b.t.Logf("browser console:\n%s", strings.Join(c, "\n"))
+		t.Logf("browser console:\n%s", strings.Join(c, "\n"))
 	}
 }
 
@@ -442,7 +453,7 @@ func (b *Browser) Screenshot(t T, name string) string {
 	return b.save(t, name, png)
 }
 
-func (b *Browser) save(t T, name string, png []byte) string {
+func (b *browser) save(t T, name string, png []byte) string {
 	t.Helper()
 	dir := artifactDir(t)
 	b.mu.Lock()
