@@ -194,6 +194,8 @@ func TestSignIn_Hydra_Chromium_DockerCLI_Registry3(t *testing.T) {
 			if n := b.Count(`form[action="/sessions/revoke"]`); n != 1 {
 				t.Fatalf("the account page lists %d sessions, want the one of portcullis login:\n%s", n, b.PageText())
 			}
+			b.MustSee(loginClientID, service, "127.0.0.1")
+			b.Screenshot(t, "account with the session")
 			rt := dockerAuth(t, c, e.reg.Host).IdentityToken
 			refreshWorks(t, e.pc, rt)
 			b.Click(`form[action="/sessions/revoke"] button`)
@@ -292,6 +294,7 @@ func TestSignIn_Hydra_Chromium_DockerCLI_Registry3(t *testing.T) {
 			b.Navigate(e.pc.URL + "/signin")
 			b.Fill("Username", "carol")
 			b.Fill("Password", carolPassword)
+			b.Screenshot(t, "password sign-in")
 			if p := b.ClickButton("Sign in"); p.URL != e.pc.URL+"/" {
 				t.Fatalf("carol's sign-in ended on %s (%d):\n%s", p.URL, p.Status, b.PageText())
 			}
