@@ -158,11 +158,7 @@ func (g *Gateway) handleDeviceToken(w http.ResponseWriter, r *http.Request, star
 		return
 	}
 	req.deviceCode = f.Get("device_code")
-	switch {
-	case len(f["device_code"]) > 1:
-		g.finish(w, r, start, req, badRequest("invalid_request", "device_code must be given once"), nil)
-		return
-	case req.deviceCode == "":
+	if req.deviceCode == "" {
 		g.finish(w, r, start, req, badRequest("invalid_request", "device_code is required for the device_code grant"), nil)
 		return
 	}

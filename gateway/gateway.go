@@ -49,8 +49,9 @@ type Options struct {
 	RefuseAnonymous bool
 	// Routes, when set, adds another package's routes to the gateway's mux after its own (the
 	// account pages: pages.New(…).Register). They are served behind the same request id and
-	// panic recovery; a pattern that conflicts with the gateway's panics in New.
-	Routes func(*http.ServeMux)
+	// panic recovery; a pattern that conflicts with the gateway's panics in New. clientAddr is
+	// the gateway's reading of a request's client address (TrustedProxies applied).
+	Routes func(mux *http.ServeMux, clientAddr func(*http.Request) string)
 }
 
 // Clients are the gRPC clients of the services; the same in one process and split.
@@ -145,7 +146,10 @@ func New(opt Options, c Clients, log *slog.Logger, reg *prometheus.Registry) *Ga
 	}
 	g.mux.HandleFunc("/", notFound)
 	if opt.Routes != nil {
-		opt.Routes(g.mux)
+		opt.Routes(g.mux, func(r *http.Request) string {
+			client, _ := g.remoteAddr(r)
+			return client
+		})
 	}
 	return g
 }
