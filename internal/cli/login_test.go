@@ -214,7 +214,7 @@ func TestLogin(t *testing.T) {
 			}
 			dir := t.TempDir()
 			path := writeDockerConfig(t, dir, map[string]any{
-				"auths": map[string]any{"https://" + host: map[string]any{"auth": "b2xkOnB3"}, "registry.example.com": map[string]any{"auth": "Ym9iOnB3"}},
+				"auths":       map[string]any{"https://" + host: map[string]any{"auth": "b2xkOnB3"}, "registry.example.com": map[string]any{"auth": "Ym9iOnB3"}},
 				"HttpHeaders": map[string]any{"X-Meta": "kept"},
 			})
 			var rig loginRig
