@@ -1,0 +1,45 @@
+package app_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/portcullis-dev/portcullis/internal/app"
+	"github.com/portcullis-dev/portcullis/internal/testenv/apptest"
+)
+
+// The device flow (portcullis login) and back-channel logout are on with sessions: the device
+// flow's answer is a session. With sessions off, discovery does not name the device endpoint
+// and both endpoints answer 404.
+func TestGatewayDeviceFlowFollowsSessions(t *testing.T) {
+	t.Parallel()
+	for _, on := range []bool{true, false} {
+		cfg, err := app.DevConfig(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Gateway.Listen = "127.0.0.1:0"
+		cfg.Sessions.Enabled = &on
+		a := apptest.Start(t, cfg, "all")
+		base := "http://" + a.GatewayAddr
+		code, body := apptest.Get(t, http.DefaultClient, base+"/.well-known/oauth-authorization-server", nil)
+		if code != 200 || strings.Contains(body, `"device_authorization_endpoint":"`+a.PublicURL+`/device_authorization"`) != on ||
+			strings.Contains(body, "grant-type:device_code") != on {
+			t.Fatalf("sessions %v: discovery %d %s", on, code, body)
+		}
+		if on {
+			continue
+		}
+		for _, path := range []string{"/device_authorization", "/backchannel-logout"} {
+			resp, err := http.Post(base+path, "application/x-www-form-urlencoded", strings.NewReader("client_id=x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 404 {
+				t.Fatalf("sessions off: POST %s = %d, want 404", path, resp.StatusCode)
+			}
+		}
+	}
+}
