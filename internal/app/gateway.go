@@ -18,7 +18,9 @@ import (
 	"google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/portcullis-dev/portcullis/gateway"
+	"github.com/portcullis-dev/portcullis/gateway/pages"
 	"github.com/portcullis-dev/portcullis/internal/tlsreload"
+	"github.com/portcullis-dev/portcullis/services/authn/backend"
 )
 
 // startGateway serves the token protocol on gateway.listen (HTTPS with gateway.tls) and, on
@@ -85,17 +87,7 @@ func (a *App) startGateway(context.Context) error {
 		Realm: g.Realm, Services: slices.Clone(g.Services), TokenTTL: g.TokenTTL.D(),
 		MaxQueryBytes: g.MaxQueryBytes, BackendTimeout: g.BackendTimeout.D(), PublicURL: a.PublicURL,
 		TrustedProxies: proxies, RefuseAnonymous: !a.cfg.Authn.AnonymousAllowed(),
-		// TODO(integrator): mount the account pages (/device, sign-in) once gateway/pages has
-		// landed; they need clients.Account, so only when it is set:
-		//	Routes: func(mux *http.ServeMux, clientAddr func(*http.Request) string) {
-		//		if clients.Account == nil {
-		//			return
-		//		}
-		//		pages.New(pages.Options{PublicURL: a.PublicURL, SSO: …, IdPName: …, Password: …,
-		//			ClientAddr: clientAddr, Timeout: g.BackendTimeout.D(),
-		//			Logger: a.log.With("component", "pages")}, clients.Account).Register(mux)
-		//	},
-		// Until then verification_uri (PublicURL/device) answers 404.
+		Routes: a.pageRoutes(clients.Account),
 	}, clients, a.log.With("component", "gateway"), a.reg)
 	srv := &http.Server{Handler: a.tracing.HTTPHandler(gw, "gateway"), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, TLSConfig: tlsConfig}
@@ -112,4 +104,34 @@ func (a *App) startGateway(context.Context) error {
 		}
 	}
 	return nil
+}
+
+// pageRoutes mounts the account pages (sign-in, the device approval page that `portcullis
+// login` sends people to, sessions and tokens) on the gateway; nil, and none, without the
+// AccountService they call (sessions off).
+func (a *App) pageRoutes(acct authnv1.AccountServiceClient) func(*http.ServeMux, func(*http.Request) string) {
+	if acct == nil {
+		return nil
+	}
+	return func(mux *http.ServeMux, clientAddr func(*http.Request) string) {
+		pages.New(pages.Options{
+			PublicURL: a.PublicURL,
+			SSO:       a.cfg.SSO.On(),
+			// The sso: section names no display name yet: the pages say "your identity provider".
+			Password:   slices.ContainsFunc(a.cfg.Authn.Backends, passwordBackend),
+			ClientAddr: clientAddr,
+			Timeout:    a.cfg.Gateway.BackendTimeout.D(),
+			Logger:     a.log.With("component", "pages"),
+		}, acct).Register(mux)
+	}
+}
+
+// passwordBackend says whether b's people sign in with a password (AccountService.
+// PasswordSignIn); robots, workload tokens and PATs cannot sign in.
+func passwordBackend(b backend.Spec) bool {
+	switch b.Type {
+	case "htpasswd", "static", "ldap":
+		return true
+	}
+	return false
 }

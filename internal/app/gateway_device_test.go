@@ -9,9 +9,9 @@ import (
 	"github.com/portcullis-dev/portcullis/internal/testenv/apptest"
 )
 
-// The device flow (portcullis login) and back-channel logout are on with sessions: the device
-// flow's answer is a session. With sessions off, discovery does not name the device endpoint
-// and both endpoints answer 404.
+// The device flow (portcullis login), back-channel logout and the account pages are on with
+// sessions: the device flow's answer is a session. With sessions off, discovery does not name
+// the device endpoint and the endpoints and pages answer 404.
 func TestGatewayDeviceFlowFollowsSessions(t *testing.T) {
 	t.Parallel()
 	for _, on := range []bool{true, false} {
@@ -27,6 +27,12 @@ func TestGatewayDeviceFlowFollowsSessions(t *testing.T) {
 		if code != 200 || strings.Contains(body, `"device_authorization_endpoint":"`+a.PublicURL+`/device_authorization"`) != on ||
 			strings.Contains(body, "grant-type:device_code") != on {
 			t.Fatalf("sessions %v: discovery %d %s", on, code, body)
+		}
+		client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		for _, path := range []string{"/device", "/signin", "/static/style.css"} {
+			if code, body := apptest.Get(t, client, base+path, nil); (code != 404) != on {
+				t.Fatalf("sessions %v: GET %s = %d %.200s", on, path, code, body)
+			}
 		}
 		if on {
 			continue
