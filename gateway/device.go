@@ -121,6 +121,11 @@ func (g *Gateway) startDevice(w http.ResponseWriter, r *http.Request) (*tokenReq
 		RemoteAddr: req.remoteAddr, UserAgent: strings.ToValidUTF8(ua, "?"),
 	})
 	if err != nil {
+		if status.Code(err) == codes.InvalidArgument {
+			// The gateway checked the service and each scope; authn keeps a flow's scopes
+			// within tighter bounds (their number and length) than a token request's.
+			return req, nil, badRequest("invalid_request", "the device authorization request was refused: too many or too long scopes")
+		}
 		return req, nil, g.fromGRPC(ctx, "authn", err)
 	}
 	if resp.GetDeviceCode() == "" || resp.GetUserCode() == "" {

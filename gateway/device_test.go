@@ -159,6 +159,8 @@ func TestDeviceAuthorization(t *testing.T) {
 		{name: "json body", ctype: "application/json", body: `{"client_id":"x"}`, wantStatus: 400, wantError: "invalid_request"},
 		{name: "huge body", body: ok + "&pad=" + strings.Repeat("p", 1<<20), wantStatus: 400, wantError: "invalid_request"},
 		{name: "authn down", body: ok, backendErr: status.Error(codes.Unavailable, "down"), wantStatus: 503, wantError: "temporarily_unavailable", wantStarted: true},
+		{name: "authn refuses the scopes", body: ok, backendErr: status.Error(codes.InvalidArgument, "more than 32 scopes"),
+			wantStatus: 400, wantError: "invalid_request", wantStarted: true},
 		{name: "authn broken", body: ok, backendErr: status.Error(codes.Internal, "db: secret detail"), wantStatus: 500, wantError: "server_error", wantStarted: true},
 	}
 	for _, tc := range cases {
