@@ -4,18 +4,28 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"html"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/portcullis-dev/portcullis/internal/app"
+	"github.com/portcullis-dev/portcullis/internal/testenv/apptest"
 	"github.com/portcullis-dev/portcullis/internal/testenv/credhelpertest"
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 )
 
 const (
@@ -402,4 +412,111 @@ func TestLoginUsage(t *testing.T) {
 			t.Errorf("%q: %v (exit %d), want a usage error (2)", args, err, exitCode(err))
 		}
 	}
+}
+
+// TestLoginEndToEnd: `portcullis login` against a real Portcullis (all targets), approved the
+// way a person does it: the browser the CLI opens signs in on the gateway's pages with a
+// password and approves the code. The session lands in docker's config and refreshes. The
+// app's clock moves with the CLI's waits, so authn's interval is kept without real sleeping.
+func TestLoginEndToEnd(t *testing.T) {
+	t.Parallel()
+	cfg, err := app.DevConfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Gateway.Listen = "127.0.0.1:0"
+	clock := testutil.NewClock(time.Now())
+	a := app.New(cfg, slog.New(slog.DiscardHandler))
+	a.SetNow(clock.Now)
+	apptest.StartApp(t, a, "all")
+	reg := challengingRegistry(t, "http://"+a.GatewayAddr+"/token", false)
+	host := strings.TrimPrefix(reg.URL, "http://")
+
+	var approveErr error
+	var opened string
+	var waits []time.Duration
+	cmd := &loginCmd{goos: "darwin", http: reg.Client(),
+		open: func(_ context.Context, u string) error { opened = u; return nil },
+		sleep: func(ctx context.Context, d time.Duration) error {
+			clock.Add(d)
+			waits = append(waits, d)
+			if opened != "" {
+				approveErr = approveInBrowser(a.PublicURL, opened)
+				opened = ""
+			}
+			return ctx.Err()
+		}}
+	var out, errb bytes.Buffer
+	cmd.stdout, cmd.stderr = &out, &errb
+	dir := t.TempDir()
+	if err := cmd.exec(t.Context(), []string{"-docker-config", dir, host}); err != nil {
+		t.Fatalf("login: %v (approval: %v)\nstderr: %s", err, approveErr, errb.String())
+	}
+	// The first poll finds it approved: the interval was kept, so no slow_down.
+	if approveErr != nil || out.String() != "Login Succeeded\n" || !slices.Equal(waits, []time.Duration{5 * time.Second}) {
+		t.Fatalf("approval %v, stdout %q, waits %v", approveErr, out.String(), waits)
+	}
+	auths, _ := readDockerConfig(t, filepath.Join(dir, "config.json"))["auths"].(map[string]any)
+	e, _ := auths[host].(map[string]any)
+	rt, _ := e["identitytoken"].(string)
+	if !strings.HasPrefix(rt, "pcr_") {
+		t.Fatalf("auths[%s] = %v", host, auths[host])
+	}
+	if code, ans := apptest.Refresh(t, a.GatewayAddr, rt); code != 200 {
+		t.Fatalf("refresh with the login's session: %d %v", code, ans)
+	}
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// approveInBrowser is a person at the verification URL: signs in as alice with her password
+// and approves the code the URL carries, through the pages' forms.
+func approveInBrowser(publicURL, verification string) error {
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	page := func(resp *http.Response, err error) (string, string, error) {
+		if err != nil {
+			return "", "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			return "", "", fmt.Errorf("%s: %d %.300s", resp.Request.URL, resp.StatusCode, b)
+		}
+		m := csrfField.FindStringSubmatch(string(b))
+		if m == nil {
+			return string(b), "", nil
+		}
+		return string(b), html.UnescapeString(m[1]), nil
+	}
+	post := func(path string, form url.Values) (string, string, error) {
+		req, _ := http.NewRequest("POST", publicURL+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", publicURL)
+		return page(c.Do(req))
+	}
+	body, csrf, err := page(c.Get(verification)) // not signed in: the sign-in page
+	if err != nil {
+		return err
+	}
+	returnTo := regexp.MustCompile(`name="return_to" value="([^"]*)"`).FindStringSubmatch(body)
+	if returnTo == nil || csrf == "" {
+		return fmt.Errorf("no sign-in form: %.300s", body)
+	}
+	if _, csrf, err = post("/signin/password", url.Values{"csrf": {csrf}, "return_to": {html.UnescapeString(returnTo[1])},
+		"username": {"alice"}, "password": {"alice"}}); err != nil {
+		return err
+	}
+	code := strings.TrimPrefix(verification[strings.Index(verification, "?"):], "?user_code=")
+	if _, csrf, err = post("/device", url.Values{"csrf": {csrf}, "user_code": {code}}); err != nil {
+		return err
+	}
+	body, _, err = post("/device/decide", url.Values{"csrf": {csrf}, "user_code": {code}, "decision": {"approve"}})
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(body, "You approved <strong>portcullis-cli</strong> for <strong>registry.local</strong>") {
+		return fmt.Errorf("the decision page does not say it was approved: %.500s", body)
+	}
+	return nil
 }
