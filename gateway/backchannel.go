@@ -68,6 +68,9 @@ func (g *Gateway) backChannelLogout(w http.ResponseWriter, r *http.Request) (int
 			// §2.8: the token did not verify (signature, issuer, audience, events, age).
 			return 0, badRequest("invalid_request", "the logout token does not verify")
 		}
+		if e := featureOff(err); e != nil {
+			return 0, e
+		}
 		return 0, g.fromGRPC(ctx, "authn", err)
 	}
 	return resp.GetEnded(), nil

@@ -126,6 +126,9 @@ func (g *Gateway) startDevice(w http.ResponseWriter, r *http.Request) (*tokenReq
 			// within tighter bounds (their number and length) than a token request's.
 			return req, nil, badRequest("invalid_request", "the device authorization request was refused: too many or too long scopes")
 		}
+		if e := featureOff(err); e != nil {
+			return req, nil, e
+		}
 		return req, nil, g.fromGRPC(ctx, "authn", err)
 	}
 	if resp.GetDeviceCode() == "" || resp.GetUserCode() == "" {

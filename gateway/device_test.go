@@ -384,6 +384,11 @@ func TestBackChannelLogout(t *testing.T) {
 		{name: "huge", body: "logout_token=" + strings.Repeat("x", 1<<20), wantStatus: 400, wantError: "invalid_request"},
 		{name: "authn down", body: "logout_token=" + goodLogoutToken, backendErr: status.Error(codes.Unavailable, "down"),
 			wantStatus: 503, wantError: "temporarily_unavailable", wantAsked: true},
+		// authn without sso.issuer, or one too old to have the service: the endpoint is absent.
+		{name: "no identity provider", body: "logout_token=" + goodLogoutToken, backendErr: status.Error(codes.FailedPrecondition, "no sso"),
+			wantStatus: 404, wantError: "not_found", wantAsked: true},
+		{name: "older authn", body: "logout_token=" + goodLogoutToken, backendErr: status.Error(codes.Unimplemented, "unknown service"),
+			wantStatus: 404, wantError: "not_found", wantAsked: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
