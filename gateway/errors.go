@@ -140,6 +140,18 @@ func methodNotAllowed(allow string) http.Handler {
 	})
 }
 
+// featureOff is an endpoint whose service authn does not offer: an authn without the service
+// (Unimplemented: an older one in a split deployment) or with it turned off
+// (FailedPrecondition: back-channel logout without sso.issuer). The endpoint is then absent,
+// as it is when the gateway itself has it off.
+func featureOff(err error) *apiError {
+	switch status.Code(err) {
+	case codes.Unimplemented, codes.FailedPrecondition:
+		return &apiError{status: http.StatusNotFound, code: "not_found", description: "no such endpoint"}
+	}
+	return nil
+}
+
 func notFound(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "error_description": "no such endpoint"})
 }

@@ -1,6 +1,8 @@
 // Package gateway is Portcullis's HTTP face: the Docker token protocol (GET /token), its
-// OAuth2 form (POST /token: password, refresh and RFC 8693 token exchange grants), RFC 7009
-// revocation (POST /revoke), JWKS and discovery, health. It only translates: every decision
+// OAuth2 form (POST /token: password, refresh, RFC 8693 token exchange and RFC 8628 device
+// code grants), RFC 8628 device authorization (POST /device_authorization), RFC 7009
+// revocation (POST /revoke), OIDC back-channel logout (POST /backchannel-logout), JWKS and
+// discovery, health. It only translates: every decision
 // is a gRPC call to authn, authz or signer. Its metrics go to the registry it is given; the
 // token port does not serve them.
 package gateway
@@ -45,6 +47,11 @@ type Options struct {
 	// challenge, as docker_auth does when its users lack "" (authn.allow_anonymous: false).
 	// The zero value lets anonymous callers ask and the policy decide what they get.
 	RefuseAnonymous bool
+	// Routes, when set, adds another package's routes to the gateway's mux after its own (the
+	// account pages: pages.New(…).Register). They are served behind the same request id and
+	// panic recovery; a pattern that conflicts with the gateway's panics in New. clientAddr is
+	// the gateway's reading of a request's client address (TrustedProxies applied).
+	Routes func(mux *http.ServeMux, clientAddr func(*http.Request) string)
 }
 
 // Clients are the gRPC clients of the services; the same in one process and split.
@@ -52,6 +59,13 @@ type Clients struct {
 	Authn  authnv1.AuthnServiceClient
 	Authz  authzv1.AuthzServiceClient
 	Signer signerv1.SignerServiceClient
+	// Device runs the RFC 8628 device flow (`portcullis login`). nil turns the flow off:
+	// POST /device_authorization answers 404, the device_code grant unsupported_grant_type,
+	// and discovery does not name them. internal/app sets it when sessions are on.
+	Device authnv1.DeviceAuthorizationServiceClient
+	// Account serves a person's own account; the gateway itself uses only its
+	// BackChannelLogout (POST /backchannel-logout, 404 when nil).
+	Account authnv1.AccountServiceClient
 	// Health says how to ask each backend, by name, whether it is ready (/readyz).
 	Health map[string]HealthCheck
 }
@@ -84,7 +98,7 @@ func New(opt Options, c Clients, log *slog.Logger, reg *prometheus.Registry) *Ga
 	g.metrics = &metrics{
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portcullis_token_requests_total",
-			Help: "Token requests by outcome (issued, unauthorized, bad_request, unavailable (a backend down or busy), error).",
+			Help: "Token requests by outcome (issued, unauthorized, bad_request, unavailable (a backend down or busy), error, pending (a device polling before its person decided)).",
 		}, []string{"outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "portcullis_token_request_duration_seconds",
@@ -93,7 +107,7 @@ func New(opt Options, c Clients, log *slog.Logger, reg *prometheus.Registry) *Ga
 		}, []string{"outcome"}),
 	}
 	reg.MustRegister(g.metrics.tokens, g.metrics.latency)
-	for _, o := range []string{"issued", "unauthorized", "bad_request", "unavailable", "error"} {
+	for _, o := range []string{"issued", "unauthorized", "bad_request", "unavailable", "error", "pending"} {
 		g.metrics.tokens.WithLabelValues(o) // export zeros so rate() works from the first scrape
 	}
 	if opt.PublicURL == "" {
@@ -108,6 +122,15 @@ func New(opt Options, c Clients, log *slog.Logger, reg *prometheus.Registry) *Ga
 	// RFC 7009 token revocation. Every method reaches the handler, which answers all but
 	// POST with invalid_request: the OAuth error the RFC's clients read.
 	g.mux.HandleFunc("/revoke", g.handleRevoke)
+	// Absent when off: the catch-all answers their paths 404.
+	if g.deviceOn() {
+		g.mux.HandleFunc("POST /device_authorization", g.handleDeviceAuthorization)
+		g.mux.Handle("/device_authorization", methodNotAllowed("POST"))
+	}
+	if c.Account != nil {
+		g.mux.HandleFunc("POST /backchannel-logout", g.handleBackChannelLogout)
+		g.mux.Handle("/backchannel-logout", methodNotAllowed("POST"))
+	}
 	for path, h := range map[string]http.HandlerFunc{
 		"/.well-known/jwks.json":            g.handleJWKS,
 		"/.well-known/openid-configuration": g.handleDiscovery,
@@ -122,6 +145,12 @@ func New(opt Options, c Clients, log *slog.Logger, reg *prometheus.Registry) *Ga
 		g.mux.Handle(path, methodNotAllowed("GET, HEAD"))
 	}
 	g.mux.HandleFunc("/", notFound)
+	if opt.Routes != nil {
+		opt.Routes(g.mux, func(r *http.Request) string {
+			client, _ := g.remoteAddr(r)
+			return client
+		})
+	}
 	return g
 }
 

@@ -197,6 +197,9 @@ type envConfig struct {
 	health                        grpc_health_v1.HealthCheckResponse_ServingStatus
 	opt                           func(*gateway.Options)
 	noServer                      bool // only env.handler (fuzz targets: no listener per input)
+	// device and account turn on the device flow and back-channel logout (nil: off).
+	device  authnv1.DeviceAuthorizationServiceClient
+	account authnv1.AccountServiceClient
 }
 
 func newEnv(t *testing.T, authnErr, signerErr error, health grpc_health_v1.HealthCheckResponse_ServingStatus) *env {
@@ -214,7 +217,7 @@ func newEnvWith(t *testing.T, c envConfig) *env {
 		c.opt(&opt)
 	}
 	g := gateway.New(opt,
-		gateway.Clients{Authn: e.authn, Authz: e.authz, Signer: e.signer,
+		gateway.Clients{Authn: e.authn, Authz: e.authz, Signer: e.signer, Device: c.device, Account: c.account,
 			Health: map[string]gateway.HealthCheck{"signer": {Client: fakeHealth{c.health}, Service: "portcullis.signer.v1.SignerService"}}},
 		slog.New(slog.NewJSONHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})), e.reg)
 	e.handler = g

@@ -47,7 +47,7 @@ func (g *Gateway) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	// Never the Host header: a client could make the answer point at a JWKS of its choosing
 	// (and any cache in front of us keep it for others).
 	base := strings.TrimSuffix(g.opt.PublicURL, "/")
-	writeJSON(w, http.StatusOK, map[string]any{
+	doc := map[string]any{
 		"issuer":                resp.GetIssuer(),
 		"jwks_uri":              base + "/.well-known/jwks.json",
 		"token_endpoint":        base + "/token",
@@ -56,5 +56,12 @@ func (g *Gateway) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		// clients: the token is the only authority, so no client authentication is asked.
 		"revocation_endpoint":                        base + "/revoke",
 		"revocation_endpoint_auth_methods_supported": []string{"none"},
-	})
+	}
+	if g.deviceOn() {
+		// RFC 8628 §4: where `portcullis login` starts. Back-channel logout is not named here:
+		// the IdP is told its URL when the client is registered there.
+		doc["device_authorization_endpoint"] = base + "/device_authorization"
+		doc["grant_types_supported"] = []string{"password", "refresh_token", GrantTypeTokenExchange, GrantTypeDeviceCode}
+	}
+	writeJSON(w, http.StatusOK, doc)
 }

@@ -45,7 +45,7 @@ const (
 type tokenRequest struct {
 	service   string
 	scopes    []scope.Scope
-	grantType string // grantAnonymous, grantPassword, grantRefresh or grantExchange
+	grantType string // grantAnonymous, grantPassword, grantRefresh, grantExchange or grantDevice
 	username  string
 	password  string
 	// subjectToken is the subject_token of a token exchange: a secret, never logged.
@@ -53,6 +53,7 @@ type tokenRequest struct {
 	hasCreds     bool
 	offline      bool   // the client asked for a refresh token
 	refresh      string // the refresh token of a refresh grant: a secret, never logged
+	deviceCode   string // the device_code of a device grant: a secret, never logged
 	clientID     string
 	remoteAddr   string // the client's, behind trusted proxies (see remoteAddr)
 }
@@ -142,7 +143,7 @@ func (g *Gateway) handleToken(w http.ResponseWriter, r *http.Request) {
 
 // oauthSingleParams may each appear once in an OAuth2 request (RFC 6749 §3.1).
 var oauthSingleParams = []string{"grant_type", "client_id", "service", "scope", "username", "password", "refresh_token", "access_type",
-	"subject_token", "subject_token_type", "requested_token_type", "actor_token", "actor_token_type"}
+	"subject_token", "subject_token_type", "requested_token_type", "actor_token", "actor_token_type", "device_code"}
 
 // readForm reads an OAuth2 form body (RFC 6749 §4.3.2/§6) into r.PostForm, bounded by
 // gateway.max_query_bytes. Anything but a form would parse as an empty form and be refused for
@@ -208,6 +209,9 @@ func (g *Gateway) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 			g.finish(w, r, start, req, badRequest("invalid_request", "refresh_token is required for the refresh_token grant"), nil)
 			return
 		}
+	case GrantTypeDeviceCode:
+		g.handleDeviceToken(w, r, start, req, f)
+		return
 	case GrantTypeTokenExchange:
 		// No client_id needed: the subject token names the caller, and no session is made.
 		g.handleTokenExchange(w, r, start, req, f)
@@ -239,6 +243,12 @@ func (g *Gateway) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.finish(w, r, start, req, nil, out)
+	writeJSON(w, http.StatusOK, oauthAnswer(out))
+}
+
+// oauthAnswer is the OAuth2 token endpoint's answer (RFC 6749 §5.1), with docker's token and
+// issued_at beside access_token and expires_in.
+func oauthAnswer(out *issued) map[string]any {
 	answer := map[string]any{
 		"access_token": out.token, "token": out.token, "token_type": "Bearer",
 		"expires_in": out.expiresIn, "issued_at": out.issuedAt.UTC().Format(time.RFC3339),
@@ -247,7 +257,7 @@ func (g *Gateway) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 	if out.refreshToken != "" {
 		answer["refresh_token"] = out.refreshToken
 	}
-	writeJSON(w, http.StatusOK, answer)
+	return answer
 }
 
 // invalidGrant is RFC 6749's answer to credentials or a refresh token that are not good.
@@ -258,6 +268,8 @@ func invalidGrant(req *tokenRequest) *apiError {
 		desc = "invalid, expired or revoked refresh token"
 	case grantExchange:
 		desc = "invalid, expired or untrusted subject_token"
+	case grantDevice:
+		desc = "invalid, spent or unknown device code"
 	}
 	return badRequest("invalid_grant", desc)
 }
@@ -297,6 +309,13 @@ func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (out *issued, _ 
 			return nil, g.fromGRPC(ctx, "authn", err)
 		}
 		id, refreshToken = pbconv.IdentityFromPB(resp.GetIdentity()), req.refresh
+	case req.grantType == grantDevice:
+		// The approved flow names the service and scopes; the session is the approver's.
+		resp, e := g.pollDevice(ctx, req)
+		if e != nil {
+			return nil, e
+		}
+		id, refreshToken = pbconv.IdentityFromPB(resp.GetIdentity()), resp.GetRefreshToken()
 	case req.hasCreds:
 		resp, err := g.c.Authn.Authenticate(ctx, &authnv1.AuthenticateRequest{
 			Username: req.username, Password: req.password, SubjectToken: req.subjectToken, Service: req.service,
@@ -306,15 +325,15 @@ func (g *Gateway) issue(ctx context.Context, req *tokenRequest) (out *issued, _ 
 			return nil, g.fromGRPC(ctx, "authn", err)
 		}
 		id, refreshToken = pbconv.IdentityFromPB(resp.GetIdentity()), resp.GetRefreshToken()
-		if refreshToken != "" {
-			// Until the answer carries it, nobody holds this token: end its session if the
-			// request fails from here on.
-			defer func() {
-				if out == nil {
-					g.endSession(ctx, refreshToken, req.remoteAddr)
-				}
-			}()
-		}
+	}
+	if refreshToken != "" && req.grantType != grantRefresh {
+		// A new session: until the answer carries its token, nobody holds it. End it if the
+		// request fails from here on.
+		defer func() {
+			if out == nil {
+				g.endSession(ctx, refreshToken, req.remoteAddr)
+			}
+		}()
 	}
 	granted, decisionID := []scope.Scope{}, ""
 	if len(req.scopes) > 0 {
@@ -372,18 +391,7 @@ func (g *Gateway) endSession(ctx context.Context, refreshToken, remoteAddr strin
 func (g *Gateway) finish(w http.ResponseWriter, r *http.Request, start time.Time, req *tokenRequest, e *apiError, out *issued) {
 	outcome := "issued"
 	if e != nil {
-		switch {
-		case e.retryAfter > 0: // refused unchecked after too many failed logins
-			outcome = "locked"
-		case e.status == http.StatusUnauthorized || e.code == "invalid_grant":
-			outcome = "unauthorized"
-		case e.status == http.StatusServiceUnavailable || e.status == http.StatusTooManyRequests:
-			outcome = "unavailable"
-		case e.status >= 500:
-			outcome = "error"
-		default:
-			outcome = "bad_request"
-		}
+		outcome = outcomeOf(e)
 	}
 	g.metrics.tokens.WithLabelValues(outcome).Inc()
 	g.metrics.latency.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
@@ -407,6 +415,24 @@ func (g *Gateway) finish(w http.ResponseWriter, r *http.Request, start time.Time
 		g.writeError(w, e)
 	}
 	g.audit.InfoContext(r.Context(), "token decision", attrs...)
+}
+
+// outcomeOf is the metrics and audit outcome of an error answer.
+func outcomeOf(e *apiError) string {
+	switch {
+	case e.retryAfter > 0: // refused unchecked after too many failed logins
+		return "locked"
+	case e.code == deviceAuthorizationPending || e.code == deviceSlowDown:
+		// A device polling while its person decides: routine, not a refusal.
+		return "pending"
+	case e.status == http.StatusUnauthorized || e.code == "invalid_grant" || e.code == deviceAccessDenied || e.code == deviceExpiredToken:
+		return "unauthorized"
+	case e.status == http.StatusServiceUnavailable || e.status == http.StatusTooManyRequests:
+		return "unavailable"
+	case e.status >= 500:
+		return "error"
+	}
+	return "bad_request"
 }
 
 func scopeStrings(ss []scope.Scope) []string {

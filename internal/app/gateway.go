@@ -18,7 +18,9 @@ import (
 	"google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/portcullis-dev/portcullis/gateway"
+	"github.com/portcullis-dev/portcullis/gateway/pages"
 	"github.com/portcullis-dev/portcullis/internal/tlsreload"
+	"github.com/portcullis-dev/portcullis/services/authn/backend"
 )
 
 // startGateway serves the token protocol on gateway.listen (HTTPS with gateway.tls) and, on
@@ -69,16 +71,24 @@ func (a *App) startGateway(context.Context) error {
 		_, port, _ := net.SplitHostPort(a.GatewayAddr)
 		a.PublicURL = scheme + "://localhost:" + port
 	}
-	gw := gateway.New(gateway.Options{
-		Realm: g.Realm, Services: slices.Clone(g.Services), TokenTTL: g.TokenTTL.D(),
-		MaxQueryBytes: g.MaxQueryBytes, BackendTimeout: g.BackendTimeout.D(), PublicURL: a.PublicURL,
-		TrustedProxies: proxies, RefuseAnonymous: !a.cfg.Authn.AnonymousAllowed(),
-	}, gateway.Clients{
+	clients := gateway.Clients{
 		Authn:  authnv1.NewAuthnServiceClient(conns["authn"]),
 		Authz:  authzv1.NewAuthzServiceClient(conns["authz"]),
 		Signer: signerv1.NewSignerServiceClient(conns["signer"]),
 		Health: health,
-	}, a.log.With("component", "gateway"), a.reg)
+	}
+	if a.cfg.Sessions.On() {
+		// The device flow (portcullis login) answers with a session, so it is on with them;
+		// so is the account service its approval page and back-channel logout use.
+		clients.Device = authnv1.NewDeviceAuthorizationServiceClient(conns["authn"])
+		clients.Account = authnv1.NewAccountServiceClient(conns["authn"])
+	}
+	gw := gateway.New(gateway.Options{
+		Realm: g.Realm, Services: slices.Clone(g.Services), TokenTTL: g.TokenTTL.D(),
+		MaxQueryBytes: g.MaxQueryBytes, BackendTimeout: g.BackendTimeout.D(), PublicURL: a.PublicURL,
+		TrustedProxies: proxies, RefuseAnonymous: !a.cfg.Authn.AnonymousAllowed(),
+		Routes: a.pageRoutes(clients.Account),
+	}, clients, a.log.With("component", "gateway"), a.reg)
 	srv := &http.Server{Handler: a.tracing.HTTPHandler(gw, "gateway"), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, TLSConfig: tlsConfig}
 	a.httpSrvs = append(a.httpSrvs, srv)
@@ -94,4 +104,34 @@ func (a *App) startGateway(context.Context) error {
 		}
 	}
 	return nil
+}
+
+// pageRoutes mounts the account pages (sign-in, the device approval page that `portcullis
+// login` sends people to, sessions and tokens) on the gateway; nil, and none, without the
+// AccountService they call (sessions off).
+func (a *App) pageRoutes(acct authnv1.AccountServiceClient) func(*http.ServeMux, func(*http.Request) string) {
+	if acct == nil {
+		return nil
+	}
+	return func(mux *http.ServeMux, clientAddr func(*http.Request) string) {
+		pages.New(pages.Options{
+			PublicURL: a.PublicURL,
+			SSO:       a.cfg.SSO.On(),
+			// The sso: section names no display name yet: the pages say "your identity provider".
+			Password:   slices.ContainsFunc(a.cfg.Authn.Backends, passwordBackend),
+			ClientAddr: clientAddr,
+			Timeout:    a.cfg.Gateway.BackendTimeout.D(),
+			Logger:     a.log.With("component", "pages"),
+		}, acct).Register(mux)
+	}
+}
+
+// passwordBackend says whether b's people sign in with a password (AccountService.
+// PasswordSignIn); robots, workload tokens and PATs cannot sign in.
+func passwordBackend(b backend.Spec) bool {
+	switch b.Type {
+	case "htpasswd", "static", "ldap":
+		return true
+	}
+	return false
 }

@@ -193,6 +193,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 			func(ctx context.Context, args []string) error {
 				return reported(runTokenCmd(ctx, args, stdin, stdout, stderr))
 			}),
+		flagCmd("login", "Log in to a registry in the browser (RFC 8628 device flow) and keep the session in docker's config", std(runLogin)),
 		flagCmd("logout", "Log out of a registry: end the session at its token server (RFC 7009) and remove docker's entry", std(runLogout)),
 		flagCmd("doctor", "Check a registry and its token server end to end (exit 1: problem found, 2: could not run)",
 			func(ctx context.Context, args []string) error {

@@ -7,12 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/portcullis-dev/portcullis/internal/loopback"
 
 	"github.com/portcullis-dev/portcullis/pkg/regclient"
 )
@@ -58,36 +55,18 @@ func (c *logoutCmd) exec(ctx context.Context, args []string) error {
 	force := fs.Bool("force", false, "remove the local entry even if the session could not be ended (it may stay live until it expires)")
 	insecureRealm := fs.Bool("insecure-realm", false, "follow a plain-http realm named by an https registry (sends the refresh token in clear; for a lab only)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long the token server may take")
-	if err := parseFlags(ctx, fs, args); err != nil {
+	arg, err := parseRegistryArgs(ctx, fs, args, "log out of")
+	if err != nil {
 		return err
 	}
-	// Flags may follow the registry too, as docker's do.
-	rest := fs.Args()
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		if err := parseFlags(ctx, fs, rest[1:]); err != nil {
-			return err
-		}
-		rest = append(rest[:1:1], fs.Args()...)
-	}
-	switch {
-	case len(rest) == 0:
-		return usagef(fs.Name(), "give the REGISTRY to log out of, e.g. localhost:5000 (see -h)")
-	case len(rest) > 1:
-		return usagef(fs.Name(), "unexpected argument %q: give one REGISTRY (flags before or after it; see -h)", rest[1])
-	case *timeout <= 0:
+	if *timeout <= 0 {
 		return usagef(fs.Name(), "-timeout must be positive")
 	}
-	host, base, err := logoutRegistry(rest[0])
+	host, base, err := registryArg(arg)
 	if err != nil {
 		return usagef(fs.Name(), "%v", err)
 	}
-	dir := *configDir
-	if dir == "" {
-		if dir, err = regclient.DockerConfigDir(); err != nil {
-			return err
-		}
-	}
-	cfg, err := regclient.LoadDockerConfig(dir)
+	cfg, err := loadDockerConfig(*configDir)
 	if err != nil {
 		return err
 	}
@@ -199,46 +178,4 @@ func (c *logoutCmd) endSessions(ctx context.Context, client *regclient.Client, b
 		}
 	}
 	return terminalSafe(rev.Endpoint), nil
-}
-
-// logoutRegistry reads REGISTRY as docker logout does: a host (with a port), or a URL whose
-// host is taken. It returns the host (config.json's key) and the base URL to ping: plain http
-// for a loopback registry, https otherwise, unless a scheme was given.
-func logoutRegistry(arg string) (host, base string, err error) {
-	scheme := ""
-	s := arg
-	if i := strings.Index(s, "://"); i >= 0 {
-		scheme, s = strings.ToLower(s[:i]), s[i+3:]
-		if scheme != "http" && scheme != "https" {
-			return "", "", fmt.Errorf("REGISTRY %q: give a host like registry.example.com (or an http(s) URL)", arg)
-		}
-	}
-	s, _, _ = strings.Cut(s, "/")
-	u, err := url.Parse("//" + s)
-	if err != nil || u.Host == "" || u.User != nil || u.Host != s {
-		return "", "", fmt.Errorf("REGISTRY %q: give a host like registry.example.com or localhost:5000", arg)
-	}
-	host = strings.ToLower(u.Host)
-	if scheme == "" {
-		scheme = "https"
-		if loopback.Host(u.Hostname()) {
-			scheme = "http"
-		}
-	}
-	pingHost := host
-	switch host {
-	case "docker.io", "index.docker.io":
-		pingHost = "registry-1.docker.io"
-	}
-	return host, scheme + "://" + pingHost, nil
-}
-
-// helperServerURL is the server URL docker hands a credential helper for host: Docker Hub's
-// historical index URL, else the host.
-func helperServerURL(host string) string {
-	switch host {
-	case "docker.io", "index.docker.io", "registry-1.docker.io":
-		return "https://index.docker.io/v1/"
-	}
-	return host
 }

@@ -115,6 +115,9 @@ func printBanner(w io.Writer, cfg *app.Config, srv *app.App, dev bool, cfgPath, 
 	base := strings.TrimSuffix(srv.PublicURL, "/")
 	realm := base + "/token"
 	fmt.Fprintf(w, "Portcullis is running.\n  token endpoint: %s\n  jwks:           %s\n", realm, base+"/.well-known/jwks.json")
+	if cfg.Sessions.On() { // the pages and the device flow keep their state with the sessions
+		fmt.Fprintf(w, "  sign-in page:   %s/ (portcullis login <registry> signs in through it)\n", base)
+	}
 	if srv.MetricsAddr != "" {
 		fmt.Fprintf(w, "  metrics:        http://%s/metrics\n", srv.MetricsAddr)
 	}

@@ -183,7 +183,12 @@ func TestDevelopmentPublicURL(t *testing.T) {
 	}
 	var banner strings.Builder
 	printBanner(&banner, cfg, a, true, "", "dir")
-	if !strings.Contains(banner.String(), "token endpoint: "+a.PublicURL+"/token") {
+	if !strings.Contains(banner.String(), "token endpoint: "+a.PublicURL+"/token") ||
+		!strings.Contains(banner.String(), "sign-in page:   "+a.PublicURL+"/ ") {
 		t.Fatalf("banner:\n%s", banner.String())
+	}
+	// The page it names is served (the sign-in form, reached by redirect).
+	if code, body := apptest.Get(t, http.DefaultClient, a.PublicURL+"/signin", nil); code != 200 || !strings.Contains(body, `name="password"`) {
+		t.Fatalf("sign-in page: %d\n%s", code, body)
 	}
 }

@@ -46,10 +46,30 @@ func HelperErase(ctx context.Context, name, serverURL string) error {
 	return err
 }
 
+// HelperStore asks the helper to keep e as serverURL's credentials (`store`), as docker
+// login does: an identity token under the Username "<token>", else the user and password.
+func HelperStore(ctx context.Context, name, serverURL string, e AuthEntry) error {
+	c := struct{ ServerURL, Username, Secret string }{ServerURL: serverURL, Username: e.Username, Secret: e.Password}
+	if e.IdentityToken != "" {
+		c.Username, c.Secret = identityTokenUser, e.IdentityToken
+	}
+	in, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	_, err = runHelperInput(ctx, name, "store", serverURL, string(in))
+	return err
+}
+
 func runHelper(ctx context.Context, name, verb, serverURL string) ([]byte, error) {
+	return runHelperInput(ctx, name, verb, serverURL, serverURL)
+}
+
+// runHelperInput runs the helper's verb with stdin (a secret for store: never in an error).
+func runHelperInput(ctx context.Context, name, verb, serverURL, stdin string) ([]byte, error) {
 	prog := "docker-credential-" + name
 	cmd := exec.CommandContext(ctx, prog, verb)
-	cmd.Stdin = strings.NewReader(serverURL)
+	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -142,6 +142,19 @@ func (f *DockerConfigFile) Remove(host string) []string {
 	return removed
 }
 
+// SetIdentityToken makes key's auths entry {"identitytoken": token}, as docker login does
+// with a token server that gives a refresh token; with token "" the empty entry {} that
+// marks a credential helper's login. Other entries are kept (Remove first to replace
+// another spelling of the same host).
+func (f *DockerConfigFile) SetIdentityToken(key, token string) {
+	e := map[string]string{}
+	if token != "" {
+		e["identitytoken"] = token
+	}
+	raw, _ := json.Marshal(e) // a map of strings always marshals
+	f.auths[key] = raw
+}
+
 // Save writes the file atomically (a temporary file in its directory, renamed over it) with
 // mode 0600: it holds secrets. A symbolic link is followed, so the file it points at changes,
 // as docker does.

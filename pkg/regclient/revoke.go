@@ -32,52 +32,102 @@ type Revocation struct {
 // lists no endpoint is ErrNoRevocation, and is believed. An https realm's endpoint must be
 // https too: the refresh token goes there.
 func (c *Client) RevocationEndpoint(ctx context.Context, realm string) (Revocation, error) {
-	ru, err := url.Parse(realm)
-	if err != nil || (ru.Scheme != "http" && ru.Scheme != "https") || ru.Host == "" {
-		return Revocation{}, fmt.Errorf("realm %s is not an http(s) URL", printable(realm))
+	md, err := c.AuthServerMetadata(ctx, realm)
+	var se *StatusError
+	if errors.As(err, &se) && se.StatusCode == http.StatusNotFound {
+		origin := md.Origin
+		return Revocation{Endpoint: origin + "/revoke",
+			Guessed: "the token server has no metadata (" + metadataPath + " answered 404): assuming " + origin + "/revoke, where Portcullis serves it"}, nil
 	}
-	origin := &url.URL{Scheme: ru.Scheme, Host: ru.Host}
-	meta := origin.JoinPath(metadataPath).String()
-	resp, err := c.send(ctx, http.MethodGet, meta, func(r *http.Request) { r.Header.Set("Accept", "application/json") }, nil, false)
 	if err != nil {
 		return Revocation{}, err
 	}
+	if md.RevocationEndpoint == "" {
+		return Revocation{}, fmt.Errorf("GET %s: %w", md.URL, ErrNoRevocation)
+	}
+	if err := md.checkScheme(realm, md.RevocationEndpoint, "revocation endpoint"); err != nil {
+		return Revocation{}, err
+	}
+	return Revocation{Endpoint: md.RevocationEndpoint}, nil
+}
+
+// AuthServerMetadata is what a token server publishes at RFC 8414's metadata path, the
+// endpoints clients here use. Each is an absolute http(s) URL, or "" when not published.
+type AuthServerMetadata struct {
+	// Origin is the realm's origin ("https://auth.example.com"), URL the metadata's.
+	Origin, URL                 string
+	TokenEndpoint               string
+	RevocationEndpoint          string
+	DeviceAuthorizationEndpoint string
+	GrantTypesSupported         []string
+}
+
+// AuthServerMetadata reads the RFC 8414 metadata at the origin of realm (a Bearer challenge's
+// realm). An answer other than 200 is a *StatusError (404: the server publishes none), with
+// Origin and URL set. Relative endpoints (a server without its public URL) are read as a
+// browser would; one that is not an http(s) URL is an error. Whether a plain-http endpoint
+// may be used is the caller's decision (see CheckEndpointScheme).
+func (c *Client) AuthServerMetadata(ctx context.Context, realm string) (AuthServerMetadata, error) {
+	ru, err := url.Parse(realm)
+	if err != nil || (ru.Scheme != "http" && ru.Scheme != "https") || ru.Host == "" {
+		return AuthServerMetadata{}, fmt.Errorf("realm %s is not an http(s) URL", printable(realm))
+	}
+	origin := &url.URL{Scheme: ru.Scheme, Host: ru.Host}
+	md := AuthServerMetadata{Origin: origin.String(), URL: origin.JoinPath(metadataPath).String()}
+	resp, err := c.send(ctx, http.MethodGet, md.URL, func(r *http.Request) { r.Header.Set("Accept", "application/json") }, nil, false)
+	if err != nil {
+		return md, err
+	}
 	defer drain(resp)
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusNotFound:
-		return Revocation{Endpoint: origin.JoinPath("/revoke").String(),
-			Guessed: "the token server has no metadata (" + metadataPath + " answered 404): assuming " + origin.String() + "/revoke, where Portcullis serves it"}, nil
-	default:
-		return Revocation{}, statusError("GET "+meta, resp)
+	if resp.StatusCode != http.StatusOK {
+		return md, statusError("GET "+md.URL, resp)
 	}
 	var m struct {
-		RevocationEndpoint string `json:"revocation_endpoint"`
+		TokenEndpoint               string   `json:"token_endpoint"`
+		RevocationEndpoint          string   `json:"revocation_endpoint"`
+		DeviceAuthorizationEndpoint string   `json:"device_authorization_endpoint"`
+		GrantTypesSupported         []string `json:"grant_types_supported"`
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return Revocation{}, fmt.Errorf("GET %s: %w", meta, err)
+		return md, fmt.Errorf("GET %s: %w", md.URL, err)
 	}
 	if err := json.Unmarshal(data, &m); err != nil {
-		return Revocation{}, fmt.Errorf("GET %s: the metadata is not JSON: %v", meta, err)
+		return md, fmt.Errorf("GET %s: the metadata is not JSON: %v", md.URL, err)
 	}
-	if m.RevocationEndpoint == "" {
-		return Revocation{}, fmt.Errorf("GET %s: %w", meta, ErrNoRevocation)
+	md.GrantTypesSupported = m.GrantTypesSupported
+	for _, f := range []struct {
+		name string
+		in   string
+		out  *string
+	}{
+		{"token_endpoint", m.TokenEndpoint, &md.TokenEndpoint},
+		{"revocation_endpoint", m.RevocationEndpoint, &md.RevocationEndpoint},
+		{"device_authorization_endpoint", m.DeviceAuthorizationEndpoint, &md.DeviceAuthorizationEndpoint},
+	} {
+		if f.in == "" {
+			continue
+		}
+		eu, err := url.Parse(f.in)
+		if err == nil {
+			eu = origin.ResolveReference(eu)
+		}
+		if err != nil || (eu.Scheme != "http" && eu.Scheme != "https") || eu.Host == "" || eu.User != nil || eu.Fragment != "" {
+			return md, fmt.Errorf("GET %s: %s %s is not an http(s) URL", md.URL, f.name, printable(f.in))
+		}
+		*f.out = eu.String()
 	}
-	// RFC 8414 wants an absolute URL; a relative one (a server without its public URL) is
-	// read as a browser would.
-	eu, err := url.Parse(m.RevocationEndpoint)
-	if err == nil {
-		eu = origin.ResolveReference(eu)
+	return md, nil
+}
+
+// checkScheme refuses (ErrInsecureRealm) a plain-http endpoint named by an https realm: the
+// refresh token would cross the network in clear.
+func (md AuthServerMetadata) checkScheme(realm, endpoint, what string) error {
+	if strings.HasPrefix(strings.ToLower(realm), "https:") && !strings.HasPrefix(strings.ToLower(endpoint), "https:") {
+		return fmt.Errorf("%w: the https realm %s names the %s %s; the refresh token would cross the network in clear, so nothing was sent",
+			ErrInsecureRealm, printable(realm), what, printable(endpoint))
 	}
-	switch {
-	case err != nil || (eu.Scheme != "http" && eu.Scheme != "https") || eu.Host == "" || eu.User != nil || eu.Fragment != "":
-		return Revocation{}, fmt.Errorf("GET %s: revocation_endpoint %s is not an http(s) URL", meta, printable(m.RevocationEndpoint))
-	case ru.Scheme == "https" && eu.Scheme != "https":
-		return Revocation{}, fmt.Errorf("%w: the https realm %s names the revocation endpoint %s; the refresh token would cross the network in clear, so nothing was sent",
-			ErrInsecureRealm, printable(realm), printable(eu.String()))
-	}
-	return Revocation{Endpoint: eu.String()}, nil
+	return nil
 }
 
 // Revoke asks endpoint to revoke token (RFC 7009 §2.1) with the hint (e.g. "refresh_token";
