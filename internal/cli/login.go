@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -121,7 +123,7 @@ func (c *loginCmd) exec(ctx context.Context, args []string) error {
 	// The wait may have used up the deadline; saving is quick and must not be cut short.
 	saveCtx, cancelSave := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancelSave()
-	where, err := saveIdentityToken(saveCtx, cfg, host, res.RefreshToken)
+	where, err := saveIdentityToken(saveCtx, cfg, host, tokenSubject(res.Token), res.RefreshToken)
 	if err != nil {
 		// Nobody will hold this session's token: end it rather than leave it live.
 		if ep.revoke != "" {
@@ -330,7 +332,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // credential helper docker uses for host (with an empty auths entry marking the login, as
 // docker writes), else config.json's auths. Other spellings of host's entry go: this login
 // replaces them. It returns where the token went.
-func saveIdentityToken(ctx context.Context, cfg *regclient.DockerConfigFile, host, token string) (string, error) {
+func saveIdentityToken(ctx context.Context, cfg *regclient.DockerConfigFile, host, username, token string) (string, error) {
 	key := helperServerURL(host)
 	cfg.Remove(host)
 	where := cfg.Path
@@ -338,13 +340,34 @@ func saveIdentityToken(ctx context.Context, cfg *regclient.DockerConfigFile, hos
 		if err := regclient.HelperStore(ctx, helper, key, regclient.AuthEntry{IdentityToken: token}); err != nil {
 			return "", err
 		}
-		cfg.SetIdentityToken(key, "")
+		cfg.SetIdentityToken(key, "", "")
 		where = "docker-credential-" + helper
 	} else {
-		cfg.SetIdentityToken(key, token)
+		cfg.SetIdentityToken(key, username, token)
 	}
 	if err := cfg.Save(); err != nil {
 		return "", fmt.Errorf("writing %s: %w", cfg.Path, err)
 	}
 	return where, nil
+}
+
+// tokenSubject is the sub claim of the registry token the approval gave (the person's subject),
+// read without verifying it: it is only the user name written beside the identity token, as
+// docker writes the one it logged in with. "" when the token is not a JWT with a sub.
+func tokenSubject(jwt string) string {
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Sub string `json:"sub"`
+	}
+	if json.Unmarshal(payload, &c) != nil || strings.ContainsAny(c.Sub, ":\x00") {
+		return ""
+	}
+	return c.Sub
 }

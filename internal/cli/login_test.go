@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -32,6 +33,9 @@ const (
 	stubDeviceCode   = "dc_secretDeviceCode0123456789"
 	stubRefreshToken = "pcr_loginSessionTokenEEEEEEEEEEEEEEEEEEEEEEEEEEE"
 	stubUserCode     = "WDJB-MJHT"
+	// stubAccessToken is JWT-shaped with sub alice (its signature is not checked: the CLI only
+	// reads the user name to write beside the identity token).
+	stubAccessToken = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln"
 )
 
 // tokenStub is a token server speaking the device flow: its /token answers the script's
@@ -99,7 +103,7 @@ func (s *tokenStub) serve(w http.ResponseWriter, r *http.Request) {
 		s.polls++
 		switch step {
 		case "":
-			writeJSON(200, map[string]any{"access_token": "at", "token": "at", "token_type": "Bearer", "expires_in": 300, "refresh_token": stubRefreshToken})
+			writeJSON(200, map[string]any{"access_token": stubAccessToken, "token": stubAccessToken, "token_type": "Bearer", "expires_in": 300, "refresh_token": stubRefreshToken})
 		case "unavailable":
 			writeJSON(503, map[string]string{"error": "temporarily_unavailable"})
 		default:
@@ -277,8 +281,10 @@ func TestLogin(t *testing.T) {
 			if out.String() != "Login Succeeded\n" {
 				t.Errorf("stdout %q", out.String())
 			}
-			if e, _ := auths[host].(map[string]any); e["identitytoken"] != stubRefreshToken || len(e) != 1 {
-				t.Fatalf("auths[%s] = %v", host, auths[host])
+			// The user name beside the token, as docker writes it: containers/image (skopeo,
+			// podman) skips an entry whose auth is not "user:password".
+			if e, _ := auths[host].(map[string]any); e["identitytoken"] != stubRefreshToken || e["auth"] != "YWxpY2U6" || len(e) != 2 {
+				t.Fatalf("auths[%s] = %v, want the identity token and auth base64(\"alice:\")", host, auths[host])
 			}
 			if auths["https://"+host] != nil || auths["registry.example.com"] == nil || cfg["HttpHeaders"] == nil {
 				t.Fatalf("config after login: %v", cfg)
@@ -519,4 +525,25 @@ func approveInBrowser(publicURL, verification string) error {
 		return fmt.Errorf("the decision page does not say it was approved: %.500s", body)
 	}
 	return nil
+}
+
+func TestTokenSubject(t *testing.T) {
+	t.Parallel()
+	jwt := func(payload string) string {
+		return "eyJhbGciOiJFUzI1NiJ9." + base64.RawURLEncoding.EncodeToString([]byte(payload)) + ".c2ln"
+	}
+	for _, tc := range []struct{ name, token, want string }{
+		{"sub", jwt(`{"sub":"alice","iss":"portcullis"}`), "alice"},
+		{"no sub", jwt(`{"iss":"portcullis"}`), ""},
+		{"a colon cannot be a user name", jwt(`{"sub":"ci:job"}`), ""},
+		{"not a JWT", "at", ""},
+		{"payload not base64url", "a.b*c.d", ""},
+		{"payload not JSON", jwt(`alice`), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tokenSubject(tc.token); got != tc.want {
+				t.Fatalf("tokenSubject = %q, want %q", got, tc.want)
+			}
+		})
+	}
 }

@@ -142,14 +142,20 @@ func (f *DockerConfigFile) Remove(host string) []string {
 	return removed
 }
 
-// SetIdentityToken makes key's auths entry {"identitytoken": token}, as docker login does
-// with a token server that gives a refresh token; with token "" the empty entry {} that
-// marks a credential helper's login. Other entries are kept (Remove first to replace
-// another spelling of the same host).
-func (f *DockerConfigFile) SetIdentityToken(key, token string) {
+// SetIdentityToken makes key's auths entry {"auth": base64(username + ":"), "identitytoken":
+// token}, as docker login does with a token server that gives a refresh token; with token ""
+// the empty entry {} that marks a credential helper's login. The user name with an empty
+// password is what docker writes beside the token, and what containers/image (skopeo,
+// podman, buildah) needs to use the entry at all: it skips one whose auth does not decode to
+// "user:password". An empty username leaves auth out. Other entries are kept (Remove first to
+// replace another spelling of the same host).
+func (f *DockerConfigFile) SetIdentityToken(key, username, token string) {
 	e := map[string]string{}
 	if token != "" {
 		e["identitytoken"] = token
+		if username != "" {
+			e["auth"] = base64.StdEncoding.EncodeToString([]byte(username + ":"))
+		}
 	}
 	raw, _ := json.Marshal(e) // a map of strings always marshals
 	f.auths[key] = raw
