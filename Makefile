@@ -56,9 +56,11 @@ unit:
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 
-# -artifacts keeps what tests save for people to look at (the page suites' screenshots) under .cache/e2e-artifacts.
+# -artifacts keeps what tests save for people to look at (the page suites' screenshots) under
+# .cache/e2e-artifacts/_artifacts/; each test's directory is on its "=== ARTIFACTS" line.
 e2e: tools build
-	$(GO) test -count=1 -timeout=30m -tags=e2e -v -artifacts -outputdir=$(CURDIR)/.cache/e2e-artifacts ./e2e/... ./services/signer/keymanager/vault/... 2>&1 | tee .cache/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}
+	@mkdir -p .cache/e2e-artifacts
+	$(GO) test -count=1 -timeout=30m -tags=e2e -v -artifacts -outputdir=$(CURDIR)/.cache/e2e-artifacts ./e2e/... ./services/signer/keymanager/vault/... 2>&1 | tee .cache/e2e.log | grep -E '^(=== RUN|=== ARTIFACTS|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}
 
 tools:
 	scripts/install-tools.sh all
