@@ -106,6 +106,9 @@ func (a *App) startGateway(context.Context) error {
 	return nil
 }
 
+// pagesMinTimeout is the least the pages' calls to authn may take: some wait for the IdP.
+const pagesMinTimeout = 15 * time.Second
+
 // pageRoutes mounts the account pages (sign-in, the device approval page that `portcullis
 // login` sends people to, sessions and tokens) on the gateway; nil, and none, without the
 // AccountService they call (sessions off).
@@ -120,8 +123,11 @@ func (a *App) pageRoutes(acct authnv1.AccountServiceClient) func(*http.ServeMux,
 			// The sso: section names no display name yet: the pages say "your identity provider".
 			Password:   slices.ContainsFunc(a.cfg.Authn.Backends, passwordBackend),
 			ClientAddr: clientAddr,
-			Timeout:    a.cfg.Gateway.BackendTimeout.D(),
-			Logger:     a.log.With("component", "pages"),
+			// Not backend_timeout alone (2s by default, for the token endpoint's hot path):
+			// a sign-in's CompleteSignIn waits for the IdP (its token endpoint, discovery and
+			// keys, each allowed 10s by package sso), and the page gave up before it answered.
+			Timeout: max(a.cfg.Gateway.BackendTimeout.D(), pagesMinTimeout),
+			Logger:  a.log.With("component", "pages"),
 		}, acct).Register(mux)
 	}
 }
