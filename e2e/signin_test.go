@@ -94,7 +94,7 @@ type signinEnv struct {
 //   - Logout: after a fresh `portcullis login`, `portcullis logout` ends the session at the
 //     server: its identity token, put back in a config, is refused;
 //   - DisabledAtIdP: alice disabled at Hydra, a fresh session's pushes are refused within
-//     revalidate_interval;
+//     revalidate_interval, and her browser sign-in has ended too;
 //   - BackChannelLogout: bob signs in (a new Hydra login), Hydra ends that login session and
 //     sends a logout token: bob's session is refused;
 //   - Password: carol signs in to the same pages with her password; wrong passwords lock her
@@ -254,6 +254,12 @@ func TestSignIn_Hydra_Chromium_DockerCLI_Registry3(t *testing.T) {
 				}
 				return nil
 			})
+			// Her account ended with it: the browser's sign-in too.
+			b := e.browser.For(t)
+			if p := b.Navigate(e.pc.URL + "/"); !onPath(p.URL, "/signin") {
+				t.Fatalf("after alice was disabled at the IdP the account page is still open (%s):\n%s", p.URL, b.PageText())
+			}
+			b.Screenshot(t, "signed out: disabled at the IdP")
 			images = append(images, e.reg.Host+"/alice/after-disable:v1")
 			buildScratchImage(t, c, e.reg.Host+"/alice/after-disable:v1", "pushed by a disabled account")
 			c.failsWith(t, revokedRE, "docker", "push", e.reg.Host+"/alice/after-disable:v1")
@@ -283,7 +289,7 @@ func TestSignIn_Hydra_Chromium_DockerCLI_Registry3(t *testing.T) {
 			eventually(t, "bob's session refused after Hydra's back-channel logout", func() error { return refreshRefused(t, e.pc, rt) })
 			bobTerm.failsWith(t, revokedRE, "crane", "digest", "--insecure", ref)
 			// The browser's session came from the same IdP login: it ended too.
-			if p := b.Navigate(e.pc.URL + "/"); !strings.HasPrefix(p.URL, e.pc.URL+"/signin") {
+			if p := b.Navigate(e.pc.URL + "/"); !onPath(p.URL, "/signin") {
 				t.Fatalf("after the back-channel logout the account page is still open (%s):\n%s", p.URL, b.PageText())
 			}
 			b.Screenshot(t, "signed out by the IdP")
