@@ -1,7 +1,10 @@
 // Package e2e runs Portcullis against real peers: the CNCF distribution registry 3.1.2
 // (.cache/bin/registry3), Debian's distribution 2.8 (docker-registry), and the clients
-// skopeo, crane, oras and the docker CLI with its engine. Each test's name says which
-// peers it starts.
+// skopeo, crane, oras and the docker CLI with its engine; the sign-in suite also ORY Hydra
+// v2.3.0 as the company IdP (internal/testenv/hydratest) and Debian's chromium, headless
+// (internal/testenv/browsertest), keeping a screenshot of every page it visits as a test
+// artifact (go test -artifacts -outputdir DIR, as make e2e does, or $PORTCULLIS_ARTIFACTS).
+// Each test's name says which peers it starts.
 //
 // The tests carry the build tag e2e: run them with `make e2e` or
 //

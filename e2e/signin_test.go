@@ -87,6 +87,7 @@ type signinEnv struct {
 //     page with the code filled in, sees who asked (client, address, registry) and approves;
 //     the CLI says Login Succeeded and docker's config.json holds an identity token;
 //   - Clients: docker push and pull, crane and skopeo work with that config;
+//   - Deny: a code the person did not start is denied on the page; that CLI gets nothing;
 //   - PersonalAccessToken: the account page makes a token; `docker login -u alice -p pat_…`
 //     and docker push work; revoked on the page, the push is refused;
 //   - RevokeSession: the CLI's session revoked on the account page, docker pull, crane and
@@ -149,6 +150,25 @@ func TestSignIn_Hydra_Chromium_DockerCLI_Registry3(t *testing.T) {
 			}
 			// The policy holds: bob's namespace is not alice's.
 			c.refused(t, "crane", "copy", "--insecure", app, e.reg.Host+"/bob/app:v1")
+		}},
+		{"Deny", func(t *testing.T) {
+			// Someone else's code (RFC 8628 §5.4): the person denies it, and the device that
+			// asked gets nothing.
+			stranger := newClients(t)
+			login := startPortcullisLogin(t, stranger, e.reg.Host)
+			b := e.browser.For(t)
+			b.Navigate(login.completeURI())
+			b.ClickButton("Continue")
+			b.MustSee(login.code, loginClientID)
+			b.ClickButton("Deny")
+			b.MustSee("You denied the request")
+			b.Screenshot(t, "device denied")
+			login.failed(t, "the sign-in was denied")
+			if _, err := os.Stat(dockerConfigFile(stranger)); err == nil {
+				if data, _ := os.ReadFile(dockerConfigFile(stranger)); strings.Contains(string(data), "pcr_") {
+					t.Fatalf("a denied login wrote a session:\n%s", data)
+				}
+			}
 		}},
 		{"PersonalAccessToken", func(t *testing.T) {
 			b := e.browser.For(t)
@@ -613,6 +633,20 @@ func (l *portcullisLogin) succeeded(t *testing.T) {
 		t.Logf("portcullis login said:\n%s", indent(l.out.String()))
 	case <-time.After(waitTimeout):
 		t.Fatalf("portcullis login did not finish %s after the approval:\n%s", waitTimeout, l.out)
+	}
+}
+
+// failed waits for the CLI to end with an error saying want, and nothing saved.
+func (l *portcullisLogin) failed(t *testing.T, want string) {
+	t.Helper()
+	select {
+	case <-l.done:
+		if l.err == nil || !strings.Contains(l.out.String(), want) || strings.Contains(l.out.String(), "Login Succeeded") {
+			t.Fatalf("portcullis login: %v, want it to fail saying %q\n%s", l.err, want, l.out)
+		}
+		t.Logf("portcullis login said:\n%s", indent(l.out.String()))
+	case <-time.After(waitTimeout):
+		t.Fatalf("portcullis login did not end %s after the denial:\n%s", waitTimeout, l.out)
 	}
 }
 
