@@ -43,7 +43,7 @@ func basicRequest() (authz.Request, error) {
 	return authz.Request{
 		Identity: identity.Identity{Subject: benchUser, Groups: []string{benchGroup}, Backend: benchBackend},
 		Service:  benchService, Requested: []scope.Scope{s},
-		RemoteAddr: "127.0.0.1:40000",
+		RemoteAddr: "127.0.0.1", // as the gateway passes it: the address without the port
 	}, nil
 }
 
