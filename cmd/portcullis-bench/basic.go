@@ -29,7 +29,9 @@ func benchBasic(bin, dir string, o options) (warmBasic float64, profiles []cpuPr
 					res, err = withServer(bin, dir, sc, "", func(url string) (result, error) {
 						return closedLoop(basicGrant(url, sc.scopes), o.conc, o.dur)
 					})
-					if err == nil {
+					if err != nil {
+						err = fmt.Errorf("%s: %w", sc, err)
+					} else {
 						res.print(sc.String())
 					}
 				}
