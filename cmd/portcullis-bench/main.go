@@ -18,7 +18,8 @@
 // This file has the flags and the order of the groups; each group is a file of its own
 // (basic.go, refresh.go, workload.go, ldap.go, robots.go, signin.go, replicas.go, authz.go, soak.go,
 // vault.go, enumeration.go). The servers' configs are app.Config values (config.go), started
-// by server.go; load.go drives them, proc.go counts their CPU time and report.go prints rows.
+// by server.go; load.go drives them, proc.go counts their CPU time, metrics.go their heap
+// allocations, unavoidable.go measures the unavoidable work and report.go prints rows.
 package main
 
 import (
