@@ -11,6 +11,8 @@ POLICY_DIR ?=
 REGISTRY_ADDR ?= localhost:5000
 REGISTRY_DIR ?= .cache/registry
 FUZZTIME ?= 10s
+# make bench BENCH_FLAGS='-only warm': more flags for cmd/portcullis-bench.
+BENCH_FLAGS ?=
 
 .PHONY: run registry test unit e2e generate check-generate check-breaking tools tools-go build bench fuzz clean image compose-certs compose-smoke compose-up compose-test
 
@@ -86,9 +88,12 @@ check-breaking: tools-go
 ## identity (a JWT as the password, login cache on and off; RFC 8693 token exchange), LDAP users on a local slapd (login
 ## cache on, and off: bind each time), robot keys, 1-3 signer replicas (split), Vault transit, authz
 ## decisions (default, teams, acl at 10/1,000/10,000 rules), a 10-minute soak with a replica restart. Needs Debian's postgresql, slapd and
-## ldap-utils, and the vault binary (scripts/install-tools.sh debian vault).
+## ldap-utils, and the vault binary (scripts/install-tools.sh debian vault). The warm Basic rows
+## give allocations per token and their CPU per token as a multiple of the unavoidable work (one
+## ES256 signature and one prepared OPA evaluation, measured in the same run).
+## BENCH_FLAGS: more flags, e.g. make bench BENCH_FLAGS='-only warm' for just those rows.
 bench: build
-	$(GO) run ./cmd/portcullis-bench -bin=bin/portcullis
+	$(GO) run ./cmd/portcullis-bench -bin=bin/portcullis $(BENCH_FLAGS)
 
 ## fuzz: every fuzz target in the module, each for FUZZTIME (make fuzz FUZZTIME=1m).
 fuzz:

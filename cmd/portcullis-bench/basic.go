@@ -5,47 +5,130 @@ import (
 	"path/filepath"
 )
 
-// benchBasic measures GET /token with HTTP Basic credentials: all-in-one and split, warm (login
-// cache) and cold (bcrypt each time), 1 and 5 scopes, then what the decision log costs. It
-// returns the all-in-one warm 1-scope rate, what the other groups are compared with, and that
-// run's CPU profile when profiling is on.
+// benchBasic measures GET /token with HTTP Basic credentials: the unavoidable work first,
+// then all-in-one and split, warm (login cache) and cold (bcrypt each time), 1 and 5 scopes,
+// the all-in-one warm 1-scope row also with decision logs off (warmBench). It returns the
+// all-in-one warm 1-scope rate, what the other groups are compared with, and a CPU profile of
+// that scenario when profiling is on.
 func benchBasic(bin, dir string, o options) (warmBasic float64, profiles []cpuProfile, err error) {
+	w, err := newWarmBench(bin, dir, o)
+	if err != nil {
+		return 0, nil, err
+	}
 	for _, split := range []bool{false, true} {
 		for _, cold := range []bool{false, true} {
 			for _, n := range []int{1, 5} {
 				sc := scenario{split: split, cold: cold, scopes: n}
-				prof := ""
-				if o.profile && !split && !cold && n == 1 {
-					prof = filepath.Join(dir, "cpu.pprof")
-					profiles = append(profiles, cpuProfile{"the all-in-one warm 1-scope run", prof, o.profileOut})
+				switch {
+				case !cold && n == 1 && !split:
+					err = w.allInOne()
+				case !cold && n == 1 && split:
+					err = w.split()
+				default:
+					var res result
+					res, err = withServer(bin, dir, sc, "", func(url string) (result, error) {
+						return closedLoop(basicGrant(url, sc.scopes), o.conc, o.dur)
+					})
+					if err != nil {
+						err = fmt.Errorf("%s: %w", sc, err)
+					} else {
+						res.print(sc.String())
+					}
 				}
-				res, err := withServer(bin, dir, sc, prof, func(url string) (result, error) {
-					return closedLoop(basicGrant(url, sc.scopes), o.conc, o.dur)
-				})
 				if err != nil {
-					return 0, nil, fmt.Errorf("%s: %w", sc, err)
+					return 0, nil, err
 				}
-				if !split && !cold && n == 1 {
-					warmBasic = res.rate()
-				}
-				name := sc.String()
-				if prof != "" {
-					name += " (CPU-profiled)"
-				}
-				res.print(name)
 			}
 		}
 	}
-	// What the decision log (on by default: a JSON line per decision) costs a token.
-	sc := scenario{scopes: 1, noDecisionLogs: true}
-	res, err := withServer(bin, dir, sc, "", func(url string) (result, error) {
-		return closedLoop(basicGrant(url, sc.scopes), o.conc, o.dur)
+	return w.aio.rate(), w.profiles, nil
+}
+
+// benchWarm is -only warm: the rows issue 19's goals are measured on, for quick before/after
+// comparisons.
+func benchWarm(bin, dir string, o options) ([]cpuProfile, error) {
+	w, err := newWarmBench(bin, dir, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.allInOne(); err != nil {
+		return nil, err
+	}
+	if err := w.split(); err != nil {
+		return nil, err
+	}
+	return w.profiles, nil
+}
+
+// warmBench measures the warm 1-scope Basic rows against the unavoidable work, measured first
+// in this process on the same machine: all-in-one with decision logs on (the default) and
+// off, and split, each with its CPU per token as a multiple of the unavoidable work's.
+type warmBench struct {
+	bin, dir    string
+	o           options
+	unavoidable unavoidableCost
+	aio         result // all-in-one, decision logs on
+	profiles    []cpuProfile
+}
+
+func newWarmBench(bin, dir string, o options) (*warmBench, error) {
+	u, err := benchUnavoidable(dir)
+	if err != nil {
+		return nil, fmt.Errorf("unavoidable work: %w", err)
+	}
+	u.print()
+	return &warmBench{bin: bin, dir: dir, o: o, unavoidable: u}, nil
+}
+
+func (w *warmBench) run(sc scenario, cpuprofile string) (result, error) {
+	res, err := withServer(w.bin, w.dir, sc, cpuprofile, func(url string) (result, error) {
+		return closedLoop(basicGrant(url, sc.scopes), w.o.conc, w.o.dur)
 	})
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s: %w", sc, err)
+		return result{}, fmt.Errorf("%s: %w", sc, err)
 	}
-	res.print(sc.String()+", decision logs off", ratio(res.rate(), warmBasic, "of the run with decision logs"))
-	return warmBasic, profiles, nil
+	return res, nil
+}
+
+// allInOne prints the all-in-one rows: decision logs on, then off, then (with -profile) a
+// third run under the CPU profiler, kept apart so the profiler's own cost is in neither
+// figure compared.
+func (w *warmBench) allInOne() error {
+	sc := scenario{scopes: 1}
+	var err error
+	if w.aio, err = w.run(sc, ""); err != nil {
+		return err
+	}
+	w.aio.print(sc.String(), ofUnavoidable(w.aio.cpuPerToken(), w.unavoidable.perToken))
+	off := scenario{scopes: 1, noDecisionLogs: true}
+	res, err := w.run(off, "")
+	if err != nil {
+		return err
+	}
+	res.print(off.String()+", decision logs off", ofUnavoidable(res.cpuPerToken(), w.unavoidable.perToken),
+		decisionLogCost(w.aio.cpuPerToken(), res.cpuPerToken()), ratio(res.rate(), w.aio.rate(), "tokens/s of the run with decision logs"))
+	if !w.o.profile {
+		return nil
+	}
+	prof := filepath.Join(w.dir, "cpu.pprof")
+	if res, err = w.run(sc, prof); err != nil {
+		return err
+	}
+	w.profiles = append(w.profiles, cpuProfile{"the all-in-one warm 1-scope run", prof, w.o.profileOut})
+	res.print(sc.String() + " (CPU-profiled)")
+	return nil
+}
+
+// split prints the split warm row: the four processes' CPU per token summed, as a multiple
+// of the unavoidable work's and of the all-in-one figure, and each process's share.
+func (w *warmBench) split() error {
+	sc := scenario{split: true, scopes: 1}
+	res, err := w.run(sc, "")
+	if err != nil {
+		return err
+	}
+	res.print(sc.String(), ofUnavoidable(res.cpuPerToken(), w.unavoidable.perToken), splitSum(res, w.aio))
+	return nil
 }
 
 // benchBasicFixedRate measures warm Basic latency at o.rate tokens/s, all-in-one and split:

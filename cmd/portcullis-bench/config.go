@@ -54,6 +54,16 @@ type scenario struct {
 	noDecisionLogs bool
 }
 
+// The bench user, its group and backend, and the service its tokens are for: the request of
+// every Basic row, and the one the unavoidable work (unavoidable.go) decides.
+const (
+	benchUser     = "bench"
+	benchPassword = "bench-password"
+	benchGroup    = "admins"
+	benchBackend  = "users"
+	benchService  = "registry.local"
+)
+
 type vaultKey struct{ addr, tokenFile string }
 
 func (s scenario) String() string {
@@ -75,11 +85,11 @@ func (s scenario) String() string {
 
 // writeUsers creates the bench user at bcrypt's default cost (what htpasswd users get from us).
 func writeUsers(dir string) error {
-	h, err := bcrypt.GenerateFromPassword([]byte("bench-password"), bcrypt.DefaultCost)
+	h, err := bcrypt.GenerateFromPassword([]byte(benchPassword), bcrypt.DefaultCost)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "htpasswd"), []byte("bench:"+string(h)+"\n"), 0o600)
+	return os.WriteFile(filepath.Join(dir, "htpasswd"), []byte(benchUser+":"+string(h)+"\n"), 0o600)
 }
 
 // serverConfig is the Portcullis configuration of scenario sc, listening on ports (indexed by the
@@ -93,7 +103,7 @@ func serverConfig(dir string, sc scenario, ports []string) (*app.Config, error) 
 	g.Listen = ports[portGateway]
 	g.PublicURL = "http://" + ports[portGateway]
 	g.MetricsListen = ports[portGatewayMetrics]
-	g.Services = []string{"registry.local"}
+	g.Services = []string{benchService}
 	g.Backends.Authn, g.Backends.Authz = ports[portAuthn], ports[portAuthz]
 	g.Backends.Signer = strings.Join(append([]string{ports[portSigner]}, sc.extraSigners...), ",")
 
@@ -102,7 +112,7 @@ func serverConfig(dir string, sc scenario, ports []string) (*app.Config, error) 
 	lockout := !sc.noLockout
 	c.Authn.Lockout.Enabled = &lockout
 	// The chain: htpasswd first, then the backends the scenario adds.
-	chain := []namedBackend{{"users", &htpasswd.Config{Path: filepath.Join(dir, "htpasswd"), Groups: map[string][]string{"admins": {"bench"}}}}}
+	chain := []namedBackend{{benchBackend, &htpasswd.Config{Path: filepath.Join(dir, "htpasswd"), Groups: map[string][]string{benchGroup: {benchUser}}}}}
 	if sc.oidcIssuer != "" {
 		chain = append(chain, namedBackend{"ci", workloadBackend(sc.oidcIssuer)})
 	}

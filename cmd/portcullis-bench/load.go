@@ -13,10 +13,13 @@ import (
 	"time"
 )
 
+// benchScope is the i-th scope a Basic row asks for.
+func benchScope(i int) string { return fmt.Sprintf("repository:bench/app%d:pull,push", i) }
+
 func tokenURL(base string, scopes int) string {
-	q := []string{"service=registry.local"}
+	q := []string{"service=" + benchService}
 	for i := 0; i < scopes; i++ {
-		q = append(q, fmt.Sprintf("scope=repository:bench/app%d:pull,push", i))
+		q = append(q, "scope="+benchScope(i))
 	}
 	return base + "/token?" + strings.Join(q, "&")
 }
@@ -25,7 +28,7 @@ func newClient(conc int) *http.Client {
 	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}, Timeout: 10 * time.Second}
 }
 
-var auth = "Basic " + base64.StdEncoding.EncodeToString([]byte("bench:bench-password"))
+var auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(benchUser+":"+benchPassword))
 
 // grant sends the i-th token request of a run and says how long the answer took.
 type grant func(c *http.Client, i int) (time.Duration, error)

@@ -6,10 +6,20 @@
 // (slapd on this machine), robot keys, personal access tokens and device-flow polls, signer replicas, authz decisions, a soak and Vault
 // signing. `make bench` runs it; figures are printed, never asserted.
 //
+// The warm Basic rows are set against the unavoidable work of a token, measured first in this
+// process on the same machine (unavoidable.go): one ES256 signature and one prepared OPA
+// evaluation of the default policy. Those rows say their server CPU per token as a multiple of
+// it ("x1.50 of unavoidable" is issue 19's goal), what the decision logs cost (all-in-one, on
+// against off) and the split deployment's summed CPU per token against all-in-one. All-in-one
+// rows also give the server's heap allocations per token (go_memstats_mallocs_total and
+// go_memstats_alloc_bytes_total from gateway.metrics_listen, before and after the run).
+// `-only warm` measures just those rows, for before/after comparisons of a change.
+//
 // This file has the flags and the order of the groups; each group is a file of its own
 // (basic.go, refresh.go, workload.go, ldap.go, robots.go, signin.go, replicas.go, authz.go, soak.go,
 // vault.go, enumeration.go). The servers' configs are app.Config values (config.go), started
-// by server.go; load.go drives them, proc.go counts their CPU time and report.go prints rows.
+// by server.go; load.go drives them, proc.go counts their CPU time, metrics.go their heap
+// allocations, unavoidable.go measures the unavoidable work and report.go prints rows.
 package main
 
 import (
@@ -31,10 +41,10 @@ func main() {
 	workloadTokens := flag.Int("workload-tokens", 16, "distinct workload JWTs the workload identity runs share out (few enough for the login cache to hold, like a CI fleet's running jobs)")
 	ldapUsers := flag.Int("ldap-users", 8, "directory users the LDAP runs share out")
 	ldapPool := flag.Int("ldap-pool", 4, "the ldap backend's pool_size (connections to slapd; 4 is the default)")
-	profile := flag.Bool("profile", true, "CPU-profile the all-in-one warm and refresh-grant runs and print the top functions")
+	profile := flag.Bool("profile", true, "CPU-profile the refresh-grant runs and one more all-in-one warm run (the warm rows compared run without the profiler) and print the top functions")
 	profileOut := flag.String("profile-out", ".cache/bench-cpu.pprof", "where to keep the warm run's CPU profile (go tool pprof); the refresh runs' go beside it")
 	withVault := flag.Bool("vault", true, "also compare Vault transit signing (needs the vault binary: scripts/install-tools.sh vault)")
-	only := flag.String("only", "", "run one group of rows only: authz or soak")
+	only := flag.String("only", "", "run one group of rows only: warm (the unavoidable work, all-in-one warm Basic with decision logs on and off, split warm Basic, with their ratios), authz or soak")
 	soak := flag.Duration("soak", 10*time.Minute, "length of the soak run (half of peak, a signer replica restarted half-way); 0 skips it")
 	flag.Parse()
 	o := options{
@@ -79,16 +89,26 @@ func run(o options) error {
 	}
 	fmt.Printf("portcullis bench: %d clients for %s per closed-loop run; fixed-rate runs at %d tokens/s; server and load generator share this machine's %d CPUs\n",
 		o.conc, o.dur, o.rate, numCPU())
-	fmt.Printf("CPU/token: CPU time of the Portcullis process(es) during the run (user+system, /proc/<pid>/stat) per token issued\n\n")
+	fmt.Printf("CPU/token: CPU time of the Portcullis process(es) during the run (user+system, /proc/<pid>/stat) per token issued\n")
+	fmt.Printf("allocs/tok, B/tok: heap allocations of the Portcullis process during the run per token issued (all-in-one only: its /metrics)\n\n")
 	printHeader()
 	switch o.only {
 	case "":
+	case "warm":
+		profiles, err := benchWarm(bin, dir, o)
+		if err != nil {
+			return err
+		}
+		for _, p := range profiles {
+			printProfile(bin, p)
+		}
+		return nil
 	case "authz":
 		return benchAuthz(bin, dir, o)
 	case "soak":
 		return benchSoak(bin, dir, o)
 	default:
-		return fmt.Errorf("-only %q: the groups are authz and soak", o.only)
+		return fmt.Errorf("-only %q: the groups are warm, authz and soak", o.only)
 	}
 	// warmBasic is the all-in-one warm 1-scope Basic rate, what later groups are compared with.
 	warmBasic, profiles, err := benchBasic(bin, dir, o)

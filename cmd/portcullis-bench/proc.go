@@ -51,6 +51,15 @@ func cpuTime(procs []*exec.Cmd) time.Duration {
 	return total
 }
 
+// cpuTimes is each process's user+system CPU time so far (0 for one /proc cannot tell of).
+func cpuTimes(procs []*exec.Cmd) []time.Duration {
+	out := make([]time.Duration, len(procs))
+	for i, p := range procs {
+		out[i] = procCPU(p.Process.Pid)
+	}
+	return out
+}
+
 // statFields splits a /proc/<pid>/stat line into its fields from field 3 (state) on.
 func statFields(stat string) ([]string, bool) {
 	// The command name (field 2) may hold spaces and parentheses; the fields after its

@@ -9,8 +9,12 @@ import (
 	"time"
 )
 
+// rowFormat is a row of the table: scenario, tokens/s, p50, p99, CPU/token, allocs/token,
+// bytes allocated/token, then the notes.
+const rowFormat = "%-66s %10s %9s %9s %10s %11s %10s%s\n"
+
 func printHeader() {
-	fmt.Printf("%-62s %10s %9s %9s %10s\n", "scenario", "tokens/s", "p50", "p99", "CPU/token")
+	fmt.Printf(rowFormat, "scenario", "tokens/s", "p50", "p99", "CPU/token", "allocs/tok", "B/tok", "")
 }
 
 type result struct {
@@ -23,6 +27,24 @@ type result struct {
 	// keeping the sessions, the directory checking the passwords.
 	peer    string
 	peerCPU time.Duration
+	// parts is each server process's CPU time during the run.
+	parts []procCPUShare
+	// allocs is what the server allocated during the run (all-in-one only; nil: unknown).
+	allocs *allocCounters
+}
+
+// procCPUShare is one server process's CPU time during a run.
+type procCPUShare struct {
+	name string // target-index
+	cpu  time.Duration
+}
+
+// cpuPerToken is the server's CPU time per token issued, or 0 when unknown.
+func (r result) cpuPerToken() time.Duration {
+	if r.cpu <= 0 || r.n <= 0 {
+		return 0
+	}
+	return r.cpu / time.Duration(r.n)
 }
 
 // lateBy is when a fixed-rate request counts as having missed its schedule: the load
@@ -45,9 +67,13 @@ func (r result) print(name string, notes ...string) {
 		}
 		return r.lat[min(len(r.lat)-1, int(float64(len(r.lat))*p))]
 	}
-	perToken := "-"
-	if r.cpu > 0 && r.n > 0 {
-		perToken = fmt.Sprintf("%.0fµs", float64(r.cpu.Microseconds())/float64(r.n))
+	perToken, allocs, bytes := "-", "-", "-"
+	if c := r.cpuPerToken(); c > 0 {
+		perToken = fmtMicros(c)
+	}
+	if r.allocs != nil && r.n > 0 {
+		allocs = fmt.Sprintf("%.0f", r.allocs.mallocs/float64(r.n))
+		bytes = fmtBytes(r.allocs.bytes / float64(r.n))
 	}
 	var extra []string
 	if r.peer != "" && r.n > 0 {
@@ -60,12 +86,38 @@ func (r result) print(name string, notes ...string) {
 	if r.late > 0 {
 		extra = append(extra, fmt.Sprintf("(%d sent >%s late)", r.late, lateBy))
 	}
-	tail := ""
-	if len(extra) > 0 {
-		tail = "  " + strings.Join(extra, "  ")
+	fmt.Printf(rowFormat, name, fmt.Sprintf("%.0f", r.rate()),
+		pct(0.50).Round(10*time.Microsecond).String(), pct(0.99).Round(10*time.Microsecond).String(),
+		perToken, allocs, bytes, joinNotes(extra))
+}
+
+// joinNotes is the notes after a row's figures, the empty ones left out.
+func joinNotes(notes []string) string {
+	var b strings.Builder
+	for _, n := range notes {
+		if n != "" {
+			b.WriteString("  ")
+			b.WriteString(n)
+		}
 	}
-	fmt.Printf("%-62s %10.0f %9s %9s %10s%s\n", name, r.rate(),
-		pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), perToken, tail)
+	return b.String()
+}
+
+// fmtMicros is d in whole microseconds: "571µs".
+func fmtMicros(d time.Duration) string {
+	return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
+}
+
+// fmtBytes is a byte count in B, KB or MB (of 1,024).
+func fmtBytes(b float64) string {
+	switch {
+	case b < 1<<10:
+		return fmt.Sprintf("%.0fB", b)
+	case b < 1<<20:
+		return fmt.Sprintf("%.1fKB", b/(1<<10))
+	default:
+		return fmt.Sprintf("%.1fMB", b/(1<<20))
+	}
 }
 
 // printProfile prints the top functions of a server CPU profile and keeps a copy of it.
@@ -88,4 +140,46 @@ func ratio(rate, base float64, what string) string {
 		return ""
 	}
 	return fmt.Sprintf("x%.2f %s", rate/base, what)
+}
+
+// cpuRatio is the note "x1.52 <what>": CPU time x over base, or "" when either is unknown.
+func cpuRatio(x, base time.Duration, what string) string {
+	if x <= 0 || base <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("x%.2f %s", float64(x)/float64(base), what)
+}
+
+// ofUnavoidable is the note comparing a row's server CPU per token with the unavoidable work
+// (issue 19's goal: x1.50 at most).
+func ofUnavoidable(perToken, unavoidable time.Duration) string {
+	return cpuRatio(perToken, unavoidable, "of unavoidable")
+}
+
+// decisionLogCost is the note saying how much more server CPU per token a run with decision
+// logs (on) took than one without (off), or "" when either is unknown.
+func decisionLogCost(on, off time.Duration) string {
+	if on <= 0 || off <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("decision logs cost %+.1f%% CPU/token", (float64(on)/float64(off)-1)*100)
+}
+
+// splitSum is the note comparing the split deployment's summed CPU per token with the
+// all-in-one figure, followed by each process's share per token.
+func splitSum(split, allInOne result) string {
+	note := cpuRatio(split.cpuPerToken(), allInOne.cpuPerToken(), "of all-in-one")
+	if note == "" {
+		return ""
+	}
+	note = "split sum " + note
+	if split.n <= 0 || len(split.parts) < 2 {
+		return note
+	}
+	shares := make([]string, len(split.parts))
+	for i, p := range split.parts {
+		name, _, _ := strings.Cut(p.name, "-")
+		shares[i] = name + " " + fmtMicros(p.cpu/time.Duration(split.n))
+	}
+	return note + " (" + strings.Join(shares, " + ") + ")"
 }

@@ -20,6 +20,11 @@ type server struct {
 	adminAddr          string // admin.listen, when the scenario has one
 	authzAddr          string // the authz service's gRPC address (split)
 	cpu                func() time.Duration
+	// cpuEach is each process's CPU time so far, in the order of names.
+	cpuEach func() []time.Duration
+	// allocs reads the allocation counters of the one Portcullis process; nil in the split
+	// deployment, where the gateway's metrics are only one process's of four.
+	allocs func() (allocCounters, error)
 	// rss is each process's resident set (VmRSS), by process name (target-index).
 	rss func() map[string]int64
 	// restart stops the i-th process (SIGTERM, so it drains) and starts it again.
@@ -27,11 +32,32 @@ type server struct {
 	names   []string
 }
 
-// measure runs load and sets the result's CPU time to what the server used meanwhile.
+// measure runs load and sets the result's CPU time to what the server used meanwhile, each
+// process's share, and (all-in-one) the heap allocations the server made meanwhile.
 func (s server) measure(load func() (result, error)) (result, error) {
-	cpu0 := s.cpu()
+	// Two scrapes before the run: the allocations between them are one scrape's own (the
+	// counters are read part-way through a scrape), which the scrape after the run adds too.
+	var a0, a1 allocCounters
+	var aerr error
+	if s.allocs != nil {
+		if a0, aerr = s.allocs(); aerr == nil {
+			a1, aerr = s.allocs()
+		}
+	}
+	cpu0, each0 := s.cpu(), s.cpuEach()
 	res, err := load()
 	res.cpu = s.cpu() - cpu0
+	for i, c := range s.cpuEach() {
+		if i < len(each0) && i < len(s.names) {
+			res.parts = append(res.parts, procCPUShare{s.names[i], c - each0[i]})
+		}
+	}
+	if s.allocs != nil && aerr == nil {
+		if a2, err := s.allocs(); err == nil {
+			d := a2.sub(a1).sub(a1.sub(a0))
+			res.allocs = &allocCounters{max(d.mallocs, 0), max(d.bytes, 0)}
+		}
+	}
 	return res, err
 }
 
@@ -165,8 +191,14 @@ func withServerAt(bin, dir string, sc scenario, cpuprofile string, f func(s serv
 		}
 		return out
 	}
+	var allocs func() (allocCounters, error)
+	if !sc.split { // gateway.metrics_listen serves every service's metrics: they share the process
+		aioMetrics := "http://" + ports[portGatewayMetrics] + "/metrics"
+		allocs = func() (allocCounters, error) { return readAllocCounters(aioMetrics) }
+	}
 	return f(server{url: url, signerMetrics: metrics, adminAddr: ports[portAdmin], authzAddr: ports[portAuthz],
-		cpu: func() time.Duration { return cpuTime(procs) }, rss: rss, restart: restart, names: names})
+		cpu: func() time.Duration { return cpuTime(procs) }, cpuEach: func() []time.Duration { return cpuTimes(procs) },
+		allocs: allocs, rss: rss, restart: restart, names: names})
 }
 
 func freePort() (string, error) {

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+func TestCPUNotes(t *testing.T) {
+	t.Parallel()
+	us := time.Microsecond
+	split := result{n: 100, cpu: 100 * 700 * us, parts: []procCPUShare{
+		{"authn-0", 100 * 100 * us}, {"authz-1", 100 * 300 * us}, {"signer-2", 100 * 100 * us}, {"gateway-3", 100 * 200 * us}}}
+	aio := result{n: 1000, cpu: 1000 * 500 * us}
+	tests := []struct{ name, got, want string }{
+		{"of unavoidable", ofUnavoidable(240*us, 160*us), "x1.50 of unavoidable"},
+		{"of unavoidable, rounded", ofUnavoidable(571*us, 160*us), "x3.57 of unavoidable"},
+		{"unavoidable unknown", ofUnavoidable(571*us, 0), ""},
+		{"server CPU unknown", ofUnavoidable(0, 160*us), ""},
+		{"decision logs cost", decisionLogCost(658*us, 501*us), "decision logs cost +31.3% CPU/token"},
+		{"decision logs cheaper", decisionLogCost(490*us, 500*us), "decision logs cost -2.0% CPU/token"},
+		{"decision logs unknown", decisionLogCost(490*us, 0), ""},
+		{"split sum", splitSum(split, aio), "split sum x1.40 of all-in-one (authn 100µs + authz 300µs + signer 100µs + gateway 200µs)"},
+		{"split sum without parts", splitSum(result{n: 10, cpu: 10 * 700 * us}, aio), "split sum x1.40 of all-in-one"},
+		{"split sum, all-in-one unknown", splitSum(split, result{}), ""},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: %q; want %q", tt.name, tt.got, tt.want)
+		}
+	}
+}
+
+func TestCPUPerToken(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		r    result
+		want time.Duration
+	}{
+		{result{n: 4, cpu: time.Millisecond}, 250 * time.Microsecond},
+		{result{n: 0, cpu: time.Millisecond}, 0},
+		{result{n: 4}, 0}, // /proc could not tell
+	}
+	for _, tt := range tests {
+		if got := tt.r.cpuPerToken(); got != tt.want {
+			t.Errorf("%+v: cpuPerToken = %s; want %s", tt.r, got, tt.want)
+		}
+	}
+}
+
+func TestFormats(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ got, want string }{
+		{fmtBytes(512), "512B"},
+		{fmtBytes(1536), "1.5KB"},
+		{fmtBytes(3 << 20), "3.0MB"},
+		{fmtMicros(1499 * time.Nanosecond), "1µs"},
+		{fmtMicros(571 * time.Microsecond), "571µs"},
+		{joinNotes([]string{"a", "", "b"}), "  a  b"},
+		{joinNotes(nil), ""},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%q; want %q", tt.got, tt.want)
+		}
+	}
+}
