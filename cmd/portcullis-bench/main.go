@@ -44,7 +44,7 @@ func main() {
 	profile := flag.Bool("profile", true, "CPU-profile the refresh-grant runs and one more all-in-one warm run (the warm rows compared run without the profiler) and print the top functions")
 	profileOut := flag.String("profile-out", ".cache/bench-cpu.pprof", "where to keep the warm run's CPU profile (go tool pprof); the refresh runs' go beside it")
 	withVault := flag.Bool("vault", true, "also compare Vault transit signing (needs the vault binary: scripts/install-tools.sh vault)")
-	only := flag.String("only", "", "run one group of rows only: warm (the unavoidable work, all-in-one warm Basic with decision logs on and off, split warm Basic, with their ratios), authz or soak")
+	only := flag.String("only", "", "run one group of rows only: warm (the unavoidable work, all-in-one warm Basic with decision logs on and off, split warm Basic, with their ratios), signin (warm Basic, then workload tokens, token exchange, personal access tokens and device-flow polls against it), authz or soak")
 	soak := flag.Duration("soak", 10*time.Minute, "length of the soak run (half of peak, a signer replica restarted half-way); 0 skips it")
 	flag.Parse()
 	o := options{
@@ -103,12 +103,25 @@ func run(o options) error {
 			printProfile(bin, p)
 		}
 		return nil
+	case "signin":
+		// What people and machines log in with besides a password, against warm Basic.
+		w, err := newWarmBench(bin, dir, o)
+		if err == nil {
+			err = w.allInOne()
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := benchWorkload(bin, dir, o, w.aio.rate()); err != nil {
+			return fmt.Errorf("workload identity: %w", err)
+		}
+		return benchSignIn(bin, dir, o, w.aio.rate())
 	case "authz":
 		return benchAuthz(bin, dir, o)
 	case "soak":
 		return benchSoak(bin, dir, o)
 	default:
-		return fmt.Errorf("-only %q: the groups are warm, authz and soak", o.only)
+		return fmt.Errorf("-only %q: the groups are warm, signin, authz and soak", o.only)
 	}
 	// warmBasic is the all-in-one warm 1-scope Basic rate, what later groups are compared with.
 	warmBasic, profiles, err := benchBasic(bin, dir, o)
