@@ -129,6 +129,11 @@ func (g *Gateway) startDevice(w http.ResponseWriter, r *http.Request) (*tokenReq
 		if e := featureOff(err); e != nil {
 			return req, nil, e
 		}
+		if status.Code(err) == codes.ResourceExhausted {
+			// authn's per-address cap on started flows, not a saturated backend.
+			return req, nil, &apiError{status: http.StatusTooManyRequests, code: "temporarily_unavailable",
+				description: "too many sign-ins started from this address; try again in a few minutes", retryAfter: time.Minute}
+		}
 		return req, nil, g.fromGRPC(ctx, "authn", err)
 	}
 	if resp.GetDeviceCode() == "" || resp.GetUserCode() == "" {

@@ -162,6 +162,9 @@ func TestDeviceAuthorization(t *testing.T) {
 		{name: "authn refuses the scopes", body: ok, backendErr: status.Error(codes.InvalidArgument, "more than 32 scopes"),
 			wantStatus: 400, wantError: "invalid_request", wantStarted: true},
 		{name: "authn broken", body: ok, backendErr: status.Error(codes.Internal, "db: secret detail"), wantStatus: 500, wantError: "server_error", wantStarted: true},
+		{name: "too many started from the address", body: ok, backendErr: status.Error(codes.ResourceExhausted, "rate limited"),
+			wantStatus: 429, wantError: "temporarily_unavailable", wantStarted: true},
+		{name: "older authn", body: ok, backendErr: status.Error(codes.Unimplemented, "unknown service"), wantStatus: 404, wantError: "not_found", wantStarted: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

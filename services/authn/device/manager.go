@@ -78,6 +78,10 @@ type Options struct {
 	MaxWrongCodes int
 	// WrongCodeWindow is the limiter's window (default 10m).
 	WrongCodeWindow time.Duration
+	// MaxStarts is how many flows an address may start per WrongCodeWindow (default 30)
+	// before Start answers ErrRateLimited: starting needs no credential, and every flow is a
+	// row in the shared store until it expires.
+	MaxStarts int
 	// KnownService, when set, says whether Start may start a flow for a registry service;
 	// an unknown one is an InvalidError. Nil: any service.
 	KnownService func(service string) bool
@@ -107,6 +111,7 @@ type Manager struct {
 	mu        sync.Mutex
 	lastSweep time.Time
 	wrong     *limiter
+	starts    *limiter
 }
 
 // NewManager returns a manager over st.
@@ -129,8 +134,12 @@ func NewManager(st Store, o Options) *Manager {
 	if o.WrongCodeWindow <= 0 {
 		o.WrongCodeWindow = 10 * time.Minute
 	}
+	if o.MaxStarts <= 0 {
+		o.MaxStarts = 30
+	}
 	return &Manager{st: st, o: o, log: o.Logger, audit: o.Logger.With("log_type", "audit"),
-		wrong: newLimiter(o.MaxWrongCodes, o.WrongCodeWindow, limiterEntries)}
+		wrong:  newLimiter(o.MaxWrongCodes, o.WrongCodeWindow, limiterEntries),
+		starts: newLimiter(o.MaxStarts, o.WrongCodeWindow, limiterEntries)}
 }
 
 // now is the clock in UTC to the microsecond, as the SQL stores keep times, so a flow read
@@ -144,6 +153,16 @@ func (m *Manager) Start(ctx context.Context, r StartRequest) (string, Authorizat
 		return "", Authorization{}, err
 	}
 	now := m.now()
+	key := limiterKey(r.ClientAddr)
+	m.mu.Lock()
+	limited := m.starts.limited(key, now)
+	if !limited {
+		m.starts.add(key, now)
+	}
+	m.mu.Unlock()
+	if limited {
+		return "", Authorization{}, ErrRateLimited
+	}
 	a := Authorization{
 		ClientID: r.ClientID, Service: r.Service, Scopes: append([]string(nil), r.Scopes...),
 		ClientAddr: truncate(r.ClientAddr, maxClientAddr), UserAgent: truncate(r.UserAgent, maxUserAgentLen),

@@ -496,3 +496,24 @@ func assertNoSecrets(t *testing.T, logs string, deviceCodes, userCodes []string)
 		}
 	}
 }
+
+// Starting needs no credential: an address that starts too many flows is held off until its
+// window ends, and another address is not.
+func TestStartRateLimit(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, Options{MaxStarts: 3, WrongCodeWindow: 10 * time.Minute})
+	start := func(addr string, want error) {
+		t.Helper()
+		_, _, err := f.m.Start(ctx, StartRequest{ClientID: "cli", Service: "registry.local", ClientAddr: addr})
+		if !errors.Is(err, want) || (want == nil) != (err == nil) {
+			t.Fatalf("Start from %s = %v, want %v", addr, err, want)
+		}
+	}
+	for range 3 {
+		start("192.0.2.1:4000", nil)
+	}
+	start("192.0.2.1:4001", ErrRateLimited)
+	start("192.0.2.2", nil)
+	f.clock.Add(10 * time.Minute)
+	start("192.0.2.1", nil)
+}
