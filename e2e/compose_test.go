@@ -166,7 +166,10 @@ func TestComposeDeployment(t *testing.T) {
 		// a reconnect interval to find it.
 		waitAdminServing(t, i+1)
 		t.Logf("%s %s serves again", time.Now().Format("15:04:05.000"), a)
-		time.Sleep(2 * time.Second)
+		// The gateway retries a lost replica at most a second apart (grpcdial.ClientReconnect)
+		// and then waits for its health watch to say SERVING; on a loaded CI machine that took
+		// over two seconds once (964 requests failed when the other replica went down first).
+		time.Sleep(5 * time.Second)
 	}
 	time.Sleep(2 * time.Second)
 	ok, fail, samples := load.end()
