@@ -98,8 +98,10 @@ type signinEnv struct {
 //     revalidate_interval, and her browser sign-in has ended too;
 //   - BackChannelLogout: bob signs in (a new Hydra login), Hydra ends that login session and
 //     sends a logout token: bob's session is refused;
-//   - Password: carol signs in to the same pages with her password; wrong passwords lock her
-//     out ("Too many attempts", 429), the right one included.
+//   - Password: carol signs in to the same pages with her password;
+//   - WrongUserCodes: guessed codes on the device page run into the per-address limit (429);
+//   - Lockout: wrong passwords lock carol out ("Too many attempts", 429), the right one
+//     included.
 func TestSignIn_Hydra_Chromium_DockerCLI_Registry3(t *testing.T) {
 	t.Parallel()
 	e := startSignIn(t)
@@ -326,8 +328,37 @@ func TestSignIn_Hydra_Chromium_DockerCLI_Registry3(t *testing.T) {
 			}
 			b.MustSee("carol", "Personal access tokens")
 			b.Screenshot(t, "carol's account")
+		}},
+		{"WrongUserCodes", func(t *testing.T) {
+			// Guessing codes from one address runs into the limit (10 per 10 minutes). Last of
+			// the device steps: the browser's address is everyone's here, 127.0.0.1.
+			b := e.browser.For(t)
+			var limited browsertest.Page
+			for i := range 15 {
+				b.Navigate(e.pc.URL + "/device")
+				b.Fill("Code", fmt.Sprintf("BCDF-GH%c%c", 'J'+i%4, 'K'+i/4))
+				p := b.ClickButton("Continue")
+				if p.Status == http.StatusTooManyRequests {
+					limited = p
+					break
+				}
+				if p.Status != http.StatusNotFound {
+					t.Fatalf("a wrong code answered %d:\n%s", p.Status, b.PageText())
+				}
+				if i == 0 {
+					b.MustSee("That code is not valid or has expired.")
+					b.Screenshot(t, "wrong code")
+				}
+			}
+			if limited.Status != http.StatusTooManyRequests {
+				t.Fatalf("15 wrong codes from one address, and still no limit:\n%s", b.PageText())
+			}
+			b.MustSee("Too many attempts")
+			b.Screenshot(t, "too many codes")
+		}},
+		{"Lockout", func(t *testing.T) {
+			b := e.browser.For(t)
 			e.signOut(t)
-
 			var locked browsertest.Page
 			for i := range signinLockAfter + 2 {
 				b.Navigate(e.pc.URL + "/signin")
