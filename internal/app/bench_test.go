@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime/metrics"
 	"testing"
 	"time"
 
@@ -86,10 +87,17 @@ func benchTokens(b *testing.B, addr string, keepAlive bool) {
 		token()
 	}
 	b.ReportAllocs()
+	created := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(created)
+	before := created[0].Value.Uint64()
 	b.ResetTimer()
 	for range b.N {
 		token()
 	}
+	b.StopTimer()
+	// Each goroutine starts on a small stack that a deep handler grows by copying.
+	metrics.Read(created)
+	b.ReportMetric(float64(created[0].Value.Uint64()-before)/float64(b.N), "goroutines/op")
 }
 
 func freeAddr(b *testing.B) string {

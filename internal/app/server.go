@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"runtime"
 	"time"
 
 	"github.com/portcullis-dev/portcullis/internal/grpcdial"
@@ -67,6 +68,11 @@ func (a *App) startServer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Handlers run on long-lived workers, whose stacks OPA's evaluation and the signer grew
+	// once, not on a fresh goroutine per call whose stack is grown by copying every time.
+	// More workers than Ps: a call only goes to a worker already waiting for one, and the
+	// worker that served the previous call is often still finishing it (with one P, always).
+	opts = append(opts, grpc.NumStreamWorkers(uint32(streamWorkers())))
 	a.grpcServer = grpc.NewServer(opts...)
 	a.health = health.NewServer()
 	grpc_health_v1.RegisterHealthServer(a.grpcServer, a.health)
@@ -101,6 +107,10 @@ func (a *App) startServer(ctx context.Context) error {
 	a.serveGRPC("services", a.grpcServer, lis)
 	return nil
 }
+
+// streamWorkers is how many long-lived goroutines run a gRPC server's handlers (beyond
+// them, calls get a goroutine of their own).
+func streamWorkers() int { return 4 * runtime.GOMAXPROCS(0) }
 
 // inprocAuthority is the :authority of the gateway's calls in -target=all, in-process or
 // over bufconn (passthrough:///in-process).
