@@ -40,11 +40,11 @@ import (
 //     errors become Unknown, context errors their codes), and a fresh copy returned;
 //     unknown and malformed methods answer Unimplemented with grpc-go's messages.
 //
-// The handler runs on the caller's goroutine (an HTTP connection's, long-lived), so its
-// stack is grown once, not on every call as on a fresh gRPC stream goroutine; and it
-// returns before the caller does: a caller whose context ends while the handler
-// runs gets the context's status when the handler returns, not at the instant it ends
-// (every handler here watches its context). Streams are not offered: the gateway calls
+// The handler runs on a long-lived goroutine, a warm worker's (warm) or, when every worker
+// is busy, the caller's, so its stack is grown once, not on every call as on a fresh gRPC
+// stream goroutine. It returns before the caller does: a caller whose context ends while
+// the handler runs gets the context's status when the handler returns, not at the instant
+// it ends (every handler here watches its context). Streams are not offered: the gateway calls
 // only unary methods on these services.
 type inprocConn struct {
 	methods  map[string]inprocMethod
@@ -60,6 +60,8 @@ type inprocConn struct {
 	transportMD metadata.MD
 	// maxRecv is gRPC's default receive limit, the same at both ends.
 	maxRecv int
+	// warm, when set, runs the handlers on long-lived goroutines (inproc_pool.go).
+	warm *warmPool
 }
 
 type inprocMethod struct {
@@ -251,7 +253,7 @@ func (c *inprocConn) serve(cctx context.Context, method string, md metadata.MD, 
 		}
 		return nil
 	}
-	reply, appErr := m.handler(m.impl, ctx, dec, c.serverInt)
+	reply, appErr := c.warm.call(m, ctx, dec, c.serverInt)
 	if appErr == nil {
 		resp, appErr = encode(c.codec, reply)
 	}

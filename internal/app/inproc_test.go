@@ -139,6 +139,8 @@ func newPath(t *testing.T, inproc bool) *pathUnderTest {
 	chain := []grpc.UnaryServerInterceptor{telemetry.UnaryServerInterceptor(log, telemetry.NewGRPCMetrics(p.reg)), az.Unary()}
 	if inproc {
 		c := newInprocConn(inprocAuthority, []grpc.UnaryClientInterceptor{telemetry.UnaryClientInterceptor()}, clientStats, chain, serverStats)
+		c.warm = newWarmPool(2) // as -target=all runs it
+		t.Cleanup(c.warm.close)
 		grpc_health_v1.RegisterHealthServer(c, p.probe)
 		p.cc = c
 		return p

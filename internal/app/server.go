@@ -87,6 +87,8 @@ func (a *App) startServer(ctx context.Context) error {
 			a.direct = newInprocConn(inprocAuthority, []grpc.UnaryClientInterceptor{telemetry.UnaryClientInterceptor()},
 				a.tracing.ClientStatsHandler(), chain, a.tracing.ServerStatsHandler())
 			grpc_health_v1.RegisterHealthServer(a.direct, a.health)
+			a.direct.warm = newWarmPool(streamWorkers())
+			a.closers = append(a.closers, func(context.Context) error { a.direct.warm.close(); return nil })
 		}
 	} else {
 		gc := a.grpcConfig(a.target)
