@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -20,8 +22,8 @@ import (
 )
 
 // inprocConn is how the gateway of -target=all reaches this process's services: a
-// grpc.ClientConnInterface that runs the registered handler on the caller's goroutine, with
-// no transport between them. Everything a caller or a handler can see is what a gRPC
+// grpc.ClientConnInterface that calls the registered handlers directly, with no transport
+// between them. Everything a caller or a handler can see is what a gRPC
 // connection gives (inproc_test.go holds the two side by side):
 //   - the same client interceptor and stats handler (tracing) around the call, and the same
 //     server stats handler and unary interceptor chain (metrics, request id, logging, the
@@ -40,12 +42,12 @@ import (
 //     errors become Unknown, context errors their codes), and a fresh copy returned;
 //     unknown and malformed methods answer Unimplemented with grpc-go's messages.
 //
-// The handler runs on a long-lived goroutine, a warm worker's (warm) or, when every worker
-// is busy, the caller's, so its stack is grown once, not on every call as on a fresh gRPC
-// stream goroutine. It returns before the caller does: a caller whose context ends while
-// the handler runs gets the context's status when the handler returns, not at the instant
-// it ends (every handler here watches its context). Streams are not offered: the gateway calls
-// only unary methods on these services.
+// The server's side of a call runs on a long-lived goroutine, a warm worker's (warm), so
+// its stack is grown once, not on every call as on a fresh gRPC stream goroutine; when
+// every worker is busy, on a goroutine of its own, as gRPC's. A caller whose context ends
+// first gets its context's status at once, as from a gRPC client, and the handler runs
+// on, as on a gRPC server. Streams are not offered: the gateway calls only unary methods on
+// these services.
 type inprocConn struct {
 	methods  map[string]inprocMethod
 	services map[string]bool
@@ -60,8 +62,45 @@ type inprocConn struct {
 	transportMD metadata.MD
 	// maxRecv is gRPC's default receive limit, the same at both ends.
 	maxRecv int
-	// warm, when set, runs the handlers on long-lived goroutines (inproc_pool.go).
-	warm *warmPool
+	// warm, when set, runs the server's side of calls on long-lived goroutines
+	// (inproc_pool.go).
+	warm  *warmPool
+	calls sync.Pool // of *inprocCall
+}
+
+// inprocCall is the server's side of one call, run by a worker, the caller or a goroutine
+// of its own; the caller waits for it or for the end of its context.
+type inprocCall struct {
+	c      *inprocConn
+	cctx   context.Context
+	method string
+	md     metadata.MD
+	req    mem.BufferSlice // the call's own: freed when served
+	resp   mem.BufferSlice // the caller's once done, unless it left (then freed when served)
+	st     *status.Status
+	stream *inprocStream
+	done   chan struct{} // one token when served, unless abandoned
+	state  atomic.Int32
+}
+
+const (
+	callRunning   = iota
+	callDone      // served, the caller collects the answer
+	callAbandoned // the caller's context ended first
+)
+
+func (k *inprocCall) serve() {
+	k.resp, k.st, k.stream = k.c.serve(k.cctx, k.method, k.md, k.req)
+	k.req.Free()
+}
+
+// finish hands the answer to the caller, or drops it when the caller left.
+func (k *inprocCall) finish() {
+	if k.state.CompareAndSwap(callRunning, callDone) {
+		k.done <- struct{}{}
+		return
+	}
+	k.resp.Free()
 }
 
 type inprocMethod struct {
@@ -92,7 +131,7 @@ func newInprocConn(authority string, clientInt []grpc.UnaryClientInterceptor, cl
 	if encoding.GetCompressor("gzip") != nil { // grpc-go offers every compressor registered
 		md["grpc-accept-encoding"] = []string{"gzip"}
 	}
-	return &inprocConn{
+	c := &inprocConn{
 		methods:     map[string]inprocMethod{},
 		services:    map[string]bool{},
 		clientInt:   chainUnaryClient(clientInt),
@@ -105,6 +144,8 @@ func newInprocConn(authority string, clientInt []grpc.UnaryClientInterceptor, cl
 		transportMD: md,
 		maxRecv:     grpcDefaultMaxRecv,
 	}
+	c.calls.New = func() any { return &inprocCall{done: make(chan struct{}, 1)} }
+	return c
 }
 
 var _ grpc.ClientConnInterface = (*inprocConn)(nil)
@@ -172,10 +213,33 @@ func (c *inprocConn) invoke(ctx context.Context, method string, args, reply any,
 		c.abandoned(method, in)
 		return err
 	}
-	defer req.Free()
-	resp, st, stream := c.serve(ctx, method, in, req)
-	defer resp.Free()
-	// The caller gave up before the answer came: gRPC would have answered so then.
+	k := c.calls.Get().(*inprocCall)
+	k.c, k.cctx, k.method, k.md, k.req = c, ctx, method, in, req
+	if !c.warm.submit(k) {
+		if ctx.Done() == nil {
+			k.serve()
+			k.finish()
+		} else {
+			go func() { k.serve(); k.finish() }() // so that the caller can leave at its deadline
+		}
+	}
+	select {
+	case <-k.done:
+	case <-ctx.Done():
+		if k.state.CompareAndSwap(callRunning, callAbandoned) {
+			// As a gRPC client, the caller gets its context's status at once; the handler
+			// runs on, as on a gRPC server, and its answer is dropped.
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		<-k.done // it finished meanwhile
+	}
+	resp, st, stream := k.resp, k.st, k.stream
+	defer func() {
+		resp.Free()
+		*k = inprocCall{done: k.done}
+		c.calls.Put(k)
+	}()
+	// The caller gave up as the answer came: gRPC would have answered so.
 	if err := ctx.Err(); err != nil {
 		return status.FromContextError(err).Err()
 	}
@@ -253,7 +317,7 @@ func (c *inprocConn) serve(cctx context.Context, method string, md metadata.MD, 
 		}
 		return nil
 	}
-	reply, appErr := c.warm.call(m, ctx, dec, c.serverInt)
+	reply, appErr := m.handler(m.impl, ctx, dec, c.serverInt)
 	if appErr == nil {
 		resp, appErr = encode(c.codec, reply)
 	}

@@ -5,8 +5,11 @@ import (
 	"context"
 	"runtime"
 	"testing"
+	"time"
 
-	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 // goid is the calling goroutine's id, from its stack trace's first line.
@@ -16,58 +19,123 @@ func goid() string {
 	return string(bytes.Fields(b)[1])
 }
 
-// onGoroutine is a method whose handler reports the goroutine it ran on, after release is
-// closed (nil: at once).
-func onGoroutine(started chan<- struct{}, release <-chan struct{}) inprocMethod {
-	return inprocMethod{handler: func(_ any, _ context.Context, _ func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-		if started != nil {
-			started <- struct{}{}
-		}
-		if release != nil {
-			<-release
-		}
-		return goid(), nil
-	}}
+// whereHealth's Check reports the goroutine it ran on. A call that finds a gate queued
+// tells started and waits for the gate to open, whatever its context says: like a handler
+// deep in bcrypt.
+type whereHealth struct {
+	grpc_health_v1.UnimplementedHealthServer
+	ran     chan string
+	gates   chan chan struct{}
+	started chan struct{}
+}
+
+func (h *whereHealth) Check(context.Context, *grpc_health_v1.HealthCheckRequest) (*grpc_health_v1.HealthCheckResponse, error) {
+	select {
+	case gate := <-h.gates:
+		h.started <- struct{}{}
+		<-gate
+	default:
+	}
+	h.ran <- goid()
+	return &grpc_health_v1.HealthCheckResponse{}, nil
+}
+
+// hold has the next call wait for the gate returned.
+func (h *whereHealth) hold() chan struct{} {
+	gate := make(chan struct{})
+	h.gates <- gate
+	return gate
+}
+
+func newWhere(t *testing.T, workers int) (*inprocConn, *whereHealth) {
+	t.Helper()
+	c := newInprocConn(inprocAuthority, nil, nil, nil, nil)
+	if workers > 0 {
+		c.warm = newWarmPool(workers)
+		t.Cleanup(c.warm.close)
+	}
+	h := &whereHealth{ran: make(chan string, 100), gates: make(chan chan struct{}, 1), started: make(chan struct{}, 1)}
+	grpc_health_v1.RegisterHealthServer(c, h)
+	return c, h
+}
+
+func check(c *inprocConn, ctx context.Context) error {
+	_, err := grpc_health_v1.NewHealthClient(c).Check(ctx, &grpc_health_v1.HealthCheckRequest{})
+	return err
 }
 
 func TestWarmPool(t *testing.T) {
-	ctx := context.Background()
 	t.Run("a worker, the same one call after call", func(t *testing.T) {
+		c, h := newWhere(t, 1)
 		me := goid()
-		p := newWarmPool(1)
-		defer p.close()
-		first, _ := p.call(onGoroutine(nil, nil), ctx, nil, nil)
-		for range 100 {
-			if g, _ := p.call(onGoroutine(nil, nil), ctx, nil, nil); g != first || g == me {
-				t.Fatalf("ran on goroutine %v, first call on %v, caller %s", g, first, me)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var first string
+		for i := range 100 {
+			if err := check(c, ctx); err != nil {
+				t.Fatal(err)
+			}
+			g := <-h.ran
+			if i == 0 {
+				first = g
+			}
+			if g != first || g == me {
+				t.Fatalf("call %d ran on goroutine %s, the first on %s; caller %s", i, g, first, me)
 			}
 		}
 	})
-	t.Run("every worker busy: on the caller", func(t *testing.T) {
+	t.Run("every worker busy: a goroutine of its own, or the caller without a deadline", func(t *testing.T) {
+		c, h := newWhere(t, 1)
 		me := goid()
-		p := newWarmPool(1)
-		defer p.close()
-		started, release := make(chan struct{}), make(chan struct{})
-		busy := make(chan any)
-		go func() { g, _ := p.call(onGoroutine(started, release), ctx, nil, nil); busy <- g }()
-		<-started
-		if g, _ := p.call(onGoroutine(nil, nil), ctx, nil, nil); g != me {
-			t.Errorf("ran on goroutine %v while the worker was busy, not the caller's %s", g, me)
+		gate := h.hold()
+		busy := make(chan error)
+		go func() { busy <- check(c, context.Background()) }()
+		<-h.started
+		if err := check(c, context.Background()); err != nil {
+			t.Fatal(err)
 		}
-		close(release)
-		if g := <-busy; g == me {
-			t.Errorf("the first call ran on the caller")
+		if g := <-h.ran; g != me {
+			t.Errorf("without a deadline: ran on goroutine %s, not the caller's %s", g, me)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := check(c, ctx); err != nil {
+			t.Fatal(err)
+		}
+		if g := <-h.ran; g == me {
+			t.Errorf("with a deadline: ran on the caller")
+		}
+		close(gate)
+		if err := <-busy; err != nil {
+			t.Error(err)
+		}
+		<-h.ran
+	})
+	t.Run("the caller leaves at its deadline, the handler runs on", func(t *testing.T) {
+		for _, workers := range []int{1, 0} {
+			c, h := newWhere(t, workers)
+			gate := h.hold()
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			start := time.Now()
+			err := check(c, ctx)
+			cancel()
+			if status.Code(err) != codes.DeadlineExceeded || time.Since(start) > 5*time.Second {
+				t.Errorf("workers %d: %v after %v", workers, err, time.Since(start))
+			}
+			<-h.started
+			close(gate)
+			<-h.ran
 		}
 	})
-	t.Run("closed or nil: on the caller", func(t *testing.T) {
+	t.Run("closed: on the caller", func(t *testing.T) {
+		c, h := newWhere(t, 2)
 		me := goid()
-		p := newWarmPool(2)
-		p.close()
-		p.close()
-		for _, p := range []*warmPool{p, nil} {
-			if g, _ := p.call(onGoroutine(nil, nil), ctx, nil, nil); g != me {
-				t.Errorf("ran on goroutine %v, not the caller's %s", g, me)
-			}
+		c.warm.close()
+		if err := check(c, context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if g := <-h.ran; g != me {
+			t.Errorf("ran on goroutine %s, not the caller's %s", g, me)
 		}
 	})
 }
