@@ -102,6 +102,12 @@ type App struct {
 	grpcServer   *grpc.Server      // server: the services' server
 	health       *health.Server    // server
 	inproc       *bufconn.Listener // server, in -target=all
+	// direct is how the gateway of -target=all calls the services: their handlers, through
+	// the same interceptors, without a transport. Nil when overBufconn.
+	direct *inprocConn // server, in -target=all
+	// overBufconn has the gateway of -target=all call the services over the bufconn
+	// listener instead, through real gRPC: a test keeps that wire path covered.
+	overBufconn bool
 	// serviceRules say who may call what on the services' server; register adds each
 	// service it puts there, so nothing is served that the rules do not name.
 	serviceRules grpctls.Rules // server

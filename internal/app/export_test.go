@@ -16,6 +16,10 @@ var (
 
 func (a *App) Registry() *prometheus.Registry { return a.reg }
 
+// OverBufconn has the gateway of -target=all reach the services through real gRPC over the
+// bufconn listener rather than the in-process channel.
+func (a *App) OverBufconn() *App { a.overBufconn = true; return a }
+
 func (l LockoutConfig) Prefixes() []lockout.PrefixPolicy      { return l.prefixes() }
 func (l LockoutConfig) Policies() (acct, addr lockout.Policy) { return l.policies() }
 

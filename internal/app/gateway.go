@@ -32,8 +32,8 @@ func (a *App) startGateway(context.Context) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	// In one process a single connection reaches all three services.
-	conns := map[string]*grpc.ClientConn{}
+	// In one process a single channel reaches all three services.
+	conns := map[string]grpc.ClientConnInterface{}
 	for _, b := range []struct{ name, addr string }{{"authn", g.Backends.Authn}, {"authz", g.Backends.Authz}, {"signer", g.Backends.Signer}} {
 		if a.inproc != nil && len(conns) > 0 {
 			conns[b.name] = conns["authn"]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"runtime"
 	"time"
 
 	"github.com/portcullis-dev/portcullis/internal/grpcdial"
@@ -26,36 +27,52 @@ import (
 // stream interceptors given run after authorisation.
 func (a *App) grpcServerOptions(rules grpctls.Rules, useTLS bool, plainRole string,
 	unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor, log *slog.Logger) ([]grpc.ServerOption, error) {
+	opts, _, err := a.grpcServerChain(rules, useTLS, plainRole, unary, stream, log)
+	return opts, err
+}
+
+// grpcServerChain is grpcServerOptions and the unary interceptor chain in them, for the
+// in-process channel to run the very same interceptors around the same handlers.
+func (a *App) grpcServerChain(rules grpctls.Rules, useTLS bool, plainRole string,
+	unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor, log *slog.Logger) ([]grpc.ServerOption, []grpc.UnaryServerInterceptor, error) {
 	opts := grpcdial.ServerKeepalive()
 	identify := grpctls.Fixed(plainRole)
 	if useTLS {
 		creds, err := a.cfg.InternalTLS.Server()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		opts = append(opts, grpc.Creds(creds))
 		identify = grpctls.FromCertificate(a.cfg.InternalTLS.Domain())
 	}
 	az := grpctls.NewAuthorizer(rules, identify, log)
+	chain := append([]grpc.UnaryServerInterceptor{telemetry.UnaryServerInterceptor(a.log, a.grpcMetrics), az.Unary()}, unary...)
 	opts = append(opts, a.tracing.ServerOptions()...)
 	opts = append(opts,
-		grpc.ChainUnaryInterceptor(append([]grpc.UnaryServerInterceptor{telemetry.UnaryServerInterceptor(a.log, a.grpcMetrics), az.Unary()}, unary...)...),
+		grpc.ChainUnaryInterceptor(chain...),
 		grpc.ChainStreamInterceptor(append([]grpc.StreamServerInterceptor{az.Stream()}, stream...)...))
-	return opts, nil
+	return opts, chain, nil
 }
 
-// startServer makes the services' gRPC server. In -target=all it listens in-process and its
-// only caller is this process's gateway; split, it listens on the service's address and,
-// with internal_tls, admits only callers whose certificates the rules name.
+// startServer makes the services' gRPC server. In -target=all its only caller is this
+// process's gateway, which reaches the services through the in-process channel (or, for
+// the test that keeps the wire path covered, over a bufconn listener); split, it listens on
+// the service's address and, with internal_tls, admits only callers whose certificates the
+// rules name.
 func (a *App) startServer(ctx context.Context) error {
 	useTLS := a.target != "all" && a.cfg.InternalTLS.Enabled()
 	// Only the gateway asks authn, authz and the signer, so a compromised authn or authz
 	// replica cannot mint tokens; register adds each service for the gateway role.
 	a.serviceRules = grpctls.Rules{grpctls.MethodsOf(&grpc_health_v1.Health_ServiceDesc): {grpctls.AnyPeer}}
-	opts, err := a.grpcServerOptions(a.serviceRules, useTLS, grpctls.RoleGateway, nil, nil, a.log.With("component", "grpc"))
+	opts, chain, err := a.grpcServerChain(a.serviceRules, useTLS, grpctls.RoleGateway, nil, nil, a.log.With("component", "grpc"))
 	if err != nil {
 		return err
 	}
+	// Handlers run on long-lived workers, whose stacks OPA's evaluation and the signer grew
+	// once, not on a fresh goroutine per call whose stack is grown by copying every time.
+	// More workers than Ps: a call only goes to a worker already waiting for one, and the
+	// worker that served the previous call is often still finishing it (with one P, always).
+	opts = append(opts, grpc.NumStreamWorkers(uint32(streamWorkers())))
 	a.grpcServer = grpc.NewServer(opts...)
 	a.health = health.NewServer()
 	grpc_health_v1.RegisterHealthServer(a.grpcServer, a.health)
@@ -63,6 +80,16 @@ func (a *App) startServer(ctx context.Context) error {
 	if a.target == "all" {
 		a.inproc = bufconn.Listen(1 << 20)
 		lis = a.inproc
+		if !a.overBufconn {
+			// The interceptors of the server and of dial's client, the same instances'
+			// kind: the authoriser is the server's own, so its rules are the ones register
+			// fills in.
+			a.direct = newInprocConn(inprocAuthority, []grpc.UnaryClientInterceptor{telemetry.UnaryClientInterceptor()},
+				a.tracing.ClientStatsHandler(), chain, a.tracing.ServerStatsHandler())
+			grpc_health_v1.RegisterHealthServer(a.direct, a.health)
+			a.direct.warm = newWarmPool(streamWorkers())
+			a.closers = append(a.closers, func(context.Context) error { a.direct.warm.close(); return nil })
+		}
 	} else {
 		gc := a.grpcConfig(a.target)
 		if lis, err = a.listen(a.target, gc.Listen); err != nil {
@@ -83,11 +110,22 @@ func (a *App) startServer(ctx context.Context) error {
 	return nil
 }
 
+// streamWorkers is how many long-lived goroutines run a gRPC server's handlers (beyond
+// them, calls get a goroutine of their own).
+func streamWorkers() int { return 4 * runtime.GOMAXPROCS(0) }
+
+// inprocAuthority is the :authority of the gateway's calls in -target=all, in-process or
+// over bufconn (passthrough:///in-process).
+const inprocAuthority = "in-process"
+
 // register puts module's service on the services' server for the gateway to call, and marks
 // it serving.
 func (a *App) register(module string, desc *grpc.ServiceDesc, impl any) {
 	a.serviceRules[grpctls.MethodsOf(desc)] = []string{grpctls.RoleGateway}
 	a.grpcServer.RegisterService(desc, impl)
+	if a.direct != nil {
+		a.direct.RegisterService(desc, impl)
+	}
 	a.health.SetServingStatus(healthNames()[module], grpc_health_v1.HealthCheckResponse_SERVING)
 }
 
@@ -106,7 +144,10 @@ func (a *App) grpcConfig(target string) GRPCConfig {
 // dial connects to a service: in-process in -target=all, else at addr, presenting this
 // process's certificate when internal_tls is set and accepting only a server whose
 // certificate names role (the host name alone does not tell authn from authz).
-func (a *App) dial(addr, role, healthService string) (*grpc.ClientConn, error) {
+func (a *App) dial(addr, role, healthService string) (grpc.ClientConnInterface, error) {
+	if a.direct != nil {
+		return a.direct, nil
+	}
 	creds := insecure.NewCredentials()
 	if a.inproc == nil && a.cfg.InternalTLS.Enabled() {
 		var err error
@@ -119,7 +160,7 @@ func (a *App) dial(addr, role, healthService string) (*grpc.ClientConn, error) {
 		grpc.WithUnaryInterceptor(telemetry.UnaryClientInterceptor()),
 	}, a.tracing.DialOptions()...)
 	if a.inproc != nil {
-		addr = "passthrough:///in-process"
+		addr = "passthrough:///" + inprocAuthority
 		inproc := a.inproc
 		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 			return inproc.DialContext(ctx)

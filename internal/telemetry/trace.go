@@ -135,12 +135,20 @@ func (t *Tracing) ServerOptions() []grpc.ServerOption {
 	return nil
 }
 
-// DialOptions are the gRPC client options tracing needs (none when off).
-func (t *Tracing) DialOptions() []grpc.DialOption {
+// ClientStatsHandler traces gRPC calls made, passing the trace on; nil when off.
+func (t *Tracing) ClientStatsHandler() stats.Handler {
 	if !t.Enabled() {
 		return nil
 	}
-	return []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(t.tp), otelgrpc.WithPropagators(t.prop)))}
+	return otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(t.tp), otelgrpc.WithPropagators(t.prop))
+}
+
+// DialOptions are the gRPC client options tracing needs (none when off).
+func (t *Tracing) DialOptions() []grpc.DialOption {
+	if h := t.ClientStatsHandler(); h != nil {
+		return []grpc.DialOption{grpc.WithStatsHandler(h)}
+	}
+	return nil
 }
 
 // HTTPHandler traces requests served by h (h itself when off). Incoming trace context is
