@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +20,52 @@ import (
 type GRPCMetrics struct {
 	handled *prometheus.CounterVec
 	latency *prometheus.HistogramVec
+	// byMethod caches each method's instruments: WithLabelValues hashes the labels and
+	// locks the vector on every call.
+	mu       sync.RWMutex
+	byMethod map[string]*methodInstruments
+}
+
+// methodInstruments are one method's series. A code's counter is made on its first use, as
+// WithLabelValues makes it, so no series appears before a call ends with that code.
+type methodInstruments struct {
+	svc, method string
+	latency     prometheus.Observer
+	handled     [codes.Unauthenticated + 1]atomic.Pointer[prometheus.Counter]
+}
+
+// instruments returns fullMethod's cached instruments.
+func (m *GRPCMetrics) instruments(fullMethod string) *methodInstruments {
+	m.mu.RLock()
+	mi := m.byMethod[fullMethod]
+	m.mu.RUnlock()
+	if mi != nil {
+		return mi
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if mi = m.byMethod[fullMethod]; mi == nil {
+		svc, method := splitMethod(fullMethod)
+		mi = &methodInstruments{svc: svc, method: method, latency: m.latency.WithLabelValues(svc, method)}
+		if m.byMethod == nil {
+			m.byMethod = map[string]*methodInstruments{}
+		}
+		m.byMethod[fullMethod] = mi
+	}
+	return mi
+}
+
+// counter returns the handled counter for code.
+func (m *GRPCMetrics) counter(mi *methodInstruments, code codes.Code) prometheus.Counter {
+	if int(code) >= len(mi.handled) {
+		return m.handled.WithLabelValues(mi.svc, mi.method, code.String())
+	}
+	if c := mi.handled[code].Load(); c != nil {
+		return *c
+	}
+	c := m.handled.WithLabelValues(mi.svc, mi.method, code.String())
+	mi.handled[code].Store(&c)
+	return c
 }
 
 // NewGRPCMetrics registers the instruments on reg.
@@ -41,10 +89,9 @@ func NewGRPCMetrics(reg prometheus.Registerer) *GRPCMetrics {
 // (the process keeps serving), logs failures and records metrics.
 func UnaryServerInterceptor(log *slog.Logger, m *GRPCMetrics) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-		if md, ok := metadata.FromIncomingContext(ctx); ok {
-			if v := md.Get(MetadataKey); len(v) > 0 && ValidRequestID(v[0]) {
-				ctx = WithRequestID(ctx, v[0])
-			}
+		// Only the one key: FromIncomingContext would copy all the metadata.
+		if v := metadata.ValueFromIncomingContext(ctx, MetadataKey); len(v) > 0 && ValidRequestID(v[0]) {
+			ctx = WithRequestID(ctx, v[0])
 		}
 		start := time.Now()
 		defer func() {
@@ -53,10 +100,10 @@ func UnaryServerInterceptor(log *slog.Logger, m *GRPCMetrics) grpc.UnaryServerIn
 				resp, err = nil, status.Error(codes.Internal, "internal error")
 			}
 			code := status.Code(err)
-			svc, method := splitMethod(info.FullMethod)
 			if m != nil {
-				m.handled.WithLabelValues(svc, method, code.String()).Inc()
-				m.latency.WithLabelValues(svc, method).Observe(time.Since(start).Seconds())
+				mi := m.instruments(info.FullMethod)
+				m.counter(mi, code).Inc()
+				mi.latency.Observe(time.Since(start).Seconds())
 			}
 			if code == codes.Internal || code == codes.Unknown {
 				log.ErrorContext(ctx, "gRPC call failed", "method", info.FullMethod, "code", code.String())
