@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
@@ -396,25 +397,28 @@ func (g *Gateway) finish(w http.ResponseWriter, r *http.Request, start time.Time
 	g.metrics.tokens.WithLabelValues(outcome).Inc()
 	g.metrics.latency.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
 	client, peer := g.remoteAddr(r)
-	attrs := []any{"outcome", outcome, "method", r.Method, "remote_addr", client, "duration_ms", float64(time.Since(start).Microseconds()) / 1000}
+	// Typed attributes, room for all of them: the line is written on every request.
+	attrs := make([]slog.Attr, 0, 22)
+	attrs = append(attrs, slog.String("outcome", outcome), slog.String("method", r.Method), slog.String("remote_addr", client),
+		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
 	if peer != client {
-		attrs = append(attrs, "proxy_addr", peer)
+		attrs = append(attrs, slog.String("proxy_addr", peer))
 	}
 	if req != nil {
-		attrs = append(attrs, "grant_type", req.grantType, "username", req.username, "anonymous", !req.hasCreds,
-			"offline", req.offline, "client_id", req.clientID, "service", req.service, "requested", scopeStrings(req.scopes))
+		attrs = append(attrs, slog.String("grant_type", req.grantType), slog.String("username", req.username), slog.Bool("anonymous", !req.hasCreds),
+			slog.Bool("offline", req.offline), slog.String("client_id", req.clientID), slog.String("service", req.service), slog.Any("requested", scopeStrings(req.scopes)))
 	}
 	if out != nil {
 		// The identity's subject, which a backend may spell differently from the login name.
-		attrs = append(attrs, "subject", out.subject, "granted", scopeStrings(out.granted), "jti", out.jti, "decision_id", out.decisionID,
+		attrs = append(attrs, slog.String("subject", out.subject), slog.Any("granted", scopeStrings(out.granted)), slog.String("jti", out.jti), slog.String("decision_id", out.decisionID),
 			// Whether this answer started a session; the token itself is never logged.
-			"session_issued", out.refreshToken != "" && req.grantType != grantRefresh)
+			slog.Bool("session_issued", out.refreshToken != "" && req.grantType != grantRefresh))
 	}
 	if e != nil {
-		attrs = append(attrs, "status", e.status, "error", e.code)
+		attrs = append(attrs, slog.Int("status", e.status), slog.String("error", e.code))
 		g.writeError(w, e)
 	}
-	g.audit.InfoContext(r.Context(), "token decision", attrs...)
+	g.audit.LogAttrs(r.Context(), slog.LevelInfo, "token decision", attrs...)
 }
 
 // outcomeOf is the metrics and audit outcome of an error answer.
