@@ -132,14 +132,20 @@ func (g *Gateway) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.finish(w, r, start, req, nil, out)
-	answer := map[string]any{
-		"token": out.token, "access_token": out.token,
-		"expires_in": out.expiresIn, "issued_at": out.issuedAt.UTC().Format(time.RFC3339),
-	}
-	if out.refreshToken != "" {
-		answer["refresh_token"] = out.refreshToken
-	}
-	writeJSON(w, http.StatusOK, answer)
+	writeJSON(w, http.StatusOK, tokenAnswer{
+		AccessToken: out.token, ExpiresIn: out.expiresIn, IssuedAt: out.issuedAt.UTC().Format(time.RFC3339),
+		RefreshToken: out.refreshToken, Token: out.token,
+	})
+}
+
+// tokenAnswer is the token endpoint's answer. Its fields are in the order of their names,
+// as encoding/json writes a map's keys, so the bytes are those of the map it replaces.
+type tokenAnswer struct {
+	AccessToken  string `json:"access_token"`
+	ExpiresIn    int64  `json:"expires_in"`
+	IssuedAt     string `json:"issued_at"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Token        string `json:"token"`
 }
 
 // oauthSingleParams may each appear once in an OAuth2 request (RFC 6749 §3.1).
