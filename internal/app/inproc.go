@@ -60,6 +60,8 @@ type inprocConn struct {
 	codec       encoding.CodecV2
 	// transportMD is what a gRPC client's transport adds to the metadata a server receives.
 	transportMD metadata.MD
+	// transportVals is how many values transportMD holds.
+	transportVals int
 	// maxRecv is gRPC's default receive limit, the same at both ends.
 	maxRecv int
 	// warm, when set, runs the server's side of calls on long-lived goroutines
@@ -144,6 +146,9 @@ func newInprocConn(authority string, clientInt []grpc.UnaryClientInterceptor, cl
 		transportMD: md,
 		maxRecv:     grpcDefaultMaxRecv,
 	}
+	for _, v := range md {
+		c.transportVals += len(v)
+	}
 	c.calls.New = func() any { return &inprocCall{done: make(chan struct{}, 1)} }
 	return c
 }
@@ -202,8 +207,14 @@ func (c *inprocConn) invoke(ctx context.Context, method string, args, reply any,
 			in[k] = v // out is FromOutgoingContext's copy, the caller's no longer
 		}
 	}
+	// The transport's values, copied into one array (one allocation, not one a key); each
+	// key's slice is capped so that a handler appending to it copies rather than writes
+	// into the next key's values.
+	vals := make([]string, c.transportVals)
 	for k, v := range c.transportMD {
-		in[k] = append([]string(nil), v...)
+		n := copy(vals, v)
+		in[k] = vals[:n:n]
+		vals = vals[n:]
 	}
 	if sh := c.clientStats; sh != nil {
 		sh.HandleRPC(ctx, &stats.OutHeader{Client: true, FullMethod: method, Header: out, RemoteAddr: c.peer.Addr, LocalAddr: c.peer.LocalAddr})
