@@ -363,12 +363,23 @@ func allowedSet(rs rego.ResultSet) (map[grant]struct{}, error) {
 }
 
 // inputValue builds the policy input as an AST value directly, avoiding a
-// conversion from Go values on every call.
+// conversion from Go values on every call. Its terms come from one array (termSlab): a
+// term each would be an allocation each.
 func inputValue(req authz.Request) ast.Value {
 	id := req.Identity
+	// 10 for the top level's keys and values, 8 for the identity's (anonymous is OPA's
+	// interned boolean), 2 for the PAT's name; then each group, label and scope.
+	n := 10 + 8 + 2 + len(id.Groups)
+	for _, vs := range id.Labels {
+		n += 2 + len(vs)
+	}
+	for _, s := range req.Requested {
+		n += 9 + len(s.Actions)
+	}
+	ts := termSlab(make([]ast.Term, 0, n))
 	groups := make([]*ast.Term, len(id.Groups))
 	for i, g := range id.Groups {
-		groups[i] = ast.StringTerm(g)
+		groups[i] = ts.str(g)
 	}
 	labels := make([][2]*ast.Term, 0, len(id.Labels))
 	for k, vs := range id.Labels {
@@ -376,47 +387,58 @@ func inputValue(req authz.Request) ast.Value {
 		// all the same way (`some v in input.identity.labels.team`).
 		values := make([]*ast.Term, len(vs))
 		for i, v := range vs {
-			values[i] = ast.StringTerm(v)
+			values[i] = ts.str(v)
 		}
-		labels = append(labels, [2]*ast.Term{ast.StringTerm(k), ast.ArrayTerm(values...)})
+		labels = append(labels, [2]*ast.Term{ts.str(k), ts.term(ast.NewArray(values...))})
 	}
 	scopes := make([]*ast.Term, len(req.Requested))
 	for i, s := range req.Requested {
 		actions := make([]*ast.Term, len(s.Actions))
 		for j, a := range s.Actions {
-			actions[j] = ast.StringTerm(a)
+			actions[j] = ts.str(a)
 		}
-		scopes[i] = ast.ObjectTerm(
-			ast.Item(ast.StringTerm("type"), ast.StringTerm(s.Type)),
-			ast.Item(ast.StringTerm("class"), ast.StringTerm(s.Class)),
-			ast.Item(ast.StringTerm("name"), ast.StringTerm(s.Name)),
-			ast.Item(ast.StringTerm("actions"), ast.ArrayTerm(actions...)),
-		)
+		scopes[i] = ts.term(ast.NewObject(
+			ast.Item(ts.str("type"), ts.str(s.Type)),
+			ast.Item(ts.str("class"), ts.str(s.Class)),
+			ast.Item(ts.str("name"), ts.str(s.Name)),
+			ast.Item(ts.str("actions"), ts.term(ast.NewArray(actions...))),
+		))
 	}
-	idItems := []*ast.Term{
-		ast.StringTerm("subject"), ast.StringTerm(id.Subject),
-		ast.StringTerm("anonymous"), ast.BooleanTerm(id.Anonymous),
-		ast.StringTerm("groups"), ast.ArrayTerm(groups...),
-		ast.StringTerm("labels"), ast.ObjectTerm(labels...),
-		ast.StringTerm("backend"), ast.StringTerm(id.Backend),
-	}
+	idObj := make([][2]*ast.Term, 0, 6)
+	idObj = append(idObj,
+		ast.Item(ts.str("subject"), ts.str(id.Subject)),
+		ast.Item(ts.str("anonymous"), ast.InternedTerm(id.Anonymous)),
+		ast.Item(ts.str("groups"), ts.term(ast.NewArray(groups...))),
+		ast.Item(ts.str("labels"), ts.term(ast.NewObject(labels...))),
+		ast.Item(ts.str("backend"), ts.str(id.Backend)),
+	)
 	if id.PATName != "" {
 		// Only for a personal access token's login, so every other input keeps its shape.
 		// The narrowing is not the policy's to see or undo: the authz server applies it.
-		idItems = append(idItems, ast.StringTerm("pat_name"), ast.StringTerm(id.PATName))
-	}
-	idObj := make([][2]*ast.Term, 0, len(idItems)/2)
-	for i := 0; i < len(idItems); i += 2 {
-		idObj = append(idObj, ast.Item(idItems[i], idItems[i+1]))
+		idObj = append(idObj, ast.Item(ts.str("pat_name"), ts.str(id.PATName)))
 	}
 	return ast.NewObject(
-		ast.Item(ast.StringTerm("identity"), ast.ObjectTerm(idObj...)),
-		ast.Item(ast.StringTerm("service"), ast.StringTerm(req.Service)),
-		ast.Item(ast.StringTerm("client_id"), ast.StringTerm(req.ClientID)),
-		ast.Item(ast.StringTerm("remote_addr"), ast.StringTerm(req.RemoteAddr)),
-		ast.Item(ast.StringTerm("scopes"), ast.ArrayTerm(scopes...)),
+		ast.Item(ts.str("identity"), ts.term(ast.NewObject(idObj...))),
+		ast.Item(ts.str("service"), ts.str(req.Service)),
+		ast.Item(ts.str("client_id"), ts.str(req.ClientID)),
+		ast.Item(ts.str("remote_addr"), ts.str(req.RemoteAddr)),
+		ast.Item(ts.str("scopes"), ts.term(ast.NewArray(scopes...))),
 	)
 }
+
+// termSlab hands out terms from one array, allocated with room for all of them; past its
+// capacity append moves on to a new array, and the terms already handed out stay valid.
+type termSlab []ast.Term
+
+func (s *termSlab) term(v ast.Value) *ast.Term {
+	if len(*s) == cap(*s) {
+		*s = make([]ast.Term, 0, 8)
+	}
+	*s = append(*s, ast.Term{Value: v})
+	return &(*s)[len(*s)-1]
+}
+
+func (s *termSlab) str(v string) *ast.Term { return s.term(ast.String(v)) }
 
 // printHook sends the policy's print() output to the log.
 type printHook struct{ logger *slog.Logger }
