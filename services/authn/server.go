@@ -163,14 +163,16 @@ func (s *Server) auditLogin(ctx context.Context, req *authnv1.AuthenticateReques
 	default:
 		result, reason = "error", "internal"
 	}
-	attrs := []any{"result", result, "reason", reason, "username", req.GetUsername(),
-		"subject", id.Subject, "backend", id.Backend, "service", req.GetService(), "client_id", req.GetClientId(),
-		"remote_addr", req.GetRemoteAddr(), "offline", req.GetOffline(), "subject_token", req.GetSubjectToken() != ""}
+	// Typed attributes, room for all of them: the line is written on every login.
+	attrs := make([]slog.Attr, 0, 11)
+	attrs = append(attrs, slog.String("result", result), slog.String("reason", reason), slog.String("username", req.GetUsername()),
+		slog.String("subject", id.Subject), slog.String("backend", id.Backend), slog.String("service", req.GetService()), slog.String("client_id", req.GetClientId()),
+		slog.String("remote_addr", req.GetRemoteAddr()), slog.Bool("offline", req.GetOffline()), slog.Bool("subject_token", req.GetSubjectToken() != ""))
 	if reason == "subject_refused" {
 		// Which backend needs a subject_prefix; the chain's message holds no secret.
-		attrs = append(attrs, "detail", err.Error())
+		attrs = append(attrs, slog.String("detail", err.Error()))
 	}
-	s.audit.InfoContext(ctx, "authentication", attrs...)
+	s.audit.LogAttrs(ctx, slog.LevelInfo, "authentication", attrs...)
 }
 
 // Refresh implements authnv1.AuthnServiceServer: the token's session, then its user re-read
