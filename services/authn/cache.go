@@ -57,7 +57,7 @@ func NewCache(next Authenticator, ttl time.Duration, maxEntries int, now func() 
 		maxEntries = 10000
 	}
 	c := &Cache{next: next, ttl: ttl, max: maxEntries, now: now, hmacKey: key, entries: map[[32]byte]cacheEntry{}, Hit: func() {}, Miss: func() {}}
-	c.pool.New = func() any { return hmac.New(sha256.New, c.hmacKey) }
+	c.pool.New = func() any { return &keyHasher{h: hmac.New(sha256.New, c.hmacKey), buf: make([]byte, 0, 128)} }
 	return c
 }
 
@@ -181,18 +181,30 @@ func (c *Cache) evictLocked(now time.Time) {
 	}
 }
 
+// keyHasher is a pooled HMAC with a buffer for its input: writing the parts one by one
+// through the hash.Hash interface moved each of them to the heap.
+type keyHasher struct {
+	h   hash.Hash
+	buf []byte
+}
+
 func (c *Cache) key(cr Credentials) [32]byte {
-	h := c.pool.Get().(hash.Hash)
-	h.Reset()
-	var n [8]byte
-	binary.BigEndian.PutUint64(n[:], uint64(len(cr.Username)))
-	h.Write(n[:]) // length prefix: ("ab","c") and ("a","bc") must not collide
-	h.Write([]byte(cr.Username))
+	kh := c.pool.Get().(*keyHasher)
+	kh.h.Reset()
+	// length prefix: ("ab","c") and ("a","bc") must not collide
+	b := binary.BigEndian.AppendUint64(kh.buf[:0], uint64(len(cr.Username)))
+	b = append(b, cr.Username...)
 	// A subject token and the same string as a password reach different backends.
-	h.Write([]byte{byte(cr.Kind)})
-	h.Write([]byte(cr.Password))
+	b = append(b, byte(cr.Kind))
+	b = append(b, cr.Password...)
+	kh.h.Write(b)
 	var out [32]byte
-	h.Sum(out[:0])
-	c.pool.Put(h)
+	copy(out[:], kh.h.Sum(b[:0]))
+	clear(b[:cap(b)]) // the password does not wait in the pool
+	kh.buf = b[:0]
+	if cap(b) > 1024 { // nor does a buffer grown for an outsized one
+		kh.buf = make([]byte, 0, 128)
+	}
+	c.pool.Put(kh)
 	return out
 }
