@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,13 +13,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/encoding/proto"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	protov2 "google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
 )
 
 // inprocConn is how the gateway of -target=all reaches this process's services: a
@@ -36,8 +36,9 @@ import (
 //     grpc-accept-encoding); the same deadline, and the end of the caller's context
 //     cancelling the handler's; the handler's context carries none of the caller's other
 //     values;
-//   - messages isolated by the codec gRPC uses, so what fails to marshal (a string that is
-//     not UTF-8) fails with the same status, and a message over the receive limit too;
+//   - messages isolated by encoding them as gRPC's proto codec does, so what fails to
+//     marshal (a string that is not UTF-8) fails with the same status, and a message over
+//     the receive limit too;
 //   - a handler's error converted to a status as grpc-go's server converts it (non-status
 //     errors become Unknown, context errors their codes), and a fresh copy returned;
 //     unknown and malformed methods answer Unimplemented with grpc-go's messages.
@@ -57,7 +58,8 @@ type inprocConn struct {
 	clientStats stats.Handler // nil: none
 	serverStats stats.Handler // nil: none
 	peer        *peer.Peer
-	codec       encoding.CodecV2
+	// bufs holds the *[]byte the messages are encoded into, freed when decoded.
+	bufs sync.Pool
 	// transportMD is what a gRPC client's transport adds to the metadata a server receives.
 	transportMD metadata.MD
 	// transportVals is how many values transportMD holds.
@@ -77,8 +79,8 @@ type inprocCall struct {
 	cctx   context.Context
 	method string
 	md     metadata.MD
-	req    mem.BufferSlice // the call's own: freed when served
-	resp   mem.BufferSlice // the caller's once done, unless it left (then freed when served)
+	req    *[]byte // the call's own: freed when served
+	resp   *[]byte // the caller's once done, unless it left (then freed when served)
 	st     *status.Status
 	stream *inprocStream
 	done   chan struct{} // one token when served, unless abandoned
@@ -93,7 +95,7 @@ const (
 
 func (k *inprocCall) serve() {
 	k.resp, k.st, k.stream = k.c.serve(k.cctx, k.method, k.md, k.req)
-	k.req.Free()
+	k.c.free(k.req)
 }
 
 // finish hands the answer to the caller, or drops it when the caller left.
@@ -102,7 +104,7 @@ func (k *inprocCall) finish() {
 		k.done <- struct{}{}
 		return
 	}
-	k.resp.Free()
+	k.c.free(k.resp)
 }
 
 type inprocMethod struct {
@@ -142,7 +144,6 @@ func newInprocConn(authority string, clientInt []grpc.UnaryClientInterceptor, cl
 		serverStats: serverStats,
 		// A gRPC server without credentials (-target=all's) gives its peers no AuthInfo.
 		peer:        &peer.Peer{Addr: inprocAddr{}, LocalAddr: inprocAddr{}},
-		codec:       encoding.GetCodecV2(proto.Name),
 		transportMD: md,
 		maxRecv:     grpcDefaultMaxRecv,
 	}
@@ -219,7 +220,7 @@ func (c *inprocConn) invoke(ctx context.Context, method string, args, reply any,
 	if sh := c.clientStats; sh != nil {
 		sh.HandleRPC(ctx, &stats.OutHeader{Client: true, FullMethod: method, Header: out, RemoteAddr: c.peer.Addr, LocalAddr: c.peer.LocalAddr})
 	}
-	req, err := encode(c.codec, args)
+	req, err := c.encode(args)
 	if err != nil {
 		c.abandoned(method, in)
 		return err
@@ -246,7 +247,7 @@ func (c *inprocConn) invoke(ctx context.Context, method string, args, reply any,
 	}
 	resp, st, stream := k.resp, k.st, k.stream
 	defer func() {
-		resp.Free()
+		c.free(resp)
 		*k = inprocCall{done: k.done}
 		c.calls.Put(k)
 	}()
@@ -267,10 +268,10 @@ func (c *inprocConn) invoke(ctx context.Context, method string, args, reply any,
 	if st != nil {
 		return status.FromProto(st.Proto()).Err() // a copy: the handler's error stays its own
 	}
-	if n := resp.Len(); n > c.maxRecv {
+	if n := bufLen(resp); n > c.maxRecv {
 		return status.Errorf(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", n, c.maxRecv)
 	}
-	if err := c.codec.Unmarshal(resp, reply); err != nil {
+	if err := decode(resp, reply); err != nil {
 		return status.Errorf(codes.Internal, "grpc: failed to unmarshal the received message: %v", err)
 	}
 	return nil
@@ -278,7 +279,7 @@ func (c *inprocConn) invoke(ctx context.Context, method string, args, reply any,
 
 // serve is the server's side of a call: a context as a gRPC server makes one, server stats,
 // the interceptors and the handler, and the reply encoded (nil when st is set).
-func (c *inprocConn) serve(cctx context.Context, method string, md metadata.MD, req mem.BufferSlice) (resp mem.BufferSlice, st *status.Status, stream *inprocStream) {
+func (c *inprocConn) serve(cctx context.Context, method string, md metadata.MD, req *[]byte) (resp *[]byte, st *status.Status, stream *inprocStream) {
 	stream = &inprocStream{method: method}
 	sm, ok := strings.CutPrefix(method, "/")
 	pos := strings.LastIndexByte(sm, '/')
@@ -320,17 +321,17 @@ func (c *inprocConn) serve(cctx context.Context, method string, md metadata.MD, 
 	}
 	ctx = grpc.NewContextWithServerTransportStream(ctx, stream)
 	dec := func(v any) error {
-		if n := req.Len(); n > c.maxRecv {
+		if n := bufLen(req); n > c.maxRecv {
 			return status.Errorf(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", n, c.maxRecv)
 		}
-		if err := c.codec.Unmarshal(req, v); err != nil {
+		if err := decode(req, v); err != nil {
 			return status.Errorf(codes.Internal, "grpc: failed to unmarshal the received message: %v", err)
 		}
 		return nil
 	}
 	reply, appErr := m.handler(m.impl, ctx, dec, c.serverInt)
 	if appErr == nil {
-		resp, appErr = encode(c.codec, reply)
+		resp, appErr = c.encode(reply)
 	}
 	if appErr == nil {
 		return resp, nil, stream
@@ -368,16 +369,72 @@ type handlerContext struct {
 
 func (c handlerContext) Deadline() (time.Time, bool) { return c.deadline, true }
 
-// encode is grpc-go's: the codec's bytes, or its error as Internal.
-func encode(codec encoding.CodecV2, msg any) (mem.BufferSlice, error) {
+// encode is what grpc-go does with its proto codec (encoding/proto): the same size, the
+// same options, the same errors, as Internal; but into a buffer of the channel's own pool,
+// reused once decoded, where the codec allocated a buffer and its wrappers for each message.
+func (c *inprocConn) encode(msg any) (*[]byte, error) {
 	if msg == nil {
 		return nil, nil
 	}
-	b, err := codec.Marshal(msg)
+	vv := messageV2Of(msg)
+	if vv == nil {
+		return nil, status.Errorf(codes.Internal, "grpc: error while marshaling: %v", fmt.Sprintf("proto: failed to marshal, message is %T, want proto.Message", msg))
+	}
+	size := protov2.Size(vv)
+	b, _ := c.bufs.Get().(*[]byte)
+	if b == nil {
+		b = new([]byte)
+	}
+	// UseCachedSize: the size was just computed, as the codec does.
+	out, err := protov2.MarshalOptions{UseCachedSize: true}.MarshalAppend(slices.Grow((*b)[:0], size), vv)
 	if err != nil {
+		c.free(b)
 		return nil, status.Errorf(codes.Internal, "grpc: error while marshaling: %v", err.Error())
 	}
+	*b = out
 	return b, nil
+}
+
+// decode is grpc-go's proto codec's Unmarshal. Unmarshal copies what it keeps, so the
+// buffer can be reused.
+func decode(b *[]byte, v any) error {
+	vv := messageV2Of(v)
+	if vv == nil {
+		return fmt.Errorf("failed to unmarshal, message is %T, want proto.Message", v)
+	}
+	var data []byte
+	if b != nil {
+		data = *b
+	}
+	return protov2.Unmarshal(data, vv)
+}
+
+// free returns an encoded message's buffer to the pool; one grown for a large message is
+// left to the collector rather than kept.
+func (c *inprocConn) free(b *[]byte) {
+	if b == nil || cap(*b) > 64<<10 {
+		return
+	}
+	*b = (*b)[:0]
+	c.bufs.Put(b)
+}
+
+func bufLen(b *[]byte) int {
+	if b == nil {
+		return 0
+	}
+	return len(*b)
+}
+
+// messageV2Of is grpc-go's proto codec's: APIv1 messages are adapted.
+func messageV2Of(v any) protov2.Message {
+	switch v := v.(type) {
+	case protoadapt.MessageV1:
+		return protoadapt.MessageV2Of(v)
+	case protoadapt.MessageV2:
+		return v
+	}
+	return nil
 }
 
 // inprocStream is the server transport stream a handler finds in its context
