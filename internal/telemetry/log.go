@@ -20,13 +20,29 @@ const MetadataKey = "x-request-id"
 
 // WithRequestID returns ctx carrying id.
 func WithRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, ctxKey{}, id)
+	return &requestIDContext{Context: ctx, id: id}
+}
+
+// requestIDContext is context.WithValue's valueCtx for the request id, in one allocation
+// where WithValue needs two (the context and the id boxed in an interface).
+type requestIDContext struct {
+	context.Context
+	id string
+}
+
+func (c *requestIDContext) Value(key any) any {
+	if key == (ctxKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
 }
 
 // RequestID returns the id carried by ctx, or "".
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(ctxKey{}).(string)
-	return id
+	if c, ok := ctx.Value(ctxKey{}).(*requestIDContext); ok {
+		return c.id
+	}
+	return ""
 }
 
 // NewRequestID returns a random 16-hex-digit id.
