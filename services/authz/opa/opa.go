@@ -304,14 +304,17 @@ func (e *engine) Authorize(ctx context.Context, req authz.Request) (authz.Decisi
 	if e.dlog != nil {
 		e.dlog.log(ctx, id, p.revision, e.now(), req, in, granted, nil)
 	}
-	e.logger.DebugContext(ctx, "authz decision",
-		"decision_id", id,
-		"revision", p.revision,
-		"subject", req.Identity.Subject,
-		"anonymous", req.Identity.Anonymous,
-		"requested", len(req.Requested),
-		"granted", len(granted),
-	)
+	// Checked first: the arguments would be boxed for a line that, by default, is not written.
+	if e.logger.Enabled(ctx, slog.LevelDebug) {
+		e.logger.DebugContext(ctx, "authz decision",
+			"decision_id", id,
+			"revision", p.revision,
+			"subject", req.Identity.Subject,
+			"anonymous", req.Identity.Anonymous,
+			"requested", len(req.Requested),
+			"granted", len(granted),
+		)
+	}
 	return authz.Decision{Granted: granted, DecisionID: id}, nil
 }
 
