@@ -280,7 +280,8 @@ func (c *inprocConn) invoke(ctx context.Context, method string, args, reply any,
 // serve is the server's side of a call: a context as a gRPC server makes one, server stats,
 // the interceptors and the handler, and the reply encoded (nil when st is set).
 func (c *inprocConn) serve(cctx context.Context, method string, md metadata.MD, req *[]byte) (resp *[]byte, st *status.Status, stream *inprocStream) {
-	stream = &inprocStream{method: method}
+	sc := &inprocServerCall{inprocStream: inprocStream{method: method}, c: c, req: req}
+	stream = &sc.inprocStream
 	sm, ok := strings.CutPrefix(method, "/")
 	pos := strings.LastIndexByte(sm, '/')
 	if !ok || pos < 0 {
@@ -304,7 +305,8 @@ func (c *inprocConn) serve(cctx context.Context, method string, md metadata.MD, 
 	defer stop()
 	var ctx context.Context = base
 	if dl, ok := cctx.Deadline(); ok {
-		ctx = handlerContext{Context: base, deadline: dl}
+		sc.hctx = handlerContext{Context: base, deadline: dl}
+		ctx = &sc.hctx
 	}
 	ctx = peer.NewContext(ctx, c.peer)
 	ctx = metadata.NewIncomingContext(ctx, md)
@@ -320,16 +322,7 @@ func (c *inprocConn) serve(cctx context.Context, method string, md metadata.MD, 
 		}()
 	}
 	ctx = grpc.NewContextWithServerTransportStream(ctx, stream)
-	dec := func(v any) error {
-		if n := bufLen(req); n > c.maxRecv {
-			return status.Errorf(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", n, c.maxRecv)
-		}
-		if err := decode(req, v); err != nil {
-			return status.Errorf(codes.Internal, "grpc: failed to unmarshal the received message: %v", err)
-		}
-		return nil
-	}
-	reply, appErr := m.handler(m.impl, ctx, dec, c.serverInt)
+	reply, appErr := m.handler(m.impl, ctx, sc.decode, c.serverInt)
 	if appErr == nil {
 		resp, appErr = c.encode(reply)
 	}
@@ -359,6 +352,26 @@ func (c *inprocConn) abandoned(method string, md metadata.MD) {
 	begin := time.Now()
 	sh.HandleRPC(ctx, &stats.Begin{BeginTime: begin})
 	sh.HandleRPC(ctx, &stats.End{BeginTime: begin, EndTime: time.Now(), Error: status.Error(codes.Canceled, context.Canceled.Error())})
+}
+
+// inprocServerCall is what serve allocates for a call, in one piece: the stream, the
+// handler's context when the caller has a deadline, and what decode reads.
+type inprocServerCall struct {
+	inprocStream
+	hctx handlerContext
+	c    *inprocConn
+	req  *[]byte
+}
+
+// decode is the handler's dec: the request, as a gRPC server decodes it.
+func (sc *inprocServerCall) decode(v any) error {
+	if n := bufLen(sc.req); n > sc.c.maxRecv {
+		return status.Errorf(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", n, sc.c.maxRecv)
+	}
+	if err := decode(sc.req, v); err != nil {
+		return status.Errorf(codes.Internal, "grpc: failed to unmarshal the received message: %v", err)
+	}
+	return nil
 }
 
 // handlerContext reports the caller's deadline; it ends when the caller's context does.
