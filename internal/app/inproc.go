@@ -202,10 +202,21 @@ func (c *inprocConn) invoke(ctx context.Context, method string, args, reply any,
 		}()
 		out, _ = metadata.FromOutgoingContext(ctx) // with the trace context it added
 	}
-	in := make(metadata.MD, len(out)+len(c.transportMD))
-	for k, v := range out {
-		if !reservedHeader(k) {
-			in[k] = v // out is FromOutgoingContext's copy, the caller's no longer
+	// out is FromOutgoingContext's copy, the caller's no longer. Without client stats
+	// nothing else sees it, so it becomes the handler's metadata in place.
+	in := out
+	if c.clientStats == nil && in != nil {
+		for k := range in {
+			if reservedHeader(k) {
+				delete(in, k)
+			}
+		}
+	} else {
+		in = make(metadata.MD, len(out)+len(c.transportMD))
+		for k, v := range out {
+			if !reservedHeader(k) {
+				in[k] = v
+			}
 		}
 	}
 	// The transport's values, copied into one array (one allocation, not one a key); each
