@@ -554,17 +554,20 @@ type key struct {
 // case, which only ever makes a count stricter.
 func (l *Lockout) keysOf(cr authn.Credentials) []key {
 	addr := ClientAddr(cr.RemoteAddr)
-	h := sha256.New()
 	user := strings.ToLower(cr.Username)
-	var n [8]byte
-	binary.BigEndian.PutUint64(n[:], uint64(len(user)))
-	h.Write(n[:]) // length prefix: ("ab","c") and ("a","bc") must not collide
-	h.Write([]byte(user))
-	h.Write([]byte(addr))
-	ks := []key{
-		{kind: KindAccountAddress, key: "acct:" + base64.RawURLEncoding.EncodeToString(h.Sum(nil)), addr: addr, policy: l.acct},
-		{kind: KindAddress, key: "addr:" + addr, addr: addr, policy: l.adr},
-	}
+	// Built on the stack (every login runs this twice): the hashed bytes are what they always
+	// were, so the stored keys do not change.
+	var stack [256]byte
+	b := binary.BigEndian.AppendUint64(stack[:0], uint64(len(user))) // length prefix: ("ab","c") and ("a","bc") must not collide
+	b = append(append(b, user...), addr...)
+	sum := sha256.Sum256(b)
+	const acctPrefix = "acct:"
+	var acct [len(acctPrefix) + 43]byte // 43: unpadded base64 of 32 bytes
+	copy(acct[:], acctPrefix)
+	base64.RawURLEncoding.Encode(acct[len(acctPrefix):], sum[:])
+	ks := make([]key, 2, 2+len(l.prefixes))
+	ks[0] = key{kind: KindAccountAddress, key: string(acct[:]), addr: addr, policy: l.acct}
+	ks[1] = key{kind: KindAddress, key: "addr:" + addr, addr: addr, policy: l.adr}
 	if p, err := netip.ParsePrefix(addr); err == nil && p.Addr().Is6() {
 		for _, pp := range l.prefixes {
 			wide, _ := p.Addr().Prefix(pp.Bits) // cannot fail: Bits is checked in New
