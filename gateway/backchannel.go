@@ -54,10 +54,10 @@ func (g *Gateway) backChannelLogout(w http.ResponseWriter, r *http.Request) (int
 		return 0, e
 	}
 	f := r.PostForm
-	switch {
-	case len(f["logout_token"]) > 1:
-		return 0, badRequest("invalid_request", "logout_token must be given once")
-	case f.Get("logout_token") == "":
+	if e := onceEach(f, []string{"logout_token"}); e != nil {
+		return 0, e
+	}
+	if f.Get("logout_token") == "" {
 		return 0, badRequest("invalid_request", "logout_token is required")
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.opt.BackendTimeout)

@@ -99,10 +99,8 @@ func (g *Gateway) startDevice(w http.ResponseWriter, r *http.Request) (*tokenReq
 	f := r.PostForm
 	req := &tokenRequest{clientID: f.Get("client_id")}
 	req.remoteAddr, _ = g.remoteAddr(r)
-	for _, p := range deviceAuthParams {
-		if len(f[p]) > 1 {
-			return req, nil, badRequest("invalid_request", p+" must be given once")
-		}
+	if e := onceEach(f, deviceAuthParams); e != nil {
+		return req, nil, e
 	}
 	if e := checkClientID(req.clientID); e != nil {
 		return req, nil, e

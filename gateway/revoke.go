@@ -79,10 +79,8 @@ func (g *Gateway) revoke(w http.ResponseWriter, r *http.Request) (kind string, _
 		return "", e
 	}
 	f := r.PostForm
-	for _, p := range revokeParams {
-		if len(f[p]) > 1 {
-			return "", badRequest("invalid_request", p+" must be given once")
-		}
+	if e := onceEach(f, revokeParams); e != nil {
+		return "", e
 	}
 	tok := f.Get("token")
 	if tok == "" {

@@ -171,6 +171,17 @@ func (g *Gateway) readForm(w http.ResponseWriter, r *http.Request) *apiError {
 	return nil
 }
 
+// onceEach refuses a form that repeats one of params (RFC 6749 §3.1: a parameter is sent at
+// most once): which value counts would be the server's guess.
+func onceEach(f url.Values, params []string) *apiError {
+	for _, p := range params {
+		if len(f[p]) > 1 {
+			return badRequest("invalid_request", p+" must be given once")
+		}
+	}
+	return nil
+}
+
 // handleOAuthToken serves the OAuth2 form of the token endpoint (distribution's oauth.md):
 // the password grant (access_type=offline asks for a refresh token) and the refresh grant.
 func (g *Gateway) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
@@ -182,11 +193,9 @@ func (g *Gateway) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
 	req := &tokenRequest{clientID: f.Get("client_id")}
 	req.remoteAddr, _ = g.remoteAddr(r)
-	for _, p := range oauthSingleParams {
-		if len(f[p]) > 1 {
-			g.finish(w, r, start, req, badRequest("invalid_request", p+" must be given once"), nil)
-			return
-		}
+	if e := onceEach(f, oauthSingleParams); e != nil {
+		g.finish(w, r, start, req, e, nil)
+		return
 	}
 	switch gt := f.Get("grant_type"); gt {
 	case "password":
