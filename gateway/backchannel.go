@@ -39,10 +39,7 @@ func (g *Gateway) handleBackChannelLogout(w http.ResponseWriter, r *http.Request
 		g.writeError(w, e)
 		return
 	}
-	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", "0")
-	w.WriteHeader(http.StatusOK)
+	writeEmpty(w)
 }
 
 func (g *Gateway) backChannelLogout(w http.ResponseWriter, r *http.Request) (int32, *apiError) {

@@ -57,10 +57,7 @@ func (g *Gateway) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		g.writeError(w, e)
 		return
 	}
-	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", "0")
-	w.WriteHeader(http.StatusOK)
+	writeEmpty(w)
 }
 
 // revoke checks the request and ends the session of a refresh token. kind says what the token
