@@ -23,11 +23,7 @@ func (g *Gateway) handleBackChannelLogout(w http.ResponseWriter, r *http.Request
 	if e != nil {
 		outcome = outcomeOf(e)
 	}
-	client, peer := g.remoteAddr(r)
-	attrs := []any{"outcome", outcome, "remote_addr", client, "duration_ms", float64(time.Since(start).Microseconds()) / 1000}
-	if peer != client {
-		attrs = append(attrs, "proxy_addr", peer)
-	}
+	attrs := g.auditHead(r, start, outcome)
 	if e != nil {
 		attrs = append(attrs, "status", e.status, "error", e.code)
 	} else {

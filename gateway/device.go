@@ -58,11 +58,7 @@ func (g *Gateway) handleDeviceAuthorization(w http.ResponseWriter, r *http.Reque
 	if e != nil {
 		outcome = outcomeOf(e)
 	}
-	client, peer := g.remoteAddr(r)
-	attrs := []any{"outcome", outcome, "remote_addr", client, "duration_ms", float64(time.Since(start).Microseconds()) / 1000}
-	if peer != client {
-		attrs = append(attrs, "proxy_addr", peer)
-	}
+	attrs := g.auditHead(r, start, outcome)
 	if req != nil {
 		attrs = append(attrs, "client_id", req.clientID, "service", req.service, "requested", scopeStrings(req.scopes))
 	}

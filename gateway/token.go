@@ -436,6 +436,17 @@ func (g *Gateway) finish(w http.ResponseWriter, r *http.Request, start time.Time
 	g.audit.LogAttrs(r.Context(), slog.LevelInfo, "token decision", attrs...)
 }
 
+// auditHead is how the audit event of a form endpoint beside the token decision starts: its
+// outcome, the caller's address (and its proxy's when one was trusted) and the time taken.
+func (g *Gateway) auditHead(r *http.Request, start time.Time, outcome string) []any {
+	client, peer := g.remoteAddr(r)
+	attrs := []any{"outcome", outcome, "remote_addr", client, "duration_ms", float64(time.Since(start).Microseconds()) / 1000}
+	if peer != client {
+		attrs = append(attrs, "proxy_addr", peer)
+	}
+	return attrs
+}
+
 // outcomeOf is the metrics and audit outcome of an error answer.
 func outcomeOf(e *apiError) string {
 	switch {
