@@ -23,11 +23,7 @@ func (g *Gateway) handleBackChannelLogout(w http.ResponseWriter, r *http.Request
 	if e != nil {
 		outcome = outcomeOf(e)
 	}
-	client, peer := g.remoteAddr(r)
-	attrs := []any{"outcome", outcome, "remote_addr", client, "duration_ms", float64(time.Since(start).Microseconds()) / 1000}
-	if peer != client {
-		attrs = append(attrs, "proxy_addr", peer)
-	}
+	attrs := g.auditHead(r, start, outcome)
 	if e != nil {
 		attrs = append(attrs, "status", e.status, "error", e.code)
 	} else {
@@ -39,10 +35,7 @@ func (g *Gateway) handleBackChannelLogout(w http.ResponseWriter, r *http.Request
 		g.writeError(w, e)
 		return
 	}
-	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", "0")
-	w.WriteHeader(http.StatusOK)
+	writeEmpty(w)
 }
 
 func (g *Gateway) backChannelLogout(w http.ResponseWriter, r *http.Request) (int32, *apiError) {
@@ -54,10 +47,10 @@ func (g *Gateway) backChannelLogout(w http.ResponseWriter, r *http.Request) (int
 		return 0, e
 	}
 	f := r.PostForm
-	switch {
-	case len(f["logout_token"]) > 1:
-		return 0, badRequest("invalid_request", "logout_token must be given once")
-	case f.Get("logout_token") == "":
+	if e := onceEach(f, []string{"logout_token"}); e != nil {
+		return 0, e
+	}
+	if f.Get("logout_token") == "" {
 		return 0, badRequest("invalid_request", "logout_token is required")
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.opt.BackendTimeout)

@@ -58,11 +58,7 @@ func (g *Gateway) handleDeviceAuthorization(w http.ResponseWriter, r *http.Reque
 	if e != nil {
 		outcome = outcomeOf(e)
 	}
-	client, peer := g.remoteAddr(r)
-	attrs := []any{"outcome", outcome, "remote_addr", client, "duration_ms", float64(time.Since(start).Microseconds()) / 1000}
-	if peer != client {
-		attrs = append(attrs, "proxy_addr", peer)
-	}
+	attrs := g.auditHead(r, start, outcome)
 	if req != nil {
 		attrs = append(attrs, "client_id", req.clientID, "service", req.service, "requested", scopeStrings(req.scopes))
 	}
@@ -99,10 +95,8 @@ func (g *Gateway) startDevice(w http.ResponseWriter, r *http.Request) (*tokenReq
 	f := r.PostForm
 	req := &tokenRequest{clientID: f.Get("client_id")}
 	req.remoteAddr, _ = g.remoteAddr(r)
-	for _, p := range deviceAuthParams {
-		if len(f[p]) > 1 {
-			return req, nil, badRequest("invalid_request", p+" must be given once")
-		}
+	if e := onceEach(f, deviceAuthParams); e != nil {
+		return req, nil, e
 	}
 	if e := checkClientID(req.clientID); e != nil {
 		return req, nil, e

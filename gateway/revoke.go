@@ -57,10 +57,7 @@ func (g *Gateway) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		g.writeError(w, e)
 		return
 	}
-	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", "0")
-	w.WriteHeader(http.StatusOK)
+	writeEmpty(w)
 }
 
 // revoke checks the request and ends the session of a refresh token. kind says what the token
@@ -79,10 +76,8 @@ func (g *Gateway) revoke(w http.ResponseWriter, r *http.Request) (kind string, _
 		return "", e
 	}
 	f := r.PostForm
-	for _, p := range revokeParams {
-		if len(f[p]) > 1 {
-			return "", badRequest("invalid_request", p+" must be given once")
-		}
+	if e := onceEach(f, revokeParams); e != nil {
+		return "", e
 	}
 	tok := f.Get("token")
 	if tok == "" {

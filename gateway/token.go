@@ -171,6 +171,17 @@ func (g *Gateway) readForm(w http.ResponseWriter, r *http.Request) *apiError {
 	return nil
 }
 
+// onceEach refuses a form that repeats one of params (RFC 6749 §3.1: a parameter is sent at
+// most once): which value counts would be the server's guess.
+func onceEach(f url.Values, params []string) *apiError {
+	for _, p := range params {
+		if len(f[p]) > 1 {
+			return badRequest("invalid_request", p+" must be given once")
+		}
+	}
+	return nil
+}
+
 // handleOAuthToken serves the OAuth2 form of the token endpoint (distribution's oauth.md):
 // the password grant (access_type=offline asks for a refresh token) and the refresh grant.
 func (g *Gateway) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
@@ -182,11 +193,9 @@ func (g *Gateway) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
 	req := &tokenRequest{clientID: f.Get("client_id")}
 	req.remoteAddr, _ = g.remoteAddr(r)
-	for _, p := range oauthSingleParams {
-		if len(f[p]) > 1 {
-			g.finish(w, r, start, req, badRequest("invalid_request", p+" must be given once"), nil)
-			return
-		}
+	if e := onceEach(f, oauthSingleParams); e != nil {
+		g.finish(w, r, start, req, e, nil)
+		return
 	}
 	switch gt := f.Get("grant_type"); gt {
 	case "password":
@@ -425,6 +434,17 @@ func (g *Gateway) finish(w http.ResponseWriter, r *http.Request, start time.Time
 		g.writeError(w, e)
 	}
 	g.audit.LogAttrs(r.Context(), slog.LevelInfo, "token decision", attrs...)
+}
+
+// auditHead is how the audit event of a form endpoint beside the token decision starts: its
+// outcome, the caller's address (and its proxy's when one was trusted) and the time taken.
+func (g *Gateway) auditHead(r *http.Request, start time.Time, outcome string) []any {
+	client, peer := g.remoteAddr(r)
+	attrs := []any{"outcome", outcome, "remote_addr", client, "duration_ms", float64(time.Since(start).Microseconds()) / 1000}
+	if peer != client {
+		attrs = append(attrs, "proxy_addr", peer)
+	}
+	return attrs
 }
 
 // outcomeOf is the metrics and audit outcome of an error answer.
