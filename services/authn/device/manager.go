@@ -3,16 +3,15 @@ package device
 import (
 	"container/list"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/portcullis-dev/portcullis/services/authn/internal/secret"
 )
 
 var (
@@ -370,21 +369,16 @@ func (m *Manager) wrongCode(key string, now time.Time) error {
 }
 
 func newDeviceCode() (string, error) {
-	b := make([]byte, deviceCodeBytes)
-	if _, err := rand.Read(b); err != nil {
+	code, err := secret.New(deviceCodePrefix, deviceCodeBytes)
+	if err != nil {
 		return "", fmt.Errorf("device: device code: %w", err)
 	}
-	return deviceCodePrefix + base64.RawURLEncoding.EncodeToString(b), nil
+	return code, nil
 }
 
 // wellFormedDeviceCode spares the store a lookup for what cannot be a device code.
 func wellFormedDeviceCode(s string) bool {
-	rest, ok := strings.CutPrefix(s, deviceCodePrefix)
-	if !ok || len(rest) != base64.RawURLEncoding.EncodedLen(deviceCodeBytes) {
-		return false
-	}
-	_, err := base64.RawURLEncoding.DecodeString(rest)
-	return err == nil
+	return secret.WellFormed(s, deviceCodePrefix, deviceCodeBytes)
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
