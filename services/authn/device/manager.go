@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/portcullis-dev/portcullis/services/authn/internal/secret"
+	"github.com/portcullis-dev/portcullis/services/authn/lockout"
 )
 
 var (
@@ -392,26 +392,9 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// limiterKey is the address wrong codes are counted against: the IP without its port, an
-// IPv6 address by its /64 (one host commonly holds a whole /64). An address that does not
-// parse counts as itself, cut short. It is lockout.ClientAddr's rule, repeated so this
-// package need not import services/authn through lockout.
-func limiterKey(addr string) string {
-	ip, err := netip.ParseAddr(addr)
-	if err != nil {
-		ap, perr := netip.ParseAddrPort(addr)
-		if perr != nil {
-			return truncate(addr, 128)
-		}
-		ip = ap.Addr()
-	}
-	ip = ip.Unmap().WithZone("")
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.String()
-	}
-	return ip.String()
-}
+// limiterKey is the address wrong codes and starts are counted against: lockout's rule (the
+// IP without its port, an IPv6 address by its /64), so an address is one client to both.
+func limiterKey(addr string) string { return lockout.ClientAddr(addr) }
 
 // limiter counts wrong user codes per address in fixed windows. It is in memory, per
 // replica: behind N replicas an address gets up to N times the limit, which still leaves
