@@ -11,19 +11,17 @@ package account
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/portcullis-dev/portcullis/internal/identity"
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	"github.com/portcullis-dev/portcullis/services/authn"
+	"github.com/portcullis-dev/portcullis/services/authn/internal/secret"
 	"github.com/portcullis-dev/portcullis/services/authn/pats"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
 	"github.com/portcullis-dev/portcullis/services/authn/sso"
@@ -150,27 +148,17 @@ type invalidArgument struct{ msg string }
 func (e *invalidArgument) Error() string { return e.msg }
 
 func newToken() (token string, hash [32]byte) {
-	var raw [tokenBytes]byte
-	_, _ = rand.Read(raw[:]) // never fails (Go 1.24+)
-	token = TokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	token, _ = secret.New(TokenPrefix, tokenBytes) // crypto/rand never fails (Go 1.24+)
 	return token, websessions.HashToken(token)
 }
 
 func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return "wss_" + base64.RawURLEncoding.EncodeToString(b[:])
+	id, _ := secret.New("wss_", 16)
+	return id
 }
 
 // wellFormed checks a token's shape before any store read.
-func wellFormed(token string) bool {
-	body, ok := strings.CutPrefix(token, TokenPrefix)
-	if !ok || len(body) != base64.RawURLEncoding.EncodedLen(tokenBytes) {
-		return false
-	}
-	_, err := base64.RawURLEncoding.Strict().DecodeString(body)
-	return err == nil
-}
+func wellFormed(token string) bool { return secret.WellFormed(token, TokenPrefix, tokenBytes) }
 
 // startWebSession stores a new web session of id and returns its token.
 func (s *Server) startWebSession(ctx context.Context, id identity.Identity, idpSID, remoteAddr, userAgent string, ttl time.Duration) (string, websessions.Session, error) {

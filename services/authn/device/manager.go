@@ -3,16 +3,15 @@ package device
 import (
 	"container/list"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/portcullis-dev/portcullis/services/authn/internal/secret"
+	"github.com/portcullis-dev/portcullis/services/authn/lockout"
 )
 
 var (
@@ -370,21 +369,16 @@ func (m *Manager) wrongCode(key string, now time.Time) error {
 }
 
 func newDeviceCode() (string, error) {
-	b := make([]byte, deviceCodeBytes)
-	if _, err := rand.Read(b); err != nil {
+	code, err := secret.New(deviceCodePrefix, deviceCodeBytes)
+	if err != nil {
 		return "", fmt.Errorf("device: device code: %w", err)
 	}
-	return deviceCodePrefix + base64.RawURLEncoding.EncodeToString(b), nil
+	return code, nil
 }
 
 // wellFormedDeviceCode spares the store a lookup for what cannot be a device code.
 func wellFormedDeviceCode(s string) bool {
-	rest, ok := strings.CutPrefix(s, deviceCodePrefix)
-	if !ok || len(rest) != base64.RawURLEncoding.EncodedLen(deviceCodeBytes) {
-		return false
-	}
-	_, err := base64.RawURLEncoding.DecodeString(rest)
-	return err == nil
+	return secret.WellFormed(s, deviceCodePrefix, deviceCodeBytes)
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
@@ -398,26 +392,9 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// limiterKey is the address wrong codes are counted against: the IP without its port, an
-// IPv6 address by its /64 (one host commonly holds a whole /64). An address that does not
-// parse counts as itself, cut short. It is lockout.ClientAddr's rule, repeated so this
-// package need not import services/authn through lockout.
-func limiterKey(addr string) string {
-	ip, err := netip.ParseAddr(addr)
-	if err != nil {
-		ap, perr := netip.ParseAddrPort(addr)
-		if perr != nil {
-			return truncate(addr, 128)
-		}
-		ip = ap.Addr()
-	}
-	ip = ip.Unmap().WithZone("")
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.String()
-	}
-	return ip.String()
-}
+// limiterKey is the address wrong codes and starts are counted against: lockout's rule (the
+// IP without its port, an IPv6 address by its /64), so an address is one client to both.
+func limiterKey(addr string) string { return lockout.ClientAddr(addr) }
 
 // limiter counts wrong user codes per address in fixed windows. It is in memory, per
 // replica: behind N replicas an address gets up to N times the limit, which still leaves
