@@ -22,6 +22,7 @@ import (
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 	"github.com/portcullis-dev/portcullis/services/authn"
 	"github.com/portcullis-dev/portcullis/services/authn/internal/secret"
+	"github.com/portcullis-dev/portcullis/services/authn/internal/textlimit"
 	"github.com/portcullis-dev/portcullis/services/authn/pats"
 	"github.com/portcullis-dev/portcullis/services/authn/sessions"
 	"github.com/portcullis-dev/portcullis/services/authn/sso"
@@ -166,7 +167,7 @@ func (s *Server) startWebSession(ctx context.Context, id identity.Identity, idpS
 	now := s.now()
 	ws := websessions.Session{
 		ID: newID(), TokenHash: h, Subject: id.Subject, Backend: id.Backend, Fingerprint: id.Fingerprint,
-		IDPSessionID: idpSID, RemoteAddr: remoteAddr, UserAgent: truncate(userAgent, 512),
+		IDPSessionID: idpSID, RemoteAddr: remoteAddr, UserAgent: textlimit.Truncate(userAgent, 512),
 		CreatedAt: now, ExpiresAt: now.Add(ttl),
 	}
 	if err := s.o.WebSessions.Create(ctx, ws); err != nil {
@@ -253,11 +254,4 @@ func storeErr(what string, err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %s: %w", errStore, what, err)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

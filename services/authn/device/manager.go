@@ -8,9 +8,9 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/portcullis-dev/portcullis/services/authn/internal/secret"
+	"github.com/portcullis-dev/portcullis/services/authn/internal/textlimit"
 	"github.com/portcullis-dev/portcullis/services/authn/lockout"
 )
 
@@ -164,7 +164,7 @@ func (m *Manager) Start(ctx context.Context, r StartRequest) (string, Authorizat
 	}
 	a := Authorization{
 		ClientID: r.ClientID, Service: r.Service, Scopes: append([]string(nil), r.Scopes...),
-		ClientAddr: truncate(r.ClientAddr, maxClientAddr), UserAgent: truncate(r.UserAgent, maxUserAgentLen),
+		ClientAddr: textlimit.Truncate(r.ClientAddr, maxClientAddr), UserAgent: textlimit.Truncate(r.UserAgent, maxUserAgentLen),
 		CreatedAt: now, ExpiresAt: now.Add(m.o.ExpiresIn), Interval: m.o.Interval, State: Pending,
 	}
 	var code string
@@ -379,17 +379,6 @@ func newDeviceCode() (string, error) {
 // wellFormedDeviceCode spares the store a lookup for what cannot be a device code.
 func wellFormedDeviceCode(s string) bool {
 	return secret.WellFormed(s, deviceCodePrefix, deviceCodeBytes)
-}
-
-// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // limiterKey is the address wrong codes and starts are counted against: lockout's rule (the
