@@ -4,14 +4,58 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/portcullis-dev/portcullis/internal/loopback"
 	"github.com/portcullis-dev/portcullis/pkg/regclient"
 )
 
 // What login and logout share: the REGISTRY argument as docker reads it, and docker's config.
+
+// registryFlags is the flag set login and logout both start from: usage, -docker-config and
+// -timeout; each adds its own flags before parse.
+type registryFlags struct {
+	fs        *flag.FlagSet
+	configDir *string
+	timeout   *time.Duration
+}
+
+func newRegistryFlags(name, usage string, stderr io.Writer, timeout time.Duration, timeoutUsage string) *registryFlags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage+"\nflags:\n")
+		fs.PrintDefaults()
+	}
+	return &registryFlags{
+		fs:        fs,
+		configDir: fs.String("docker-config", "", "the `DIR` of docker's config.json (default $DOCKER_CONFIG, else ~/.docker), as docker's --config"),
+		timeout:   fs.Duration("timeout", timeout, timeoutUsage),
+	}
+}
+
+// parse parses args and the one REGISTRY argument, then reads docker's config: before any
+// request, a config that cannot be read or written is better known now. verb says what the
+// command does with REGISTRY ("log in to").
+func (r *registryFlags) parse(ctx context.Context, args []string, verb string) (host, base string, cfg *regclient.DockerConfigFile, err error) {
+	arg, err := parseRegistryArgs(ctx, r.fs, args, verb)
+	if err != nil {
+		return "", "", nil, err
+	}
+	if *r.timeout <= 0 {
+		return "", "", nil, usagef(r.fs.Name(), "-timeout must be positive")
+	}
+	if host, base, err = registryArg(arg); err != nil {
+		return "", "", nil, usagef(r.fs.Name(), "%v", err)
+	}
+	if cfg, err = loadDockerConfig(*r.configDir); err != nil {
+		return "", "", nil, err
+	}
+	return host, base, cfg, nil
+}
 
 // parseRegistryArgs parses fs and the one REGISTRY argument; flags may follow it too, as
 // docker's do. verb says what the command does with it ("log in to").

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -70,32 +69,14 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func (c *loginCmd) exec(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("portcullis login", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), loginUsage+"\nflags:\n")
-		fs.PrintDefaults()
-	}
-	configDir := fs.String("docker-config", "", "the `DIR` of docker's config.json (default $DOCKER_CONFIG, else ~/.docker), as docker's --config")
-	insecureRealm := fs.Bool("insecure-realm", false, "use a token server on plain http off this machine (the session's token crosses the network in clear; for a lab only)")
-	noBrowser := fs.Bool("no-browser", false, "do not open a browser: only print the URL and the code")
-	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait, all in all, for the sign-in to be approved")
-	arg, err := parseRegistryArgs(ctx, fs, args, "log in to")
+	rf := newRegistryFlags("portcullis login", loginUsage, c.stderr, 10*time.Minute, "how long to wait, all in all, for the sign-in to be approved")
+	insecureRealm := rf.fs.Bool("insecure-realm", false, "use a token server on plain http off this machine (the session's token crosses the network in clear; for a lab only)")
+	noBrowser := rf.fs.Bool("no-browser", false, "do not open a browser: only print the URL and the code")
+	host, base, cfg, err := rf.parse(ctx, args, "log in to")
 	if err != nil {
 		return err
 	}
-	if *timeout <= 0 {
-		return usagef(fs.Name(), "-timeout must be positive")
-	}
-	host, base, err := registryArg(arg)
-	if err != nil {
-		return usagef(fs.Name(), "%v", err)
-	}
-	// Before the person signs in: a config that cannot be written is better known now.
-	cfg, err := loadDockerConfig(*configDir)
-	if err != nil {
-		return err
-	}
+	timeout := rf.timeout
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	hc := c.http

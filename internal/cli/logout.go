@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -45,31 +44,14 @@ func runLogout(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func (c *logoutCmd) exec(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("portcullis logout", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), logoutUsage+"\nflags:\n")
-		fs.PrintDefaults()
-	}
-	configDir := fs.String("docker-config", "", "the `DIR` of docker's config.json (default $DOCKER_CONFIG, else ~/.docker), as docker's --config")
-	force := fs.Bool("force", false, "remove the local entry even if the session could not be ended (it may stay live until it expires)")
-	insecureRealm := fs.Bool("insecure-realm", false, "follow a plain-http realm named by an https registry (sends the refresh token in clear; for a lab only)")
-	timeout := fs.Duration("timeout", 30*time.Second, "how long the token server may take")
-	arg, err := parseRegistryArgs(ctx, fs, args, "log out of")
+	rf := newRegistryFlags("portcullis logout", logoutUsage, c.stderr, 30*time.Second, "how long the token server may take")
+	force := rf.fs.Bool("force", false, "remove the local entry even if the session could not be ended (it may stay live until it expires)")
+	insecureRealm := rf.fs.Bool("insecure-realm", false, "follow a plain-http realm named by an https registry (sends the refresh token in clear; for a lab only)")
+	host, base, cfg, err := rf.parse(ctx, args, "log out of")
 	if err != nil {
 		return err
 	}
-	if *timeout <= 0 {
-		return usagef(fs.Name(), "-timeout must be positive")
-	}
-	host, base, err := registryArg(arg)
-	if err != nil {
-		return usagef(fs.Name(), "%v", err)
-	}
-	cfg, err := loadDockerConfig(*configDir)
-	if err != nil {
-		return err
-	}
+	timeout := rf.timeout
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
