@@ -35,7 +35,7 @@ func (a *App) grpcServerOptions(rules grpctls.Rules, useTLS bool, plainRole stri
 // in-process channel to run the very same interceptors around the same handlers.
 func (a *App) grpcServerChain(rules grpctls.Rules, useTLS bool, plainRole string,
 	unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor, log *slog.Logger) ([]grpc.ServerOption, []grpc.UnaryServerInterceptor, error) {
-	opts := grpcdial.ServerKeepalive()
+	opts := append(grpcdial.ServerKeepalive(), grpcdial.ServerFlowControl()...)
 	identify := grpctls.Fixed(plainRole)
 	if useTLS {
 		creds, err := a.cfg.InternalTLS.Server()
@@ -172,6 +172,7 @@ func (a *App) dial(addr, role, healthService string) (grpc.ClientConnInterface, 
 		}
 		addr = target
 		opts = append(opts, grpc.WithDefaultServiceConfig(grpcdial.ServiceConfig(healthService)), grpcdial.ClientKeepalive(), grpcdial.ClientReconnect())
+		opts = append(opts, grpcdial.ClientFlowControl()...)
 		if r != nil {
 			opts = append(opts, grpc.WithResolvers(r))
 		}

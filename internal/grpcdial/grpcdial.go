@@ -180,6 +180,26 @@ func ClientReconnect() grpc.DialOption {
 	})
 }
 
+// Flow control windows are fixed rather than sized by gRPC's bandwidth-delay estimator. The
+// estimator sends a PING with every sampled DATA frame and the peer answers it: with the
+// small, steady messages of these services that is a ping and its ack for nearly every call
+// in each direction, frames and syscalls that carry nothing (it measured a ping per call).
+// Messages here are a few kilobytes, far below these windows, so no call ever waits for one.
+const (
+	streamWindow = 1 << 20 // 1 MiB
+	connWindow   = 4 << 20 // 4 MiB
+)
+
+// ClientFlowControl fixes the gateway's receive windows (see streamWindow).
+func ClientFlowControl() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithStaticStreamWindowSize(streamWindow), grpc.WithStaticConnWindowSize(connWindow)}
+}
+
+// ServerFlowControl fixes a service's receive windows (see streamWindow).
+func ServerFlowControl() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.StaticStreamWindowSize(streamWindow), grpc.StaticConnWindowSize(connWindow)}
+}
+
 func ServerKeepalive() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2, PermitWithoutStream: true}),
