@@ -3,13 +3,15 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"time"
 )
 
 // benchBasic measures GET /token with HTTP Basic credentials: the unavoidable work first,
 // then all-in-one and split, warm (login cache) and cold (bcrypt each time), 1 and 5 scopes,
-// the all-in-one warm 1-scope row also with decision logs off (warmBench). It returns the
-// all-in-one warm 1-scope rate, what the other groups are compared with, and a CPU profile of
-// that scenario when profiling is on.
+// the all-in-one warm 1-scope row also with decision logs off, each the median of interleaved
+// runs (warmBench). It returns the all-in-one warm 1-scope rate (of the median run with
+// decision logs), what the other groups are compared with, and a CPU profile of that scenario
+// when profiling is on.
 func benchBasic(bin, dir string, o options) (warmBasic float64, profiles []cpuProfile, err error) {
 	w, err := newWarmBench(bin, dir, o)
 	if err != nil {
@@ -67,7 +69,7 @@ type warmBench struct {
 	bin, dir    string
 	o           options
 	unavoidable unavoidableCost
-	aio         result // all-in-one, decision logs on
+	aio         result // all-in-one, decision logs on: the median run
 	profiles    []cpuProfile
 }
 
@@ -90,33 +92,52 @@ func (w *warmBench) run(sc scenario, cpuprofile string) (result, error) {
 	return res, nil
 }
 
-// allInOne prints the all-in-one rows: decision logs on, then off, then (with -profile) a
-// third run under the CPU profiler, kept apart so the profiler's own cost is in neither
-// figure compared.
+// allInOne prints the all-in-one rows: decision logs on, then off, each the median by CPU per
+// token of -dl-pairs runs interleaved on, off, on, off… (one pair is too noisy on a shared
+// 2-core machine to tell a few per cent), then (with -profile) one more run under the CPU
+// profiler, kept apart so the profiler's own cost is in neither figure compared.
 func (w *warmBench) allInOne() error {
 	sc := scenario{scopes: 1}
-	var err error
-	if w.aio, err = w.run(sc, ""); err != nil {
-		return err
-	}
-	w.aio.print(sc.String(), ofUnavoidable(w.aio.cpuPerToken(), w.unavoidable.perToken))
 	off := scenario{scopes: 1, noDecisionLogs: true}
-	res, err := w.run(off, "")
-	if err != nil {
-		return err
+	pairs := max(w.o.dlPairs, 1)
+	ons, offs := make([]result, 0, pairs), make([]result, 0, pairs)
+	for range pairs {
+		res, err := w.run(sc, "")
+		if err != nil {
+			return err
+		}
+		ons = append(ons, res)
+		if res, err = w.run(off, ""); err != nil {
+			return err
+		}
+		offs = append(offs, res)
 	}
+	onCPU, offCPU := cpusPerToken(ons), cpusPerToken(offs)
+	w.aio = ons[medianRun(onCPU)]
+	w.aio.print(sc.String(), ofUnavoidable(w.aio.cpuPerToken(), w.unavoidable.perToken))
+	res := offs[medianRun(offCPU)]
 	res.print(off.String()+", decision logs off", ofUnavoidable(res.cpuPerToken(), w.unavoidable.perToken),
-		decisionLogCost(w.aio.cpuPerToken(), res.cpuPerToken()), ratio(res.rate(), w.aio.rate(), "tokens/s of the run with decision logs"))
+		decisionLogNote(onCPU, offCPU), ratio(res.rate(), w.aio.rate(), "tokens/s of the run with decision logs"))
 	if !w.o.profile {
 		return nil
 	}
 	prof := filepath.Join(w.dir, "cpu.pprof")
-	if res, err = w.run(sc, prof); err != nil {
+	res, err := w.run(sc, prof)
+	if err != nil {
 		return err
 	}
 	w.profiles = append(w.profiles, cpuProfile{"the all-in-one warm 1-scope run", prof, w.o.profileOut})
 	res.print(sc.String() + " (CPU-profiled)")
 	return nil
+}
+
+// cpusPerToken is each run's CPU per token, in the order run.
+func cpusPerToken(runs []result) []time.Duration {
+	cpus := make([]time.Duration, len(runs))
+	for i, r := range runs {
+		cpus[i] = r.cpuPerToken()
+	}
+	return cpus
 }
 
 // split prints the split warm row: the four processes' CPU per token summed, as a multiple

@@ -9,8 +9,8 @@
 // The warm Basic rows are set against the unavoidable work of a token, measured first in this
 // process on the same machine (unavoidable.go): one ES256 signature and one prepared OPA
 // evaluation of the default policy. Those rows say their server CPU per token as a multiple of
-// it ("x1.50 of unavoidable" is issue 19's goal), what the decision logs cost (all-in-one, on
-// against off) and the split deployment's summed CPU per token against all-in-one. All-in-one
+// it ("x1.50 of unavoidable" is issue 19's goal), what the decision logs cost (all-in-one, the
+// median of interleaved runs on against the median off) and the split deployment's summed CPU per token against all-in-one. All-in-one
 // rows also give the server's heap allocations per token (go_memstats_mallocs_total and
 // go_memstats_alloc_bytes_total from gateway.metrics_listen, before and after the run).
 // `-only warm` measures just those rows, for before/after comparisons of a change.
@@ -44,13 +44,19 @@ func main() {
 	profile := flag.Bool("profile", true, "CPU-profile the refresh-grant runs and one more all-in-one warm run (the warm rows compared run without the profiler) and print the top functions")
 	profileOut := flag.String("profile-out", ".cache/bench-cpu.pprof", "where to keep the warm run's CPU profile (go tool pprof); the refresh runs' go beside it")
 	withVault := flag.Bool("vault", true, "also compare Vault transit signing (needs the vault binary: scripts/install-tools.sh vault)")
-	only := flag.String("only", "", "run one group of rows only: warm (the unavoidable work, all-in-one warm Basic with decision logs on and off, split warm Basic, with their ratios), signin (warm Basic, then workload tokens, token exchange, personal access tokens and device-flow polls against it), authz or soak")
+	dlPairs := flag.Int("dl-pairs", 3, "interleaved pairs of all-in-one warm runs with decision logs on and off; each row is its median run by CPU/token (1: one run each)")
+	only := flag.String("only", "", "run one group of rows only: warm (the unavoidable work, all-in-one warm Basic with decision logs on and off (the median of -dl-pairs interleaved runs each), split warm Basic, with their ratios), signin (warm Basic, then workload tokens, token exchange, personal access tokens and device-flow polls against it), authz or soak")
 	soak := flag.Duration("soak", 10*time.Minute, "length of the soak run (half of peak, a signer replica restarted half-way); 0 skips it")
 	flag.Parse()
+	if *dlPairs < 1 {
+		fmt.Fprintln(os.Stderr, "portcullis-bench: -dl-pairs must be at least 1")
+		os.Exit(2)
+	}
 	o := options{
 		bin: *bin, dur: *dur, conc: *conc, rate: *rate, vaultRate: *vaultRate, refreshRate: *refreshRate,
 		refreshTokens: *refreshTokens, workloadTokens: *workloadTokens, ldapUsers: *ldapUsers, ldapPool: *ldapPool,
 		profile: *profile, profileOut: *profileOut, vault: *withVault, only: *only, soak: *soak,
+		dlPairs: *dlPairs,
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "portcullis-bench:", err)
@@ -69,6 +75,7 @@ type options struct {
 	vault                              bool
 	only                               string
 	soak                               time.Duration
+	dlPairs                            int // interleaved decision logs on/off pairs (warmBench)
 }
 
 // cpuProfile is a profiled run whose top functions are printed at the end.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
@@ -163,6 +164,46 @@ func decisionLogCost(on, off time.Duration) string {
 		return ""
 	}
 	return fmt.Sprintf("decision logs cost %+.1f%% CPU/token", (float64(on)/float64(off)-1)*100)
+}
+
+// medianRun is the index in cpus (runs' CPU per token) of the median run, or -1 for none.
+// For an even count it is the lower-middle run: a run that happened, not an average of two
+// that would match neither row's other figures. Ties keep the order of the runs.
+func medianRun(cpus []time.Duration) int {
+	if len(cpus) == 0 {
+		return -1
+	}
+	order := make([]int, len(cpus))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(cpus[a], cpus[b]) })
+	return order[(len(cpus)-1)/2]
+}
+
+// decisionLogNote is the decision-log cost note for pairs of interleaved runs with decision
+// logs on and off (CPU per token of each, in the order run; as many on as off): the cost of
+// the median on run over the median off run, followed, when there was more than one pair, by
+// every run's figure so the spread shows. It is "" when any run's CPU is unknown (0), as
+// decisionLogCost is: a median over unknowns says nothing.
+func decisionLogNote(on, off []time.Duration) string {
+	if len(on) == 0 || len(off) == 0 || slices.Contains(on, 0) || slices.Contains(off, 0) {
+		return ""
+	}
+	note := decisionLogCost(on[medianRun(on)], off[medianRun(off)])
+	if len(on) == 1 {
+		return note
+	}
+	return fmt.Sprintf("%s (median of %d interleaved runs each: on %s, off %s)", note, len(on), joinMicros(on), joinMicros(off))
+}
+
+// joinMicros is CPU figures in whole microseconds, slash-separated: "301/309/315µs".
+func joinMicros(ds []time.Duration) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = fmt.Sprintf("%.0f", float64(d)/float64(time.Microsecond))
+	}
+	return strings.Join(parts, "/") + "µs"
 }
 
 // splitSum is the note comparing the split deployment's summed CPU per token with the

@@ -64,3 +64,60 @@ func TestFormats(t *testing.T) {
 		}
 	}
 }
+
+func TestMedianRun(t *testing.T) {
+	t.Parallel()
+	us := time.Microsecond
+	tests := []struct {
+		name string
+		cpus []time.Duration
+		want int
+	}{
+		{"none", nil, -1},
+		{"one", []time.Duration{300 * us}, 0},
+		{"three, median first", []time.Duration{305 * us, 315 * us, 297 * us}, 0},
+		{"three, median last", []time.Duration{301 * us, 315 * us, 309 * us}, 2},
+		{"three, sorted", []time.Duration{301 * us, 309 * us, 315 * us}, 1},
+		{"two: the lower", []time.Duration{320 * us, 300 * us}, 1},
+		{"four: the lower-middle", []time.Duration{340 * us, 310 * us, 300 * us, 320 * us}, 1},
+		{"ties keep the order run", []time.Duration{300 * us, 300 * us, 300 * us}, 1},
+		{"unknown sorts lowest", []time.Duration{0, 310 * us, 300 * us}, 2},
+	}
+	for _, tt := range tests {
+		if got := medianRun(tt.cpus); got != tt.want {
+			t.Errorf("%s: medianRun(%v) = %d; want %d", tt.name, tt.cpus, got, tt.want)
+		}
+	}
+}
+
+func TestDecisionLogNote(t *testing.T) {
+	t.Parallel()
+	us := time.Microsecond
+	ds := func(xs ...time.Duration) []time.Duration {
+		for i := range xs {
+			xs[i] *= us
+		}
+		return xs
+	}
+	tests := []struct {
+		name    string
+		on, off []time.Duration
+		want    string
+	}{
+		{"one pair: as before", ds(658), ds(501), "decision logs cost +31.3% CPU/token"},
+		{"three pairs: medians, each run in order", ds(315, 301, 309), ds(297, 311, 305),
+			"decision logs cost +1.3% CPU/token (median of 3 interleaved runs each: on 315/301/309µs, off 297/311/305µs)"},
+		{"three pairs, cheaper", ds(290, 300, 310), ds(320, 305, 300),
+			"decision logs cost -1.6% CPU/token (median of 3 interleaved runs each: on 290/300/310µs, off 320/305/300µs)"},
+		{"two pairs: the lower-middle", ds(310, 300), ds(300, 290),
+			"decision logs cost +3.4% CPU/token (median of 2 interleaved runs each: on 310/300µs, off 300/290µs)"},
+		{"one pair, off unknown", ds(490), ds(0), ""},
+		{"one run's CPU unknown", ds(300, 0, 310), ds(290, 295, 300), ""},
+		{"no runs", nil, nil, ""},
+	}
+	for _, tt := range tests {
+		if got := decisionLogNote(tt.on, tt.off); got != tt.want {
+			t.Errorf("%s: %q; want %q", tt.name, got, tt.want)
+		}
+	}
+}
