@@ -182,8 +182,8 @@ func ClientReconnect() grpc.DialOption {
 
 // Flow control windows are fixed rather than sized by gRPC's bandwidth-delay estimator. The
 // estimator sends a PING with every sampled DATA frame and the peer answers it: with the
-// small, steady messages of these services that is a ping and its ack for nearly every call
-// in each direction, frames and syscalls that carry nothing (it measured a ping per call).
+// small, steady messages of these services that is a PING and its ack in each direction for
+// every call (TestFlowControlNoPings), four frames and their syscalls that carry nothing.
 // Messages here are a few kilobytes, far below these windows, so no call ever waits for one.
 const (
 	streamWindow = 1 << 20 // 1 MiB
