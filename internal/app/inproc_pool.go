@@ -1,8 +1,11 @@
 package app
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
+
+	"google.golang.org/grpc"
 )
 
 // warmPool serves the in-process channel's calls on long-lived goroutines, whose stacks
@@ -11,9 +14,15 @@ import (
 // copying on every token; and the caller must be free to leave at its deadline while the
 // handler runs on, as a gRPC client does. Handing a call over costs two goroutine
 // switches and no allocation.
+//
+// Split, a service's gRPC server hands its handlers to a pool too (UnaryServerInterceptor):
+// gRPC's own stream workers are too few for a gateway's concurrent calls, and beyond them
+// each call gets a fresh goroutine whose stack is grown by copying.
 type warmPool struct {
-	calls chan *inprocCall // buffered: a call for a worker finishing up waits for it
-	idle  atomic.Int32     // workers free to take a call
+	calls chan warmTask // buffered: a call for a worker finishing up waits for it
+	idle  atomic.Int32  // workers free to take a call
+	// unary holds the *warmUnary the interceptor hands over.
+	unary sync.Pool
 	// mu keeps close from closing calls under a caller sending on it: the gateway's HTTP
 	// server may not have finished every request when the closers run.
 	mu     sync.RWMutex
@@ -21,7 +30,7 @@ type warmPool struct {
 }
 
 func newWarmPool(n int) *warmPool {
-	p := &warmPool{calls: make(chan *inprocCall, n)}
+	p := &warmPool{calls: make(chan warmTask, n)}
 	p.idle.Store(int32(n))
 	for range n {
 		go p.work()
@@ -55,8 +64,15 @@ func (p *warmPool) serve(floor *[workerFloor]byte) {
 	}
 }
 
+// warmTask is a call a worker serves: serve runs it on the worker, finish hands the outcome
+// over (a pointer, so that handing it over allocates nothing).
+type warmTask interface {
+	serve()
+	finish()
+}
+
 // submit has a worker serve k, and says false when none is idle (or p is nil or closed).
-func (p *warmPool) submit(k *inprocCall) bool {
+func (p *warmPool) submit(k warmTask) bool {
 	if p == nil || !p.take() {
 		return false
 	}
@@ -92,3 +108,39 @@ func (p *warmPool) close() {
 		close(p.calls)
 	}
 }
+
+// UnaryServerInterceptor runs each handler on a worker, or on the caller's goroutine when
+// none is idle. It is the innermost interceptor: the chain before it (metrics, request id,
+// authorisation) runs where gRPC runs it, the handler's deep stack on a worker.
+func (p *warmPool) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		t, _ := p.unary.Get().(*warmUnary)
+		if t == nil {
+			t = &warmUnary{done: make(chan struct{}, 1)}
+		}
+		t.ctx, t.req, t.handler = ctx, req, handler
+		if !p.submit(t) {
+			*t = warmUnary{done: t.done}
+			p.unary.Put(t)
+			return handler(ctx, req)
+		}
+		<-t.done
+		resp, err := t.resp, t.err
+		*t = warmUnary{done: t.done}
+		p.unary.Put(t)
+		return resp, err
+	}
+}
+
+// warmUnary is a gRPC server's handler call, served by a worker.
+type warmUnary struct {
+	ctx     context.Context
+	req     any
+	handler grpc.UnaryHandler
+	resp    any
+	err     error
+	done    chan struct{} // buffered: finish never waits
+}
+
+func (t *warmUnary) serve()  { t.resp, t.err = t.handler(t.ctx, t.req) }
+func (t *warmUnary) finish() { t.done <- struct{}{} }

@@ -139,3 +139,71 @@ func TestWarmPool(t *testing.T) {
 		}
 	})
 }
+
+func TestWarmPoolUnaryServerInterceptor(t *testing.T) {
+	p := newWarmPool(1)
+	t.Cleanup(p.close)
+	intercept := p.UnaryServerInterceptor()
+	me := goid()
+	type key struct{}
+	ctx := context.WithValue(context.Background(), key{}, "the caller's")
+	wantErr := status.Error(codes.PermissionDenied, "no")
+	// where runs as a handler: it says where it ran, what it was given, and answers with an
+	// error for "fail".
+	var ranOn []string
+	where := func(ctx context.Context, req any) (any, error) {
+		ranOn = append(ranOn, goid())
+		if ctx.Value(key{}) != "the caller's" {
+			t.Error("the handler did not get the caller's context")
+		}
+		if req == "fail" {
+			return nil, wantErr
+		}
+		return req.(string) + " answered", nil
+	}
+	for i := range 20 {
+		resp, err := intercept(ctx, "call", nil, where)
+		if err != nil || resp != "call answered" {
+			t.Fatalf("call %d: %v, %v", i, resp, err)
+		}
+	}
+	if _, err := intercept(ctx, "fail", nil, where); err != wantErr {
+		t.Errorf("error %v, want the handler's own %v", err, wantErr)
+	}
+	for i, g := range ranOn {
+		if g == me || g != ranOn[0] {
+			t.Fatalf("call %d ran on goroutine %s, the first on %s; the caller is %s", i, g, ranOn[0], me)
+		}
+	}
+
+	// Every worker busy: the caller's goroutine serves the call.
+	gate, started := make(chan struct{}), make(chan struct{})
+	busy := make(chan error)
+	go func() {
+		_, err := intercept(ctx, "hold", nil, func(context.Context, any) (any, error) {
+			close(started)
+			<-gate
+			return nil, nil
+		})
+		busy <- err
+	}()
+	<-started
+	ranOn = nil
+	if resp, err := intercept(ctx, "call", nil, where); err != nil || resp != "call answered" {
+		t.Fatalf("with the worker busy: %v, %v", resp, err)
+	}
+	if len(ranOn) != 1 || ranOn[0] != me {
+		t.Errorf("with the worker busy the call ran on %v, not the caller's goroutine %s", ranOn, me)
+	}
+	close(gate)
+	if err := <-busy; err != nil {
+		t.Error(err)
+	}
+
+	// Closed: callers serve their own calls.
+	p.close()
+	ranOn = nil
+	if _, err := intercept(ctx, "call", nil, where); err != nil || len(ranOn) != 1 || ranOn[0] != me {
+		t.Errorf("after close: %v, ran on %v, want the caller's goroutine %s", err, ranOn, me)
+	}
+}

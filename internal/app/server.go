@@ -64,7 +64,15 @@ func (a *App) startServer(ctx context.Context) error {
 	// Only the gateway asks authn, authz and the signer, so a compromised authn or authz
 	// replica cannot mint tokens; register adds each service for the gateway role.
 	a.serviceRules = grpctls.Rules{grpctls.MethodsOf(&grpc_health_v1.Health_ServiceDesc): {grpctls.AnyPeer}}
-	opts, chain, err := a.grpcServerChain(a.serviceRules, useTLS, grpctls.RoleGateway, nil, nil, a.log.With("component", "grpc"))
+	// Split, handlers run on warm workers (warmPool); in -target=all the in-process channel
+	// already runs the whole call on one.
+	var unary []grpc.UnaryServerInterceptor
+	if a.target != "all" {
+		warm := newWarmPool(streamWorkers())
+		a.closers = append(a.closers, func(context.Context) error { warm.close(); return nil })
+		unary = append(unary, warm.UnaryServerInterceptor())
+	}
+	opts, chain, err := a.grpcServerChain(a.serviceRules, useTLS, grpctls.RoleGateway, unary, nil, a.log.With("component", "grpc"))
 	if err != nil {
 		return err
 	}
