@@ -38,12 +38,16 @@ func newWarmPool(n int) *warmPool {
 	return p
 }
 
-// workerFloor is stack a worker keeps in use while it waits. The collector halves the stack of
-// a goroutine using less than a quarter of it, at every cycle, and with a heap of a few
-// megabytes there are dozens of cycles a second: a worker that waited on a shallow stack had
-// the stack OPA's evaluation grew taken back and grew it again, by copying, on its next call
-// (3.2 % of the server's CPU in perf under make bench's warm load; 1.8 % with this floor, the
-// rest being calls served off the pool). Stacks up to four times the floor are kept whole.
+// workerFloor is stack a worker keeps in use while it waits. The collector halves the stack
+// of a goroutine using less than a quarter of it, at every cycle, and with a heap of a few
+// megabytes there are dozens of cycles a second: a worker that waited on a shallow stack has
+// the stack OPA's evaluation or the signer grew taken back, and grows it again by copying on
+// its next call. Stacks up to four times the floor are kept whole.
+//
+// Measured with perf under make bench's warm load, stack copying took, without the floor and
+// with it: all-in-one 3.2 % and 1.8 % of the server's CPU (the rest is calls served off the
+// pool); split (UnaryServerInterceptor), authz 10 % and 1.4 %, authn 3.8 % and 0.5 %, the
+// signer 2.7 % and 0.3 %. It costs about 0.5 MB of stack at 64 connections.
 const workerFloor = 32 << 10
 
 // work runs a worker below a frame of workerFloor bytes, so that it waits deep in its stack.
