@@ -9,9 +9,10 @@ import (
 // benchBasic measures GET /token with HTTP Basic credentials: the unavoidable work first,
 // then all-in-one and split, warm (login cache) and cold (bcrypt each time), 1 and 5 scopes,
 // the all-in-one warm 1-scope row also with decision logs off, each the median of interleaved
-// runs (warmBench). It returns the all-in-one warm 1-scope rate (of the median run with
-// decision logs), what the other groups are compared with, and a CPU profile of that scenario
-// when profiling is on.
+// runs (warmBench), and after the other all-in-one rows the warm 1-scope one at -rss-conns
+// clients with the server's peak resident set. It returns the all-in-one warm 1-scope rate
+// (of the median run with decision logs), what the other groups are compared with, and a CPU
+// profile of that scenario when profiling is on.
 func benchBasic(bin, dir string, o options) (warmBasic float64, profiles []cpuProfile, err error) {
 	w, err := newWarmBench(bin, dir, o)
 	if err != nil {
@@ -25,7 +26,10 @@ func benchBasic(bin, dir string, o options) (warmBasic float64, profiles []cpuPr
 				case !cold && n == 1 && !split:
 					err = w.allInOne()
 				case !cold && n == 1 && split:
-					err = w.split()
+					// The resident-set row closes the all-in-one rows.
+					if err = w.rssRow(); err == nil {
+						err = w.split()
+					}
 				default:
 					var res result
 					res, err = withServer(bin, dir, sc, "", func(url string) (result, error) {
@@ -54,6 +58,9 @@ func benchWarm(bin, dir string, o options) ([]cpuProfile, error) {
 		return nil, err
 	}
 	if err := w.allInOne(); err != nil {
+		return nil, err
+	}
+	if err := w.rssRow(); err != nil {
 		return nil, err
 	}
 	if err := w.split(); err != nil {
@@ -129,6 +136,47 @@ func (w *warmBench) allInOne() error {
 	w.profiles = append(w.profiles, cpuProfile{"the all-in-one warm 1-scope run", prof, w.o.profileOut})
 	res.print(sc.String() + " (CPU-profiled)")
 	return nil
+}
+
+// rssRow prints the all-in-one warm 1-scope row at -rss-conns clients (each its own
+// connection), decision logs on as by default, with the server's peak resident set (VmHWM,
+// read as the run ends, before the server stops: the peak of its whole life, start-up
+// included) and its resident set at the end, because the memory goal (at most 60 MB) is set
+// at 64 connections. -rss-conns 0 skips it.
+func (w *warmBench) rssRow() error {
+	if w.o.rssConns <= 0 {
+		return nil
+	}
+	sc := scenario{scopes: 1}
+	var hwm, rss int64
+	res, err := withServerAt(w.bin, w.dir, sc, "", func(s server) (result, error) {
+		res, err := s.measure(func() (result, error) {
+			return closedLoop(basicGrant(s.url, sc.scopes), w.o.rssConns, w.o.dur)
+		})
+		name := s.names[0] // all-in-one: the one process
+		hwm, rss = s.hwm()[name], s.rss()[name]
+		return res, err
+	})
+	if err != nil {
+		return fmt.Errorf("%s, %d connections: %w", sc, w.o.rssConns, err)
+	}
+	res.print(fmt.Sprintf("%s, %d connections", sc, w.o.rssConns),
+		ofUnavoidable(res.cpuPerToken(), w.unavoidable.perToken), peakRSSNote(hwm, rss))
+	return nil
+}
+
+// peakRSSNote is the note "peak RSS 56.6 MiB (VmHWM; 52.1 MiB at the end)" for a process's
+// peak and final resident set in bytes, or "" when /proc could not tell the peak; the end
+// figure is left out when unknown (0).
+func peakRSSNote(hwm, rss int64) string {
+	if hwm <= 0 {
+		return ""
+	}
+	const mib = 1 << 20
+	if rss <= 0 {
+		return fmt.Sprintf("peak RSS %.1f MiB (VmHWM)", float64(hwm)/mib)
+	}
+	return fmt.Sprintf("peak RSS %.1f MiB (VmHWM; %.1f MiB at the end)", float64(hwm)/mib, float64(rss)/mib)
 }
 
 // cpusPerToken is each run's CPU per token, in the order run.

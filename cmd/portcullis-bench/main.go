@@ -12,8 +12,11 @@
 // it ("x1.50 of unavoidable" is issue 19's goal), what the decision logs cost (all-in-one, the
 // median of interleaved runs on against the median off) and the split deployment's summed CPU per token against all-in-one. All-in-one
 // rows also give the server's heap allocations per token (go_memstats_mallocs_total and
-// go_memstats_alloc_bytes_total from gateway.metrics_listen, before and after the run).
-// `-only warm` measures just those rows, for before/after comparisons of a change.
+// go_memstats_alloc_bytes_total from gateway.metrics_listen, before and after the run). One
+// more all-in-one warm row at -rss-conns (64) clients gives the server's peak resident set
+// (VmHWM from /proc/<pid>/status as the run ends), the memory goal (at most 60 MB) being set
+// at 64 connections. `-only warm` measures just those rows, for before/after comparisons of a
+// change.
 //
 // This file has the flags and the order of the groups; each group is a file of its own
 // (basic.go, refresh.go, workload.go, ldap.go, robots.go, signin.go, replicas.go, authz.go, soak.go,
@@ -44,19 +47,24 @@ func main() {
 	profile := flag.Bool("profile", true, "CPU-profile the refresh-grant runs and one more all-in-one warm run (the warm rows compared run without the profiler) and print the top functions")
 	profileOut := flag.String("profile-out", ".cache/bench-cpu.pprof", "where to keep the warm run's CPU profile (go tool pprof); the refresh runs' go beside it")
 	withVault := flag.Bool("vault", true, "also compare Vault transit signing (needs the vault binary: scripts/install-tools.sh vault)")
+	rssConns := flag.Int("rss-conns", 64, "clients (each its own connection) of one more all-in-one warm 1-scope run that prints the server's peak resident set (VmHWM), in the warm group; 0 skips it")
 	dlPairs := flag.Int("dl-pairs", 3, "interleaved pairs of all-in-one warm runs with decision logs on and off; each row is its median run by CPU/token (1: one run each)")
-	only := flag.String("only", "", "run one group of rows only: warm (the unavoidable work, all-in-one warm Basic with decision logs on and off (the median of -dl-pairs interleaved runs each), split warm Basic, with their ratios), signin (warm Basic, then workload tokens, token exchange, personal access tokens and device-flow polls against it), authz or soak")
+	only := flag.String("only", "", "run one group of rows only: warm (the unavoidable work, all-in-one warm Basic with decision logs on and off (the median of -dl-pairs interleaved runs each), then at -rss-conns clients with the peak RSS, split warm Basic, with their ratios), signin (warm Basic, then workload tokens, token exchange, personal access tokens and device-flow polls against it), authz or soak")
 	soak := flag.Duration("soak", 10*time.Minute, "length of the soak run (half of peak, a signer replica restarted half-way); 0 skips it")
 	flag.Parse()
 	if *dlPairs < 1 {
 		fmt.Fprintln(os.Stderr, "portcullis-bench: -dl-pairs must be at least 1")
 		os.Exit(2)
 	}
+	if *rssConns < 0 {
+		fmt.Fprintln(os.Stderr, "portcullis-bench: -rss-conns must be 0 (skip the row) or more")
+		os.Exit(2)
+	}
 	o := options{
 		bin: *bin, dur: *dur, conc: *conc, rate: *rate, vaultRate: *vaultRate, refreshRate: *refreshRate,
 		refreshTokens: *refreshTokens, workloadTokens: *workloadTokens, ldapUsers: *ldapUsers, ldapPool: *ldapPool,
 		profile: *profile, profileOut: *profileOut, vault: *withVault, only: *only, soak: *soak,
-		dlPairs: *dlPairs,
+		dlPairs: *dlPairs, rssConns: *rssConns,
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "portcullis-bench:", err)
@@ -76,6 +84,7 @@ type options struct {
 	only                               string
 	soak                               time.Duration
 	dlPairs                            int // interleaved decision logs on/off pairs (warmBench)
+	rssConns                           int // clients of the warm group's peak-RSS row; 0: no row
 }
 
 // cpuProfile is a profiled run whose top functions are printed at the end.

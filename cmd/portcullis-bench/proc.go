@@ -14,19 +14,42 @@ import (
 func numCPU() int { return runtime.NumCPU() }
 
 // vmRSS is a process's resident set in bytes (0 when /proc cannot tell).
-func vmRSS(pid int) int64 {
+func vmRSS(pid int) int64 { return procStatusKB(pid, "VmRSS") }
+
+// vmHWM is a process's peak resident set since it started, in bytes (0 when /proc cannot
+// tell).
+func vmHWM(pid int) int64 { return procStatusKB(pid, "VmHWM") }
+
+// procStatusKB is field (a size in kB) of /proc/<pid>/status in bytes, or 0 when /proc cannot
+// tell.
+func procStatusKB(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
-			return kb << 10
+	n, _ := statusKB(string(b), field)
+	return n
+}
+
+// statusKB reads field, a size the kernel gives in kB (KiB: "VmRSS:\t  53412 kB"), from a
+// /proc/<pid>/status text, in bytes.
+func statusKB(status, field string) (int64, bool) {
+	for _, line := range strings.Split(status, "\n") {
+		v, ok := strings.CutPrefix(line, field+":")
+		if !ok {
+			continue
 		}
+		f := strings.Fields(v)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, false
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || kb < 0 {
+			return 0, false
+		}
+		return kb << 10, true
 	}
-	return 0
+	return 0, false
 }
 
 // clockTick is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on every Linux port Go

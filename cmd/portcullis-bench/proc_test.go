@@ -68,3 +68,34 @@ func TestStatComm(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusKB(t *testing.T) {
+	t.Parallel()
+	// The head of a real /proc/<pid>/status, tabs and padding as the kernel writes them.
+	const status = "Name:\tportcullis\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4242\n" +
+		"VmPeak:\t 1290452 kB\nVmSize:\t 1290452 kB\nVmLck:\t       0 kB\nVmPin:\t       0 kB\n" +
+		"VmHWM:\t   57960 kB\nVmRSS:\t   53412 kB\nRssAnon:\t   31220 kB\nThreads:\t9\n"
+	tests := []struct {
+		name, status, field string
+		want                int64
+		ok                  bool
+	}{
+		{"VmRSS", status, "VmRSS", 53412 << 10, true},
+		{"VmHWM", status, "VmHWM", 57960 << 10, true},
+		{"zero", status, "VmLck", 0, true},
+		{"a prefix is not the field", status, "Rss", 0, false},
+		{"missing (a kernel thread has no Vm lines)", "Name:\tkthreadd\nState:\tS (sleeping)\n", "VmRSS", 0, false},
+		{"no unit", "VmRSS:\t53412\n", "VmRSS", 0, false},
+		{"not a number", "VmRSS:\t5x412 kB\n", "VmRSS", 0, false},
+		{"empty", "", "VmHWM", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, ok := statusKB(tt.status, tt.field)
+			if got != tt.want || ok != tt.ok {
+				t.Errorf("statusKB(%q) = %d, %t; want %d, %t", tt.field, got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}

@@ -121,3 +121,24 @@ func TestDecisionLogNote(t *testing.T) {
 		}
 	}
 }
+
+func TestPeakRSSNote(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		hwm, rss int64
+		want     string
+	}{
+		{"both", 59351040, 54693888, "peak RSS 56.6 MiB (VmHWM; 52.2 MiB at the end)"},
+		{"no end figure", 60 << 20, 0, "peak RSS 60.0 MiB (VmHWM)"},
+		{"unknown peak", 0, 54693888, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := peakRSSNote(tt.hwm, tt.rss); got != tt.want {
+				t.Errorf("peakRSSNote(%d, %d) = %q, want %q", tt.hwm, tt.rss, got, tt.want)
+			}
+		})
+	}
+}

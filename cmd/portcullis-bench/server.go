@@ -27,6 +27,8 @@ type server struct {
 	allocs func() (allocCounters, error)
 	// rss is each process's resident set (VmRSS), by process name (target-index).
 	rss func() map[string]int64
+	// hwm is each process's peak resident set since it started (VmHWM), by process name.
+	hwm func() map[string]int64
 	// restart stops the i-th process (SIGTERM, so it drains) and starts it again.
 	restart func(i int) error
 	names   []string
@@ -184,12 +186,15 @@ func withServerAt(bin, dir string, sc scenario, cpuprofile string, f func(s serv
 		procs[i], exited[i] = cmd, done
 		return nil
 	}
-	rss := func() map[string]int64 {
-		out := map[string]int64{}
-		for i, p := range procs {
-			out[names[i]] = vmRSS(p.Process.Pid)
+	// byProc reads a figure of each running process; a restarted one's is the new process's.
+	byProc := func(read func(pid int) int64) func() map[string]int64 {
+		return func() map[string]int64 {
+			out := map[string]int64{}
+			for i, p := range procs {
+				out[names[i]] = read(p.Process.Pid)
+			}
+			return out
 		}
-		return out
 	}
 	var allocs func() (allocCounters, error)
 	if !sc.split { // gateway.metrics_listen serves every service's metrics: they share the process
@@ -198,7 +203,7 @@ func withServerAt(bin, dir string, sc scenario, cpuprofile string, f func(s serv
 	}
 	return f(server{url: url, signerMetrics: metrics, adminAddr: ports[portAdmin], authzAddr: ports[portAuthz],
 		cpu: func() time.Duration { return cpuTime(procs) }, cpuEach: func() []time.Duration { return cpuTimes(procs) },
-		allocs: allocs, rss: rss, restart: restart, names: names})
+		allocs: allocs, rss: byProc(vmRSS), hwm: byProc(vmHWM), restart: restart, names: names})
 }
 
 func freePort() (string, error) {
