@@ -2,12 +2,15 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"runtime/metrics"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +25,54 @@ import (
 func BenchmarkAllInOneToken(b *testing.B) {
 	a := startBench(b, app.New(benchConfig(b), slog.New(slog.DiscardHandler)), "all")
 	benchTokens(b, a.GatewayAddr, true)
+}
+
+// BenchmarkAllInOneRefresh is BenchmarkAllInOneToken's token by the refresh grant (docker's
+// path after docker login: POST /token with the session's refresh token, the session read
+// from the default SQLite store), to compare with the Basic path call by call.
+func BenchmarkAllInOneRefresh(b *testing.B) {
+	a := startBench(b, app.New(benchConfig(b), slog.New(slog.DiscardHandler)), "all")
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	b.Cleanup(c.CloseIdleConnections)
+	base := "http://" + a.GatewayAddr + "/token"
+	login, err := http.NewRequest(http.MethodGet, base+"?service=registry.local&offline_token=true&client_id=bench", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	login.SetBasicAuth("alice", "alice")
+	resp, err := c.Do(login)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var answer struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&answer)
+	resp.Body.Close()
+	if err != nil || answer.RefreshToken == "" {
+		b.Fatalf("offline login: %d, %v", resp.StatusCode, err)
+	}
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {answer.RefreshToken}, "client_id": {"bench"},
+		"service": {"registry.local"}, "scope": {"repository:alice/app:pull"}}.Encode()
+	token := func() {
+		resp, err := c.Post(base, "application/x-www-form-urlencoded", strings.NewReader(form))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("refresh: %d", resp.StatusCode)
+		}
+	}
+	for range 20 {
+		token()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		token()
+	}
 }
 
 // BenchmarkNewConnAllInOne is BenchmarkAllInOneToken with a new HTTP connection per token, as
