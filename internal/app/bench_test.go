@@ -56,14 +56,7 @@ func BenchmarkAllInOneRefresh(b *testing.B) {
 		"service": {"registry.local"}, "scope": {"repository:alice/app:pull"}}.Encode()
 	token := func() {
 		resp, err := c.Post(base, "application/x-www-form-urlencoded", strings.NewReader(form))
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			b.Fatalf("refresh: %d", resp.StatusCode)
-		}
+		drain(b, "refresh", resp, err)
 	}
 	for range 20 {
 		token()
@@ -125,14 +118,7 @@ func benchTokens(b *testing.B, addr string, keepAlive bool) {
 	req.SetBasicAuth("alice", "alice")
 	token := func() {
 		resp, err := c.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			b.Fatalf("token: %d", resp.StatusCode)
-		}
+		drain(b, "token", resp, err)
 	}
 	// Split, the gateway is ready before its connections to the services are (much before,
 	// under callgrind): wait for the first token.
@@ -164,6 +150,19 @@ func benchTokens(b *testing.B, addr string, keepAlive bool) {
 	// Each goroutine starts on a small stack that a deep handler grows by copying.
 	metrics.Read(created)
 	b.ReportMetric(float64(created[0].Value.Uint64()-before)/float64(b.N), "goroutines/op")
+}
+
+// drain reads and closes an answer, and fails b unless it is a 200.
+func drain(b *testing.B, what string, resp *http.Response, err error) {
+	b.Helper()
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("%s: %d", what, resp.StatusCode)
+	}
 }
 
 func freeAddr(b *testing.B) string {
