@@ -19,7 +19,8 @@ import (
 // benchRefresh measures the refresh grant, all-in-one, with the session store in SQLite and
 // in a PostgreSQL server started on this machine: closed-loop throughput compared with the
 // warm Basic run (basic tokens/s), and latency at a fixed rate on PostgreSQL. The runs
-// compared with the Basic one are CPU-profiled like it when profiling is on.
+// compared with the Basic one run without the profiler, as it does; with profiling on, one
+// more run per store is CPU-profiled, kept apart as the warm group keeps its own.
 func benchRefresh(bin, dir string, o options, basic float64) ([]cpuProfile, error) {
 	var profiles []cpuProfile
 	err := withBenchT(dir, func(bt *benchT) error {
@@ -33,21 +34,14 @@ func benchRefresh(bin, dir string, o options, basic float64) ([]cpuProfile, erro
 		for _, st := range []struct{ name, dsn string }{{"SQLite", ""}, {"PostgreSQL", pg.NewDatabase(bt)}} {
 			sc := scenario{scopes: 1, pgDSN: st.dsn}
 			name := fmt.Sprintf("all-in-one refresh, %s sessions", st.name)
-			prof := ""
-			if o.profile {
-				prof = filepath.Join(dir, "cpu-refresh-"+strings.ToLower(st.name)+".pprof")
-				name += " (CPU-profiled)"
-				keep := ""
-				if o.profileOut != "" {
-					keep = strings.TrimSuffix(o.profileOut, ".pprof") + "-refresh-" + strings.ToLower(st.name) + ".pprof"
-				}
-				profiles = append(profiles, cpuProfile{"the all-in-one refresh-grant run, " + st.name + " sessions", prof, keep})
-			}
-			res, err := withServerAt(bin, dir, sc, prof, func(s server) (result, error) {
-				return refreshRun(s, o.refreshTokens, st.dsn != "", pg, func(send grant) (result, error) {
-					return closedLoop(send, o.conc, o.dur)
+			closed := func(prof string) (result, error) {
+				return withServerAt(bin, dir, sc, prof, func(s server) (result, error) {
+					return refreshRun(s, o.refreshTokens, st.dsn != "", pg, func(send grant) (result, error) {
+						return closedLoop(send, o.conc, o.dur)
+					})
 				})
-			})
+			}
+			res, err := closed("")
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
@@ -56,6 +50,19 @@ func benchRefresh(bin, dir string, o options, basic float64) ([]cpuProfile, erro
 				ratio = fmt.Sprintf("refresh/basic = %.0f%%", 100*res.rate()/basic)
 			}
 			res.print(name, ratio)
+			if !o.profile {
+				continue
+			}
+			prof := filepath.Join(dir, "cpu-refresh-"+strings.ToLower(st.name)+".pprof")
+			keep := ""
+			if o.profileOut != "" {
+				keep = strings.TrimSuffix(o.profileOut, ".pprof") + "-refresh-" + strings.ToLower(st.name) + ".pprof"
+			}
+			profiles = append(profiles, cpuProfile{"the all-in-one refresh-grant run, " + st.name + " sessions", prof, keep})
+			if res, err = closed(prof); err != nil {
+				return fmt.Errorf("%s (CPU-profiled): %w", name, err)
+			}
+			res.print(name + " (CPU-profiled)")
 		}
 		sc := scenario{scopes: 1, pgDSN: pg.NewDatabase(bt)}
 		res, err := withServerAt(bin, dir, sc, "", func(s server) (result, error) {
