@@ -49,7 +49,7 @@ func main() {
 	withVault := flag.Bool("vault", true, "also compare Vault transit signing (needs the vault binary: scripts/install-tools.sh vault)")
 	rssConns := flag.Int("rss-conns", 64, "clients (each its own connection) of one more all-in-one warm 1-scope run that prints the server's peak resident set (VmHWM), in the warm group; 0 skips it")
 	dlPairs := flag.Int("dl-pairs", 3, "interleaved pairs of all-in-one warm runs with decision logs on and off; each row is its median run by CPU/token (1: one run each)")
-	only := flag.String("only", "", "run one group of rows only: warm (the unavoidable work, all-in-one warm Basic with decision logs on and off (the median of -dl-pairs interleaved runs each), then at -rss-conns clients with the peak RSS, split warm Basic, with their ratios), signin (warm Basic, then workload tokens, token exchange, personal access tokens and device-flow polls against it), authz or soak")
+	only := flag.String("only", "", "run one group of rows only: warm (the unavoidable work, all-in-one warm Basic with decision logs on and off (the median of -dl-pairs interleaved runs each), then at -rss-conns clients with the peak RSS, split warm Basic, with their ratios), signin (warm Basic, then workload tokens, token exchange, personal access tokens and device-flow polls against it), refresh (warm Basic, then the refresh grant against it), authz or soak")
 	soak := flag.Duration("soak", 10*time.Minute, "length of the soak run (half of peak, a signer replica restarted half-way); 0 skips it")
 	flag.Parse()
 	if *dlPairs < 1 {
@@ -132,12 +132,29 @@ func run(o options) error {
 			return fmt.Errorf("workload identity: %w", err)
 		}
 		return benchSignIn(bin, dir, o, w.aio.rate())
+	case "refresh":
+		// The refresh grant against warm Basic, for the refresh goal's before/after.
+		w, err := newWarmBench(bin, dir, o)
+		if err == nil {
+			err = w.allInOne()
+		}
+		if err != nil {
+			return err
+		}
+		profiles, err := benchRefresh(bin, dir, o, w.aio.rate())
+		if err != nil {
+			return fmt.Errorf("refresh grant: %w", err)
+		}
+		for _, p := range append(w.profiles, profiles...) {
+			printProfile(bin, p)
+		}
+		return nil
 	case "authz":
 		return benchAuthz(bin, dir, o)
 	case "soak":
 		return benchSoak(bin, dir, o)
 	default:
-		return fmt.Errorf("-only %q: the groups are warm, signin, authz and soak", o.only)
+		return fmt.Errorf("-only %q: the groups are warm, signin, refresh, authz and soak", o.only)
 	}
 	// warmBasic is the all-in-one warm 1-scope Basic rate, what later groups are compared with.
 	warmBasic, profiles, err := benchBasic(bin, dir, o)
