@@ -1,11 +1,9 @@
 package app_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/internal/app"
 	"github.com/portcullis-dev/portcullis/internal/config"
+	"github.com/portcullis-dev/portcullis/internal/testenv/apptest"
 )
 
 // BenchmarkAllInOneToken is one warm Basic token (one scope) through the whole all-in-one
@@ -23,7 +22,7 @@ import (
 // over one kept-alive HTTP connection. Its allocations per token and, under callgrind, its
 // instructions per token do not depend on how busy the machine is, unlike tokens/s.
 func BenchmarkAllInOneToken(b *testing.B) {
-	a := startBench(b, app.New(benchConfig(b), slog.New(slog.DiscardHandler)), "all")
+	a := apptest.StartApp(b, app.New(benchConfig(b), slog.New(slog.DiscardHandler)), "all")
 	benchTokens(b, a.GatewayAddr, true)
 }
 
@@ -31,7 +30,7 @@ func BenchmarkAllInOneToken(b *testing.B) {
 // path after docker login: POST /token with the session's refresh token, the session read
 // from the default SQLite store), to compare with the Basic path call by call.
 func BenchmarkAllInOneRefresh(b *testing.B) {
-	a := startBench(b, app.New(benchConfig(b), slog.New(slog.DiscardHandler)), "all")
+	a := apptest.StartApp(b, app.New(benchConfig(b), slog.New(slog.DiscardHandler)), "all")
 	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	b.Cleanup(c.CloseIdleConnections)
 	base := "http://" + a.GatewayAddr + "/token"
@@ -72,7 +71,7 @@ func BenchmarkAllInOneRefresh(b *testing.B) {
 // docker clients (one process per pull or login) mostly come: every request runs on a fresh
 // connection goroutine, whose stack starts small.
 func BenchmarkNewConnAllInOne(b *testing.B) {
-	a := startBench(b, app.New(benchConfig(b), slog.New(slog.DiscardHandler)), "all")
+	a := apptest.StartApp(b, app.New(benchConfig(b), slog.New(slog.DiscardHandler)), "all")
 	benchTokens(b, a.GatewayAddr, false)
 }
 
@@ -81,12 +80,12 @@ func BenchmarkNewConnAllInOne(b *testing.B) {
 // their sum.
 func BenchmarkSplitToken(b *testing.B) {
 	cfg := benchConfig(b)
-	cfg.Authn.Listen, cfg.Authz.Listen, cfg.Signer.Listen = freeAddr(b), freeAddr(b), freeAddr(b)
+	cfg.Authn.Listen, cfg.Authz.Listen, cfg.Signer.Listen = apptest.FreeAddr(b), apptest.FreeAddr(b), apptest.FreeAddr(b)
 	cfg.Gateway.Backends.Authn, cfg.Gateway.Backends.Authz, cfg.Gateway.Backends.Signer = cfg.Authn.Listen, cfg.Authz.Listen, cfg.Signer.Listen
 	for _, target := range []string{"authn", "authz", "signer"} {
-		startBench(b, app.New(cfg, slog.New(slog.DiscardHandler)), target)
+		apptest.StartApp(b, app.New(cfg, slog.New(slog.DiscardHandler)), target)
 	}
-	gw := startBench(b, app.New(cfg, slog.New(slog.DiscardHandler)), "gateway")
+	gw := apptest.StartApp(b, app.New(cfg, slog.New(slog.DiscardHandler)), "gateway")
 	benchTokens(b, gw.GatewayAddr, true)
 }
 
@@ -163,36 +162,4 @@ func drain(b *testing.B, what string, resp *http.Response, err error) {
 	if resp.StatusCode != http.StatusOK {
 		b.Fatalf("%s: %d", what, resp.StatusCode)
 	}
-}
-
-func freeAddr(b *testing.B) string {
-	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// startBench runs a until the benchmark ends (apptest.StartApp wants a *testing.T).
-func startBench(b *testing.B, a *app.App, target string) *app.App {
-	b.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, target) }()
-	b.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	})
-	select {
-	case <-a.Ready:
-	case err := <-done:
-		b.Fatalf("did not start: %v", err)
-	case <-time.After(10 * time.Second):
-		b.Fatal("did not start")
-	}
-	return a
 }

@@ -105,7 +105,7 @@ func AdminHTTPVia(t *testing.T, client *http.Client, base, method, path, authz, 
 	return resp.StatusCode, m, resp.Header
 }
 
-func FreeAddr(t *testing.T) string {
+func FreeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -120,8 +120,9 @@ func Start(t *testing.T, cfg *app.Config, target string) *app.App {
 	return StartApp(t, app.New(cfg, slog.New(slog.DiscardHandler)), target)
 }
 
-// StartApp runs a prepared App (a test may have set its clock) until the test ends.
-func StartApp(t *testing.T, a *app.App, target string) *app.App {
+// StartApp runs a prepared App (a test may have set its clock) until the test or benchmark
+// ends.
+func StartApp(t testing.TB, a *app.App, target string) *app.App {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
