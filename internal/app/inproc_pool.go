@@ -117,19 +117,18 @@ func (p *warmPool) close() {
 // none is idle. It is the innermost interceptor: the chain before it (metrics, request id,
 // authorisation) runs where gRPC runs it, the handler's deep stack on a worker.
 func (p *warmPool) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		t, _ := p.unary.Get().(*warmUnary)
 		if t == nil {
 			t = &warmUnary{done: make(chan struct{}, 1)}
 		}
 		t.ctx, t.req, t.handler = ctx, req, handler
-		if !p.submit(t) {
-			*t = warmUnary{done: t.done}
-			p.unary.Put(t)
-			return handler(ctx, req)
+		if p.submit(t) {
+			<-t.done
+			resp, err = t.resp, t.err
+		} else {
+			resp, err = handler(ctx, req)
 		}
-		<-t.done
-		resp, err := t.resp, t.err
 		*t = warmUnary{done: t.done}
 		p.unary.Put(t)
 		return resp, err

@@ -68,18 +68,15 @@ func (a *App) startServer(ctx context.Context) error {
 	// already runs the whole call on one.
 	var unary []grpc.UnaryServerInterceptor
 	if a.target != "all" {
-		warm := newWarmPool(streamWorkers())
-		a.closers = append(a.closers, func(context.Context) error { warm.close(); return nil })
-		unary = append(unary, warm.UnaryServerInterceptor())
+		unary = append(unary, a.warmPool().UnaryServerInterceptor())
 	}
 	opts, chain, err := a.grpcServerChain(a.serviceRules, useTLS, grpctls.RoleGateway, unary, nil, a.log.With("component", "grpc"))
 	if err != nil {
 		return err
 	}
-	// Handlers run on long-lived workers, whose stacks OPA's evaluation and the signer grew
-	// once, not on a fresh goroutine per call whose stack is grown by copying every time.
-	// More workers than Ps: a call only goes to a worker already waiting for one, and the
-	// worker that served the previous call is often still finishing it (with one P, always).
+	// gRPC's own long-lived stream workers run the interceptors before the hand-over to a
+	// warm worker. More workers than Ps: a call only goes to a worker already waiting for
+	// one, and the worker that served the previous call is often still finishing it.
 	opts = append(opts, grpc.NumStreamWorkers(uint32(streamWorkers())))
 	a.grpcServer = grpc.NewServer(opts...)
 	a.health = health.NewServer()
@@ -95,8 +92,7 @@ func (a *App) startServer(ctx context.Context) error {
 			a.direct = newInprocConn(inprocAuthority, []grpc.UnaryClientInterceptor{telemetry.UnaryClientInterceptor()},
 				a.tracing.ClientStatsHandler(), chain, a.tracing.ServerStatsHandler())
 			grpc_health_v1.RegisterHealthServer(a.direct, a.health)
-			a.direct.warm = newWarmPool(streamWorkers())
-			a.closers = append(a.closers, func(context.Context) error { a.direct.warm.close(); return nil })
+			a.direct.warm = a.warmPool()
 		}
 	} else {
 		gc := a.grpcConfig(a.target)
@@ -118,9 +114,16 @@ func (a *App) startServer(ctx context.Context) error {
 	return nil
 }
 
-// streamWorkers is how many long-lived goroutines run a gRPC server's handlers (beyond
-// them, calls get a goroutine of their own).
+// streamWorkers is how many long-lived goroutines a pool of them has (beyond them, calls get
+// a goroutine of their own).
 func streamWorkers() int { return 4 * runtime.GOMAXPROCS(0) }
+
+// warmPool starts a pool of warm workers (inproc_pool.go) that stops with the App.
+func (a *App) warmPool() *warmPool {
+	p := newWarmPool(streamWorkers())
+	a.closers = append(a.closers, func(context.Context) error { p.close(); return nil })
+	return p
+}
 
 // inprocAuthority is the :authority of the gateway's calls in -target=all, in-process or
 // over bufconn (passthrough:///in-process).
