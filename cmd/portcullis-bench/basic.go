@@ -80,6 +80,16 @@ type warmBench struct {
 	profiles    []cpuProfile
 }
 
+// warmAllInOne measures the unavoidable work and prints the all-in-one warm rows, what the
+// -only groups other than warm compare theirs with.
+func warmAllInOne(bin, dir string, o options) (*warmBench, error) {
+	w, err := newWarmBench(bin, dir, o)
+	if err != nil {
+		return nil, err
+	}
+	return w, w.allInOne()
+}
+
 func newWarmBench(bin, dir string, o options) (*warmBench, error) {
 	u, err := benchUnavoidable(dir)
 	if err != nil {

@@ -10,9 +10,10 @@
 // process on the same machine (unavoidable.go): one ES256 signature and one prepared OPA
 // evaluation of the default policy. Those rows say their server CPU per token as a multiple of
 // it ("x1.50 of unavoidable" is issue 19's goal), what the decision logs cost (all-in-one, the
-// median of interleaved runs on against the median off) and the split deployment's summed CPU per token against all-in-one. All-in-one
-// rows also give the server's heap allocations per token (go_memstats_mallocs_total and
-// go_memstats_alloc_bytes_total from gateway.metrics_listen, before and after the run). One
+// median of interleaved runs on against the median off) and the split deployment's summed CPU
+// per token against all-in-one. All-in-one rows also give the server's heap allocations per
+// token (go_memstats_mallocs_total and go_memstats_alloc_bytes_total from
+// gateway.metrics_listen, before and after the run). One
 // more all-in-one warm row at -rss-conns (64) clients gives the server's peak resident set
 // (VmHWM from /proc/<pid>/status as the run ends), the memory goal (at most 60 MB) being set
 // at 64 connections. `-only warm` measures just those rows, for before/after comparisons of a
@@ -121,10 +122,7 @@ func run(o options) error {
 		return nil
 	case "signin":
 		// What people and machines log in with besides a password, against warm Basic.
-		w, err := newWarmBench(bin, dir, o)
-		if err == nil {
-			err = w.allInOne()
-		}
+		w, err := warmAllInOne(bin, dir, o)
 		if err != nil {
 			return err
 		}
@@ -134,10 +132,7 @@ func run(o options) error {
 		return benchSignIn(bin, dir, o, w.aio.rate())
 	case "refresh":
 		// The refresh grant against warm Basic, for the refresh goal's before/after.
-		w, err := newWarmBench(bin, dir, o)
-		if err == nil {
-			err = w.allInOne()
-		}
+		w, err := warmAllInOne(bin, dir, o)
 		if err != nil {
 			return err
 		}
