@@ -121,14 +121,14 @@ type pathUnderTest struct {
 	probe *probeHealth
 	reg   *prometheus.Registry
 	spans *tracetest.SpanRecorder
-	logs  *bytes.Buffer
+	logs  *lockedBuffer
 }
 
 // newPath builds a server and a client the way the App does (startServer, dial), with
 // rules that let the gateway call Check only.
 func newPath(t *testing.T, inproc bool) *pathUnderTest {
 	t.Helper()
-	p := &pathUnderTest{probe: &probeHealth{}, reg: prometheus.NewRegistry(), spans: tracetest.NewSpanRecorder(), logs: &bytes.Buffer{}}
+	p := &pathUnderTest{probe: &probeHealth{}, reg: prometheus.NewRegistry(), spans: tracetest.NewSpanRecorder(), logs: &lockedBuffer{}}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(p.spans))
 	prop := propagation.TraceContext{}
 	serverStats := otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(prop))
@@ -199,7 +199,8 @@ func TestInprocMatchesGRPC(t *testing.T) {
 		{name: "wrapped status", method: check, service: "wrapped"},
 		{name: "context error returned", method: check, service: "ctxerr"},
 		{name: "panic is Internal", method: check, service: "panic"},
-		{name: "deadline passes in the handler", method: check, service: "wait", timeout: 50 * time.Millisecond},
+		// Long enough for a loaded machine to start the handler before the deadline passes.
+		{name: "deadline passes in the handler", method: check, service: "wait", timeout: time.Second},
 		{name: "header and trailer", method: check, service: "header"},
 		{name: "caller already cancelled", method: check, service: "ok", cancelled: true},
 		{name: "request does not marshal", method: check, service: "not \xffUTF-8"},
@@ -272,35 +273,79 @@ func TestInprocMatchesGRPC(t *testing.T) {
 		})
 	}
 
+	// A server records a call's metrics, span and log line after its client has the answer:
+	// the comparisons wait for the two paths to agree, and report the difference if they
+	// still do not after settleWithin.
 	t.Run("metrics", func(t *testing.T) {
-		if g, in := gathered(t, paths[false].reg), gathered(t, paths[true].reg); g != in {
+		var g, in string
+		if !settle(func() bool { g, in = gathered(t, paths[false].reg), gathered(t, paths[true].reg); return g == in }) {
 			t.Errorf("metrics differ:\n gRPC:   %s\n inproc: %s", g, in)
 		}
 	})
 	t.Run("spans", func(t *testing.T) {
-		time.Sleep(50 * time.Millisecond) // a gRPC server ends a cancelled call's span after its client returned
-		g, in := spanShapes(paths[false].spans), spanShapes(paths[true].spans)
 		// A call the server refuses before any handler (unknown or malformed method)
 		// sometimes leaves grpc-go's client span OK (its stats End races the status); the
 		// in-process one always records the status the caller got.
 		refused := func(s string) bool {
 			return strings.HasPrefix(s, "grpc.health.v1.Health/Nope ") || strings.HasPrefix(s, "no.Such/") || strings.HasPrefix(s, "nothing ")
 		}
-		for _, s := range slices.Clone(in) {
+		var g, in []string
+		agree := settle(func() bool {
+			g, in = spanShapes(paths[false].spans), spanShapes(paths[true].spans)
+			g, in = slices.DeleteFunc(g, refused), slices.DeleteFunc(in, refused)
+			return slices.Equal(g, in)
+		})
+		for _, s := range spanShapes(paths[true].spans) {
 			if refused(s) && (!strings.Contains(s, " client Error ") || !strings.Contains(s, "rpc.response.status_code=UNIMPLEMENTED")) {
 				t.Errorf("in-process span of a refused call: %s", s)
 			}
 		}
-		g, in = slices.DeleteFunc(g, refused), slices.DeleteFunc(in, refused)
-		if !slices.Equal(g, in) {
+		if !agree {
 			t.Errorf("spans differ:\n only gRPC:   %q\n only inproc: %q", missing(g, in), missing(in, g))
 		}
 	})
 	t.Run("logs", func(t *testing.T) {
-		if g, in := logMessages(paths[false].logs), logMessages(paths[true].logs); !slices.Equal(g, in) {
+		var g, in []string
+		if !settle(func() bool {
+			g, in = logMessages(paths[false].logs), logMessages(paths[true].logs)
+			return slices.Equal(g, in)
+		}) {
 			t.Errorf("log lines differ:\n gRPC:   %q\n inproc: %q", g, in)
 		}
 	})
+}
+
+// lockedBuffer is a log's buffer, read while a server may still write to it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// settleWithin is how long settle waits for what a server records after its client returned.
+const settleWithin = 10 * time.Second
+
+// settle says whether agree holds now or comes to within settleWithin.
+func settle(agree func() bool) bool {
+	for deadline := time.Now().Add(settleWithin); ; time.Sleep(10 * time.Millisecond) {
+		if agree() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
 }
 
 func TestInprocNoStreams(t *testing.T) {
@@ -392,7 +437,7 @@ func spanShapes(sr *tracetest.SpanRecorder) []string {
 }
 
 // logMessages are the messages and levels logged, in order.
-func logMessages(b *bytes.Buffer) []string {
+func logMessages(b *lockedBuffer) []string {
 	var out []string
 	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
 		if line == "" {
