@@ -68,20 +68,21 @@ grant(ruled, requested) := [a | some a in requested; a in ruled] if ruled != ["*
 # the data it compiled the rules (data.acl_index marks it), and portcullis.acl_first_match
 # matches them in Go with an index; otherwise (this policy's tests, other OPA hosts) the
 # rules below match them in Rego. Both follow docker_auth, and services/authz/opa checks on
-# random ACLs that they agree.
-first_match[i] := j if {
-	data.acl_index
+# random ACLs that they agree. One object for all scopes rather than a rule per key: OPA
+# keeps a whole document for the rest of the decision, and the reasons look up the rule
+# that decided a scope again (looked up by key, each scope was matched anew, which made a
+# logged decision cost twice the matching).
+first_match := {i: j |
 	some i, s in input.scopes
 	j := portcullis.acl_first_match(object.union(request(s), {"ip": client_ip, "labels": input.identity.labels}))
-}
+} if data.acl_index
 
-first_match[i] := min(matching) if {
-	not data.acl_index
+first_match := {i: min(matching) |
 	some i, s in input.scopes
 	r := request(s)
 	matching := {j | some j in numbers.range(0, count(data.acl) - 1); matches(data.acl[j].match, r)}
 	count(matching) > 0
-}
+} if not data.acl_index
 
 # request is what docker_auth matches one scope against.
 request(s) := {"account": account, "type": s.type, "name": s.name, "service": input.service}

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+
 	"github.com/portcullis-dev/portcullis/internal/identity"
 	"github.com/portcullis-dev/portcullis/pkg/scope"
 	"github.com/portcullis-dev/portcullis/services/authz"
@@ -348,6 +351,54 @@ func TestACLPlaceholderValuesQuoted(t *testing.T) {
 					t.Errorf("granted %v, want %v", got, tc.want)
 				}
 			})
+		}
+	}
+}
+
+// TestACLMatchesEachScopeOnce: a decision with its reasons (what the decision log asks for)
+// runs the ACL's matching once per requested scope, as one without does. The reasons look
+// up the rule that decided each scope again; when they matched it anew, a logged decision
+// cost twice the matching of an unlogged one.
+func TestACLMatchesEachScopeOnce(t *testing.T) {
+	e := aclEngine(t, map[string]any{"acl": opatest.OrgACL(1000)}, prepareACL)
+	p := e.cur.Load()
+	matcher := p.acl.m.Load()
+	var calls int
+	counting := rego.Function1(&rego.Function{Name: aclBuiltinName, Decl: aclBuiltinDecl},
+		func(_ rego.BuiltinContext, a *ast.Term) (*ast.Term, error) {
+			calls++
+			req, ok := aclRequestOf(a.Value)
+			if !ok {
+				return nil, fmt.Errorf("not a request: %v", a)
+			}
+			if j := matcher.firstMatch(req); j >= 0 {
+				return ast.IntNumberTerm(j), nil
+			}
+			return nil, nil
+		})
+	for _, q := range []string{query, "allowed = " + query + "; reasons = " + reasonsQuery} {
+		pq, err := rego.New(rego.Query(q), rego.Compiler(p.compiler), rego.Store(p.store), counting).PrepareForEval(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		denied := 0
+		for _, req := range opatest.OrgRequests(1000, 64) {
+			calls = 0
+			rs, err := pq.Eval(context.Background(), rego.EvalParsedInput(inputValue(req)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if calls != len(req.Requested) {
+				t.Fatalf("%s: %d scopes matched %d times", q, len(req.Requested), calls)
+			}
+			if len(rs) > 0 {
+				if r, ok := rs[0].Bindings["reasons"].([]any); ok && len(r) > 0 {
+					denied++
+				}
+			}
+		}
+		if strings.Contains(q, "reasons") && denied == 0 {
+			t.Errorf("%s: no decision denied anything, so no reason was looked up", q)
 		}
 	}
 }

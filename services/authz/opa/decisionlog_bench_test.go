@@ -2,6 +2,7 @@ package opa
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/portcullis-dev/portcullis/internal/identity"
 	"github.com/portcullis-dev/portcullis/pkg/scope"
 	"github.com/portcullis-dev/portcullis/services/authz"
+	"github.com/portcullis-dev/portcullis/services/authz/opa/opatest"
 )
 
 // BenchmarkAuthorizeDecisionLog is one decision of the default policy, as a warm Basic
@@ -53,6 +55,38 @@ func BenchmarkAuthorizeDecisionLog(b *testing.B) {
 				if _, err := a.Authorize(ctx, req); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkACLDecisionLog is a 5-scope decision of the acl policy at 1,000 rules (make
+// bench's authz row) with the decision log off, on (to a file), and on without the policy's
+// reasons: what the reasons cost apart from writing the line.
+func BenchmarkACLDecisionLog(b *testing.B) {
+	on := true
+	for _, mode := range []string{"off", "on", "on-without-reasons"} {
+		b.Run(mode, func(b *testing.B) {
+			e := aclEngine(b, map[string]any{"acl": opatest.OrgACL(1000)}, prepareACL)
+			if mode != "off" {
+				dl, err := openDecisionLog(context.Background(), DecisionLogConfig{Console: &on, File: filepath.Join(b.TempDir(), "decisions.jsonl")},
+					slog.New(slog.DiscardHandler), e.dropped)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer dl.close(context.Background())
+				e.dlog = dl
+				e.cur.Load().hasReasons = mode == "on"
+			}
+			reqs := opatest.OrgRequests(1000, 256)
+			ctx := context.Background()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := e.Authorize(ctx, reqs[i%len(reqs)]); err != nil {
+					b.Fatal(err)
+				}
+				i++
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/portcullis-dev/portcullis/internal/randid"
@@ -34,21 +35,19 @@ func (e *engine) explainWith(ctx context.Context, p *compiled, req authz.Request
 	if err != nil {
 		return authz.Decision{}, nil, fmt.Errorf("opa: evaluate policy: %w", err)
 	}
+	// The bindings stay AST terms (the query's GenerateJSON), read as Authorize reads its
+	// result: converting them to Go values cost as much as the reasons themselves.
 	var allowedRS rego.ResultSet
 	var reasons []authz.Reason
 	if len(rs) > 0 {
 		if v, ok := rs[0].Bindings["allowed"]; ok {
 			allowedRS = rego.ResultSet{{Expressions: []*rego.ExpressionValue{{Value: v}}}}
 		}
-		if v, ok := rs[0].Bindings["reasons"].([]any); ok {
-			for _, r := range v {
-				m, _ := r.(map[string]any)
-				str := func(k string) string { s, _ := m[k].(string); return s }
-				reasons = append(reasons, authz.Reason{Type: str("type"), Class: str("class"), Name: str("name"), Action: str("action"), Reason: str("reason")})
-			}
+		if t, ok := rs[0].Bindings["reasons"].(*ast.Term); ok {
+			reasons = reasonsOf(t.Value)
 		}
 	}
-	allowed, err := allowedJSON(allowedRS)
+	allowed, err := allowedSet(allowedRS)
 	if err != nil {
 		return authz.Decision{}, nil, fmt.Errorf("opa: %w", err)
 	}
@@ -62,6 +61,34 @@ func (e *engine) explainWith(ctx context.Context, p *compiled, req authz.Request
 	return authz.Decision{Granted: granted, DecisionID: randid.Hex(16)}, reasons, nil
 }
 
+// reasonsOf reads the policy's reasons, a set (or array) of {type, class, name, action,
+// reason} objects; a field that is missing or not a string reads as "".
+func reasonsOf(v ast.Value) []authz.Reason {
+	var out []authz.Reason
+	add := func(t *ast.Term) {
+		obj, _ := t.Value.(ast.Object)
+		str := func(k string) string {
+			if obj == nil {
+				return ""
+			}
+			if f := obj.Get(ast.InternedTerm(k)); f != nil {
+				if s, ok := f.Value.(ast.String); ok {
+					return string(s)
+				}
+			}
+			return ""
+		}
+		out = append(out, authz.Reason{Type: str("type"), Class: str("class"), Name: str("name"), Action: str("action"), Reason: str("reason")})
+	}
+	switch c := v.(type) {
+	case ast.Set:
+		c.Foreach(add)
+	case *ast.Array:
+		c.Foreach(add)
+	}
+	return out
+}
+
 func compareStrings(a, b string) int {
 	switch {
 	case a < b:
@@ -70,30 +97,4 @@ func compareStrings(a, b string) int {
 		return 1
 	}
 	return 0
-}
-
-// allowedJSON reads allowed from a binding, which comes as JSON values (sets as arrays).
-func allowedJSON(rs rego.ResultSet) (map[grant]struct{}, error) {
-	out := map[grant]struct{}{}
-	if len(rs) == 0 {
-		return out, nil
-	}
-	elems, ok := rs[0].Expressions[0].Value.([]any)
-	if !ok {
-		return nil, fmt.Errorf("%s must be a set, got %T", query, rs[0].Expressions[0].Value)
-	}
-	for _, el := range elems {
-		arr, ok := el.([]any)
-		if !ok || len(arr) != 4 {
-			return nil, fmt.Errorf("%s: element %v is not [type, class, name, action]", query, el)
-		}
-		var g grant
-		for i := range g {
-			if g[i], ok = arr[i].(string); !ok {
-				return nil, fmt.Errorf("%s: element %v is not [type, class, name, action] of strings", query, el)
-			}
-		}
-		out[g] = struct{}{}
-	}
-	return out, nil
 }

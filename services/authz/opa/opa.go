@@ -240,7 +240,8 @@ func prepareWith(ctx context.Context, compiler *ast.Compiler, modules []*ast.Mod
 	if len(compiler.GetRulesExact(ast.MustParseRef(reasonsQuery))) > 0 {
 		// The same compiler and store: one more query over the policy already compiled.
 		eq, err := rego.New(rego.Query("allowed = "+query+"; reasons = "+reasonsQuery), rego.Compiler(compiler), rego.Store(store), acl.builtin(),
-			rego.SetRegoVersion(ast.RegoV1), rego.PrintHook(printHook{logger: logger}), rego.EnablePrintStatements(true)).PrepareForEval(ctx)
+			rego.SetRegoVersion(ast.RegoV1), rego.PrintHook(printHook{logger: logger}), rego.EnablePrintStatements(true),
+			rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil })).PrepareForEval(ctx)
 		if err != nil {
 			return nil, astErrors("compile policy", shown, err)
 		}
