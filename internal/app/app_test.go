@@ -148,7 +148,7 @@ func TestInsecurePlaintextGRPCWarns(t *testing.T) {
 	}
 	cfg.InsecurePlaintextGRPC = true
 	cfg.Authz.Listen = apptest.FreeAddr(t)
-	var logs syncBuffer
+	var logs testutil.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // start, then return at once
 	if err := app.New(cfg, slog.New(slog.NewTextHandler(&logs, nil))).Run(ctx, "authz"); err != nil {
@@ -171,7 +171,7 @@ func TestOldStoreKeyWarns(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Authz.Listen = apptest.FreeAddr(t)
-	var logs syncBuffer
+	var logs testutil.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // start, then return at once
 	if err := app.New(cfg, slog.New(slog.NewTextHandler(&logs, nil))).Run(ctx, "authz"); err != nil {
@@ -180,23 +180,6 @@ func TestOldStoreKeyWarns(t *testing.T) {
 	if !strings.Contains(logs.String(), `level=WARN msg="config: sessions.store is the old name of authn.store`) {
 		t.Fatalf("no warning:\n%s", logs.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Brute-force protection through the whole process: wrong passwords from one client address

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +32,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/internal/grpctls"
 	"github.com/portcullis-dev/portcullis/internal/telemetry"
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 )
 
 // seen is what a handler could observe of a call.
@@ -121,14 +121,14 @@ type pathUnderTest struct {
 	probe *probeHealth
 	reg   *prometheus.Registry
 	spans *tracetest.SpanRecorder
-	logs  *lockedBuffer
+	logs  *testutil.Buffer
 }
 
 // newPath builds a server and a client the way the App does (startServer, dial), with
 // rules that let the gateway call Check only.
 func newPath(t *testing.T, inproc bool) *pathUnderTest {
 	t.Helper()
-	p := &pathUnderTest{probe: &probeHealth{}, reg: prometheus.NewRegistry(), spans: tracetest.NewSpanRecorder(), logs: &lockedBuffer{}}
+	p := &pathUnderTest{probe: &probeHealth{}, reg: prometheus.NewRegistry(), spans: tracetest.NewSpanRecorder(), logs: &testutil.Buffer{}}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(p.spans))
 	prop := propagation.TraceContext{}
 	serverStats := otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(prop))
@@ -315,24 +315,6 @@ func TestInprocMatchesGRPC(t *testing.T) {
 	})
 }
 
-// lockedBuffer is a log's buffer, read while a server may still write to it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // settleWithin is how long settle waits for what a server records after its client returned.
 const settleWithin = 10 * time.Second
 
@@ -437,7 +419,7 @@ func spanShapes(sr *tracetest.SpanRecorder) []string {
 }
 
 // logMessages are the messages and levels logged, in order.
-func logMessages(b *lockedBuffer) []string {
+func logMessages(b *testutil.Buffer) []string {
 	var out []string
 	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
 		if line == "" {

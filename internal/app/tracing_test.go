@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/portcullis-dev/portcullis/internal/telemetry"
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 )
 
 // otlpReceiver is an in-process OTLP/gRPC trace collector that keeps what it is sent.
@@ -69,7 +70,7 @@ func TestTracingSpanTree(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testutil.Buffer
 	a := app.New(cfg, telemetry.NewLogger(&logs, slog.LevelInfo))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -179,7 +180,7 @@ func TestTracingOffByDefault(t *testing.T) {
 	if cfg.Tracing.Enabled() {
 		t.Fatal("tracing is on by default")
 	}
-	var logs syncBuffer
+	var logs testutil.Buffer
 	cfg.Gateway.Listen = "127.0.0.1:0"
 	a := apptest.StartApp(t, app.New(cfg, telemetry.NewLogger(&logs, slog.LevelInfo)), "all")
 	apptest.TokenAndVerify(t, a.GatewayAddr)
