@@ -96,6 +96,32 @@ test_reasons if {
 	{"type": "repository", "class": "", "name": "dockerhub/x", "action": "push", "reason": "dockerhub is a pull-only mirror namespace"} in reasons
 }
 
+# Every reason, each denied action with exactly one: a scope's own reason (anonymous, the
+# catalog, no namespace, no role) for each of its actions, or the action's.
+test_reasons_exactly if {
+	r := req(member("ann", ["payments-devs"]), [
+		repo("payments/api", ["pull", "delete"]),
+		repo("web/site", ["pull", "push"]),
+		repo("dockerhub/x", ["pull", "push"]),
+		repo("solo", ["pull"]),
+		{"type": "registry", "class": "", "name": "catalog", "actions": ["*"]},
+	])
+	reasons := authz.reasons with input as r with data.teams as teams with time.now_ns as september
+	reasons == {
+		{"type": "repository", "class": "", "name": "payments/api", "action": "delete", "reason": "your roles in payments (writer) do not include delete"},
+		{"type": "repository", "class": "", "name": "web/site", "action": "pull", "reason": "you have no role in namespace web (your grant expired at 2026-06-01T00:00:00Z)"},
+		{"type": "repository", "class": "", "name": "web/site", "action": "push", "reason": "you have no role in namespace web (your grant expired at 2026-06-01T00:00:00Z)"},
+		{"type": "repository", "class": "", "name": "dockerhub/x", "action": "push", "reason": "dockerhub is a pull-only mirror namespace"},
+		{"type": "repository", "class": "", "name": "solo", "action": "pull", "reason": "a repository name outside any namespace (no \"/\")"},
+		{"type": "registry", "class": "", "name": "catalog", "action": "*", "reason": "only repositories are granted (the catalog is not)"},
+	}
+	anonymous := authz.reasons with input as req(anon, [repo("payments/api", ["pull"]), repo("dockerhub/x", ["pull"])]) with data.teams as teams with time.now_ns as september
+	anonymous == {
+		{"type": "repository", "class": "", "name": "payments/api", "action": "pull", "reason": "anonymous callers get nothing"},
+		{"type": "repository", "class": "", "name": "dockerhub/x", "action": "pull", "reason": "anonymous callers get nothing"},
+	}
+}
+
 test_shipped_example_data if {
 	r := req(member("x", ["payments-devs"]), [repo("payments/api", ["pull", "push"])])
 	["repository", "", "payments/api", "push"] in authz.allowed with input as r with time.now_ns as march

@@ -60,34 +60,58 @@ func BenchmarkAuthorizeDecisionLog(b *testing.B) {
 	}
 }
 
-// BenchmarkACLDecisionLog is a 5-scope decision of the acl policy at 1,000 rules (make
-// bench's authz row) with the decision log off, on (to a file), and on without the policy's
-// reasons: what the reasons cost apart from writing the line.
-func BenchmarkACLDecisionLog(b *testing.B) {
-	on := true
-	for _, mode := range []string{"off", "on", "on-without-reasons"} {
-		b.Run(mode, func(b *testing.B) {
+// BenchmarkReasonsDecisionLog is a 5-scope decision (make bench's authz requests, nearly all
+// of which deny something) of the policies that give reasons, the acl one at 1,000 rules and
+// the teams one with its shipped data, with the decision log off, on (to a file), and on
+// without the policy's reasons: what the reasons cost apart from writing the line.
+func BenchmarkReasonsDecisionLog(b *testing.B) {
+	on, off := true, false
+	policies := []struct {
+		name string
+		open func(b *testing.B, dl DecisionLogConfig) *engine
+	}{
+		{"acl-1000", func(b *testing.B, dl DecisionLogConfig) *engine {
 			e := aclEngine(b, map[string]any{"acl": opatest.OrgACL(1000)}, prepareACL)
-			if mode != "off" {
-				dl, err := openDecisionLog(context.Background(), DecisionLogConfig{Console: &on, File: filepath.Join(b.TempDir(), "decisions.jsonl")},
-					slog.New(slog.DiscardHandler), e.dropped)
+			if dl.console() {
+				l, err := openDecisionLog(context.Background(), dl, slog.New(slog.DiscardHandler), e.dropped)
 				if err != nil {
 					b.Fatal(err)
 				}
-				defer dl.close(context.Background())
-				e.dlog = dl
-				e.cur.Load().hasReasons = mode == "on"
+				e.dlog = l
 			}
-			reqs := opatest.OrgRequests(1000, 256)
-			ctx := context.Background()
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				if _, err := e.Authorize(ctx, reqs[i%len(reqs)]); err != nil {
-					b.Fatal(err)
+			return e
+		}},
+		{"teams", func(b *testing.B, dl DecisionLogConfig) *engine {
+			a, err := Config{Dir: "../../../deploy/policies/teams", DecisionLogs: dl}.Open(context.Background(), authz.Deps{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return a.(*engine)
+		}},
+	}
+	for _, p := range policies {
+		for _, mode := range []string{"off", "on", "on-without-reasons"} {
+			b.Run(p.name+"/"+mode, func(b *testing.B) {
+				dl := DecisionLogConfig{Console: &off}
+				if mode != "off" {
+					dl = DecisionLogConfig{Console: &on, File: filepath.Join(b.TempDir(), "decisions.jsonl")}
 				}
-				i++
-			}
-		})
+				e := p.open(b, dl)
+				defer e.Close(context.Background())
+				if mode == "on-without-reasons" {
+					e.cur.Load().hasReasons = false
+				}
+				reqs := opatest.OrgRequests(1000, 256)
+				ctx := context.Background()
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					if _, err := e.Authorize(ctx, reqs[i%len(reqs)]); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+			})
+		}
 	}
 }
