@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -576,7 +574,7 @@ func eventually(t *testing.T, what string, cond func() error) {
 // portcullisLogin is a `portcullis login` running in the background, as in a terminal.
 type portcullisLogin struct {
 	uri, code string
-	out       *lockedBuffer
+	out       *testutil.Buffer
 	done      chan struct{} // closed when the process has exited; err is set then
 	err       error
 }
@@ -597,7 +595,7 @@ func startPortcullisLogin(t *testing.T, c *clients, host string) *portcullisLogi
 	cmd := exec.CommandContext(ctx, portcullisBin(t), args...)
 	cmd.Env = append(os.Environ(), c.env...)
 	cmd.WaitDelay = stopTimeout
-	l := &portcullisLogin{out: &lockedBuffer{}, done: make(chan struct{})}
+	l := &portcullisLogin{out: &testutil.Buffer{}, done: make(chan struct{})}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -679,22 +677,4 @@ func (l *portcullisLogin) failed(t *testing.T, want string) {
 	case <-time.After(waitTimeout):
 		t.Fatalf("portcullis login did not end %s after the denial:\n%s", waitTimeout, l.out)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for the writer goroutine and the test.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

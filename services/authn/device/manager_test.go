@@ -1,7 +1,6 @@
 package device
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -22,30 +21,12 @@ type fixture struct {
 	st    *memStore
 	clock *testutil.Clock
 	m     *Manager
-	logs  *syncBuffer
-}
-
-// syncBuffer is a log sink the handlers of concurrent requests may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+	logs  *testutil.Buffer
 }
 
 func newFixture(t *testing.T, o Options) *fixture {
 	t.Helper()
-	f := &fixture{st: newMemStore(), clock: newClock(), logs: &syncBuffer{}}
+	f := &fixture{st: newMemStore(), clock: newClock(), logs: &testutil.Buffer{}}
 	o.Now = f.clock.Now
 	o.Logger = slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f.m = NewManager(f.st, o)

@@ -20,6 +20,7 @@ import (
 	authnv1 "github.com/portcullis-dev/portcullis/proto/portcullis/authn/v1"
 
 	"github.com/portcullis-dev/portcullis/internal/identity"
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 )
 
 // rpcFixture runs the Server on a real gRPC server over bufconn, with one log sink for the
@@ -230,7 +231,7 @@ func TestStatusFor(t *testing.T) {
 		{context.Canceled, codes.Canceled, "", ""},
 		{errors.New("sqlite: disk I/O error"), codes.Internal, "", "internal error"},
 	} {
-		var logs syncBuffer
+		var logs testutil.Buffer
 		log := slog.New(slog.NewJSONHandler(&logs, nil))
 		err := StatusFor(ctx, log, tc.err)
 		wantStatus(t, fmt.Sprintf("StatusFor(%v)", tc.err), err, tc.code, tc.reason)
