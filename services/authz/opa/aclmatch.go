@@ -300,20 +300,23 @@ type aclHolder struct{ m atomic.Pointer[aclMatcher] }
 // undefined when none matches (or no ACL is compiled).
 func (h *aclHolder) builtin() func(*rego.Rego) {
 	return rego.Function1(&rego.Function{Name: aclBuiltinName, Decl: aclBuiltinDecl},
-		func(_ rego.BuiltinContext, a *ast.Term) (*ast.Term, error) {
-			m := h.m.Load()
-			if m == nil {
-				return nil, nil
-			}
-			req, ok := aclRequestOf(a.Value)
-			if !ok {
-				return nil, nil
-			}
-			if j := m.firstMatch(req); j >= 0 {
-				return ast.IntNumberTerm(j), nil
-			}
-			return nil, nil
-		})
+		func(_ rego.BuiltinContext, a *ast.Term) (*ast.Term, error) { return h.firstMatch(a), nil })
+}
+
+// firstMatch is the builtin's answer for request a: the rule's index, or nil (undefined).
+func (h *aclHolder) firstMatch(a *ast.Term) *ast.Term {
+	m := h.m.Load()
+	if m == nil {
+		return nil
+	}
+	req, ok := aclRequestOf(a.Value)
+	if !ok {
+		return nil
+	}
+	if j := m.firstMatch(req); j >= 0 {
+		return ast.IntNumberTerm(j)
+	}
+	return nil
 }
 
 // aclRequestOf reads {account, type, name, service, ip, labels} as the policy passes it.

@@ -37,19 +37,17 @@ func (e *engine) explainWith(ctx context.Context, p *compiled, req authz.Request
 	}
 	// The bindings stay AST terms (the query's GenerateJSON), read as Authorize reads its
 	// result: converting them to Go values cost as much as the reasons themselves.
-	var allowedRS rego.ResultSet
+	var allowed map[grant]struct{}
 	var reasons []authz.Reason
 	if len(rs) > 0 {
 		if v, ok := rs[0].Bindings["allowed"]; ok {
-			allowedRS = rego.ResultSet{{Expressions: []*rego.ExpressionValue{{Value: v}}}}
+			if allowed, err = allowedOf(v); err != nil {
+				return authz.Decision{}, nil, fmt.Errorf("opa: %w", err)
+			}
 		}
 		if t, ok := rs[0].Bindings["reasons"].(*ast.Term); ok {
 			reasons = reasonsOf(t.Value)
 		}
-	}
-	allowed, err := allowedSet(allowedRS)
-	if err != nil {
-		return authz.Decision{}, nil, fmt.Errorf("opa: %w", err)
 	}
 	granted := authz.Grant(req.Requested, func(s scope.Scope, action string) bool {
 		_, ok := allowed[grant{s.Type, s.Class, s.Name, action}]

@@ -34,6 +34,10 @@ const query = "data.portcullis.authz.allowed"
 // action was denied (deploy/policies/README.md).
 const reasonsQuery = "data.portcullis.authz.reasons"
 
+// explainQuery asks for allowed and reasons in one evaluation, so that both see one
+// evaluation's documents.
+const explainQuery = "allowed = " + query + "; reasons = " + reasonsQuery
+
 // Config selects the policy: a directory (Dir), a bundle (Bundle), or, with neither, the
 // shipped default. A directory and a local bundle are watched and reloaded when they
 // change; an HTTP bundle is polled. A policy that fails to load never replaces the one
@@ -215,17 +219,18 @@ func prepareWith(ctx context.Context, compiler *ast.Compiler, modules []*ast.Mod
 			return nil, []error{fmt.Errorf("load data: %w", err)}
 		}
 	}
-	opts := []func(*rego.Rego){
-		rego.Query(query),
+	// Both queries run over this compiler, store and ACL, and keep their results as AST
+	// terms: no JSON conversion per call.
+	shared := []func(*rego.Rego){
 		rego.Compiler(compiler),
 		rego.Store(store),
 		rego.SetRegoVersion(ast.RegoV1),
 		rego.EnablePrintStatements(true),
 		rego.PrintHook(printHook{logger: logger}),
-		// Keep results as AST terms: no JSON conversion per call.
 		rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }),
 		acl.builtin(),
 	}
+	opts := append([]func(*rego.Rego){rego.Query(query)}, shared...)
 	for _, m := range modules {
 		opts = append(opts, rego.ParsedModule(m))
 	}
@@ -238,10 +243,8 @@ func prepareWith(ctx context.Context, compiler *ast.Compiler, modules []*ast.Mod
 	}
 	c := &compiled{query: pq, compiler: compiler, store: store, acl: acl}
 	if len(compiler.GetRulesExact(ast.MustParseRef(reasonsQuery))) > 0 {
-		// The same compiler and store: one more query over the policy already compiled.
-		eq, err := rego.New(rego.Query("allowed = "+query+"; reasons = "+reasonsQuery), rego.Compiler(compiler), rego.Store(store), acl.builtin(),
-			rego.SetRegoVersion(ast.RegoV1), rego.PrintHook(printHook{logger: logger}), rego.EnablePrintStatements(true),
-			rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil })).PrepareForEval(ctx)
+		// One more query over the policy already compiled.
+		eq, err := rego.New(append([]func(*rego.Rego){rego.Query(explainQuery)}, shared...)...).PrepareForEval(ctx)
 		if err != nil {
 			return nil, astErrors("compile policy", shown, err)
 		}
@@ -332,9 +335,14 @@ func allowedSet(rs rego.ResultSet) (map[grant]struct{}, error) {
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		return nil, nil
 	}
-	t, ok := rs[0].Expressions[0].Value.(*ast.Term)
+	return allowedOf(rs[0].Expressions[0].Value)
+}
+
+// allowedOf reads one result value of allowed (an AST term), as allowedSet says.
+func allowedOf(v any) (map[grant]struct{}, error) {
+	t, ok := v.(*ast.Term)
 	if !ok {
-		return nil, fmt.Errorf("%s: unexpected result type %T", query, rs[0].Expressions[0].Value)
+		return nil, fmt.Errorf("%s: unexpected result type %T", query, v)
 	}
 	set, ok := t.Value.(ast.Set)
 	if !ok {
