@@ -92,7 +92,7 @@ reasons contains {"type": s.type, "class": s.class, "name": s.name, "action": a,
 	some i, s in input.scopes
 	some a in s.actions
 	not [s.type, s.class, s.name, a] in allowed
-	why := denial(i, a)
+	why := denial(i, s, a)
 }
 
 # Why a denied action is denied: its scope's own reason when the scope alone decides (then it
@@ -100,17 +100,17 @@ reasons contains {"type": s.type, "class": s.class, "name": s.name, "action": a,
 # out once per scope: as functions of each denied action, the reasons walked the caller's roles
 # and grants again for every action, which made a decision logged with its reasons cost five
 # times one without.
-denial(i, _) := scope_denial[i]
+denial(i, _, _) := scope_denial[i]
 
-denial(i, a) := sprintf("%s is a pull-only mirror namespace", [namespace(input.scopes[i].name)]) if {
+denial(i, s, a) := sprintf("%s is a pull-only mirror namespace", [namespace(s.name)]) if {
 	not scope_denial[i]
-	namespace(input.scopes[i].name) in data.teams.mirrors
+	namespace(s.name) in data.teams.mirrors
 	a != "pull"
 }
 
-denial(i, a) := sprintf("your roles in %s (%s) do not include %s", [namespace(input.scopes[i].name), concat(", ", sort(reason_roles[i])), a]) if {
+denial(i, s, a) := sprintf("your roles in %s (%s) do not include %s", [namespace(s.name), concat(", ", sort(reason_roles[i])), a]) if {
 	not scope_denial[i]
-	not namespace(input.scopes[i].name) in data.teams.mirrors
+	not namespace(s.name) in data.teams.mirrors
 }
 
 scope_denial := {i: why | some i, s in input.scopes; why := scope_reason(i, s)}
