@@ -1,7 +1,7 @@
 package app_test
 
 import (
-	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +15,7 @@ import (
 	"github.com/portcullis-dev/portcullis/internal/app"
 	"github.com/portcullis-dev/portcullis/internal/config"
 	"github.com/portcullis-dev/portcullis/internal/testenv/apptest"
+	"github.com/portcullis-dev/portcullis/internal/testutil"
 )
 
 // BenchmarkAllInOneToken is one warm Basic token (one scope) through the whole all-in-one
@@ -34,24 +35,8 @@ func BenchmarkAllInOneRefresh(b *testing.B) {
 	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	b.Cleanup(c.CloseIdleConnections)
 	base := "http://" + a.GatewayAddr + "/token"
-	login, err := http.NewRequest(http.MethodGet, base+"?service=registry.local&offline_token=true&client_id=bench", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	login.SetBasicAuth("alice", "alice")
-	resp, err := c.Do(login)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var answer struct {
-		RefreshToken string `json:"refresh_token"`
-	}
-	err = json.NewDecoder(resp.Body).Decode(&answer)
-	resp.Body.Close()
-	if err != nil || answer.RefreshToken == "" {
-		b.Fatalf("offline login: %d, %v", resp.StatusCode, err)
-	}
-	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {answer.RefreshToken}, "client_id": {"bench"},
+	refreshToken := apptest.OfflineLogin(b, a.GatewayAddr, "alice", "alice")
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}, "client_id": {"bench"},
 		"service": {"registry.local"}, "scope": {"repository:alice/app:pull"}}.Encode()
 	token := func() {
 		resp, err := c.Post(base, "application/x-www-form-urlencoded", strings.NewReader(form))
@@ -121,19 +106,18 @@ func benchTokens(b *testing.B, addr string, keepAlive bool) {
 	}
 	// Split, the gateway is ready before its connections to the services are (much before,
 	// under callgrind): wait for the first token.
-	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+	testutil.WaitFor(b, 2*time.Minute, 50*time.Millisecond, "the first token", func() error {
 		resp, err := c.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("no token within 2 minutes: %v", err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("token: %d", resp.StatusCode)
 		}
-	}
+		return nil
+	})
 	for range 20 {
 		token()
 	}

@@ -277,10 +277,12 @@ func TestInprocMatchesGRPC(t *testing.T) {
 	// the comparisons wait for the two paths to agree, and report the difference if they
 	// still do not after settleWithin.
 	t.Run("metrics", func(t *testing.T) {
-		var g, in string
-		if !settle(func() bool { g, in = gathered(t, paths[false].reg), gathered(t, paths[true].reg); return g == in }) {
-			t.Errorf("metrics differ:\n gRPC:   %s\n inproc: %s", g, in)
-		}
+		testutil.WaitFor(t, settleWithin, settleEvery, "the metrics to agree", func() error {
+			if g, in := gathered(t, paths[false].reg), gathered(t, paths[true].reg); g != in {
+				return fmt.Errorf("metrics differ:\n gRPC:   %s\n inproc: %s", g, in)
+			}
+			return nil
+		})
 	})
 	t.Run("spans", func(t *testing.T) {
 		// A call the server refuses before any handler (unknown or malformed method)
@@ -289,46 +291,36 @@ func TestInprocMatchesGRPC(t *testing.T) {
 		refused := func(s string) bool {
 			return strings.HasPrefix(s, "grpc.health.v1.Health/Nope ") || strings.HasPrefix(s, "no.Such/") || strings.HasPrefix(s, "nothing ")
 		}
-		var g, in []string
-		agree := settle(func() bool {
-			g, in = spanShapes(paths[false].spans), spanShapes(paths[true].spans)
-			g, in = slices.DeleteFunc(g, refused), slices.DeleteFunc(in, refused)
-			return slices.Equal(g, in)
+		testutil.WaitFor(t, settleWithin, settleEvery, "the spans to agree", func() error {
+			g := slices.DeleteFunc(spanShapes(paths[false].spans), refused)
+			in := slices.DeleteFunc(spanShapes(paths[true].spans), refused)
+			if !slices.Equal(g, in) {
+				return fmt.Errorf("spans differ:\n only gRPC:   %q\n only inproc: %q", missing(g, in), missing(in, g))
+			}
+			return nil
 		})
 		for _, s := range spanShapes(paths[true].spans) {
 			if refused(s) && (!strings.Contains(s, " client Error ") || !strings.Contains(s, "rpc.response.status_code=UNIMPLEMENTED")) {
 				t.Errorf("in-process span of a refused call: %s", s)
 			}
 		}
-		if !agree {
-			t.Errorf("spans differ:\n only gRPC:   %q\n only inproc: %q", missing(g, in), missing(in, g))
-		}
 	})
 	t.Run("logs", func(t *testing.T) {
-		var g, in []string
-		if !settle(func() bool {
-			g, in = logMessages(paths[false].logs), logMessages(paths[true].logs)
-			return slices.Equal(g, in)
-		}) {
-			t.Errorf("log lines differ:\n gRPC:   %q\n inproc: %q", g, in)
-		}
+		testutil.WaitFor(t, settleWithin, settleEvery, "the log lines to agree", func() error {
+			if g, in := logMessages(paths[false].logs), logMessages(paths[true].logs); !slices.Equal(g, in) {
+				return fmt.Errorf("log lines differ:\n gRPC:   %q\n inproc: %q", g, in)
+			}
+			return nil
+		})
 	})
 }
 
-// settleWithin is how long settle waits for what a server records after its client returned.
-const settleWithin = 10 * time.Second
-
-// settle says whether agree holds now or comes to within settleWithin.
-func settle(agree func() bool) bool {
-	for deadline := time.Now().Add(settleWithin); ; time.Sleep(10 * time.Millisecond) {
-		if agree() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-	}
-}
+// How long and how often the comparisons poll what a server records after its client
+// returned.
+const (
+	settleWithin = 10 * time.Second
+	settleEvery  = 10 * time.Millisecond
+)
 
 func TestInprocNoStreams(t *testing.T) {
 	c := newInprocConn(inprocAuthority, nil, nil, nil, nil)

@@ -265,7 +265,7 @@ func CallAuthenticate(cc *grpc.ClientConn, opts ...grpc.CallOption) codes.Code {
 
 // OfflineLogin is docker login: GET /token?offline_token=true with Basic; it returns the
 // refresh token of the answer.
-func OfflineLogin(t *testing.T, gw, user, pass string) string {
+func OfflineLogin(t testing.TB, gw, user, pass string) string {
 	t.Helper()
 	req, _ := http.NewRequest("GET", "http://"+gw+"/token?service=registry.local&offline_token=true&client_id=docker&account="+user, nil)
 	req.SetBasicAuth(user, pass)
@@ -294,7 +294,7 @@ func Refresh(t *testing.T, gw, rt string) (int, map[string]any) {
 	return status, m
 }
 
-func Send(t *testing.T, req *http.Request) (int, []byte) {
+func Send(t testing.TB, req *http.Request) (int, []byte) {
 	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
